@@ -1,0 +1,300 @@
+"""The ``tunecb`` command: ``search`` and ``report``. The only module that prints.
+
+>>> main(["report", "results/digits", "--top", "5"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from tunecb import __version__
+from tunecb.errors import TunecbError
+
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit 2) like every other tunecb error."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser = _Parser(
+        prog="tunecb",
+        description="Hyperparameter search for Keras models: Optuna studies of Keras fits "
+        "with pruning, early stopping, best checkpoints and a ranked report.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"tunecb {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{search,report}", parser_class=_Parser)
+
+    search = sub.add_parser(
+        "search",
+        parents=[common],
+        help="run (or continue) the search a study file declares",
+        description="Run the Optuna study a study file declares; flags override the file. "
+        "Running it again continues the study up to --n-trials trials.",
+    )
+    search.add_argument("study_file", metavar="STUDY.py", help="the study file")
+    search.add_argument("--n-trials", type=_positive_int, help="trials the study should hold")
+    search.add_argument("--timeout", type=_positive_float, help="seconds; no trial starts after")
+    search.add_argument("--epochs", type=_positive_int, help="epoch budget of every trial")
+    search.add_argument("--batch-size", type=_positive_int, help="fit batch size")
+    search.add_argument("--study-name", help="study name (default: the file's stem)")
+    search.add_argument("--storage", metavar="URL", help="any Optuna storage URL or .journal path")
+    search.add_argument("--results", metavar="DIR", help="results folder (default: results)")
+    search.add_argument("--seed", type=_non_negative_int, help="seed of the sampler and trials")
+    search.add_argument("--sampler", help="tpe, random, cmaes, qmc, gp, nsgaii or bruteforce")
+    search.add_argument("--pruner", help="median, successive_halving, hyperband or none")
+    search.add_argument("--monitor", help="metric to optimise, e.g. val_accuracy")
+    search.add_argument("--direction", help="maximize, minimize or auto")
+    search.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras fit verbosity")
+
+    report = sub.add_parser(
+        "report",
+        parents=[common],
+        help="show a study's trials ranked by the objective",
+        description="Rank the trials of a study. Works on a results folder, or on any "
+        "Optuna study with --storage URL --study-name NAME.",
+    )
+    report.add_argument("path", nargs="?", metavar="RESULTS_DIR", help="e.g. results/digits")
+    report.add_argument("--storage", metavar="URL", help="Optuna storage URL")
+    report.add_argument("--study-name", help="study in the storage")
+    report.add_argument("--top", type=_positive_int, metavar="K", help="only the K best trials")
+    report.add_argument(
+        "--format", default="table", choices=("table", "csv", "markdown", "json"), help="output"
+    )
+    report.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or "--debug" in argv
+    _setup_logging(debug)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "search":
+            return _search(args)
+        return _report(args)
+    except TunecbError as exc:
+        if debug:
+            traceback.print_exc()
+        _err(f"tunecb {args.command}: error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err(
+            "\ntunecb: interrupted; finished trials and checkpoints are kept. "
+            "Run the same command again to continue the study."
+        )
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug of ours or of a library: say so, in one line
+        if debug:
+            traceback.print_exc()
+        _err(
+            f"tunecb {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for the traceback)"
+        )
+        return 1
+
+
+def _search(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the study file imports TF
+    from tunecb.config import resolve
+    from tunecb.search import run_search
+    from tunecb.study import load_study_file
+
+    loaded = load_study_file(args.study_file)
+    overrides = {
+        "n_trials": args.n_trials,
+        "timeout": args.timeout,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "name": args.study_name,
+        "storage": args.storage,
+        "results": args.results,
+        "seed": args.seed,
+        "sampler": args.sampler,
+        "pruner": args.pruner,
+        "monitor": args.monitor,
+        "direction": args.direction,
+        "verbose": args.verbose,
+    }
+    settings = resolve(
+        loaded.study.settings,
+        overrides,
+        default_name=loaded.default_name,
+        study_path=loaded.path,
+    )
+    printer = _SearchPrinter()
+    summary = run_search(loaded, settings, printer)
+    printer.summary(summary)
+    return 0
+
+
+class _SearchPrinter:
+    """Turns search events into terminal lines."""
+
+    def __call__(self, event: object) -> None:
+        from tunecb.search import Start, TrialDone
+
+        if isinstance(event, Start):
+            self.start(event)
+        elif isinstance(event, TrialDone):
+            self.trial(event)
+
+    def start(self, e: Any) -> None:
+        self.monitor = e.monitor
+        budget = f"{e.n_trials} trials" if e.n_trials else "no trial limit"
+        if e.created:
+            _out(
+                f"created study {e.name!r} ({e.monitor}, {e.direction}) in {e.storage}; "
+                f"budget {budget}"
+            )
+        else:
+            best = (
+                f", best {e.monitor} {_fmt(e.best_value)} (trial {e.best_number})"
+                if e.best_number is not None
+                else ""
+            )
+            _out(f"continuing study {e.name!r}: {e.done} trials done{best}; budget {budget}")
+            if e.n_trials is not None and e.done >= e.n_trials:
+                _out(f"nothing to run: raise --n-trials above {e.done} to run more trials")
+        for note in e.notes:
+            _out(f"note: {note}")
+
+    def trial(self, e: Any) -> None:
+        o = e.outcome
+        best = f"best {_fmt(e.best_value)} (#{e.best_number})" if e.best_number is not None else ""
+        total = f"/{e.n_trials}" if e.n_trials else ""
+        line = (
+            f"[{e.done}{total}] trial {o.number:>3}  {o.state:<8}  {self.monitor} "
+            f"{_fmt(o.value):>8}  {best:<18}  epochs {o.epochs_run:>3}/{e.epochs} "
+            f"{o.stop_reason:<13} {o.duration_s:7.1f}s"
+        )
+        if o.error:
+            line += f"  {o.error}"
+        _out(line)
+
+    def summary(self, s: Any) -> None:
+        ran = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.ran.items())) or "none"
+        stop = " (timeout reached)" if s.stopped_by == "timeout" else ""
+        _out(f"\nsearch done in {_duration(s.elapsed_s)}{stop}: this run {ran}; study {s.done} trials")
+        if s.best:
+            b = s.best
+            _out(
+                f"best: trial {b['number']}, {s.monitor} {_fmt(b['value'])} at epoch "
+                f"{b['best_epoch']}, params {b['params']}"
+            )
+            if b["checkpoint"]:
+                _out(f"best model: {b['checkpoint']}")
+        _out(f"report: tunecb report {s.study_dir}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tunecb.render import render
+    from tunecb.reporting import columns, study_records
+
+    if args.path is None and args.storage is None:
+        raise TunecbError("give a results folder (e.g. results/digits) or --storage URL")
+    result = study_records(args.path, storage=args.storage, study_name=args.study_name)
+    records = result.records[: args.top] if args.top else result.records
+    text = render(records, args.format, columns(result.records))
+    if args.output:
+        from tunecb.results import atomic_write_text
+
+        target = Path(args.output)
+        try:
+            atomic_write_text(target, text + "\n")
+        except OSError as exc:
+            raise TunecbError(
+                f"--output {args.output!r}: cannot write ({exc.strerror or exc}); "
+                "pass a writable file path"
+            ) from exc
+        _err(f"wrote {len(records)} trials of study {result.name!r} to {target}")
+        return 0
+    if args.format == "table":
+        states: dict[str, int] = {}
+        for r in result.records:
+            states[r["state"]] = states.get(r["state"], 0) + 1
+        counts = ", ".join(f"{n} {k.lower()}" for k, n in states.items())
+        metric = result.monitor or "value"
+        _out(f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}")
+    _out(text)
+    return 0
+
+
+def _setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tunecb: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("tunecb")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False
+    import optuna  # every command uses it; 0.2 s
+
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+def _out(text: str) -> None:
+    print(text, flush=True)
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,86 @@
+"""The data a study's data function returns, checked once and turned into ``fit`` arguments.
+
+The data function returns ``(train, validation)``. Each part is either a tuple
+``(x, y)`` / ``(x, y, sample_weight)`` of arrays, or something Keras iterates itself
+(a ``tf.data.Dataset``, a ``keras.utils.PyDataset``); ``validation`` may be ``None``.
+
+>>> import numpy as np
+>>> d = Data.from_return(((np.zeros((4, 2)), np.zeros(4)), None), "load()")
+>>> sorted(d.fit_arguments(batch_size=2))
+['batch_size', 'x', 'y']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tunecb.errors import StudyFileError
+
+
+@dataclass(frozen=True)
+class Data:
+    train: Any
+    validation: Any
+
+    @classmethod
+    def from_return(cls, value: Any, where: str) -> Data:
+        """Check what the data function returned; ``where`` names it in errors."""
+        if not isinstance(value, tuple | list) or len(value) != 2:
+            raise StudyFileError(
+                f"{where} returned {_describe(value)}; return (train, validation), "
+                "e.g. ((x_train, y_train), (x_val, y_val))"
+            )
+        train, validation = value
+        for part, name, optional in ((train, "train", False), (validation, "validation", True)):
+            if part is None and optional:
+                continue
+            if isinstance(part, tuple | list):
+                if len(part) not in (2, 3):
+                    raise StudyFileError(
+                        f"{where} returned a {name} tuple of {len(part)} items; "
+                        "use (x, y) or (x, y, sample_weight)"
+                    )
+            elif part is None or isinstance(part, str | bytes | int | float):
+                raise StudyFileError(
+                    f"{where} returned {_describe(part)} as {name} data; "
+                    "use (x, y) arrays or a tf.data.Dataset"
+                )
+        return cls(train=tuple(train) if isinstance(train, list) else train, validation=validation)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.validation is not None
+
+    def fit_arguments(self, batch_size: int | None) -> dict[str, Any]:
+        """``x``, ``y``, ``sample_weight``, ``batch_size`` and ``validation_data`` for fit."""
+        args: dict[str, Any] = {}
+        if isinstance(self.train, tuple):
+            args["x"], args["y"] = self.train[0], self.train[1]
+            if len(self.train) == 3:
+                args["sample_weight"] = self.train[2]
+            if batch_size is not None:
+                args["batch_size"] = batch_size
+        else:  # a dataset batches itself
+            args["x"] = self.train
+        if self.validation is not None:
+            args["validation_data"] = (
+                tuple(self.validation) if isinstance(self.validation, list) else self.validation
+            )
+        return args
+
+    def evaluate_arguments(self, batch_size: int | None) -> dict[str, Any]:
+        """Arguments for ``model.evaluate`` on the validation data, as ``fit`` used it."""
+        v = self.validation
+        if isinstance(v, tuple | list):
+            args = {"x": v[0], "y": v[1], "batch_size": batch_size}
+            if len(v) == 3:
+                args["sample_weight"] = v[2]
+            return args
+        return {"x": v}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return type(value).__name__

@@ -1,0 +1,47 @@
+"""Errors tunecb raises on purpose.
+
+Two kinds, as in KerasTuner: a :class:`TunecbError` stops the whole search (bad input,
+a broken study file, a storage that cannot be reached); an exception raised by the
+user's code inside one trial only fails that trial.
+"""
+
+from __future__ import annotations
+
+
+class TunecbError(Exception):
+    """Base class: a problem the user can fix. The CLI prints it as one line.
+
+    ``exit_code`` is what ``tunecb`` exits with (2: bad input).
+    """
+
+    exit_code = 2
+
+
+class StudyFileError(TunecbError):
+    """The study file is missing, does not import, or declares no usable study."""
+
+
+class ConfigError(TunecbError):
+    """A setting (study file field or CLI flag) has an invalid value."""
+
+
+class ModelError(TunecbError):
+    """The model builder returned something that cannot be trained."""
+
+
+class MonitorError(TunecbError):
+    """The monitored metric is not among the metrics the model logs."""
+
+
+class StorageError(TunecbError):
+    """The Optuna storage or the study in it cannot be opened."""
+
+
+class ResultsError(TunecbError):
+    """The results folder cannot be written or read."""
+
+
+class SearchFailed(TunecbError):
+    """The search stopped because its trials keep failing."""
+
+    exit_code = 1

@@ -1,0 +1,156 @@
+"""The results folder: the one module that knows where files go, and writes them atomically.
+
+::
+
+    results/<study>/
+        optuna.journal            the embedded Optuna storage (unless --storage is given)
+        study.json                what the report needs without the study file
+        trials/<number>/best.keras    the best epoch's model, self-contained
+        trials/<number>/history.csv   one row per epoch, with the learning rate
+        trials/<number>/trial.json    the trial's metadata
+
+>>> d = StudyDir(Path("results/digits"))
+>>> d.checkpoint(7).as_posix(), d.relative(d.checkpoint(7))
+('results/digits/trials/7/best.keras', 'trials/7/best.keras')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunecb.errors import ResultsError
+
+CHECKPOINT = "best.keras"
+HISTORY = "history.csv"
+TRIAL_JSON = "trial.json"
+STUDY_JSON = "study.json"
+
+
+@dataclass(frozen=True)
+class StudyDir:
+    """Paths of one study's results folder."""
+
+    root: Path
+
+    @property
+    def trials(self) -> Path:
+        return self.root / "trials"
+
+    @property
+    def study_json(self) -> Path:
+        return self.root / STUDY_JSON
+
+    def trial_dir(self, number: int) -> Path:
+        return self.trials / str(number)
+
+    def checkpoint(self, number: int) -> Path:
+        return self.trial_dir(number) / CHECKPOINT
+
+    def history(self, number: int) -> Path:
+        return self.trial_dir(number) / HISTORY
+
+    def trial_json(self, number: int) -> Path:
+        return self.trial_dir(number) / TRIAL_JSON
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the study folder, so the folder can move."""
+        return path.relative_to(self.root).as_posix()
+
+    def has_trials(self) -> bool:
+        return self.trials.is_dir() and any(self.trials.iterdir())
+
+    def prepare(self) -> None:
+        """Create the folder and prove it is writable, or raise :class:`ResultsError`."""
+        try:
+            self.trials.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-test-"):
+                pass
+        except OSError as exc:
+            raise ResultsError(
+                f"--results: cannot write {str(self.root)!r} ({exc.strerror or exc}); "
+                "pass a writable folder with --results DIR"
+            ) from exc
+
+    def reset_trial(self, number: int) -> Path:
+        """An empty folder for trial ``number`` (files of an earlier attempt removed)."""
+        folder = self.trial_dir(number)
+        folder.mkdir(parents=True, exist_ok=True)
+        for child in folder.iterdir():
+            if child.is_file():
+                child.unlink()
+        return folder
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> None:
+    """Write ``path`` through ``write(tmp)`` on a temporary file in the same folder, then
+    fsync and rename it into place: a crash leaves either the old file or the new one.
+
+    >>> atomic_write(Path(tempfile.mkdtemp()) / "a.txt", lambda p: p.write_text("hi"))
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically; non-finite floats become ``null``."""
+    atomic_write_text(path, json.dumps(finite(data), indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or ``None`` when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def finite(data: Any) -> Any:
+    """``data`` with NaN and infinities replaced by ``None`` (strict JSON has neither)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return data
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,274 @@
+"""Create or continue a study, load the data once, and run trials until the budget is spent.
+
+The library side of ``tunecb search``: it reports what happens through ``on_event``
+(the CLI prints) and raises :class:`TunecbError` for problems the user must fix.
+
+Example::
+
+    loaded = load_study_file("studies/digits.py")
+    settings = resolve(loaded.study.settings, {}, default_name=loaded.default_name)
+    summary = run_search(loaded, settings)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tunecb import __version__
+from tunecb.config import Settings
+from tunecb.data import Data
+from tunecb.errors import ConfigError, SearchFailed, StorageError, StudyFileError
+from tunecb.results import StudyDir, read_json, write_json
+from tunecb.storage import open_storage, redact
+from tunecb.strategies import make_pruner, make_sampler
+from tunecb.study import LoadedStudy
+
+log = logging.getLogger("tunecb")
+
+FAIL_FAST = 5  # the search stops when its first this-many trials all fail
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass
+class Start:
+    """Sent once before the first trial."""
+
+    name: str
+    storage: str
+    study_dir: str
+    created: bool
+    done: int
+    best_value: float | None
+    best_number: int | None
+    n_trials: int | None
+    monitor: str
+    direction: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrialDone:
+    """Sent after each trial: its outcome and the study's best so far."""
+
+    outcome: Any  # tunecb.trial.TrialOutcome
+    best_value: float | None
+    best_number: int | None
+    epochs: int
+    done: int
+    n_trials: int | None
+
+
+@dataclass
+class Summary:
+    """The end of a search."""
+
+    name: str
+    study_dir: str
+    elapsed_s: float
+    ran: dict[str, int]
+    done: int
+    stopped_by: str
+    best: dict[str, Any] | None
+    monitor: str
+    direction: str
+
+
+Listener = Callable[[object], None]
+
+
+def run_search(
+    loaded: LoadedStudy, settings: Settings, on_event: Listener | None = None
+) -> Summary:
+    """Run the search ``settings`` describe; see the module docstring."""
+    emit = on_event or (lambda event: None)
+    started = time.perf_counter()
+    study_dir = StudyDir(settings.results / settings.name)
+    study_dir.prepare()
+    study, created, notes = open_study(loaded, settings, study_dir)
+
+    done = _count_finished(study)
+    best = _best(study)
+    emit(Start(
+        name=settings.name, storage=redact(settings.storage) if settings.storage else str(
+            study_dir.root / "optuna.journal"), study_dir=str(study_dir.root), created=created,
+        done=done, best_value=best[0], best_number=best[1], n_trials=settings.n_trials,
+        monitor=settings.monitor, direction=settings.direction, notes=notes,
+    ))  # fmt: skip
+
+    ran: Counter[str] = Counter()
+    stopped_by = "n_trials"
+    if _budget_left(settings, done):
+        data = load_data(loaded, settings)
+        from tunecb.trial import FAIL, TrialRunner  # imports Keras: only when training
+
+        runner = TrialRunner(loaded, settings, study_dir, data)
+        while _budget_left(settings, done):
+            if settings.timeout is not None and time.perf_counter() - started >= settings.timeout:
+                stopped_by = "timeout"
+                break
+            trial = study.ask()
+            try:
+                outcome = runner.run(trial)
+            except KeyboardInterrupt:
+                _tell_interrupted(study, trial)
+                raise
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            _tell(study, trial, outcome)
+            ran[outcome.state] += 1
+            done += 1
+            best = _best(study)
+            emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
+            if ran[FAIL] == FAIL_FAST == sum(ran.values()):
+                raise SearchFailed(
+                    f"the first {FAIL_FAST} trials all failed; the last one "
+                    f"(trial {outcome.number}) with: {outcome.error}. "
+                    f"See {study_dir.trial_json(outcome.number)}"
+                )
+    best_trial = _best_record(study, study_dir)
+    return Summary(
+        name=settings.name, study_dir=str(study_dir.root),
+        elapsed_s=time.perf_counter() - started, ran=dict(ran), done=done,
+        stopped_by=stopped_by, best=best_trial, monitor=settings.monitor,
+        direction=settings.direction,
+    )  # fmt: skip
+
+
+def open_study(
+    loaded: LoadedStudy, settings: Settings, study_dir: StudyDir
+) -> tuple[optuna.Study, bool, list[str]]:
+    """Create the study, or load it and check it still matches the study file."""
+    storage = open_storage(settings.storage, study_dir.root)
+    shown = redact(settings.storage) if settings.storage else str(study_dir.root)
+    try:
+        existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    except Exception as exc:
+        raise StorageError(f"storage {shown!r}: cannot list studies: {exc}") from exc
+    sampler = make_sampler(settings.sampler, settings.seed)
+    pruner = make_pruner(settings.pruner, settings.epochs)
+    notes: list[str] = []
+    if settings.name in existing:
+        summary = existing[settings.name]
+        old_direction = summary.direction.name.lower()
+        old_monitor = summary.user_attrs.get("monitor", settings.monitor)
+        if old_direction != settings.direction or old_monitor != settings.monitor:
+            raise ConfigError(
+                f"study {settings.name!r} in {shown!r} optimises {old_monitor} ({old_direction}); "
+                f"the study now says {settings.monitor} ({settings.direction}). "
+                "Use --study-name NEW for a new study, or restore the old monitor"
+            )
+        study = optuna.load_study(
+            study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
+        )
+        old_sha = summary.user_attrs.get("study_sha256")
+        if old_sha and old_sha != loaded.sha256:
+            notes.append(f"the study file {loaded.path} changed since the study began")
+        return study, False, notes
+    if study_dir.has_trials():
+        raise ConfigError(
+            f"{study_dir.trials} holds trials of an earlier run, but storage {shown!r} has no "
+            f"study {settings.name!r}; delete that folder, or pass another --study-name or --results"
+        )
+    study = optuna.create_study(
+        storage=storage, study_name=settings.name, direction=settings.direction,
+        sampler=sampler, pruner=pruner,
+    )  # fmt: skip
+    for key, value in {
+        "monitor": settings.monitor,
+        "epochs": settings.epochs,
+        "study_sha256": loaded.sha256,
+        "study_file": str(loaded.path),
+        "tunecb_version": __version__,
+    }.items():
+        study.set_user_attr(key, value)
+    write_json(
+        study_dir.study_json,
+        {
+            "name": settings.name,
+            "monitor": settings.monitor,
+            "direction": settings.direction,
+            "epochs": settings.epochs,
+            "storage": redact(settings.storage) if settings.storage else None,
+            "study_file": str(loaded.path),
+            "tunecb_version": __version__,
+        },
+    )
+    return study, True, notes
+
+
+def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
+    """Call the study's data function once and check what it returned."""
+    fn = loaded.study.data_fn
+    where = f"the data function {getattr(fn, '__name__', 'data')}() in {loaded.path}"
+    try:
+        value = fn()
+    except Exception as exc:
+        raise StudyFileError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+    data = Data.from_return(value, where)
+    if settings.monitor.startswith("val_") and not data.has_validation:
+        raise ConfigError(
+            f"monitor {settings.monitor!r} needs validation data, but {where} returned "
+            "None for it; return (train, validation) or monitor a training metric"
+        )
+    return data
+
+
+def stored_settings(study_dir: StudyDir) -> dict[str, Any]:
+    """What ``study.json`` says about the study (empty when tunecb did not create it)."""
+    return read_json(study_dir.study_json) or {}
+
+
+def _budget_left(settings: Settings, done: int) -> bool:
+    return settings.n_trials is None or done < settings.n_trials
+
+
+def _count_finished(study: optuna.Study) -> int:
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    return sum(1 for t in trials if t.user_attrs.get("stop_reason") != "interrupted")
+
+
+def _best(study: optuna.Study) -> tuple[float | None, int | None]:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None, None
+    return best.value, best.number
+
+
+def _best_record(study: optuna.Study, study_dir: StudyDir) -> dict[str, Any] | None:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    checkpoint = best.user_attrs.get("checkpoint")
+    return {
+        "number": best.number,
+        "value": best.value,
+        "best_epoch": best.user_attrs.get("best_epoch"),
+        "params": best.params,
+        "checkpoint": str(study_dir.root / checkpoint) if checkpoint else None,
+    }
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Any) -> None:
+    if outcome.state == "COMPLETE":
+        study.tell(trial, outcome.value)
+    elif outcome.state == "PRUNED":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def _tell_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    trial.set_user_attr("stop_reason", "interrupted")
+    trial.set_user_attr("error", "interrupted by the user (SIGINT)")
+    study.tell(trial, state=TrialState.FAIL)

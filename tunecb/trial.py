@@ -1,0 +1,226 @@
+"""Run one trial: seed, build, fit with our callbacks, classify the outcome, record it.
+
+The only module that trains. The search hands it an ``optuna.Trial`` and gets back a
+:class:`TrialOutcome`; telling Optuna is the search's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import keras
+import optuna
+
+from tunecb import __version__, schedules
+from tunecb.callbacks import make_callbacks
+from tunecb.config import Settings
+from tunecb.data import Data
+from tunecb.errors import ConfigError, ModelError, TunecbError
+from tunecb.results import StudyDir, write_json
+from tunecb.study import LoadedStudy
+
+log = logging.getLogger("tunecb")
+
+COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial did: the Optuna state to tell and the metadata to keep."""
+
+    number: int
+    state: str
+    value: float | None
+    best_epoch: int | None
+    epochs_run: int
+    stop_reason: str
+    error: str | None
+    checkpoint: str | None
+    duration_s: float
+    n_params: int | None
+    seed: int
+    lr_schedule: str
+
+    def attrs(self) -> dict[str, Any]:
+        """The metadata stored as Optuna user attributes."""
+        data = asdict(self)
+        for key in ("number", "state"):
+            data.pop(key)
+        data["best_value"] = data.pop("value")  # Optuna's value of a PRUNED trial is its last
+        return data
+
+
+def trial_seed(study_seed: int | None, number: int) -> int:
+    """The Keras seed of trial ``number``: fixed by the study seed, else fresh.
+
+    >>> trial_seed(0, 3) == trial_seed(0, 3) != trial_seed(1, 3)
+    True
+    """
+    if study_seed is None:
+        import secrets
+
+        return secrets.randbelow(2**31)
+    return (study_seed * 1_000_003 + number * 7_919) % (2**31 - 1)
+
+
+_VERSIONS: dict[str, str] = {}
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shaped a trial."""
+    if not _VERSIONS:
+        import tensorflow as tf
+
+        _VERSIONS.update(
+            tensorflow=tf.__version__,
+            keras=keras.__version__,
+            optuna=optuna.__version__,
+            tunecb=__version__,
+        )
+    return dict(_VERSIONS)
+
+
+class TrialRunner:
+    """Runs trials of one study in this process, with data loaded once.
+
+    Example::
+
+        runner = TrialRunner(loaded, settings, StudyDir(path), Data.load(loaded))
+        outcome = runner.run(study.ask())
+    """
+
+    def __init__(
+        self, loaded: LoadedStudy, settings: Settings, study_dir: StudyDir, data: Data
+    ) -> None:
+        self.loaded = loaded
+        self.settings = settings
+        self.study_dir = study_dir
+        self.data = data
+
+    def run(self, trial: optuna.Trial) -> TrialOutcome:
+        """Train one trial. Raises :class:`TunecbError` (after recording the trial) when
+        the study itself is broken; any other error only fails this trial."""
+        s = self.settings
+        number = trial.number
+        start = time.perf_counter()
+        seed = trial_seed(s.seed, number)
+        folder = self.study_dir.reset_trial(number)
+        keras.backend.clear_session(free_memory=False)
+        keras.utils.set_random_seed(seed)
+
+        schedule = s.lr_schedule
+        if isinstance(schedule, schedules.Searched):
+            name = trial.suggest_categorical("lr_schedule", list(schedule.choices))
+            schedule = schedules.parse_schedule(name)
+
+        outcome = dict(
+            number=number, value=None, best_epoch=None, epochs_run=0, error=None,
+            checkpoint=None, n_params=None, seed=seed, lr_schedule=schedule.name,
+        )  # fmt: skip
+        cbs = None
+        fatal: BaseException | None = None
+        try:
+            model = self._build(trial)
+            outcome["n_params"] = int(model.count_params())
+            user = self._user_callbacks(trial)
+            cbs = make_callbacks(
+                trial, s, schedule, self.study_dir.checkpoint(number),
+                self.study_dir.history(number), user,
+            )  # fmt: skip
+            model.fit(
+                **self.data.fit_arguments(s.batch_size),
+                epochs=s.epochs,
+                callbacks=cbs.as_list(),
+                verbose=s.verbose,
+                **s.fit_kwargs,
+            )
+            reason = cbs.stop_reason(s.epochs)
+            state = {"nan": FAIL, "pruned": PRUNED}.get(reason, COMPLETE)
+            if reason == "nan":
+                outcome["error"] = (
+                    f"non-finite loss or {s.monitor} at epoch {cbs.watch.non_finite_epoch}"
+                )
+        except optuna.TrialPruned:  # the builder or a user callback asked to prune
+            state, reason = PRUNED, "pruned"
+        except TunecbError as exc:
+            state, reason, fatal = FAIL, "failed", exc
+            outcome["error"] = str(exc)
+        except Exception as exc:
+            state, reason = FAIL, "failed"
+            outcome["error"] = f"{type(exc).__name__}: {exc}".strip()
+            log.debug("trial %d failed", number, exc_info=True)
+        if cbs is not None:
+            outcome["epochs_run"] = cbs.watch.epochs_run
+            outcome["value"] = cbs.checkpoint.best
+            outcome["best_epoch"] = cbs.checkpoint.best_epoch
+        if state == COMPLETE and outcome["value"] is None:
+            state, reason = FAIL, "nan"
+            outcome["error"] = f"no epoch had a finite {s.monitor}"
+        checkpoint = self.study_dir.checkpoint(number)
+        if checkpoint.exists():
+            outcome["checkpoint"] = self.study_dir.relative(checkpoint)
+        result = TrialOutcome(
+            state=state,
+            stop_reason=reason,
+            duration_s=round(time.perf_counter() - start, 3),
+            **outcome,
+        )
+        self.record(trial, result, folder)
+        if fatal is not None:
+            raise fatal
+        return result
+
+    def _build(self, trial: optuna.Trial) -> keras.Model:
+        build = self.loaded.study.build_fn
+        model = build(trial)
+        where = f"the model builder {getattr(build, '__name__', 'build')}() in {self.loaded.path}"
+        if not isinstance(model, keras.Model):
+            raise ModelError(
+                f"{where} returned {type(model).__name__}, not a keras.Model; "
+                "return the compiled model"
+            )
+        if not model.compiled:
+            raise ModelError(
+                f"{where} returned an uncompiled model; call "
+                "model.compile(optimizer=..., loss=..., metrics=[...]) before returning it"
+            )
+        return model
+
+    def _user_callbacks(self, trial: optuna.Trial) -> list:
+        fn = self.loaded.study.callbacks_fn
+        if fn is None:
+            return []
+        result = fn(trial)
+        items = [result] if isinstance(result, keras.callbacks.Callback) else list(result or [])
+        for item in items:
+            if not isinstance(item, keras.callbacks.Callback):
+                raise ConfigError(
+                    f"@study.callbacks in {self.loaded.path} returned {type(item).__name__}; "
+                    "return a list of keras.callbacks.Callback"
+                )
+        return items
+
+    def record(self, trial: optuna.Trial, outcome: TrialOutcome, folder) -> None:
+        """Store the outcome on the Optuna trial and in ``trials/<n>/trial.json``."""
+        attrs = outcome.attrs()
+        attrs["study_sha256"] = self.loaded.sha256
+        attrs["versions"] = versions()
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        write_json(
+            self.study_dir.trial_json(outcome.number),
+            {
+                "number": outcome.number,
+                "state": outcome.state,
+                "value": outcome.value,
+                "monitor": self.settings.monitor,
+                "direction": self.settings.direction,
+                "params": trial.params,
+                "study": self.settings.name,
+                "study_file": str(self.loaded.path),
+                **attrs,
+            },
+        )
