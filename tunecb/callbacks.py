@@ -61,7 +61,7 @@ class EpochWatch(keras.callbacks.Callback):
 def missing_monitor_message(monitor: str, logs: dict) -> str:
     names = sorted(k for k in logs if k != "learning_rate")
     close = difflib.get_close_matches(monitor, names, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = f"Did you mean {close[0]!r}? " if close else ""
     if monitor.startswith("val_") and not any(k.startswith("val_") for k in names):
         hint += "(val_ metrics need validation data from the data function) "
     return (
@@ -142,7 +142,8 @@ def current_lr(model: keras.Model) -> float | None:
     if optimizer is None:
         return None
     try:
-        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        rate = optimizer.learning_rate
+        return float(rate.numpy() if hasattr(rate, "numpy") else rate)
     except Exception:  # an optimizer without a readable rate: log nothing
         return None
 

@@ -146,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the study file imports TF
+    if not args.debug:
+        _import_tensorflow_quietly()
     from tunecb.config import resolve
     from tunecb.search import run_search
     from tunecb.study import load_study_file
@@ -269,6 +270,33 @@ def _report(args: argparse.Namespace) -> int:
         _out(f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}")
     _out(text)
     return 0
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter (oneDNN, CPU features) hidden.
+
+    It writes to file descriptor 2 at import time whatever TF_CPP_MIN_LOG_LEVEL says; the
+    chatter is shown only if the import fails. ``--debug`` skips this.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _setup_logging(debug: bool) -> None:

@@ -61,8 +61,8 @@ class Data:
                 args["sample_weight"] = self.train[2]
             if batch_size is not None:
                 args["batch_size"] = batch_size
-        else:  # a dataset batches itself
-            args["x"] = self.train
+        else:  # a dataset batches and shuffles itself
+            args["x"], args["shuffle"] = self.train, False
         if self.validation is not None:
             args["validation_data"] = (
                 tuple(self.validation) if isinstance(self.validation, list) else self.validation

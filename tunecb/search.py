@@ -160,15 +160,22 @@ def open_study(
         summary = existing[settings.name]
         old_direction = summary.direction.name.lower()
         old_monitor = summary.user_attrs.get("monitor", settings.monitor)
+        study = optuna.load_study(
+            study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
+        )
+        if old_monitor != settings.monitor and old_direction == settings.direction:
+            if not study.get_trials(deepcopy=False, states=FINISHED[:2]):
+                # Nothing finished with the old metric (a typo caught at the first epoch).
+                study.set_user_attr("monitor", settings.monitor)
+                _write_study_json(study_dir, settings, loaded)
+                notes.append(f"monitor changed from {old_monitor} to {settings.monitor}")
+                old_monitor = settings.monitor
         if old_direction != settings.direction or old_monitor != settings.monitor:
             raise ConfigError(
                 f"study {settings.name!r} in {shown!r} optimises {old_monitor} ({old_direction}); "
                 f"the study now says {settings.monitor} ({settings.direction}). "
                 "Use --study-name NEW for a new study, or restore the old monitor"
             )
-        study = optuna.load_study(
-            study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
-        )
         old_sha = summary.user_attrs.get("study_sha256")
         if old_sha and old_sha != loaded.sha256:
             notes.append(f"the study file {loaded.path} changed since the study began")
@@ -190,6 +197,11 @@ def open_study(
         "tunecb_version": __version__,
     }.items():
         study.set_user_attr(key, value)
+    _write_study_json(study_dir, settings, loaded)
+    return study, True, notes
+
+
+def _write_study_json(study_dir: StudyDir, settings: Settings, loaded: LoadedStudy) -> None:
     write_json(
         study_dir.study_json,
         {
@@ -202,7 +214,6 @@ def open_study(
             "tunecb_version": __version__,
         },
     )
-    return study, True, notes
 
 
 def load_data(loaded: LoadedStudy, settings: Settings) -> Data:

@@ -131,11 +131,10 @@ class TrialRunner:
                 self.study_dir.history(number), user,
             )  # fmt: skip
             model.fit(
-                **self.data.fit_arguments(s.batch_size),
+                **{**self.data.fit_arguments(s.batch_size), **s.fit_kwargs},
                 epochs=s.epochs,
                 callbacks=cbs.as_list(),
                 verbose=s.verbose,
-                **s.fit_kwargs,
             )
             reason = cbs.stop_reason(s.epochs)
             state = {"nan": FAIL, "pruned": PRUNED}.get(reason, COMPLETE)

@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny study files on real (bundled) data, and the CLI run in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+STUDY_TEMPLATE = '''
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+
+import tunecb
+
+study = tunecb.Study({settings})
+
+
+@study.data
+def load():
+    x, y = load_digits(return_X_y=True)
+    x = (x[:500] / 16.0).astype("float32")
+    y = y[:500]
+    return (x[:400], y[:400]), (x[400:], y[400:])
+
+
+@study.model
+def build(trial):
+    lr = trial.suggest_float("lr", 1e-3, 3e-2, log=True)
+    units = trial.suggest_int("units", 8, 32)
+{build_extra}
+    model = keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(units, activation="relu"),
+{layers_extra}
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+{extra}
+'''
+
+DEFAULT_SETTINGS = (
+    'monitor="val_accuracy", epochs=3, batch_size=64, n_trials=3, seed=0, pruner="none"'
+)
+
+
+def write_study(
+    folder: Path,
+    name: str = "tiny",
+    settings: str = DEFAULT_SETTINGS,
+    build_extra: str = "",
+    layers_extra: str = "",
+    extra: str = "",
+) -> Path:
+    """Write a tiny study file (an MLP on 500 bundled digits) and return its path."""
+    path = folder / f"{name}.py"
+    path.write_text(
+        STUDY_TEMPLATE.format(
+            settings=settings,
+            build_extra=textwrap.indent(textwrap.dedent(build_extra), "    "),
+            layers_extra=textwrap.indent(textwrap.dedent(layers_extra), "        "),
+            extra=textwrap.dedent(extra),
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def study_file(tmp_path: Path):
+    """``study_file(**template_args)`` writes a study file in the test's folder."""
+
+    def make(**kwargs) -> Path:
+        return write_study(tmp_path, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``tunecb`` in this process: ``cli(*args) -> (exit_code, stdout, stderr)``."""
+    from tunecb.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def trial_json(results: Path, study: str, number: int) -> dict:
+    return json.loads((results / study / "trials" / str(number) / "trial.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory) -> Path:
+    """A finished 4-trial search (results/<study> folder), shared by report/load tests."""
+    from tunecb.cli import main
+
+    folder = tmp_path_factory.mktemp("finished")
+    path = write_study(folder, name="fin", settings=DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=4"))
+    code = main(["search", str(path), "--results", str(folder / "results")])
+    assert code == 0
+    return folder / "results" / "fin"

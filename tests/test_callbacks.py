@@ -1,0 +1,144 @@
+"""Our Keras callbacks on a real (tiny) model and a real in-memory Optuna study."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import optuna
+import pytest
+from sklearn.datasets import load_digits
+
+from tunecb import schedules
+from tunecb.callbacks import EpochLRSchedule, make_callbacks
+from tunecb.config import resolve
+from tunecb.errors import MonitorError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    x = (x[:500] / 16.0).astype("float32")
+    return (x[:400], y[:400]), (x[400:], y[400:500])
+
+
+def model(lr=0.01, nan=False):
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((64,)), keras.layers.Dense(16, activation="relu")]
+    if nan:
+        layers.append(keras.layers.Rescaling(float("nan")))
+    m = keras.Sequential([*layers, keras.layers.Dense(10, activation="softmax")])
+    m.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])  # fmt: skip
+    return m
+
+
+def callbacks_for(tmp_path, pruner=None, schedule="none", **settings):
+    study = optuna.create_study(direction="maximize", pruner=pruner or optuna.pruners.NopPruner())
+    trial = study.ask()
+    s = resolve({"monitor": "val_accuracy", "epochs": 8, **settings}, {}, default_name="t")
+    cbs = make_callbacks(
+        trial, s, schedules.parse_schedule(schedule), tmp_path / "best.keras",
+        tmp_path / "history.csv",
+    )  # fmt: skip
+    return cbs, s
+
+
+def fit(m, cbs, data, epochs=8):
+    (x, y), val = data
+    return m.fit(x, y, validation_data=val, epochs=epochs, batch_size=64, verbose=0,
+                 callbacks=cbs.as_list())  # fmt: skip
+
+
+def test_checkpoint_holds_the_best_epoch_and_evaluates_to_the_recorded_value(tmp_path, digits):
+    cbs, _ = callbacks_for(tmp_path, patience=None)
+    history = fit(model(lr=0.05), cbs, digits)
+    values = history.history["val_accuracy"]
+    assert cbs.checkpoint.best == pytest.approx(max(values))
+    assert cbs.checkpoint.best_epoch == values.index(max(values)) + 1
+    loaded = keras.saving.load_model(tmp_path / "best.keras", safe_mode=True)
+    (_, _), (xv, yv) = digits
+    result = loaded.evaluate(xv, yv, batch_size=64, verbose=0, return_dict=True)
+    assert result["accuracy"] == pytest.approx(cbs.checkpoint.best, abs=1e-6)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(tmp_path, digits):
+    # Any min_delta above 1.0 means no epoch after the first improves: stop after 2 epochs
+    # and restore epoch 1's weights, which the checkpoint also holds.
+    cbs, _ = callbacks_for(tmp_path, patience=1, min_delta=1.0)
+    m = model(lr=0.05)
+    history = fit(m, cbs, digits)
+    assert len(history.history["loss"]) == 2
+    assert cbs.stop_reason(epochs=8) == "early_stopped"
+    (_, _), (xv, yv) = digits
+    restored = m.evaluate(xv, yv, batch_size=64, verbose=0, return_dict=True)["accuracy"]
+    assert restored == pytest.approx(history.history["val_accuracy"][0], abs=1e-6)
+
+
+def test_pruning_stops_fit_without_raising_so_every_on_train_end_runs(tmp_path, digits):
+    pruner = optuna.pruners.ThresholdPruner(lower=0.999, n_warmup_steps=3)
+    cbs, _ = callbacks_for(tmp_path, pruner=pruner, patience=10)
+    m = model()
+    history = fit(m, cbs, digits)  # returns normally: nothing raised inside fit
+    assert len(history.history["loss"]) == 3 and cbs.pruning.pruned_at == 3
+    assert cbs.stop_reason(epochs=8) == "pruned"
+    assert cbs.pruning.trial.storage.get_trial(cbs.pruning.trial._trial_id).intermediate_values \
+        == pytest.approx(dict(enumerate(history.history["val_accuracy"], 1)))  # fmt: skip
+    assert cbs.early_stopping.best_weights is not None  # its on_train_end restored these
+    assert (tmp_path / "history.csv").read_text().count("\n") == 4  # header + 3 epochs
+
+
+def test_non_finite_loss_stops_at_that_epoch_and_is_never_a_best_checkpoint(tmp_path, digits):
+    cbs, _ = callbacks_for(tmp_path, patience=3)
+    history = fit(model(nan=True), cbs, digits)
+    assert len(history.history["loss"]) == 1 and math.isnan(history.history["loss"][0])
+    assert cbs.stop_reason(epochs=8) == "nan"
+    assert cbs.checkpoint.best is None and not (tmp_path / "best.keras").exists()
+
+
+def test_a_missing_monitor_fails_at_the_first_epoch_naming_the_real_metrics(tmp_path, digits):
+    cbs, _ = callbacks_for(tmp_path, monitor="val_acc")
+    m = model()
+    with pytest.raises(MonitorError) as err:
+        fit(m, cbs, digits)
+    assert "'val_acc'" in str(err.value) and "Did you mean 'val_accuracy'" in str(err.value)
+    assert "['accuracy', 'loss', 'val_accuracy', 'val_loss']" in str(err.value)
+    assert int(m.optimizer.iterations.numpy()) == 7  # one epoch of 400/64 batches, no more
+
+
+def test_cosine_and_step_schedules_follow_the_epoch_budget():
+    cosine = EpochLRSchedule(schedules.Cosine(min_ratio=0.1), epochs=11)
+    cosine.base_lr = 1.0
+    rates = [cosine.rate(e) for e in range(11)]
+    # Decays over the whole budget: the last epoch still trains, at a rate above the floor.
+    assert rates[0] == 1.0 and rates[10] == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 10 / 11)))
+    assert rates == sorted(rates, reverse=True) and min(rates) > 0.1
+    assert cosine.rate(11) == pytest.approx(0.1)
+    warm = EpochLRSchedule(schedules.Cosine(warmup_epochs=2), epochs=10)
+    warm.base_lr = 1.0
+    assert [warm.rate(0), warm.rate(1), warm.rate(2)] == [0.5, 1.0, 1.0]
+    step = EpochLRSchedule(schedules.StepDecay(every=2, factor=0.5), epochs=10)
+    step.base_lr = 0.8
+    assert [step.rate(e) for e in range(5)] == [0.8, 0.8, 0.4, 0.4, 0.2]
+
+
+def test_plateau_schedule_lowers_the_rate_and_the_history_logs_it(tmp_path, digits):
+    cbs, _ = callbacks_for(tmp_path, patience=None, min_delta=0.0,
+                           schedule=schedules.ReduceOnPlateau(factor=0.5, patience=0))  # fmt: skip
+    fit(model(lr=1e-7), cbs, digits, epochs=6)  # too slow to improve: a plateau at once
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    rates = [float(r.split(",")[header.index("learning_rate")]) for r in rows[1:]]
+    assert rates[0] == pytest.approx(1e-7) and min(rates) < 0.5e-7
+    assert np.all(np.diff(rates) <= 0)
+
+
+def test_schedule_refuses_a_model_compiled_with_a_keras_schedule(tmp_path, digits):
+    cbs, _ = callbacks_for(tmp_path, schedule="cosine")
+    m = model()
+    m.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(
+        0.01, 10, 0.9)), loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
+    with pytest.raises(Exception, match="keep one of the two"):
+        fit(m, cbs, digits)
