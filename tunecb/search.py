@@ -91,8 +91,11 @@ def run_search(
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
     study_dir = StudyDir(settings.results / settings.name)
+    # A storage URL is checked before anything is written; the embedded one lives in study_dir.
+    storage = open_storage(settings.storage, study_dir.root) if settings.storage else None
     study_dir.prepare()
-    study, created, notes = open_study(loaded, settings, study_dir)
+    storage = storage or open_storage(None, study_dir.root)
+    study, created, notes = open_study(loaded, settings, study_dir, storage)
 
     done = _count_finished(study)
     best = _best(study)
@@ -144,10 +147,12 @@ def run_search(
 
 
 def open_study(
-    loaded: LoadedStudy, settings: Settings, study_dir: StudyDir
+    loaded: LoadedStudy,
+    settings: Settings,
+    study_dir: StudyDir,
+    storage: optuna.storages.BaseStorage,
 ) -> tuple[optuna.Study, bool, list[str]]:
     """Create the study, or load it and check it still matches the study file."""
-    storage = open_storage(settings.storage, study_dir.root)
     shown = redact(settings.storage) if settings.storage else str(study_dir.root)
     try:
         existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}

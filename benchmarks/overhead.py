@@ -1,0 +1,530 @@
+"""How much time tunecb adds: to a search, over a bare training loop, and to a report.
+
+Run it from the repository root (the default run takes about three minutes on 2 cores)::
+
+    python benchmarks/overhead.py [--trials N --repeats R] [--json PATH]
+
+It measures, in one run:
+
+1. Search overhead. ``tunecb search benchmarks/overhead_study.py --n-trials N
+   --pruner none`` (a fixed MLP on scikit-learn's digits, 10 epochs, batch 64, early
+   stopping off, so every trial trains identically) against ``benchmarks/overhead_bare.py``:
+   the same N fits with the same seeds, model and tunecb callbacks, driven by an in-memory
+   Optuna study. Both run as subprocesses, so both pay Python start-up and the TensorFlow
+   import. The sides alternate (ABBA...) R times; the medians of the wall times give the
+   ratio tunecb/bare (goal <= 1.05) and the overhead per trial ((tunecb - bare) / N).
+2. Report speed. A 1,000-trial study written the way ``tunecb search`` writes one
+   (journal, ``study.json``, user attributes, checkpoint files), created with Optuna's API
+   (no training); then ``tunecb report`` on it as a subprocess (goal under 1 s) and
+   ``tunecb.report()`` in this process, 5 times each, medians.
+
+It prints a table and writes the numbers as JSON to ``benchmarks/out/overhead.json``.
+The machine should be otherwise idle: the spread of the repeats is printed so that noisy
+numbers show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+STUDY_FILE = HERE / "overhead_study.py"
+BARE_SCRIPT = HERE / "overhead_bare.py"
+DEFAULT_JSON = HERE / "out" / "overhead.json"
+EPOCHS = 10  # overhead_study.EPOCHS (not imported: this process stays free of TensorFlow)
+STUDY_NAME = "overhead"  # overhead_study.study's name
+SEARCH_GOAL = 1.05  # tunecb / bare
+REPORT_GOAL_S = 1.0
+NOISY_SPREAD = 0.10  # (max - min) / median above this: say the numbers are noisy
+
+
+@dataclass
+class Run:
+    """One timed subprocess."""
+
+    side: str
+    repeat: int
+    wall_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--trials", type=int, default=12, help="trials per search (12)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side (3)")
+    parser.add_argument("--report-trials", type=int, default=1000, help="trials of the study")
+    parser.add_argument("--report-repeats", type=int, default=5, help="timed reports (5)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args(argv)
+    if min(args.trials, args.repeats, args.report_trials, args.report_repeats) < 1:
+        parser.error("--trials, --repeats, --report-trials and --report-repeats must be >= 1")
+
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="tunecb-overhead-"))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    load_before = os.getloadavg()
+    try:
+        print(f"warming up (imports), temporary folder {tmp}", flush=True)
+        _run([sys.executable, "-c", "import tensorflow, keras, optuna, sklearn"], env)
+        search = measure_search(tmp, args.trials, args.repeats, env)
+        report = measure_report(tmp, args.report_trials, args.report_repeats, env)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    load_after = os.getloadavg()
+
+    result = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "versions": _versions(),
+            "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
+            "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
+        },
+        "settings": vars(args) | {"json": str(args.json), "epochs": EPOCHS},
+        "search": search,
+        "report": report,
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+    print()
+    print(table(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.json}; whole run {result['total_s']} s")
+    return 0
+
+
+# --- 1. search overhead ------------------------------------------------------------------
+
+
+def measure_search(tmp: Path, n_trials: int, repeats: int, env: dict[str, str]) -> dict:
+    """Time ``tunecb search`` and the bare loop ``repeats`` times each, alternating."""
+    tunecb_cmd = [
+        *_tunecb(), "search", _shown(STUDY_FILE), "--results", "{results}",
+        "--n-trials", str(n_trials), "--pruner", "none",
+    ]  # fmt: skip
+    bare_cmd = [
+        sys.executable, _shown(BARE_SCRIPT), "--trials", str(n_trials), "--workdir", "{workdir}"
+    ]  # fmt: skip
+    runs: list[Run] = []
+    for repeat in range(repeats):
+        order = ("tunecb", "bare") if repeat % 2 == 0 else ("bare", "tunecb")
+        for side in order:
+            folder = tmp / f"{side}-{repeat}"
+            if side == "tunecb":
+                cmd = [a.replace("{results}", str(folder)) for a in tunecb_cmd]
+                wall, _ = _run(cmd, env)
+                details = _tunecb_details(folder / STUDY_NAME)
+            else:
+                cmd = [a.replace("{workdir}", str(folder)) for a in bare_cmd]
+                wall, out = _run(cmd, env)
+                details = _bare_details(out)
+            runs.append(Run(side, repeat, round(wall, 3), details))
+            print(
+                f"  search  repeat {repeat + 1}/{repeats}  {side:<6}  {wall:6.2f} s  "
+                f"(in-trial sum {details['trials_sum_s']:.2f} s)",
+                flush=True,
+            )
+            shutil.rmtree(folder, ignore_errors=True)
+
+    walls = {side: [r.wall_s for r in runs if r.side == side] for side in ("tunecb", "bare")}
+    med = {side: statistics.median(values) for side, values in walls.items()}
+    inner = {
+        side: statistics.median(r.details["trials_sum_s"] for r in runs if r.side == side)
+        for side in ("tunecb", "bare")
+    }
+    outside = {
+        side: statistics.median(
+            r.wall_s - r.details["trials_sum_s"] for r in runs if r.side == side
+        )
+        for side in ("tunecb", "bare")
+    }
+    pairs = [
+        round(t.wall_s / b.wall_s, 4)
+        for t, b in zip(
+            (r for r in runs if r.side == "tunecb"),
+            (r for r in runs if r.side == "bare"),
+            strict=True,
+        )
+    ]
+    identical = _same_work(runs, n_trials)
+    ratio = med["tunecb"] / med["bare"]
+    return {
+        "n_trials": n_trials,
+        "repeats": repeats,
+        "epochs": EPOCHS,
+        "tunecb_cmd": _cmdline(tunecb_cmd),
+        "bare_cmd": _cmdline(bare_cmd),
+        "tunecb_median_s": round(med["tunecb"], 3),
+        "bare_median_s": round(med["bare"], 3),
+        "ratio": round(ratio, 4),
+        "goal_ratio": SEARCH_GOAL,
+        "ok": ratio <= SEARCH_GOAL,
+        "per_trial_overhead_s": round((med["tunecb"] - med["bare"]) / n_trials, 4),
+        "tunecb_walls_s": walls["tunecb"],
+        "bare_walls_s": walls["bare"],
+        "per_repeat_ratios": pairs,
+        "spread": {side: round(_spread(values), 4) for side, values in walls.items()},
+        "in_trial_sum_median_s": {side: round(v, 3) for side, v in inner.items()},
+        "outside_trials_median_s": {side: round(v, 3) for side, v in outside.items()},
+        "identical_work": identical,
+        "runs": [vars(r) for r in runs],
+    }
+
+
+def _tunecb_details(study_dir: Path) -> dict[str, Any]:
+    """What one ``tunecb search`` did, from its ``trials/<n>/trial.json`` files."""
+    records = []
+    for path in (study_dir / "trials").glob("*/trial.json"):
+        records.append(json.loads(path.read_text(encoding="utf-8")))
+    records.sort(key=lambda r: r["number"])
+    return {
+        "states": [r["state"] for r in records],
+        "epochs_run": [r["epochs_run"] for r in records],
+        "values": [r["value"] for r in records],
+        "trials_s": [r["duration_s"] for r in records],
+        "trials_sum_s": round(sum(r["duration_s"] for r in records), 3),
+    }
+
+
+def _bare_details(stdout: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise SystemExit(f"the bare loop printed no JSON line; its output:\n{stdout}")
+    out = json.loads(lines[-1])
+    return {
+        "states": ["COMPLETE" if v is not None else "FAIL" for v in out["values"]],
+        "epochs_run": out["epochs_run"],
+        "values": out["values"],
+        "trials_s": out["fits_s"],
+        "trials_sum_s": round(sum(out["fits_s"]), 3),
+        "startup_s": out["startup_s"],
+    }
+
+
+def _same_work(runs: list[Run], n_trials: int) -> dict[str, Any]:
+    """Did every run train n_trials complete trials of all epochs, with the same results?"""
+    full = all(
+        len(r.details["epochs_run"]) == n_trials
+        and all(e == EPOCHS for e in r.details["epochs_run"])
+        and all(s == "COMPLETE" for s in r.details["states"])
+        for r in runs
+    )
+    values = {tuple(round(v, 6) for v in r.details["values"]) for r in runs}
+    return {"all_trials_ran_all_epochs": full, "same_values_every_run": len(values) == 1}
+
+
+# --- 2. report speed ---------------------------------------------------------------------
+
+
+def measure_report(tmp: Path, n_trials: int, repeats: int, env: dict[str, str]) -> dict:
+    """Time ``tunecb report`` (subprocess) and ``tunecb.report()`` on a big study."""
+    folder = tmp / "big"
+    t0 = time.perf_counter()
+    make_big_study(folder, n_trials)
+    created_s = time.perf_counter() - t0
+    print(f"  report  created a {n_trials}-trial study in {created_s:.2f} s", flush=True)
+
+    output = tmp / "report.txt"
+    cmd = [*_tunecb(), "report", str(folder), "--output", str(output)]
+    cli: list[float] = []
+    for i in range(repeats):
+        wall, _ = _run(cmd, env)
+        cli.append(round(wall, 4))
+        print(f"  report  CLI      {i + 1}/{repeats}  {wall:6.3f} s", flush=True)
+    rows = len(output.read_text(encoding="utf-8").splitlines())
+
+    import tunecb  # here, not at the top: the search side must not pay for it
+
+    t0 = time.perf_counter()
+    frame = tunecb.report(str(folder))
+    first_s = time.perf_counter() - t0
+    if len(frame) != n_trials:
+        raise SystemExit(f"tunecb.report() returned {len(frame)} rows, not {n_trials}")
+    api: list[float] = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        tunecb.report(str(folder))
+        api.append(round(time.perf_counter() - t0, 4))
+        print(f"  report  in-proc  {i + 1}/{repeats}  {api[-1]:6.3f} s", flush=True)
+
+    cli_med = statistics.median(cli)
+    return {
+        "n_trials": n_trials,
+        "create_s": round(created_s, 3),
+        "journal_bytes": (folder / "optuna.journal").stat().st_size,
+        "cli_cmd": _cmdline([*_tunecb(), "report", "<tmp>/big", "--output", "<tmp>/report.txt"]),
+        "cli_median_s": round(cli_med, 4),
+        "cli_runs_s": cli,
+        "cli_output_lines": rows,
+        "goal_s": REPORT_GOAL_S,
+        "ok": cli_med < REPORT_GOAL_S,
+        "api_call": 'tunecb.report("<tmp>/big")',
+        "api_median_s": round(statistics.median(api), 4),
+        "api_runs_s": api,
+        "api_first_call_s": round(first_s, 4),
+    }
+
+
+def make_big_study(folder: Path, n_trials: int, seed: int = 0) -> None:
+    """A finished study as ``tunecb search`` leaves it, made with Optuna's API (no training):
+    ``optuna.journal``, ``study.json``, and per trial the user attributes tunecb records,
+    ~10 epochs of intermediate values, ``trial.json`` and an (empty) checkpoint file."""
+    import optuna
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from optuna.trial import TrialState, create_trial
+
+    from tunecb import __version__
+    from tunecb.results import StudyDir, write_json
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study_dir = StudyDir(folder)
+    study_dir.trials.mkdir(parents=True)
+    storage = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
+    study = optuna.create_study(storage=storage, study_name="big", direction="maximize")
+    sha = "0" * 64
+    study_attrs = {
+        "monitor": "val_accuracy",
+        "epochs": EPOCHS,
+        "study_sha256": sha,
+        "study_file": "studies/big.py",
+        "tunecb_version": __version__,
+    }
+    for key, value in study_attrs.items():
+        study.set_user_attr(key, value)
+    write_json(
+        study_dir.study_json,
+        {
+            "name": "big",
+            "monitor": "val_accuracy",
+            "direction": "maximize",
+            "epochs": EPOCHS,
+            "storage": None,
+            "study_file": "studies/big.py",
+            "tunecb_version": __version__,
+        },
+    )
+    distributions = {
+        "layers": IntDistribution(1, 3),
+        "units_0": IntDistribution(16, 256, log=True),
+        "activation_0": CategoricalDistribution(["relu", "gelu"]),
+        "dropout_0": FloatDistribution(0.0, 0.5),
+        "lr": FloatDistribution(1e-4, 3e-2, log=True),
+    }
+    versions = {"keras": "3.15.1", "optuna": optuna.__version__, "tensorflow": "2.21.0"}
+    versions["tunecb"] = __version__
+    rng = random.Random(seed)
+    start = dt.datetime(2025, 1, 1, 12, 0, 0)
+    trials = []
+    for number in range(n_trials):
+        params = {
+            "layers": rng.randint(1, 3),
+            "units_0": round(2 ** rng.uniform(4, 8)),
+            "activation_0": rng.choice(["relu", "gelu"]),
+            "dropout_0": rng.uniform(0.0, 0.5),
+            "lr": 10 ** rng.uniform(-4, -1.53),
+        }
+        draw = rng.random()
+        state = TrialState.COMPLETE if draw < 0.6 else (
+            TrialState.PRUNED if draw < 0.9 else TrialState.FAIL
+        )  # fmt: skip
+        if state == TrialState.COMPLETE:
+            epochs = EPOCHS if rng.random() < 0.7 else rng.randint(4, EPOCHS - 1)
+            reason = "completed" if epochs == EPOCHS else "early_stopped"
+        elif state == TrialState.PRUNED:
+            epochs, reason = rng.randint(1, EPOCHS - 1), "pruned"
+        else:
+            epochs = rng.randint(0, 3)
+            reason = rng.choice(["failed", "nan"])
+        curve, acc = {}, rng.uniform(0.3, 0.6)
+        for epoch in range(1, epochs + 1):
+            acc = min(0.99, acc + rng.uniform(-0.02, 0.08))
+            curve[epoch] = acc
+        best_epoch = max(curve, key=curve.__getitem__) if curve else None
+        best = curve[best_epoch] if best_epoch else None
+        if state == TrialState.FAIL:
+            best, best_epoch = None, None
+        duration = round(rng.uniform(0.5, 3.0) * max(epochs, 1), 3)
+        checkpoint = f"trials/{number}/best.keras" if best is not None else None
+        attrs = {
+            "best_epoch": best_epoch,
+            "epochs_run": epochs,
+            "stop_reason": reason,
+            "error": "ValueError: boom" if state == TrialState.FAIL else None,
+            "checkpoint": checkpoint,
+            "duration_s": duration,
+            "n_params": 64 * params["units_0"] + params["units_0"] * 10 + 10,
+            "seed": number * 7_919,
+            "lr_schedule": "none",
+            "best_value": best,
+            "study_sha256": sha,
+            "versions": versions,
+        }
+        value = None
+        if state == TrialState.COMPLETE:
+            value = best
+        elif state == TrialState.PRUNED:
+            value = curve[max(curve)]  # Optuna's value of a pruned trial is its last report
+        began = start + dt.timedelta(seconds=30 * number)
+        trials.append(
+            create_trial(
+                state=state,
+                value=value,
+                params=params,
+                distributions=distributions,
+                user_attrs=attrs,
+                intermediate_values=curve,
+            )
+        )
+        trials[-1].datetime_start = began
+        trials[-1].datetime_complete = began + dt.timedelta(seconds=duration)
+        folder_n = study_dir.trial_dir(number)
+        folder_n.mkdir()
+        if checkpoint:
+            (folder / checkpoint).touch()  # the report only checks that the file exists
+        record = {"number": number, "state": state.name, "value": value, "params": params}
+        record |= {"monitor": "val_accuracy", "direction": "maximize", "study": "big", **attrs}
+        study_dir.trial_json(number).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    study.add_trials(trials)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _tunecb() -> list[str]:
+    """The ``tunecb`` console script of this Python (not a pyenv shim), or ``-m tunecb``."""
+    script = Path(sysconfig.get_path("scripts")) / "tunecb"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "tunecb"]
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Run ``cmd`` from the repository root; its wall time and stdout. Exits on failure."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+        raise SystemExit(f"failed (exit {proc.returncode}): {_cmdline(cmd)}\n{tail}")
+    return wall, proc.stdout
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository root (the commands run from there)."""
+    return str(path.relative_to(ROOT))
+
+
+def _cmdline(cmd: list[str]) -> str:
+    return " ".join(shlex.quote(a) if "{" not in a and "<" not in a else a for a in cmd)
+
+
+def _spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def _versions() -> dict[str, str]:
+    names = ("tensorflow", "tensorflow-cpu", "keras", "optuna", "tunecb", "pandas")
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def table(result: dict[str, Any]) -> str:
+    """The results as a markdown table, with a line on noise."""
+    s, r = result["search"], result["report"]
+    n = s["n_trials"]
+    status = "OK" if s["ok"] else "OVER GOAL"
+    rows = [
+        ("measurement", "median s", "goal", "ratio / status", "command"),
+        (
+            f"tunecb search, {n} trials x {s['epochs']} epochs",
+            f"{s['tunecb_median_s']:.2f}", "", f"runs {_list(s['tunecb_walls_s'])}",
+            s["tunecb_cmd"],
+        ),
+        (
+            f"bare loop, same {n} fits",
+            f"{s['bare_median_s']:.2f}", "", f"runs {_list(s['bare_walls_s'])}", s["bare_cmd"],
+        ),
+        (
+            "search overhead (tunecb / bare)", "", f"<= {SEARCH_GOAL}",
+            f"{s['ratio']:.3f} {status}", f"per repeat {_list(s['per_repeat_ratios'], 3)}",
+        ),
+        (
+            "overhead per trial ((tunecb - bare) / N)", f"{s['per_trial_overhead_s']:+.3f}",
+            "", "", "",
+        ),
+        (
+            f"tunecb report, {r['n_trials']} trials (CLI)", f"{r['cli_median_s']:.3f}",
+            f"< {REPORT_GOAL_S:g} s", "OK" if r["ok"] else "OVER GOAL", r["cli_cmd"],
+        ),
+        (
+            f"tunecb.report(), {r['n_trials']} trials (in-process)",
+            f"{r['api_median_s']:.3f}", "", f"first call {r['api_first_call_s']:.3f} s",
+            r["api_call"],
+        ),
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+             for row in rows]  # fmt: skip
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+    inner, outside = s["in_trial_sum_median_s"], s["outside_trials_median_s"]
+    same = s["identical_work"]
+    noisy = [side for side, v in s["spread"].items() if v > NOISY_SPREAD]
+    machine = result["machine"]
+    lines += [
+        "",
+        f"in-trial time (sum over trials, median): tunecb {inner['tunecb']:.2f} s, "
+        f"bare {inner['bare']:.2f} s; outside the trials (start-up, imports, study set-up): "
+        f"tunecb {outside['tunecb']:.2f} s, bare {outside['bare']:.2f} s",
+        f"identical work: every trial ran all epochs: {same['all_trials_ran_all_epochs']}; "
+        f"same val_accuracy in every run: {same['same_values_every_run']}",
+        f"spread (max - min) / median: tunecb {s['spread']['tunecb']:.1%}, "
+        f"bare {s['spread']['bare']:.1%}"
+        + (f"  -> NOISY ({', '.join(noisy)} above {NOISY_SPREAD:.0%})" if noisy else ""),
+        f"{machine['cpus']} CPUs; load average before {machine['loadavg_1_5_15_before']}, "
+        f"after {machine['loadavg_1_5_15_after']}",
+    ]
+    return "\n".join(lines)
+
+
+def _list(values: list[float], digits: int = 2) -> str:
+    return "[" + ", ".join(f"{v:.{digits}f}" for v in values) + "]"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Where users wait, TensorFlow stays out: `import tunecb`, `tunecb --help`, `tunecb report`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+HEAVY = "('tensorflow', 'keras')"
+
+
+def test_import_tunecb_does_not_import_tensorflow():
+    proc = run_python(
+        "import sys, tunecb\n"
+        "s = tunecb.Study(monitor='val_accuracy')\n"
+        f"print([m for m in {HEAVY} if m in sys.modules])"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_help_does_not_import_tensorflow():
+    proc = run_python(
+        "import sys\nfrom tunecb.cli import main\n"
+        "code = main(['--help'])\n"
+        f"print('MODULES', [m for m in {HEAVY} if m in sys.modules], code)"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "search" in proc.stdout and "report" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "MODULES [] 0"
+
+
+def test_report_does_not_import_tensorflow(finished_study):
+    proc = run_python(
+        "import sys\nfrom tunecb.cli import main\n"
+        f"code = main(['report', {str(finished_study)!r}, '--format', 'csv'])\n"
+        f"print('MODULES', [m for m in {HEAVY} if m in sys.modules], code)"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "MODULES [] 0"
+    assert len(proc.stdout.strip().splitlines()) == 6  # header + 4 trials + MODULES
+
+
+def test_report_dataframe_does_not_import_tensorflow(finished_study):
+    proc = run_python(
+        f"import sys, tunecb\ndf = tunecb.report({str(finished_study)!r})\n"
+        f"print(len(df), [m for m in {HEAVY} if m in sys.modules])"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "4 []"
