@@ -1,7 +1,7 @@
 """An MLP on scikit-learn's bundled 8x8 digits (no download): the README's main example.
 
-    tunecb search studies/digits.py
-    tunecb report results/digits
+tunecb search studies/digits.py
+tunecb report results/digits
 """
 
 import keras
@@ -49,5 +49,3 @@ def build(trial):
         metrics=["accuracy"],
     )
     return model
-
-

@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-STUDY_TEMPLATE = '''
+STUDY_TEMPLATE = """
 import keras
 import numpy as np
 from sklearn.datasets import load_digits
@@ -45,7 +45,7 @@ def build(trial):
     return model
 
 {extra}
-'''
+"""
 
 DEFAULT_SETTINGS = (
     'monitor="val_accuracy", epochs=3, batch_size=64, n_trials=3, seed=0, pruner="none"'
@@ -106,7 +106,9 @@ def finished_study(tmp_path_factory) -> Path:
     from tunecb.cli import main
 
     folder = tmp_path_factory.mktemp("finished")
-    path = write_study(folder, name="fin", settings=DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=4"))
+    path = write_study(
+        folder, name="fin", settings=DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=4")
+    )
     code = main(["search", str(path), "--results", str(folder / "results")])
     assert code == 0
     return folder / "results" / "fin"

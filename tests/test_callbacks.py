@@ -113,7 +113,9 @@ def test_cosine_and_step_schedules_follow_the_epoch_budget():
     cosine.base_lr = 1.0
     rates = [cosine.rate(e) for e in range(11)]
     # Decays over the whole budget: the last epoch still trains, at a rate above the floor.
-    assert rates[0] == 1.0 and rates[10] == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 10 / 11)))
+    assert rates[0] == 1.0 and rates[10] == pytest.approx(
+        0.1 + 0.45 * (1 + math.cos(math.pi * 10 / 11))
+    )
     assert rates == sorted(rates, reverse=True) and min(rates) > 0.1
     assert cosine.rate(11) == pytest.approx(0.1)
     warm = EpochLRSchedule(schedules.Cosine(warmup_epochs=2), epochs=10)

@@ -176,9 +176,7 @@ def test_timeout_stops_starting_trials(study_file, tmp_path, cli):
     assert "timeout reached" in out and len(trial_lines(out)) < 50
 
 
-def test_searched_schedule_is_a_hyperparameter_and_history_logs_the_rate(
-    study_file, tmp_path, cli
-):
+def test_searched_schedule_is_a_hyperparameter_and_history_logs_the_rate(study_file, tmp_path, cli):
     path = study_file(
         settings='monitor="val_loss", epochs=4, n_trials=3, seed=0, pruner="none", '
         "patience=None, lr_schedule=tunecb.Searched(['cosine', 'step'])"
@@ -203,7 +201,7 @@ def test_user_callbacks_run_in_every_trial_even_when_pruned(study_file, tmp_path
     path = study_file(
         settings='monitor="val_accuracy", epochs=4, n_trials=2, patience=None, '
         "pruner=optuna.pruners.ThresholdPruner(lower=0.999, n_warmup_steps=1)",
-        extra=f'''
+        extra=f"""
         class Recorder(keras.callbacks.Callback):
             def __init__(self, number):
                 super().__init__()
@@ -217,7 +215,7 @@ def test_user_callbacks_run_in_every_trial_even_when_pruned(study_file, tmp_path
         @study.callbacks
         def callbacks(trial):
             return [Recorder(trial.number)]
-        ''',
+        """,
     )
     path.write_text("import optuna\n" + path.read_text())
     code, out, err = cli("search", path, "--results", tmp_path / "r")
@@ -241,7 +239,7 @@ def test_seed_makes_a_search_reproducible(study_file, tmp_path, cli):
 def test_tf_data_datasets_and_sqlite_storage(tmp_path, cli):
     path = tmp_path / "ds.py"
     path.write_text(
-        '''
+        """
 import keras
 import tensorflow as tf
 from sklearn.datasets import load_digits
@@ -263,7 +261,7 @@ def build(trial):
     model.compile(optimizer=keras.optimizers.SGD(trial.suggest_float("lr", 0.01, 0.1)),
                   loss="sparse_categorical_crossentropy")
     return model
-'''
+"""
     )
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     code, out, err = cli("search", path, "--results", tmp_path / "r", "--storage", url)

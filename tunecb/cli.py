@@ -230,7 +230,10 @@ class _SearchPrinter:
     def summary(self, s: Any) -> None:
         ran = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.ran.items())) or "none"
         stop = " (timeout reached)" if s.stopped_by == "timeout" else ""
-        _out(f"\nsearch done in {_duration(s.elapsed_s)}{stop}: this run {ran}; study {s.done} trials")
+        _out(
+            f"\nsearch done in {_duration(s.elapsed_s)}{stop}: "
+            f"this run {ran}; study {s.done} trials"
+        )
         if s.best:
             b = s.best
             _out(
@@ -319,7 +322,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
 
 

@@ -21,7 +21,9 @@ def render(records: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
     """``records`` (ranked) in format ``fmt``, with these ``columns``."""
     rows = [[r.get(c) for c in columns] for r in records]
     if fmt == "json":
-        return json.dumps([dict(zip(columns, map(_json_value, row))) for row in rows], indent=2)
+        return json.dumps(
+            [dict(zip(columns, map(_json_value, row), strict=False)) for row in rows], indent=2
+        )
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -43,7 +45,8 @@ def render(records: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
 
         def line(items: list[str]) -> str:
             return "  ".join(
-                s.rjust(w) if n else s.ljust(w) for s, w, n in zip(items, widths, numeric)
+                s.rjust(w) if n else s.ljust(w)
+                for s, w, n in zip(items, widths, numeric, strict=False)
             ).rstrip()
 
         return "\n".join([line(header), *(line(r) for r in cells)])

@@ -73,9 +73,11 @@ def open_report_study(
         study_name = study_name or meta.get("name")
     elif storage is None:
         raise StorageError("report needs a results folder, or --storage URL --study-name NAME")
-    if storage is not None and "://" not in storage and not Path(
-        storage.removeprefix("journal:")
-    ).is_file():
+    if (
+        storage is not None
+        and "://" not in storage
+        and not Path(storage.removeprefix("journal:")).is_file()
+    ):
         raise StorageError(f"--storage {storage!r}: no such journal file")
     opened = open_storage(storage, study_dir.root if study_dir else Path("."))
     shown = redact(storage) if storage else str(study_dir.root / JOURNAL_NAME)
@@ -151,7 +153,7 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
 
 def _record(trial: Any, study_dir: StudyDir | None) -> dict[str, Any]:
     attrs = trial.user_attrs
-    value = attrs["best_value"] if "best_value" in attrs else trial.value
+    value = attrs.get("best_value", trial.value)
     epochs = attrs.get("epochs_run")
     if epochs is None and trial.intermediate_values:
         epochs = max(trial.intermediate_values)

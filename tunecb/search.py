@@ -168,13 +168,16 @@ def open_study(
         study = optuna.load_study(
             study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
         )
-        if old_monitor != settings.monitor and old_direction == settings.direction:
-            if not study.get_trials(deepcopy=False, states=FINISHED[:2]):
-                # Nothing finished with the old metric (a typo caught at the first epoch).
-                study.set_user_attr("monitor", settings.monitor)
-                _write_study_json(study_dir, settings, loaded)
-                notes.append(f"monitor changed from {old_monitor} to {settings.monitor}")
-                old_monitor = settings.monitor
+        if (
+            old_monitor != settings.monitor
+            and old_direction == settings.direction
+            and not study.get_trials(deepcopy=False, states=FINISHED[:2])
+        ):
+            # Nothing finished with the old metric (a typo caught at the first epoch).
+            study.set_user_attr("monitor", settings.monitor)
+            _write_study_json(study_dir, settings, loaded)
+            notes.append(f"monitor changed from {old_monitor} to {settings.monitor}")
+            old_monitor = settings.monitor
         if old_direction != settings.direction or old_monitor != settings.monitor:
             raise ConfigError(
                 f"study {settings.name!r} in {shown!r} optimises {old_monitor} ({old_direction}); "
@@ -188,7 +191,8 @@ def open_study(
     if study_dir.has_trials():
         raise ConfigError(
             f"{study_dir.trials} holds trials of an earlier run, but storage {shown!r} has no "
-            f"study {settings.name!r}; delete that folder, or pass another --study-name or --results"
+            f"study {settings.name!r}; delete that folder, or pass another --study-name or "
+            "--results"
         )
     study = optuna.create_study(
         storage=storage, study_name=settings.name, direction=settings.direction,

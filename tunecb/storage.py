@@ -64,7 +64,9 @@ def _journal(path: Path, shown: str) -> optuna.storages.BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     except Exception as exc:
-        raise StorageError(f"storage {shown!r}: cannot open the journal: {_first_line(exc)}") from exc
+        raise StorageError(
+            f"storage {shown!r}: cannot open the journal: {_first_line(exc)}"
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -48,9 +48,7 @@ def make_pruner(name_or_pruner: Any, epochs: int) -> optuna.pruners.BasePruner:
         return name_or_pruner
     name = name_or_pruner
     if name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=5, n_warmup_steps=max(1, epochs // 5)
-        )
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 5))
     if name == "successive_halving":
         # Rungs at min_resource * 3**k: start low enough that three rungs fit the budget.
         return optuna.pruners.SuccessiveHalvingPruner(

@@ -105,7 +105,7 @@ class Study:
         sampler: Any = None,
         pruner: Any = None,
         seed: int | None = None,
-        patience: int | None | str = "default",
+        patience: int | str | None = "default",
         min_delta: float | None = None,
         lr_schedule: Any = None,
         verbose: int | None = None,
