@@ -272,3 +272,49 @@ def build(trial):
     code, out, err = cli("report", tmp_path / "r/ds", "--format", "csv")  # finds the URL
     assert code == 0, err
     assert len(out.strip().splitlines()) == 3
+
+
+def test_resuming_a_seeded_search_does_not_repeat_its_trials(study_file, tmp_path, cli):
+    # A seeded sampler restarted from its seed would propose trial 0's parameters again.
+    path = study_file(settings='monitor="val_accuracy", epochs=1, n_trials=2, seed=0, '
+                      'sampler="random", pruner="none"')  # fmt: skip
+    assert cli("search", path, "--results", tmp_path / "r")[0] == 0
+    assert cli("search", path, "--results", tmp_path / "r", "--n-trials", "4")[0] == 0
+    params = [trial_json(tmp_path / "r", "tiny", n)["params"] for n in range(4)]
+    assert params[2] != params[0] and params[3] != params[1]
+    # ... and the resumed search is itself reproducible.
+    assert cli("search", path, "--results", tmp_path / "s")[0] == 0
+    assert cli("search", path, "--results", tmp_path / "s", "--n-trials", "4")[0] == 0
+    assert [trial_json(tmp_path / "s", "tiny", n)["params"] for n in range(4)] == params
+
+
+def test_ctrl_c_marks_the_running_trial_and_the_same_command_continues(study_file, tmp_path):
+    import signal
+    import time
+
+    path = study_file(settings='monitor="val_accuracy", epochs=400, n_trials=2, patience=None, '
+                      'pruner="none"')  # fmt: skip
+    results = tmp_path / "r"
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    history = results / "tiny" / "trials" / "0" / "history.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+        history.exists() and history.read_text().count("\n") >= 3
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Run the same command again" in err
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / "tiny" / "optuna.journal"))
+    )
+    trial = optuna.load_study(study_name="tiny", storage=storage).trials[0]
+    assert trial.state.name == "FAIL" and trial.user_attrs["stop_reason"] == "interrupted"
+    assert (results / "tiny" / "trials" / "0" / "best.keras").exists()  # kept, loadable
+    # The interrupted trial does not count: the same command (short epochs) runs 2 trials.
+    done = subprocess.run([*command, "--epochs", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "continuing study 'tiny': 0 trials done" in done.stdout
+    assert len(trial_lines(done.stdout)) == 2

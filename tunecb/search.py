@@ -158,11 +158,14 @@ def open_study(
         existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     except Exception as exc:
         raise StorageError(f"storage {shown!r}: cannot list studies: {exc}") from exc
-    sampler = make_sampler(settings.sampler, settings.seed)
     pruner = make_pruner(settings.pruner, settings.epochs)
     notes: list[str] = []
     if settings.name in existing:
         summary = existing[settings.name]
+        # A sampler restarted from the same seed would propose the first run's trials again:
+        # continue from a seed that depends on how far the study got (still reproducible).
+        seed = None if settings.seed is None else settings.seed + summary.n_trials
+        sampler = make_sampler(settings.sampler, seed)
         old_direction = summary.direction.name.lower()
         old_monitor = summary.user_attrs.get("monitor", settings.monitor)
         study = optuna.load_study(
@@ -194,6 +197,7 @@ def open_study(
             f"study {settings.name!r}; delete that folder, or pass another --study-name or "
             "--results"
         )
+    sampler = make_sampler(settings.sampler, settings.seed)
     study = optuna.create_study(
         storage=storage, study_name=settings.name, direction=settings.direction,
         sampler=sampler, pruner=pruner,
