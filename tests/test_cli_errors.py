@@ -148,3 +148,20 @@ def test_report_errors_are_one_line(cli, tmp_path):
     code, _, err = cli("report", tmp_path, "--format", "xml")
     assert code == 2
     assert_one_line(err, "--format", "'xml'")
+
+
+def test_a_val_monitor_without_validation_data(cli, tmp_path):
+    path = write_study(tmp_path)
+    path.write_text(path.read_text().replace("(x[:400], y[:400]), (x[400:], y[400:])",
+                                             "(x[:400], y[:400]), None"))  # fmt: skip
+    code, _, err = cli("search", path, "--results", tmp_path / "r")
+    assert code == 2
+    assert_one_line(err, "monitor 'val_accuracy' needs validation data", "returned None")
+    # validation_split in fit_kwargs provides it
+    path.write_text(
+        path.read_text().replace(
+            'pruner="none"', "pruner=\"none\", fit_kwargs={'validation_split': 0.2}"
+        )
+    )
+    code, _, err = cli("search", path, "--results", tmp_path / "r", "--n-trials", "1")
+    assert code == 0, err

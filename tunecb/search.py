@@ -238,7 +238,11 @@ def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
     except Exception as exc:
         raise StudyFileError(f"{where} raised {type(exc).__name__}: {exc}") from exc
     data = Data.from_return(value, where)
-    if settings.monitor.startswith("val_") and not data.has_validation:
+    if (
+        settings.monitor.startswith("val_")
+        and not data.has_validation
+        and not settings.fit_kwargs.get("validation_split")
+    ):
         raise ConfigError(
             f"monitor {settings.monitor!r} needs validation data, but {where} returned "
             "None for it; return (train, validation) or monitor a training metric"
