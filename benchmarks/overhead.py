@@ -367,9 +367,9 @@ def make_big_study(folder: Path, n_trials: int, seed: int = 0) -> None:
         else:
             epochs = rng.randint(0, 3)
             reason = rng.choice(["failed", "nan"])
-        curve, acc = {}, rng.uniform(0.3, 0.6)
-        for epoch in range(1, epochs + 1):
-            acc = min(0.99, acc + rng.uniform(-0.02, 0.08))
+        curve, acc, ceiling = {}, rng.uniform(0.3, 0.6), rng.uniform(0.85, 0.985)
+        for epoch in range(1, epochs + 1):  # a noisy learning curve towards its ceiling
+            acc += (ceiling - acc) * rng.uniform(0.2, 0.6) + rng.uniform(-0.01, 0.01)
             curve[epoch] = acc
         best_epoch = max(curve, key=curve.__getitem__) if curve else None
         best = curve[best_epoch] if best_epoch else None
@@ -468,6 +468,8 @@ def table(result: dict[str, Any]) -> str:
     s, r = result["search"], result["report"]
     n = s["n_trials"]
     status = "OK" if s["ok"] else "OVER GOAL"
+    if not all(s["identical_work"].values()):
+        status += " (INVALID: the two sides did not do the same work)"
     rows = [
         ("measurement", "median s", "goal", "ratio / status", "command"),
         (

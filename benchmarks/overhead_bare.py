@@ -26,6 +26,7 @@ import optuna  # noqa: E402
 
 from tunecb.callbacks import make_callbacks  # noqa: E402
 from tunecb.config import resolve  # noqa: E402
+from tunecb.strategies import make_pruner, make_sampler  # noqa: E402
 from tunecb.trial import trial_seed  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         default_name="overhead",
     )
     (x_train, y_train), validation = overhead_study.load()
-    study = optuna.create_study(direction=settings.direction)
+    # As tunecb does: the default pruner of create_study (median) would prune trials here.
+    study = optuna.create_study(
+        direction=settings.direction,
+        sampler=make_sampler(settings.sampler, settings.seed),
+        pruner=make_pruner(settings.pruner, settings.epochs),
+    )
 
     fits: list[float] = []
     values: list[float | None] = []
