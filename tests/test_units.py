@@ -120,3 +120,11 @@ def test_every_format_renders_every_row(fmt):
         lines = text.splitlines()
         assert len(lines) == (4 if fmt == "markdown" else 3)
         assert "r/3/best.keras" in lines[-2 if fmt != "csv" else 1]
+
+
+def test_long_errors_become_one_short_line():
+    from tunecb.search import first_line
+
+    assert first_line("ValueError: bad\n  detail\n  more") == "ValueError: bad"
+    assert first_line("x" * 500, 100) == "x" * 97 + "..."
+    assert first_line(None) == ""

@@ -214,7 +214,9 @@ class _SearchPrinter:
             f"{o.stop_reason:<13} {o.duration_s:7.1f}s"
         )
         if o.error:
-            line += f"  {o.error}"
+            from tunecb.search import first_line
+
+            line += f"  {first_line(o.error, 160)}"
         _out(line)
 
     def summary(self, s: Any) -> None:

@@ -134,7 +134,7 @@ def run_search(
             if ran[FAIL] == FAIL_FAST == sum(ran.values()):
                 raise SearchFailed(
                     f"the first {FAIL_FAST} trials all failed; the last one "
-                    f"(trial {outcome.number}) with: {outcome.error}. "
+                    f"(trial {outcome.number}) with: {first_line(outcome.error)}. "
                     f"See {study_dir.trial_json(outcome.number)}"
                 )
     best_trial = _best_record(study, study_dir)
@@ -253,6 +253,12 @@ def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
 def stored_settings(study_dir: StudyDir) -> dict[str, Any]:
     """What ``study.json`` says about the study (empty when tunecb did not create it)."""
     return read_json(study_dir.study_json) or {}
+
+
+def first_line(text: str | None, limit: int = 300) -> str:
+    """The first line of ``text``, cut to ``limit`` characters (for one-line messages)."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _budget_left(settings: Settings, done: int) -> bool:

@@ -66,6 +66,20 @@ def trial_seed(study_seed: int | None, number: int) -> int:
     return (study_seed * 1_000_003 + number * 7_919) % (2**31 - 1)
 
 
+def _clear_session() -> None:
+    """Reset Keras' global state without the full ``gc.collect()`` (slow in a big process)."""
+    try:
+        keras.backend.clear_session(free_memory=False)
+    except TypeError:  # Keras before 3.6 has no free_memory argument
+        keras.backend.clear_session()
+
+
+def _error_text(exc: BaseException, limit: int = 2000) -> str:
+    """``Type: message``, bounded (TensorFlow errors can run to pages)."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 _VERSIONS: dict[str, str] = {}
 
 
@@ -108,7 +122,7 @@ class TrialRunner:
         start = time.perf_counter()
         seed = trial_seed(s.seed, number)
         folder = self.study_dir.reset_trial(number)
-        keras.backend.clear_session(free_memory=False)
+        _clear_session()
         keras.utils.set_random_seed(seed)
 
         schedule = s.lr_schedule
@@ -149,7 +163,7 @@ class TrialRunner:
             outcome["error"] = str(exc)
         except Exception as exc:
             state, reason = FAIL, "failed"
-            outcome["error"] = f"{type(exc).__name__}: {exc}".strip()
+            outcome["error"] = _error_text(exc)
             log.debug("trial %d failed", number, exc_info=True)
         if cbs is not None:
             outcome["epochs_run"] = cbs.watch.epochs_run
