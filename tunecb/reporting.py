@@ -109,7 +109,11 @@ def study_records(
     """Every trial of the study as a plain record, best first."""
     study, study_dir, meta = open_report_study(path, storage, study_name)
     maximize = study.direction.name == "MAXIMIZE"
-    records = [_record(t, study_dir) for t in study.get_trials(deepcopy=False)]
+    records = [
+        _record(t, study_dir)
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("stop_reason") != "discarded"  # a race loser that never ran
+    ]
     records.sort(key=lambda r: _rank_key(r, maximize))
     return StudyRecords(
         name=study.study_name,

@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tunecb import __version__
+from tunecb import __version__, budget
 from tunecb.config import Settings
 from tunecb.data import Data
 from tunecb.errors import ConfigError, SearchFailed, StorageError, StudyFileError
@@ -30,6 +30,7 @@ from tunecb.results import StudyDir, read_json, write_json
 from tunecb.storage import open_storage, redact
 from tunecb.strategies import make_pruner, make_sampler
 from tunecb.study import LoadedStudy
+from tunecb.worker import STOP_BUDGET, Limits, run_trials
 
 log = logging.getLogger("tunecb")
 
@@ -90,6 +91,7 @@ def run_search(
     """Run the search ``settings`` describe; see the module docstring."""
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
+    started_wall = time.time()
     study_dir = StudyDir(settings.results / settings.name)
     # A storage URL is checked before anything is written; the embedded one lives in study_dir.
     storage = open_storage(settings.storage, study_dir.root) if settings.storage else None
@@ -97,7 +99,7 @@ def run_search(
     storage = storage or open_storage(None, study_dir.root)
     study, created, notes = open_study(loaded, settings, study_dir, storage)
 
-    done = _count_finished(study)
+    done = budget.finished(study.get_trials(deepcopy=False))
     best = _best(study)
     emit(Start(
         name=settings.name, storage=redact(settings.storage) if settings.storage else str(
@@ -107,36 +109,26 @@ def run_search(
     ))  # fmt: skip
 
     ran: Counter[str] = Counter()
-    stopped_by = "n_trials"
-    if _budget_left(settings, done):
+    stopped_by = STOP_BUDGET
+    limits = Limits(
+        n_trials=settings.n_trials,
+        deadline=None if settings.timeout is None else started_wall + settings.timeout,
+    )
+    if budget.may_ask(study.get_trials(deepcopy=False), settings.n_trials):
         data = load_data(loaded, settings)
-        from tunecb.trial import FAIL, TrialRunner  # imports Keras: only when training
+        from tunecb.trial import TrialRunner  # imports Keras: only when training
 
         runner = TrialRunner(loaded, settings, study_dir, data)
-        while _budget_left(settings, done):
-            if settings.timeout is not None and time.perf_counter() - started >= settings.timeout:
-                stopped_by = "timeout"
-                break
-            trial = study.ask()
-            try:
-                outcome = runner.run(trial)
-            except KeyboardInterrupt:
-                _tell_interrupted(study, trial)
-                raise
-            except BaseException:
-                study.tell(trial, state=TrialState.FAIL)
-                raise
-            _tell(study, trial, outcome)
+
+        def on_outcome(outcome: Any) -> None:
             ran[outcome.state] += 1
-            done += 1
             best = _best(study)
+            done = budget.finished(study.get_trials(deepcopy=False))
             emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
-            if ran[FAIL] == FAIL_FAST == sum(ran.values()):
-                raise SearchFailed(
-                    f"the first {FAIL_FAST} trials all failed; the last one "
-                    f"(trial {outcome.number}) with: {first_line(outcome.error)}. "
-                    f"See {study_dir.trial_json(outcome.number)}"
-                )
+            check_fail_fast(ran, outcome, study_dir)
+
+        stopped_by = run_trials(study, runner, limits, on_outcome)
+    done = budget.finished(study.get_trials(deepcopy=False))
     best_trial = _best_record(study, study_dir)
     return Summary(
         name=settings.name, study_dir=str(study_dir.root),
@@ -144,6 +136,16 @@ def run_search(
         stopped_by=stopped_by, best=best_trial, monitor=settings.monitor,
         direction=settings.direction,
     )  # fmt: skip
+
+
+def check_fail_fast(ran: Counter[str], outcome: Any, study_dir: StudyDir) -> None:
+    """Stop the search when the first ``FAIL_FAST`` trials of this run all failed."""
+    if ran["FAIL"] == FAIL_FAST == sum(ran.values()):
+        raise SearchFailed(
+            f"the first {FAIL_FAST} trials all failed; the last one "
+            f"(trial {outcome.number}) with: {first_line(outcome.error)}. "
+            f"See {study_dir.trial_json(outcome.number)}"
+        )
 
 
 def open_study(
@@ -261,15 +263,6 @@ def first_line(text: str | None, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _budget_left(settings: Settings, done: int) -> bool:
-    return settings.n_trials is None or done < settings.n_trials
-
-
-def _count_finished(study: optuna.Study) -> int:
-    trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return sum(1 for t in trials if t.user_attrs.get("stop_reason") != "interrupted")
-
-
 def _best(study: optuna.Study) -> tuple[float | None, int | None]:
     try:
         best = study.best_trial
@@ -291,18 +284,3 @@ def _best_record(study: optuna.Study, study_dir: StudyDir) -> dict[str, Any] | N
         "params": best.params,
         "checkpoint": str(study_dir.root / checkpoint) if checkpoint else None,
     }
-
-
-def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Any) -> None:
-    if outcome.state == "COMPLETE":
-        study.tell(trial, outcome.value)
-    elif outcome.state == "PRUNED":
-        study.tell(trial, state=TrialState.PRUNED)
-    else:
-        study.tell(trial, state=TrialState.FAIL)
-
-
-def _tell_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
-    trial.set_user_attr("stop_reason", "interrupted")
-    trial.set_user_attr("error", "interrupted by the user (SIGINT)")
-    study.tell(trial, state=TrialState.FAIL)

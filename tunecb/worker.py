@@ -1,0 +1,136 @@
+"""The trial loop every worker runs: ask, check the budget, run, tell; until told to stop.
+
+Used in the ``tunecb search`` process itself (no ``--jobs``) and in each worker process
+(:mod:`tunecb.pool`), with the same budget rule (:mod:`tunecb.budget`) so that processes
+and machines sharing one study run exactly ``n_trials`` trials between them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tunecb import budget
+
+STOP_BUDGET, STOP_TIMEOUT, STOP_REQUESTED = "budget", "timeout", "stopped"
+RECYCLE_TRIALS, RECYCLE_MEMORY = "recycle_trials", "recycle_memory"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When a worker stops asking for trials."""
+
+    n_trials: int | None
+    deadline: float | None = None  # time.time() after which no trial starts
+    max_trials: int | None = None  # recycle the worker after this many trials
+    max_rss_mb: float | None = None  # recycle the worker above this resident memory
+
+
+def worker_id() -> str:
+    """``host:pid``: which process runs a trial (stored as the trial's ``worker`` attr)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MiB (Linux ``/proc``; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_trials(
+    study: optuna.Study,
+    runner: Any,
+    limits: Limits,
+    on_outcome: Callable[[Any], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> str:
+    """Run trials until the budget, the deadline or a recycling limit is reached.
+
+    Returns why it stopped (``budget``, ``timeout``, ``stopped``, ``recycle_trials``,
+    ``recycle_memory``). A trial interrupted by Ctrl-C is told FAIL (``interrupted``) and
+    the interrupt goes on; any other exception escaping the runner fails the trial too.
+    """
+    me = worker_id()
+    ran = 0
+    while True:
+        if should_stop():
+            return STOP_REQUESTED
+        if limits.deadline is not None and time.time() >= limits.deadline:
+            return STOP_TIMEOUT
+        if not budget.may_ask(study.get_trials(deepcopy=False), limits.n_trials):
+            return STOP_BUDGET
+        trial = study.ask()
+        trial.set_user_attr("worker", me)
+        if not budget.within_budget(
+            study.get_trials(deepcopy=False), trial.number, limits.n_trials
+        ):
+            trial.set_user_attr("stop_reason", "discarded")
+            study.tell(trial, state=TrialState.FAIL)
+            continue  # the next may_ask says whether anything is left
+        try:
+            outcome = runner.run(trial)
+        except KeyboardInterrupt:
+            tell_failed(study, trial, "interrupted", "interrupted by the user (SIGINT)")
+            raise
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        tell(study, trial, outcome)
+        on_outcome(outcome)
+        ran += 1
+        if limits.max_trials is not None and ran >= limits.max_trials:
+            return RECYCLE_TRIALS
+        if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
+            return RECYCLE_MEMORY
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: Any) -> None:
+    """Tell Optuna the outcome's state (COMPLETE with the best value, PRUNED or FAIL)."""
+    if outcome.state == "COMPLETE":
+        study.tell(trial, outcome.value)
+    elif outcome.state == "PRUNED":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def tell_failed(study: optuna.Study, trial: optuna.Trial | int, reason: str, error: str) -> None:
+    """Mark a trial FAIL for a reason that is not its own (it is run again)."""
+    storage = study._storage
+    trial_id = trial._trial_id if hasattr(trial, "_trial_id") else _trial_id(study, trial)
+    storage.set_trial_user_attr(trial_id, "stop_reason", reason)
+    storage.set_trial_user_attr(trial_id, "error", error)
+    storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+
+
+def _trial_id(study: optuna.Study, number: int) -> int:
+    return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+
+
+def retry(study: optuna.Study, failed: Any) -> None:
+    """Queue a WAITING copy of a failed trial (same parameters), linked to it the way
+    Optuna's ``RetryHeartbeatStaleTrialCallback`` links its retries (``failed_trial``,
+    ``retry_history`` system attrs), so one rule finds the attempts of a trial."""
+    system_attrs = {"failed_trial": failed.number, "retry_history": [], **failed.system_attrs}
+    system_attrs["retry_history"] = [*system_attrs["retry_history"], failed.number]
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            system_attrs=system_attrs,
+        )
+    )
