@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -81,6 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--monitor", help="metric to optimise, e.g. val_accuracy")
     search.add_argument("--direction", help="maximize, minimize or auto")
     search.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras fit verbosity")
+    workers = search.add_argument_group("parallel workers")
+    workers.add_argument(
+        "--jobs", type=_positive_int, metavar="N",
+        help="run N worker processes on this machine (default: trials run in this process)",
+    )  # fmt: skip
+    workers.add_argument("--gpus", metavar="0,1,...", help="give worker i GPU i (round robin)")
+    workers.add_argument(
+        "--threads-per-worker", type=_positive_int, metavar="K",
+        help="CPU threads of each worker (default: the cores divided by --jobs)",
+    )  # fmt: skip
+    workers.add_argument(
+        "--worker-trials", type=_non_negative_int, default=50, metavar="N",
+        help="replace a worker after N trials (0: never; default 50)",
+    )  # fmt: skip
+    workers.add_argument(
+        "--worker-memory", type=_non_negative_int, default=4096, metavar="MIB",
+        help="replace a worker above this resident memory (0: never; default 4096)",
+    )  # fmt: skip
 
     report = sub.add_parser(
         "report",
@@ -140,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     if not args.debug:
-        _import_tensorflow_quietly()
+        from tunecb.tfimport import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     from tunecb.config import resolve
     from tunecb.search import run_search
     from tunecb.study import load_study_file
@@ -167,8 +186,21 @@ def _search(args: argparse.Namespace) -> int:
         default_name=loaded.default_name,
         study_path=loaded.path,
     )
+    execution = None
+    if args.jobs is not None:
+        from tunecb.pool import Execution, parse_gpus
+
+        execution = Execution(
+            jobs=args.jobs,
+            gpus=parse_gpus(args.gpus, args.jobs),
+            threads_per_worker=args.threads_per_worker,
+            worker_trials=args.worker_trials or None,
+            worker_memory_mb=args.worker_memory or None,
+        )
+    elif args.gpus:
+        raise TunecbError("--gpus needs --jobs N: each worker process gets its GPU")
     printer = _SearchPrinter()
-    summary = run_search(loaded, settings, printer)
+    summary = run_search(loaded, settings, printer, execution, overrides)
     printer.summary(summary)
     return 0
 
@@ -268,33 +300,6 @@ def _report(args: argparse.Namespace) -> int:
         _out(f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}")
     _out(text)
     return 0
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, CPU features) hidden.
-
-    It writes to file descriptor 2 at import time whatever TF_CPP_MIN_LOG_LEVEL says; the
-    chatter is shown only if the import fails. ``--debug`` skips this.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    import tempfile
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def _setup_logging(debug: bool) -> None:

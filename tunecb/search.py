@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -31,6 +31,9 @@ from tunecb.storage import open_storage, redact
 from tunecb.strategies import make_pruner, make_sampler
 from tunecb.study import LoadedStudy
 from tunecb.worker import STOP_BUDGET, Limits, run_trials
+
+if TYPE_CHECKING:
+    from tunecb.pool import Execution
 
 log = logging.getLogger("tunecb")
 
@@ -86,9 +89,18 @@ Listener = Callable[[object], None]
 
 
 def run_search(
-    loaded: LoadedStudy, settings: Settings, on_event: Listener | None = None
+    loaded: LoadedStudy,
+    settings: Settings,
+    on_event: Listener | None = None,
+    execution: Execution | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Summary:
-    """Run the search ``settings`` describe; see the module docstring."""
+    """Run the search ``settings`` describe; see the module docstring.
+
+    Without ``execution`` the trials run in this process; with it, in
+    ``execution.jobs`` supervised worker processes (``overrides``: the CLI flags, which
+    each worker applies to the study file again).
+    """
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
     started_wall = time.time()
@@ -114,7 +126,32 @@ def run_search(
         n_trials=settings.n_trials,
         deadline=None if settings.timeout is None else started_wall + settings.timeout,
     )
-    if budget.may_ask(study.get_trials(deepcopy=False), settings.n_trials):
+    work_left = budget.may_ask(study.get_trials(deepcopy=False), settings.n_trials)
+    if execution is not None and work_left:
+        from tunecb.pool import WorkerSpec, run_pool
+
+        def make_spec(slot: int, generation: int, slot_limits: Limits) -> WorkerSpec:
+            return WorkerSpec(
+                study_path=str(loaded.path), overrides=dict(overrides or {}), slot=slot,
+                generation=generation, env=execution.worker_env(slot),
+                threads=execution.threads(), limits=slot_limits,
+                debug=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+
+        def on_trial(outcome: Any) -> None:
+            ran[outcome.state] += 1
+            best = _best(study)
+            done = budget.finished(study.get_trials(deepcopy=False))
+            emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
+            check_fail_fast(ran, outcome, study_dir)
+
+        pool_limits = Limits(
+            n_trials=limits.n_trials, deadline=limits.deadline,
+            max_trials=execution.worker_trials, max_rss_mb=execution.worker_memory_mb,
+        )  # fmt: skip
+        result = run_pool(study, execution, make_spec, pool_limits, on_trial)
+        stopped_by = result.stopped_by
+    elif work_left:
         data = load_data(loaded, settings)
         from tunecb.trial import TrialRunner  # imports Keras: only when training
 

@@ -84,6 +84,7 @@ def run_trials(
             outcome = runner.run(trial)
         except KeyboardInterrupt:
             tell_failed(study, trial, "interrupted", "interrupted by the user (SIGINT)")
+            retry(study, study._storage.get_trial(trial._trial_id))  # the next run redoes it
             raise
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
