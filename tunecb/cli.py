@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"tunecb {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{search,report}", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="{search,report,repair}", parser_class=_Parser
+    )
 
     search = sub.add_parser(
         "search",
@@ -114,6 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", default="table", choices=("table", "csv", "markdown", "json"), help="output"
     )
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
+
+    repair = sub.add_parser(
+        "repair",
+        parents=[common],
+        help="cut a half-written record off a study's journal file",
+        description="A process killed while writing can leave the last record of the journal "
+        "storage half-written. This keeps every complete record (a backup of the file is "
+        "written first) so that the study can be used again.",
+    )
+    repair.add_argument("path", nargs="?", metavar="RESULTS_DIR", help="e.g. results/digits")
+    repair.add_argument("--storage", metavar="JOURNAL", help="a journal file path instead")
     return parser
 
 
@@ -133,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "search":
             return _search(args)
+        if args.command == "repair":
+            return _repair(args)
         return _report(args)
     except TunecbError as exc:
         if debug:
@@ -299,6 +314,24 @@ def _report(args: argparse.Namespace) -> int:
         metric = result.monitor or "value"
         _out(f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}")
     _out(text)
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from tunecb.journal import repair_journal
+    from tunecb.storage import JOURNAL_NAME
+
+    if (args.path is None) == (args.storage is None):
+        raise TunecbError("give a results folder (e.g. results/digits) or --storage JOURNAL")
+    if args.storage and "://" in args.storage:
+        raise TunecbError(
+            f"--storage {args.storage!r}: repair works on journal files; a database storage "
+            "has no torn records to cut"
+        )
+    path = Path(args.storage.removeprefix("journal:")) if args.storage else None
+    if path is None:
+        path = Path(args.path) / JOURNAL_NAME
+    _out(repair_journal(path).summary)
     return 0
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from tunecb import budget
 from tunecb.errors import ConfigError, SearchFailed, TunecbError
 from tunecb.worker import (
     RECYCLE_MEMORY,
@@ -285,7 +286,7 @@ def run_pool(
                 drain(0.05)  # events the worker sent just before it exited
                 slot.process = None
                 _after_exit(study, slot, process, result, stop.is_set())
-                if not slot.done and not stop.is_set():
+                if not slot.done and not stop.is_set() and _work_left(study, limits):
                     slot.generation += 1
                     start(slot)
     except KeyboardInterrupt:
@@ -301,6 +302,14 @@ def run_pool(
     reasons = {s.last_reason for s in slots}
     result.stopped_by = STOP_TIMEOUT if STOP_TIMEOUT in reasons else STOP_BUDGET
     return result
+
+
+def _work_left(study: optuna.Study, limits: Limits) -> bool:
+    """Whether a replacement worker would find a trial to run (no TensorFlow start for
+    nothing)."""
+    if limits.deadline is not None and time.time() >= limits.deadline:
+        return False
+    return budget.may_ask(study.get_trials(deepcopy=False), limits.n_trials)
 
 
 def _after_exit(

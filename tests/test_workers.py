@@ -1,0 +1,171 @@
+"""`--jobs N`: real worker processes sharing one study on the embedded journal storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tunecb.pool import Execution, parse_gpus
+
+FAST_STUDY = """
+import json, os
+import keras
+import numpy as np
+import tunecb
+
+study = tunecb.Study(monitor="val_accuracy", epochs={epochs}, batch_size=32, n_trials={n},
+                     pruner="none", patience=None, seed=0)
+
+@study.data
+def load():
+    report = os.environ.get("TUNECB_TEST_REPORT")
+    if report:
+        import tensorflow as tf
+        with open(os.path.join(report, f"{{os.getpid()}}.json"), "w") as f:
+            json.dump({{"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                       "threads": tf.config.threading.get_intra_op_parallelism_threads()}}, f)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=({rows}, 16)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    return (x[:{split}], y[:{split}]), (x[{split}:], y[{split}:])
+
+@study.model
+def build(trial):
+    units = trial.suggest_int("units", 2, 64)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(units, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(trial.suggest_float("lr", 1e-4, 1e-1, log=True)),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+"""
+
+
+def write_fast_study(folder: Path, name="par", n=10, epochs=1, rows=96, split=64) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(FAST_STUDY.format(n=n, epochs=epochs, rows=rows, split=split))
+    return path
+
+
+def journal_study(results: Path, name: str) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / name / "optuna.journal"))
+    )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def search(path: Path, results: Path, *flags: str, env=None, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results), *flags],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )  # fmt: skip
+
+
+def test_worker_environment_divides_threads_and_assigns_gpus():
+    execution = Execution(jobs=3, gpus=parse_gpus("0,1", 3), threads_per_worker=None)
+    envs = [execution.worker_env(slot) for slot in range(3)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0"]
+    cores = len(os.sched_getaffinity(0))
+    assert envs[0]["TF_NUM_INTRAOP_THREADS"] == str(max(1, cores // 3))
+    assert Execution(jobs=2, threads_per_worker=3).worker_env(0)["OMP_NUM_THREADS"] == "3"
+    assert "CUDA_VISIBLE_DEVICES" not in Execution(jobs=2).worker_env(0)
+    with pytest.raises(Exception, match="--gpus 'a,b'"):
+        parse_gpus("a,b", 2)
+
+
+@pytest.mark.slow
+def test_four_workers_run_exactly_the_budget_without_losing_or_repeating_a_trial(tmp_path):
+    path = write_fast_study(tmp_path, n=100)
+    results = tmp_path / "r"
+    # Create the study first, with 8 enqueued trials that must each run exactly once.
+    (results / "par").mkdir(parents=True)
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / "par" / "optuna.journal"))
+    )
+    study = optuna.create_study(study_name="par", storage=storage, direction="maximize")
+    study.set_user_attr("monitor", "val_accuracy")
+    queued = [{"units": 3 + i, "lr": 0.001 * (i + 1)} for i in range(8)]
+    for params in queued:
+        study.enqueue_trial(params)
+    proc = search(path, results, "--jobs", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert "locked" not in proc.stderr
+    trials = [t for t in journal_study(results, "par").trials
+              if t.user_attrs.get("stop_reason") != "discarded"]  # fmt: skip
+    assert len(trials) == 100
+    assert {t.state.name for t in trials} == {"COMPLETE"}
+    ran = [t.params for t in trials]
+    for params in queued:
+        assert ran.count(params) == 1
+    assert len({t.user_attrs["worker"] for t in trials}) == 4
+    for t in trials:
+        meta = json.loads((results / "par" / "trials" / str(t.number) / "trial.json").read_text())
+        assert meta["state"] == "COMPLETE" and meta["params"] == t.params
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == 100 and lines[-1].startswith("[100/100]")
+
+
+@pytest.mark.slow
+def test_workers_are_recycled_and_get_their_thread_share_and_gpu(tmp_path):
+    path = write_fast_study(tmp_path, n=8)
+    report = tmp_path / "env"
+    report.mkdir()
+    env = {**os.environ, "TUNECB_TEST_REPORT": str(report)}
+    proc = search(path, tmp_path / "r", "--jobs", "2", "--worker-trials", "2", "--gpus", "0,1",
+                  env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    trials = journal_study(tmp_path / "r", "par").trials
+    assert len(trials) == 8 and {t.state.name for t in trials} == {"COMPLETE"}
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 4  # 2 slots x 2 trials each, then replaced
+    seen = [json.loads(p.read_text()) for p in report.iterdir()]
+    assert len(seen) == 4
+    assert sorted({s["gpu"] for s in seen}) == ["0", "1"]
+    cores = len(os.sched_getaffinity(0))
+    assert {s["threads"] for s in seen} == {max(1, cores // 2)}
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_nothing_and_its_trial_runs_again(tmp_path):
+    path = write_fast_study(tmp_path, n=3, epochs=60, rows=4096, split=3072)
+    results = tmp_path / "r"
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+               "--jobs", "2"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.monotonic() + 180
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.3)
+        if not (results / "par" / "optuna.journal").exists():
+            continue
+        for t in journal_study(results, "par").trials:
+            if t.state.name == "RUNNING" and len(t.intermediate_values) >= 3:
+                victim = t
+                break
+    assert victim is not None, "no trial reached epoch 3"
+    os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    trials = journal_study(results, "par").trials
+    dead = trials[victim.number]
+    assert dead.state.name == "FAIL" and dead.user_attrs["stop_reason"] == "worker_died"
+    assert "SIGKILL" in dead.user_attrs["error"]
+    reruns = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(reruns) == 1 and reruns[0].params == victim.params
+    assert reruns[0].state.name == "COMPLETE"
+    finished = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(finished) == 3  # the study still ends with the requested trials
+
+
+def test_jobs_zero_is_a_one_line_error(tmp_path):
+    path = write_fast_study(tmp_path)
+    proc = search(path, tmp_path / "r", "--jobs", "0", timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--jobs" in proc.stderr
