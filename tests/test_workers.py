@@ -137,7 +137,7 @@ def test_a_killed_worker_loses_nothing_and_its_trial_runs_again(tmp_path):
     path = write_fast_study(tmp_path, n=3, epochs=60, rows=4096, split=3072)
     results = tmp_path / "r"
     command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
-               "--jobs", "2"]  # fmt: skip
+               "--jobs", "2", "--backup-every", "0"]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = None
     deadline = time.monotonic() + 180
@@ -162,6 +162,16 @@ def test_a_killed_worker_loses_nothing_and_its_trial_runs_again(tmp_path):
     assert reruns[0].state.name == "COMPLETE"
     finished = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(finished) == 3  # the study still ends with the requested trials
+    # The rerun resumed from the dead attempt's last backed-up epoch, not from epoch 0,
+    # with the dead attempt's history carried over and continued without a gap.
+    rerun = reruns[0]
+    reached = len(victim.intermediate_values)
+    assert rerun.user_attrs["resumed_from_epoch"] >= reached
+    rows = (results / "par" / "trials" / str(rerun.number) / "history.csv").read_text()
+    epochs = [int(float(line.split(",")[0])) for line in rows.strip().splitlines()[1:]]
+    assert epochs == list(range(1, 61))
+    assert rerun.user_attrs["epochs_run"] == 60 and sorted(rerun.intermediate_values) == epochs
+    assert not any((results / "par" / "backups").iterdir())  # cleaned up when trials ended
 
 
 def test_jobs_zero_is_a_one_line_error(tmp_path):

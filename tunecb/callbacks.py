@@ -219,10 +219,12 @@ class TrialCallbacks:
     schedule: keras.callbacks.Callback | None = None
     early_stopping: keras.callbacks.EarlyStopping | None = None
     user: list = field(default_factory=list)
+    backup: keras.callbacks.Callback | None = None  # tunecb.backup.TrialBackup
 
     def as_list(self) -> list[keras.callbacks.Callback]:
         ours = [self.watch, self.schedule, self.checkpoint, self.early_stopping, self.history]
-        return [c for c in ours if c is not None] + list(self.user) + [self.pruning]
+        last = [c for c in (self.backup, self.pruning) if c is not None]
+        return [c for c in ours if c is not None] + list(self.user) + last
 
     def stop_reason(self, epochs: int) -> str:
         """``nan``, ``pruned``, ``early_stopped`` or ``completed``."""

@@ -44,6 +44,7 @@ def _checked(convert: Any, ok: Any, expected: str) -> Any:
 
 _positive_int = _checked(int, lambda v: v > 0, "a positive integer")
 _non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
+_non_negative_float = _checked(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 _positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive number of seconds")
 
 
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--monitor", help="metric to optimise, e.g. val_accuracy")
     search.add_argument("--direction", help="maximize, minimize or auto")
     search.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras fit verbosity")
+    search.add_argument(
+        "--backup-every", type=_non_negative_float, metavar="S",
+        help="back a running trial up at most every S seconds (default 10; 0: every epoch)",
+    )  # fmt: skip
     workers = search.add_argument_group("parallel workers")
     workers.add_argument(
         "--jobs", type=_positive_int, metavar="N",
@@ -194,6 +199,7 @@ def _search(args: argparse.Namespace) -> int:
         "monitor": args.monitor,
         "direction": args.direction,
         "verbose": args.verbose,
+        "backup_every": args.backup_every,
     }
     settings = resolve(
         loaded.study.settings,

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "min_delta": 0.0,
     "lr_schedule": "none",
     "verbose": 0,
+    "backup_every": 10.0,
     "storage": None,
     "results": "results",
 }
@@ -73,6 +74,7 @@ class Settings:
     min_delta: float
     lr_schedule: Schedule
     verbose: int
+    backup_every: float
     storage: str | None
     results: Path
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -160,6 +162,13 @@ def resolve(
     verbose = values["verbose"]
     if verbose not in (0, 1, 2, "auto"):
         raise bad("verbose", "Keras fit verbosity is 0, 1, 2 or 'auto'")
+    backup_every = values["backup_every"]
+    if (
+        isinstance(backup_every, bool)
+        or not isinstance(backup_every, int | float)
+        or not backup_every >= 0
+    ):
+        raise bad("backup_every", "seconds between trial backups: a number >= 0")
     results = values["results"]
     if not isinstance(results, str | Path) or not str(results):
         raise bad("results", "must be a folder path")
@@ -182,6 +191,7 @@ def resolve(
         min_delta=float(min_delta),
         lr_schedule=schedule,
         verbose=verbose,
+        backup_every=float(backup_every),
         storage=storage,
         results=Path(results),
         sources=sources,

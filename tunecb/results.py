@@ -48,6 +48,10 @@ class StudyDir:
     def study_json(self) -> Path:
         return self.root / STUDY_JSON
 
+    def backup_dir(self, number: int) -> Path:
+        """Where a running trial (by its first attempt's number) keeps its backup."""
+        return self.root / "backups" / str(number)
+
     def trial_dir(self, number: int) -> Path:
         return self.trials / str(number)
 

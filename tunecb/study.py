@@ -55,6 +55,7 @@ SETTING_NAMES = (
     "min_delta",
     "lr_schedule",
     "verbose",
+    "backup_every",
 )
 
 
@@ -80,6 +81,8 @@ class Study:
         lr_schedule: ``"none"``, ``"plateau"``, ``"cosine"``, ``"step"``, ``"search"`` or a
             :mod:`tunecb.schedules` object.
         verbose: Keras ``fit`` verbosity (0 by default).
+        backup_every: seconds between backups of a running trial (default 10; 0: every
+            epoch); a trial whose worker dies resumes from its last backup.
         data / model / callbacks: the three functions, here or with the decorators.
 
     Example:
@@ -109,6 +112,7 @@ class Study:
         min_delta: float | None = None,
         lr_schedule: Any = None,
         verbose: int | None = None,
+        backup_every: float | None = None,
         data: DataFn | None = None,
         model: BuildFn | None = None,
         callbacks: CallbacksFn | None = None,

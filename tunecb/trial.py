@@ -15,6 +15,7 @@ import keras
 import optuna
 
 from tunecb import __version__, schedules
+from tunecb import backup as backups
 from tunecb.callbacks import make_callbacks
 from tunecb.config import Settings
 from tunecb.data import Data
@@ -43,6 +44,7 @@ class TrialOutcome:
     n_params: int | None
     seed: int
     lr_schedule: str
+    resumed_from_epoch: int | None = None
 
     def attrs(self) -> dict[str, Any]:
         """The metadata stored as Optuna user attributes."""
@@ -133,7 +135,9 @@ class TrialRunner:
         outcome = dict(
             number=number, value=None, best_epoch=None, epochs_run=0, error=None,
             checkpoint=None, n_params=None, seed=seed, lr_schedule=schedule.name,
+            resumed_from_epoch=None,
         )  # fmt: skip
+        backup_dir = self.study_dir.backup_dir(backups.origin(trial))
         cbs = None
         fatal: BaseException | None = None
         try:
@@ -144,9 +148,16 @@ class TrialRunner:
                 trial, s, schedule, self.study_dir.checkpoint(number),
                 self.study_dir.history(number), user,
             )  # fmt: skip
+            stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
+            cbs.backup = backups.TrialBackup(backup_dir, stamp, number, cbs, s.backup_every)
+            resumed = backups.restore(
+                model, cbs.backup, folder, self.study_dir.trial_dir, trial, s.monitor
+            )
+            outcome["resumed_from_epoch"] = resumed or None
             model.fit(
                 **{**self.data.fit_arguments(s.batch_size), **s.fit_kwargs},
                 epochs=s.epochs,
+                initial_epoch=resumed,
                 callbacks=cbs.as_list(),
                 verbose=s.verbose,
             )
@@ -165,6 +176,7 @@ class TrialRunner:
             state, reason = FAIL, "failed"
             outcome["error"] = _error_text(exc)
             log.debug("trial %d failed", number, exc_info=True)
+        backups.discard(backup_dir)  # the trial ended: nothing to resume
         if cbs is not None:
             outcome["epochs_run"] = cbs.watch.epochs_run
             outcome["value"] = cbs.checkpoint.best
