@@ -179,3 +179,34 @@ def test_jobs_zero_is_a_one_line_error(tmp_path):
     proc = search(path, tmp_path / "r", "--jobs", "0", timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--jobs" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_search_process_is_recovered_by_the_next_run(tmp_path):
+    # No --jobs: the trial runs in the `tunecb search` process itself, which is killed.
+    path = write_fast_study(tmp_path, n=2, epochs=40, rows=4096, split=3072)
+    results = tmp_path / "r"
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+               "--backup-every", "0"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.monotonic() + 180
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.3)
+        if (results / "par" / "optuna.journal").exists():
+            trials = journal_study(results, "par").trials
+            running = [t for t in trials if t.state.name == "RUNNING"]
+            running = [t for t in running if len(t.intermediate_values) >= 3]
+            victim = running[0] if running else None
+    assert victim is not None
+    proc.kill()
+    proc.wait()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"trials [{victim.number}] were left running" in again.stdout
+    trials = journal_study(results, "par").trials
+    assert trials[victim.number].user_attrs["stop_reason"] == "worker_died"
+    rerun = next(t for t in trials if t.system_attrs.get("failed_trial") == victim.number)
+    assert rerun.state.name == "COMPLETE" and rerun.params == victim.params
+    assert rerun.user_attrs["resumed_from_epoch"] >= 3
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2

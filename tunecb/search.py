@@ -13,6 +13,8 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from tunecb.results import StudyDir, read_json, write_json
 from tunecb.storage import open_storage, redact
 from tunecb.strategies import make_pruner, make_sampler
 from tunecb.study import LoadedStudy
-from tunecb.worker import STOP_BUDGET, Limits, run_trials
+from tunecb.worker import STOP_BUDGET, Limits, retry, run_trials, tell_failed
 
 if TYPE_CHECKING:
     from tunecb.pool import Execution
@@ -226,6 +228,12 @@ def open_study(
                 f"the study now says {settings.monitor} ({settings.direction}). "
                 "Use --study-name NEW for a new study, or restore the old monitor"
             )
+        rerun = recover_dead_trials(study)
+        if rerun:
+            notes.append(
+                f"trials {rerun} were left running by a process on this machine that died; "
+                "they run again, resuming from their last backup"
+            )
         old_sha = summary.user_attrs.get("study_sha256")
         if old_sha and old_sha != loaded.sha256:
             notes.append(f"the study file {loaded.path} changed since the study began")
@@ -251,6 +259,32 @@ def open_study(
         study.set_user_attr(key, value)
     _write_study_json(study_dir, settings, loaded)
     return study, True, notes
+
+
+def recover_dead_trials(study: optuna.Study) -> list[int]:
+    """Mark FAIL (``worker_died``) and queue again the RUNNING trials whose process, on this
+    machine, no longer exists (a search killed with SIGKILL, a crash, a reboot). Trials of
+    other machines are left to their own processes (or to the RDB heartbeat)."""
+    host = socket.gethostname()
+    rerun = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        tell_failed(study, trial.number, "worker_died", f"its process {pid} is gone")
+        retry(study, study._storage.get_trial(trial._trial_id))
+        rerun.append(trial.number)
+    return rerun
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_study_json(study_dir: StudyDir, settings: Settings, loaded: LoadedStudy) -> None:
