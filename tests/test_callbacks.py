@@ -144,3 +144,38 @@ def test_schedule_refuses_a_model_compiled_with_a_keras_schedule(tmp_path, digit
         0.01, 10, 0.9)), loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
     with pytest.raises(Exception, match="keep one of the two"):
         fit(m, cbs, digits)
+
+
+@pytest.mark.slow
+def test_a_process_killed_while_writing_the_checkpoint_leaves_the_previous_one_loadable(
+    tmp_path,
+):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "saver.py"
+    script.write_text(
+        "import sys, keras\n"
+        "from pathlib import Path\n"
+        "from tunecb.results import atomic_write\n"
+        "m = keras.Sequential([keras.Input((512,)), keras.layers.Dense(1024),"
+        " keras.layers.Dense(1024)])\n"
+        "m.compile(optimizer='adam', loss='mse')\n"
+        "target = Path(sys.argv[1])\n"
+        "atomic_write(target, lambda tmp: m.save(tmp), suffix='.keras')\n"
+        "print('saved', flush=True)\n"
+        "while True:\n"
+        "    atomic_write(target, lambda tmp: m.save(tmp), suffix='.keras')\n"
+    )
+    target = tmp_path / "best.keras"
+    for attempt in range(4):
+        proc = subprocess.Popen([sys.executable, str(script), str(target)],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stdout.readline().strip() == "saved"
+        time.sleep(0.05 + 0.13 * attempt)  # somewhere in the middle of a later save
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        model = keras.saving.load_model(target, safe_mode=True)
+        assert model.count_params() == 512 * 1024 + 1024 + 1024 * 1024 + 1024

@@ -210,3 +210,35 @@ def test_a_killed_search_process_is_recovered_by_the_next_run(tmp_path):
     assert rerun.state.name == "COMPLETE" and rerun.params == victim.params
     assert rerun.user_attrs["resumed_from_epoch"] >= 3
     assert sum(t.state.name == "COMPLETE" for t in trials) == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_worker_and_the_same_command_continues(tmp_path):
+    path = write_fast_study(tmp_path, n=4, epochs=300, rows=4096, split=3072)
+    results = tmp_path / "r"
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+               "--jobs", "2"]  # fmt: skip
+    # A terminal's Ctrl-C reaches the whole foreground process group: do the same.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if (results / "par" / "optuna.journal").exists():
+            trials = journal_study(results, "par").trials
+            if sum(len(t.intermediate_values) >= 2 for t in trials) >= 2:
+                break
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Run the same command again" in err and "Traceback" not in err
+    trials = journal_study(results, "par").trials
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    stopped = [t for t in trials if t.user_attrs.get("stop_reason") == "interrupted"]
+    assert len(stopped) == 2
+    again = subprocess.run([*command, "--epochs", "1"], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "continuing study 'par'" in again.stdout
+    trials = journal_study(results, "par").trials
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 4
