@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     workers.add_argument("--gpus", metavar="0,1,...", help="give worker i GPU i (round robin)")
     workers.add_argument(
+        "--dask", metavar="tcp://HOST:PORT",
+        help="run the --jobs workers on this Dask cluster (the storage must reach it)",
+    )  # fmt: skip
+    workers.add_argument(
         "--threads-per-worker", type=_positive_int, metavar="K",
         help="CPU threads of each worker (default: the cores divided by --jobs)",
     )  # fmt: skip
@@ -217,7 +221,14 @@ def _search(args: argparse.Namespace) -> int:
             threads_per_worker=args.threads_per_worker,
             worker_trials=args.worker_trials or None,
             worker_memory_mb=args.worker_memory or None,
+            dask=args.dask,
         )
+        if args.dask:
+            from tunecb.cluster import connect
+
+            connect(args.dask).close()  # fail in seconds, before any study is touched
+    elif args.dask:
+        raise TunecbError("--dask needs --jobs N: how many workers to run on the cluster")
     elif args.gpus:
         raise TunecbError("--gpus needs --jobs N: each worker process gets its GPU")
     printer = _SearchPrinter()

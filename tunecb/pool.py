@@ -64,6 +64,7 @@ class Execution:
     threads_per_worker: int | None = None
     worker_trials: int | None = 50
     worker_memory_mb: float | None = 4096.0
+    dask: str | None = None  # a Dask scheduler address: run the workers there
 
     def threads(self) -> int:
         """CPU threads each worker may use: its share of the cores, unless set."""
@@ -149,18 +150,35 @@ def worker_main(spec: WorkerSpec, events: Any, stop: Any) -> None:
 
 
 def _work(spec: WorkerSpec, events: Any, stop: Any) -> str:
+    def on_outcome(outcome: Any) -> None:
+        events.put(("trial", os.getpid(), vars(outcome).copy()))
+
+    return run_worker(
+        spec, on_outcome, lambda study: stop.is_set(), lambda: events.put(("ready", os.getpid()))
+    )
+
+
+def run_worker(
+    spec: WorkerSpec,
+    on_outcome: Callable[[Any], None],
+    should_stop: Callable[[optuna.Study], bool],
+    on_ready: Callable[[], None] = lambda: None,
+) -> str:
+    """The body of a worker, in whatever process it runs (ours, or a Dask worker's): set up
+    TensorFlow, load the study file and the data once, run trials; returns why it stopped."""
     if not spec.debug:
         from tunecb.tfimport import import_tensorflow_quietly
 
         import_tensorflow_quietly()
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
+    with contextlib.suppress(RuntimeError):  # a Dask worker that ran TF keeps its setting
+        tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     from tunecb.config import resolve
     from tunecb.results import StudyDir
-    from tunecb.search import load_data
+    from tunecb.search import load_data, recover_dead_trials
     from tunecb.storage import open_storage
     from tunecb.strategies import make_pruner, make_sampler
     from tunecb.study import load_study_file
@@ -175,22 +193,19 @@ def _work(spec: WorkerSpec, events: Any, stop: Any) -> str:
     study_dir = StudyDir(settings.results / settings.name)
     storage = open_storage(settings.storage, study_dir.root)
     # Each worker needs its own random stream, or seeded workers propose the same trials.
-    seed = (
-        None if settings.seed is None else settings.seed + 7919 * (spec.slot + 1) + spec.generation
-    )
+    seed = settings.seed
+    if seed is not None:
+        seed += 7919 * (spec.slot + 1) + spec.generation
     study = optuna.load_study(
         study_name=settings.name,
         storage=storage,
         sampler=make_sampler(settings.sampler, seed),
         pruner=make_pruner(settings.pruner, settings.epochs),
     )
+    recover_dead_trials(study)  # e.g. a Dask worker on this machine that was killed
     runner = TrialRunner(loaded, settings, study_dir, load_data(loaded, settings))
-    events.put(("ready", os.getpid()))
-
-    def on_outcome(outcome: Any) -> None:
-        events.put(("trial", os.getpid(), vars(outcome).copy()))
-
-    return run_trials(study, runner, spec.limits, on_outcome, stop.is_set)
+    on_ready()
+    return run_trials(study, runner, spec.limits, on_outcome, should_stop)
 
 
 @dataclass

@@ -151,7 +151,14 @@ def run_search(
             n_trials=limits.n_trials, deadline=limits.deadline,
             max_trials=execution.worker_trials, max_rss_mb=execution.worker_memory_mb,
         )  # fmt: skip
-        result = run_pool(study, execution, make_spec, pool_limits, on_trial)
+        if execution.dask:
+            from tunecb.cluster import run_dask
+
+            result = run_dask(
+                execution.dask, study, execution.jobs, make_spec, pool_limits, on_trial
+            )
+        else:
+            result = run_pool(study, execution, make_spec, pool_limits, on_trial)
         stopped_by = result.stopped_by
     elif work_left:
         data = load_data(loaded, settings)

@@ -55,7 +55,7 @@ def run_trials(
     runner: Any,
     limits: Limits,
     on_outcome: Callable[[Any], None],
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[optuna.Study], bool] = lambda study: False,
 ) -> str:
     """Run trials until the budget, the deadline or a recycling limit is reached.
 
@@ -66,7 +66,7 @@ def run_trials(
     me = worker_id()
     ran = 0
     while True:
-        if should_stop():
+        if should_stop(study):
             return STOP_REQUESTED
         if limits.deadline is not None and time.time() >= limits.deadline:
             return STOP_TIMEOUT

@@ -1,0 +1,61 @@
+"""`--dask`: the workers run on a real dask.distributed LocalCluster (worker processes)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from test_workers import journal_study, write_fast_study
+
+distributed = pytest.importorskip("dask.distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as local:  # fmt: skip
+        yield local
+
+
+def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tunecb", "search", *args],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_search_on_a_dask_cluster_runs_the_budget_on_its_workers(cluster, tmp_path):
+    path = write_fast_study(tmp_path, n=12, epochs=2)
+    results = tmp_path / "r"
+    proc = run(str(path), "--results", str(results), "--jobs", "2", "--worker-trials", "4",
+               "--dask", cluster.scheduler_address)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    trials = [t for t in journal_study(results, "par").trials
+              if t.user_attrs.get("stop_reason") != "discarded"]  # fmt: skip
+    assert len(trials) == 12 and {t.state.name for t in trials} == {"COMPLETE"}
+    dask_pids = {str(w.pid) for w in cluster.workers.values() if hasattr(w, "pid")}
+    ran_on = {t.user_attrs["worker"].rsplit(":", 1)[1] for t in trials}
+    assert ran_on and (not dask_pids or ran_on <= dask_pids)
+    assert (
+        str(proc.args) and len([ln for ln in proc.stdout.splitlines() if ln.startswith("[")]) == 12
+    )
+    assert (results / "par" / "trials" / str(trials[0].number) / "best.keras").exists()
+
+
+def test_a_dask_address_without_a_scheduler_fails_in_seconds(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write_fast_study(tmp_path)
+    started = time.monotonic()
+    proc = run(str(path), "--results", str(tmp_path / "r"), "--jobs", "2",
+               "--dask", f"tcp://127.0.0.1:{port}", timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "no Dask scheduler answered" in proc.stderr
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "r").exists()
