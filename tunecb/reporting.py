@@ -109,9 +109,11 @@ def study_records(
     """Every trial of the study as a plain record, best first."""
     study, study_dir, meta = open_report_study(path, storage, study_name)
     maximize = study.direction.name == "MAXIMIZE"
+    trials = study.get_trials(deepcopy=False)
+    rerun = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     records = [
-        _record(t, study_dir)
-        for t in study.get_trials(deepcopy=False)
+        _record(t, study_dir, t.number in rerun)
+        for t in trials
         if t.user_attrs.get("stop_reason") != "discarded"  # a race loser that never ran
     ]
     records.sort(key=lambda r: _rank_key(r, maximize))
@@ -155,7 +157,7 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
     return [*BASE_COLUMNS, *params, "checkpoint"]
 
 
-def _record(trial: Any, study_dir: StudyDir | None) -> dict[str, Any]:
+def _record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) -> dict[str, Any]:
     attrs = trial.user_attrs
     value = attrs.get("best_value", trial.value)
     epochs = attrs.get("epochs_run")
@@ -174,7 +176,12 @@ def _record(trial: Any, study_dir: StudyDir | None) -> dict[str, Any]:
         "value": value,
         "best_epoch": attrs.get("best_epoch"),
         "epochs": epochs,
-        "stop_reason": attrs.get("stop_reason", _default_reason(trial.state.name)),
+        "stop_reason": attrs.get(
+            "stop_reason",
+            "worker_died"
+            if rerun and trial.state.name == "FAIL"
+            else _default_reason(trial.state.name),
+        ),
         "duration_s": duration,
     }
     for name, param in trial.params.items():

@@ -7,9 +7,12 @@ and machines sharing one study run exactly ``n_trials`` trials between them.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +73,9 @@ def run_trials(
             return STOP_REQUESTED
         if limits.deadline is not None and time.time() >= limits.deadline:
             return STOP_TIMEOUT
+        # With an RDB storage and a heartbeat, trials of processes that stopped beating
+        # (another machine died) are failed here and queued again by Optuna's callback.
+        fail_stale_trials(study)
         if not budget.may_ask(study.get_trials(deepcopy=False), limits.n_trials):
             return STOP_BUDGET
         trial = study.ask()
@@ -81,7 +87,8 @@ def run_trials(
             study.tell(trial, state=TrialState.FAIL)
             continue  # the next may_ask says whether anything is left
         try:
-            outcome = runner.run(trial)
+            with Heartbeat(study._storage, trial._trial_id):
+                outcome = runner.run(trial)
         except KeyboardInterrupt:
             tell_failed(study, trial, "interrupted", "interrupted by the user (SIGINT)")
             retry(study, study._storage.get_trial(trial._trial_id))  # the next run redoes it
@@ -96,6 +103,47 @@ def run_trials(
             return RECYCLE_TRIALS
         if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
             return RECYCLE_MEMORY
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's ``fail_stale_trials``, only for storages with a heartbeat, and without its
+    "experimental" warning on every call."""
+    if getattr(study._storage, "get_heartbeat_interval", lambda: None)() is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+class Heartbeat:
+    """Records the trial's heartbeat in a background thread while it runs, when the
+    storage has a heartbeat (an RDB storage opened with ``heartbeat_interval``)."""
+
+    def __init__(self, storage: Any, trial_id: int) -> None:
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval:
+            self.storage.record_heartbeat(self.trial_id)
+            self._thread = threading.Thread(target=self._beat, name="tunecb-heartbeat",
+                                            daemon=True)  # fmt: skip
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception as exc:  # the storage is away: the trial goes on; say so
+                logging.getLogger("tunecb").warning("heartbeat failed: %s", exc)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: Any) -> None:
