@@ -139,7 +139,11 @@ def worker_main(spec: WorkerSpec, events: Any, stop: Any) -> None:
         code = EXIT_FATAL
     except BaseException as exc:
         detail = traceback.format_exc() if spec.debug else ""
-        events.put(("fatal", os.getpid(), f"worker error: {type(exc).__name__}: {exc}", 1))
+        from tunecb.search import _is_storage_failure, _redact_text, first_line
+
+        what = "the storage failed" if _is_storage_failure(exc) else "worker error"
+        text = first_line(_redact_text(f"{type(exc).__name__}: {exc}"))
+        events.put(("fatal", os.getpid(), f"{what}: {text}", 1))
         if detail:
             events.put(("debug", os.getpid(), detail))
         code = EXIT_FATAL

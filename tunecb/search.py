@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from optuna.trial import TrialState
 from tunecb import __version__, budget
 from tunecb.config import Settings
 from tunecb.data import Data
-from tunecb.errors import ConfigError, SearchFailed, StorageError, StudyFileError
+from tunecb.errors import ConfigError, SearchFailed, StorageError, StudyFileError, TunecbError
 from tunecb.results import StudyDir, read_json, write_json
 from tunecb.storage import open_storage, redact
 from tunecb.strategies import make_pruner, make_sampler
@@ -101,8 +102,43 @@ def run_search(
 
     Without ``execution`` the trials run in this process; with it, in
     ``execution.jobs`` supervised worker processes (``overrides``: the CLI flags, which
-    each worker applies to the study file again).
+    each worker applies to the study file again). A storage that fails mid-search (a
+    database server that went away) ends it with a one-line :class:`StorageError`.
     """
+    try:
+        return _run_search(loaded, settings, on_event, execution, overrides)
+    except TunecbError:
+        raise
+    except Exception as exc:
+        if not _is_storage_failure(exc):
+            raise
+        shown = redact(settings.storage) if settings.storage else "the journal file"
+        error = StorageError(
+            f"storage {shown!r} failed during the search: {first_line(_redact_text(str(exc)))}; "
+            "finished trials and checkpoints are kept: run the same command again when it is back"
+        )
+        error.exit_code = 1
+        raise error from exc
+
+
+def _is_storage_failure(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("sqlalchemy", "psycopg", "pymysql")) or isinstance(
+        exc, optuna.exceptions.StorageInternalError
+    )
+
+
+def _redact_text(text: str) -> str:
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
+
+
+def _run_search(
+    loaded: LoadedStudy,
+    settings: Settings,
+    on_event: Listener | None = None,
+    execution: Execution | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Summary:
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
     started_wall = time.time()
