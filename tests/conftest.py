@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pgfixture"]  # a real PostgreSQL server: tests/pgfixture.py
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 STUDY_TEMPLATE = """

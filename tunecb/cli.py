@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--backup-every", type=_non_negative_float, metavar="S",
         help="back a running trial up at most every S seconds (default 10; 0: every epoch)",
     )  # fmt: skip
+    search.add_argument(
+        "--heartbeat", type=_non_negative_int, metavar="S",
+        help="with a database storage: beat every S seconds so that other machines rerun the "
+        "trials of one that died (default 30; 0: off)",
+    )  # fmt: skip
     workers = search.add_argument_group("parallel workers")
     workers.add_argument(
         "--jobs", type=_positive_int, metavar="N",
@@ -204,6 +209,7 @@ def _search(args: argparse.Namespace) -> int:
         "direction": args.direction,
         "verbose": args.verbose,
         "backup_every": args.backup_every,
+        "heartbeat": args.heartbeat,
     }
     settings = resolve(
         loaded.study.settings,

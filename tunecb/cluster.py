@@ -93,9 +93,7 @@ def run_dask(
 
     def drive() -> None:
         try:
-            with joblib.parallel_config(
-                backend="dask", client=client, wait_for_workers_timeout=30
-            ):
+            with joblib.parallel_config(backend="dask", client=client, wait_for_workers_timeout=30):
                 for done in joblib.Parallel(
                     n_jobs=jobs, pre_dispatch="n_jobs", return_as="generator_unordered"
                 )(tasks()):

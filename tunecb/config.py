@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_schedule": "none",
     "verbose": 0,
     "backup_every": 10.0,
+    "heartbeat": 30,
     "storage": None,
     "results": "results",
 }
@@ -75,6 +76,7 @@ class Settings:
     lr_schedule: Schedule
     verbose: int
     backup_every: float
+    heartbeat: int
     storage: str | None
     results: Path
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -169,6 +171,9 @@ def resolve(
         or not backup_every >= 0
     ):
         raise bad("backup_every", "seconds between trial backups: a number >= 0")
+    heartbeat = values["heartbeat"]
+    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 0:
+        raise bad("heartbeat", "seconds between heartbeats: an integer >= 0 (0: off)")
     results = values["results"]
     if not isinstance(results, str | Path) or not str(results):
         raise bad("results", "must be a folder path")
@@ -192,6 +197,7 @@ def resolve(
         lr_schedule=schedule,
         verbose=verbose,
         backup_every=float(backup_every),
+        heartbeat=heartbeat,
         storage=storage,
         results=Path(results),
         sources=sources,

@@ -139,10 +139,11 @@ def worker_main(spec: WorkerSpec, events: Any, stop: Any) -> None:
         code = EXIT_FATAL
     except BaseException as exc:
         detail = traceback.format_exc() if spec.debug else ""
-        from tunecb.search import _is_storage_failure, _redact_text, first_line
+        from tunecb.search import _is_storage_failure, first_line
+        from tunecb.storage import redact_text
 
         what = "the storage failed" if _is_storage_failure(exc) else "worker error"
-        text = first_line(_redact_text(f"{type(exc).__name__}: {exc}"))
+        text = first_line(redact_text(f"{type(exc).__name__}: {exc}"))
         events.put(("fatal", os.getpid(), f"{what}: {text}", 1))
         if detail:
             events.put(("debug", os.getpid(), detail))
@@ -183,7 +184,7 @@ def run_worker(
     from tunecb.config import resolve
     from tunecb.results import StudyDir
     from tunecb.search import load_data, recover_dead_trials
-    from tunecb.storage import open_storage
+    from tunecb.storage import study_storage
     from tunecb.strategies import make_pruner, make_sampler
     from tunecb.study import load_study_file
     from tunecb.trial import TrialRunner
@@ -195,7 +196,7 @@ def run_worker(
         study_path=loaded.path,
     )  # fmt: skip
     study_dir = StudyDir(settings.results / settings.name)
-    storage = open_storage(settings.storage, study_dir.root)
+    storage = study_storage(settings.storage, study_dir.root, settings.heartbeat)
     # Each worker needs its own random stream, or seeded workers propose the same trials.
     seed = settings.seed
     if seed is not None:

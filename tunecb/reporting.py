@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import ResultsError, StorageError
 from tunecb.results import StudyDir, read_json
-from tunecb.storage import JOURNAL_NAME, redact
+from tunecb.storage import JOURNAL_NAME, redact, redact_text
 
 if TYPE_CHECKING:
     import optuna
@@ -78,13 +78,14 @@ def open_report_study(
         and "://" not in storage
         and not Path(storage.removeprefix("journal:")).is_file()
     ):
-        raise StorageError(f"--storage {storage!r}: no such journal file")
+        raise StorageError(f"--storage {redact(storage)!r}: no such journal file")
     opened = open_storage(storage, study_dir.root if study_dir else Path("."))
     shown = redact(storage) if storage else str(study_dir.root / JOURNAL_NAME)
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(opened)]
     except Exception as exc:
-        raise StorageError(f"storage {shown!r}: cannot read it: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"storage {shown!r}: cannot read it: {redact_text(reason)}") from exc
     if study_name is None:
         if len(names) != 1:
             raise StorageError(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import time
 from collections import Counter
@@ -30,7 +29,7 @@ from tunecb.config import Settings
 from tunecb.data import Data
 from tunecb.errors import ConfigError, SearchFailed, StorageError, StudyFileError, TunecbError
 from tunecb.results import StudyDir, read_json, write_json
-from tunecb.storage import open_storage, redact
+from tunecb.storage import open_storage, redact, redact_text, study_storage
 from tunecb.strategies import make_pruner, make_sampler
 from tunecb.study import LoadedStudy
 from tunecb.worker import STOP_BUDGET, Limits, retry, run_trials, tell_failed
@@ -114,7 +113,7 @@ def run_search(
             raise
         shown = redact(settings.storage) if settings.storage else "the journal file"
         error = StorageError(
-            f"storage {shown!r} failed during the search: {first_line(_redact_text(str(exc)))}; "
+            f"storage {shown!r} failed during the search: {first_line(redact_text(str(exc)))}; "
             "finished trials and checkpoints are kept: run the same command again when it is back"
         )
         error.exit_code = 1
@@ -126,10 +125,6 @@ def _is_storage_failure(exc: BaseException) -> bool:
     return module.startswith(("sqlalchemy", "psycopg", "pymysql")) or isinstance(
         exc, optuna.exceptions.StorageInternalError
     )
-
-
-def _redact_text(text: str) -> str:
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
 
 
 def _run_search(
@@ -144,7 +139,9 @@ def _run_search(
     started_wall = time.time()
     study_dir = StudyDir(settings.results / settings.name)
     # A storage URL is checked before anything is written; the embedded one lives in study_dir.
-    storage = open_storage(settings.storage, study_dir.root) if settings.storage else None
+    storage = None
+    if settings.storage:
+        storage = study_storage(settings.storage, study_dir.root, settings.heartbeat)
     study_dir.prepare()
     storage = storage or open_storage(None, study_dir.root)
     study, created, notes = open_study(loaded, settings, study_dir, storage)
@@ -241,7 +238,9 @@ def open_study(
     try:
         existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     except Exception as exc:
-        raise StorageError(f"storage {shown!r}: cannot list studies: {exc}") from exc
+        raise StorageError(
+            f"storage {shown!r}: cannot list studies: {first_line(redact_text(str(exc)))}"
+        ) from exc
     pruner = make_pruner(settings.pruner, settings.epochs)
     notes: list[str] = []
     if settings.name in existing:

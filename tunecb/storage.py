@@ -9,7 +9,9 @@ and safe when several processes share it (SQLite is not; see design.md section 2
 
 from __future__ import annotations
 
+import random
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,13 @@ JOURNAL_NAME = "optuna.journal"
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
 # The password of ``scheme://user:password@host...``, split as SQLAlchemy splits it (the user
 # name stops at the first ":" or "/", the password at the next "@"), and ``password=`` in the
-# query string (libpq also takes it there).
-_PASSWORD_RE = re.compile(r"^(?P<head>[a-zA-Z][\w+.-]*://[^:/]*:)(?P<pw>[^@]*)(?P<tail>@.*)$")
+# query string (libpq also takes it there). "scheme:/user:pw@..." (a typo) is covered too.
+_PASSWORD_RE = re.compile(r"^(?P<head>[a-zA-Z][\w+.-]*:/*[^:/]*:)(?P<pw>[^@]*)(?P<tail>@.*)$")
+_SCHEME_TYPO_RE = re.compile(rf"^({'|'.join(_RDB_SCHEMES)})(\+\w+)?:", re.IGNORECASE)
 _QUERY_PASSWORD_RE = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&#]*)", re.IGNORECASE)
 
 CONNECT_TIMEOUT_S = 5  # PostgreSQL: seconds to wait for a server, unless the URL says
+_CREATE_RETRIES = 5  # tries again when another worker was creating the tables at that moment
 _PG_DRIVERS = ("psycopg2", "psycopg")  # libpq drivers, preferred in this order
 _LIBPQ_DRIVERS = ("psycopg2", "psycopg", "psycopg2cffi")  # they take connect_timeout
 _PG_URL_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -41,6 +45,15 @@ def redact(url: str) -> str:
     """
     url = _PASSWORD_RE.sub(r"\g<head>***\g<tail>", url)
     return _QUERY_PASSWORD_RE.sub(r"\g<head>***", url)
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message) with the password of any URL in it replaced by ``***``.
+
+    >>> redact_text("could not connect to postgresql://u:pw@h/db")
+    'could not connect to postgresql://u:***@h/db'
+    """
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
 
 
 def is_journal_url(url: str) -> bool:
@@ -64,6 +77,12 @@ def open_storage(
     sets ``connect_timeout``.
     """
     heartbeat = _heartbeat_kwargs(heartbeat_interval, grace_period)
+    typo = _SCHEME_TYPO_RE.match(url or "")
+    if typo and "://" not in url:  # "postgresql:/host/db" is no journal file path
+        raise StorageError(
+            f"--storage {redact(url)!r}: malformed URL (no '//' after {typo.group(1)}:); "
+            f"expected e.g. {_PG_URL_FORM} or sqlite:///study.db"
+        )
     if url is None or is_journal_url(url):
         shown = str(study_dir / JOURNAL_NAME) if url is None else url
         if heartbeat:
@@ -84,21 +103,42 @@ def open_storage(
     target = url
     if scheme in ("postgresql", "postgres"):
         target, engine_kwargs = _postgres(url)
-    try:
-        with warnings.catch_warnings():
-            # heartbeat_interval is "experimental" in Optuna; we ask for it on purpose.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(target, engine_kwargs=engine_kwargs, **heartbeat)
-    except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot open"
-        if scheme in ("postgresql", "postgres"):
-            reason = _postgres_reason(exc, target, url)
-        else:
-            reason = f"cannot open the storage: {_scrub(_first_line(exc), url)}"
-        raise StorageError(f"--storage {redact(url)!r}: {reason}") from exc
+    for attempt in range(_CREATE_RETRIES + 1):
+        try:
+            with warnings.catch_warnings():
+                # heartbeat_interval is "experimental" in Optuna; we ask for it on purpose.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(target, engine_kwargs=engine_kwargs, **heartbeat)
+        except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot open"
+            if attempt < _CREATE_RETRIES and _creation_race(exc):
+                # Workers starting together on an empty database all create Optuna's tables;
+                # the losers see "already exists": by now the tables are there, so try again.
+                time.sleep(random.uniform(0.1, 0.3) * (attempt + 1))
+                continue
+            if scheme in ("postgresql", "postgres"):
+                reason = _postgres_reason(exc, target, url)
+            else:
+                reason = f"cannot open the storage: {_scrub(_first_line(exc), url)}"
+            raise StorageError(f"--storage {redact(url)!r}: {reason}") from exc
+    raise AssertionError("unreachable")
 
 
-def _heartbeat_kwargs(interval: int | None, grace: int | None) -> dict[str, int]:
-    kwargs = {}
+def study_storage(url: str | None, study_dir: Path, heartbeat: int | None) -> Any:
+    """The storage of a search: with a heartbeat every ``heartbeat`` seconds when it is a
+    database (so that the trials of a machine that died are found and run again by the
+    others, after three missed beats); the journal needs none (see :mod:`tunecb.pool`)."""
+    if url is None or is_journal_url(url) or not heartbeat:
+        return open_storage(url, study_dir)
+    return open_storage(url, study_dir, heartbeat_interval=heartbeat, grace_period=3 * heartbeat)
+
+
+def _creation_race(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "already exists" in text or "duplicate key value violates unique" in text
+
+
+def _heartbeat_kwargs(interval: int | None, grace: int | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
     for name, value in (("heartbeat_interval", interval), ("grace_period", grace)):
         if value is None:
             continue
@@ -107,6 +147,13 @@ def _heartbeat_kwargs(interval: int | None, grace: int | None) -> dict[str, int]
         kwargs[name] = value
     if "grace_period" in kwargs and "heartbeat_interval" not in kwargs:
         raise StorageError("grace_period needs heartbeat_interval: pass both, or neither")
+    if kwargs:
+        # A trial whose heartbeat stopped is failed and queued again with its parameters.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs["heartbeat_stale_trial_callback"] = (
+                optuna.storages.RetryHeartbeatStaleTrialCallback()
+            )
     return kwargs
 
 
@@ -119,9 +166,14 @@ def _postgres(url: str) -> tuple[str, dict[str, Any] | None]:
     try:
         parsed = make_url(url)  # raises on a port that is not a number, too
     except Exception as exc:
+        bad_port = re.search(r"invalid literal for int\(\) with base 10: (.*)$", str(exc))
+        what = (
+            f"port {bad_port.group(1)} is not a number"
+            if bad_port
+            else _scrub(_first_line(exc), url)
+        )
         raise StorageError(
-            f"--storage {shown!r}: malformed URL ({_scrub(_first_line(exc), url)}); "
-            f"expected {_PG_URL_FORM}"
+            f"--storage {shown!r}: malformed URL ({what}); expected {_PG_URL_FORM}"
         ) from exc
     if parsed.port is not None and not 0 < parsed.port < 65536:
         raise StorageError(
@@ -263,9 +315,13 @@ def _journal(path: Path, shown: str) -> optuna.storages.BaseStorage:
 
     if path.exists() and not path.is_file():
         raise StorageError(f"storage {shown!r} is not a file; point --storage at a journal file")
+    from tunecb.journal import raise_if_torn
+
+    raise_if_torn(path)  # a record half-written by a killed process: say how to repair
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        # An absolute path: Optuna's lock is a symlink to it, which a relative path breaks.
+        return JournalStorage(JournalFileBackend(str(path.absolute())))
     except Exception as exc:
         raise StorageError(
             f"storage {shown!r}: cannot open the journal: {_first_line(exc)}"

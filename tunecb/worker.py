@@ -78,7 +78,10 @@ def run_trials(
         fail_stale_trials(study)
         if not budget.may_ask(study.get_trials(deepcopy=False), limits.n_trials):
             return STOP_BUDGET
-        trial = study.ask()
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            trial = study.ask()
         trial.set_user_attr("worker", me)
         if not budget.within_budget(
             study.get_trials(deepcopy=False), trial.number, limits.n_trials

@@ -1,0 +1,221 @@
+"""A real, throwaway PostgreSQL server for tests (no mocks).
+
+Register with ``pytest_plugins = ["pgfixture"]`` in tests/conftest.py (or ``-p pgfixture``).
+
+- ``postgres_server`` (session): ``initdb`` a cluster in a temporary folder, password auth
+  (scram-sha-256) for the superuser ``tunecb`` / ``tunecb-test``, listening on 127.0.0.1 at a
+  free port only (its unix socket in that folder); stopped and removed at the end.
+- ``postgres_url`` (function): a fresh database per test, dropped afterwards; the fixture's
+  value is ``postgresql+psycopg2://tunecb:tunecb-test@127.0.0.1:<port>/<db>``.
+
+The server binaries come from Debian's ``postgresql`` package (``/usr/lib/postgresql/*/bin``;
+``.ci/run`` installs it) or from ``PATH``. Without them (or without psycopg2) the tests that
+need PostgreSQL are skipped on a developer's machine, and FAIL in CI (``CI`` set), so CI can
+never pass without running them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PG_USER = "tunecb"
+PG_PASSWORD = "tunecb-test"
+PG_HOST = "127.0.0.1"
+START_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running test cluster."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    root: Path
+
+    def url(self, database: str, password: str | None = None) -> str:
+        pw = self.password if password is None else password
+        return f"postgresql+psycopg2://{self.user}:{pw}@{self.host}:{self.port}/{database}"
+
+    def connect(self, database: str = "postgres"):
+        """An autocommit psycopg2 connection (for CREATE / DROP DATABASE)."""
+        import psycopg2
+
+        conn = psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=database,
+            connect_timeout=10,
+        )
+        conn.autocommit = True
+        return conn
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((PG_HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _unavailable(reason: str):
+    """Skip on a developer's machine; fail loudly in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(
+            f"PostgreSQL tests cannot run in CI: {reason}. .ci/run installs Debian's "
+            "postgresql package and psycopg2-binary (the [test] extra); see its output",
+            pytrace=False,
+        )
+    pytest.skip(f"PostgreSQL tests skipped: {reason} (apt-get install postgresql)")
+
+
+def find_bindir() -> Path | None:
+    """The folder holding ``initdb`` and ``pg_ctl``: Debian's newest, else the one on PATH."""
+
+    def version(path: str) -> tuple[int, ...]:
+        found = re.search(r"/postgresql/([\d.]+)/bin/", path)
+        return tuple(int(p) for p in found.group(1).split(".")) if found else ()
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
+    if candidates:
+        bindir = Path(candidates[-1]).parent
+    elif shutil.which("initdb"):
+        bindir = Path(os.path.realpath(shutil.which("initdb"))).parent
+    else:
+        return None
+    return bindir if (bindir / "pg_ctl").is_file() else None
+
+
+def _run(argv: list[str], as_user: str | None, cwd: Path, log: Path) -> int:
+    """Run ``argv`` (as ``as_user`` when given), its output appended to ``log``."""
+    if as_user is not None:
+        argv = ["runuser", "-u", as_user, "--", *argv]
+    with open(log, "ab") as out:
+        out.write(f"$ {' '.join(argv)}\n".encode())
+        out.flush()
+        # No pipes: pg_ctl's postmaster outlives the call and would hold a pipe open.
+        return subprocess.run(
+            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=120
+        ).returncode
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL cluster of our own on 127.0.0.1 (see the module docstring)."""
+    bindir = find_bindir()
+    if bindir is None:
+        _unavailable("no initdb/pg_ctl (looked in /usr/lib/postgresql/*/bin and PATH)")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        _unavailable("psycopg2 is not installed (pip install 'tunecb[postgres]')")
+
+    # PostgreSQL refuses to run as root: as root, run it as the postgres system user.
+    as_user = None
+    if os.geteuid() == 0:
+        as_user = "postgres"
+        try:
+            owner = pwd.getpwnam(as_user)
+        except KeyError:
+            _unavailable("running as root and there is no 'postgres' system user")
+    root = Path(tempfile.mkdtemp(prefix="tunecb-pg-"))
+    data, log, setup_log = root / "data", root / "server.log", root / "setup.log"
+    started = False
+    try:
+        pwfile = root / "pwfile"
+        pwfile.write_text(PG_PASSWORD + "\n")
+        if as_user is not None:
+            for path in (root, pwfile):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        code = _run(
+            [
+                str(bindir / "initdb"),
+                "-D", str(data),
+                "-U", PG_USER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E", "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            as_user, root, setup_log,
+        )  # fmt: skip
+        if code != 0:
+            pytest.fail(f"initdb failed ({code}):\n{_tail(setup_log)}", pytrace=False)
+        (data / "pg_hba.conf").write_text(
+            "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        base_conf = (data / "postgresql.conf").read_text()
+        for _attempt in range(3):  # the free port may be taken between asking and binding
+            port = free_port()
+            (data / "postgresql.conf").write_text(
+                base_conf + f"\nlisten_addresses = '{PG_HOST}'\nport = {port}\n"
+                f"unix_socket_directories = '{root}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                "max_connections = 100\n"
+            )
+            code = _run(
+                [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+                 "-t", str(START_TIMEOUT_S), "start"],
+                as_user, root, setup_log,
+            )  # fmt: skip
+            if code == 0:
+                started = True
+                break
+            if "already in use" not in _tail(log, 50):
+                break
+        if not started:
+            pytest.fail(
+                f"pg_ctl start failed:\n{_tail(setup_log)}\n--- server log ---\n{_tail(log)}",
+                pytrace=False,
+            )
+        yield PostgresServer(PG_HOST, port, PG_USER, PG_PASSWORD, root)
+    finally:
+        if started:
+            _run(
+                [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                as_user, root, setup_log,
+            )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer):
+    """A fresh, empty database on the test server; its URL (with the password)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = postgres_server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+    yield postgres_server.url(name)
+    conn = postgres_server.connect()
+    try:
+        with conn.cursor() as cur:  # WITH (FORCE) ends the test's pooled connections first
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
