@@ -76,7 +76,14 @@ def run_trials(
         # With an RDB storage and a heartbeat, trials of processes that stopped beating
         # (another machine died) are failed here and queued again by Optuna's callback.
         fail_stale_trials(study)
-        if not budget.may_ask(study.get_trials(deepcopy=False), limits.n_trials):
+        trials = study.get_trials(deepcopy=False)
+        if not budget.may_ask(trials, limits.n_trials):
+            interval = _heartbeat_interval(study)
+            if interval and any(t.state == TrialState.RUNNING for t in trials):
+                # Another machine's trial may still die: wait until it finishes or goes
+                # stale (then its rerun is ours to run), so the study ends complete.
+                time.sleep(interval)
+                continue
             return STOP_BUDGET
         with warnings.catch_warnings():
             # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
@@ -108,10 +115,14 @@ def run_trials(
             return RECYCLE_MEMORY
 
 
+def _heartbeat_interval(study: optuna.Study) -> int | None:
+    return getattr(study._storage, "get_heartbeat_interval", lambda: None)()
+
+
 def fail_stale_trials(study: optuna.Study) -> None:
     """Optuna's ``fail_stale_trials``, only for storages with a heartbeat, and without its
     "experimental" warning on every call."""
-    if getattr(study._storage, "get_heartbeat_interval", lambda: None)() is None:
+    if _heartbeat_interval(study) is None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -1,0 +1,85 @@
+"""Many machines, one study: several `tunecb search` processes on one real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from test_workers import write_fast_study
+
+
+def start(path, results, url, *flags):
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+               "--storage", url, *flags]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_two_searches_on_one_postgres_study_run_the_budget_exactly(tmp_path, postgres_url):
+    path = write_fast_study(tmp_path, n=16, epochs=2)
+    first = start(path, tmp_path / "a", postgres_url)
+    second = start(path, tmp_path / "b", postgres_url)  # another machine: other results folder
+    outs = [p.communicate(timeout=600) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+    study = optuna.load_study(study_name="par", storage=postgres_url)
+    trials = [t for t in study.trials if t.user_attrs.get("stop_reason") != "discarded"]
+    assert len(trials) == 16 and {t.state.name for t in trials} == {"COMPLETE"}
+    assert len({t.number for t in trials}) == 16
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2  # both machines ran trials
+    for t in trials:  # each trial's files are where the machine that ran it wrote them
+        found = [(tmp_path / r / "par" / "trials" / str(t.number) / "best.keras").exists()
+                 for r in ("a", "b")]  # fmt: skip
+        assert found.count(True) == 1
+    lines = [line for out, _ in outs for line in out.splitlines() if line.startswith("[")]
+    assert len(lines) == 16
+    # Any machine's report sees every trial.
+    from tunecb.cli import main
+
+    assert main(["report", "--storage", postgres_url, "--study-name", "par", "--format",
+                 "csv", "--output", str(tmp_path / "all.csv")]) == 0  # fmt: skip
+    assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 17
+
+
+@pytest.mark.slow
+def test_a_machine_that_dies_is_found_by_heartbeat_and_its_trial_resumes_elsewhere(
+    tmp_path, postgres_url
+):
+    # One results folder shared by both "machines", as on a shared file system, so that the
+    # rerun finds the dead machine's backup.
+    path = write_fast_study(tmp_path, n=3, epochs=40, rows=4096, split=3072)
+    flags = ("--heartbeat", "1", "--backup-every", "0")
+    doomed = start(path, tmp_path / "r", postgres_url, *flags)
+    victim = None
+    deadline = time.monotonic() + 180
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            study = optuna.load_study(study_name="par", storage=postgres_url)
+        except KeyError:
+            continue
+        running = [t for t in study.trials if t.state.name == "RUNNING"]
+        victim = next((t for t in running if len(t.intermediate_values) >= 3), None)
+    assert victim is not None
+    survivor = start(path, tmp_path / "r", postgres_url, *flags)
+    time.sleep(1.0)
+    os.kill(doomed.pid, signal.SIGKILL)  # the machine dies mid-trial
+    doomed.wait()
+    out, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
+    study = optuna.load_study(study_name="par", storage=postgres_url)
+    dead = study.trials[victim.number]
+    assert dead.state.name == "FAIL"
+    rerun = next(t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number)
+    assert rerun.state.name == "COMPLETE" and rerun.params == victim.params
+    assert rerun.user_attrs["resumed_from_epoch"] >= 3
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 3
+    from tunecb import report
+
+    df = report(tmp_path / "r" / "par", storage=postgres_url)
+    assert df.loc[df["trial"] == victim.number, "stop_reason"].item() == "worker_died"
