@@ -163,6 +163,7 @@ def test_a_process_killed_while_writing_the_checkpoint_leaves_the_previous_one_l
         "m = keras.Sequential([keras.Input((512,)), keras.layers.Dense(1024),"
         " keras.layers.Dense(1024)])\n"
         "m.compile(optimizer='adam', loss='mse')\n"
+        "m.optimizer.build(m.trainable_variables)\n"
         "target = Path(sys.argv[1])\n"
         "atomic_write(target, lambda tmp: m.save(tmp), suffix='.keras')\n"
         "print('saved', flush=True)\n"

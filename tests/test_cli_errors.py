@@ -165,3 +165,25 @@ def test_a_val_monitor_without_validation_data(cli, tmp_path):
     )
     code, _, err = cli("search", path, "--results", tmp_path / "r", "--n-trials", "1")
     assert code == 0, err
+
+
+def test_a_torn_journal_is_reported_and_tunecb_repair_mends_it(cli, tmp_path):
+    path = write_study(tmp_path, settings='monitor="val_accuracy", epochs=1, n_trials=1')
+    results = tmp_path / "r"
+    assert cli("search", path, "--results", results)[0] == 0
+    journal = results / "tiny" / "optuna.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    with open(journal, "ab") as handle:  # what a writer killed mid-record leaves behind
+        handle.write(lines[-1][: len(lines[-1]) // 2])
+    for args in (["report", results / "tiny"], ["search", path, "--results", results]):
+        code, _, err = cli(*args)
+        assert code == 2
+        assert_one_line(err, "half-written record", f"tunecb repair {results / 'tiny'}")
+    code, out, err = cli("repair", results / "tiny")
+    assert code == 0, err
+    assert "kept" in out and "optuna.journal.bak-" in out
+    code, out, err = cli("search", path, "--results", results, "--n-trials", "2")
+    assert code == 0, err
+    assert "continuing study 'tiny': 1 trials done" in out
+    code, out, _ = cli("repair", results / "tiny")
+    assert code == 0 and "healthy" in out

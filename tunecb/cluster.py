@@ -33,7 +33,7 @@ STOP_ATTR = "tunecb_stop_run"
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def connect(address: str, timeout: float = 10.0) -> Any:
+def connect(address: str, timeout: float = 5.0) -> Any:
     """A Dask client for ``address``, or a one-line :class:`ConfigError` in seconds."""
     try:
         from dask.distributed import Client
