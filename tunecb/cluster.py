@@ -102,20 +102,19 @@ def run_dask(
             errors.append(exc)
 
     thread = threading.Thread(target=drive, name="tunecb-dask", daemon=True)
-    if True:
-        thread.start()
-        try:
-            while thread.is_alive():
-                thread.join(poll_s)
-                _report_new(study, seen, result, on_trial)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(poll_s)
             _report_new(study, seen, result, on_trial)
-        except BaseException:
-            study.set_user_attr(STOP_ATTR, run_id)  # tasks stop after their current trial
-            raise
-        finally:
-            if thread.is_alive():
-                thread.join(5)
-            client.close()
+        _report_new(study, seen, result, on_trial)
+    except BaseException:
+        study.set_user_attr(STOP_ATTR, run_id)  # tasks stop after their current trial
+        raise
+    finally:
+        if thread.is_alive():
+            thread.join(5)
+        client.close()
     if errors:
         raise errors[0]
     result.stopped_by = STOP_TIMEOUT if STOP_TIMEOUT in reasons else STOP_BUDGET
