@@ -182,8 +182,9 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     from tunecb.config import resolve
+    from tunecb.opening import recover_dead_trials
     from tunecb.results import StudyDir
-    from tunecb.search import load_data, recover_dead_trials
+    from tunecb.search import load_data
     from tunecb.storage import study_storage
     from tunecb.strategies import make_pruner, make_sampler
     from tunecb.study import load_study_file

@@ -1,0 +1,154 @@
+"""Create the study once (in the launcher), or continue it saying so, checking that it
+still matches the study file, and rerun the trials a dead process on this machine left.
+
+Example::
+
+    study, created, notes = open_study(loaded, settings, StudyDir(path), storage)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tunecb import __version__
+from tunecb.config import Settings
+from tunecb.errors import ConfigError, StorageError
+from tunecb.results import StudyDir, read_json, write_json
+from tunecb.storage import redact, redact_text
+from tunecb.strategies import make_pruner, make_sampler
+from tunecb.study import LoadedStudy
+from tunecb.worker import retry, tell_failed
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def open_study(
+    loaded: LoadedStudy,
+    settings: Settings,
+    study_dir: StudyDir,
+    storage: optuna.storages.BaseStorage,
+) -> tuple[optuna.Study, bool, list[str]]:
+    """Create the study, or load it and check it still matches the study file."""
+    shown = redact(settings.storage) if settings.storage else str(study_dir.root)
+    try:
+        existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    except Exception as exc:
+        raise StorageError(
+            f"storage {shown!r}: cannot list studies: {_first_line(redact_text(str(exc)))}"
+        ) from exc
+    pruner = make_pruner(settings.pruner, settings.epochs)
+    notes: list[str] = []
+    if settings.name in existing:
+        summary = existing[settings.name]
+        # A sampler restarted from the same seed would propose the first run's trials again:
+        # continue from a seed that depends on how far the study got (still reproducible).
+        seed = None if settings.seed is None else settings.seed + summary.n_trials
+        sampler = make_sampler(settings.sampler, seed)
+        old_direction = summary.direction.name.lower()
+        old_monitor = summary.user_attrs.get("monitor", settings.monitor)
+        study = optuna.load_study(
+            study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
+        )
+        if (
+            old_monitor != settings.monitor
+            and old_direction == settings.direction
+            and not study.get_trials(deepcopy=False, states=FINISHED[:2])
+        ):
+            # Nothing finished with the old metric (a typo caught at the first epoch).
+            study.set_user_attr("monitor", settings.monitor)
+            _write_study_json(study_dir, settings, loaded)
+            notes.append(f"monitor changed from {old_monitor} to {settings.monitor}")
+            old_monitor = settings.monitor
+        if old_direction != settings.direction or old_monitor != settings.monitor:
+            raise ConfigError(
+                f"study {settings.name!r} in {shown!r} optimises {old_monitor} ({old_direction}); "
+                f"the study now says {settings.monitor} ({settings.direction}). "
+                "Use --study-name NEW for a new study, or restore the old monitor"
+            )
+        rerun = recover_dead_trials(study)
+        if rerun:
+            notes.append(
+                f"trials {rerun} were left running by a process on this machine that died; "
+                "they run again, resuming from their last backup"
+            )
+        old_sha = summary.user_attrs.get("study_sha256")
+        if old_sha and old_sha != loaded.sha256:
+            notes.append(f"the study file {loaded.path} changed since the study began")
+        return study, False, notes
+    if study_dir.has_trials():
+        raise ConfigError(
+            f"{study_dir.trials} holds trials of an earlier run, but storage {shown!r} has no "
+            f"study {settings.name!r}; delete that folder, or pass another --study-name or "
+            "--results"
+        )
+    sampler = make_sampler(settings.sampler, settings.seed)
+    study = optuna.create_study(
+        storage=storage, study_name=settings.name, direction=settings.direction,
+        sampler=sampler, pruner=pruner,
+    )  # fmt: skip
+    for key, value in {
+        "monitor": settings.monitor,
+        "epochs": settings.epochs,
+        "study_sha256": loaded.sha256,
+        "study_file": str(loaded.path),
+        "tunecb_version": __version__,
+    }.items():
+        study.set_user_attr(key, value)
+    _write_study_json(study_dir, settings, loaded)
+    return study, True, notes
+
+
+def recover_dead_trials(study: optuna.Study) -> list[int]:
+    """Mark FAIL (``worker_died``) and queue again the RUNNING trials whose process, on this
+    machine, no longer exists (a search killed with SIGKILL, a crash, a reboot). Trials of
+    other machines are left to their own processes (or to the RDB heartbeat)."""
+    host = socket.gethostname()
+    rerun = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        tell_failed(study, trial.number, "worker_died", f"its process {pid} is gone")
+        retry(study, study._storage.get_trial(trial._trial_id))
+        rerun.append(trial.number)
+    return rerun
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_study_json(study_dir: StudyDir, settings: Settings, loaded: LoadedStudy) -> None:
+    write_json(
+        study_dir.study_json,
+        {
+            "name": settings.name,
+            "monitor": settings.monitor,
+            "direction": settings.direction,
+            "epochs": settings.epochs,
+            "storage": redact(settings.storage) if settings.storage else None,
+            "study_file": str(loaded.path),
+            "tunecb_version": __version__,
+        },
+    )
+
+
+def stored_settings(study_dir: StudyDir) -> dict[str, Any]:
+    """What ``study.json`` says about the study (empty when tunecb did not create it)."""
+    return read_json(study_dir.study_json) or {}
