@@ -83,3 +83,46 @@ def test_a_machine_that_dies_is_found_by_heartbeat_and_its_trial_resumes_elsewhe
 
     df = report(tmp_path / "r" / "par", storage=postgres_url)
     assert df.loc[df["trial"] == victim.number, "stop_reason"].item() == "worker_died"
+
+
+@pytest.mark.slow
+def test_a_storage_that_goes_away_mid_search_ends_it_with_one_clear_line(
+    tmp_path, postgres_url, postgres_server
+):
+    path = write_fast_study(tmp_path, n=200, epochs=2)
+    search = start(path, tmp_path / "r", postgres_url)
+    database = postgres_url.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 180
+    done = 0
+    while done < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            study = optuna.load_study(study_name="par", storage=postgres_url)
+            done = sum(t.state.name == "COMPLETE" for t in study.trials)
+        except KeyError:
+            pass
+    assert done >= 2
+    conn = postgres_server.connect()
+    try:
+        with conn.cursor() as cur:  # the database server goes away for this study
+            cur.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s", (database,))  # fmt: skip
+        started = time.monotonic()
+        out, err = search.communicate(timeout=120)
+        waited = time.monotonic() - started
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        conn.close()
+    assert search.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert (
+        "postgresql+psycopg2://tunecb:***@" in lines[0] and "failed during the search" in lines[0]
+    )
+    assert "tunecb-test" not in err and waited < 60
+    study = optuna.load_study(study_name="par", storage=postgres_url)
+    for t in study.trials:  # finished work stays, in the storage and on disk
+        if t.state.name == "COMPLETE":
+            assert (tmp_path / "r" / "par" / "trials" / str(t.number) / "trial.json").exists()

@@ -139,12 +139,14 @@ def worker_main(spec: WorkerSpec, events: Any, stop: Any) -> None:
         code = EXIT_FATAL
     except BaseException as exc:
         detail = traceback.format_exc() if spec.debug else ""
-        from tunecb.search import _is_storage_failure, first_line
+        from tunecb.search import _is_storage_failure, first_line, storage_reason
         from tunecb.storage import redact_text
 
-        what = "the storage failed" if _is_storage_failure(exc) else "worker error"
-        text = first_line(redact_text(f"{type(exc).__name__}: {exc}"))
-        events.put(("fatal", os.getpid(), f"{what}: {text}", 1))
+        if _is_storage_failure(exc):
+            message = f"the storage failed during the search: {storage_reason(exc)}"
+        else:
+            message = f"worker error: {first_line(redact_text(f'{type(exc).__name__}: {exc}'))}"
+        events.put(("fatal", os.getpid(), message, 1))
         if detail:
             events.put(("debug", os.getpid(), detail))
         code = EXIT_FATAL

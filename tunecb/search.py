@@ -109,11 +109,26 @@ def run_search(
             raise
         shown = redact(settings.storage) if settings.storage else "the journal file"
         error = StorageError(
-            f"storage {shown!r} failed during the search: {first_line(redact_text(str(exc)))}; "
+            f"storage {shown!r} failed during the search: {storage_reason(exc)}; "
             "finished trials and checkpoints are kept: run the same command again when it is back"
         )
         error.exit_code = 1
         raise error from exc
+
+
+def storage_reason(exc: BaseException) -> str:
+    """The first line of the innermost database error behind ``exc`` (Optuna wraps it in a
+    generic "exception during the commit"), password redacted."""
+    inner: BaseException = exc
+    seen = set()
+    while id(inner) not in seen:
+        seen.add(id(inner))
+        nxt = inner.__cause__ or inner.__context__
+        if nxt is None or not _is_storage_failure(nxt):
+            break
+        inner = nxt
+    text = getattr(inner, "orig", None) or inner
+    return first_line(redact_text(f"{type(text).__name__}: {text}"))
 
 
 def _is_storage_failure(exc: BaseException) -> bool:

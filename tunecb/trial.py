@@ -111,6 +111,11 @@ class TrialRunner:
     def __init__(
         self, loaded: LoadedStudy, settings: Settings, study_dir: StudyDir, data: Data
     ) -> None:
+        # TensorFlow warns about retracing after a few models in one process: expected in a
+        # search (every trial builds a new model), so not worth a line on the terminal.
+        tf_logger = logging.getLogger("tensorflow")
+        if not log.isEnabledFor(logging.DEBUG):
+            tf_logger.setLevel(max(tf_logger.level, logging.ERROR))
         self.loaded = loaded
         self.settings = settings
         self.study_dir = study_dir

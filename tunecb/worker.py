@@ -152,7 +152,7 @@ class Heartbeat:
             try:
                 self.storage.record_heartbeat(self.trial_id)
             except Exception as exc:  # the storage is away: the trial goes on; say so
-                logging.getLogger("tunecb").warning("heartbeat failed: %s", exc)
+                logging.getLogger("tunecb").debug("heartbeat failed: %s", exc)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
