@@ -180,3 +180,46 @@ def test_a_process_killed_while_writing_the_checkpoint_leaves_the_previous_one_l
         proc.wait()
         model = keras.saving.load_model(target, safe_mode=True)
         assert model.count_params() == 512 * 1024 + 1024 + 1024 * 1024 + 1024
+
+
+def test_a_backup_resumes_only_the_same_parameters_with_every_callback_state(tmp_path, digits):
+    from tunecb.backup import TrialBackup, fingerprint, restore
+
+    folder = tmp_path / "backup"
+    stamp = fingerprint({"lr": 0.05}, "sha", 8)
+    cbs, _ = callbacks_for(tmp_path / "a", patience=3, schedule="cosine")
+    (tmp_path / "a").mkdir()
+    cbs.backup = TrialBackup(folder, stamp, attempt=0, cbs=cbs, every=0)
+    first = model(lr=0.05)
+    fit(first, cbs, digits, epochs=3)  # 3 of 8 epochs, then the "worker dies"
+    saved_es = (cbs.early_stopping.wait, cbs.early_stopping.best)
+
+    # Other parameters (or another study file, or budget): no resume, stale backup removed.
+    other, _ = callbacks_for(tmp_path / "b", patience=3, schedule="cosine")
+    other.backup = TrialBackup(folder, fingerprint({"lr": 0.01}, "sha", 8), 1, other, 0)
+    dirs = {0: tmp_path / "a", 1: tmp_path / "b"}
+    assert restore(model(), other.backup, tmp_path / "b", dirs.get, other.pruning.trial,
+                   "val_accuracy") == 0  # fmt: skip
+    assert not folder.exists()
+
+    # Same parameters: weights, optimizer, epoch and our callbacks' state come back.
+    cbs.backup.save(3)
+    again, _ = callbacks_for(tmp_path / "c", patience=3, schedule="cosine")
+    again.backup = TrialBackup(folder, stamp, 2, again, 0)
+    dirs[2] = tmp_path / "c"
+    second = model(lr=0.05)
+    done = restore(second, again.backup, tmp_path / "c", dirs.get, again.pruning.trial,
+                   "val_accuracy")  # fmt: skip
+    assert done == 3
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights(),
+                                                     strict=True))  # fmt: skip
+    assert int(second.optimizer.iterations.numpy()) == int(first.optimizer.iterations.numpy())
+    (x, y), val = digits
+    history = second.fit(x, y, validation_data=val, epochs=8, initial_epoch=done, batch_size=64,
+                         verbose=0, callbacks=again.as_list())  # fmt: skip
+    ran = len(history.history["loss"])
+    assert 1 <= ran <= 5 and again.watch.epochs_run == 3 + ran
+    assert again.schedule.base_lr == pytest.approx(0.05)  # not the rate decayed by epoch 3
+    assert again.early_stopping.best >= saved_es[1]  # the best of epochs 1-3 was carried over
+    rows = (tmp_path / "c" / "history.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 3 + ran + 1))
