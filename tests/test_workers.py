@@ -242,3 +242,13 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_continues(tmp_path):
     assert "continuing study 'par'" in again.stdout
     trials = journal_study(results, "par").trials
     assert sum(t.state.name == "COMPLETE" for t in trials) == 4
+
+
+@pytest.mark.slow
+def test_a_worker_above_the_memory_ceiling_is_replaced(tmp_path):
+    path = write_fast_study(tmp_path, n=3)
+    proc = search(path, tmp_path / "r", "--jobs", "1", "--worker-memory", "1")  # 1 MiB
+    assert proc.returncode == 0, proc.stderr
+    trials = journal_study(tmp_path / "r", "par").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert len({t.user_attrs["worker"] for t in trials}) == 3  # one trial per worker
