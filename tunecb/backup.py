@@ -85,12 +85,13 @@ class TrialBackup(keras.callbacks.Callback):
             self.pending = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         ckpt = self.cbs.checkpoint
         if ckpt.best_epoch == epoch + 1:  # best.keras was just written: say what it holds
+            self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(
                 self.folder / CHECKPOINT_STATE,
                 json.dumps({"best": ckpt.best, "best_epoch": ckpt.best_epoch}),
+                durable=False,
             )
         if time.monotonic() - self._last < self.every:
             return
@@ -98,6 +99,7 @@ class TrialBackup(keras.callbacks.Callback):
         self._last = time.monotonic()
 
     def save(self, epochs_done: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
         weights = f"weights-{epochs_done}.weights.h5"
         atomic_write(
             self.folder / weights, lambda tmp: self.model.save_weights(tmp), suffix=".weights.h5"

@@ -93,9 +93,13 @@ class StudyDir:
         return folder
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> None:
+def atomic_write(
+    path: Path, write: Callable[[Path], None], suffix: str = "", durable: bool = True
+) -> None:
     """Write ``path`` through ``write(tmp)`` on a temporary file in the same folder, then
     fsync and rename it into place: a crash leaves either the old file or the new one.
+    ``durable=False`` skips the fsyncs: still whole after a killed process, not after a
+    power cut (for files that only speed up a resume).
 
     >>> atomic_write(Path(tempfile.mkdtemp()) / "a.txt", lambda p: p.write_text("hi"))
     """
@@ -106,19 +110,21 @@ def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") ->
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
     """Write ``text`` to ``path`` atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=durable)
 
 
 def write_json(path: Path, data: Any) -> None:
