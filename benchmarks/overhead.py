@@ -31,18 +31,21 @@ import json
 import os
 import platform
 import random
-import shlex
 import shutil
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from common import cmdline as _cmdline
+from common import shown as _shown
+from common import spread as _spread
+from common import tunecb_command as _tunecb
+from common import versions as _versions
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -422,12 +425,6 @@ def make_big_study(folder: Path, n_trials: int, seed: int = 0) -> None:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _tunecb() -> list[str]:
-    """The ``tunecb`` console script of this Python (not a pyenv shim), or ``-m tunecb``."""
-    script = Path(sysconfig.get_path("scripts")) / "tunecb"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "tunecb"]
-
-
 def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     """Run ``cmd`` from the repository root; its wall time and stdout. Exits on failure."""
     t0 = time.perf_counter()
@@ -437,30 +434,6 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
         raise SystemExit(f"failed (exit {proc.returncode}): {_cmdline(cmd)}\n{tail}")
     return wall, proc.stdout
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository root (the commands run from there)."""
-    return str(path.relative_to(ROOT))
-
-
-def _cmdline(cmd: list[str]) -> str:
-    return " ".join(shlex.quote(a) if "{" not in a and "<" not in a else a for a in cmd)
-
-
-def _spread(values: list[float]) -> float:
-    return (max(values) - min(values)) / statistics.median(values)
-
-
-def _versions() -> dict[str, str]:
-    names = ("tensorflow", "tensorflow-cpu", "keras", "optuna", "tunecb", "pandas")
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def table(result: dict[str, Any]) -> str:

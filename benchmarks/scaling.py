@@ -56,19 +56,22 @@ import json
 import os
 import platform
 import resource
-import shlex
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from common import cmdline as _cmdline
+from common import shown as _shown
+from common import spread as _spread
+from common import tunecb_command as _tunecb
+from common import versions as _versions
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -653,44 +656,13 @@ def _warm_up(env: dict[str, str]) -> None:
     )  # fmt: skip
 
 
-def _tunecb() -> list[str]:
-    """The ``tunecb`` console script of this Python (not a pyenv shim), or ``-m tunecb``."""
-    script = Path(sysconfig.get_path("scripts")) / "tunecb"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "tunecb"]
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository root (the commands run from there)."""
-    return str(path.relative_to(ROOT))
-
-
-def _cmdline(cmd: list[str]) -> str:
-    return " ".join(shlex.quote(a) if "{" not in a else a for a in cmd)
-
-
 def _median(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return round(statistics.median(known), 3) if known else None
 
 
-def _spread(values: list[float]) -> float:
-    med = statistics.median(values)
-    return (max(values) - min(values)) / med if med else 0.0
-
-
 def _mib(n: float) -> float:
     return round(n / MIB, 1)
-
-
-def _versions() -> dict[str, str]:
-    names = ("tensorflow", "tensorflow-cpu", "keras", "optuna", "tunecb")
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def _problems(result: dict[str, Any]) -> list[str]:

@@ -1,0 +1,45 @@
+"""Small helpers shared by the benchmark scripts (run them from the repository root)."""
+
+from __future__ import annotations
+
+import shlex
+import statistics
+import sys
+import sysconfig
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tunecb_command() -> list[str]:
+    """The ``tunecb`` console script of this Python (not a pyenv shim), or ``-m tunecb``."""
+    script = Path(sysconfig.get_path("scripts")) / "tunecb"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "tunecb"]
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository root (the commands run from there)."""
+    return str(path.relative_to(ROOT))
+
+
+def cmdline(cmd: list[str]) -> str:
+    """A command as one shell line; ``{placeholders}`` and ``<placeholders>`` left bare."""
+    return " ".join(shlex.quote(a) if "{" not in a and "<" not in a else a for a in cmd)
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median: how noisy repeats were."""
+    med = statistics.median(values)
+    return (max(values) - min(values)) / med if med else 0.0
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the figures."""
+    found = {}
+    for name in ("tensorflow", "tensorflow-cpu", "keras", "optuna", "tunecb", "pandas"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
