@@ -368,6 +368,8 @@ def _setup_logging(debug: bool) -> None:
     import optuna  # every command uses it; 0.2 s
 
     optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
+    if not debug:  # a lost database connection: our one-line StorageError says it better
+        logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
 
 
 def _fmt(value: float | None) -> str:

@@ -182,6 +182,8 @@ def run_worker(
     with contextlib.suppress(RuntimeError):  # a Dask worker that ran TF keeps its setting
         tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not spec.debug:  # as in the CLI: a lost connection is reported in one line
+        logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
 
     from tunecb.config import resolve
     from tunecb.opening import recover_dead_trials
