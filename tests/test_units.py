@@ -123,7 +123,7 @@ def test_every_format_renders_every_row(fmt):
 
 
 def test_long_errors_become_one_short_line():
-    from tunecb.search import first_line
+    from tunecb.errors import first_line
 
     assert first_line("ValueError: bad\n  detail\n  more") == "ValueError: bad"
     assert first_line("x" * 500, 100) == "x" * 97 + "..."

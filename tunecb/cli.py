@@ -284,7 +284,7 @@ class _SearchPrinter:
             f"{o.stop_reason:<13} {o.duration_s:7.1f}s"
         )
         if o.error:
-            from tunecb.search import first_line
+            from tunecb.errors import first_line
 
             line += f"  {first_line(o.error, 160)}"
         _out(line)

@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tunecb.errors import ConfigError
-from tunecb.pool import PoolResult, WorkerSpec, _work_left, run_worker
+from tunecb.pool import PoolResult, WorkerSpec, run_worker, work_left
 from tunecb.worker import STOP_BUDGET, STOP_TIMEOUT, Limits
 
 log = logging.getLogger("tunecb")
@@ -87,7 +87,7 @@ def run_dask(
 
     def tasks():
         index = 0
-        while _work_left(study, limits) and not errors:
+        while work_left(study, limits) and not errors:
             yield joblib.delayed(dask_task)(make_spec(index % jobs, index // jobs, limits), run_id)
             index += 1
 

@@ -69,16 +69,6 @@ class Data:
             )
         return args
 
-    def evaluate_arguments(self, batch_size: int | None) -> dict[str, Any]:
-        """Arguments for ``model.evaluate`` on the validation data, as ``fit`` used it."""
-        v = self.validation
-        if isinstance(v, tuple | list):
-            args = {"x": v[0], "y": v[1], "batch_size": batch_size}
-            if len(v) == 3:
-                args["sample_weight"] = v[2]
-            return args
-        return {"x": v}
-
 
 def _describe(value: Any) -> str:
     if isinstance(value, tuple | list):

@@ -8,6 +8,17 @@ user's code inside one trial only fails that trial.
 from __future__ import annotations
 
 
+def first_line(text: str | None, limit: int = 300) -> str:
+    r"""The first line of ``text``, cut to ``limit`` characters (for one-line messages).
+
+    >>> first_line("ValueError: bad\n  detail")
+    'ValueError: bad'
+    """
+    lines = (text or "").strip().splitlines()
+    line = lines[0] if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 class TunecbError(Exception):
     """Base class: a problem the user can fix. The CLI prints it as one line.
 

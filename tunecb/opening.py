@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from tunecb import __version__
 from tunecb.config import Settings
-from tunecb.errors import ConfigError, StorageError
-from tunecb.results import StudyDir, read_json, write_json
+from tunecb.errors import ConfigError, StorageError, first_line
+from tunecb.results import StudyDir, write_json
 from tunecb.storage import redact, redact_text
 from tunecb.strategies import make_pruner, make_sampler
 from tunecb.study import LoadedStudy
 from tunecb.worker import retry, tell_failed
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0] if lines else ""
 
 
 def open_study(
@@ -44,7 +38,7 @@ def open_study(
         existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     except Exception as exc:
         raise StorageError(
-            f"storage {shown!r}: cannot list studies: {_first_line(redact_text(str(exc)))}"
+            f"storage {shown!r}: cannot list studies: {first_line(redact_text(str(exc)))}"
         ) from exc
     pruner = make_pruner(settings.pruner, settings.epochs)
     notes: list[str] = []
@@ -147,8 +141,3 @@ def _write_study_json(study_dir: StudyDir, settings: Settings, loaded: LoadedStu
             "tunecb_version": __version__,
         },
     )
-
-
-def stored_settings(study_dir: StudyDir) -> dict[str, Any]:
-    """What ``study.json`` says about the study (empty when tunecb did not create it)."""
-    return read_json(study_dir.study_json) or {}

@@ -139,7 +139,8 @@ def worker_main(spec: WorkerSpec, events: Any, stop: Any) -> None:
         code = EXIT_FATAL
     except BaseException as exc:
         detail = traceback.format_exc() if spec.debug else ""
-        from tunecb.search import _is_storage_failure, first_line, storage_reason
+        from tunecb.errors import first_line
+        from tunecb.search import _is_storage_failure, storage_reason
         from tunecb.storage import redact_text
 
         if _is_storage_failure(exc):
@@ -226,15 +227,12 @@ class _Slot:
     deaths_in_a_row: int = 0
     last_reason: str | None = None
     done: bool = False
-    trials: int = 0
 
 
 @dataclass
 class PoolResult:
     ran: Counter = field(default_factory=Counter)
     stopped_by: str = STOP_BUDGET
-    recycled: int = 0
-    died: int = 0
 
 
 def run_pool(
@@ -272,7 +270,6 @@ def run_pool(
         kind, pid = event[0], event[1]
         slot = by_pid.get(pid)
         if kind == "trial" and slot is not None:
-            slot.trials += 1
             slot.deaths_in_a_row = 0
             outcome = SimpleNamespace(**event[2])
             result.ran[outcome.state] += 1
@@ -310,8 +307,8 @@ def run_pool(
                 process.join()
                 drain(0.05)  # events the worker sent just before it exited
                 slot.process = None
-                _after_exit(study, slot, process, result, stop.is_set())
-                if not slot.done and not stop.is_set() and _work_left(study, limits):
+                _after_exit(study, slot, process, stop.is_set())
+                if not slot.done and not stop.is_set() and work_left(study, limits):
                     slot.generation += 1
                     start(slot)
     except KeyboardInterrupt:
@@ -329,7 +326,7 @@ def run_pool(
     return result
 
 
-def _work_left(study: optuna.Study, limits: Limits) -> bool:
+def work_left(study: optuna.Study, limits: Limits) -> bool:
     """Whether a replacement worker would find a trial to run (no TensorFlow start for
     nothing)."""
     if limits.deadline is not None and time.time() >= limits.deadline:
@@ -337,13 +334,10 @@ def _work_left(study: optuna.Study, limits: Limits) -> bool:
     return budget.may_ask(study.get_trials(deepcopy=False), limits.n_trials)
 
 
-def _after_exit(
-    study: optuna.Study, slot: _Slot, process: Any, result: PoolResult, stopping: bool
-) -> None:
+def _after_exit(study: optuna.Study, slot: _Slot, process: Any, stopping: bool) -> None:
     """Decide what a worker's exit means: finished, recycled, or dead (rerun its trial)."""
     code = process.exitcode
     if code == 0 and slot.last_reason in (RECYCLE_TRIALS, RECYCLE_MEMORY) and not stopping:
-        result.recycled += 1
         log.info("worker %d recycled (%s)", slot.index, slot.last_reason)
         slot.last_reason = None
         return
@@ -351,7 +345,6 @@ def _after_exit(
         slot.done = True
         return
     how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-    result.died += 1
     slot.deaths_in_a_row += 1
     orphans = _mark_orphans(study, {process.pid: slot}, "worker_died", f"worker {how}")
     log.warning("worker %d (pid %d) died (%s); trials run again: %s",

@@ -12,10 +12,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,14 @@ import optuna
 from tunecb import budget
 from tunecb.config import Settings
 from tunecb.data import Data
-from tunecb.errors import ConfigError, SearchFailed, StorageError, StudyFileError, TunecbError
+from tunecb.errors import (
+    ConfigError,
+    SearchFailed,
+    StorageError,
+    StudyFileError,
+    TunecbError,
+    first_line,
+)
 from tunecb.opening import open_study
 from tunecb.results import StudyDir
 from tunecb.storage import open_storage, redact, redact_text, study_storage
@@ -100,8 +108,95 @@ def run_search(
     each worker applies to the study file again). A storage that fails mid-search (a
     database server that went away) ends it with a one-line :class:`StorageError`.
     """
+    with _storage_failures(settings):
+        emit = on_event or (lambda event: None)
+        started = time.perf_counter()
+        started_wall = time.time()
+        study_dir = StudyDir(settings.results / settings.name)
+        # A storage URL is checked before anything is written; the embedded one lives in study_dir.
+        storage = None
+        if settings.storage:
+            storage = study_storage(settings.storage, study_dir.root, settings.heartbeat)
+        study_dir.prepare()
+        storage = storage or open_storage(None, study_dir.root)
+        study, created, notes = open_study(loaded, settings, study_dir, storage)
+
+        done = budget.finished(study.get_trials(deepcopy=False))
+        best = _best(study)
+        emit(Start(
+            name=settings.name, storage=redact(settings.storage) if settings.storage else str(
+                study_dir.root / "optuna.journal"), study_dir=str(study_dir.root), created=created,
+            done=done, best_value=best[0], best_number=best[1], n_trials=settings.n_trials,
+            monitor=settings.monitor, direction=settings.direction, notes=notes,
+        ))  # fmt: skip
+
+        ran: Counter[str] = Counter()
+        stopped_by = STOP_BUDGET
+        limits = Limits(
+            n_trials=settings.n_trials,
+            deadline=None if settings.timeout is None else started_wall + settings.timeout,
+        )
+        work_left = budget.may_ask(study.get_trials(deepcopy=False), settings.n_trials)
+        if execution is not None and work_left:
+            from tunecb.pool import WorkerSpec, run_pool
+
+            def make_spec(slot: int, generation: int, slot_limits: Limits) -> WorkerSpec:
+                return WorkerSpec(
+                    study_path=str(loaded.path), overrides=dict(overrides or {}), slot=slot,
+                    generation=generation, env=execution.worker_env(slot),
+                    threads=execution.threads(), limits=slot_limits,
+                    debug=log.isEnabledFor(logging.DEBUG),
+                )  # fmt: skip
+
+            def on_trial(outcome: Any) -> None:
+                ran[outcome.state] += 1
+                best = _best(study)
+                done = budget.finished(study.get_trials(deepcopy=False))
+                emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
+                check_fail_fast(ran, outcome, study_dir)
+
+            pool_limits = Limits(
+                n_trials=limits.n_trials, deadline=limits.deadline,
+                max_trials=execution.worker_trials, max_rss_mb=execution.worker_memory_mb,
+            )  # fmt: skip
+            if execution.dask:
+                from tunecb.cluster import run_dask
+
+                result = run_dask(
+                    execution.dask, study, execution.jobs, make_spec, pool_limits, on_trial
+                )
+            else:
+                result = run_pool(study, execution, make_spec, pool_limits, on_trial)
+            stopped_by = result.stopped_by
+        elif work_left:
+            data = load_data(loaded, settings)
+            from tunecb.trial import TrialRunner  # imports Keras: only when training
+
+            runner = TrialRunner(loaded, settings, study_dir, data)
+
+            def on_outcome(outcome: Any) -> None:
+                ran[outcome.state] += 1
+                best = _best(study)
+                done = budget.finished(study.get_trials(deepcopy=False))
+                emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
+                check_fail_fast(ran, outcome, study_dir)
+
+            stopped_by = run_trials(study, runner, limits, on_outcome)
+        done = budget.finished(study.get_trials(deepcopy=False))
+        best_trial = _best_record(study, study_dir)
+        return Summary(
+            name=settings.name, study_dir=str(study_dir.root),
+            elapsed_s=time.perf_counter() - started, ran=dict(ran), done=done,
+            stopped_by=stopped_by, best=best_trial, monitor=settings.monitor,
+            direction=settings.direction,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _storage_failures(settings: Settings) -> Iterator[None]:
+    """Turn a storage that fails mid-search into one line naming it (exit code 1)."""
     try:
-        return _run_search(loaded, settings, on_event, execution, overrides)
+        yield
     except TunecbError:
         raise
     except Exception as exc:
@@ -138,96 +233,6 @@ def _is_storage_failure(exc: BaseException) -> bool:
     )
 
 
-def _run_search(
-    loaded: LoadedStudy,
-    settings: Settings,
-    on_event: Listener | None = None,
-    execution: Execution | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> Summary:
-    emit = on_event or (lambda event: None)
-    started = time.perf_counter()
-    started_wall = time.time()
-    study_dir = StudyDir(settings.results / settings.name)
-    # A storage URL is checked before anything is written; the embedded one lives in study_dir.
-    storage = None
-    if settings.storage:
-        storage = study_storage(settings.storage, study_dir.root, settings.heartbeat)
-    study_dir.prepare()
-    storage = storage or open_storage(None, study_dir.root)
-    study, created, notes = open_study(loaded, settings, study_dir, storage)
-
-    done = budget.finished(study.get_trials(deepcopy=False))
-    best = _best(study)
-    emit(Start(
-        name=settings.name, storage=redact(settings.storage) if settings.storage else str(
-            study_dir.root / "optuna.journal"), study_dir=str(study_dir.root), created=created,
-        done=done, best_value=best[0], best_number=best[1], n_trials=settings.n_trials,
-        monitor=settings.monitor, direction=settings.direction, notes=notes,
-    ))  # fmt: skip
-
-    ran: Counter[str] = Counter()
-    stopped_by = STOP_BUDGET
-    limits = Limits(
-        n_trials=settings.n_trials,
-        deadline=None if settings.timeout is None else started_wall + settings.timeout,
-    )
-    work_left = budget.may_ask(study.get_trials(deepcopy=False), settings.n_trials)
-    if execution is not None and work_left:
-        from tunecb.pool import WorkerSpec, run_pool
-
-        def make_spec(slot: int, generation: int, slot_limits: Limits) -> WorkerSpec:
-            return WorkerSpec(
-                study_path=str(loaded.path), overrides=dict(overrides or {}), slot=slot,
-                generation=generation, env=execution.worker_env(slot),
-                threads=execution.threads(), limits=slot_limits,
-                debug=log.isEnabledFor(logging.DEBUG),
-            )  # fmt: skip
-
-        def on_trial(outcome: Any) -> None:
-            ran[outcome.state] += 1
-            best = _best(study)
-            done = budget.finished(study.get_trials(deepcopy=False))
-            emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
-            check_fail_fast(ran, outcome, study_dir)
-
-        pool_limits = Limits(
-            n_trials=limits.n_trials, deadline=limits.deadline,
-            max_trials=execution.worker_trials, max_rss_mb=execution.worker_memory_mb,
-        )  # fmt: skip
-        if execution.dask:
-            from tunecb.cluster import run_dask
-
-            result = run_dask(
-                execution.dask, study, execution.jobs, make_spec, pool_limits, on_trial
-            )
-        else:
-            result = run_pool(study, execution, make_spec, pool_limits, on_trial)
-        stopped_by = result.stopped_by
-    elif work_left:
-        data = load_data(loaded, settings)
-        from tunecb.trial import TrialRunner  # imports Keras: only when training
-
-        runner = TrialRunner(loaded, settings, study_dir, data)
-
-        def on_outcome(outcome: Any) -> None:
-            ran[outcome.state] += 1
-            best = _best(study)
-            done = budget.finished(study.get_trials(deepcopy=False))
-            emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
-            check_fail_fast(ran, outcome, study_dir)
-
-        stopped_by = run_trials(study, runner, limits, on_outcome)
-    done = budget.finished(study.get_trials(deepcopy=False))
-    best_trial = _best_record(study, study_dir)
-    return Summary(
-        name=settings.name, study_dir=str(study_dir.root),
-        elapsed_s=time.perf_counter() - started, ran=dict(ran), done=done,
-        stopped_by=stopped_by, best=best_trial, monitor=settings.monitor,
-        direction=settings.direction,
-    )  # fmt: skip
-
-
 def check_fail_fast(ran: Counter[str], outcome: Any, study_dir: StudyDir) -> None:
     """Stop the search when the first ``FAIL_FAST`` trials of this run all failed."""
     if ran["FAIL"] == FAIL_FAST == sum(ran.values()):
@@ -257,12 +262,6 @@ def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
             "None for it; return (train, validation) or monitor a training metric"
         )
     return data
-
-
-def first_line(text: str | None, limit: int = 300) -> str:
-    """The first line of ``text``, cut to ``limit`` characters (for one-line messages)."""
-    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _best(study: optuna.Study) -> tuple[float | None, int | None]:
