@@ -43,3 +43,30 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
+
+
+def machine(load_before: tuple[float, ...], load_after: tuple[float, ...]) -> dict:
+    """What the figures were measured on, and how busy it was before and after."""
+    import os
+    import platform
+
+    return {
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions(),
+        "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
+        "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
+    }
+
+
+def write_result(result: dict, path: Path, table: str) -> None:
+    """Print the table and write the figures as JSON."""
+    import json
+
+    print()
+    print(table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {path}; whole run {result['total_s']} s")

@@ -29,7 +29,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -42,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from common import cmdline as _cmdline
+from common import machine, write_result
 from common import shown as _shown
 from common import spread as _spread
 from common import tunecb_command as _tunecb
-from common import versions as _versions
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -102,24 +101,13 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "versions": _versions(),
-            "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
-            "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
-        },
+        "machine": machine(load_before, load_after),
         "settings": vars(args) | {"json": str(args.json), "epochs": EPOCHS},
         "search": search,
         "report": report,
         "total_s": round(time.perf_counter() - started, 1),
     }
-    print()
-    print(table(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.json}; whole run {result['total_s']} s")
+    write_result(result, args.json, table(result))
     return 0
 
 
