@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with a database storage: beat every S seconds so that other machines rerun the "
         "trials of one that died (default 30; 0: off)",
     )  # fmt: skip
+    search.add_argument(
+        "--tensorboard", action="store_const", const=True, default=None,
+        help="write each trial's TensorBoard logs with HParams under RESULTS/STUDY/tensorboard",
+    )  # fmt: skip
+    search.add_argument(
+        "--keep-checkpoints", type=_positive_int, metavar="K",
+        help="keep the best checkpoints of the K best trials only; delete the others as the "
+        "search runs (default: keep all)",
+    )  # fmt: skip
     workers = search.add_argument_group("parallel workers")
     workers.add_argument(
         "--jobs", type=_positive_int, metavar="N",
@@ -210,6 +219,8 @@ def _search(args: argparse.Namespace) -> int:
         "verbose": args.verbose,
         "backup_every": args.backup_every,
         "heartbeat": args.heartbeat,
+        "tensorboard": args.tensorboard,
+        "keep_checkpoints": args.keep_checkpoints,
     }
     settings = resolve(
         loaded.study.settings,

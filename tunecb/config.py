@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "verbose": 0,
     "backup_every": 10.0,
     "heartbeat": 30,
+    "tensorboard": False,
+    "keep_checkpoints": None,
     "storage": None,
     "results": "results",
 }
@@ -77,6 +79,8 @@ class Settings:
     verbose: int
     backup_every: float
     heartbeat: int
+    tensorboard: bool
+    keep_checkpoints: int | None
     storage: str | None
     results: Path
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -174,6 +178,17 @@ def resolve(
     heartbeat = values["heartbeat"]
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 0:
         raise bad("heartbeat", "seconds between heartbeats: an integer >= 0 (0: off)")
+    tensorboard = values["tensorboard"]
+    if not isinstance(tensorboard, bool):
+        raise bad(
+            "tensorboard", "True writes TensorBoard logs with HParams; False (default) does not"
+        )
+    keep = values["keep_checkpoints"]
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep <= 0):
+        raise bad(
+            "keep_checkpoints",
+            "keep the checkpoints of the K best trials: a positive integer, or None to keep all",
+        )
     results = values["results"]
     if not isinstance(results, str | Path) or not str(results):
         raise bad("results", "must be a folder path")
@@ -198,6 +213,8 @@ def resolve(
         verbose=verbose,
         backup_every=float(backup_every),
         heartbeat=heartbeat,
+        tensorboard=tensorboard,
+        keep_checkpoints=keep,
         storage=storage,
         results=Path(results),
         sources=sources,

@@ -56,6 +56,8 @@ SETTING_NAMES = (
     "lr_schedule",
     "verbose",
     "backup_every",
+    "tensorboard",
+    "keep_checkpoints",
 )
 
 
@@ -83,6 +85,10 @@ class Study:
         verbose: Keras ``fit`` verbosity (0 by default).
         backup_every: seconds between backups of a running trial (default 10; 0: every
             epoch); a trial whose worker dies resumes from its last backup.
+        tensorboard: ``True`` writes each trial's TensorBoard logs with HParams under
+            ``results/<study>/tensorboard/`` (needs the ``tensorboard`` package).
+        keep_checkpoints: keep the best checkpoints of the K best trials only and delete
+            the others during the search (default ``None``: keep all).
         data / model / callbacks: the three functions, here or with the decorators.
 
     Example:
@@ -113,6 +119,8 @@ class Study:
         lr_schedule: Any = None,
         verbose: int | None = None,
         backup_every: float | None = None,
+        tensorboard: bool | None = None,
+        keep_checkpoints: int | None = None,
         data: DataFn | None = None,
         model: BuildFn | None = None,
         callbacks: CallbacksFn | None = None,
