@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # synthetic.py: a finished study without training
 
 
 def tunecb_command() -> list[str]:

@@ -136,9 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--study-name", help="study in the storage")
     report.add_argument("--top", type=_positive_int, metavar="K", help="only the K best trials")
     report.add_argument(
-        "--format", default="table", choices=("table", "csv", "markdown", "json"), help="output"
-    )
+        "--format", default="table", choices=("table", "csv", "markdown", "json", "html"),
+        help="output; html is one self-contained page with a summary, plots and the table",
+    )  # fmt: skip
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
+    report.add_argument(
+        "--plots", metavar="DIR",
+        help="also write the plots (history, learning curves, importance...) as PNG files to DIR",
+    )  # fmt: skip
 
     repair = sub.add_parser(
         "repair",
@@ -324,9 +329,19 @@ def _report(args: argparse.Namespace) -> int:
 
     if args.path is None and args.storage is None:
         raise TunecbError("give a results folder (e.g. results/digits) or --storage URL")
+    if args.format == "html" and not args.output and sys.stdout.isatty():
+        raise TunecbError(
+            "--format html writes a whole page with embedded images: add --output report.html"
+        )
     result = study_records(args.path, storage=args.storage, study_name=args.study_name)
     records = result.records[: args.top] if args.top else result.records
-    text = render(records, args.format, columns(result.records))
+    plots = _write_plots(result, Path(args.plots)) if args.plots else None
+    if args.format == "html":
+        from tunecb.htmlreport import html_report
+
+        text = html_report(result, plots, top=args.top)
+    else:
+        text = render(records, args.format, columns(result.records))
     if args.output:
         from tunecb.results import atomic_write_text
 
@@ -349,6 +364,32 @@ def _report(args: argparse.Namespace) -> int:
         _out(f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}")
     _out(text)
     return 0
+
+
+def _write_plots(result: Any, folder: Path) -> list:
+    """``--plots DIR``: each plot as ``DIR/<name>.png``; says which were left out, and why."""
+    from tunecb.plots import render_plots
+    from tunecb.results import atomic_write
+
+    if folder.exists() and not folder.is_dir():
+        raise TunecbError(f"--plots {str(folder)!r} is a file; pass a folder for the PNG files")
+    plots = render_plots(result)
+    written = []
+    try:
+        for plot in plots:
+            if plot.png is not None:
+                png = plot.png
+                atomic_write(folder / f"{plot.name}.png", lambda tmp, b=png: tmp.write_bytes(b))
+                written.append(plot.name)
+    except OSError as exc:
+        raise TunecbError(
+            f"--plots {str(folder)!r}: cannot write ({exc.strerror or exc}); pass a writable folder"
+        ) from exc
+    _err(f"wrote {len(written)} plots to {folder}: {', '.join(written) or 'none'}")
+    for plot in plots:
+        if plot.png is None:
+            _err(f"left out {plot.name}: {plot.skipped}")
+    return plots
 
 
 def _repair(args: argparse.Namespace) -> int:

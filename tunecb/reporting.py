@@ -10,7 +10,7 @@ No TensorFlow here, and pandas only at the last step, so ``tunecb report`` start
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,8 @@ class StudyRecords:
     monitor: str | None
     study_dir: StudyDir | None
     records: list[dict[str, Any]]
+    epochs: int | None = None  # the epoch budget of every trial, when tunecb ran the study
+    trials: dict[int, Any] = field(default_factory=dict)  # number → optuna FrozenTrial
 
 
 def open_report_study(
@@ -112,11 +114,8 @@ def study_records(
     maximize = study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
     rerun = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-    records = [
-        _record(t, study_dir, t.number in rerun)
-        for t in trials
-        if t.user_attrs.get("stop_reason") != "discarded"  # a race loser that never ran
-    ]
+    kept = [t for t in trials if t.user_attrs.get("stop_reason") != "discarded"]
+    records = [_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
     records.sort(key=lambda r: _rank_key(r, maximize))
     return StudyRecords(
         name=study.study_name,
@@ -124,6 +123,8 @@ def study_records(
         monitor=meta.get("monitor") or study.user_attrs.get("monitor"),
         study_dir=study_dir,
         records=records,
+        epochs=meta.get("epochs") or study.user_attrs.get("epochs"),
+        trials={t.number: t for t in kept},
     )
 
 

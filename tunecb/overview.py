@@ -1,0 +1,132 @@
+"""What a person wants to know first about a study: best trial, states, epochs saved, time.
+
+Plain numbers from the report records and the Optuna trials; no pandas, no TensorFlow.
+
+>>> o = overview(study_records("results/digits"))  # doctest: +SKIP
+>>> o.epochs_trained, o.epochs_budget  # doctest: +SKIP
+(412, 900)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunecb.reporting import StudyRecords
+
+THIS_PROCESS = "(one process)"  # trials that name no worker ran in the launcher
+
+
+@dataclass(frozen=True)
+class Overview:
+    """A study summed up; ``None`` where the study cannot say (e.g. not run by tunecb)."""
+
+    name: str
+    monitor: str
+    direction: str
+    states: dict[str, int]
+    best: dict[str, Any] | None  # the best record (rank 1 among COMPLETE trials)
+    epochs_budget: int | None  # epochs every finished trial could have trained
+    epochs_trained: int
+    saved_by: dict[str, int] = field(default_factory=dict)  # stop reason → epochs not trained
+    wall_s: float | None = None  # first trial start → last trial end
+    compute_s: float = 0.0  # the trials' durations added up
+    workers: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    checkpoints: int = 0
+    checkpoint_bytes: int = 0
+    checkpoints_removed: list[int] = field(default_factory=list)
+
+    @property
+    def saved_fraction(self) -> float | None:
+        if not self.epochs_budget:
+            return None
+        return 1.0 - self.epochs_trained / self.epochs_budget
+
+
+def overview(result: StudyRecords) -> Overview:
+    """Sum up a study's records (see :func:`tunecb.reporting.study_records`)."""
+    records = result.records
+    states = Counter(r["state"] for r in records)
+    best = next((r for r in records if r["state"] == "COMPLETE" and _finite(r["value"])), None)
+    finished = [r for r in records if r["state"] in ("COMPLETE", "PRUNED", "FAIL")]
+    trained = sum(int(r["epochs"] or 0) for r in finished)
+    budget = result.epochs * len(finished) if result.epochs else None
+    saved: Counter[str] = Counter()
+    if result.epochs:
+        for r in finished:
+            left = result.epochs - int(r["epochs"] or 0)
+            if left > 0:
+                saved[r["stop_reason"] or r["state"].lower()] += left
+    starts, ends, workers = [], [], []
+    for trial in result.trials.values():
+        if trial.datetime_start is not None:
+            starts.append(trial.datetime_start)
+            ends.append(trial.datetime_complete or trial.datetime_start)
+        workers.append(trial.user_attrs.get("worker") or THIS_PROCESS)
+    wall = (max(ends) - min(starts)).total_seconds() if starts else None
+    unique = sorted(set(workers))
+    hosts = sorted({w.rsplit(":", 1)[0] for w in unique if w != THIS_PROCESS})
+    files = [r["checkpoint"] for r in records if r.get("checkpoint")]
+    size = 0
+    for path in files:
+        try:
+            size += os.stat(path).st_size
+        except OSError:
+            continue
+    removed = sorted(r["trial"] for r in records if r.get("checkpoint_removed"))
+    return Overview(
+        name=result.name,
+        monitor=result.monitor or "value",
+        direction=result.direction,
+        states=dict(states),
+        best=best,
+        epochs_budget=budget,
+        epochs_trained=trained,
+        saved_by=dict(saved.most_common()),
+        wall_s=wall,
+        compute_s=sum(float(r["duration_s"] or 0.0) for r in finished),
+        workers=unique,
+        hosts=hosts,
+        checkpoints=len(files),
+        checkpoint_bytes=size,
+        checkpoints_removed=removed,
+    )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def duration_text(seconds: float | None) -> str:
+    """``3h 05m``, ``4m 12s`` or ``8.5s``.
+
+    >>> duration_text(3725), duration_text(75), duration_text(8.46)
+    ('1h 02m', '1m 15s', '8.5s')
+    """
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def size_text(n_bytes: int) -> str:
+    """``512 B``, ``3.4 MiB``...
+
+    >>> size_text(512), size_text(3_565_158)
+    ('512 B', '3.4 MiB')
+    """
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # unreachable
