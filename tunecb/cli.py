@@ -320,6 +320,7 @@ class _SearchPrinter:
             )
             if b["checkpoint"]:
                 _out(f"best model: {b['checkpoint']}")
+        _out(_checkpoints_line(s))
         _out(f"report: tunecb report {s.study_dir}")
 
 
@@ -422,6 +423,32 @@ def _setup_logging(debug: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
     if not debug:  # a lost database connection: our one-line StorageError says it better
         logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
+
+
+def _checkpoints_line(s: Any) -> str:
+    """Disk use of the checkpoints, and what ``--keep-checkpoints`` did."""
+    size = _size(s.checkpoint_bytes)
+    if s.keep_checkpoints is None:
+        return (
+            f"checkpoints: {s.checkpoints} files, {size} "
+            "(keeping all; --keep-checkpoints K keeps the K best)"
+        )
+    return (
+        f"checkpoints: {s.checkpoints} kept (--keep-checkpoints {s.keep_checkpoints}), "
+        f"{s.checkpoints_removed} removed this run, {size}"
+    )
+
+
+def _size(n: int) -> str:
+    """``1536`` → ``'1.5 KiB'``."""
+    if n < 1024:
+        return f"{n} bytes"
+    size, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{size:.1f} {unit}"
 
 
 def _fmt(value: float | None) -> str:

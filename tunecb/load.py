@@ -31,6 +31,14 @@ def best_checkpoint(path: str | Path, rank: int = 1, trial: int | None = None) -
         if rank > len(records):
             raise ResultsError(f"rank={rank}: {path} has only {len(records)} trials")
         record = records[rank - 1]
+    removed = record.get("checkpoint_removed")
+    if not record["checkpoint"] and removed:
+        keep = removed.get("keep_checkpoints")
+        raise ResultsError(
+            f"trial {record['trial']} of {path}: its checkpoint was removed by "
+            f"--keep-checkpoints {keep} (only the {keep} best trials keep theirs); "
+            "pick a kept one with rank= or trial="
+        )
     if not record["checkpoint"]:
         raise ResultsError(
             f"trial {record['trial']} ({record['state']}, {record['stop_reason']}) of {path} "

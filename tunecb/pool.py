@@ -189,6 +189,7 @@ def run_worker(
     from tunecb.config import resolve
     from tunecb.opening import recover_dead_trials
     from tunecb.results import StudyDir
+    from tunecb.retention import keeper
     from tunecb.search import load_data
     from tunecb.storage import study_storage
     from tunecb.strategies import make_pruner, make_sampler
@@ -216,7 +217,8 @@ def run_worker(
     recover_dead_trials(study)  # e.g. a Dask worker on this machine that was killed
     runner = TrialRunner(loaded, settings, study_dir, load_data(loaded, settings))
     on_ready()
-    return run_trials(study, runner, spec.limits, on_outcome, should_stop)
+    after_tell = keeper(study_dir, settings.keep_checkpoints)  # --keep-checkpoints K
+    return run_trials(study, runner, spec.limits, on_outcome, should_stop, after_tell)
 
 
 @dataclass

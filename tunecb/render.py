@@ -18,12 +18,18 @@ FORMATS = ("table", "csv", "markdown", "json")
 
 
 def render(records: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
-    """``records`` (ranked) in format ``fmt``, with these ``columns``."""
-    rows = [[r.get(c) for c in columns] for r in records]
+    """``records`` (ranked) in format ``fmt``, with these ``columns``. A checkpoint that
+    ``--keep-checkpoints`` removed reads ``removed (--keep-checkpoints K)``; in JSON it
+    stays ``null`` and every object gets a ``checkpoint_removed`` key (when any has one)."""
     if fmt == "json":
-        return json.dumps(
-            [dict(zip(columns, map(_json_value, row), strict=False)) for row in rows], indent=2
-        )
+        rows = [[r.get(c) for c in columns] for r in records]
+        objects = [dict(zip(columns, map(_json_value, row), strict=False)) for row in rows]
+        if any(r.get("checkpoint_removed") for r in records):
+            for obj, record in zip(objects, records, strict=True):
+                obj["checkpoint_removed"] = record.get("checkpoint_removed")
+        return json.dumps(objects, indent=2)
+    rows = [[checkpoint_cell(r) if c == "checkpoint" else r.get(c) for c in columns]
+            for r in records]  # fmt: skip
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -51,6 +57,18 @@ def render(records: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
 
         return "\n".join([line(header), *(line(r) for r in cells)])
     raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
+
+
+def checkpoint_cell(record: dict[str, Any]) -> str | None:
+    """A record's checkpoint path, or what removed it.
+
+    >>> checkpoint_cell({"checkpoint": None, "checkpoint_removed": {"keep_checkpoints": 3}})
+    'removed (--keep-checkpoints 3)'
+    """
+    removed = record.get("checkpoint_removed")
+    if record.get("checkpoint") is None and removed:
+        return f"removed (--keep-checkpoints {removed.get('keep_checkpoints')})"
+    return record.get("checkpoint")
 
 
 def _cell(value: Any) -> str:

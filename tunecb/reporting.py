@@ -115,8 +115,8 @@ def study_records(
     trials = study.get_trials(deepcopy=False)
     rerun = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     kept = [t for t in trials if t.user_attrs.get("stop_reason") != "discarded"]
-    records = [_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
-    records.sort(key=lambda r: _rank_key(r, maximize))
+    records = [trial_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
+    records.sort(key=lambda r: rank_key(r, maximize))
     return StudyRecords(
         name=study.study_name,
         direction="maximize" if maximize else "minimize",
@@ -159,7 +159,10 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
     return [*BASE_COLUMNS, *params, "checkpoint"]
 
 
-def _record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) -> dict[str, Any]:
+def trial_record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) -> dict[str, Any]:
+    """One trial as a report record (``study_dir=None``: no file is read, no checkpoint).
+    ``checkpoint_removed`` (not a column) is ``--keep-checkpoints``' mark when it removed
+    the trial's checkpoint (``{"at", "keep_checkpoints", "by"}``), else ``None``."""
     attrs = trial.user_attrs
     value = attrs.get("best_value", trial.value)
     epochs = attrs.get("epochs_run")
@@ -172,6 +175,9 @@ def _record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) -> dict
     if study_dir is not None and attrs.get("checkpoint"):
         file = study_dir.root / attrs["checkpoint"]
         checkpoint = str(file) if file.is_file() else None
+    removed = None
+    if study_dir is not None and checkpoint is None:
+        removed = study_dir.checkpoint_removal(trial.number)
     record = {
         "trial": trial.number,
         "state": trial.state.name,
@@ -189,6 +195,7 @@ def _record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) -> dict
     for name, param in trial.params.items():
         record[f"params_{name}"] = param
     record["checkpoint"] = checkpoint
+    record["checkpoint_removed"] = removed
     return record
 
 
@@ -196,7 +203,14 @@ def _default_reason(state: str) -> str | None:
     return {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(state)
 
 
-def _rank_key(record: dict[str, Any], maximize: bool) -> tuple:
+def rank_key(record: dict[str, Any], maximize: bool) -> tuple:
+    """The report's order: COMPLETE by the objective, then PRUNED by their best value, then
+    FAIL, RUNNING, WAITING; ties by trial number (a total order).
+
+    >>> rank_key({"state": "PRUNED", "value": 0.9, "trial": 1}, True) > rank_key(
+    ...     {"state": "COMPLETE", "value": 0.1, "trial": 2}, True)
+    True
+    """
     value = record["value"]
     missing = value is None or not math.isfinite(value)
     score = 0.0 if missing else (-value if maximize else value)

@@ -32,6 +32,7 @@ CHECKPOINT = "best.keras"
 HISTORY = "history.csv"
 TRIAL_JSON = "trial.json"
 STUDY_JSON = "study.json"
+CHECKPOINT_REMOVED = "checkpoint_removed"  # trial.json key: --keep-checkpoints removed it
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,26 @@ class StudyDir:
     def relative(self, path: Path) -> str:
         """``path`` relative to the study folder, so the folder can move."""
         return path.relative_to(self.root).as_posix()
+
+    def checkpoint_removal(self, number: int) -> dict[str, Any] | None:
+        """How ``--keep-checkpoints`` removed trial ``number``'s checkpoint (``at``,
+        ``keep_checkpoints``, ``by``), from its ``trial.json``; ``None`` if it did not."""
+        data = read_json(self.trial_json(number)) or {}
+        mark = data.get(CHECKPOINT_REMOVED)
+        return mark if isinstance(mark, dict) else None
+
+    def checkpoint_usage(self) -> tuple[int, int]:
+        """``(files, bytes)`` of the trials' best checkpoints on disk.
+
+        >>> StudyDir(Path(tempfile.mkdtemp())).checkpoint_usage()
+        (0, 0)
+        """
+        files = size = 0
+        for path in self.trials.glob(f"*/{CHECKPOINT}"):
+            with contextlib.suppress(OSError):  # removed meanwhile
+                size += path.stat().st_size
+                files += 1
+        return files, size
 
     def has_trials(self) -> bool:
         return self.trials.is_dir() and any(self.trials.iterdir())

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from tunecb import budget
+from tunecb import budget, retention
 from tunecb.config import Settings
 from tunecb.data import Data
 from tunecb.errors import (
@@ -89,6 +89,10 @@ class Summary:
     best: dict[str, Any] | None
     monitor: str
     direction: str
+    checkpoints: int = 0  # best.keras files in the results folder at the end
+    checkpoint_bytes: int = 0  # their total size
+    checkpoints_removed: int = 0  # by --keep-checkpoints during this run (any process)
+    keep_checkpoints: int | None = None
 
 
 Listener = Callable[[object], None]
@@ -181,14 +185,22 @@ def run_search(
                 emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
                 check_fail_fast(ran, outcome, study_dir)
 
-            stopped_by = run_trials(study, runner, limits, on_outcome)
+            stopped_by = run_trials(
+                study, runner, limits, on_outcome,
+                after_tell=retention.keeper(study_dir, settings.keep_checkpoints),
+            )  # fmt: skip
+        keep = settings.keep_checkpoints
+        retention.enforce(study, study_dir, keep)  # the last trials; a smaller K than before
+        removed = retention.removed_since(study_dir, started_wall) if keep is not None else []
+        files, size = study_dir.checkpoint_usage()
         done = budget.finished(study.get_trials(deepcopy=False))
         best_trial = _best_record(study, study_dir)
         return Summary(
             name=settings.name, study_dir=str(study_dir.root),
             elapsed_s=time.perf_counter() - started, ran=dict(ran), done=done,
             stopped_by=stopped_by, best=best_trial, monitor=settings.monitor,
-            direction=settings.direction,
+            direction=settings.direction, checkpoints=files, checkpoint_bytes=size,
+            checkpoints_removed=len(removed), keep_checkpoints=keep,
         )  # fmt: skip
 
 

@@ -59,8 +59,10 @@ def run_trials(
     limits: Limits,
     on_outcome: Callable[[Any], None],
     should_stop: Callable[[optuna.Study], bool] = lambda study: False,
+    after_tell: Callable[[optuna.Study], Any] | None = None,
 ) -> str:
     """Run trials until the budget, the deadline or a recycling limit is reached.
+    ``after_tell(study)`` runs after each trial is told (``--keep-checkpoints``' pass).
 
     Returns why it stopped (``budget``, ``timeout``, ``stopped``, ``recycle_trials``,
     ``recycle_memory``). A trial interrupted by Ctrl-C is told FAIL (``interrupted``) and
@@ -107,6 +109,8 @@ def run_trials(
             study.tell(trial, state=TrialState.FAIL)
             raise
         tell(study, trial, outcome)
+        if after_tell is not None:
+            after_tell(study)
         on_outcome(outcome)
         ran += 1
         if limits.max_trials is not None and ran >= limits.max_trials:
