@@ -1,7 +1,8 @@
 """tunecb's Keras callbacks, and the factory that puts them in order for one trial.
 
 Order (first to last): epoch watch (metric check + non-finite termination), learning-rate
-schedule, best checkpoint, early stopping, history log, the user's callbacks, pruning.
+schedule, best checkpoint, early stopping, history log, the user's callbacks, pruning,
+then the epoch notice (the search's live progress).
 
 None of them overrides a per-batch hook: Keras then dispatches batch events
 asynchronously instead of syncing the logs to Python after every batch. Non-finite
@@ -208,6 +209,21 @@ class OptunaPruning(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EpochNotice(keras.callbacks.Callback):
+    """Calls ``notify(epochs_done, monitored_value)`` at the end of every epoch (the value is
+    ``None`` when missing or not finite): the search's live progress. One call per epoch,
+    no batch hook."""
+
+    def __init__(self, monitor: str, notify: Any) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.notify = notify
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        self.notify(epoch + 1, float(value) if _is_finite(value) else None)
+
+
 @dataclass
 class TrialCallbacks:
     """The callbacks of one trial, in fit order, with handles on the ones we read back."""
@@ -220,10 +236,11 @@ class TrialCallbacks:
     early_stopping: keras.callbacks.EarlyStopping | None = None
     user: list = field(default_factory=list)
     backup: keras.callbacks.Callback | None = None  # tunecb.backup.TrialBackup
+    notice: EpochNotice | None = None  # after pruning: it only reports progress
 
     def as_list(self) -> list[keras.callbacks.Callback]:
         ours = [self.watch, self.schedule, self.checkpoint, self.early_stopping, self.history]
-        last = [c for c in (self.backup, self.pruning) if c is not None]
+        last = [c for c in (self.backup, self.pruning, self.notice) if c is not None]
         return [c for c in ours if c is not None] + list(self.user) + last
 
     def stop_reason(self, epochs: int) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -100,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-checkpoints", type=_positive_int, metavar="K",
         help="keep the best checkpoints of the K best trials only; delete the others as the "
         "search runs (default: keep all)",
+    )  # fmt: skip
+    search.add_argument(
+        "--quiet", "-q", action="store_true", help="print only errors and the final summary"
+    )
+    search.add_argument(
+        "--log-format", choices=("text", "json"), default="text",
+        help="text (default): a live progress bar on a terminal, one line per finished "
+        "trial otherwise; json: one JSON object per event on stdout, for scripts",
     )  # fmt: skip
     workers = search.add_argument_group("parallel workers")
     workers.add_argument(
@@ -253,14 +262,17 @@ def _search(args: argparse.Namespace) -> int:
         raise TunecbError("--dask needs --jobs N: how many workers to run on the cluster")
     elif args.gpus:
         raise TunecbError("--gpus needs --jobs N: each worker process gets its GPU")
-    printer = _SearchPrinter()
-    summary = run_search(loaded, settings, printer, execution, overrides)
+    printer = _printer(args, settings)
+    try:
+        summary = run_search(loaded, settings, printer, execution, overrides)
+    finally:
+        printer.close()
     printer.summary(summary)
     return 0
 
 
 class _SearchPrinter:
-    """Turns search events into terminal lines."""
+    """Turns search events into terminal lines (the plain mode: a log, CI, a pipe)."""
 
     def __call__(self, event: object) -> None:
         from tunecb.search import Start, TrialDone
@@ -274,7 +286,7 @@ class _SearchPrinter:
         self.monitor = e.monitor
         budget = f"{e.n_trials} trials" if e.n_trials else "no trial limit"
         if e.created:
-            _out(
+            self._write(
                 f"created study {e.name!r} ({e.monitor}, {e.direction}) in {e.storage}; "
                 f"budget {budget}"
             )
@@ -284,11 +296,11 @@ class _SearchPrinter:
                 if e.best_number is not None
                 else ""
             )
-            _out(f"continuing study {e.name!r}: {e.done} trials done{best}; budget {budget}")
+            self._write(f"continuing study {e.name!r}: {e.done} trials done{best}; budget {budget}")
             if e.n_trials is not None and e.done >= e.n_trials:
-                _out(f"nothing to run: raise --n-trials above {e.done} to run more trials")
+                self._write(f"nothing to run: raise --n-trials above {e.done} to run more trials")
         for note in e.notes:
-            _out(f"note: {note}")
+            self._write(f"note: {note}")
 
     def trial(self, e: Any) -> None:
         o = e.outcome
@@ -303,7 +315,7 @@ class _SearchPrinter:
             from tunecb.errors import first_line
 
             line += f"  {first_line(o.error, 160)}"
-        _out(line)
+        self._write(line)
 
     def summary(self, s: Any) -> None:
         ran = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.ran.items())) or "none"
@@ -322,6 +334,101 @@ class _SearchPrinter:
                 _out(f"best model: {b['checkpoint']}")
         _out(_checkpoints_line(s))
         _out(f"report: tunecb report {s.study_dir}")
+
+    def _write(self, text: str) -> None:
+        _out(text)
+
+    def close(self) -> None:
+        """Called when the search ends, normally or not (before the summary or error)."""
+
+
+def _printer(args: argparse.Namespace, settings: Any) -> _SearchPrinter:
+    """JSON records, the quiet mode, the live view on a terminal, or plain lines."""
+    if args.log_format == "json":
+        return _JsonPrinter(args.quiet)
+    if args.quiet:
+        return _QuietPrinter()
+    # Keras' own output (--verbose 1/2) would fight the live view for the terminal.
+    if settings.verbose == 0 and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+        return _LivePrinter()
+    return _SearchPrinter()
+
+
+class _QuietPrinter(_SearchPrinter):
+    """``--quiet``: nothing until the summary (errors still go to stderr)."""
+
+    def __call__(self, event: object) -> None:
+        pass
+
+
+class _JsonPrinter(_SearchPrinter):
+    """``--log-format json``: one JSON object per event and line, flushed (``--quiet``:
+    the summary's only)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def __call__(self, event: object) -> None:
+        if not self.quiet:
+            self._record(event)
+
+    def summary(self, s: Any) -> None:
+        self._record(s)
+
+    def _record(self, event: object) -> None:
+        import json
+
+        from tunecb.progress import event_record
+
+        _out(json.dumps(event_record(event), allow_nan=False))
+
+
+class _LivePrinter(_SearchPrinter):
+    """On a terminal: the plain lines scroll above a live view of the search (``rich``)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        from tunecb.progress import LiveState
+
+        self.state = LiveState()
+        self.console = Console(file=sys.stdout)
+        # Other writes to stderr go above the view, unless stderr goes elsewhere.
+        same = _same_file(sys.stdout, sys.stderr)
+        self.live = Live(
+            console=self.console, get_renderable=self.state.render, transient=True,
+            redirect_stderr=same,
+        )  # fmt: skip
+        self._handlers: list[tuple[logging.StreamHandler, Any]] = []
+
+    def __call__(self, event: object) -> None:
+        from tunecb.search import Start
+
+        self.state.update(event)
+        super().__call__(event)
+        if isinstance(event, Start) and (event.n_trials is None or event.done < event.n_trials):
+            stderr = sys.stderr
+            self.live.start()
+            for handler in logging.getLogger("tunecb").handlers:  # log lines above the view
+                if isinstance(handler, logging.StreamHandler) and handler.stream is stderr:
+                    handler.setStream(sys.stderr)  # rich's proxy, when it redirects stderr
+                    self._handlers.append((handler, stderr))
+
+    def _write(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        self.live.stop()  # the terminal gets its cursor back, also on Ctrl-C or an error
+        for handler, stream in self._handlers:
+            handler.setStream(stream)
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    try:
+        return os.path.samestat(os.fstat(a.fileno()), os.fstat(b.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _report(args: argparse.Namespace) -> int:

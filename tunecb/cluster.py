@@ -73,15 +73,19 @@ def run_dask(
     limits: Limits,
     on_trial: Callable[[Any], None],
     poll_s: float = 0.5,
+    on_progress: Callable[[int, int, float | None, Any], None] | None = None,
 ) -> PoolResult:
     """Run ``jobs`` worker tasks at a time on the Dask cluster at ``address`` until the
-    budget is spent; ``on_trial`` is called here for every trial that finishes."""
+    budget is spent; ``on_trial`` is called here for every trial that finishes, and
+    ``on_progress(number, epochs_done, value, worker)`` for the running trials' epochs
+    seen in the storage (their pruning reports)."""
     import joblib
 
     client = connect(address)
     run_id = uuid.uuid4().hex
     result = PoolResult()
     seen = {t.number for t in study.get_trials(deepcopy=False, states=_DONE)}
+    epochs_seen: dict[int, int] = {}
     errors: list[BaseException] = []
     reasons: list[str] = []
 
@@ -107,6 +111,8 @@ def run_dask(
         while thread.is_alive():
             thread.join(poll_s)
             _report_new(study, seen, result, on_trial)
+            if on_progress is not None:
+                _report_epochs(study, epochs_seen, on_progress)
         _report_new(study, seen, result, on_trial)
     except BaseException:
         study.set_user_attr(STOP_ATTR, run_id)  # tasks stop after their current trial
@@ -119,6 +125,19 @@ def run_dask(
         raise errors[0]
     result.stopped_by = STOP_TIMEOUT if STOP_TIMEOUT in reasons else STOP_BUDGET
     return result
+
+
+def _report_epochs(study: optuna.Study, epochs_seen: dict[int, int], on_progress) -> None:
+    """Start and epoch events of the running trials, from the values they reported."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if trial.number not in epochs_seen:
+            epochs_seen[trial.number] = 0
+            on_progress(trial.number, 0, None, worker)
+        for step in sorted(trial.intermediate_values):
+            if step > epochs_seen[trial.number]:
+                epochs_seen[trial.number] = step
+                on_progress(trial.number, step, trial.intermediate_values[step], worker)
 
 
 def _report_new(study: optuna.Study, seen: set[int], result: PoolResult, on_trial) -> None:

@@ -158,12 +158,18 @@ def worker_main(spec: WorkerSpec, events: Any, stop: Any) -> None:
 
 
 def _work(spec: WorkerSpec, events: Any, stop: Any) -> str:
+    pid = os.getpid()
+
     def on_outcome(outcome: Any) -> None:
-        events.put(("trial", os.getpid(), vars(outcome).copy()))
+        events.put(("trial", pid, vars(outcome).copy()))
+
+    def on_progress(number: int, epoch: int, value: float | None) -> None:
+        events.put(("progress", pid, number, epoch, value))
 
     return run_worker(
-        spec, on_outcome, lambda study: stop.is_set(), lambda: events.put(("ready", os.getpid()))
-    )
+        spec, on_outcome, lambda study: stop.is_set(), lambda: events.put(("ready", pid)),
+        on_progress,
+    )  # fmt: skip
 
 
 def run_worker(
@@ -171,9 +177,11 @@ def run_worker(
     on_outcome: Callable[[Any], None],
     should_stop: Callable[[optuna.Study], bool],
     on_ready: Callable[[], None] = lambda: None,
+    on_progress: Callable[[int, int, float | None], None] | None = None,
 ) -> str:
     """The body of a worker, in whatever process it runs (ours, or a Dask worker's): set up
-    TensorFlow, load the study file and the data once, run trials; returns why it stopped."""
+    TensorFlow, load the study file and the data once, run trials; returns why it stopped.
+    ``on_progress``: see :data:`tunecb.trial.ProgressHook`."""
     if not spec.debug:
         from tunecb.tfimport import import_tensorflow_quietly
 
@@ -215,7 +223,7 @@ def run_worker(
         pruner=make_pruner(settings.pruner, settings.epochs),
     )
     recover_dead_trials(study)  # e.g. a Dask worker on this machine that was killed
-    runner = TrialRunner(loaded, settings, study_dir, load_data(loaded, settings))
+    runner = TrialRunner(loaded, settings, study_dir, load_data(loaded, settings), on_progress)
     on_ready()
     after_tell = keeper(study_dir, settings.keep_checkpoints)  # --keep-checkpoints K
     return run_trials(study, runner, spec.limits, on_outcome, should_stop, after_tell)
@@ -243,11 +251,14 @@ def run_pool(
     make_spec: Callable[[int, int, Limits], WorkerSpec],
     limits: Limits,
     on_trial: Callable[[Any], None],
+    on_progress: Callable[[int, int, float | None, int], None] | None = None,
 ) -> PoolResult:
     """Run ``execution.jobs`` supervised worker processes until the budget is spent.
 
     ``make_spec(slot, generation, limits)`` describes a worker; ``on_trial(outcome)`` is
-    called in this process for every finished trial (and may raise to stop the search).
+    called in this process for every finished trial (and may raise to stop the search);
+    ``on_progress(number, epochs_done, value, slot)`` when a trial starts (0 epochs) and
+    after each epoch.
     """
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
@@ -276,6 +287,8 @@ def run_pool(
             outcome = SimpleNamespace(**event[2])
             result.ran[outcome.state] += 1
             on_trial(outcome)
+        elif kind == "progress" and slot is not None and on_progress is not None:
+            on_progress(event[2], event[3], event[4], slot.index)
         elif kind == "end" and slot is not None:
             slot.last_reason = event[2]
         elif kind == "fatal" and fatal is None:

@@ -62,6 +62,27 @@ class Start:
     monitor: str
     direction: str
     notes: list[str] = field(default_factory=list)
+    timeout: float | None = None
+
+
+@dataclass
+class TrialStart:
+    """Sent when a trial starts (with ``--dask``, when the launcher sees it running)."""
+
+    number: int
+    worker: int | str | None  # the worker slot with --jobs; None in this process
+
+
+@dataclass
+class EpochDone:
+    """Sent after each epoch of a running trial (the monitored value ``None`` when not
+    finite); with ``--dask``, when the launcher sees the trial's reported epochs."""
+
+    number: int
+    epoch: int
+    epochs: int
+    value: float | None
+    worker: int | str | None
 
 
 @dataclass
@@ -132,7 +153,14 @@ def run_search(
                 study_dir.root / "optuna.journal"), study_dir=str(study_dir.root), created=created,
             done=done, best_value=best[0], best_number=best[1], n_trials=settings.n_trials,
             monitor=settings.monitor, direction=settings.direction, notes=notes,
+            timeout=settings.timeout,
         ))  # fmt: skip
+
+        def progress(number: int, epoch: int, value: float | None, worker: Any = None) -> None:
+            if epoch == 0:
+                emit(TrialStart(number, worker))
+            else:
+                emit(EpochDone(number, epoch, settings.epochs, value, worker))
 
         ran: Counter[str] = Counter()
         stopped_by = STOP_BUDGET
@@ -167,16 +195,17 @@ def run_search(
                 from tunecb.cluster import run_dask
 
                 result = run_dask(
-                    execution.dask, study, execution.jobs, make_spec, pool_limits, on_trial
-                )
+                    execution.dask, study, execution.jobs, make_spec, pool_limits, on_trial,
+                    on_progress=progress,
+                )  # fmt: skip
             else:
-                result = run_pool(study, execution, make_spec, pool_limits, on_trial)
+                result = run_pool(study, execution, make_spec, pool_limits, on_trial, progress)
             stopped_by = result.stopped_by
         elif work_left:
             data = load_data(loaded, settings)
             from tunecb.trial import TrialRunner  # imports Keras: only when training
 
-            runner = TrialRunner(loaded, settings, study_dir, data)
+            runner = TrialRunner(loaded, settings, study_dir, data, on_progress=progress)
 
             def on_outcome(outcome: Any) -> None:
                 ran[outcome.state] += 1

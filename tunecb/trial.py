@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import optuna
 
 from tunecb import __version__, schedules
 from tunecb import backup as backups
-from tunecb.callbacks import make_callbacks
+from tunecb.callbacks import EpochNotice, make_callbacks
 from tunecb.config import Settings
 from tunecb.data import Data
 from tunecb.errors import ConfigError, ModelError, TunecbError
@@ -26,6 +27,10 @@ from tunecb.study import LoadedStudy
 log = logging.getLogger("tunecb")
 
 COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
+
+ProgressHook = Callable[[int, int, float | None], None]
+"""``on_progress(trial_number, epochs_done, monitored_value)``: called with ``0, None`` when a
+trial starts and after each of its epochs (the value ``None`` when not finite)."""
 
 
 @dataclass
@@ -109,7 +114,12 @@ class TrialRunner:
     """
 
     def __init__(
-        self, loaded: LoadedStudy, settings: Settings, study_dir: StudyDir, data: Data
+        self,
+        loaded: LoadedStudy,
+        settings: Settings,
+        study_dir: StudyDir,
+        data: Data,
+        on_progress: ProgressHook | None = None,
     ) -> None:
         # TensorFlow warns about retracing after a few models in one process: expected in a
         # search (every trial builds a new model), so not worth a line on the terminal.
@@ -120,6 +130,7 @@ class TrialRunner:
         self.settings = settings
         self.study_dir = study_dir
         self.data = data
+        self.on_progress = on_progress
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         """Train one trial. Raises :class:`TunecbError` (after recording the trial) when
@@ -127,6 +138,8 @@ class TrialRunner:
         s = self.settings
         number = trial.number
         start = time.perf_counter()
+        if self.on_progress is not None:
+            self.on_progress(number, 0, None)
         seed = trial_seed(s.seed, number)
         folder = self.study_dir.reset_trial(number)
         _clear_session()
@@ -155,6 +168,9 @@ class TrialRunner:
             )  # fmt: skip
             stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
             cbs.backup = backups.TrialBackup(backup_dir, stamp, number, cbs, s.backup_every)
+            if self.on_progress is not None:
+                hook = self.on_progress
+                cbs.notice = EpochNotice(s.monitor, lambda epoch, value: hook(number, epoch, value))
             resumed = backups.restore(
                 model, cbs.backup, folder, self.study_dir.trial_dir, trial, s.monitor
             )
