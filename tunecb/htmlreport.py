@@ -166,8 +166,11 @@ def _table(result: StudyRecords, top: int | None) -> str:
 def _td(column: str, record: dict[str, Any], root: str | None) -> str:
     value = record.get(column)
     if column == "checkpoint":
-        if record.get("checkpoint_removed"):
-            return '<td class="removed">removed</td>'
+        removed = record.get("checkpoint_removed")
+        if removed:
+            keep = removed.get("keep_checkpoints") if isinstance(removed, dict) else None
+            why = f" (--keep-checkpoints {keep})" if keep else ""
+            return f'<td class="removed">removed{why}</td>'
         if not value:
             return "<td></td>"
         shown = value[len(root) + 1 :] if root and value.startswith(root + "/") else value
