@@ -1,8 +1,8 @@
 """tunecb's Keras callbacks, and the factory that puts them in order for one trial.
 
 Order (first to last): epoch watch (metric check + non-finite termination), learning-rate
-schedule, best checkpoint, early stopping, history log, the user's callbacks, pruning,
-then the epoch notice (the search's live progress).
+schedule, best checkpoint, early stopping, history log, TensorBoard logs (``--tensorboard``),
+the user's callbacks, pruning, then the epoch notice (the search's live progress).
 
 None of them overrides a per-batch hook: Keras then dispatches batch events
 asynchronously instead of syncing the logs to Python after every batch. Non-finite
@@ -149,6 +149,71 @@ def current_lr(model: keras.Model) -> float | None:
         return None
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback reduced to what a search compares: epoch scalars (step =
+    epoch, from 0) in the ``train`` and ``validation`` runs under ``log_dir``; no graph,
+    histograms, profiling or per-batch hook (Keras' own batch hook makes a summary call per
+    metric at every batch even with ``update_freq="epoch"``, and turns off asynchronous batch
+    dispatch on the backends that have it).
+
+    A trial resumed from a backup (``fit(initial_epoch=k)``) first writes the ``k`` epochs
+    of the dead attempt from its history (:meth:`resume_from`), into the same files.
+
+    Example::
+
+        model.fit(x, y, epochs=5, callbacks=[EpochTensorBoard("logs/trial_0")])
+    """
+
+    def __init__(self, log_dir: Path | str) -> None:
+        super().__init__(
+            log_dir=str(log_dir), histogram_freq=0, write_graph=False,
+            update_freq="epoch", profile_batch=0,
+        )  # fmt: skip
+        self.carried: list[dict[str, float]] = []
+
+    on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
+    on_test_batch_begin = keras.callbacks.Callback.on_test_batch_begin
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        """Nothing: Keras' ``evaluation_*_vs_iterations`` repeat the validation scalars."""
+
+    def resume_from(self, history: Path, epochs: int) -> None:
+        """Log the first ``epochs`` rows of ``history`` (a :class:`HistoryLog` file) when
+        training begins."""
+        if not Path(history).exists():
+            return
+        with open(history, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                values = {k: _float(v) for k, v in row.items()}
+                epoch = values.pop("epoch", None)
+                if epoch is not None and 1 <= epoch <= epochs:
+                    self.carried.append({"epoch": epoch, **values})
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        for row in self.carried:
+            step = int(row["epoch"]) - 1
+            for name, value in row.items():
+                if name == "epoch" or value is None:
+                    continue
+                val = name.startswith("val_")
+                with (self._val_writer if val else self._train_writer).as_default():
+                    self.summary.scalar(f"epoch_{name[4:] if val else name}", value, step=step)
+        self.carried = []
+
+    def close(self) -> None:
+        """Flush and close the files (``fit`` closes them, unless it raised)."""
+        self._close_writers()
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class EpochLRSchedule(keras.callbacks.Callback):
     """Sets the optimizer's learning rate at the start of every epoch from the rate the
     model was compiled with: cosine decay over the epoch budget, or step decay."""
@@ -236,10 +301,12 @@ class TrialCallbacks:
     early_stopping: keras.callbacks.EarlyStopping | None = None
     user: list = field(default_factory=list)
     backup: keras.callbacks.Callback | None = None  # tunecb.backup.TrialBackup
+    tensorboard: EpochTensorBoard | None = None
     notice: EpochNotice | None = None  # after pruning: it only reports progress
 
     def as_list(self) -> list[keras.callbacks.Callback]:
-        ours = [self.watch, self.schedule, self.checkpoint, self.early_stopping, self.history]
+        ours = [self.watch, self.schedule, self.checkpoint, self.early_stopping, self.history,
+                self.tensorboard]  # fmt: skip
         last = [c for c in (self.backup, self.pruning, self.notice) if c is not None]
         return [c for c in ours if c is not None] + list(self.user) + last
 
@@ -261,8 +328,10 @@ def make_callbacks(
     checkpoint_path: Path,
     history_path: Path,
     user_callbacks: list | None = None,
+    tensorboard_dir: Path | None = None,
 ) -> TrialCallbacks:
-    """Our callbacks for one trial, configured from the resolved settings."""
+    """Our callbacks for one trial, configured from the resolved settings (with
+    ``tensorboard_dir``: Keras' epoch scalars logged there)."""
     mode = "max" if settings.maximize else "min"
     lr_callback: keras.callbacks.Callback | None = None
     if isinstance(schedule, schedules.ReduceOnPlateau):
@@ -294,4 +363,5 @@ def make_callbacks(
         history=HistoryLog(history_path),
         user=list(user_callbacks or []),
         pruning=OptunaPruning(trial, settings.monitor),
+        tensorboard=EpochTensorBoard(tensorboard_dir) if tensorboard_dir is not None else None,
     )

@@ -8,6 +8,7 @@
         trials/<number>/best.keras    the best epoch's model, self-contained
         trials/<number>/history.csv   one row per epoch, with the learning rate
         trials/<number>/trial.json    the trial's metadata
+        tensorboard/trial_<number>/   TensorBoard logs with an HParams session (--tensorboard)
 
 >>> d = StudyDir(Path("results/digits"))
 >>> d.checkpoint(7).as_posix(), d.relative(d.checkpoint(7))
@@ -48,6 +49,16 @@ class StudyDir:
     @property
     def study_json(self) -> Path:
         return self.root / STUDY_JSON
+
+    @property
+    def tensorboard(self) -> Path:
+        """The ``--logdir`` of ``tensorboard``: one run folder per trial."""
+        return self.root / "tensorboard"
+
+    def tensorboard_run(self, number: int) -> Path:
+        """Trial ``number``'s TensorBoard run (its HParams session; Keras' ``train`` and
+        ``validation`` runs below it)."""
+        return self.tensorboard / f"trial_{number}"
 
     def backup_dir(self, number: int) -> Path:
         """Where a running trial (by its first attempt's number) keeps its backup."""

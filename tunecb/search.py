@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from tunecb import budget, retention
+from tunecb import budget, retention, tblogs
 from tunecb.config import Settings
 from tunecb.data import Data
 from tunecb.errors import (
@@ -135,6 +135,8 @@ def run_search(
     """
     with _storage_failures(settings):
         emit = on_event or (lambda event: None)
+        if settings.tensorboard:
+            tblogs.require()  # before anything is written or trained
         started = time.perf_counter()
         started_wall = time.time()
         study_dir = StudyDir(settings.results / settings.name)

@@ -10,12 +10,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
 import optuna
 
-from tunecb import __version__, schedules
+from tunecb import __version__, schedules, tblogs
 from tunecb import backup as backups
 from tunecb.callbacks import EpochNotice, make_callbacks
 from tunecb.config import Settings
@@ -131,6 +132,8 @@ class TrialRunner:
         self.study_dir = study_dir
         self.data = data
         self.on_progress = on_progress
+        if settings.tensorboard:
+            tblogs.require()
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         """Train one trial. Raises :class:`TunecbError` (after recording the trial) when
@@ -142,6 +145,10 @@ class TrialRunner:
             self.on_progress(number, 0, None)
         seed = trial_seed(s.seed, number)
         folder = self.study_dir.reset_trial(number)
+        started = time.time()
+        board = self.study_dir.tensorboard_run(number) if s.tensorboard else None
+        if board is not None:
+            tblogs.reset_run(board)
         _clear_session()
         keras.utils.set_random_seed(seed)
 
@@ -164,7 +171,7 @@ class TrialRunner:
             user = self._user_callbacks(trial)
             cbs = make_callbacks(
                 trial, s, schedule, self.study_dir.checkpoint(number),
-                self.study_dir.history(number), user,
+                self.study_dir.history(number), user, tensorboard_dir=board,
             )  # fmt: skip
             stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
             cbs.backup = backups.TrialBackup(backup_dir, stamp, number, cbs, s.backup_every)
@@ -175,6 +182,8 @@ class TrialRunner:
                 model, cbs.backup, folder, self.study_dir.trial_dir, trial, s.monitor
             )
             outcome["resumed_from_epoch"] = resumed or None
+            if resumed and cbs.tensorboard is not None:
+                cbs.tensorboard.resume_from(self.study_dir.history(number), resumed)
             model.fit(
                 **{**self.data.fit_arguments(s.batch_size), **s.fit_kwargs},
                 epochs=s.epochs,
@@ -198,6 +207,8 @@ class TrialRunner:
             outcome["error"] = _error_text(exc)
             log.debug("trial %d failed", number, exc_info=True)
         backups.discard(backup_dir)  # the trial ended: nothing to resume
+        if cbs is not None and cbs.tensorboard is not None:
+            cbs.tensorboard.close()  # fit closes them, unless it raised
         if cbs is not None:
             outcome["epochs_run"] = cbs.watch.epochs_run
             outcome["value"] = cbs.checkpoint.best
@@ -214,10 +225,25 @@ class TrialRunner:
             duration_s=round(time.perf_counter() - start, 3),
             **outcome,
         )
+        if board is not None:
+            self._write_session(board, trial, result, started)
         self.record(trial, result, folder)
         if fatal is not None:
             raise fatal
         return result
+
+    def _write_session(
+        self, board: Path, trial: optuna.Trial, outcome: TrialOutcome, started: float
+    ) -> None:
+        """The trial's HParams session; a failure to write it only costs the logs."""
+        try:
+            tblogs.write_session(
+                board, outcome.number, trial.params, outcome.state, self.settings.monitor,
+                outcome.value, outcome.best_epoch, outcome.epochs_run, started,
+            )  # fmt: skip
+        except Exception as exc:
+            log.warning("trial %d: cannot write its TensorBoard session in %s: %s",
+                        outcome.number, board, _error_text(exc))  # fmt: skip
 
     def _build(self, trial: optuna.Trial) -> keras.Model:
         build = self.loaded.study.build_fn
