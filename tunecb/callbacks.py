@@ -4,9 +4,9 @@ Order (first to last): epoch watch (metric check + non-finite termination), lear
 schedule, best checkpoint, early stopping, history log, TensorBoard logs (``--tensorboard``),
 the user's callbacks, pruning, then the epoch notice (the search's live progress).
 
-None of them overrides a per-batch hook: Keras then dispatches batch events
-asynchronously instead of syncing the logs to Python after every batch. Non-finite
-values are therefore caught at the end of the epoch they appear in.
+None of them overrides a per-batch hook, so none runs Python per batch (on JAX, Keras then
+also dispatches batch events asynchronously; its TensorFlow backend is not thread-safe and
+never does). Non-finite values are therefore caught at the end of the epoch they appear in.
 
 Example (a trial runner does this for you)::
 

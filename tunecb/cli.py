@@ -534,7 +534,9 @@ def _setup_logging(debug: bool) -> None:
 
 def _checkpoints_line(s: Any) -> str:
     """Disk use of the checkpoints, and what ``--keep-checkpoints`` did."""
-    size = _size(s.checkpoint_bytes)
+    from tunecb.overview import size_text
+
+    size = size_text(s.checkpoint_bytes)
     if s.keep_checkpoints is None:
         return (
             f"checkpoints: {s.checkpoints} files, {size} "
@@ -544,18 +546,6 @@ def _checkpoints_line(s: Any) -> str:
         f"checkpoints: {s.checkpoints} kept (--keep-checkpoints {s.keep_checkpoints}), "
         f"{s.checkpoints_removed} removed this run, {size}"
     )
-
-
-def _size(n: int) -> str:
-    """``1536`` → ``'1.5 KiB'``."""
-    if n < 1024:
-        return f"{n} bytes"
-    size, unit = n / 1024, "KiB"
-    for bigger in ("MiB", "GiB"):
-        if size < 1024:
-            break
-        size, unit = size / 1024, bigger
-    return f"{size:.1f} {unit}"
 
 
 def _fmt(value: float | None) -> str:
