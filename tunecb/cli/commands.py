@@ -1,4 +1,5 @@
-"""The ``tunecb`` command: ``search`` and ``report``. The only module that prints.
+"""The subcommands ``search``, ``report`` and ``repair``: arguments, errors, exit codes.
+How a search shows its progress lives in :mod:`tunecb.cli.printers`.
 
 >>> main(["report", "results/digits", "--top", "5"])  # doctest: +SKIP
 """
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tunecb import __version__
+from tunecb.cli.printers import err as _err
+from tunecb.cli.printers import make_printer
+from tunecb.cli.printers import out as _out
 from tunecb.errors import TunecbError
 
 EXIT_INTERRUPTED = 130
@@ -262,173 +265,13 @@ def _search(args: argparse.Namespace) -> int:
         raise TunecbError("--dask needs --jobs N: how many workers to run on the cluster")
     elif args.gpus:
         raise TunecbError("--gpus needs --jobs N: each worker process gets its GPU")
-    printer = _printer(args, settings)
+    printer = make_printer(args.log_format, args.quiet, settings.verbose)
     try:
         summary = run_search(loaded, settings, printer, execution, overrides)
     finally:
         printer.close()
     printer.summary(summary)
     return 0
-
-
-class _SearchPrinter:
-    """Turns search events into terminal lines (the plain mode: a log, CI, a pipe)."""
-
-    def __call__(self, event: object) -> None:
-        from tunecb.search import Start, TrialDone
-
-        if isinstance(event, Start):
-            self.start(event)
-        elif isinstance(event, TrialDone):
-            self.trial(event)
-
-    def start(self, e: Any) -> None:
-        self.monitor = e.monitor
-        budget = f"{e.n_trials} trials" if e.n_trials else "no trial limit"
-        if e.created:
-            self._write(
-                f"created study {e.name!r} ({e.monitor}, {e.direction}) in {e.storage}; "
-                f"budget {budget}"
-            )
-        else:
-            best = (
-                f", best {e.monitor} {_fmt(e.best_value)} (trial {e.best_number})"
-                if e.best_number is not None
-                else ""
-            )
-            self._write(f"continuing study {e.name!r}: {e.done} trials done{best}; budget {budget}")
-            if e.n_trials is not None and e.done >= e.n_trials:
-                self._write(f"nothing to run: raise --n-trials above {e.done} to run more trials")
-        for note in e.notes:
-            self._write(f"note: {note}")
-
-    def trial(self, e: Any) -> None:
-        o = e.outcome
-        best = f"best {_fmt(e.best_value)} (#{e.best_number})" if e.best_number is not None else ""
-        total = f"/{e.n_trials}" if e.n_trials else ""
-        line = (
-            f"[{e.done}{total}] trial {o.number:>3}  {o.state:<8}  {self.monitor} "
-            f"{_fmt(o.value):>8}  {best:<18}  epochs {o.epochs_run:>3}/{e.epochs} "
-            f"{o.stop_reason:<13} {o.duration_s:7.1f}s"
-        )
-        if o.error:
-            from tunecb.errors import first_line
-
-            line += f"  {first_line(o.error, 160)}"
-        self._write(line)
-
-    def summary(self, s: Any) -> None:
-        ran = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.ran.items())) or "none"
-        stop = " (timeout reached)" if s.stopped_by == "timeout" else ""
-        _out(
-            f"\nsearch done in {_duration(s.elapsed_s)}{stop}: "
-            f"this run {ran}; study {s.done} trials"
-        )
-        if s.best:
-            b = s.best
-            _out(
-                f"best: trial {b['number']}, {s.monitor} {_fmt(b['value'])} at epoch "
-                f"{b['best_epoch']}, params {b['params']}"
-            )
-            if b["checkpoint"]:
-                _out(f"best model: {b['checkpoint']}")
-        _out(_checkpoints_line(s))
-        _out(f"report: tunecb report {s.study_dir}")
-
-    def _write(self, text: str) -> None:
-        _out(text)
-
-    def close(self) -> None:
-        """Called when the search ends, normally or not (before the summary or error)."""
-
-
-def _printer(args: argparse.Namespace, settings: Any) -> _SearchPrinter:
-    """JSON records, the quiet mode, the live view on a terminal, or plain lines."""
-    if args.log_format == "json":
-        return _JsonPrinter(args.quiet)
-    if args.quiet:
-        return _QuietPrinter()
-    # Keras' own output (--verbose 1/2) would fight the live view for the terminal.
-    if settings.verbose == 0 and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
-        return _LivePrinter()
-    return _SearchPrinter()
-
-
-class _QuietPrinter(_SearchPrinter):
-    """``--quiet``: nothing until the summary (errors still go to stderr)."""
-
-    def __call__(self, event: object) -> None:
-        pass
-
-
-class _JsonPrinter(_SearchPrinter):
-    """``--log-format json``: one JSON object per event and line, flushed (``--quiet``:
-    the summary's only)."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-
-    def __call__(self, event: object) -> None:
-        if not self.quiet:
-            self._record(event)
-
-    def summary(self, s: Any) -> None:
-        self._record(s)
-
-    def _record(self, event: object) -> None:
-        import json
-
-        from tunecb.progress import event_record
-
-        _out(json.dumps(event_record(event), allow_nan=False))
-
-
-class _LivePrinter(_SearchPrinter):
-    """On a terminal: the plain lines scroll above a live view of the search (``rich``)."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        from tunecb.progress import LiveState
-
-        self.state = LiveState()
-        self.console = Console(file=sys.stdout)
-        # Other writes to stderr go above the view, unless stderr goes elsewhere.
-        same = _same_file(sys.stdout, sys.stderr)
-        self.live = Live(
-            console=self.console, get_renderable=self.state.render, transient=True,
-            redirect_stderr=same,
-        )  # fmt: skip
-        self._handlers: list[tuple[logging.StreamHandler, Any]] = []
-
-    def __call__(self, event: object) -> None:
-        from tunecb.search import Start
-
-        self.state.update(event)
-        super().__call__(event)
-        if isinstance(event, Start) and (event.n_trials is None or event.done < event.n_trials):
-            stderr = sys.stderr
-            self.live.start()
-            for handler in logging.getLogger("tunecb").handlers:  # log lines above the view
-                if isinstance(handler, logging.StreamHandler) and handler.stream is stderr:
-                    handler.setStream(sys.stderr)  # rich's proxy, when it redirects stderr
-                    self._handlers.append((handler, stderr))
-
-    def _write(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-    def close(self) -> None:
-        self.live.stop()  # the terminal gets its cursor back, also on Ctrl-C or an error
-        for handler, stream in self._handlers:
-            handler.setStream(stream)
-
-
-def _same_file(a: Any, b: Any) -> bool:
-    try:
-        return os.path.samestat(os.fstat(a.fileno()), os.fstat(b.fileno()))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -530,36 +373,3 @@ def _setup_logging(debug: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
     if not debug:  # a lost database connection: our one-line StorageError says it better
         logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
-
-
-def _checkpoints_line(s: Any) -> str:
-    """Disk use of the checkpoints, and what ``--keep-checkpoints`` did."""
-    from tunecb.overview import size_text
-
-    size = size_text(s.checkpoint_bytes)
-    if s.keep_checkpoints is None:
-        return (
-            f"checkpoints: {s.checkpoints} files, {size} "
-            "(keeping all; --keep-checkpoints K keeps the K best)"
-        )
-    return (
-        f"checkpoints: {s.checkpoints} kept (--keep-checkpoints {s.keep_checkpoints}), "
-        f"{s.checkpoints_removed} removed this run, {size}"
-    )
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
-
-
-def _out(text: str) -> None:
-    print(text, flush=True)
-
-
-def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
