@@ -250,12 +250,14 @@ def slices_plot(result: StudyRecords, order: list[str] | None = None) -> tuple[F
         else:
             xs = [x for x, *_ in points]
             if getattr(dist, "log", False):
-                from matplotlib.ticker import NullFormatter
+                from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-                ax.set_xscale("log")
-                low, high = min(xs), max(xs)
-                if low > 0 and high / low >= 10:  # labelled decades; minor labels would collide
-                    ax.xaxis.set_minor_formatter(NullFormatter())
+                ax.set_xscale("log")  # plain numbers at 10^k (and 2, 5 x 10^k if few)
+                decades = math.log10(max(xs) / min(xs)) if min(xs) > 0 else 9.0
+                subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
+                ax.xaxis.set_major_locator(LogLocator(subs=subs))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
         scatter = ax.scatter(xs, [v for _, v, _, _ in points], c=[n for *_, n, _ in points],
                              cmap="viridis", vmin=0, vmax=last, s=12, alpha=0.8)  # fmt: skip
         ax.set_title(name, fontsize=9)
