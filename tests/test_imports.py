@@ -45,6 +45,19 @@ def test_report_does_not_import_tensorflow(finished_study):
     assert len(proc.stdout.strip().splitlines()) == 6  # header + 4 trials + MODULES
 
 
+def test_html_report_and_plots_do_not_import_tensorflow(finished_study, tmp_path):
+    page, plots = tmp_path / "r.html", tmp_path / "plots"
+    proc = run_python(
+        "import sys\nfrom tunecb.cli import main\n"
+        f"code = main(['report', {str(finished_study)!r}, '--format', 'html', "
+        f"'--output', {str(page)!r}, '--plots', {str(plots)!r}])\n"
+        f"print('MODULES', [m for m in {HEAVY} if m in sys.modules], code)"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "MODULES [] 0"
+    assert page.stat().st_size > 10_000 and len(list(plots.glob("*.png"))) == 5
+
+
 def test_report_dataframe_does_not_import_tensorflow(finished_study):
     proc = run_python(
         f"import sys, tunecb\ndf = tunecb.report({str(finished_study)!r})\n"
