@@ -113,3 +113,23 @@ def test_load_best_works_without_the_study_file_in_a_fresh_process(finished_stud
                           cwd=tmp_path, timeout=180)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["Sequential", "True"]
+
+
+def test_output_to_a_pipe_writes_through_it_and_leaves_it_a_pipe(finished_study, cli, tmp_path):
+    """`--output /dev/null` or a FIFO: written through, never replaced by a regular file
+    (an atomic rename over /dev/null, as root, would have destroyed the device)."""
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code, out, err = cli("report", finished_study, "--format", "csv", "--output", fifo)
+    reader.join(timeout=30)
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert received and received[0].decode().count("\n") == 5  # header + 4 trials
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temp file left behind

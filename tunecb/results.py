@@ -133,8 +133,14 @@ def atomic_write(
     ``durable=False`` skips the fsyncs: still whole after a killed process, not after a
     power cut (for files that only speed up a resume).
 
+    A device or pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is written through, never
+    replaced: renaming over ``/dev/null`` as root would turn it into a regular file.
+
     >>> atomic_write(Path(tempfile.mkdtemp()) / "a.txt", lambda p: p.write_text("hi"))
     """
+    if path.exists() and not path.is_file() and not path.is_dir():
+        write(path)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
