@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -46,7 +47,10 @@ def test_every_report_format(cli, finished_study, fmt):
     else:
         lines = out.strip().splitlines()
         assert lines[0].startswith("study 'fin': val_accuracy (maximize); 4 complete")
-        assert lines[1].split()[:4] == ["rank", "trial", "state", "value"] and len(lines) == 6
+        # 4 trials x 3 epochs, no pruning or early stopping, run in the launcher
+        assert lines[1].startswith("trained 12 of 12 epochs (100%) · ")
+        assert re.search(r"· 1 worker process · checkpoints 4 files, [0-9.]+ KiB$", lines[1])
+        assert lines[2].split()[:4] == ["rank", "trial", "state", "value"] and len(lines) == 7
 
 
 def test_report_top_and_output_file(cli, finished_study, tmp_path):

@@ -15,19 +15,10 @@ import html
 from typing import Any
 
 from tunecb import __version__
-from tunecb.overview import Overview, duration_text, overview, size_text
+from tunecb.overview import Overview, duration_text, overview, saved_text, size_text
 from tunecb.plots import Plot, render_plots
 from tunecb.render import _cell
 from tunecb.reporting import StudyRecords, columns
-
-_REASONS = {
-    "pruned": "pruning",
-    "early_stopped": "early stopping",
-    "nan": "NaN stops",
-    "failed": "failures",
-    "worker_died": "dead workers",
-    "interrupted": "interruptions",
-}
 
 
 def html_report(
@@ -94,7 +85,7 @@ def _summary(info: Overview, result: StudyRecords) -> str:
         )
     )
     if info.epochs_budget:
-        saved = ", ".join(f"{_e(_REASONS.get(k, k))} {n:,}" for k, n in info.saved_by.items() if n)
+        saved = _e(saved_text(info))
         items.append(
             (
                 "Epochs trained",

@@ -101,6 +101,44 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
+SAVED_BY = {
+    "pruned": "pruning",
+    "early_stopped": "early stopping",
+    "nan": "NaN stops",
+    "failed": "failures",
+    "worker_died": "dead workers",
+    "interrupted": "interruptions",
+}
+
+
+def saved_text(info: Overview) -> str:
+    """What each stop reason saved, e.g. ``pruning 493, early stopping 97`` (or ``""``)."""
+    return ", ".join(f"{SAVED_BY.get(k, k)} {n:,}" for k, n in info.saved_by.items() if n)
+
+
+def one_line(info: Overview) -> str:
+    """The overview in one line, for the terminal.
+
+    >>> one_line(overview(study_records("results/digits")))  # doctest: +SKIP
+    'trained 310 of 900 epochs (34%; saved: pruning 493, early stopping 97) · ...'
+    """
+    if info.epochs_budget:
+        saved = saved_text(info)
+        epochs = (
+            f"trained {info.epochs_trained:,} of {info.epochs_budget:,} epochs "
+            f"({1 - (info.saved_fraction or 0):.0%}" + (f"; saved: {saved})" if saved else ")")
+        )
+    else:
+        epochs = f"trained {info.epochs_trained:,} epochs"
+    n = len(info.workers)
+    workers = f"{n} worker process{'es' * (n != 1)}"
+    parts = [epochs, f"{duration_text(info.wall_s)} wall clock", workers]
+    disk = f"checkpoints {info.checkpoints} files, {size_text(info.checkpoint_bytes)}"
+    if info.checkpoints_removed:
+        disk += f", {len(info.checkpoints_removed)} removed by --keep-checkpoints"
+    return " · ".join([*parts, disk])
+
+
 def duration_text(seconds: float | None) -> str:
     """``3h 05m``, ``4m 12s`` or ``8.5s``.
 

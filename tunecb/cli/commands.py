@@ -313,6 +313,10 @@ def _report(args: argparse.Namespace) -> int:
         counts = ", ".join(f"{n} {k.lower()}" for k, n in states.items())
         metric = result.monitor or "value"
         _out(f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}")
+        if result.records:
+            from tunecb.overview import one_line, overview
+
+            _out(one_line(overview(result)))
     _out(text)
     return 0
 
