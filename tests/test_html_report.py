@@ -34,8 +34,17 @@ document.getElementById('f').addEventListener('load', () => {
   const rows = Array.from(d.querySelectorAll('#trials-table tbody tr'))
     .map(r => r.cells[1].textContent);
   const skipped = Array.from(d.querySelectorAll('figure.skipped')).map(f => f.id);
+  const trials = () => Array.from(d.querySelectorAll('#trials-table tbody tr'))
+    .map(r => r.cells[1].textContent);
+  const header = Array.from(d.querySelectorAll('#trials-table th'))
+    .find(th => th.textContent === 'trial');
+  header.click();
+  const ascending = trials();
+  header.click();
+  const descending = trials();
   document.getElementById('result').textContent = JSON.stringify(
-    {title: d.title, images, rows, skipped, summary: d.getElementById('summary').innerText});
+    {title: d.title, images, rows, skipped, summary: d.getElementById('summary').innerText,
+     ascending, descending});
 });
 </script></body></html>
 """
@@ -96,6 +105,8 @@ def test_html_report_opens_offline_in_chromium(finished_study, cli, tmp_path):
     assert found["skipped"] == []
     report = study_records(finished_study)
     assert found["rows"] == [str(r["trial"]) for r in report.records]  # one row per trial, ranked
+    assert found["ascending"] == ["0", "1", "2", "3"]  # a click on a header sorts by it
+    assert found["descending"] == ["3", "2", "1", "0"]
     best = report.records[0]
     assert f"#{best['trial']}" in found["summary"] and "4 complete" in found["summary"]
     assert "Epochs trained" in found["summary"]
@@ -197,3 +208,29 @@ def test_html_to_a_terminal_is_refused(finished_study, tmp_path):
     assert os.waitstatus_to_exitcode(status) == 2
     text = output.decode()
     assert "add --output report.html" in text and "Traceback" not in text
+
+
+def test_values_from_the_study_are_escaped_in_the_page(tmp_path):
+    """A categorical choice or study name is data, never markup."""
+    import optuna
+
+    from tunecb.reporting import StudyRecords, trial_record
+
+    choice = "<script>alert(1)</script>"
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"act": choice},
+            distributions={"act": optuna.distributions.CategoricalDistribution([choice, "b"])},
+            value=0.5,
+        )
+    )
+    trials = study.get_trials()
+    result = StudyRecords(
+        name="<b>x</b>", direction="maximize", monitor="acc", study_dir=None,
+        records=[trial_record(trials[0], None)],
+        trials={0: trials[0]},
+    )  # fmt: skip
+    page = html_report(result, plots=[])
+    assert "<script>alert" not in page and "<b>x</b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
