@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -252,3 +253,85 @@ def test_a_worker_above_the_memory_ceiling_is_replaced(tmp_path):
     trials = journal_study(tmp_path / "r", "par").trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert len({t.user_attrs["worker"] for t in trials}) == 3  # one trial per worker
+
+
+def _start_and_wait_for_epochs(command: list, results: Path, epochs: int = 2):
+    """Start ``command`` in a session of its own; return it once a trial ran ``epochs``."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if (results / "par" / "optuna.journal").exists():
+            trials = journal_study(results, "par").trials
+            if any(len(t.intermediate_values) >= epochs for t in trials):
+                return proc
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("no trial got going within 180 s")
+
+
+def _group_ends(pgid: int, within: float) -> bool:
+    """Whether every process of the session ``pgid`` has exited within ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "1"]], ids=["in-process", "jobs"])
+def test_sigterm_to_the_launcher_stops_the_search_like_ctrl_c(tmp_path, jobs):
+    """A job scheduler's SIGTERM (to the launcher only): workers stopped, the running trial
+    marked interrupted and queued again, exit 143, no process left behind."""
+    path = write_fast_study(tmp_path, n=3, epochs=300, rows=4096, split=3072)
+    results = tmp_path / "r"
+    proc = _start_and_wait_for_epochs(
+        [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+         *jobs], results,
+    )  # fmt: skip
+    try:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 143, err
+        assert "terminated by SIGTERM" in err and "Traceback" not in err
+        assert _group_ends(proc.pid, within=30), "a worker outlived its launcher"
+    finally:
+        _kill_group(proc.pid)
+    trials = journal_study(results, "par").trials
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    assert [t.user_attrs.get("stop_reason") for t in trials if t.state.name == "FAIL"] == [
+        "interrupted"
+    ]
+    assert any(t.state.name == "WAITING" for t in trials)  # queued again for the next run
+
+
+@pytest.mark.slow
+def test_a_killed_launcher_takes_its_workers_with_it(tmp_path):
+    """SIGKILL leaves the launcher no say: the worker gets the parent-death signal, marks
+    its trial interrupted and exits, instead of running trials nobody watches."""
+    path = write_fast_study(tmp_path, n=3, epochs=300, rows=4096, split=3072)
+    results = tmp_path / "r"
+    proc = _start_and_wait_for_epochs(
+        [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+         "--jobs", "1"], results,
+    )  # fmt: skip
+    try:
+        proc.kill()
+        proc.communicate(timeout=60)
+        assert _group_ends(proc.pid, within=60), "the worker went on without its launcher"
+    finally:
+        _kill_group(proc.pid)
+    trials = journal_study(results, "par").trials
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    assert [t.user_attrs.get("stop_reason") for t in trials if t.state.name == "FAIL"] == [
+        "interrupted"
+    ]

@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import time
 import traceback
 from collections import Counter
@@ -52,6 +53,7 @@ from tunecb.worker import (
 log = logging.getLogger("tunecb")
 
 EXIT_FATAL = 3  # a worker met a problem the user must fix: stop the search
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MAX_DEATHS_WITHOUT_PROGRESS = 3  # per slot: a worker that keeps dying at start is a bug
 
 
@@ -130,6 +132,7 @@ def worker_main(spec: WorkerSpec, events: Any, stop: Any) -> None:
     os.environ.update(spec.env)
     code = 0
     try:
+        _stop_with_launcher()
         reason = _work(spec, events, stop)
         events.put(("end", os.getpid(), reason))
     except KeyboardInterrupt:
@@ -155,6 +158,21 @@ def worker_main(spec: WorkerSpec, events: Any, stop: Any) -> None:
         events.close()
         events.join_thread()
     os._exit(code)  # skip interpreter teardown (TensorFlow's can hang or print)
+
+
+def _stop_with_launcher() -> None:
+    """Stop this worker as Ctrl-C does (its trial marked interrupted and queued again) when
+    the launcher dies, even by SIGKILL: Linux's parent-death signal. Without it an orphaned
+    worker would go on running trials that nobody watches. SIGINT is also restored, for a
+    launcher started with it ignored (a background job of a script)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    if os.getppid() == 1:  # the launcher died before the line above
+        raise KeyboardInterrupt
 
 
 def _work(spec: WorkerSpec, events: Any, stop: Any) -> str:

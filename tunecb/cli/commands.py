@@ -7,10 +7,12 @@ How a search shows its progress lives in :mod:`tunecb.cli.printers`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -194,12 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _err(f"tunecb {args.command}: error: {exc}")
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        how = f"terminated by {exc.signal.name}" if isinstance(exc, Terminated) else "interrupted"
         _err(
-            "\ntunecb: interrupted; finished trials and checkpoints are kept. "
+            f"\ntunecb: {how}; finished trials and checkpoints are kept. "
             "Run the same command again to continue the study."
         )
-        return EXIT_INTERRUPTED
+        return 128 + exc.signal if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except Exception as exc:  # a bug of ours or of a library: say so, in one line
         if debug:
             traceback.print_exc()
@@ -210,7 +213,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``kill``) or SIGHUP (the terminal closed) during a search:
+    it stops as on Ctrl-C (workers stopped, running trials marked interrupted and queued
+    again), and exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signal = signal.Signals(signum)
+
+
+@contextlib.contextmanager
+def _terminate_like_ctrl_c() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while the block runs (not when
+    they are ignored, e.g. under ``nohup``)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _search(args: argparse.Namespace) -> int:
+    with _terminate_like_ctrl_c():
+        return _run_search(args)
+
+
+def _run_search(args: argparse.Namespace) -> int:
     if not args.debug:
         from tunecb.tfimport import import_tensorflow_quietly
 
