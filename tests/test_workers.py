@@ -220,15 +220,7 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_continues(tmp_path):
     command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
                "--jobs", "2"]  # fmt: skip
     # A terminal's Ctrl-C reaches the whole foreground process group: do the same.
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        if (results / "par" / "optuna.journal").exists():
-            trials = journal_study(results, "par").trials
-            if sum(len(t.intermediate_values) >= 2 for t in trials) >= 2:
-                break
+    proc = _start_and_wait_for_epochs(command, results, epochs=2, trials=2)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -255,16 +247,17 @@ def test_a_worker_above_the_memory_ceiling_is_replaced(tmp_path):
     assert len({t.user_attrs["worker"] for t in trials}) == 3  # one trial per worker
 
 
-def _start_and_wait_for_epochs(command: list, results: Path, epochs: int = 2):
-    """Start ``command`` in a session of its own; return it once a trial ran ``epochs``."""
+def _start_and_wait_for_epochs(command: list, results: Path, epochs: int = 2, trials: int = 1):
+    """Start ``command`` in a session of its own; return it once ``trials`` trials ran
+    ``epochs`` epochs each."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         time.sleep(0.3)
         if (results / "par" / "optuna.journal").exists():
-            trials = journal_study(results, "par").trials
-            if any(len(t.intermediate_values) >= epochs for t in trials):
+            study_trials = journal_study(results, "par").trials
+            if sum(len(t.intermediate_values) >= epochs for t in study_trials) >= trials:
                 return proc
     os.killpg(proc.pid, signal.SIGKILL)
     raise AssertionError("no trial got going within 180 s")

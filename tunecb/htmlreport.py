@@ -17,7 +17,7 @@ from typing import Any
 from tunecb import __version__
 from tunecb.overview import Overview, duration_text, overview, saved_text, size_text
 from tunecb.plots import Plot, render_plots
-from tunecb.render import _cell
+from tunecb.render import cell, checkpoint_cell
 from tunecb.reporting import StudyRecords, columns
 
 
@@ -56,7 +56,7 @@ def _summary(info: Overview, result: StudyRecords) -> str:
     if best is not None:
         epochs = f" of {result.epochs}" if result.epochs else ""
         params = ", ".join(
-            f"{_e(k.removeprefix('params_'))}={_e(_cell(v))}"
+            f"{_e(k.removeprefix('params_'))}={_e(cell(v))}"
             for k, v in best.items()
             if k.startswith("params_") and v is not None
         )
@@ -64,8 +64,8 @@ def _summary(info: Overview, result: StudyRecords) -> str:
             (
                 "Best trial",
                 f"<strong>#{best['trial']}</strong>: {_e(info.monitor)} "
-                f"<strong>{_e(_cell(best['value']))}</strong> at epoch "
-                f"{_e(_cell(best['best_epoch']))}{epochs}",
+                f"<strong>{_e(cell(best['value']))}</strong> at epoch "
+                f"{_e(cell(best['best_epoch']))}{epochs}",
             )
         )
         items.append(("Its hyperparameters", params or "none"))
@@ -157,18 +157,15 @@ def _table(result: StudyRecords, top: int | None) -> str:
 def _td(column: str, record: dict[str, Any], root: str | None) -> str:
     value = record.get(column)
     if column == "checkpoint":
-        removed = record.get("checkpoint_removed")
-        if removed:
-            keep = removed.get("keep_checkpoints") if isinstance(removed, dict) else None
-            why = f" (--keep-checkpoints {keep})" if keep else ""
-            return f'<td class="removed">removed{why}</td>'
+        if record.get("checkpoint_removed"):
+            return f'<td class="removed">{_e(checkpoint_cell(record))}</td>'
         if not value:
             return "<td></td>"
         shown = value[len(root) + 1 :] if root and value.startswith(root + "/") else value
         return f'<td title="{_e(value)}"><code>{_e(shown)}</code></td>'
     number = isinstance(value, int | float) and not isinstance(value, bool)
     sort = f' data-v="{value!r}"' if number else ""
-    return f"<td{sort}>{_e(_cell(value))}</td>"
+    return f"<td{sort}>{_e(cell(value))}</td>"
 
 
 def _e(text: Any) -> str:

@@ -10,7 +10,6 @@ Plain numbers from the report records and the Optuna trials; no pandas, no Tenso
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,18 +39,14 @@ class Overview:
     checkpoint_bytes: int = 0
     checkpoints_removed: list[int] = field(default_factory=list)
 
-    @property
-    def saved_fraction(self) -> float | None:
-        if not self.epochs_budget:
-            return None
-        return 1.0 - self.epochs_trained / self.epochs_budget
-
 
 def overview(result: StudyRecords) -> Overview:
     """Sum up a study's records (see :func:`tunecb.reporting.study_records`)."""
     records = result.records
     states = Counter(r["state"] for r in records)
-    best = next((r for r in records if r["state"] == "COMPLETE" and _finite(r["value"])), None)
+    best = next(
+        (r for r in records if r["state"] == "COMPLETE" and finite_number(r["value"])), None
+    )
     finished = [r for r in records if r["state"] in ("COMPLETE", "PRUNED", "FAIL")]
     trained = sum(int(r["epochs"] or 0) for r in finished)
     budget = result.epochs * len(finished) if result.epochs else None
@@ -70,13 +65,7 @@ def overview(result: StudyRecords) -> Overview:
     wall = (max(ends) - min(starts)).total_seconds() if starts else None
     unique = sorted(set(workers))
     hosts = sorted({w.rsplit(":", 1)[0] for w in unique if w != THIS_PROCESS})
-    files = [r["checkpoint"] for r in records if r.get("checkpoint")]
-    size = 0
-    for path in files:
-        try:
-            size += os.stat(path).st_size
-        except OSError:
-            continue
+    files, size = result.study_dir.checkpoint_usage() if result.study_dir else (0, 0)
     removed = sorted(r["trial"] for r in records if r.get("checkpoint_removed"))
     return Overview(
         name=result.name,
@@ -91,13 +80,14 @@ def overview(result: StudyRecords) -> Overview:
         compute_s=sum(float(r["duration_s"] or 0.0) for r in finished),
         workers=unique,
         hosts=hosts,
-        checkpoints=len(files),
+        checkpoints=files,
         checkpoint_bytes=size,
         checkpoints_removed=removed,
     )
 
 
-def _finite(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
+    """A real, finite number (not ``None``, NaN or inf)."""
     return isinstance(value, int | float) and math.isfinite(value)
 
 
@@ -126,7 +116,8 @@ def one_line(info: Overview) -> str:
         saved = saved_text(info)
         epochs = (
             f"trained {info.epochs_trained:,} of {info.epochs_budget:,} epochs "
-            f"({1 - (info.saved_fraction or 0):.0%}" + (f"; saved: {saved})" if saved else ")")
+            f"({info.epochs_trained / info.epochs_budget:.0%}"
+            + (f"; saved: {saved})" if saved else ")")
         )
     else:
         epochs = f"trained {info.epochs_trained:,} epochs"

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tunecb.overview import THIS_PROCESS
+from tunecb.overview import THIS_PROCESS, finite_number
 from tunecb.reporting import StudyRecords
 
 if TYPE_CHECKING:
@@ -86,7 +86,9 @@ def history_plot(result: StudyRecords) -> tuple[Figure, str]:
     from matplotlib.ticker import MaxNLocator
 
     records = sorted(result.records, key=lambda r: r["trial"])
-    valued = [r for r in records if _finite(r["value"]) and r["state"] in ("COMPLETE", "PRUNED")]
+    valued = [
+        r for r in records if finite_number(r["value"]) and r["state"] in ("COMPLETE", "PRUNED")
+    ]
     if not valued:
         raise PlotSkipped("no trial has a value yet (all failed, or none finished)")
     fig, ax = _figure()
@@ -130,7 +132,7 @@ def curves_plot(result: StudyRecords) -> tuple[Figure, str]:
         for n, t in result.trials.items()
         if t.intermediate_values
     }
-    curves = {n: c for n, c in curves.items() if any(_finite(v) for _, v in c)}
+    curves = {n: c for n, c in curves.items() if any(finite_number(v) for _, v in c)}
     if not curves:
         raise PlotSkipped("no trial reported an epoch yet")
     state = {r["trial"]: r["state"] for r in result.records}
@@ -139,7 +141,7 @@ def curves_plot(result: StudyRecords) -> tuple[Figure, str]:
     fig, ax = _figure(width=10.5, margins=(0.8, 1.75, 0.3, 0.6))
     for kind, color, alpha in (("COMPLETE", "#7f9fbf", 0.35), ("PRUNED", "#ff7f0e", 0.3)):
         lines = [
-            [(e, v) for e, v in c if _finite(v)]
+            [(e, v) for e, v in c if finite_number(v)]
             for n, c in curves.items()
             if (state.get(n) == "PRUNED") == (kind == "PRUNED") and n not in top
         ]
@@ -148,21 +150,21 @@ def curves_plot(result: StudyRecords) -> tuple[Figure, str]:
             alpha = max(0.06, min(alpha, 40 / len(lines)))  # thousands of lines stay readable
             ax.add_collection(LineCollection(lines, colors=color, alpha=alpha, linewidths=0.8,
                                              label=f"{label} ({len(lines)})"))  # fmt: skip
-    ends = [c[-1] for n, c in curves.items() if state.get(n) == "PRUNED" and _finite(c[-1][1])]
+    ends = [
+        c[-1] for n, c in curves.items() if state.get(n) == "PRUNED" and finite_number(c[-1][1])
+    ]
     if ends:
         ax.scatter(*zip(*ends, strict=True), marker="x", s=16, color="#ff7f0e",
                    alpha=max(0.15, min(0.8, 60 / len(ends))), label="pruned here",
                    zorder=3)  # fmt: skip
     for color, number in zip(HIGHLIGHT, top, strict=False):
-        points = [(e, v) for e, v in curves[number] if _finite(v)]
+        points = [(e, v) for e, v in curves[number] if finite_number(v)]
         value = next(r["value"] for r in result.records if r["trial"] == number)
         ax.plot(*zip(*points, strict=True), color=color, linewidth=2, marker="o", markersize=3,
                 label=f"#{number}: {value:.4g}", zorder=4)  # fmt: skip
+    ax.autoscale_view()  # a LineCollection does not rescale the axes by itself
     if result.epochs:
         ax.axvline(result.epochs, color="#555", linestyle="--", linewidth=1)
-        ax.set_xlim(0.5, result.epochs + 0.5)
-    ax.autoscale_view()
-    if result.epochs:
         ax.set_xlim(0.5, result.epochs + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
@@ -403,7 +405,3 @@ def _metric(result: StudyRecords) -> str:
 
 def _short(worker: str, width: int = 28) -> str:
     return worker if len(worker) <= width else "…" + worker[-(width - 1) :]
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)

@@ -37,7 +37,7 @@ def render(records: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
         for rank, row in enumerate(rows, 1):
             writer.writerow([rank, *("" if v is None else v for v in row)])
         return out.getvalue().rstrip("\n")
-    cells = [[str(rank), *(_cell(v) for v in row)] for rank, row in enumerate(rows, 1)]
+    cells = [[str(rank), *(cell(v) for v in row)] for rank, row in enumerate(rows, 1)]
     header = ["rank", *columns]
     if fmt == "markdown":
         numeric = [_is_numeric_column(rows, i) for i in range(len(columns))]
@@ -71,7 +71,12 @@ def checkpoint_cell(record: dict[str, Any]) -> str | None:
     return record.get("checkpoint")
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as a table shows it: 6 significant digits, ``""`` for ``None``.
+
+    >>> cell(0.123456789), cell(None), cell(3)
+    ('0.123457', '', '3')
+    """
     if value is None:
         return ""
     if isinstance(value, float):

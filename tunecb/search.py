@@ -165,6 +165,14 @@ def run_search(
                 emit(EpochDone(number, epoch, settings.epochs, value, worker))
 
         ran: Counter[str] = Counter()
+
+        def on_trial(outcome: Any) -> None:  # a trial finished, here or in a worker
+            ran[outcome.state] += 1
+            best = _best(study)
+            done = budget.finished(study.get_trials(deepcopy=False))
+            emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
+            check_fail_fast(ran, outcome, study_dir)
+
         stopped_by = STOP_BUDGET
         limits = Limits(
             n_trials=settings.n_trials,
@@ -181,13 +189,6 @@ def run_search(
                     threads=execution.threads(), limits=slot_limits,
                     debug=log.isEnabledFor(logging.DEBUG),
                 )  # fmt: skip
-
-            def on_trial(outcome: Any) -> None:
-                ran[outcome.state] += 1
-                best = _best(study)
-                done = budget.finished(study.get_trials(deepcopy=False))
-                emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
-                check_fail_fast(ran, outcome, study_dir)
 
             pool_limits = Limits(
                 n_trials=limits.n_trials, deadline=limits.deadline,
@@ -209,15 +210,8 @@ def run_search(
 
             runner = TrialRunner(loaded, settings, study_dir, data, on_progress=progress)
 
-            def on_outcome(outcome: Any) -> None:
-                ran[outcome.state] += 1
-                best = _best(study)
-                done = budget.finished(study.get_trials(deepcopy=False))
-                emit(TrialDone(outcome, best[0], best[1], settings.epochs, done, settings.n_trials))
-                check_fail_fast(ran, outcome, study_dir)
-
             stopped_by = run_trials(
-                study, runner, limits, on_outcome,
+                study, runner, limits, on_trial,
                 after_tell=retention.keeper(study_dir, settings.keep_checkpoints),
             )  # fmt: skip
         keep = settings.keep_checkpoints
