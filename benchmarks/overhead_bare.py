@@ -2,7 +2,7 @@
 
 It runs the study of ``overhead_study.py`` by hand: N times ``clear_session``, the
 trial's seed, the same model, and ``model.fit`` with the callbacks tunecb uses (from
-``tunecb.callbacks.make_callbacks``, driven by a trial of an in-memory Optuna study), so
+``tunecb.training.callbacks.make_callbacks``, driven by a trial of an in-memory Optuna study), so
 the difference to ``tunecb search`` is tunecb's own work: journal storage, sampler,
 trial records and results files. It prints one JSON line with its inner timings.
 
@@ -24,10 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as `tunecb search` does
 import keras  # noqa: E402  (after the environment variable, like the CLI)
 import optuna  # noqa: E402
 
-from tunecb.callbacks import make_callbacks  # noqa: E402
-from tunecb.config import resolve  # noqa: E402
-from tunecb.strategies import make_pruner, make_sampler  # noqa: E402
-from tunecb.trial import trial_seed  # noqa: E402
+from tunecb.study.samplers_pruners import make_pruner, make_sampler  # noqa: E402
+from tunecb.study.settings import resolve  # noqa: E402
+from tunecb.training.callbacks import make_callbacks  # noqa: E402
+from tunecb.training.runner import trial_seed  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead_study  # noqa: E402

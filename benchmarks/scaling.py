@@ -94,7 +94,7 @@ MEDIAN_KEYS = (
     "tail_s",
     "trial_mean_s",
 )
-NOT_COUNTED = ("worker_died", "interrupted", "discarded")  # tunecb.budget.NOT_COUNTED
+NOT_COUNTED = ("worker_died", "interrupted", "discarded")  # tunecb.oracle.budget.NOT_COUNTED
 
 
 @dataclass

@@ -38,7 +38,7 @@ def make_big_study(
     from optuna.storages.journal import JournalFileBackend, JournalStorage
     from optuna.trial import TrialState, create_trial
 
-    from tunecb import __version__
+    from tunecb._version import __version__
     from tunecb.results import StudyDir, write_json
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -10,10 +10,10 @@ import optuna
 import pytest
 from sklearn.datasets import load_digits
 
-from tunecb import schedules
-from tunecb.callbacks import EpochLRSchedule, make_callbacks
-from tunecb.config import resolve
 from tunecb.errors import MonitorError
+from tunecb.study import schedules
+from tunecb.study.settings import resolve
+from tunecb.training.callbacks import EpochLRSchedule, make_callbacks
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_a_process_killed_while_writing_the_checkpoint_leaves_the_previous_one_l
 
 
 def test_a_backup_resumes_only_the_same_parameters_with_every_callback_state(tmp_path, digits):
-    from tunecb.backup import TrialBackup, fingerprint, restore
+    from tunecb.training.backup import TrialBackup, fingerprint, restore
 
     folder = tmp_path / "backup"
     stamp = fingerprint({"lr": 0.05}, "sha", 8)

@@ -217,7 +217,7 @@ def test_a_dashboard_reading_a_running_search_does_not_disturb_it(tmp_path):
     assert [t["state"] for t in final["trials"]] == ["Complete"] * 6
     journal = results / "digits" / "optuna.journal"
     assert not Path(f"{journal}.lock").exists()
-    from tunecb.journal import check_journal
+    from tunecb.storage.journal import check_journal
 
     assert check_journal(journal).ok
     import tunecb

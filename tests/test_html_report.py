@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from synthetic import make_big_study
 
-from tunecb.htmlreport import html_report
-from tunecb.plots import render_plots
-from tunecb.reporting import study_records
+from tunecb.reporting.html import html_report
+from tunecb.reporting.plots import render_plots
+from tunecb.reporting.records import study_records
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "results" / "test-screenshots"  # git-ignored; look at them after a run
@@ -214,7 +214,8 @@ def test_values_from_the_study_are_escaped_in_the_page(tmp_path):
     """A categorical choice or study name is data, never markup."""
     import optuna
 
-    from tunecb.reporting import StudyRecords, trial_record
+    from tunecb.oracle.ranking import trial_record
+    from tunecb.reporting.records import StudyRecords
 
     choice = "<script>alert(1)</script>"
     study = optuna.create_study(direction="maximize")

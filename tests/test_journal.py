@@ -23,7 +23,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from tunecb.errors import StorageError
-from tunecb.journal import check_journal, raise_if_torn, repair_command, repair_journal
+from tunecb.storage.journal import check_journal, raise_if_torn, repair_command, repair_journal
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

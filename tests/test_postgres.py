@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from pgfixture import PG_PASSWORD, free_port
 
 from tunecb.errors import StorageError
-from tunecb.storage import CONNECT_TIMEOUT_S, open_storage, redact
+from tunecb.storage.urls import CONNECT_TIMEOUT_S, open_storage, redact
 
 SETTINGS = DEFAULT_SETTINGS.replace("epochs=3", "epochs=2").replace("n_trials=3", "n_trials=2")
 WRONG_PASSWORD = "Wr0ng-pass-7731"
@@ -218,7 +218,7 @@ def test_workers_starting_together_on_an_empty_database_all_open_it(postgres_url
     # Each creates Optuna's tables at once; without a retry some lose with "already exists".
     start = time.time() + 3  # all open at the same moment, after their imports
     code = (
-        "import sys, time; from pathlib import Path; from tunecb.storage import open_storage\n"
+        "import sys, time; from pathlib import Path; from tunecb.storage.urls import open_storage\n"
         f"time.sleep(max(0.0, {start} - time.time()))\n"
         f"open_storage({postgres_url!r}, Path('.'))\n"
     )

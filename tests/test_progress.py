@@ -21,7 +21,7 @@ import optuna
 import pytest
 from conftest import trial_json
 
-from tunecb.progress import LiveState, clock
+from tunecb.cli.live import LiveState, clock
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
@@ -206,7 +206,8 @@ def test_workers_send_their_epochs_to_the_launcher(study_file, tmp_path):
     assert sorted(trials) == [0, 1, 2, 3]
     check_epochs_in_order(events, trials)
     workers = {e["worker"] for e in events if e["event"] in ("trial_start", "epoch")}
-    assert workers <= {0, 1} and len(workers) >= 1
+    assert 1 <= len(workers) <= 2 and all(w.rpartition(":")[2].isdigit() for w in workers)
+    assert workers == {e["worker"] for e in trials.values()}  # host:pid, the same in every event
     for number in trials:  # every event of a trial comes from the worker that ran it
         assert len({e["worker"] for e in events if e.get("trial") == number and "worker" in e}) == 1
 
@@ -214,7 +215,7 @@ def test_workers_send_their_epochs_to_the_launcher(study_file, tmp_path):
 def test_epoch_notice_has_no_batch_hooks():
     from keras.src.utils.python_utils import is_default
 
-    from tunecb.callbacks import EpochNotice
+    from tunecb.training.callbacks import EpochNotice
 
     # A batch hook would run Python (and read the logs) after every batch: none here.
     notice = EpochNotice("loss", lambda epoch, value: None)
@@ -224,23 +225,27 @@ def test_epoch_notice_has_no_batch_hooks():
 
 
 def test_remaining_time_comes_from_the_pace_and_the_deadline():
-    from tunecb.search import Start, TrialDone
+    from tunecb.execution.events import SearchStarted, TrialFinished
+
+    def started(n_trials, timeout):
+        return SearchStarted("s", "j", "d", True, 0, None, None, n_trials, "val_loss",
+                             "minimize", 3, "inline", 1, timeout=timeout)  # fmt: skip
 
     now = [100.0]
     state = LiveState(clock=lambda: now[0])
-    start = Start("s", "j", "d", True, 0, None, None, 5, "val_loss", "minimize", timeout=None)
+    start = started(5, None)
     state.update(start)
     assert state.eta() is None  # no trial finished yet, no deadline
     now[0] = 104.0
     outcome = type("Outcome", (), {"number": 0})()
-    state.update(TrialDone(outcome, 0.5, 0, 3, done=1, n_trials=5))
+    state.update(TrialFinished(outcome, "h:1", 0.5, 0, done=1, n_trials=5))
     assert state.eta() == 16.0  # 4 trials left at 4 s each
     now[0] = 110.0
     assert state.eta() == 10.0  # counting down
     state.deadline = 105.0 + 3.0  # --timeout: no trial starts after it
     assert state.eta() == 0.0
     unlimited = LiveState(clock=lambda: now[0])
-    unlimited.update(Start("s", "j", "d", True, 0, None, None, None, "m", "minimize", timeout=60))
+    unlimited.update(started(None, 60))
     assert unlimited.eta() == 60.0
     assert clock(3725) == "1:02:05"
 
@@ -256,10 +261,10 @@ def test_rich_stays_out_of_import_tunecb_and_help():
 
 
 def test_json_records_have_null_for_non_finite_numbers_and_text_for_objects():
-    from tunecb.progress import event_record
-    from tunecb.search import EpochDone
+    from tunecb.execution.events import EpochEnded
+    from tunecb.execution.events import record as to_record
 
-    record = event_record(EpochDone(1, 2, 3, float("inf"), Path("w")))
+    record = to_record(EpochEnded(1, 2, 3, float("inf"), Path("w")))
     assert record["value"] is None and record["worker"] == "w"
     json.dumps(record, allow_nan=False)
 

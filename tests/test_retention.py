@@ -16,12 +16,12 @@ from conftest import DEFAULT_SETTINGS, write_study
 from optuna.trial import TrialState
 
 import tunecb
-from tunecb.load import best_checkpoint
-from tunecb.reporting import study_records
+from tunecb.oracle.attempts import fail, requeue
+from tunecb.oracle.retention import enforce, removable
+from tunecb.reporting.load import best_checkpoint
+from tunecb.reporting.records import study_records
 from tunecb.results import StudyDir, write_json
-from tunecb.retention import enforce, removable
-from tunecb.storage import open_storage
-from tunecb.worker import retry, tell_failed
+from tunecb.storage.urls import open_storage
 
 
 def kept_numbers(study_dir: StudyDir) -> set[int]:
@@ -61,11 +61,11 @@ def finish(study, study_dir, trial, state: str, value: float | None, reason: str
         study.tell(trial, state=TrialState[state])
 
 
-def died(study: optuna.Study, trial: optuna.Trial, requeue: bool = True) -> None:
+def died(study: optuna.Study, trial: optuna.Trial, again: bool = True) -> None:
     """What the supervisor does when a worker dies: FAIL (worker_died), then a rerun."""
-    tell_failed(study, trial.number, "worker_died", "worker killed by SIGKILL")
-    if requeue:
-        retry(study, study._storage.get_trial(trial._trial_id))
+    failed = fail(study, trial.number, "worker_died", "worker killed by SIGKILL")
+    if again:
+        requeue(study, failed)
 
 
 def test_running_best_and_resumable_checkpoints_are_never_deleted(tmp_path, cli):
@@ -90,9 +90,9 @@ def test_running_best_and_resumable_checkpoints_are_never_deleted(tmp_path, cli)
     assert rerun.number == 6 and rerun.params == dead.params
     sd.reset_trial(6)
     assert check() == [] and kept_numbers(sd) == {0, 4, 5}
-    died(study, rerun, requeue=False)  # 6 dies too; its rerun is not queued yet
+    died(study, rerun, again=False)  # 6 dies too; its rerun is not queued yet
     assert check() == [] and kept_numbers(sd) == {0, 4, 5}
-    retry(study, study._storage.get_trial(rerun._trial_id))  # 7 may resume 5's backup
+    requeue(study, study._storage.get_trial(rerun._trial_id))  # 7 may resume 5's backup
     assert check() == [] and kept_numbers(sd) == {0, 4, 5}
 
     last = study.ask()

@@ -116,7 +116,7 @@ def test_hyperband_resource_is_the_epoch_budget(study_file, tmp_path, cli):
     study = optuna.load_study(study_name="tiny", storage=storage)
     steps = {s for t in study.trials for s in t.intermediate_values}
     assert steps <= {1, 2, 3, 4} and 1 in steps  # steps are epochs, 1-based, within budget
-    from tunecb.strategies import make_pruner
+    from tunecb.study.samplers_pruners import make_pruner
 
     assert make_pruner("hyperband", epochs=4)._max_resource == 4
 

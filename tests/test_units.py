@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from tunecb import schedules
-from tunecb.config import resolve
 from tunecb.errors import ConfigError
-from tunecb.render import render
+from tunecb.reporting.text import render
 from tunecb.results import atomic_write, atomic_write_text, finite
-from tunecb.storage import redact
-from tunecb.trial import trial_seed
+from tunecb.storage.urls import redact
+from tunecb.study import schedules
+from tunecb.study.settings import resolve
+from tunecb.training.runner import trial_seed
 
 
 def test_cli_overrides_study_file_overrides_defaults():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tunecb._version import __version__
 from tunecb.errors import (
     ConfigError,
     ModelError,
@@ -21,10 +22,8 @@ from tunecb.errors import (
     StudyFileError,
     TunecbError,
 )
-from tunecb.schedules import Constant, Cosine, ReduceOnPlateau, Searched, StepDecay
-from tunecb.study import Study
-
-__version__ = "0.1.0"
+from tunecb.study.declaration import Study
+from tunecb.study.schedules import Constant, Cosine, ReduceOnPlateau, Searched, StepDecay
 
 if TYPE_CHECKING:
     import keras
@@ -34,11 +33,11 @@ if TYPE_CHECKING:
 def report(path: str | None = None, **kwargs: Any) -> pandas.DataFrame:
     """The trials of a study, ranked by the objective, as a pandas DataFrame.
 
-    See :func:`tunecb.reporting.study_report`.
+    See :func:`tunecb.reporting.records.study_report`.
 
     >>> tunecb.report("results/digits").head(3)  # doctest: +SKIP
     """
-    from tunecb.reporting import study_report
+    from tunecb.reporting.records import study_report
 
     return study_report(path, **kwargs)
 
@@ -47,11 +46,11 @@ def load_best(path: str, rank: int = 1, *, trial: int | None = None, **kwargs: A
     """The best trial's model (or the ``rank``-th best, or trial number ``trial``),
     loaded from its checkpoint with ``safe_mode=True``.
 
-    See :func:`tunecb.load.load_best`.
+    See :func:`tunecb.reporting.load.load_best`.
 
     >>> model = tunecb.load_best("results/digits")  # doctest: +SKIP
     """
-    from tunecb.load import load_best as _load_best
+    from tunecb.reporting.load import load_best as _load_best
 
     return _load_best(path, rank=rank, trial=trial, **kwargs)
 

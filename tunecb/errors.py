@@ -56,3 +56,10 @@ class SearchFailed(TunecbError):
     """The search stopped because its trials keep failing."""
 
     exit_code = 1
+
+
+class WorkerFault(TunecbError):
+    """A worker process failed for a reason outside the study (it crashed, the storage it
+    writes to went away): the search cannot finish; exit code 1."""
+
+    exit_code = 1

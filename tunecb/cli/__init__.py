@@ -3,6 +3,7 @@
 >>> main(["report", "results/digits", "--top", "5"])  # doctest: +SKIP
 """
 
-from tunecb.cli.commands import build_parser, main
+from tunecb.cli.commands import main
+from tunecb.cli.parser import build_parser
 
 __all__ = ["build_parser", "main"]

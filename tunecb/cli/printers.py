@@ -16,15 +16,15 @@ class SearchPrinter:
     """Turns search events into terminal lines (the plain mode: a log, CI, a pipe)."""
 
     def __call__(self, event: object) -> None:
-        from tunecb.search import Start, TrialDone
+        from tunecb.execution.events import SearchStarted, TrialFinished
 
-        if isinstance(event, Start):
+        if isinstance(event, SearchStarted):
             self.start(event)
-        elif isinstance(event, TrialDone):
+        elif isinstance(event, TrialFinished):
             self.trial(event)
 
     def start(self, e: Any) -> None:
-        self.monitor = e.monitor
+        self.monitor, self.epochs = e.monitor, e.epochs
         budget = f"{e.n_trials} trials" if e.n_trials else "no trial limit"
         if e.created:
             self._write(
@@ -49,7 +49,7 @@ class SearchPrinter:
         total = f"/{e.n_trials}" if e.n_trials else ""
         line = (
             f"[{e.done}{total}] trial {o.number:>3}  {o.state:<8}  {self.monitor} "
-            f"{_fmt(o.value):>8}  {best:<18}  epochs {o.epochs_run:>3}/{e.epochs} "
+            f"{_fmt(o.value):>8}  {best:<18}  epochs {o.epochs_run:>3}/{self.epochs} "
             f"{o.stop_reason:<13} {o.duration_s:7.1f}s"
         )
         if o.error:
@@ -119,9 +119,9 @@ class _JsonPrinter(SearchPrinter):
     def _record(self, event: object) -> None:
         import json
 
-        from tunecb.progress import event_record
+        from tunecb.execution.events import record
 
-        out(json.dumps(event_record(event), allow_nan=False))
+        out(json.dumps(record(event), allow_nan=False))
 
 
 class _LivePrinter(SearchPrinter):
@@ -131,7 +131,7 @@ class _LivePrinter(SearchPrinter):
         from rich.console import Console
         from rich.live import Live
 
-        from tunecb.progress import LiveState
+        from tunecb.cli.live import LiveState
 
         self.state = LiveState()
         self.console = Console(file=sys.stdout)
@@ -144,11 +144,13 @@ class _LivePrinter(SearchPrinter):
         self._handlers: list[tuple[logging.StreamHandler, Any]] = []
 
     def __call__(self, event: object) -> None:
-        from tunecb.search import Start
+        from tunecb.execution.events import SearchStarted
 
         self.state.update(event)
         super().__call__(event)
-        if isinstance(event, Start) and (event.n_trials is None or event.done < event.n_trials):
+        if isinstance(event, SearchStarted) and (
+            event.n_trials is None or event.done < event.n_trials
+        ):
             stderr = sys.stderr
             self.live.start()
             for handler in logging.getLogger("tunecb").handlers:  # log lines above the view
@@ -174,7 +176,7 @@ def _same_file(a: Any, b: Any) -> bool:
 
 def _checkpoints_line(s: Any) -> str:
     """Disk use of the checkpoints, and what ``--keep-checkpoints`` did."""
-    from tunecb.overview import size_text
+    from tunecb.reporting.overview import size_text
 
     size = size_text(s.checkpoint_bytes)
     if s.keep_checkpoints is None:

@@ -1,0 +1,132 @@
+"""The settings table (tunecb.study.settings.FIELDS) is the one source of the study settings:
+Study(...)'s keywords, the defaults, the `tunecb search` flags and the README's reference."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+
+from tunecb.cli.parser import CONVERTERS, build_parser
+from tunecb.study.declaration import SETTING_NAMES, Study
+from tunecb.study.settings import (
+    DEFAULTS,
+    FIELDS,
+    FIELDS_BY_NAME,
+    FILE_STEM,
+    Settings,
+    overrides_from,
+    reference_markdown,
+    resolve,
+)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+HEADING = "### `tunecb.Study(...)` reference"
+FLAGGED = [f for f in FIELDS if f.flag]
+# A valid value of every flagged setting, as the CLI would pass it.
+VALID = {
+    "name": "x", "monitor": "val_accuracy", "direction": "max", "epochs": 1, "batch_size": 1,
+    "n_trials": 1, "timeout": 1.5, "sampler": "random", "pruner": "none", "seed": 0,
+    "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
+    "keep_checkpoints": 1, "storage": "sqlite:///x.db", "results": "r",
+}  # fmt: skip
+
+
+def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
+    names = [f.name for f in FIELDS]
+    assert len(set(names)) == len(names) == 21
+    assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
+    assert list(FIELDS_BY_NAME) == names
+
+
+def test_defaults_come_from_the_table():
+    assert {f.name: f.default for f in FIELDS if f.name != "name"} == DEFAULTS
+    assert FIELDS_BY_NAME["name"].default is FILE_STEM
+    s = resolve({}, {}, default_name="digits")
+    assert s.name == "digits"
+    assert all(s.sources[f.name] == f"default {f.name}" for f in FIELDS)
+    plain = {k: v for k, v in DEFAULTS.items() if k not in ("direction", "lr_schedule")}
+    assert {k: getattr(s, k) for k in plain} == {**plain, "results": Path("results")}
+
+
+def test_overrides_are_named_by_their_flag_from_the_table():
+    assert set(VALID) == {f.name for f in FLAGGED}
+    s = resolve({}, VALID, default_name="s")
+    assert {f.name: s.sources[f.name] for f in FLAGGED} == {f.name: f.flag for f in FLAGGED}
+    assert s.sources["patience"] == "default patience"
+
+
+def test_study_signature_matches_the_table():
+    params = inspect.signature(Study.__init__).parameters
+    settings = [p for p in params.values() if p.name not in ("self", "data", "model", "callbacks")]
+    in_study = [f for f in FIELDS if f.in_study]
+    assert [p.name for p in settings] == [f.name for f in in_study] == list(SETTING_NAMES)
+    assert {p.name: p.default for p in settings} == {f.name: f.unset for f in in_study}
+    assert settings[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in settings[1:])
+    for f in in_study:
+        assert f"        {f.name}: " in Study.__doc__, f"Study's docstring lacks {f.name}"
+
+
+def test_study_keeps_only_the_settings_it_was_given():
+    assert Study().settings == {}
+    assert Study("s", epochs=3, patience=None).settings == {"name": "s", "epochs": 3,
+                                                            "patience": None}  # fmt: skip
+
+
+def test_search_flags_are_made_from_the_table():
+    parser = build_parser()
+    args = parser.parse_args(["search", "s.py"])
+    assert overrides_from(args) == {f.name: None for f in FLAGGED}
+    argv = ["search", "s.py", "--study-name", "x", "--epochs", "3", "--verbose", "2",
+            "--tensorboard", "--backup-every", "0.5", "--sampler", "random"]  # fmt: skip
+    args = parser.parse_args(argv)
+    expected = {f.name: None for f in FLAGGED} | {
+        "name": "x", "epochs": 3, "verbose": 2, "tensorboard": True, "backup_every": 0.5,
+        "sampler": "random",
+    }  # fmt: skip
+    assert overrides_from(args) == expected == overrides_from(vars(args))
+    assert set(CONVERTERS) >= {f.cli_type for f in FIELDS}
+
+
+def test_search_help_lists_every_flag_with_its_help_text():
+    search = build_parser()._subparsers._group_actions[0].choices["search"]
+    text = " ".join(search.format_help().split())
+    for f in FLAGGED:
+        assert f.flag in text and " ".join(f.help.split()) in text, f.name
+    for flag in ("--jobs", "--gpus", "--dask", "--quiet", "--log-format", "--worker-memory"):
+        assert flag in text
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--n-trials", "0"], "expected a positive integer, got '0'"),
+    (["--verbose", "3"], "invalid choice: 3"),
+    (["--backup-every", "-1"], "expected a number >= 0, got '-1'"),
+])  # fmt: skip
+def test_search_flags_check_their_values(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["search", "s.py", *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_readme_reference_is_the_generated_table():
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index(HEADING) + 2
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    assert "\n".join(lines[start:end]) == reference_markdown(), (
+        "README.md's Study reference is stale: replace its table with the output of "
+        "python -c 'from tunecb.study.settings import reference_markdown as r; print(r())'"
+    )
+
+
+def test_reference_has_a_row_per_setting_and_marks_missing_keywords_and_flags():
+    rows = reference_markdown().splitlines()[2:]
+    assert len(rows) == len(FIELDS)
+    row_of = {f.name: row for f, row in zip(FIELDS, rows, strict=True)}
+    assert row_of["fit_kwargs"].startswith("| `fit_kwargs` | — | `{}` |")
+    assert row_of["heartbeat"].startswith("| — | `--heartbeat` | `30` |")
+    assert row_of["name"].startswith("| `name` | `--study-name` | the file's stem |")

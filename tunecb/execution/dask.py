@@ -1,0 +1,190 @@
+"""``--dask tcp://HOST:PORT --jobs N``: the workers run as tasks on an existing Dask cluster.
+
+joblib's Dask backend sends N worker tasks to the cluster at a time; each runs
+:func:`tunecb.execution.worker.run_worker` (load the study file and the data once, run
+trials until the budget is spent or the worker's trial limit is reached; then the next
+task starts). The storage must be reachable from every Dask worker: an RDB URL
+(PostgreSQL), or the journal file on a folder they all see; the results folder likewise.
+
+This process does not hear from the tasks while they run: it follows the study in the
+storage and sends the same events as the other executors (a trial's start and epochs as
+they are stored, its outcome rebuilt from its user attributes). To stop (Ctrl-C, the
+first trials all failing) it marks the study so that every task stops after its current
+trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tunecb.errors import ConfigError
+from tunecb.execution._base import STOP_BUDGET, STOP_TIMEOUT, Emit, Job, Limits, WorkerSpec
+from tunecb.execution.events import EpochEnded, TrialFinished, TrialStarted
+from tunecb.oracle import attrs, budget
+from tunecb.oracle.outcome import TrialOutcome
+
+log = logging.getLogger("tunecb")
+
+STOP_ATTR = "tunecb_stop_run"
+
+
+def connect(address: str, timeout: float = 5.0) -> Any:
+    """A Dask client for ``address``, or a one-line :class:`ConfigError` in seconds."""
+    try:
+        from dask.distributed import Client
+    except ImportError as exc:
+        raise ConfigError("--dask needs dask.distributed: pip install 'tunecb[dask]'") from exc
+    if "://" not in address:
+        raise ConfigError(f"--dask {address!r}: give the scheduler address, e.g. tcp://host:8786")
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"--dask {address!r}: no Dask scheduler answered within {timeout:.0f} s ({reason}); "
+            "start one (dask scheduler) or fix the address"
+        ) from exc
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.trials = 0
+
+    def ready(self) -> None: ...
+
+    def started(self, number: int) -> None: ...
+
+    def epoch(self, number: int, epoch: int, value: float | None) -> None: ...
+
+    def finished(self, outcome: TrialOutcome) -> None:
+        self.trials += 1
+
+
+def dask_task(spec: WorkerSpec, run_id: str) -> dict[str, Any]:
+    """One worker task on a Dask worker: trials until done; returns what it did."""
+    from tunecb.execution.worker import run_worker
+
+    os.environ.update({k: v for k, v in spec.env.items() if k != "CUDA_VISIBLE_DEVICES"})
+    sink = _CountingSink()
+    reason = run_worker(spec, sink, lambda study: study.user_attrs.get(STOP_ATTR) == run_id)
+    return {"reason": reason, "trials": sink.trials, "pid": os.getpid()}
+
+
+@dataclass
+class DaskExecutor:
+    """The :class:`~tunecb.execution._base.Executor` of ``--dask ADDRESS --jobs N``."""
+
+    address: str
+    jobs: int
+    worker_trials: int | None = 50
+    worker_memory_mb: float | None = 4096.0
+    threads_per_worker: int | None = None
+    poll_s: float = 0.5
+    mode: str = "dask"
+
+    @property
+    def workers(self) -> int:
+        return self.jobs
+
+    def run(self, study: optuna.Study, job: Job, emit: Emit) -> str:
+        import joblib
+
+        client = connect(self.address)
+        run_id = uuid.uuid4().hex
+        follower = _Follower(study, job.epochs, emit)
+        errors: list[BaseException] = []
+        reasons: list[str] = []
+        limits = Limits(
+            n_trials=job.limits.n_trials, deadline=job.limits.deadline,
+            max_trials=self.worker_trials, max_rss_mb=self.worker_memory_mb,
+        )  # fmt: skip
+        env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+
+        def tasks():
+            index = 0
+            while (
+                budget.work_left(
+                    study.get_trials(deepcopy=False), job.limits.n_trials, job.limits.deadline
+                )
+                and not errors
+            ):
+                spec = WorkerSpec(
+                    study_path=job.study_path, overrides=dict(job.overrides),
+                    slot=index % self.jobs, generation=index // self.jobs, limits=limits,
+                    env=env, threads=self.threads_per_worker, debug=job.debug,
+                )  # fmt: skip
+                yield joblib.delayed(dask_task)(spec, run_id)
+                index += 1
+
+        def drive() -> None:
+            try:
+                with joblib.parallel_config(
+                    backend="dask", client=client, wait_for_workers_timeout=30
+                ):
+                    for done in joblib.Parallel(
+                        n_jobs=self.jobs, pre_dispatch="n_jobs", return_as="generator_unordered"
+                    )(tasks()):
+                        reasons.append(done["reason"])
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=drive, name="tunecb-dask", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(self.poll_s)
+                follower.poll()
+            follower.poll()
+        except BaseException:
+            study.set_user_attr(STOP_ATTR, run_id)  # tasks stop after their current trial
+            raise
+        finally:
+            if thread.is_alive():
+                thread.join(5)
+            client.close()
+        if errors:
+            raise errors[0]
+        return STOP_TIMEOUT if STOP_TIMEOUT in reasons else STOP_BUDGET
+
+
+class _Follower:
+    """Events from the storage: trials seen running, their stored epochs, their outcome."""
+
+    def __init__(self, study: optuna.Study, epochs: int, emit: Emit) -> None:
+        self.study, self.epochs, self.emit = study, epochs, emit
+        self.seen = {t.number for t in study.get_trials(deepcopy=False, states=attrs.FINISHED)}
+        self.started: dict[int, int] = {}  # running trial → epochs sent
+
+    def poll(self) -> None:
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.number in self.seen:
+                continue
+            worker = str(trial.user_attrs.get(attrs.WORKER, ""))
+            if trial.state in (TrialState.RUNNING, *attrs.FINISHED) and worker:
+                self._epochs(trial, worker)
+            if trial.state not in attrs.FINISHED:
+                continue
+            self.seen.add(trial.number)
+            if attrs.STOP_REASON not in trial.user_attrs:
+                continue
+            if trial.user_attrs[attrs.STOP_REASON] in attrs.NOT_COUNTED:
+                continue  # a dead or discarded attempt: the others' summary does not list it
+            self.emit(TrialFinished(TrialOutcome.from_trial(trial), worker))
+
+    def _epochs(self, trial: Any, worker: str) -> None:
+        if trial.number not in self.started:
+            self.started[trial.number] = 0
+            self.emit(TrialStarted(trial.number, worker))
+        for step in sorted(trial.intermediate_values):
+            if step > self.started[trial.number]:
+                self.started[trial.number] = step
+                value = trial.intermediate_values[step]
+                self.emit(EpochEnded(trial.number, step, self.epochs, value, worker))

@@ -1,0 +1,124 @@
+"""The ask-run-tell loop every executor runs, in whatever process trials run.
+
+Used in the ``tunecb search`` process itself and in each worker process or Dask task,
+with the same budget rule (:mod:`tunecb.oracle.budget`), so that processes and machines
+sharing one study run exactly ``n_trials`` trials between them, and the same seeding
+rule (:func:`tunecb.study.samplers_pruners.reseed`), so that none replays another's draws.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import TrialState
+
+from tunecb.execution._base import (
+    RECYCLE_MEMORY,
+    RECYCLE_TRIALS,
+    STOP_BUDGET,
+    STOP_REQUESTED,
+    STOP_TIMEOUT,
+    Limits,
+)
+from tunecb.oracle import attempts, attrs, budget
+from tunecb.oracle.outcome import TrialOutcome
+from tunecb.study.samplers_pruners import reseed
+
+
+class TrialSink(Protocol):
+    """Where a loop reports its trials (an executor turns these into events)."""
+
+    def started(self, number: int) -> None: ...
+
+    def finished(self, outcome: TrialOutcome) -> None: ...
+
+
+class Runner(Protocol):
+    def run(self, trial: optuna.Trial) -> TrialOutcome: ...
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MiB (Linux ``/proc``; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_trials(
+    study: optuna.Study,
+    runner: Runner,
+    limits: Limits,
+    sink: TrialSink,
+    seed: int | None,
+    should_stop: Callable[[], bool] = lambda: False,
+    after_tell: Callable[[optuna.Study], Any] | None = None,
+) -> str:
+    """Run trials until the budget, the deadline or a recycling limit is reached.
+
+    Each trial's draws are seeded from ``(seed, trial number)``. ``after_tell(study)`` runs
+    after each trial is told (``--keep-checkpoints``' pass). Returns why it stopped
+    (``budget``, ``timeout``, ``stopped``, ``recycle_trials``, ``recycle_memory``). A trial
+    interrupted by Ctrl-C is failed (``interrupted``) and queued again, and the interrupt
+    goes on; any other exception escaping the runner fails the trial too.
+    """
+    me = attrs.worker_id()
+    ran = 0
+    while True:
+        if should_stop():
+            return STOP_REQUESTED
+        if limits.deadline is not None and time.time() >= limits.deadline:
+            return STOP_TIMEOUT
+        # With an RDB storage and a heartbeat, trials of processes that stopped beating
+        # (another machine died) are failed here and queued again by Optuna's callback.
+        attempts.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        if not budget.may_ask(trials, limits.n_trials):
+            interval = attempts.heartbeat_interval(study)
+            if interval and any(t.state == TrialState.RUNNING for t in trials):
+                # Another machine's trial may still die: wait until it finishes or goes
+                # stale (then its rerun is ours to run), so the study ends complete.
+                time.sleep(interval)
+                continue
+            return STOP_BUDGET
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            trial = study.ask()
+        reseed(study.sampler, seed, trial.number)
+        trial.set_user_attr(attrs.WORKER, me)
+        if not budget.within_budget(
+            study.get_trials(deepcopy=False), trial.number, limits.n_trials
+        ):
+            attempts.discard(study, trial)
+            continue  # the next may_ask says whether anything is left
+        sink.started(trial.number)
+        try:
+            with attempts.Heartbeat(study._storage, trial._trial_id):
+                outcome = runner.run(trial)
+        except KeyboardInterrupt:
+            attempts.fail_and_requeue(
+                study, trial.number, attrs.INTERRUPTED, "interrupted by the user (SIGINT)"
+            )
+            raise
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        attempts.tell(study, trial, outcome)
+        if after_tell is not None:
+            after_tell(study)
+        sink.finished(outcome)
+        ran += 1
+        if limits.max_trials is not None and ran >= limits.max_trials:
+            return RECYCLE_TRIALS
+        if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
+            return RECYCLE_MEMORY

@@ -1,0 +1,171 @@
+"""Telling Optuna what happened to a trial: its outcome, or that it failed for a reason
+that is not its own and runs again (its parameters queued under a new number), with the
+rules that find such trials: a dead process on this machine, a stale heartbeat.
+
+The one place that writes trial states; every executor goes through it.
+
+>>> fail_and_requeue  # doctest: +ELLIPSIS
+<function fail_and_requeue at ...>
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tunecb.oracle import attrs
+from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
+
+log = logging.getLogger("tunecb")
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+    """Tell Optuna the outcome's state (COMPLETE with the best value, PRUNED or FAIL)."""
+    if outcome.state == COMPLETE:
+        study.tell(trial, outcome.value)
+    elif outcome.state == PRUNED:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def discard(study: optuna.Study, trial: optuna.Trial) -> None:
+    """A trial asked past the budget (a race between workers): FAIL, not counted."""
+    trial.set_user_attr(attrs.STOP_REASON, attrs.DISCARDED)
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def fail_and_requeue(study: optuna.Study, number: int, reason: str, error: str) -> bool:
+    """Mark RUNNING trial ``number`` FAIL for a reason that is not its own (``reason``:
+    ``worker_died`` or ``interrupted``) and queue a WAITING copy with its parameters.
+    Returns ``False`` when the trial was no longer RUNNING (another process got there
+    first, or it finished): nothing is done then."""
+    failed = fail(study, number, reason, error)
+    if failed is None:
+        return False
+    requeue(study, failed)
+    return True
+
+
+def fail(study: optuna.Study, number: int, reason: str, error: str) -> Any:
+    """Mark RUNNING trial ``number`` FAIL (``stop_reason`` ``reason``); the frozen trial, or
+    ``None`` when it was not RUNNING."""
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    if storage.get_trial(trial_id).state != TrialState.RUNNING:
+        return None
+    storage.set_trial_user_attr(trial_id, attrs.STOP_REASON, reason)
+    storage.set_trial_user_attr(trial_id, attrs.ERROR, error)
+    try:
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return None
+    except RuntimeError:  # finished meanwhile ("Trial#n has already finished")
+        return None
+    return storage.get_trial(trial_id)
+
+
+def requeue(study: optuna.Study, failed: Any) -> None:
+    """Queue a WAITING copy of a failed trial (same parameters), linked to it the way
+    Optuna's ``RetryHeartbeatStaleTrialCallback`` links its retries (``failed_trial``,
+    ``retry_history`` system attrs), so one rule finds the attempts of a trial."""
+    history = [*failed.system_attrs.get("retry_history", []), failed.number]
+    system_attrs = {**failed.system_attrs, "failed_trial": failed.number}
+    system_attrs["retry_history"] = history
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            system_attrs=system_attrs,
+        )
+    )
+
+
+def fail_workers_trials(
+    study: optuna.Study, workers: Iterable[str], reason: str, error: str
+) -> list[int]:
+    """:func:`fail_and_requeue` every RUNNING trial of these worker ids (``host:pid``)."""
+    ids = set(workers)
+    done = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(attrs.WORKER) in ids and fail_and_requeue(
+            study, trial.number, reason, error
+        ):
+            done.append(trial.number)
+    return done
+
+
+def recover_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail and queue again the RUNNING trials whose process, on this machine, no longer
+    exists (a search killed with SIGKILL, a crash, a reboot). Trials of other machines are
+    left to their own processes (or to the database heartbeat)."""
+    rerun = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = attrs.on_this_host(trial.user_attrs.get(attrs.WORKER))
+        if pid is None or _alive(pid):
+            continue
+        if fail_and_requeue(study, trial.number, attrs.WORKER_DIED, f"its process {pid} is gone"):
+            rerun.append(trial.number)
+    return rerun
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """The storage's heartbeat interval (database storages opened with one), else None."""
+    return getattr(study._storage, "get_heartbeat_interval", lambda: None)()
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's ``fail_stale_trials`` (its retry callback queues the trials again), only for
+    storages with a heartbeat, and without its "experimental" warning on every call."""
+    if heartbeat_interval(study) is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+class Heartbeat:
+    """Records the trial's heartbeat in a background thread while it runs, when the
+    storage has a heartbeat (an RDB storage opened with ``heartbeat_interval``)."""
+
+    def __init__(self, storage: Any, trial_id: int) -> None:
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval:
+            self.storage.record_heartbeat(self.trial_id)
+            self._thread = threading.Thread(target=self._beat, name="tunecb-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception as exc:  # the storage is away: the trial goes on; say so
+                log.debug("heartbeat failed: %s", exc)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

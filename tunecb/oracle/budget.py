@@ -1,0 +1,91 @@
+"""How many trials a study has used of its budget, the same rule for every worker.
+
+Several workers (processes, machines) share one study and one ``n_trials``. A trial
+counts when it is COMPLETE, PRUNED, RUNNING, WAITING or FAIL, unless it failed for a
+reason that is not the trial's fault (its worker died or was interrupted: it is run
+again) or it was discarded (started beyond the budget in a race, see below).
+
+Two workers can both see 99 of 100 trials used and both ask for a new one. Trial numbers
+are assigned atomically by every Optuna storage, so after ``ask`` a worker checks that
+fewer than ``n_trials`` counting trials have a smaller number; the loser discards its
+trial (FAIL, ``stop_reason="discarded"``, hidden by the report) and stops.
+
+>>> NOT_COUNTED
+('worker_died', 'interrupted', 'discarded')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.trial import TrialState
+
+NOT_COUNTED = ("worker_died", "interrupted", "discarded")
+_COUNTED_STATES = (
+    TrialState.COMPLETE,
+    TrialState.PRUNED,
+    TrialState.FAIL,
+    TrialState.RUNNING,
+    TrialState.WAITING,
+)
+
+
+def retried(trials: list) -> set[int]:
+    """Numbers of trials that were run again (Optuna's ``retry_history`` system attr)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+
+
+def counts(trial: Any, retried_numbers: set[int] = frozenset()) -> bool:
+    """Whether a (frozen) trial uses a unit of the study's budget."""
+    if trial.state not in _COUNTED_STATES or trial.number in retried_numbers:
+        return False
+    return trial.user_attrs.get("stop_reason") not in NOT_COUNTED
+
+
+def finished(trials: list) -> int:
+    """Trials that ended and count: what ``--n-trials`` is compared with at the end."""
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    again = retried(trials)
+    return sum(1 for t in trials if t.state in done and counts(t, again))
+
+
+def may_ask(trials: list, n_trials: int | None) -> bool:
+    """Whether a worker should ask for another trial: budget left, or a trial waiting."""
+    if n_trials is None:
+        return True
+    if any(t.state == TrialState.WAITING for t in trials):
+        return True
+    again = retried(trials)
+    return sum(1 for t in trials if counts(t, again)) < n_trials
+
+
+def left(trials: list, n_trials: int | None) -> int | None:
+    """Trials still to run (waiting ones included); ``None`` without a limit.
+
+    >>> left([], 5)
+    5
+    """
+    if n_trials is None:
+        return None
+    again = retried(trials)
+    used = sum(1 for t in trials if counts(t, again) and t.state != TrialState.WAITING)
+    return max(0, n_trials - used)
+
+
+def within_budget(trials: list, number: int, n_trials: int | None) -> bool:
+    """Whether trial ``number`` (just asked) is within the budget: fewer than ``n_trials``
+    counting trials were numbered before it."""
+    if n_trials is None:
+        return True
+    again = retried(trials)
+    return sum(1 for t in trials if t.number < number and counts(t, again)) < n_trials
+
+
+def work_left(trials: list, n_trials: int | None, deadline: float | None) -> bool:
+    """Whether a new worker would find a trial to run: before the deadline (``time.time()``)
+    and with budget left (no backend start for nothing)."""
+    import time
+
+    if deadline is not None and time.time() >= deadline:
+        return False
+    return may_ask(trials, n_trials)

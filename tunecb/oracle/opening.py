@@ -1,0 +1,111 @@
+"""Create the study once (in the launcher), or continue it saying so, checking that it
+still matches the study file, and rerun the trials a dead process on this machine left.
+
+Example::
+
+    study, created, notes = open_study(loaded, settings, StudyDir(path), storage)
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from tunecb._version import __version__
+from tunecb.errors import ConfigError, StorageError, first_line
+from tunecb.oracle.attempts import recover_dead_trials
+from tunecb.oracle.attrs import FINISHED
+from tunecb.results import StudyDir, write_json
+from tunecb.storage.urls import redact, redact_text
+from tunecb.study.declaration import LoadedStudy
+from tunecb.study.samplers_pruners import make_pruner, make_sampler
+from tunecb.study.settings import Settings
+
+
+def open_study(
+    loaded: LoadedStudy,
+    settings: Settings,
+    study_dir: StudyDir,
+    storage: optuna.storages.BaseStorage,
+) -> tuple[optuna.Study, bool, list[str]]:
+    """Create the study, or load it and check it still matches the study file."""
+    shown = redact(settings.storage) if settings.storage else str(study_dir.root)
+    try:
+        existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    except Exception as exc:
+        raise StorageError(
+            f"storage {shown!r}: cannot list studies: {first_line(redact_text(str(exc)))}"
+        ) from exc
+    pruner = make_pruner(settings.pruner, settings.epochs)
+    notes: list[str] = []
+    if settings.name in existing:
+        summary = existing[settings.name]
+        # No replay of the first run's parameters: the trial loop seeds each trial's
+        # draws from (seed, trial number) (see tunecb.study.samplers_pruners.reseed).
+        sampler = make_sampler(settings.sampler, settings.seed)
+        old_direction = summary.direction.name.lower()
+        old_monitor = summary.user_attrs.get("monitor", settings.monitor)
+        study = optuna.load_study(
+            study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
+        )
+        if (
+            old_monitor != settings.monitor
+            and old_direction == settings.direction
+            and not study.get_trials(deepcopy=False, states=FINISHED[:2])
+        ):
+            # Nothing finished with the old metric (a typo caught at the first epoch).
+            study.set_user_attr("monitor", settings.monitor)
+            _write_study_json(study_dir, settings, loaded)
+            notes.append(f"monitor changed from {old_monitor} to {settings.monitor}")
+            old_monitor = settings.monitor
+        if old_direction != settings.direction or old_monitor != settings.monitor:
+            raise ConfigError(
+                f"study {settings.name!r} in {shown!r} optimises {old_monitor} ({old_direction}); "
+                f"the study now says {settings.monitor} ({settings.direction}). "
+                "Use --study-name NEW for a new study, or restore the old monitor"
+            )
+        rerun = recover_dead_trials(study)
+        if rerun:
+            notes.append(
+                f"trials {rerun} were left running by a process on this machine that died; "
+                "they run again, resuming from their last backup"
+            )
+        old_sha = summary.user_attrs.get("study_sha256")
+        if old_sha and old_sha != loaded.sha256:
+            notes.append(f"the study file {loaded.path} changed since the study began")
+        return study, False, notes
+    if study_dir.has_trials():
+        raise ConfigError(
+            f"{study_dir.trials} holds trials of an earlier run, but storage {shown!r} has no "
+            f"study {settings.name!r}; delete that folder, or pass another --study-name or "
+            "--results"
+        )
+    sampler = make_sampler(settings.sampler, settings.seed)
+    study = optuna.create_study(
+        storage=storage, study_name=settings.name, direction=settings.direction,
+        sampler=sampler, pruner=pruner,
+    )  # fmt: skip
+    for key, value in {
+        "monitor": settings.monitor,
+        "epochs": settings.epochs,
+        "study_sha256": loaded.sha256,
+        "study_file": str(loaded.path),
+        "tunecb_version": __version__,
+    }.items():
+        study.set_user_attr(key, value)
+    _write_study_json(study_dir, settings, loaded)
+    return study, True, notes
+
+
+def _write_study_json(study_dir: StudyDir, settings: Settings, loaded: LoadedStudy) -> None:
+    write_json(
+        study_dir.study_json,
+        {
+            "name": settings.name,
+            "monitor": settings.monitor,
+            "direction": settings.direction,
+            "epochs": settings.epochs,
+            "storage": redact(settings.storage) if settings.storage else None,
+            "study_file": str(loaded.path),
+            "tunecb_version": __version__,
+        },
+    )

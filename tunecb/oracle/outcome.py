@@ -1,0 +1,58 @@
+"""What one trial did, typed once: made by the runner, told to Optuna, stored as user
+attributes, sent in every executor's events and rebuilt from the storage the same way.
+
+>>> o = TrialOutcome(number=3, state="COMPLETE", value=0.9, best_epoch=2, epochs_run=4,
+...                  stop_reason="early_stopped", error=None, checkpoint="trials/3/best.keras",
+...                  duration_s=1.5, n_params=10, seed=1, lr_schedule="none")
+>>> TrialOutcome.from_attrs(3, "COMPLETE", o.attrs()) == o
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """The Optuna state to tell and the metadata to keep."""
+
+    number: int
+    state: str
+    value: float | None
+    best_epoch: int | None
+    epochs_run: int
+    stop_reason: str
+    error: str | None
+    checkpoint: str | None
+    duration_s: float
+    n_params: int | None
+    seed: int | None
+    lr_schedule: str | None
+    resumed_from_epoch: int | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        """The metadata stored as Optuna user attributes (the value as ``best_value``:
+        Optuna's value of a PRUNED trial is its last report, not its best)."""
+        data = asdict(self)
+        for key in ("number", "state"):
+            data.pop(key)
+        data["best_value"] = data.pop("value")
+        return data
+
+    @classmethod
+    def from_attrs(cls, number: int, state: str, attrs: dict[str, Any]) -> TrialOutcome:
+        """Rebuild an outcome from a trial's user attributes (what another process stored)."""
+        known = {f.name for f in fields(cls)} - {"number", "state", "value"}
+        values = {k: attrs.get(k) for k in known}
+        values["epochs_run"] = values["epochs_run"] or 0
+        values["duration_s"] = values["duration_s"] or 0.0
+        return cls(number=number, state=state, value=attrs.get("best_value"), **values)
+
+    @classmethod
+    def from_trial(cls, trial: Any) -> TrialOutcome:
+        """From a frozen Optuna trial that tunecb's runner recorded."""
+        return cls.from_attrs(trial.number, trial.state.name, trial.user_attrs)

@@ -1,0 +1,71 @@
+"""The order of a study's trials, shared by the report and ``--keep-checkpoints``:
+COMPLETE trials by the objective, then PRUNED ones by their best value, then FAIL, RUNNING
+and WAITING; and one trial as a plain record (no pandas).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tunecb.results import StudyDir
+
+_STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
+
+
+def trial_record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) -> dict[str, Any]:
+    """One trial as a report record (``study_dir=None``: no file is read, no checkpoint).
+    ``checkpoint_removed`` (not a column) is ``--keep-checkpoints``' mark when it removed
+    the trial's checkpoint (``{"at", "keep_checkpoints", "by"}``), else ``None``."""
+    attrs = trial.user_attrs
+    value = attrs.get("best_value", trial.value)
+    epochs = attrs.get("epochs_run")
+    if epochs is None and trial.intermediate_values:
+        epochs = max(trial.intermediate_values)
+    duration = attrs.get("duration_s")
+    if duration is None and trial.duration is not None:
+        duration = round(trial.duration.total_seconds(), 3)
+    checkpoint = None
+    if study_dir is not None and attrs.get("checkpoint"):
+        file = study_dir.root / attrs["checkpoint"]
+        checkpoint = str(file) if file.is_file() else None
+    removed = None
+    if study_dir is not None and checkpoint is None:
+        removed = study_dir.checkpoint_removal(trial.number)
+    record = {
+        "trial": trial.number,
+        "state": trial.state.name,
+        "value": value,
+        "best_epoch": attrs.get("best_epoch"),
+        "epochs": epochs,
+        "stop_reason": attrs.get(
+            "stop_reason",
+            "worker_died"
+            if rerun and trial.state.name == "FAIL"
+            else _default_reason(trial.state.name),
+        ),
+        "duration_s": duration,
+    }
+    for name, param in trial.params.items():
+        record[f"params_{name}"] = param
+    record["checkpoint"] = checkpoint
+    record["checkpoint_removed"] = removed
+    return record
+
+
+def _default_reason(state: str) -> str | None:
+    return {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(state)
+
+
+def rank_key(record: dict[str, Any], maximize: bool) -> tuple:
+    """The report's order: COMPLETE by the objective, then PRUNED by their best value, then
+    FAIL, RUNNING, WAITING; ties by trial number (a total order).
+
+    >>> rank_key({"state": "PRUNED", "value": 0.9, "trial": 1}, True) > rank_key(
+    ...     {"state": "COMPLETE", "value": 0.1, "trial": 2}, True)
+    True
+    """
+    value = record["value"]
+    missing = value is None or not math.isfinite(value)
+    score = 0.0 if missing else (-value if maximize else value)
+    return (_STATE_ORDER.get(record["state"], 5), missing, score, record["trial"])

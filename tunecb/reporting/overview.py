@@ -1,0 +1,161 @@
+"""What a person wants to know first about a study: best trial, states, epochs saved, time.
+
+Plain numbers from the report records and the Optuna trials; no pandas, no TensorFlow.
+
+>>> o = overview(study_records("results/digits"))  # doctest: +SKIP
+>>> o.epochs_trained, o.epochs_budget  # doctest: +SKIP
+(412, 900)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunecb.reporting.records import StudyRecords
+
+THIS_PROCESS = "(one process)"  # trials that name no worker ran in the launcher
+
+
+@dataclass(frozen=True)
+class Overview:
+    """A study summed up; ``None`` where the study cannot say (e.g. not run by tunecb)."""
+
+    name: str
+    monitor: str
+    direction: str
+    states: dict[str, int]
+    best: dict[str, Any] | None  # the best record (rank 1 among COMPLETE trials)
+    epochs_budget: int | None  # epochs every finished trial could have trained
+    epochs_trained: int
+    saved_by: dict[str, int] = field(default_factory=dict)  # stop reason → epochs not trained
+    wall_s: float | None = None  # first trial start → last trial end
+    compute_s: float = 0.0  # the trials' durations added up
+    workers: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    checkpoints: int = 0
+    checkpoint_bytes: int = 0
+    checkpoints_removed: list[int] = field(default_factory=list)
+
+
+def overview(result: StudyRecords) -> Overview:
+    """Sum up a study's records (see :func:`tunecb.reporting.records.study_records`)."""
+    records = result.records
+    states = Counter(r["state"] for r in records)
+    best = next(
+        (r for r in records if r["state"] == "COMPLETE" and finite_number(r["value"])), None
+    )
+    finished = [r for r in records if r["state"] in ("COMPLETE", "PRUNED", "FAIL")]
+    trained = sum(int(r["epochs"] or 0) for r in finished)
+    budget = result.epochs * len(finished) if result.epochs else None
+    saved: Counter[str] = Counter()
+    if result.epochs:
+        for r in finished:
+            left = result.epochs - int(r["epochs"] or 0)
+            if left > 0:
+                saved[r["stop_reason"] or r["state"].lower()] += left
+    starts, ends, workers = [], [], []
+    for trial in result.trials.values():
+        if trial.datetime_start is not None:
+            starts.append(trial.datetime_start)
+            ends.append(trial.datetime_complete or trial.datetime_start)
+        workers.append(trial.user_attrs.get("worker") or THIS_PROCESS)
+    wall = (max(ends) - min(starts)).total_seconds() if starts else None
+    unique = sorted(set(workers))
+    hosts = sorted({w.rsplit(":", 1)[0] for w in unique if w != THIS_PROCESS})
+    files, size = result.study_dir.checkpoint_usage() if result.study_dir else (0, 0)
+    removed = sorted(r["trial"] for r in records if r.get("checkpoint_removed"))
+    return Overview(
+        name=result.name,
+        monitor=result.monitor or "value",
+        direction=result.direction,
+        states=dict(states),
+        best=best,
+        epochs_budget=budget,
+        epochs_trained=trained,
+        saved_by=dict(saved.most_common()),
+        wall_s=wall,
+        compute_s=sum(float(r["duration_s"] or 0.0) for r in finished),
+        workers=unique,
+        hosts=hosts,
+        checkpoints=files,
+        checkpoint_bytes=size,
+        checkpoints_removed=removed,
+    )
+
+
+def finite_number(value: Any) -> bool:
+    """A real, finite number (not ``None``, NaN or inf)."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+SAVED_BY = {
+    "pruned": "pruning",
+    "early_stopped": "early stopping",
+    "nan": "NaN stops",
+    "failed": "failures",
+    "worker_died": "dead workers",
+    "interrupted": "interruptions",
+}
+
+
+def saved_text(info: Overview) -> str:
+    """What each stop reason saved, e.g. ``pruning 493, early stopping 97`` (or ``""``)."""
+    return ", ".join(f"{SAVED_BY.get(k, k)} {n:,}" for k, n in info.saved_by.items() if n)
+
+
+def one_line(info: Overview) -> str:
+    """The overview in one line, for the terminal.
+
+    >>> one_line(overview(study_records("results/digits")))  # doctest: +SKIP
+    'trained 310 of 900 epochs (34%; saved: pruning 493, early stopping 97) · ...'
+    """
+    if info.epochs_budget:
+        saved = saved_text(info)
+        epochs = (
+            f"trained {info.epochs_trained:,} of {info.epochs_budget:,} epochs "
+            f"({info.epochs_trained / info.epochs_budget:.0%}"
+            + (f"; saved: {saved})" if saved else ")")
+        )
+    else:
+        epochs = f"trained {info.epochs_trained:,} epochs"
+    n = len(info.workers)
+    workers = f"{n} worker process{'es' * (n != 1)}"
+    parts = [epochs, f"{duration_text(info.wall_s)} wall clock", workers]
+    disk = f"checkpoints {info.checkpoints} files, {size_text(info.checkpoint_bytes)}"
+    if info.checkpoints_removed:
+        disk += f", {len(info.checkpoints_removed)} removed by --keep-checkpoints"
+    return " · ".join([*parts, disk])
+
+
+def duration_text(seconds: float | None) -> str:
+    """``3h 05m``, ``4m 12s`` or ``8.5s``.
+
+    >>> duration_text(3725), duration_text(75), duration_text(8.46)
+    ('1h 02m', '1m 15s', '8.5s')
+    """
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def size_text(n_bytes: int) -> str:
+    """``512 B``, ``3.4 MiB``...
+
+    >>> size_text(512), size_text(3_565_158)
+    ('512 B', '3.4 MiB')
+    """
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # unreachable

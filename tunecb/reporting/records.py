@@ -1,0 +1,158 @@
+"""A study as a ranked table: storage and trial files → plain records → pandas DataFrame.
+
+No TensorFlow here, and pandas only at the last step, so ``tunecb report`` starts fast.
+
+>>> df = study_report("results/digits")  # doctest: +SKIP
+>>> df.columns[:7].tolist()  # doctest: +SKIP
+['trial', 'state', 'value', 'best_epoch', 'epochs', 'stop_reason', 'duration_s']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunecb.errors import ResultsError, StorageError
+from tunecb.oracle.ranking import rank_key, trial_record
+from tunecb.results import StudyDir, read_json
+from tunecb.storage.urls import JOURNAL_NAME, redact, redact_text
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas
+
+BASE_COLUMNS = ["trial", "state", "value", "best_epoch", "epochs", "stop_reason", "duration_s"]
+
+
+@dataclass(frozen=True)
+class StudyRecords:
+    """A study's trials as plain dicts, ranked, with what is needed to read them."""
+
+    name: str
+    direction: str
+    monitor: str | None
+    study_dir: StudyDir | None
+    records: list[dict[str, Any]]
+    epochs: int | None = None  # the epoch budget of every trial, when tunecb ran the study
+    trials: dict[int, Any] = field(default_factory=dict)  # number → optuna FrozenTrial
+
+
+def open_report_study(
+    path: str | Path | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> tuple[optuna.Study, StudyDir | None, dict[str, Any]]:
+    """The Optuna study behind a results folder, or behind ``storage`` + ``study_name``."""
+    import optuna
+
+    from tunecb.storage.urls import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study_dir = StudyDir(Path(path)) if path is not None else None
+    meta: dict[str, Any] = {}
+    if study_dir is not None:
+        if not study_dir.root.is_dir():
+            raise ResultsError(
+                f"results folder {str(study_dir.root)!r} does not exist; "
+                "pass the folder `tunecb search` wrote, e.g. results/<study>"
+            )
+        meta = read_json(study_dir.study_json) or {}
+        if storage is None:
+            stored = meta.get("storage")
+            if stored and "***" in stored:
+                raise StorageError(
+                    f"{study_dir.root} uses storage {stored!r}; pass it with its password: "
+                    "--storage URL"
+                )
+            storage = stored
+            if storage is None and not (study_dir.root / JOURNAL_NAME).is_file():
+                raise ResultsError(
+                    f"{str(study_dir.root)!r} holds no tunecb study (no {JOURNAL_NAME} or "
+                    f"study.json); pass the folder `tunecb search` wrote, or --storage URL"
+                )
+        study_name = study_name or meta.get("name")
+    elif storage is None:
+        raise StorageError("report needs a results folder, or --storage URL --study-name NAME")
+    if (
+        storage is not None
+        and "://" not in storage
+        and not Path(storage.removeprefix("journal:")).is_file()
+    ):
+        raise StorageError(f"--storage {redact(storage)!r}: no such journal file")
+    opened = open_storage(storage, study_dir.root if study_dir else Path("."))
+    shown = redact(storage) if storage else str(study_dir.root / JOURNAL_NAME)
+    try:
+        names = [s.study_name for s in optuna.get_all_study_summaries(opened)]
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"storage {shown!r}: cannot read it: {redact_text(reason)}") from exc
+    if study_name is None:
+        if len(names) != 1:
+            raise StorageError(
+                f"storage {shown!r} holds {len(names)} studies; pick one with "
+                f"--study-name from {sorted(names)}"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        raise StorageError(
+            f"--study-name {study_name!r}: no such study in {shown!r}; it has {sorted(names)}"
+        )
+    study = optuna.load_study(study_name=study_name, storage=opened)
+    return study, study_dir, meta
+
+
+def study_records(
+    path: str | Path | None = None,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> StudyRecords:
+    """Every trial of the study as a plain record, best first."""
+    study, study_dir, meta = open_report_study(path, storage, study_name)
+    maximize = study.direction.name == "MAXIMIZE"
+    trials = study.get_trials(deepcopy=False)
+    rerun = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    kept = [t for t in trials if t.user_attrs.get("stop_reason") != "discarded"]
+    records = [trial_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
+    records.sort(key=lambda r: rank_key(r, maximize))
+    return StudyRecords(
+        name=study.study_name,
+        direction="maximize" if maximize else "minimize",
+        monitor=meta.get("monitor") or study.user_attrs.get("monitor"),
+        study_dir=study_dir,
+        records=records,
+        epochs=meta.get("epochs") or study.user_attrs.get("epochs"),
+        trials={t.number: t for t in kept},
+    )
+
+
+def study_report(
+    path: str | Path | None = None,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    top: int | None = None,
+) -> pandas.DataFrame:
+    """The trials of a study ranked by the objective (index: rank from 1).
+
+    Columns: trial, state, value, best_epoch, epochs, stop_reason, duration_s, one
+    ``params_<name>`` per hyperparameter, checkpoint (empty for a study tunecb did not run).
+
+    >>> tunecb.report("results/digits", top=5)  # doctest: +SKIP
+    """
+    return to_dataframe(study_records(path, storage=storage, study_name=study_name).records, top)
+
+
+def to_dataframe(records: list[dict[str, Any]], top: int | None = None) -> pandas.DataFrame:
+    import pandas as pd
+
+    rows = records[:top] if top is not None else records
+    frame = pd.DataFrame(rows, columns=columns(records))
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
+    return frame
+
+
+def columns(records: list[dict[str, Any]]) -> list[str]:
+    params = sorted({k for r in records for k in r if k.startswith("params_")})
+    return [*BASE_COLUMNS, *params, "checkpoint"]

@@ -1,0 +1,334 @@
+"""Optuna storages: the embedded default under the results folder, or any storage URL.
+
+The default is Optuna's journal file (``results/<study>/optuna.journal``): no server,
+and safe when several processes share it (SQLite is not; see design.md section 2).
+
+>>> redact("postgresql://tuner:s3cret@db:5432/tunecb")
+'postgresql://tuner:***@db:5432/tunecb'
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from tunecb.errors import StorageError
+
+JOURNAL_NAME = "optuna.journal"
+_RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+# The password of ``scheme://user:password@host...``, split as SQLAlchemy splits it (the user
+# name stops at the first ":" or "/", the password at the next "@"), and ``password=`` in the
+# query string (libpq also takes it there). "scheme:/user:pw@..." (a typo) is covered too.
+_PASSWORD_RE = re.compile(r"^(?P<head>[a-zA-Z][\w+.-]*:/*[^:/]*:)(?P<pw>[^@]*)(?P<tail>@.*)$")
+_SCHEME_TYPO_RE = re.compile(rf"^({'|'.join(_RDB_SCHEMES)})(\+\w+)?:", re.IGNORECASE)
+_QUERY_PASSWORD_RE = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&#]*)", re.IGNORECASE)
+
+CONNECT_TIMEOUT_S = 5  # PostgreSQL: seconds to wait for a server, unless the URL says
+_CREATE_RETRIES = 5  # tries again when another worker was creating the tables at that moment
+_PG_DRIVERS = ("psycopg2", "psycopg")  # libpq drivers, preferred in this order
+_LIBPQ_DRIVERS = ("psycopg2", "psycopg", "psycopg2cffi")  # they take connect_timeout
+_PG_URL_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+_PG_INSTALL = "pip install 'tunecb[postgres]'"
+
+
+def redact(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (for messages and files).
+
+    >>> redact("postgresql+psycopg2://u:p%40ss@h:5432/db?password=x&sslmode=require")
+    'postgresql+psycopg2://u:***@h:5432/db?password=***&sslmode=require'
+    """
+    url = _PASSWORD_RE.sub(r"\g<head>***\g<tail>", url)
+    return _QUERY_PASSWORD_RE.sub(r"\g<head>***", url)
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message) with the password of any URL in it replaced by ``***``.
+
+    >>> redact_text("could not connect to postgresql://u:pw@h/db")
+    'could not connect to postgresql://u:***@h/db'
+    """
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
+
+
+def is_journal_url(url: str) -> bool:
+    return url.startswith("journal:") or "://" not in url
+
+
+def open_storage(
+    url: str | None,
+    study_dir: Path,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+) -> optuna.storages.BaseStorage:
+    """Open ``url`` (an Optuna RDB URL, ``journal:PATH`` or a journal file path), or the
+    embedded journal file in ``study_dir`` when ``url`` is ``None``.
+
+    ``heartbeat_interval`` and ``grace_period`` (seconds) turn on Optuna's heartbeat, which
+    lets a worker fail the trials of workers that died; only RDB storages have it.
+
+    Raises :class:`StorageError` naming the storage (password redacted) and the fix, within
+    seconds: a PostgreSQL server is given :data:`CONNECT_TIMEOUT_S` to answer, unless the URL
+    sets ``connect_timeout``.
+    """
+    heartbeat = _heartbeat_kwargs(heartbeat_interval, grace_period)
+    typo = _SCHEME_TYPO_RE.match(url or "")
+    if typo and "://" not in url:  # "postgresql:/host/db" is no journal file path
+        raise StorageError(
+            f"--storage {redact(url)!r}: malformed URL (no '//' after {typo.group(1)}:); "
+            f"expected e.g. {_PG_URL_FORM} or sqlite:///study.db"
+        )
+    if url is None or is_journal_url(url):
+        shown = str(study_dir / JOURNAL_NAME) if url is None else url
+        if heartbeat:
+            raise StorageError(
+                f"storage {shown!r} is a journal file, which has no heartbeat; use an RDB "
+                "storage URL such as postgresql://user:pass@host/db for heartbeats"
+            )
+        if url is None:
+            return _journal(study_dir / JOURNAL_NAME, shown=shown)
+        return _journal(Path(url.removeprefix("journal:").removeprefix("//")), shown=shown)
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme not in _RDB_SCHEMES:
+        raise StorageError(
+            f"--storage {redact(url)!r}: unknown scheme {scheme!r}; use an Optuna storage URL "
+            "such as sqlite:///study.db, postgresql://user:pass@host/db or a .journal file path"
+        )
+    engine_kwargs = None
+    target = url
+    if scheme in ("postgresql", "postgres"):
+        target, engine_kwargs = _postgres(url)
+    for attempt in range(_CREATE_RETRIES + 1):
+        try:
+            with warnings.catch_warnings():
+                # heartbeat_interval is "experimental" in Optuna; we ask for it on purpose.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(target, engine_kwargs=engine_kwargs, **heartbeat)
+        except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot open"
+            if attempt < _CREATE_RETRIES and _creation_race(exc):
+                # Workers starting together on an empty database all create Optuna's tables;
+                # the losers see "already exists": by now the tables are there, so try again.
+                time.sleep(random.uniform(0.1, 0.3) * (attempt + 1))
+                continue
+            if scheme in ("postgresql", "postgres"):
+                reason = _postgres_reason(exc, target, url)
+            else:
+                reason = f"cannot open the storage: {_scrub(_first_line(exc), url)}"
+            raise StorageError(f"--storage {redact(url)!r}: {reason}") from exc
+    raise AssertionError("unreachable")
+
+
+def study_storage(url: str | None, study_dir: Path, heartbeat: int | None) -> Any:
+    """The storage of a search: with a heartbeat every ``heartbeat`` seconds when it is a
+    database (so that the trials of a machine that died are found and run again by the
+    others, after three missed beats); the journal needs none (see
+    :mod:`tunecb.execution.processes`)."""
+    if url is None or is_journal_url(url) or not heartbeat:
+        return open_storage(url, study_dir)
+    return open_storage(url, study_dir, heartbeat_interval=heartbeat, grace_period=3 * heartbeat)
+
+
+def _creation_race(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "already exists" in text or "duplicate key value violates unique" in text
+
+
+def _heartbeat_kwargs(interval: int | None, grace: int | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for name, value in (("heartbeat_interval", interval), ("grace_period", grace)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise StorageError(f"{name} must be a positive number of seconds, got {value!r}")
+        kwargs[name] = value
+    if "grace_period" in kwargs and "heartbeat_interval" not in kwargs:
+        raise StorageError("grace_period needs heartbeat_interval: pass both, or neither")
+    if kwargs:
+        # A trial whose heartbeat stopped is failed and queued again with its parameters.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs["heartbeat_stale_trial_callback"] = (
+                optuna.storages.RetryHeartbeatStaleTrialCallback()
+            )
+    return kwargs
+
+
+def _postgres(url: str) -> tuple[str, dict[str, Any] | None]:
+    """Check a PostgreSQL URL without connecting; return the URL to open (with an installed
+    driver) and the engine arguments (a connect timeout)."""
+    from sqlalchemy.engine import make_url
+
+    shown = redact(url)
+    try:
+        parsed = make_url(url)  # raises on a port that is not a number, too
+    except Exception as exc:
+        bad_port = re.search(r"invalid literal for int\(\) with base 10: (.*)$", str(exc))
+        what = (
+            f"port {bad_port.group(1)} is not a number"
+            if bad_port
+            else _scrub(_first_line(exc), url)
+        )
+        raise StorageError(
+            f"--storage {shown!r}: malformed URL ({what}); expected {_PG_URL_FORM}"
+        ) from exc
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise StorageError(
+            f"--storage {shown!r}: port {parsed.port} is out of range; expected {_PG_URL_FORM} "
+            "(PostgreSQL's default port is 5432)"
+        )
+    if not parsed.database:
+        raise StorageError(
+            f"--storage {shown!r}: no database name; end the URL with /DATABASE, "
+            f"as in {_PG_URL_FORM}"
+        )
+    driver = parsed.drivername.partition("+")[2]
+    if not driver:  # pick an installed libpq driver (SQLAlchemy's default varies by version)
+        driver = next((d for d in _PG_DRIVERS if _driver_state(d) == "installed"), None)
+        if driver is None:
+            raise StorageError(
+                f"--storage {shown!r}: no PostgreSQL driver is installed; {_PG_INSTALL}"
+            )
+    state = _driver_state(driver)
+    if state == "unknown":
+        raise StorageError(
+            f"--storage {shown!r}: SQLAlchemy knows no PostgreSQL driver {driver!r}; use "
+            f"postgresql+psycopg2://... ({_PG_INSTALL})"
+        )
+    if state == "missing":
+        fix = _PG_INSTALL if driver == "psycopg2" else f"install {driver}, or {_PG_INSTALL}"
+        raise StorageError(
+            f"--storage {shown!r}: the PostgreSQL driver {driver!r} is not installed; {fix}"
+        )
+    parsed = parsed.set(drivername=f"postgresql+{driver}")
+    engine_kwargs = None
+    if driver in _LIBPQ_DRIVERS and "connect_timeout" not in parsed.query:
+        engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return parsed.render_as_string(hide_password=False), engine_kwargs
+
+
+def _driver_state(driver: str) -> str:
+    """``installed``, ``missing`` (SQLAlchemy knows it, its module does not import) or
+    ``unknown``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        dialect = make_url(f"postgresql+{driver}://").get_dialect()
+    except Exception:
+        return "unknown"
+    load = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2 / 1.4
+    try:
+        load()
+    except ImportError:
+        return "missing"
+    return "installed"
+
+
+def _postgres_reason(exc: BaseException, target: str, url: str) -> str:
+    """A short what-and-fix for an error of connecting to PostgreSQL or creating tables
+    (``target`` is the URL opened, ``url`` the one given: its password is kept out)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(target)
+    host = parsed.host or "the local socket"
+    where = f"{host}:{parsed.port or 5432}" if parsed.host else host
+    user, database = parsed.username, parsed.database
+    timeout = parsed.query.get("connect_timeout", CONNECT_TIMEOUT_S)
+    text = str(getattr(exc, "orig", None) or exc)
+    low = text.lower()
+    gist = _scrub(_driver_line(text), url)
+    if isinstance(exc, ImportError):
+        return f"the PostgreSQL driver is not installed; {_PG_INSTALL}"
+    if "password authentication failed" in low:
+        return (
+            f"password authentication failed for user {user!r} at {where}; check the user and "
+            "password in the URL (percent-encode special characters: @ as %40, : as %3A)"
+        )
+    if "no password supplied" in low:
+        return f"the server at {where} wants a password; put it in the URL: {_PG_URL_FORM}"
+    if re.search(r'role ".*" does not exist', low):
+        return f"user {user!r} does not exist at {where}; fix the user in the URL or create it"
+    if re.search(r'database ".*" does not exist', low):
+        return (
+            f"database {database!r} does not exist at {where}; create it "
+            f"(CREATE DATABASE {database}) or fix the name in the URL"
+        )
+    if "could not translate host name" in low or "name or service not known" in low:
+        return f"host {host!r} not found; check the host name in the URL"
+    if "connection refused" in low:
+        return (
+            f"nothing accepts connections at {where}; check the host and port, and that "
+            "PostgreSQL is running there and listening on that address"
+        )
+    if "timeout expired" in low or "timed out" in low:
+        return (
+            f"no answer from {where} within {timeout} s; check the host, port and firewall "
+            "(or raise connect_timeout=SECONDS in the URL)"
+        )
+    if "no route to host" in low or "network is unreachable" in low:
+        return f"cannot reach {where} (no route); check the host in the URL and the network"
+    if "no pg_hba.conf entry" in low:
+        return (
+            f"the server at {where} does not accept user {user!r} from this machine "
+            "(no pg_hba.conf entry); ask its administrator to allow it, or check sslmode"
+        )
+    if "permission denied" in low:
+        return (
+            f"user {user!r} may not create Optuna's tables in database {database!r} at "
+            f"{where} ({gist}); use a database the user owns, or GRANT it "
+            "CONNECT and CREATE ON SCHEMA public"
+        )
+    if "too many clients" in low or "too many connections" in low:
+        return f"the server at {where} has no free connection slot; try again later"
+    if "starting up" in low or "shutting down" in low or "recovery mode" in low:
+        return f"the server at {where} is not ready ({gist}); try again later"
+    return f"cannot open the storage at {where}: {gist}"
+
+
+def _driver_line(text: str) -> str:
+    """The gist of a libpq / SQLAlchemy message: its first line, without the prefixes."""
+    line = next((s.strip() for s in text.splitlines() if s.strip()), "")
+    line = re.sub(r"^\([\w.]+\)\s*", "", line)  # "(psycopg2.OperationalError) "
+    line = re.sub(r"^connection to server .*? failed:\s*", "", line)
+    line = re.sub(r"^(FATAL|ERROR):\s*", "", line)
+    return line[:200]
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (a driver's message) on one line, with the password of ``url`` (raw or
+    percent-decoded) hidden."""
+    from urllib.parse import unquote
+
+    text = " ".join(text.split())
+    for match in (_PASSWORD_RE.match(url), _QUERY_PASSWORD_RE.search(url)):
+        if match and match.group("pw"):
+            for secret in {match.group("pw"), unquote(match.group("pw"))}:
+                text = text.replace(secret, "***")
+    return text
+
+
+def _journal(path: Path, shown: str) -> optuna.storages.BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if path.exists() and not path.is_file():
+        raise StorageError(f"storage {shown!r} is not a file; point --storage at a journal file")
+    from tunecb.storage.journal import raise_if_torn
+
+    raise_if_torn(path)  # a record half-written by a killed process: say how to repair
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # An absolute path: Optuna's lock is a symlink to it, which a relative path breaks.
+        return JournalStorage(JournalFileBackend(str(path.absolute())))
+    except Exception as exc:
+        raise StorageError(
+            f"storage {shown!r}: cannot open the journal: {_first_line(exc)}"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

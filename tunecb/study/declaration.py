@@ -1,0 +1,279 @@
+"""The study a user declares in a study file, and loading a study file by path.
+
+A study file is plain Python that creates one :class:`Study` and attaches a data
+function and a model builder to it::
+
+    import keras
+    import tunecb
+
+    study = tunecb.Study(monitor="val_accuracy", epochs=20, n_trials=30)
+
+    @study.data
+    def load():
+        ...  # return (x_train, y_train), (x_val, y_val)  -- or two tf.data.Datasets
+
+    @study.model
+    def build(trial):
+        model = keras.Sequential([...])
+        model.compile(optimizer="adam", loss="...", metrics=["accuracy"])
+        return model
+
+Nothing here imports TensorFlow: the study file does, when it is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.abc
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunecb.errors import StudyFileError
+from tunecb.study.settings import FIELDS
+
+DataFn = Callable[[], Any]
+BuildFn = Callable[[Any], Any]
+CallbacksFn = Callable[[Any], list]
+
+# The settings a Study accepts, in its signature's order (tests check that they match).
+SETTING_NAMES = tuple(f.name for f in FIELDS if f.in_study)
+
+
+class Study:
+    """A hyperparameter search: data, model builder, objective, budget and callbacks.
+
+    Args:
+        name: study name; defaults to the study file's stem.
+        monitor: the logged metric to optimise, e.g. ``"val_accuracy"`` (default ``"val_loss"``).
+        direction: ``"maximize"``, ``"minimize"`` or ``"auto"`` (from the metric's name).
+        epochs: the epoch budget of every trial (also the pruner's maximum resource).
+        batch_size: passed to ``fit`` (ignored by Keras for ``tf.data`` inputs).
+        fit_kwargs: other ``model.fit`` arguments (``class_weight``, ``shuffle``, ...).
+        n_trials: trials the study should hold when the search ends (finished ones count).
+        timeout: seconds after which no new trial starts.
+        sampler: ``"tpe"`` (default), ``"random"``, ``"cmaes"``, ``"qmc"``, ``"gp"``, or an
+            ``optuna.samplers`` instance.
+        pruner: ``"median"`` (default), ``"successive_halving"``, ``"hyperband"``, ``"none"``,
+            or an ``optuna.pruners`` instance.
+        seed: seeds the sampler and, with the trial number, every trial's Keras seed.
+        patience: early-stopping patience in epochs (``None`` turns early stopping off).
+        min_delta: smallest change of the monitored value that counts as improvement.
+        lr_schedule: ``"none"``, ``"plateau"``, ``"cosine"``, ``"step"``, ``"search"`` or a
+            :mod:`tunecb.study.schedules` object.
+        verbose: Keras ``fit`` verbosity (0 by default).
+        backup_every: seconds between backups of a running trial (default 10; 0: every
+            epoch); a trial whose worker dies resumes from its last backup.
+        tensorboard: ``True`` writes each trial's TensorBoard logs with HParams under
+            ``results/<study>/tensorboard/`` (needs the ``tensorboard`` package).
+        keep_checkpoints: keep the best checkpoints of the K best trials only and delete
+            the others during the search (default ``None``: keep all).
+        data / model / callbacks: the three functions, here or with the decorators.
+
+    Example:
+        >>> study = Study(monitor="val_accuracy", epochs=5)
+        >>> @study.model
+        ... def build(trial):
+        ...     ...
+        >>> study.build_fn is build
+        True
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        monitor: str | None = None,
+        direction: str | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        fit_kwargs: dict[str, Any] | None = None,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        sampler: Any = None,
+        pruner: Any = None,
+        seed: int | None = None,
+        patience: int | str | None = "default",
+        min_delta: float | None = None,
+        lr_schedule: Any = None,
+        verbose: int | None = None,
+        backup_every: float | None = None,
+        tensorboard: bool | None = None,
+        keep_checkpoints: int | None = None,
+        data: DataFn | None = None,
+        model: BuildFn | None = None,
+        callbacks: CallbacksFn | None = None,
+    ) -> None:
+        given = dict(locals())
+        # The settings given here; a setting's ``unset`` default (None, or "default" for
+        # patience, where None means no early stopping) leaves it to a flag or the default.
+        self.settings: dict[str, Any] = {}
+        for f in FIELDS:
+            if f.in_study and not _is_unset(given[f.name], f.unset):
+                self.settings[f.name] = given[f.name]
+        self.data_fn = data
+        self.build_fn = model
+        self.callbacks_fn = callbacks
+
+    def data(self, fn: DataFn) -> DataFn:
+        """Decorator: the function that returns ``(train, validation)`` once per worker."""
+        self.data_fn = fn
+        return fn
+
+    def model(self, fn: BuildFn) -> BuildFn:
+        """Decorator: the builder that takes an ``optuna.Trial`` and returns a compiled model."""
+        self.build_fn = fn
+        return fn
+
+    def callbacks(self, fn: CallbacksFn) -> CallbacksFn:
+        """Decorator: a function of the trial that returns the user's own Keras callbacks."""
+        self.callbacks_fn = fn
+        return fn
+
+    def __repr__(self) -> str:
+        return f"Study({', '.join(f'{k}={v!r}' for k, v in self.settings.items())})"
+
+
+def _is_unset(value: Any, unset: Any) -> bool:
+    return value is unset or (isinstance(value, str) and value == unset)
+
+
+@dataclass(frozen=True)
+class LoadedStudy:
+    """A study file after import: the study, where it came from, and its fingerprint."""
+
+    study: Study
+    path: Path
+    sha256: str
+
+    @property
+    def default_name(self) -> str:
+        return self.path.stem
+
+
+def load_study_file(path: str | Path, *, defer_backends: bool = True) -> LoadedStudy:
+    """Import a study file and return the one :class:`Study` it declares.
+
+    With ``defer_backends`` its top-level imports of Keras and its backends are lazy (see
+    :func:`_heavy_imports_deferred`); run them with
+    :func:`tunecb.training.quiet.import_tensorflow_quietly` before training.
+
+    Raises :class:`StudyFileError` with a one-line message naming the file (and the line,
+    for a syntax error) when it is missing, does not import or declares no usable study.
+
+    Example:
+        >>> load_study_file("studies/digits.py").study.settings["monitor"]  # doctest: +SKIP
+        'val_accuracy'
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = "" if path.suffix == ".py" else " (a study file is a .py file)"
+        raise StudyFileError(f"study file {str(path)!r} does not exist{hint}")
+    source = path.read_bytes()
+    sha256 = hashlib.sha256(source).hexdigest()
+    try:
+        compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        raise StudyFileError(
+            f"{path}:{exc.lineno}: syntax error in the study file: {exc.msg}"
+        ) from exc
+    module_name = f"tunecb_study_{path.stem}_{sha256[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    folder = str(path.resolve().parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)  # let a study import helpers that sit beside it
+    try:
+        with _heavy_imports_deferred() if defer_backends else contextlib.nullcontext():
+            spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        line = _line_in(exc, path)
+        where = f"{path}:{line}" if line else str(path)
+        raise StudyFileError(
+            f"{where}: importing the study file raised {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        if added:
+            sys.path.remove(folder)
+
+    # type(), not isinstance(): the latter would run a lazily imported backend (__class__)
+    studies = {k: v for k, v in vars(module).items() if issubclass(type(v), Study)}
+    if not studies:
+        raise StudyFileError(
+            f"{path} declares no study: add `study = tunecb.Study(monitor=...)` at module level"
+        )
+    if len(studies) > 1:
+        if "study" not in studies:
+            raise StudyFileError(
+                f"{path} declares {len(studies)} studies ({', '.join(sorted(studies))}); "
+                "name the one to run `study`"
+            )
+        studies = {"study": studies["study"]}
+    study = next(iter(studies.values()))
+    if study.build_fn is None:
+        raise StudyFileError(
+            f"{path} has no model builder: decorate a function of the trial with @study.model"
+        )
+    if study.data_fn is None:
+        raise StudyFileError(
+            f"{path} has no data function: decorate a function returning "
+            "(train, validation) with @study.data"
+        )
+    return LoadedStudy(study=study, path=path, sha256=sha256)
+
+
+def _line_in(exc: BaseException, path: Path) -> int | None:
+    """The innermost line of ``path`` in the traceback of ``exc``, if any."""
+    target = str(path.resolve())
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if str(Path(frame.filename).resolve()) == target:
+            line = frame.lineno
+    return line
+
+
+# Backends a study file imports at its top but needs only inside its functions.
+_HEAVY = frozenset({"keras", "tensorflow", "jax", "torch"})
+
+
+class _DeferHeavy(importlib.abc.MetaPathFinder):
+    """Imports ``keras``, ``tensorflow``, ``jax`` and ``torch`` lazily (Python's
+    ``LazyLoader``: the module runs at its first attribute access)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in _HEAVY:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is None:
+                continue
+            if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+                return None
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+            return spec
+        return None
+
+
+@contextlib.contextmanager
+def _heavy_imports_deferred() -> Iterator[None]:
+    """While a study file is read, its top-level ``import keras`` (or tensorflow, jax,
+    torch) costs nothing until the module is used: reading a study's settings (a ``--jobs``
+    launcher, a study whose budget is spent) never starts a backend. A study that uses one
+    at import time (``keras.layers.Dense(...)`` at top level) just loads it then."""
+    finder = _DeferHeavy()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)

@@ -1,0 +1,131 @@
+"""Optuna samplers and pruners by name, set up for an epoch-based search.
+
+The pruner's resource is the epoch: trials report once per epoch (step 1 is the first
+epoch) and Hyperband's maximum resource is the study's epoch budget.
+
+>>> from tunecb.study.samplers_pruners import make_pruner
+>>> make_pruner("hyperband", epochs=27)._max_resource
+27
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.samplers._lazy_random_state import LazyRandomState
+
+from tunecb.errors import ConfigError
+
+
+def make_sampler(name_or_sampler: Any, seed: int | None) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler from a name (seeded with ``seed``), or the instance itself."""
+    if not isinstance(name_or_sampler, str):
+        return name_or_sampler
+    name = name_or_sampler
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    if name == "nsgaii":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "bruteforce":
+        return optuna.samplers.BruteForceSampler(seed=seed)
+    if name == "cmaes":
+        _require("cmaes", "cmaes", name)
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if name == "gp":
+        _require("torch", "torch", name)
+        _require("scipy", "scipy", name)
+        return optuna.samplers.GPSampler(seed=seed)
+    raise ConfigError(f"unknown sampler {name!r}")
+
+
+_PROCESS_ENTROPY = secrets.randbits(32)  # the stream base of unseeded searches
+
+
+def trial_stream_seed(seed: int | None, number: int) -> int:
+    """The seed of trial ``number``'s draws: fixed by the study seed and the trial number,
+    so a seeded search reproduces, and no two trials (a rerun, another worker, another
+    machine) replay one stream. Unseeded: this process's entropy and the number.
+
+    >>> trial_stream_seed(0, 5) == trial_stream_seed(0, 5) != trial_stream_seed(0, 6)
+    True
+    """
+    base = _PROCESS_ENTROPY if seed is None else seed
+    return int(np.random.SeedSequence([base, number, 0x7C8]).generate_state(1)[0])
+
+
+def reseed(sampler: optuna.samplers.BaseSampler, seed: int | None, number: int) -> None:
+    """Reseed every random state of ``sampler`` (and of the samplers it holds, e.g. TPE's
+    start-up random sampler) for trial ``number``: call it after ``study.ask()`` and before
+    the first ``suggest_*`` (Optuna samples, even relative parameters, lazily).
+
+    Workers seeded alike used to propose the same parameters, and a rerun of a seeded study
+    replayed its first run's; a stream per trial number has neither fault.
+
+    >>> a, b = optuna.samplers.RandomSampler(seed=1), optuna.samplers.RandomSampler(seed=1)
+    >>> reseed(a, 0, 3); reseed(b, 0, 4)
+    >>> a._rng.rng.rand() != b._rng.rng.rand()
+    True
+    """
+    stream = trial_stream_seed(seed, number)
+    for path, owner, name, value in _random_states(sampler, "sampler", set()):
+        derived = (stream + zlib.crc32(path.encode())) % 2**32
+        if isinstance(value, LazyRandomState):
+            value._rng = np.random.RandomState(derived)
+        elif isinstance(value, np.random.RandomState):
+            value.seed(derived)
+        else:  # np.random.Generator
+            setattr(owner, name, np.random.default_rng(derived))
+
+
+def _random_states(obj: Any, path: str, seen: set[int]) -> list[tuple[str, Any, str, Any]]:
+    """``(path, owner, attribute, state)`` for the random states in a sampler's tree."""
+    if id(obj) in seen or not hasattr(obj, "__dict__"):
+        return []
+    seen.add(id(obj))
+    found = []
+    for name, value in vars(obj).items():
+        where = f"{path}.{name}"
+        if isinstance(value, LazyRandomState | np.random.RandomState | np.random.Generator):
+            found.append((where, obj, name, value))
+        elif isinstance(value, optuna.samplers.BaseSampler):
+            found.extend(_random_states(value, where, seen))
+    return found
+
+
+def make_pruner(name_or_pruner: Any, epochs: int) -> optuna.pruners.BasePruner:
+    """An Optuna pruner whose resource is the epoch and whose maximum is ``epochs``."""
+    if not isinstance(name_or_pruner, str):
+        return name_or_pruner
+    name = name_or_pruner
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 5))
+    if name == "successive_halving":
+        # Rungs at min_resource * 3**k: start low enough that three rungs fit the budget.
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=max(1, epochs // 27), reduction_factor=3
+        )
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        )
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown pruner {name!r}")
+
+
+def _require(module: str, package: str, sampler: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f"--sampler {sampler!r} needs the package {package!r}: pip install {package}, "
+            "or use 'tpe' or 'random'"
+        )

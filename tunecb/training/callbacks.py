@@ -1,0 +1,367 @@
+"""tunecb's Keras callbacks, and the factory that puts them in order for one trial.
+
+Order (first to last): epoch watch (metric check + non-finite termination), learning-rate
+schedule, best checkpoint, early stopping, history log, TensorBoard logs (``--tensorboard``),
+the user's callbacks, pruning, then the epoch notice (the search's live progress).
+
+None of them overrides a per-batch hook, so none runs Python per batch (on JAX, Keras then
+also dispatches batch events asynchronously; its TensorFlow backend is not thread-safe and
+never does). Non-finite values are therefore caught at the end of the epoch they appear in.
+
+Example (a trial runner does this for you)::
+
+    cbs = make_callbacks(trial, settings, schedule, folder, user_callbacks=[])
+    model.fit(x, y, epochs=settings.epochs, callbacks=cbs.as_list())
+    cbs.checkpoint.best, cbs.checkpoint.best_epoch, cbs.stop_reason()
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tunecb.errors import ConfigError, MonitorError
+from tunecb.results import atomic_write
+from tunecb.study import schedules
+from tunecb.study.settings import Settings
+
+
+def _is_finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+class EpochWatch(keras.callbacks.Callback):
+    """Fails fast on a monitored metric the model does not log, counts epochs, and stops
+    training at the first epoch whose loss or monitored value is NaN or infinite."""
+
+    def __init__(self, monitor: str) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.epochs_run = 0
+        self.non_finite_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        if self.epochs_run == 0 and self.monitor not in logs:
+            raise MonitorError(missing_monitor_message(self.monitor, logs))
+        self.epochs_run += 1
+        if not (_is_finite(logs.get(self.monitor)) and _is_finite(logs.get("loss", 0.0))):
+            self.non_finite_epoch = epoch + 1
+            self.model.stop_training = True
+
+
+def missing_monitor_message(monitor: str, logs: dict) -> str:
+    names = sorted(k for k in logs if k != "learning_rate")
+    close = difflib.get_close_matches(monitor, names, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    if monitor.startswith("val_") and not any(k.startswith("val_") for k in names):
+        hint += "(val_ metrics need validation data from the data function) "
+    return (
+        f"monitor {monitor!r} is not logged by the model; it logs {names}. "
+        f"{hint}Set monitor= in the study file to one of them."
+    )
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the whole model to ``path`` whenever the monitored value improves.
+
+    The file is written to a temporary name and renamed, so a crash never leaves a
+    half-written checkpoint; epochs with a non-finite loss or value are never saved.
+    ``best`` and ``best_epoch`` (1-based) are the trial's objective.
+    """
+
+    def __init__(self, path: Path, monitor: str, maximize: bool) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.maximize = maximize
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if not (_is_finite(value) and _is_finite(logs.get("loss", 0.0))):
+            return
+        value = float(value)
+        if self.best is not None and not (
+            value > self.best if self.maximize else value < self.best
+        ):
+            return
+        atomic_write(self.path, lambda tmp: self.model.save(tmp), suffix=".keras")
+        self.best, self.best_epoch = value, epoch + 1
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """Appends one CSV row per epoch (epoch, logged metrics, learning rate) to ``path``.
+
+    Each row is flushed when its epoch ends, so a crash keeps the finished epochs.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._columns: list[str] | None = None
+        self._lr: float | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._lr = current_lr(self.model)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row = {k: v for k, v in (logs or {}).items() if k != "learning_rate"}
+        row = {"epoch": epoch + 1, **row, "learning_rate": self._lr}
+        new = self._columns is None
+        if new:
+            self._columns = list(row)
+        with open(self.path, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self._columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _plain(v) for k, v in row.items()})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, int | float | str) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def current_lr(model: keras.Model) -> float | None:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    try:
+        rate = optimizer.learning_rate
+        return float(rate.numpy() if hasattr(rate, "numpy") else rate)
+    except Exception:  # an optimizer without a readable rate: log nothing
+        return None
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback reduced to what a search compares: epoch scalars (step =
+    epoch, from 0) in the ``train`` and ``validation`` runs under ``log_dir``; no graph,
+    histograms, profiling or per-batch hook (Keras' own batch hook makes a summary call per
+    metric at every batch even with ``update_freq="epoch"``, and turns off asynchronous batch
+    dispatch on the backends that have it).
+
+    A trial resumed from a backup (``fit(initial_epoch=k)``) first writes the ``k`` epochs
+    of the dead attempt from its history (:meth:`resume_from`), into the same files.
+
+    Example::
+
+        model.fit(x, y, epochs=5, callbacks=[EpochTensorBoard("logs/trial_0")])
+    """
+
+    def __init__(self, log_dir: Path | str) -> None:
+        super().__init__(
+            log_dir=str(log_dir), histogram_freq=0, write_graph=False,
+            update_freq="epoch", profile_batch=0,
+        )  # fmt: skip
+        self.carried: list[dict[str, float]] = []
+
+    on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
+    on_test_batch_begin = keras.callbacks.Callback.on_test_batch_begin
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        """Nothing: Keras' ``evaluation_*_vs_iterations`` repeat the validation scalars."""
+
+    def resume_from(self, history: Path, epochs: int) -> None:
+        """Log the first ``epochs`` rows of ``history`` (a :class:`HistoryLog` file) when
+        training begins."""
+        if not Path(history).exists():
+            return
+        with open(history, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                values = {k: _float(v) for k, v in row.items()}
+                epoch = values.pop("epoch", None)
+                if epoch is not None and 1 <= epoch <= epochs:
+                    self.carried.append({"epoch": epoch, **values})
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        for row in self.carried:
+            step = int(row["epoch"]) - 1
+            for name, value in row.items():
+                if name == "epoch" or value is None:
+                    continue
+                val = name.startswith("val_")
+                with (self._val_writer if val else self._train_writer).as_default():
+                    self.summary.scalar(f"epoch_{name[4:] if val else name}", value, step=step)
+        self.carried = []
+
+    def close(self) -> None:
+        """Flush and close the files (``fit`` closes them, unless it raised)."""
+        self._close_writers()
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class EpochLRSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate at the start of every epoch from the rate the
+    model was compiled with: cosine decay over the epoch budget, or step decay."""
+
+    def __init__(self, schedule: schedules.Cosine | schedules.StepDecay, epochs: int) -> None:
+        super().__init__()
+        self.schedule = schedule
+        self.epochs = epochs
+        self.base_lr: float | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        rate = self.model.optimizer._learning_rate
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            raise ConfigError(
+                f"lr_schedule={self.schedule.name!r} sets the rate per epoch, but the model "
+                "was compiled with a keras LearningRateSchedule; keep one of the two"
+            )
+        self.base_lr = current_lr(self.model)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.model.optimizer.learning_rate = self.rate(epoch)
+
+    def rate(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (0-based)."""
+        base = float(self.base_lr)
+        s = self.schedule
+        if isinstance(s, schedules.StepDecay):
+            return base * s.factor ** (epoch // max(1, s.every))
+        if epoch < s.warmup_epochs:
+            return base * (epoch + 1) / s.warmup_epochs
+        span = max(1, self.epochs - s.warmup_epochs)
+        progress = min(1.0, (epoch - s.warmup_epochs) / span)
+        return base * (s.min_ratio + (1 - s.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class OptunaPruning(keras.callbacks.Callback):
+    """Reports the monitored value to the Optuna trial every epoch (step = epochs done)
+    and, when the pruner says so, stops training cleanly with ``stop_training``.
+
+    It never raises inside ``fit``: every callback's ``on_train_end`` still runs (early
+    stopping restores, the history is complete). The runner marks the trial PRUNED after
+    ``fit`` returns, when ``pruned_at`` is set.
+    """
+
+    def __init__(self, trial: Any, monitor: str) -> None:
+        super().__init__()
+        self.trial = trial
+        self.monitor = monitor
+        self.pruned_at: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if not _is_finite(value):
+            return
+        self.trial.report(float(value), step=epoch + 1)
+        if self.trial.should_prune():
+            self.pruned_at = epoch + 1
+            self.model.stop_training = True
+
+
+class EpochNotice(keras.callbacks.Callback):
+    """Calls ``notify(epochs_done, monitored_value)`` at the end of every epoch (the value is
+    ``None`` when missing or not finite): the search's live progress. One call per epoch,
+    no batch hook."""
+
+    def __init__(self, monitor: str, notify: Any) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.notify = notify
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        self.notify(epoch + 1, float(value) if _is_finite(value) else None)
+
+
+@dataclass
+class TrialCallbacks:
+    """The callbacks of one trial, in fit order, with handles on the ones we read back."""
+
+    watch: EpochWatch
+    checkpoint: BestCheckpoint
+    history: HistoryLog
+    pruning: OptunaPruning
+    schedule: keras.callbacks.Callback | None = None
+    early_stopping: keras.callbacks.EarlyStopping | None = None
+    user: list = field(default_factory=list)
+    backup: keras.callbacks.Callback | None = None  # tunecb.training.backup.TrialBackup
+    tensorboard: EpochTensorBoard | None = None
+    notice: EpochNotice | None = None  # after pruning: it only reports progress
+
+    def as_list(self) -> list[keras.callbacks.Callback]:
+        ours = [self.watch, self.schedule, self.checkpoint, self.early_stopping, self.history,
+                self.tensorboard]  # fmt: skip
+        last = [c for c in (self.backup, self.pruning, self.notice) if c is not None]
+        return [c for c in ours if c is not None] + list(self.user) + last
+
+    def stop_reason(self, epochs: int) -> str:
+        """``nan``, ``pruned``, ``early_stopped`` or ``completed``."""
+        if self.watch.non_finite_epoch is not None:
+            return "nan"
+        if self.pruning.pruned_at is not None:
+            return "pruned"
+        if self.watch.epochs_run < epochs:
+            return "early_stopped"
+        return "completed"
+
+
+def make_callbacks(
+    trial: Any,
+    settings: Settings,
+    schedule: schedules.Schedule,
+    checkpoint_path: Path,
+    history_path: Path,
+    user_callbacks: list | None = None,
+    tensorboard_dir: Path | None = None,
+) -> TrialCallbacks:
+    """Our callbacks for one trial, configured from the resolved settings (with
+    ``tensorboard_dir``: Keras' epoch scalars logged there)."""
+    mode = "max" if settings.maximize else "min"
+    lr_callback: keras.callbacks.Callback | None = None
+    if isinstance(schedule, schedules.ReduceOnPlateau):
+        lr_callback = keras.callbacks.ReduceLROnPlateau(
+            monitor=settings.monitor,
+            mode=mode,
+            factor=schedule.factor,
+            patience=schedule.patience,
+            min_lr=schedule.min_lr,
+            verbose=0,
+        )
+    elif isinstance(schedule, schedules.Cosine | schedules.StepDecay):
+        lr_callback = EpochLRSchedule(schedule, settings.epochs)
+    early = None
+    if settings.patience is not None:
+        early = keras.callbacks.EarlyStopping(
+            monitor=settings.monitor,
+            mode=mode,
+            patience=settings.patience,
+            min_delta=settings.min_delta,
+            restore_best_weights=True,
+            verbose=0,
+        )
+    return TrialCallbacks(
+        watch=EpochWatch(settings.monitor),
+        schedule=lr_callback,
+        checkpoint=BestCheckpoint(checkpoint_path, settings.monitor, settings.maximize),
+        early_stopping=early,
+        history=HistoryLog(history_path),
+        user=list(user_callbacks or []),
+        pruning=OptunaPruning(trial, settings.monitor),
+        tensorboard=EpochTensorBoard(tensorboard_dir) if tensorboard_dir is not None else None,
+    )

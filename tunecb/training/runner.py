@@ -1,0 +1,268 @@
+"""Run one trial: seed, build, fit with our callbacks, classify the outcome, record it.
+
+The only module that trains. The search hands it an ``optuna.Trial`` and gets back a
+:class:`TrialOutcome`; telling Optuna is the search's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import optuna
+
+from tunecb._version import __version__
+from tunecb.errors import ConfigError, ModelError, TunecbError
+from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
+from tunecb.results import StudyDir, write_json
+from tunecb.study import schedules
+from tunecb.study.data import Data
+from tunecb.study.declaration import LoadedStudy
+from tunecb.study.settings import Settings
+from tunecb.training import backup as backups
+from tunecb.training import tensorboard as tblogs
+from tunecb.training.callbacks import EpochNotice, make_callbacks
+
+log = logging.getLogger("tunecb")
+
+EpochHook = Callable[[int, int, float | None], None]
+"""``on_epoch(trial_number, epoch, monitored_value)`` after each epoch (1 is the first; the
+value ``None`` when not finite)."""
+
+
+def trial_seed(study_seed: int | None, number: int) -> int:
+    """The Keras seed of trial ``number``: fixed by the study seed, else fresh.
+
+    >>> trial_seed(0, 3) == trial_seed(0, 3) != trial_seed(1, 3)
+    True
+    """
+    if study_seed is None:
+        import secrets
+
+        return secrets.randbelow(2**31)
+    return (study_seed * 1_000_003 + number * 7_919) % (2**31 - 1)
+
+
+def _clear_session() -> None:
+    """Reset Keras' global state without the full ``gc.collect()`` (slow in a big process)."""
+    try:
+        keras.backend.clear_session(free_memory=False)
+    except TypeError:  # Keras before 3.6 has no free_memory argument
+        keras.backend.clear_session()
+
+
+def _error_text(exc: BaseException, limit: int = 2000) -> str:
+    """``Type: message``, bounded (TensorFlow errors can run to pages)."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_VERSIONS: dict[str, str] = {}
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shaped a trial."""
+    if not _VERSIONS:
+        import tensorflow as tf
+
+        _VERSIONS.update(
+            tensorflow=tf.__version__,
+            keras=keras.__version__,
+            optuna=optuna.__version__,
+            tunecb=__version__,
+        )
+    return dict(_VERSIONS)
+
+
+class TrialRunner:
+    """Runs trials of one study in this process, with data loaded once.
+
+    Example::
+
+        runner = TrialRunner(loaded, settings, StudyDir(path), Data.load(loaded))
+        outcome = runner.run(study.ask())
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedStudy,
+        settings: Settings,
+        study_dir: StudyDir,
+        data: Data,
+        on_epoch: EpochHook | None = None,
+    ) -> None:
+        # TensorFlow warns about retracing after a few models in one process: expected in a
+        # search (every trial builds a new model), so not worth a line on the terminal.
+        tf_logger = logging.getLogger("tensorflow")
+        if not log.isEnabledFor(logging.DEBUG):
+            tf_logger.setLevel(max(tf_logger.level, logging.ERROR))
+        self.loaded = loaded
+        self.settings = settings
+        self.study_dir = study_dir
+        self.data = data
+        self.on_epoch = on_epoch
+        if settings.tensorboard:
+            tblogs.require()
+
+    def run(self, trial: optuna.Trial) -> TrialOutcome:
+        """Train one trial. Raises :class:`TunecbError` (after recording the trial) when
+        the study itself is broken; any other error only fails this trial."""
+        s = self.settings
+        number = trial.number
+        start = time.perf_counter()
+        seed = trial_seed(s.seed, number)
+        folder = self.study_dir.reset_trial(number)
+        started = time.time()
+        board = self.study_dir.tensorboard_run(number) if s.tensorboard else None
+        if board is not None:
+            tblogs.reset_run(board)
+        _clear_session()
+        keras.utils.set_random_seed(seed)
+
+        schedule = s.lr_schedule
+        if isinstance(schedule, schedules.Searched):
+            name = trial.suggest_categorical("lr_schedule", list(schedule.choices))
+            schedule = schedules.parse_schedule(name)
+
+        outcome = dict(
+            number=number, value=None, best_epoch=None, epochs_run=0, error=None,
+            checkpoint=None, n_params=None, seed=seed, lr_schedule=schedule.name,
+            resumed_from_epoch=None,
+        )  # fmt: skip
+        backup_dir = self.study_dir.backup_dir(backups.origin(trial))
+        cbs = None
+        fatal: BaseException | None = None
+        try:
+            model = self._build(trial)
+            outcome["n_params"] = int(model.count_params())
+            user = self._user_callbacks(trial)
+            cbs = make_callbacks(
+                trial, s, schedule, self.study_dir.checkpoint(number),
+                self.study_dir.history(number), user, tensorboard_dir=board,
+            )  # fmt: skip
+            stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
+            cbs.backup = backups.TrialBackup(backup_dir, stamp, number, cbs, s.backup_every)
+            if self.on_epoch is not None:
+                hook = self.on_epoch
+                cbs.notice = EpochNotice(s.monitor, lambda epoch, value: hook(number, epoch, value))
+            resumed = backups.restore(
+                model, cbs.backup, folder, self.study_dir.trial_dir, trial, s.monitor
+            )
+            outcome["resumed_from_epoch"] = resumed or None
+            if resumed and cbs.tensorboard is not None:
+                cbs.tensorboard.resume_from(self.study_dir.history(number), resumed)
+            model.fit(
+                **{**self.data.fit_arguments(s.batch_size), **s.fit_kwargs},
+                epochs=s.epochs,
+                initial_epoch=resumed,
+                callbacks=cbs.as_list(),
+                verbose=s.verbose,
+            )
+            reason = cbs.stop_reason(s.epochs)
+            state = {"nan": FAIL, "pruned": PRUNED}.get(reason, COMPLETE)
+            if reason == "nan":
+                outcome["error"] = (
+                    f"non-finite loss or {s.monitor} at epoch {cbs.watch.non_finite_epoch}"
+                )
+        except optuna.TrialPruned:  # the builder or a user callback asked to prune
+            state, reason = PRUNED, "pruned"
+        except TunecbError as exc:
+            state, reason, fatal = FAIL, "failed", exc
+            outcome["error"] = str(exc)
+        except Exception as exc:
+            state, reason = FAIL, "failed"
+            outcome["error"] = _error_text(exc)
+            log.debug("trial %d failed", number, exc_info=True)
+        backups.discard(backup_dir)  # the trial ended: nothing to resume
+        if cbs is not None and cbs.tensorboard is not None:
+            cbs.tensorboard.close()  # fit closes them, unless it raised
+        if cbs is not None:
+            outcome["epochs_run"] = cbs.watch.epochs_run
+            outcome["value"] = cbs.checkpoint.best
+            outcome["best_epoch"] = cbs.checkpoint.best_epoch
+        if state == COMPLETE and outcome["value"] is None:
+            state, reason = FAIL, "nan"
+            outcome["error"] = f"no epoch had a finite {s.monitor}"
+        checkpoint = self.study_dir.checkpoint(number)
+        if checkpoint.exists():
+            outcome["checkpoint"] = self.study_dir.relative(checkpoint)
+        result = TrialOutcome(
+            state=state,
+            stop_reason=reason,
+            duration_s=round(time.perf_counter() - start, 3),
+            **outcome,
+        )
+        if board is not None:
+            self._write_session(board, trial, result, started)
+        self.record(trial, result, folder)
+        if fatal is not None:
+            raise fatal
+        return result
+
+    def _write_session(
+        self, board: Path, trial: optuna.Trial, outcome: TrialOutcome, started: float
+    ) -> None:
+        """The trial's HParams session; a failure to write it only costs the logs."""
+        try:
+            tblogs.write_session(
+                board, outcome.number, trial.params, outcome.state, self.settings.monitor,
+                outcome.value, outcome.best_epoch, outcome.epochs_run, started,
+            )  # fmt: skip
+        except Exception as exc:
+            log.warning("trial %d: cannot write its TensorBoard session in %s: %s",
+                        outcome.number, board, _error_text(exc))  # fmt: skip
+
+    def _build(self, trial: optuna.Trial) -> keras.Model:
+        build = self.loaded.study.build_fn
+        model = build(trial)
+        where = f"the model builder {getattr(build, '__name__', 'build')}() in {self.loaded.path}"
+        if not isinstance(model, keras.Model):
+            raise ModelError(
+                f"{where} returned {type(model).__name__}, not a keras.Model; "
+                "return the compiled model"
+            )
+        if not model.compiled:
+            raise ModelError(
+                f"{where} returned an uncompiled model; call "
+                "model.compile(optimizer=..., loss=..., metrics=[...]) before returning it"
+            )
+        return model
+
+    def _user_callbacks(self, trial: optuna.Trial) -> list:
+        fn = self.loaded.study.callbacks_fn
+        if fn is None:
+            return []
+        result = fn(trial)
+        items = [result] if isinstance(result, keras.callbacks.Callback) else list(result or [])
+        for item in items:
+            if not isinstance(item, keras.callbacks.Callback):
+                raise ConfigError(
+                    f"@study.callbacks in {self.loaded.path} returned {type(item).__name__}; "
+                    "return a list of keras.callbacks.Callback"
+                )
+        return items
+
+    def record(self, trial: optuna.Trial, outcome: TrialOutcome, folder) -> None:
+        """Store the outcome on the Optuna trial and in ``trials/<n>/trial.json``."""
+        attrs = outcome.attrs()
+        attrs["study_sha256"] = self.loaded.sha256
+        attrs["versions"] = versions()
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        write_json(
+            self.study_dir.trial_json(outcome.number),
+            {
+                "number": outcome.number,
+                "state": outcome.state,
+                "value": outcome.value,
+                "monitor": self.settings.monitor,
+                "direction": self.settings.direction,
+                "params": trial.params,
+                "study": self.settings.name,
+                "study_file": str(self.loaded.path),
+                **attrs,
+            },
+        )
