@@ -59,3 +59,38 @@ def test_a_dask_address_without_a_scheduler_fails_in_seconds(tmp_path):
     assert proc.stderr.count("\n") == 1 and "no Dask scheduler answered" in proc.stderr
     assert time.monotonic() - started < 60
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_every_mode_sends_the_same_events_with_the_same_fields(cluster, tmp_path):
+    """In this process, --jobs 2 and --dask: one contract, so one JSON shape per event."""
+    import json
+
+    path = write_fast_study(tmp_path, n=3, epochs=2)
+    modes = {
+        "inline": [],
+        "processes": ["--jobs", "2"],
+        "dask": ["--jobs", "2", "--dask", cluster.scheduler_address],
+    }
+    shapes, outcomes = {}, {}
+    for mode, flags in modes.items():
+        results = tmp_path / mode
+        proc = run(str(path), "--results", str(results), "--log-format", "json", *flags)
+        assert proc.returncode == 0, proc.stderr
+        events = [json.loads(line) for line in proc.stdout.splitlines()]
+        shapes[mode] = {e["event"]: sorted(e) for e in events}
+        start = events[0]
+        assert start["event"] == "start" and start["mode"] == mode
+        trials = [e for e in events if e["event"] == "trial"]
+        assert len(trials) == 3 and events[-1]["event"] == "summary"
+        assert all(e["epoch"] >= 1 for e in events if e["event"] == "epoch")
+        stored = {t.number: t for t in journal_study(results, "par").trials}
+        for event in trials:
+            trial = stored[event["trial"]]
+            assert event["state"] == trial.state.name
+            assert event["value"] == trial.user_attrs["best_value"]
+            assert event["worker"] == trial.user_attrs["worker"]
+            assert event["checkpoint"] == trial.user_attrs["checkpoint"]
+        outcomes[mode] = {e["event"] for e in events}
+    assert shapes["inline"] == shapes["processes"] == shapes["dask"]
+    assert outcomes["inline"] == {"start", "trial_start", "epoch", "trial", "summary"}

@@ -8,10 +8,13 @@ rule (:func:`tunecb.study.samplers_pruners.reseed`), so that none replays anothe
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import optuna
@@ -106,9 +109,10 @@ def run_trials(
             with attempts.Heartbeat(study._storage, trial._trial_id):
                 outcome = runner.run(trial)
         except KeyboardInterrupt:
-            attempts.fail_and_requeue(
-                study, trial.number, attrs.INTERRUPTED, "interrupted by the user (SIGINT)"
-            )
+            with _interrupts_held():  # a second Ctrl-C must not cut the requeue short
+                attempts.fail_and_requeue(
+                    study, trial.number, attrs.INTERRUPTED, "interrupted by the user (SIGINT)"
+                )
             raise
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
@@ -122,3 +126,16 @@ def run_trials(
             return RECYCLE_TRIALS
         if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
             return RECYCLE_MEMORY
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ignore SIGINT while the block runs (in the main thread), then restore its handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -331,10 +331,30 @@ def _journal_lock(path: Path, *, timeout: float, stale_after: float) -> Iterator
             )
         time.sleep(0.05)
     try:
-        yield
+        with _our_writers_excluded(path, deadline):
+            yield
     finally:
         with contextlib.suppress(RuntimeError):  # removed by another process as stale
             lock.release()
+
+
+@contextlib.contextmanager
+def _our_writers_excluded(path: Path, deadline: float) -> Iterator[None]:
+    """Hold tunecb's own journal lock too (:mod:`tunecb.storage.flock`), until ``deadline``."""
+    from tunecb.storage.flock import FlockLock
+
+    lock = FlockLock(str(path.absolute()))
+    while not lock.acquire(blocking=False):
+        if time.monotonic() >= deadline:
+            raise StorageError(
+                f"journal {path} is being written by a tunecb search; stop it and run "
+                f"`{repair_command(path)}` again"
+            )
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _age(path: Path) -> float | None:

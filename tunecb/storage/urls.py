@@ -321,12 +321,25 @@ def _journal(path: Path, shown: str) -> optuna.storages.BaseStorage:
     raise_if_torn(path)  # a record half-written by a killed process: say how to repair
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # An absolute path: Optuna's lock is a symlink to it, which a relative path breaks.
-        return JournalStorage(JournalFileBackend(str(path.absolute())))
+        # A lock that dies with its holder (flock), not Optuna's symlink, which a killed
+        # writer leaves behind for 30 s; on an absolute path (a relative one breaks links).
+        absolute = str(path.absolute())
+        return JournalStorage(JournalFileBackend(absolute, lock_obj=_lock(absolute)))
     except Exception as exc:
         raise StorageError(
             f"storage {shown!r}: cannot open the journal: {_first_line(exc)}"
         ) from exc
+
+
+def _lock(path: str) -> Any:
+    """tunecb's journal lock where ``flock`` exists, else Optuna's default."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:  # not POSIX
+        return None
+    from tunecb.storage.flock import FlockLock
+
+    return FlockLock(path)
 
 
 def _first_line(exc: BaseException) -> str:
