@@ -4,7 +4,7 @@ process and with ``--jobs 2``, and to "nothing to run" on a study whose budget i
 Fresh processes of the console script, alternated, ``--repeats`` times (median and
 spread); the first-trial moment is the ``trial_start`` event of ``--log-format json``.
 
-    python benchmarks/startup.py            # 5 repeats, writes benchmarks/results/startup.json
+    python benchmarks/startup.py            # 5 repeats, writes benchmarks/out/startup.json
 """
 
 from __future__ import annotations
@@ -40,21 +40,32 @@ def first_trial_s(cmd: list[str], env: dict[str, str]) -> tuple[float, bool]:
         proc.wait()
 
 
-def spent_s(cmd: list[str], env: dict[str, str]) -> tuple[float, bool]:
-    """Seconds to say "nothing to run", and whether TensorFlow was imported."""
+PROBE = """
+import sys
+from tunecb.cli import main
+code = main(sys.argv[1:])
+tf = sys.modules.get("tensorflow")
+print("TENSORFLOW", tf is not None and type(tf).__name__ != "_LazyModule")
+raise SystemExit(code)
+"""
+
+
+def spent_s(args: list[str], env: dict[str, str]) -> tuple[float, bool]:
+    """Seconds to say "nothing to run", and whether TensorFlow ran in that process (a
+    lazily imported module that never ran does not count)."""
     started = time.perf_counter()
-    proc = subprocess.run([*cmd[:1], "-X", "importtime", *cmd[1:]], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
                           text=True, env=env, timeout=300)  # fmt: skip
     took = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
-    return took, "tensorflow" in proc.stderr
+    return took, "TENSORFLOW True" in proc.stdout
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results/startup.json"))
+    parser.add_argument("--output", default=str(Path(__file__).parent / "out/startup.json"))
     args = parser.parse_args(argv)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     python = tunecb_command()
@@ -71,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         spent = f"{tmp}/spent"
         subprocess.run([*python, "search", str(STUDY), "--results", spent, "--n-trials", "1",
                         "--epochs", "1", "-q"], check=True, env=env)  # fmt: skip
-        cmd = [sys.executable, "-m", "tunecb", "search", str(STUDY), "--results", spent,
-               "--n-trials", "1", "-q"]  # fmt: skip
+        cmd = ["search", str(STUDY), "--results", spent, "--n-trials", "1", "-q"]
         for _ in range(args.repeats):
             took, imported = spent_s(cmd, env)
             times["nothing to run"].append(took)
