@@ -8,7 +8,7 @@ import pytest
 
 import tunecb
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 @pytest.mark.slow

@@ -30,6 +30,8 @@ def test_two_searches_on_one_postgres_study_run_the_budget_exactly(tmp_path, pos
     trials = [t for t in study.trials if t.user_attrs.get("stop_reason") != "discarded"]
     assert len(trials) == 16 and {t.state.name for t in trials} == {"COMPLETE"}
     assert len({t.number for t in trials}) == 16
+    # Two machines with one seed: each trial draws from its own (seed, number) stream.
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 16
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # both machines ran trials
     for t in trials:  # each trial's files are where the machine that ran it wrote them

@@ -19,7 +19,7 @@ from tunecb.reporting.html import html_report
 from tunecb.reporting.plots import render_plots
 from tunecb.reporting.records import study_records
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "results" / "test-screenshots"  # git-ignored; look at them after a run
 PLOT_NAMES = ["history", "learning_curves", "importance", "slices", "timeline"]
 

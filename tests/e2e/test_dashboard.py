@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from conftest import DEFAULT_SETTINGS, write_study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README_COMMAND = 'optuna-dashboard "$PWD/results/digits/optuna.journal"'
 
 # Trial 1 is pruned at its second epoch, trial 2 fails in the builder; 0 and 3 complete.
