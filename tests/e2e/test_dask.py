@@ -94,3 +94,39 @@ def test_every_mode_sends_the_same_events_with_the_same_fields(cluster, tmp_path
         outcomes[mode] = {e["event"] for e in events}
     assert shapes["inline"] == shapes["processes"] == shapes["dask"]
     assert outcomes["inline"] == {"start", "trial_start", "epoch", "trial", "summary"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_dask_search_is_answered_at_once(cluster, tmp_path):
+    """The launcher answers within seconds; the tasks stop after their current trial."""
+    import signal
+
+    path = write_fast_study(tmp_path, n=50, epochs=30, rows=400, split=300)
+    results = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+         "--jobs", "1", "--dask", cluster.scheduler_address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            journal = results / "par" / "optuna.journal"
+            if journal.exists() and any(
+                t.state.name == "RUNNING" and t.intermediate_values
+                for t in journal_study(results, "par").trials
+            ):
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        answered = time.monotonic() - sent
+        assert proc.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+        assert answered < 5, f"the launcher took {answered:.1f} s"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -148,7 +148,7 @@ class DaskExecutor:
             raise
         finally:
             if thread.is_alive():
-                thread.join(5)
+                thread.join(0.5)  # a daemon thread: Ctrl-C is answered at once
             client.close()
         if errors:
             raise errors[0]
