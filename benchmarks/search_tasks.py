@@ -1,0 +1,166 @@
+"""The tasks and the search space of ``benchmarks/search.py``, shared by every system.
+
+Each task is a name, a monitored metric with its direction, and a data function that returns
+``(x_train, y_train), (x_val, y_val)`` as float32 arrays (scikit-learn's bundled or generated
+data: no download). :func:`build` makes the same compiled MLP for every system from the four
+hyperparameters; :func:`suggest` (Optuna: tunecb's study files and the hand loop) and
+:func:`kt_params` (KerasTuner) spell the same space in each API.
+
+Importing this module imports neither TensorFlow nor Keras (``search.py`` reads the task
+list without them); :func:`build` imports Keras when it is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Arrays = tuple[np.ndarray, np.ndarray]
+Split = tuple[Arrays, Arrays]
+
+# The search space: layers 1-3, units 16-256 (log), dropout 0-0.5, Adam's rate 1e-4..3e-2 (log).
+# The units and the dropout are shared by all layers: four hyperparameters in all.
+LAYERS = (1, 3)
+UNITS = (16, 256)
+DROPOUT = (0.0, 0.5)
+LEARNING_RATE = (1e-4, 3e-2)
+VAL_FRACTION = 0.25
+DATA_SEED = 0  # the split and the generated data are the same for every seed and system
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    monitor: str
+    direction: str  # "maximize" or "minimize"
+    n_features: int
+    n_outputs: int  # classes; 1 for regression
+    about: str
+    load: Callable[[], Split]
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    @property
+    def regression(self) -> bool:
+        return self.n_outputs == 1
+
+
+def _split(x: np.ndarray, y: np.ndarray, stratify: bool) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=VAL_FRACTION, random_state=DATA_SEED, stratify=y if stratify else None
+    )
+    return (x_train, y_train), (x_val, y_val)
+
+
+def _standardize(train: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both scaled with the training part's mean and standard deviation."""
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return ((train - mean) / std).astype("float32"), ((val - mean) / std).astype("float32")
+
+
+def load_digits() -> Split:
+    """scikit-learn's 8x8 digits: 1,797 images, 64 pixels scaled to [0, 1], 10 classes."""
+    from sklearn.datasets import load_digits as digits
+
+    x, y = digits(return_X_y=True)
+    return _split((x / 16.0).astype("float32"), y.astype("int32"), stratify=True)
+
+
+TABULAR_ROWS = 4000
+TABULAR_FEATURES = 40
+
+
+def load_tabular() -> Split:
+    """``make_classification``: 4,000 rows x 40 features (10 informative, 10 redundant, the
+    rest noise), 3 classes of 2 clusters each, 3 % of labels flipped; standardized."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=TABULAR_ROWS,
+        n_features=TABULAR_FEATURES,
+        n_informative=10,
+        n_redundant=10,
+        n_classes=3,
+        n_clusters_per_class=2,
+        class_sep=0.8,
+        flip_y=0.03,
+        random_state=DATA_SEED,
+    )
+    (x_train, y_train), (x_val, y_val) = _split(x, y.astype("int32"), stratify=True)
+    x_train, x_val = _standardize(x_train, x_val)
+    return (x_train, y_train), (x_val, y_val)
+
+
+def load_diabetes() -> Split:
+    """scikit-learn's diabetes regression: 442 patients, 10 features; X and y standardized
+    with the training part's statistics (so val_loss is the MSE in units of y's variance)."""
+    from sklearn.datasets import load_diabetes as diabetes
+
+    x, y = diabetes(return_X_y=True)
+    (x_train, y_train), (x_val, y_val) = _split(x, y.reshape(-1, 1), stratify=False)
+    x_train, x_val = _standardize(x_train, x_val)
+    y_train, y_val = _standardize(y_train, y_val)
+    return (x_train, y_train), (x_val, y_val)
+
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task("digits", "val_accuracy", "maximize", 64, 10, "sklearn load_digits, 10 classes",
+             load_digits),
+        Task("tabular", "val_accuracy", "maximize", TABULAR_FEATURES, 3,
+             f"make_classification {TABULAR_ROWS}x{TABULAR_FEATURES}, 3 classes", load_tabular),
+        Task("diabetes", "val_loss", "minimize", 10, 1,
+             "sklearn load_diabetes, MSE (standardized)", load_diabetes),
+    )
+}  # fmt: skip
+
+
+def build(task: Task, layers: int, units: int, dropout: float, lr: float) -> Any:
+    """The compiled MLP of ``task``: ``layers`` x (Dense(units, relu), Dropout(dropout)), then
+    softmax (sparse cross-entropy, accuracy) or one linear unit (MSE); Adam(lr)."""
+    import keras
+
+    model = keras.Sequential([keras.Input(shape=(task.n_features,))])
+    for _ in range(layers):
+        model.add(keras.layers.Dense(units, activation="relu"))
+        model.add(keras.layers.Dropout(dropout))
+    if task.regression:
+        model.add(keras.layers.Dense(1))
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse")
+    else:
+        model.add(keras.layers.Dense(task.n_outputs, activation="softmax"))
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    return model
+
+
+def suggest(trial: Any) -> dict[str, Any]:
+    """The space in Optuna's API (an ``optuna.Trial``)."""
+    return {
+        "layers": trial.suggest_int("layers", *LAYERS),
+        "units": trial.suggest_int("units", *UNITS, log=True),
+        "dropout": trial.suggest_float("dropout", *DROPOUT),
+        "lr": trial.suggest_float("lr", *LEARNING_RATE, log=True),
+    }
+
+
+def kt_params(hp: Any) -> dict[str, Any]:
+    """The same space in KerasTuner's API (a ``keras_tuner.HyperParameters``)."""
+    return {
+        "layers": hp.Int("layers", *LAYERS),
+        "units": hp.Int("units", *UNITS, sampling="log"),
+        "dropout": hp.Float("dropout", *DROPOUT),
+        "lr": hp.Float("lr", *LEARNING_RATE, sampling="log"),
+    }
