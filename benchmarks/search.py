@@ -468,7 +468,9 @@ def search_table(result: dict[str, Any]) -> str:
         "epochs",
         "tunecb defaults used: " + ", ".join(
             f"{k}={v!r}" for k, v in result["tunecb_defaults"].items() if not k.endswith("_made")
-        ) + f"; pruner {_described(result['tunecb_defaults']['pruner_made'])}",
+        ) + f"; pruner {_described(result['tunecb_defaults']['pruner_made'])}"
+        + (f"; OVERRIDDEN for this run by {' '.join(s['tunecb_flags'])}"
+           if s.get("tunecb_flags") else ""),
         f"{m['cpus_usable']} usable CPUs (affinity {result['threads']['affinity']}); "
         f"load average before {m['loadavg_1_5_15_before']}, after {m['loadavg_1_5_15_after']}",
         *result["notes"],
