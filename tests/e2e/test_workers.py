@@ -130,7 +130,9 @@ def test_workers_are_recycled_and_get_their_thread_share_and_gpu(tmp_path):
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 4  # 2 slots x 2 trials each, then replaced
     seen = [json.loads(p.read_text()) for p in report.iterdir()]
-    assert len(seen) == 4
+    # A replacement started while the last trial was still being asked for can find nothing
+    # left and exit: one more worker start than workers that ran trials is allowed.
+    assert 4 <= len(seen) <= 5
     assert sorted({s["gpu"] for s in seen}) == ["0", "1"]
     cores = len(os.sched_getaffinity(0))
     assert {s["threads"] for s in seen} == {max(1, cores // 2)}
