@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shlex
 import statistics
+import subprocess
 import sys
 import sysconfig
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -71,3 +73,14 @@ def write_result(result: dict, path: Path, table: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {path}; whole run {result['total_s']} s")
+
+
+def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Run ``cmd`` from the repository root; its wall time and stdout. Exits on failure."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+        raise SystemExit(f"failed (exit {proc.returncode}): {cmdline(cmd)}\n{tail}")
+    return wall, proc.stdout

@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from common import cmdline as _cmdline
-from common import machine, write_result
+from common import machine, run_timed, write_result
 from common import shown as _shown
 from common import spread as _spread
 from common import tunecb_command as _tunecb
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     try:
         print(f"warming up (imports), temporary folder {tmp}", flush=True)
-        _run([sys.executable, "-c", "import tensorflow, keras, optuna, sklearn"], env)
+        run_timed([sys.executable, "-c", "import tensorflow, keras, optuna, sklearn"], env)
         search = measure_search(tmp, args.trials, args.repeats, env)
         report = measure_report(tmp, args.report_trials, args.report_repeats, env)
     finally:
@@ -130,11 +129,11 @@ def measure_search(tmp: Path, n_trials: int, repeats: int, env: dict[str, str]) 
             folder = tmp / f"{side}-{repeat}"
             if side == "tunecb":
                 cmd = [a.replace("{results}", str(folder)) for a in tunecb_cmd]
-                wall, _ = _run(cmd, env)
+                wall, _ = run_timed(cmd, env)
                 details = _tunecb_details(folder / STUDY_NAME)
             else:
                 cmd = [a.replace("{workdir}", str(folder)) for a in bare_cmd]
-                wall, out = _run(cmd, env)
+                wall, out = run_timed(cmd, env)
                 details = _bare_details(out)
             runs.append(Run(side, repeat, round(wall, 3), details))
             print(
@@ -246,7 +245,7 @@ def measure_report(tmp: Path, n_trials: int, repeats: int, env: dict[str, str]) 
     cmd = [*_tunecb(), "report", str(folder), "--output", str(output)]
     cli: list[float] = []
     for i in range(repeats):
-        wall, _ = _run(cmd, env)
+        wall, _ = run_timed(cmd, env)
         cli.append(round(wall, 4))
         print(f"  report  CLI      {i + 1}/{repeats}  {wall:6.3f} s", flush=True)
     rows = len(output.read_text(encoding="utf-8").splitlines())
@@ -284,17 +283,6 @@ def measure_report(tmp: Path, n_trials: int, repeats: int, env: dict[str, str]) 
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """Run ``cmd`` from the repository root; its wall time and stdout. Exits on failure."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
-        raise SystemExit(f"failed (exit {proc.returncode}): {_cmdline(cmd)}\n{tail}")
-    return wall, proc.stdout
 
 
 def table(result: dict[str, Any]) -> str:

@@ -86,7 +86,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cmdline, machine, shown, spread, tunecb_command, versions, write_result
+from common import (
+    cmdline,
+    machine,
+    run_timed,
+    shown,
+    spread,
+    tunecb_command,
+    versions,
+    write_result,
+)
 from search_tasks import TASKS
 
 HERE = Path(__file__).resolve().parent
@@ -210,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     try:
         print(f"temporary folder {tmp}", flush=True)
-        _run([sys.executable, "-c", "import tensorflow, keras, optuna, sklearn"], env)  # warm-up
+        run_timed(
+            [sys.executable, "-c", "import tensorflow, keras, optuna, sklearn"], env
+        )  # warm-up
         if args.time_trial:
             timed = time_trials(tasks, seeds[0], epochs, env)
             result = {"kind": "time_trial", "settings": settings, "trials": timed}
@@ -491,7 +502,7 @@ def time_trials(tasks, seed: int, epochs: int, env: dict[str, str]) -> list[dict
             cmd = [sys.executable, str(LOOP_SCRIPT), "--task", task, "--seed", str(seed),
                    "--trials", "2", "--epochs", str(epochs), "--patience", str(epochs),
                    "--no-pruning", "--params", json.dumps(params)]  # fmt: skip
-            wall, stdout = _run(cmd, env)
+            wall, stdout = run_timed(cmd, env)
             rows = [json.loads(x) for x in stdout.splitlines() if x.startswith("{")]
             first, second = rows[0]["t"], rows[1]["t"] - rows[0]["t"]
             out.append({
@@ -526,17 +537,6 @@ def time_trial_table(result: dict[str, Any]) -> str:
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """Run ``cmd`` from the repository root; its wall time and stdout. Exits on failure."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
-        raise SystemExit(f"failed (exit {proc.returncode}): {cmdline(cmd)}\n{tail}")
-    return wall, proc.stdout
 
 
 def kt_hyperband_budget(max_epochs: int, factor: int = 3) -> dict[str, int]:

@@ -64,7 +64,7 @@ class LiveState:
                     self.deadline = self.started + event.timeout
             elif isinstance(event, TrialStarted):
                 # A worker runs one trial at a time: whatever it ran before is over (a
-                # worker that died leaves its trial behind without a TrialDone).
+                # worker that died leaves its trial behind without a TrialFinished).
                 for number in [n for n, r in self.running.items() if r.worker == event.worker]:
                     del self.running[number]
                 self.running[event.number] = Running(event.worker)

@@ -53,8 +53,6 @@ class WorkerSpec:
 
     study_path: str
     overrides: dict[str, Any]
-    slot: int
-    generation: int
     limits: Limits
     env: dict[str, str] = field(default_factory=dict)
     threads: int | None = None

@@ -58,8 +58,6 @@ class _CountingSink:
     def __init__(self) -> None:
         self.trials = 0
 
-    def ready(self) -> None: ...
-
     def started(self, number: int) -> None: ...
 
     def epoch(self, number: int, epoch: int, value: float | None) -> None: ...
@@ -108,21 +106,16 @@ class DaskExecutor:
         )  # fmt: skip
         env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
 
+        spec = WorkerSpec(
+            study_path=job.study_path, overrides=dict(job.overrides), limits=limits, env=env,
+            threads=self.threads_per_worker, debug=job.debug,
+        )  # fmt: skip
+
         def tasks():
-            index = 0
-            while (
-                budget.work_left(
-                    study.get_trials(deepcopy=False), job.limits.n_trials, job.limits.deadline
-                )
-                and not errors
+            while not errors and budget.work_left(
+                study.get_trials(deepcopy=False), job.limits.n_trials, job.limits.deadline
             ):
-                spec = WorkerSpec(
-                    study_path=job.study_path, overrides=dict(job.overrides),
-                    slot=index % self.jobs, generation=index // self.jobs, limits=limits,
-                    env=env, threads=self.threads_per_worker, debug=job.debug,
-                )  # fmt: skip
                 yield joblib.delayed(dask_task)(spec, run_id)
-                index += 1
 
         def drive() -> None:
             try:

@@ -129,14 +129,14 @@ class ProcessExecutor:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         return env
 
-    def spec(self, job: Job, slot: int, generation: int) -> WorkerSpec:
+    def spec(self, job: Job, slot: int) -> WorkerSpec:
         limits = Limits(
             n_trials=job.limits.n_trials, deadline=job.limits.deadline,
             max_trials=self.worker_trials, max_rss_mb=self.worker_memory_mb,
         )  # fmt: skip
         return WorkerSpec(
-            study_path=job.study_path, overrides=dict(job.overrides), slot=slot,
-            generation=generation, limits=limits, env=self.worker_env(slot),
+            study_path=job.study_path, overrides=dict(job.overrides), limits=limits,
+            env=self.worker_env(slot),
             threads=self.threads(), debug=job.debug,
         )  # fmt: skip
 
@@ -150,7 +150,6 @@ class _Slot:
     process: Any = None
     conn: Any = None  # the read end of this worker's pipe
     wid: str = ""  # host:pid
-    generation: int = 0
     crashes: int = 0  # crashes in a row without a finished trial
     last_reason: str | None = None
     done: bool = False
@@ -178,7 +177,7 @@ class _Supervisor:
 
     def _start(self, slot: _Slot) -> None:
         read, write = self.ctx.Pipe(duplex=False)
-        spec = self.executor.spec(self.job, slot.index, slot.generation)
+        spec = self.executor.spec(self.job, slot.index)
         process = self.ctx.Process(
             target=worker_main, args=(spec, write), name=f"tunecb-worker-{slot.index}"
         )
@@ -272,7 +271,6 @@ class _Supervisor:
             self.job.limits.n_trials,
             self.job.limits.deadline,
         ):
-            slot.generation += 1
             self._start(slot)
         else:
             slot.done = True
@@ -305,22 +303,27 @@ class _Supervisor:
 
 
 class _PipeSink:
-    """A worker's reports, on its own pipe."""
+    """A worker's reports, on its own pipe. A pipe whose reader is gone means the launcher
+    died: the worker stops as on Ctrl-C (its trial failed as interrupted and queued again),
+    whichever comes first, the broken pipe or the parent-death signal."""
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    def ready(self) -> None:
-        self.conn.send(("ready",))
+    def _send(self, message: tuple) -> None:
+        try:
+            self.conn.send(message)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise KeyboardInterrupt("the launcher is gone") from exc
 
     def started(self, number: int) -> None:
-        self.conn.send(("started", number))
+        self._send(("started", number))
 
     def epoch(self, number: int, epoch: int, value: float | None) -> None:
-        self.conn.send(("epoch", number, epoch, value))
+        self._send(("epoch", number, epoch, value))
 
     def finished(self, outcome: TrialOutcome) -> None:
-        self.conn.send(("finished", outcome))
+        self._send(("finished", outcome))
 
 
 def worker_main(spec: WorkerSpec, conn: Any) -> None:

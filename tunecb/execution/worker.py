@@ -2,7 +2,7 @@
 set up the Keras backend, load the study file and the data once, run trials.
 
 >>> from tunecb.execution._base import Limits, WorkerSpec
->>> spec = WorkerSpec("studies/digits.py", {}, slot=0, generation=0, limits=Limits(10))
+>>> spec = WorkerSpec("studies/digits.py", {}, limits=Limits(10))
 >>> run_worker(spec, sink)  # doctest: +SKIP
 'budget'
 """
@@ -22,8 +22,6 @@ from tunecb.oracle.outcome import TrialOutcome
 
 class WorkerSink(Protocol):
     """What a worker tells whoever supervises it."""
-
-    def ready(self) -> None: ...
 
     def started(self, number: int) -> None: ...
 
@@ -84,7 +82,6 @@ def run_worker(
     )
     recover_dead_trials(study)  # e.g. a Dask worker on this machine that was killed
     runner = TrialRunner(loaded, settings, study_dir, load_data(loaded, settings), sink.epoch)
-    sink.ready()
     after_tell = keeper(study_dir, settings.keep_checkpoints)  # --keep-checkpoints K
     stop = lambda: should_stop(study)  # noqa: E731
     return run_trials(study, runner, spec.limits, sink, settings.seed, stop, after_tell)
