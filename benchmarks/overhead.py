@@ -1,18 +1,23 @@
 """How much time tunecb adds: to a search, over a bare training loop, and to a report.
 
-Run it from the repository root (the default run takes about three minutes on 2 cores)::
+Run it from the repository root (the default run takes about five minutes on 2 cores)::
 
     python benchmarks/overhead.py [--trials N --repeats R] [--json PATH]
 
 It measures, in one run:
 
 1. Search overhead. ``tunecb search benchmarks/overhead_study.py --n-trials N
-   --pruner none`` (a fixed MLP on scikit-learn's digits, 10 epochs, batch 64, early
-   stopping off, so every trial trains identically) against ``benchmarks/overhead_bare.py``:
-   the same N fits with the same seeds, model and tunecb callbacks, driven by an in-memory
-   Optuna study. Both run as subprocesses, so both pay Python start-up and the TensorFlow
-   import. The sides alternate (ABBA...) R times; the medians of the wall times give the
-   ratio tunecb/bare (goal <= 1.05) and the overhead per trial ((tunecb - bare) / N).
+   --pruner none --jobs 0`` (a fixed MLP on scikit-learn's digits, 30 epochs, batch 64,
+   early stopping that cannot trigger, so every trial trains identically; one trial at a
+   time in the process, as the bare loops run them) against two bare loops
+   of ``benchmarks/overhead_bare.py``, the same N fits with the same seeds and model, driven
+   by an in-memory Optuna study: ``bare`` with tunecb's callbacks (so the difference is
+   tunecb's work outside ``fit``) and ``keras`` with only Keras' ``EarlyStopping`` and
+   ``ModelCheckpoint``, what a user writes by hand (so the difference is everything tunecb
+   does). All run as subprocesses, so all pay Python start-up and the TensorFlow import.
+   The order rotates R times; the medians of the wall times give tunecb/keras (goal
+   <= 1.03), tunecb/bare (goal <= 1.05), the overhead per trial, and (from the in-fit sums)
+   what tunecb's callbacks cost per epoch over Keras' two.
 2. Report speed. A 1,000-trial study written the way ``tunecb search`` writes one
    (journal, ``study.json``, user attributes, checkpoint files), created with Optuna's API
    (no training); then ``tunecb report`` on it as a subprocess (goal under 1 s) and
@@ -50,9 +55,10 @@ ROOT = HERE.parent
 STUDY_FILE = HERE / "overhead_study.py"
 BARE_SCRIPT = HERE / "overhead_bare.py"
 DEFAULT_JSON = HERE / "out" / "overhead.json"
-EPOCHS = 10  # overhead_study.EPOCHS (not imported: this process stays free of TensorFlow)
+EPOCHS = 30  # overhead_study.EPOCHS (not imported: this process stays free of TensorFlow)
 STUDY_NAME = "overhead"  # overhead_study.study's name
-SEARCH_GOAL = 1.05  # tunecb / bare
+SEARCH_GOAL = 1.05  # tunecb / bare (tunecb's callbacks)
+KERAS_GOAL = 1.03  # tunecb / fit with Keras' EarlyStopping and ModelCheckpoint only
 REPORT_GOAL_S = 1.0
 NOISY_SPREAD = 0.10  # (max - min) / median above this: say the numbers are noisy
 
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.splitlines()[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--trials", type=int, default=12, help="trials per search (12)")
+    parser.add_argument("--trials", type=int, default=8, help="trials per search (8)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side (3)")
     parser.add_argument("--report-trials", type=int, default=1000, help="trials of the study")
     parser.add_argument("--report-repeats", type=int, default=5, help="timed reports (5)")
@@ -113,26 +119,32 @@ def main(argv: list[str] | None = None) -> int:
 # --- 1. search overhead ------------------------------------------------------------------
 
 
+SIDES = ("tunecb", "bare", "keras")
+
+
 def measure_search(tmp: Path, n_trials: int, repeats: int, env: dict[str, str]) -> dict:
-    """Time ``tunecb search`` and the bare loop ``repeats`` times each, alternating."""
+    """Time ``tunecb search`` and the two bare loops ``repeats`` times each, the order
+    rotating from one repeat to the next."""
     tunecb_cmd = [
         *_tunecb(), "search", _shown(STUDY_FILE), "--results", "{results}",
-        "--n-trials", str(n_trials), "--pruner", "none",
+        "--n-trials", str(n_trials), "--pruner", "none", "--jobs", "0",
     ]  # fmt: skip
     bare_cmd = [
         sys.executable, _shown(BARE_SCRIPT), "--trials", str(n_trials), "--workdir", "{workdir}"
     ]  # fmt: skip
+    keras_cmd = [*bare_cmd, "--callbacks", "keras"]
     runs: list[Run] = []
     for repeat in range(repeats):
-        order = ("tunecb", "bare") if repeat % 2 == 0 else ("bare", "tunecb")
-        for side in order:
+        k = repeat % len(SIDES)
+        for side in SIDES[k:] + SIDES[:k]:
             folder = tmp / f"{side}-{repeat}"
             if side == "tunecb":
                 cmd = [a.replace("{results}", str(folder)) for a in tunecb_cmd]
                 wall, _ = run_timed(cmd, env)
                 details = _tunecb_details(folder / STUDY_NAME)
             else:
-                cmd = [a.replace("{workdir}", str(folder)) for a in bare_cmd]
+                base = bare_cmd if side == "bare" else keras_cmd
+                cmd = [a.replace("{workdir}", str(folder)) for a in base]
                 wall, out = run_timed(cmd, env)
                 details = _bare_details(out)
             runs.append(Run(side, repeat, round(wall, 3), details))
@@ -143,43 +155,58 @@ def measure_search(tmp: Path, n_trials: int, repeats: int, env: dict[str, str]) 
             )
             shutil.rmtree(folder, ignore_errors=True)
 
-    walls = {side: [r.wall_s for r in runs if r.side == side] for side in ("tunecb", "bare")}
+    walls = {side: [r.wall_s for r in runs if r.side == side] for side in SIDES}
     med = {side: statistics.median(values) for side, values in walls.items()}
     inner = {
         side: statistics.median(r.details["trials_sum_s"] for r in runs if r.side == side)
-        for side in ("tunecb", "bare")
+        for side in SIDES
     }
     outside = {
         side: statistics.median(
             r.wall_s - r.details["trials_sum_s"] for r in runs if r.side == side
         )
-        for side in ("tunecb", "bare")
+        for side in SIDES
     }
-    pairs = [
-        round(t.wall_s / b.wall_s, 4)
-        for t, b in zip(
-            (r for r in runs if r.side == "tunecb"),
-            (r for r in runs if r.side == "bare"),
-            strict=True,
-        )
-    ]
+
+    def per_repeat(base: str) -> list[float]:
+        return [
+            round(t.wall_s / b.wall_s, 4)
+            for t, b in zip(
+                (r for r in runs if r.side == "tunecb"),
+                (r for r in runs if r.side == base),
+                strict=True,
+            )
+        ]
+
     identical = _same_work(runs, n_trials)
     ratio = med["tunecb"] / med["bare"]
+    keras_ratio = med["tunecb"] / med["keras"]
+    # Per epoch, inside fit: what tunecb's callbacks cost over Keras' own two.
+    epochs = n_trials * EPOCHS
+    per_epoch = (inner["bare"] - inner["keras"]) / epochs
     return {
         "n_trials": n_trials,
         "repeats": repeats,
         "epochs": EPOCHS,
         "tunecb_cmd": _cmdline(tunecb_cmd),
         "bare_cmd": _cmdline(bare_cmd),
+        "keras_cmd": _cmdline(keras_cmd),
         "tunecb_median_s": round(med["tunecb"], 3),
         "bare_median_s": round(med["bare"], 3),
+        "keras_median_s": round(med["keras"], 3),
         "ratio": round(ratio, 4),
         "goal_ratio": SEARCH_GOAL,
         "ok": ratio <= SEARCH_GOAL,
+        "keras_ratio": round(keras_ratio, 4),
+        "keras_goal_ratio": KERAS_GOAL,
+        "keras_ok": keras_ratio <= KERAS_GOAL,
         "per_trial_overhead_s": round((med["tunecb"] - med["bare"]) / n_trials, 4),
-        "tunecb_walls_s": walls["tunecb"],
-        "bare_walls_s": walls["bare"],
-        "per_repeat_ratios": pairs,
+        "per_trial_overhead_vs_keras_s": round((med["tunecb"] - med["keras"]) / n_trials, 4),
+        "callbacks_per_epoch_ms": round(per_epoch * 1000, 2),
+        "keras_epoch_ms": round(inner["keras"] / epochs * 1000, 2),
+        "walls_s": walls,
+        "per_repeat_ratios": per_repeat("bare"),
+        "per_repeat_keras_ratios": per_repeat("keras"),
         "spread": {side: round(_spread(values), 4) for side, values in walls.items()},
         "in_trial_sum_median_s": {side: round(v, 3) for side, v in inner.items()},
         "outside_trials_median_s": {side: round(v, 3) for side, v in outside.items()},
@@ -290,26 +317,43 @@ def table(result: dict[str, Any]) -> str:
     s, r = result["search"], result["report"]
     n = s["n_trials"]
     status = "OK" if s["ok"] else "OVER GOAL"
+    keras_status = "OK" if s["keras_ok"] else "OVER GOAL"
     if not all(s["identical_work"].values()):
         status += " (INVALID: the two sides did not do the same work)"
     rows = [
         ("measurement", "median s", "goal", "ratio / status", "command"),
         (
             f"tunecb search, {n} trials x {s['epochs']} epochs",
-            f"{s['tunecb_median_s']:.2f}", "", f"runs {_list(s['tunecb_walls_s'])}",
+            f"{s['tunecb_median_s']:.2f}", "", f"runs {_list(s['walls_s']['tunecb'])}",
             s["tunecb_cmd"],
         ),
         (
-            f"bare loop, same {n} fits",
-            f"{s['bare_median_s']:.2f}", "", f"runs {_list(s['bare_walls_s'])}", s["bare_cmd"],
+            f"bare loop, same {n} fits, tunecb's callbacks",
+            f"{s['bare_median_s']:.2f}", "", f"runs {_list(s['walls_s']['bare'])}",
+            s["bare_cmd"],
+        ),
+        (
+            f"bare loop, same {n} fits, Keras' EarlyStopping + ModelCheckpoint",
+            f"{s['keras_median_s']:.2f}", "", f"runs {_list(s['walls_s']['keras'])}",
+            s["keras_cmd"],
+        ),
+        (
+            "tunecb / Keras' own callbacks", "", f"<= {KERAS_GOAL}",
+            f"{s['keras_ratio']:.3f} {keras_status}",
+            f"per repeat {_list(s['per_repeat_keras_ratios'], 3)}",
         ),
         (
             "search overhead (tunecb / bare)", "", f"<= {SEARCH_GOAL}",
             f"{s['ratio']:.3f} {status}", f"per repeat {_list(s['per_repeat_ratios'], 3)}",
         ),
         (
-            "overhead per trial ((tunecb - bare) / N)", f"{s['per_trial_overhead_s']:+.3f}",
-            "", "", "",
+            "overhead per trial ((tunecb - keras) / N)",
+            f"{s['per_trial_overhead_vs_keras_s']:+.3f}", "", "", "",
+        ),
+        (
+            "tunecb's callbacks over Keras' two, per epoch (in-fit sums)",
+            f"{s['callbacks_per_epoch_ms'] / 1000:+.4f}", "",
+            f"{s['callbacks_per_epoch_ms'] / s['keras_epoch_ms']:+.1%} of an epoch", "",
         ),
         (
             f"tunecb report, {r['n_trials']} trials (CLI)", f"{r['cli_median_s']:.3f}",
@@ -332,13 +376,14 @@ def table(result: dict[str, Any]) -> str:
     machine = result["machine"]
     lines += [
         "",
-        f"in-trial time (sum over trials, median): tunecb {inner['tunecb']:.2f} s, "
-        f"bare {inner['bare']:.2f} s; outside the trials (start-up, imports, study set-up): "
-        f"tunecb {outside['tunecb']:.2f} s, bare {outside['bare']:.2f} s",
+        "in-trial time (sum over trials, median): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in inner.items())
+        + "; outside the trials (start-up, imports, study set-up): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in outside.items()),
         f"identical work: every trial ran all epochs: {same['all_trials_ran_all_epochs']}; "
         f"same val_accuracy in every run: {same['same_values_every_run']}",
-        f"spread (max - min) / median: tunecb {s['spread']['tunecb']:.1%}, "
-        f"bare {s['spread']['bare']:.1%}"
+        "spread (max - min) / median: "
+        + ", ".join(f"{k} {v:.1%}" for k, v in s["spread"].items())
         + (f"  -> NOISY ({', '.join(noisy)} above {NOISY_SPREAD:.0%})" if noisy else ""),
         f"{machine['cpus']} CPUs; load average before {machine['loadavg_1_5_15_before']}, "
         f"after {machine['loadavg_1_5_15_after']}",

@@ -1,12 +1,19 @@
-"""The "bare loop" side of ``benchmarks/overhead.py``: the fits of ``tunecb search``, no tunecb.
+"""The "bare loop" sides of ``benchmarks/overhead.py``: the fits of ``tunecb search``, no tunecb.
 
 It runs the study of ``overhead_study.py`` by hand: N times ``clear_session``, the
-trial's seed, the same model, and ``model.fit`` with the callbacks tunecb uses (from
-``tunecb.training.callbacks.make_callbacks``, driven by a trial of an in-memory Optuna study), so
-the difference to ``tunecb search`` is tunecb's own work: journal storage, sampler,
-trial records and results files. It prints one JSON line with its inner timings.
+trial's seed, the same model, and ``model.fit``, driven by a trial of an in-memory Optuna
+study, with
 
-    python benchmarks/overhead_bare.py --trials 12 --workdir /tmp/bare
+- ``--callbacks tunecb`` (default): the callbacks tunecb uses (from
+  ``tunecb.training.callbacks.make_callbacks``), so the difference to ``tunecb search`` is
+  tunecb's work outside ``fit``: journal storage, sampler, trial records and results files;
+- ``--callbacks keras``: only what a Keras user would add by hand, Keras' own
+  ``EarlyStopping(restore_best_weights=True)`` and ``ModelCheckpoint(save_best_only=True)``,
+  so the difference to ``tunecb search`` is everything tunecb does, its callbacks included.
+
+It prints one JSON line with its inner timings.
+
+    python benchmarks/overhead_bare.py --trials 12 --workdir /tmp/bare [--callbacks keras]
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--callbacks", choices=("tunecb", "keras"), default="tunecb")
     args = parser.parse_args(argv)
     imported = time.perf_counter()
 
@@ -65,28 +73,44 @@ def main(argv: list[str] | None = None) -> int:
         keras.backend.clear_session(free_memory=False)
         keras.utils.set_random_seed(trial_seed(settings.seed, trial.number))
         model = overhead_study.build(trial)
-        cbs = make_callbacks(
-            trial,
-            settings,
-            settings.lr_schedule,
-            folder / "best.keras",
-            folder / "history.csv",
-            [],
-        )
-        model.fit(
+        if args.callbacks == "tunecb":
+            cbs = make_callbacks(
+                trial,
+                settings,
+                settings.lr_schedule,
+                folder / "best.keras",
+                folder / "history.csv",
+                [],
+            )
+            callbacks = cbs.as_list()
+        else:
+            mode = "max" if settings.maximize else "min"
+            callbacks = [
+                keras.callbacks.EarlyStopping(
+                    settings.monitor, patience=settings.patience, mode=mode,
+                    restore_best_weights=True,
+                ),
+                keras.callbacks.ModelCheckpoint(
+                    str(folder / "best.keras"), monitor=settings.monitor, mode=mode,
+                    save_best_only=True,
+                ),
+            ]  # fmt: skip
+        history = model.fit(
             x=x_train,
             y=y_train,
             batch_size=settings.batch_size,
             validation_data=validation,
             epochs=settings.epochs,
-            callbacks=cbs.as_list(),
+            callbacks=callbacks,
             verbose=settings.verbose,
             **settings.fit_kwargs,
         )
-        study.tell(trial, cbs.checkpoint.best)
+        seen = history.history[settings.monitor]
+        best = (max if settings.maximize else min)(seen)
+        study.tell(trial, best)
         fits.append(round(time.perf_counter() - start, 4))
-        values.append(cbs.checkpoint.best)
-        epochs.append(cbs.watch.epochs_run)
+        values.append(best)
+        epochs.append(len(seen))
 
     done = time.perf_counter()
     print(

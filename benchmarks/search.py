@@ -10,9 +10,10 @@ Run it from the repository root::
     python benchmarks/search.py --time-trial    # one full-budget trial's cost, per task
                                                 # (writes benchmarks/out/search_time_trial.json)
 
-The systems, each a fresh subprocess (Python start-up and TensorFlow import included), with
-TensorFlow's default threading for all (no ``--jobs``, no thread setting; the CPU affinity is
-recorded), on every task and seed:
+The systems, each a fresh subprocess (Python start-up and TensorFlow import included), each
+with its own default use of the machine (the loop and KerasTuner: one process, TensorFlow's
+default threading; tunecb: its default ``--jobs auto``, one worker process per core with one
+thread each; the CPU affinity is recorded), on every task and seed:
 
 - **tunecb**: a study file per task and seed, written from :data:`STUDY_TEMPLATE` into a
   temporary folder, sets ``name, monitor, epochs, batch_size=64, n_trials, seed, patience`` and
@@ -129,6 +130,8 @@ import sys
 
 sys.path.insert(0, {bench_dir!r})
 
+import optuna  # noqa: F401 (a --variant may name an Optuna sampler or pruner)
+
 import tunecb
 from search_tasks import TASKS, build, suggest
 
@@ -141,7 +144,7 @@ study = tunecb.Study(
     batch_size={batch_size},
     n_trials={trials},
     seed={seed},
-    patience={patience},
+    patience={patience},{extra}
 )
 
 
@@ -157,6 +160,24 @@ def model(trial):
 
 
 TUNECB_FLAGS: list[str] = []  # --tunecb-flag: a variant of tunecb's defaults
+# --variant NAME=SPEC: more tunecb systems, "tunecb[NAME]", each with its CLI flags and Study
+# keywords (Python text), side by side with the defaults in the same run.
+VARIANTS: dict[str, tuple[list[str], list[str]]] = {}
+
+
+def _variant(text: str) -> tuple[str, tuple[list[str], list[str]]]:
+    """``NAME=SPEC``: SPEC's words starting with ``--`` are ``tunecb search`` flags, the
+    others ``Study(...)`` keywords.
+
+    >>> _variant("hb2=--jobs=2 pruner=optuna.pruners.HyperbandPruner(2,20,3)")
+    ('hb2', (['--jobs=2'], ['pruner=optuna.pruners.HyperbandPruner(2,20,3)']))
+    """
+    name, sep, spec = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: NAME=SPEC, e.g. 'j2=--jobs=2'")
+    words = spec.split()
+    flags = [w for w in words if w.startswith("--")]
+    return name.strip(), (flags, [w for w in words if not w.startswith("--")])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,13 +211,23 @@ def main(argv: list[str] | None = None) -> int:
         help="a flag for tunecb search, for a variant (e.g. --tunecb-flag=--pruner=hyperband); "
         "without it tunecb runs with its defaults",
     )  # fmt: skip
+    parser.add_argument(
+        "--variant", action="append", default=[], type=_variant, metavar="NAME=SPEC",
+        help="one more tunecb system, tunecb[NAME], beside the defaults: SPEC's words that "
+        "start with -- are tunecb search flags, the others Study keywords, e.g. "
+        "'hb2=--jobs=2 pruner=optuna.pruners.HyperbandPruner(2,20,3)' (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     TUNECB_FLAGS[:] = args.tunecb_flag
+    VARIANTS.update(args.variant)
     tasks = args.tasks or (QUICK["tasks"] if args.quick else tuple(TASKS))
     seeds = args.seeds or (QUICK["seeds"] if args.quick else SEEDS)
     trials = args.trials or (QUICK["trials"] if args.quick else TRIALS)
     epochs = args.epochs or (QUICK["epochs"] if args.quick else EPOCHS)
     systems = list(args.systems or SYSTEMS)
+    if VARIANTS:
+        at = systems.index("tunecb") + 1 if "tunecb" in systems else 0
+        systems[at:at] = [f"tunecb[{name}]" for name in VARIANTS]
     if min(trials, epochs) < 1 or args.patience < 0:
         parser.error("--trials and --epochs must be >= 1, --patience >= 0")
     notes: list[str] = []
@@ -215,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": list(tasks), "systems": systems, "seeds": list(seeds), "trials": trials,
         "epochs": epochs, "patience": args.patience, "batch_size": BATCH_SIZE,
         "quick": args.quick, "tunecb_flags": list(TUNECB_FLAGS),
+        "variants": {name: {"flags": f, "study": k} for name, (f, k) in VARIANTS.items()},
         "kerastuner_hyperband": kt_hyperband_budget(epochs),
     }  # fmt: skip
     try:
@@ -242,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": {
             "affinity": sorted(os.sched_getaffinity(0)),
             "env": {k: v for k, v in os.environ.items() if "THREAD" in k or k in THREAD_ENV},
-            "note": "TensorFlow's default threading in every system; tunecb without --jobs",
+            "note": "loop and KerasTuner: TensorFlow's default threading; tunecb: its default "
+            "--jobs auto (a worker per core, one thread each)",
         },
         "machine": machine(load_before, os.getloadavg()),
         "versions": versions() | _kt_version(),
@@ -287,18 +320,20 @@ def command(
     system: str, folder: Path, task: str, seed: int, trials: int, epochs: int, patience: int
 ) -> list[str]:
     """The command line of one run (a study file is written for tunecb)."""
-    if system == "tunecb":
+    if system.startswith("tunecb"):
+        flags, keywords = VARIANTS.get(system.removeprefix("tunecb[").rstrip("]"), ([], []))
         study = folder / f"{task}.py"
         t = TASKS[task]
         study.write_text(
             STUDY_TEMPLATE.format(
                 task=task, seed=seed, bench_dir=str(HERE), monitor=t.monitor, epochs=epochs,
                 batch_size=BATCH_SIZE, trials=trials, patience=patience,
+                extra="".join(f"\n    {k}," for k in keywords),
             ),
             encoding="utf-8",
         )  # fmt: skip
         return [*tunecb_command(), "search", str(study), "--results", str(folder / "results"),
-                "--log-format", "json", *TUNECB_FLAGS]  # fmt: skip
+                "--log-format", "json", *TUNECB_FLAGS, *flags]  # fmt: skip
     shared = ["--task", task, "--seed", str(seed), "--epochs", str(epochs),
               "--patience", str(patience), "--batch-size", str(BATCH_SIZE)]  # fmt: skip
     if system == "loop":
@@ -347,7 +382,7 @@ def parse_trials(system: str, stdout: str, launched: float) -> tuple[list[dict],
         if not line.startswith("{"):
             continue
         rec = json.loads(line)
-        if system == "tunecb":
+        if system.startswith("tunecb"):
             kind = rec.get("event")
             if kind == "start":
                 extra["tunecb_start"] = {k: rec.get(k) for k in ("mode", "workers", "notes")}
@@ -482,6 +517,8 @@ def search_table(result: dict[str, Any]) -> str:
         ) + f"; pruner {_described(result['tunecb_defaults']['pruner_made'])}"
         + (f"; OVERRIDDEN for this run by {' '.join(s['tunecb_flags'])}"
            if s.get("tunecb_flags") else ""),
+        *(f"tunecb[{name}]: tunecb with {' '.join(v['flags'] + v['study']) or 'its defaults'}"
+          for name, v in s.get("variants", {}).items()),
         f"{m['cpus_usable']} usable CPUs (affinity {result['threads']['affinity']}); "
         f"load average before {m['loadavg_1_5_15_before']}, after {m['loadavg_1_5_15_after']}",
         *result["notes"],
@@ -584,7 +621,7 @@ def _tunecb_defaults(epochs: int) -> dict[str, Any]:
     plain = (int, float, str, bool, type(None))
     return (
         {k: DEFAULTS[k] for k in keys}
-        | {"jobs": None}
+        | {"jobs": "auto"}
         | {
             key: {"class": type(obj).__name__}
             | {k.lstrip("_"): v for k, v in vars(obj).items() if isinstance(v, plain)}

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base = [*python, "search", str(STUDY), "--log-format", "json", "--n-trials", "50"]
         for i in range(args.repeats):
-            for label, extra in (("in-process", []), ("--jobs 2", ["--jobs", "2"])):
+            for label, extra in (("in-process", ["--jobs", "0"]), ("--jobs 2", ["--jobs", "2"])):
                 cmd = [*base, "--results", f"{tmp}/{label[:2]}{i}", *extra]
                 times[label].append(first_trial_s(cmd, env)[0])
         spent = f"{tmp}/spent"

@@ -12,6 +12,9 @@ import pytest
 pytest_plugins = ["pgfixture"]  # a real PostgreSQL server: tests/pgfixture.py
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Searches run their trials in the test's process unless a test asks for workers (--jobs N,
+# or TUNECB_JOBS removed for --jobs auto): tests/e2e/test_auto_jobs.py tests the default.
+os.environ["TUNECB_JOBS"] = "0"
 
 STUDY_TEMPLATE = """
 import keras

@@ -29,6 +29,35 @@ if TYPE_CHECKING:
     import keras
     import pandas
 
+    from tunecb.session.result import SearchResult
+
+
+def search(study: Study | str, **settings: Any) -> SearchResult:
+    """Run a search from code, as ``tunecb search`` does; returns a :class:`SearchResult`
+    (the best trial, the ranked trials, the results folder, ``load_best``).
+
+    ``study`` is a :class:`Study` declared in the calling code or a study file's path;
+    ``settings`` are the CLI's by name (``n_trials=``, ``jobs=``, ``storage=``,
+    ``quiet=``, ...). See :func:`tunecb.session.run.search`.
+
+    >>> result = tunecb.search("studies/digits.py", n_trials=4)  # doctest: +SKIP
+    >>> result.best_params  # doctest: +SKIP
+    """
+    from tunecb.session.run import search as _search
+
+    return _search(study, **settings)
+
+
+def load_study(path: str, *, storage: str | None = None, study_name: str | None = None) -> Any:
+    """The ``optuna.Study`` of a results folder (or of ``storage`` + ``study_name``), for
+    everything Optuna's own API does.
+
+    >>> tunecb.load_study("results/digits").best_trial.params  # doctest: +SKIP
+    """
+    from tunecb.reporting.records import open_report_study
+
+    return open_report_study(path, storage, study_name)[0]
+
 
 def report(path: str | None = None, **kwargs: Any) -> pandas.DataFrame:
     """The trials of a study, ranked by the objective, as a pandas DataFrame.
@@ -72,5 +101,7 @@ __all__ = [
     "TunecbError",
     "__version__",
     "load_best",
+    "load_study",
     "report",
+    "search",
 ]

@@ -49,7 +49,10 @@ def test_every_report_format(cli, finished_study, fmt):
         assert lines[0].startswith("study 'fin': val_accuracy (maximize); 4 complete")
         # 4 trials x 3 epochs, no pruning or early stopping, run in the launcher
         assert lines[1].startswith("trained 12 of 12 epochs (100%) · ")
-        assert re.search(r"· 1 worker process · checkpoints 4 files, [0-9.]+ KiB$", lines[1])
+        assert re.search(
+            r"· 1 worker process · on tensorflow [0-9.]+ · checkpoints 4 files, [0-9.]+ KiB$",
+            lines[1],
+        )
         assert lines[2].split()[:4] == ["rank", "trial", "state", "value"] and len(lines) == 7
 
 

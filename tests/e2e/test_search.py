@@ -39,7 +39,8 @@ def test_search_end_to_end_through_the_cli_process(study_file, tmp_path):
         meta = trial_json(results, "tiny", number)
         assert meta["state"] == "COMPLETE" and meta["stop_reason"] == "completed"
         assert meta["epochs_run"] == 3 and len(history_rows(results, "tiny", number)) == 3
-        assert set(meta["versions"]) == {"tensorflow", "keras", "optuna", "tunecb"}
+        assert set(meta["versions"]) == {"backend", "tensorflow", "keras", "optuna", "tunecb"}
+        assert meta["versions"]["backend"] == "tensorflow"
         assert len(meta["study_sha256"]) == 64 and meta["n_params"] > 0
     # The same facts are in the Optuna storage.
     study = optuna.load_study(

@@ -180,9 +180,9 @@ def test_a_killed_worker_loses_nothing_and_its_trial_runs_again(tmp_path):
     assert not any((results / "par" / "backups").iterdir())  # cleaned up when trials ended
 
 
-def test_jobs_zero_is_a_one_line_error(tmp_path):
+def test_a_negative_jobs_is_a_one_line_error(tmp_path):
     path = write_fast_study(tmp_path)
-    proc = search(path, tmp_path / "r", "--jobs", "0", timeout=60)
+    proc = search(path, tmp_path / "r", "--jobs", "-1", timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--jobs" in proc.stderr
 

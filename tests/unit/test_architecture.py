@@ -19,8 +19,9 @@ LAYERS = [
     ("training",),
     ("execution",),
     ("reporting",),
-    ("search",),
+    ("launcher",),
     ("cli",),
+    ("session",),  # search from code: tunecb.search(), its live display, its result
     ("__init__", "__main__"),  # the front door re-exports (lazily) from everywhere
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -29,14 +29,14 @@ FLAGGED = [f for f in FIELDS if f.flag]
 VALID = {
     "name": "x", "monitor": "val_accuracy", "direction": "max", "epochs": 1, "batch_size": 1,
     "n_trials": 1, "timeout": 1.5, "sampler": "random", "pruner": "none", "seed": 0,
-    "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
+    "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
     "keep_checkpoints": 1, "storage": "sqlite:///x.db", "results": "r",
 }  # fmt: skip
 
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 21
+    assert len(set(names)) == len(names) == 22
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 

@@ -18,7 +18,8 @@ from tunecb.training.runner import trial_seed
 def test_cli_overrides_study_file_overrides_defaults():
     s = resolve({"epochs": 7, "n_trials": 3, "monitor": "val_accuracy"}, {"epochs": 2},
                 default_name="digits")  # fmt: skip
-    assert (s.epochs, s.n_trials, s.name, s.batch_size, s.pruner) == (2, 3, "digits", 32, "median")
+    got = (s.epochs, s.n_trials, s.name, s.batch_size, s.pruner)
+    assert got == (2, 3, "digits", 32, "median")
     assert s.sources["epochs"] == "--epochs" and s.sources["n_trials"] == "n_trials="
 
 

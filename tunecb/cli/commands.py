@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def _search(args: argparse.Namespace) -> int:
 def _run_search(args: argparse.Namespace) -> int:
     # No backend is imported here: the study file is read with Keras loaded lazily, so a
     # --jobs launcher or a study with nothing left to run never pays TensorFlow's start-up.
-    from tunecb.search import run_search
+    from tunecb.launcher import run_search
     from tunecb.study.declaration import load_study_file
     from tunecb.study.settings import overrides_from, resolve
 
@@ -115,28 +116,7 @@ def _run_search(args: argparse.Namespace) -> int:
         default_name=loaded.default_name,
         study_path=loaded.path,
     )
-    executor = None
-    if args.jobs is not None and args.dask:
-        from tunecb.execution.dask import DaskExecutor, connect
-
-        connect(args.dask).close()  # fail in seconds, before any study is touched
-        executor = DaskExecutor(
-            args.dask, jobs=args.jobs, worker_trials=args.worker_trials or None,
-            worker_memory_mb=args.worker_memory or None,
-            threads_per_worker=args.threads_per_worker,
-        )  # fmt: skip
-    elif args.jobs is not None:
-        from tunecb.execution.processes import ProcessExecutor, parse_gpus
-
-        executor = ProcessExecutor(
-            jobs=args.jobs, gpus=parse_gpus(args.gpus, args.jobs),
-            threads_per_worker=args.threads_per_worker,
-            worker_trials=args.worker_trials or None, worker_memory_mb=args.worker_memory or None,
-        )  # fmt: skip
-    elif args.dask:
-        raise TunecbError("--dask needs --jobs N: how many workers to run on the cluster")
-    elif args.gpus:
-        raise TunecbError("--gpus needs --jobs N: each worker process gets its GPU")
+    executor = make_executor(args, jobs_setting(args.jobs))
     printer = make_printer(args.log_format, args.quiet, settings.verbose)
     try:
         summary = run_search(loaded, settings, printer, executor, overrides)
@@ -144,6 +124,55 @@ def _run_search(args: argparse.Namespace) -> int:
         printer.close()
     printer.summary(summary)
     return 0
+
+
+def jobs_setting(flag: int | str | None) -> int | str:
+    """``--jobs``, else ``$TUNECB_JOBS``, else ``"auto"``.
+
+    >>> jobs_setting(3), jobs_setting("auto")
+    (3, 'auto')
+    """
+    if flag is not None:
+        return flag
+    text = os.environ.get("TUNECB_JOBS", "").strip().lower()
+    if not text or text == "auto":
+        return "auto"
+    if text.isdigit():
+        return int(text)
+    raise TunecbError(f"TUNECB_JOBS={text!r}: expected auto or an integer >= 0; unset it or fix it")
+
+
+def make_executor(options: Any, jobs: int | str) -> Any:
+    """The executor of ``--jobs``/``--dask``/``--gpus`` and the worker flags (``options``: the
+    parsed arguments, or a mapping of them); ``None`` runs trials in this process."""
+
+    def get(name: str) -> Any:
+        return options.get(name) if isinstance(options, Mapping) else getattr(options, name, None)
+
+    dask, gpus = get("dask"), get("gpus")
+    workers = {
+        "worker_trials": get("worker_trials") or None,
+        "worker_memory_mb": get("worker_memory") or None,
+        "threads_per_worker": get("threads_per_worker"),
+    }
+    if dask:
+        if not isinstance(jobs, int) or jobs < 1:
+            raise TunecbError("--dask needs --jobs N: how many workers to run on the cluster")
+        from tunecb.execution.dask import DaskExecutor, connect
+
+        connect(dask).close()  # fail in seconds, before any study is touched
+        return DaskExecutor(dask, jobs=jobs, **workers)
+    if gpus and not (isinstance(jobs, int) and jobs >= 1):
+        raise TunecbError("--gpus needs --jobs N: each worker process gets its GPU")
+    if jobs == 0:
+        return None
+    from tunecb.execution.processes import ProcessExecutor, parse_gpus
+
+    return ProcessExecutor(
+        jobs=None if jobs == "auto" else jobs,
+        gpus=parse_gpus(gpus, jobs) if isinstance(jobs, int) else (),
+        **workers,
+    )
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -40,6 +40,11 @@ def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], expected:
 
 
 _positive_int = _checked(int, lambda v: v > 0, "a positive integer")
+_jobs = _checked(
+    lambda t: "auto" if t.strip().lower() == "auto" else int(t),
+    lambda v: v == "auto" or v >= 0,
+    "auto or an integer >= 0",
+)
 _non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
 _non_negative_float = _checked(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 _positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive number of seconds")
@@ -106,8 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     workers = search.add_argument_group("parallel workers")
     workers.add_argument(
-        "--jobs", type=_positive_int, metavar="N",
-        help="run N worker processes on this machine (default: trials run in this process)",
+        "--jobs", type=_jobs, metavar="N",
+        help="trials at once: N worker processes on this machine; 0 runs them one at a time "
+        "in this process; auto (default, or $TUNECB_JOBS) is one worker per core when "
+        "there are 2 or more, no GPU and 2 or more trials left, else 0",
     )  # fmt: skip
     workers.add_argument("--gpus", metavar="0,1,...", help="give worker i GPU i (round robin)")
     workers.add_argument(

@@ -45,6 +45,8 @@ class Job:
     limits: Limits
     epochs: int
     debug: bool = False
+    backend: str = "tensorflow"  # the Keras backend every worker imports
+    study_blob: bytes | None = None  # a study declared in code, by value (LoadedStudy.portable)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class WorkerSpec:
     env: dict[str, str] = field(default_factory=dict)
     threads: int | None = None
     debug: bool = False
+    study_blob: bytes | None = None  # instead of study_path: a study declared in code
 
 
 Emit = Callable[[object], None]

@@ -104,10 +104,14 @@ class DaskExecutor:
             n_trials=job.limits.n_trials, deadline=job.limits.deadline,
             max_trials=self.worker_trials, max_rss_mb=self.worker_memory_mb,
         )  # fmt: skip
-        env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        env = {
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            "KERAS_BACKEND": job.backend,
+        }
 
         spec = WorkerSpec(
-            study_path=job.study_path, overrides=dict(job.overrides), limits=limits, env=env,
+            study_path=job.study_path, study_blob=job.study_blob, overrides=dict(job.overrides),
+            limits=limits, env=env,
             threads=self.threads_per_worker, debug=job.debug,
         )  # fmt: skip
 

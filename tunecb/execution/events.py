@@ -1,7 +1,7 @@
 """The typed events of a search, the same in every execution mode.
 
 Executors send :class:`TrialStarted`, :class:`EpochEnded` and :class:`TrialFinished`; the
-launcher (:mod:`tunecb.search`) adds :class:`SearchStarted` first and :class:`SearchEnded`
+launcher (:mod:`tunecb.launcher`) adds :class:`SearchStarted` first and :class:`SearchEnded`
 last, and fills in each finished trial's study-wide numbers (best so far, trials done).
 Printers (plain lines, the live view, JSON) read only these.
 

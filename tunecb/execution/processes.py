@@ -75,6 +75,47 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def gpu_visible() -> bool:
+    """Whether an NVIDIA GPU is there for TensorFlow (without importing it): a driver device
+    node, and ``CUDA_VISIBLE_DEVICES`` not hiding every GPU."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and hidden.strip() in ("", "-1"):
+        return False
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/gpus")
+
+
+def auto_jobs(left: int | None, storage: str | None = None) -> tuple[int, str]:
+    """``--jobs auto``: how many trials to run at once, and why, in a note.
+
+    One worker process per core, each with one thread: the small models people tune on CPUs
+    use a core far better one trial each than two threads on one fit (``benchmarks/
+    scaling.py``: 1.5x the trials per hour on 2 cores). One trial at a time, in this
+    process, on one core, with one trial left, with a GPU (one process should own it:
+    ``--jobs N --gpus ...`` shares GPUs out), or with an in-memory database.
+
+    >>> auto_jobs(1)[0]
+    1
+    """
+    n = cores()
+    if n < 2:
+        return 1, "one core: trials run one at a time in this process"
+    if gpu_visible():
+        return 1, (
+            "a GPU is visible: trials run one at a time in this process "
+            "(--jobs N --gpus 0,1,... runs one worker per GPU)"
+        )
+    if storage is not None and ":memory:" in storage:
+        return 1, "an in-memory storage: trials run one at a time in this process"
+    if left is not None and left < 2:
+        return 1, ""
+    jobs = n if left is None else min(n, left)
+    threads = max(1, n // jobs)
+    return jobs, (
+        f"{jobs} worker processes, one per core ({threads} thread{'s' if threads > 1 else ''}"
+        " each); --jobs 0 runs trials one at a time in this process"
+    )
+
+
 def parse_gpus(text: str | None, jobs: int) -> tuple[str, ...]:
     """``--gpus 0,1`` → ``("0", "1")``; checked against ``--jobs``.
 
@@ -93,9 +134,10 @@ def parse_gpus(text: str | None, jobs: int) -> tuple[str, ...]:
 
 @dataclass
 class ProcessExecutor:
-    """The :class:`~tunecb.execution._base.Executor` of ``--jobs N``; see the module doc."""
+    """The :class:`~tunecb.execution._base.Executor` of ``--jobs N``; see the module doc.
+    ``jobs=None`` is ``--jobs auto``: the launcher sizes it with :func:`auto_jobs`."""
 
-    jobs: int
+    jobs: int | None
     gpus: tuple[str, ...] = ()
     threads_per_worker: int | None = None
     worker_trials: int | None = 50
@@ -110,21 +152,18 @@ class ProcessExecutor:
         """CPU threads each worker may use: its share of the cores, unless set."""
         if self.threads_per_worker is not None:
             return self.threads_per_worker
-        return max(1, cores() // self.jobs)
+        return max(1, cores() // (self.jobs or 1))
 
-    def worker_env(self, slot: int) -> dict[str, str]:
-        """Environment of the worker in ``slot``: its threads and, with ``--gpus``, its GPU.
+    def worker_env(self, slot: int, backend: str = "tensorflow") -> dict[str, str]:
+        """Environment of the worker in ``slot``: its backend and threads and, with
+        ``--gpus``, its GPU.
 
         >>> ProcessExecutor(jobs=2, gpus=("0", "1")).worker_env(1)["CUDA_VISIBLE_DEVICES"]
         '1'
         """
-        n = str(self.threads())
-        env = {
-            "TF_NUM_INTRAOP_THREADS": n,
-            "TF_NUM_INTEROP_THREADS": "1" if self.jobs > 1 else "2",
-            "OMP_NUM_THREADS": n,
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        }
+        from tunecb.training.backends import worker_env
+
+        env = worker_env(backend, self.threads())
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         return env
@@ -135,8 +174,9 @@ class ProcessExecutor:
             max_trials=self.worker_trials, max_rss_mb=self.worker_memory_mb,
         )  # fmt: skip
         return WorkerSpec(
-            study_path=job.study_path, overrides=dict(job.overrides), limits=limits,
-            env=self.worker_env(slot),
+            study_path=job.study_path, study_blob=job.study_blob, overrides=dict(job.overrides),
+            limits=limits,
+            env=self.worker_env(slot, job.backend),
             threads=self.threads(), debug=job.debug,
         )  # fmt: skip
 

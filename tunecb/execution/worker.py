@@ -9,7 +9,6 @@ set up the Keras backend, load the study file and the data once, run trials.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -30,21 +29,17 @@ class WorkerSink(Protocol):
     def finished(self, outcome: TrialOutcome) -> None: ...
 
 
-def prepare_backend(threads: int | None, debug: bool) -> None:
-    """Import TensorFlow quietly (unless ``debug``) with ``threads`` intra-op threads, and
-    keep Optuna's and TensorFlow's chatter off the terminal."""
-    if not debug:
-        from tunecb.training.quiet import import_tensorflow_quietly
+def prepare_backend(threads: int | None, debug: bool) -> str:
+    """Import Keras on the backend ``KERAS_BACKEND`` names, quietly (unless ``debug``), with
+    ``threads`` CPU threads, and keep Optuna's chatter off the terminal; returns the
+    backend's name."""
+    from tunecb.training.backends import prepare
 
-        import_tensorflow_quietly()
-    import tensorflow as tf
-
-    if threads:
-        with contextlib.suppress(RuntimeError):  # a Dask worker that ran TF keeps its setting
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
+    backend = prepare(threads, debug)
     if not debug:  # as in the CLI: a lost connection is reported in one line
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
+    return backend
 
 
 def run_worker(
@@ -62,12 +57,15 @@ def run_worker(
     from tunecb.results import StudyDir
     from tunecb.storage.urls import study_storage
     from tunecb.study.data import load_data
-    from tunecb.study.declaration import load_study_file
+    from tunecb.study.declaration import from_portable, load_study_file
     from tunecb.study.samplers_pruners import make_pruner, make_sampler
     from tunecb.study.settings import resolve
     from tunecb.training.runner import TrialRunner
 
-    loaded = load_study_file(spec.study_path, defer_backends=False)
+    if spec.study_blob is not None:
+        loaded = from_portable(spec.study_blob)
+    else:
+        loaded = load_study_file(spec.study_path, defer_backends=False)
     settings = resolve(
         loaded.study.settings, spec.overrides, default_name=loaded.default_name,
         study_path=loaded.path,

@@ -48,9 +48,25 @@ def trial_record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) ->
     }
     for name, param in trial.params.items():
         record[f"params_{name}"] = param
+    record["backend"] = backend_text(attrs.get("versions"))
     record["checkpoint"] = checkpoint
     record["checkpoint_removed"] = removed
     return record
+
+
+def backend_text(versions: Any) -> str | None:
+    """``"jax 0.10.2"`` from a trial's recorded versions (trials recorded before the backend
+    was: TensorFlow, the only one then); ``None`` when nothing was recorded.
+
+    >>> backend_text({"backend": "jax", "jax": "0.10.2"}), backend_text({"tensorflow": "2.21"})
+    ('jax 0.10.2', 'tensorflow 2.21')
+    """
+    if not isinstance(versions, dict):
+        return None
+    name = versions.get("backend") or ("tensorflow" if "tensorflow" in versions else None)
+    if name is None:
+        return None
+    return f"{name} {versions.get(name, '?')}"
 
 
 def _default_reason(state: str) -> str | None:

@@ -15,7 +15,14 @@ import html
 from typing import Any
 
 from tunecb._version import __version__
-from tunecb.reporting.overview import Overview, duration_text, overview, saved_text, size_text
+from tunecb.reporting.overview import (
+    Overview,
+    backend_line,
+    duration_text,
+    overview,
+    saved_text,
+    size_text,
+)
 from tunecb.reporting.plots import Plot, render_plots
 from tunecb.reporting.records import StudyRecords, columns
 from tunecb.reporting.text import cell, checkpoint_cell
@@ -104,6 +111,8 @@ def _summary(info: Overview, result: StudyRecords) -> str:
     hosts = len(info.hosts)
     where = f" on {hosts} host{'s' * (hosts > 1)} ({_e(', '.join(info.hosts))})" if hosts else ""
     items.append(("Workers", f"{n} worker process{'es' * (n != 1)}{where}"))
+    if info.backends:
+        items.append(("Keras backend", _e(backend_line(info).removeprefix("on "))))
     disk = f"{info.checkpoints} files, {size_text(info.checkpoint_bytes)}"
     if info.checkpoints_removed:
         shown = ", ".join(f"#{n}" for n in info.checkpoints_removed[:30])

@@ -59,8 +59,9 @@ def load_best(
     study in results folder ``path``, loaded with ``safe_mode=True``, compiled as trained,
     ready to ``evaluate``. ``custom_objects`` is passed to Keras for custom layers."""
     checkpoint = best_checkpoint(path, rank, trial)
-    import keras
+    from tunecb.training.backends import import_quietly
 
+    keras = import_quietly()  # on the backend Keras picks here: any can load any checkpoint
     return keras.saving.load_model(
         checkpoint, custom_objects=custom_objects, compile=compile, safe_mode=True
     )

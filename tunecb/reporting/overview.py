@@ -38,6 +38,7 @@ class Overview:
     checkpoints: int = 0
     checkpoint_bytes: int = 0
     checkpoints_removed: list[int] = field(default_factory=list)
+    backends: dict[str, int] = field(default_factory=dict)  # "jax 0.10.2" → finished trials
 
 
 def overview(result: StudyRecords) -> Overview:
@@ -67,6 +68,7 @@ def overview(result: StudyRecords) -> Overview:
     hosts = sorted({w.rsplit(":", 1)[0] for w in unique if w != THIS_PROCESS})
     files, size = result.study_dir.checkpoint_usage() if result.study_dir else (0, 0)
     removed = sorted(r["trial"] for r in records if r.get("checkpoint_removed"))
+    backends = Counter(r["backend"] for r in finished if r.get("backend"))
     return Overview(
         name=result.name,
         monitor=result.monitor or "value",
@@ -83,6 +85,7 @@ def overview(result: StudyRecords) -> Overview:
         checkpoints=files,
         checkpoint_bytes=size,
         checkpoints_removed=removed,
+        backends=dict(backends.most_common()),
     )
 
 
@@ -106,6 +109,22 @@ def saved_text(info: Overview) -> str:
     return ", ".join(f"{SAVED_BY.get(k, k)} {n:,}" for k, n in info.saved_by.items() if n)
 
 
+def backend_line(info: Overview) -> str:
+    """``on jax 0.10.2``, or the mix: ``MIXED backends: tensorflow 2.21.0 (3 trials), ...``.
+
+    >>> backend_line(Overview("s", "v", "maximize", {}, None, None, 0,
+    ...                       backends={"jax 0.10.2": 2, "tensorflow 2.21.0": 1}))
+    'MIXED backends: jax 0.10.2 (2 trials), tensorflow 2.21.0 (1 trial)'
+    """
+    if not info.backends:
+        return ""
+    if len(info.backends) == 1:
+        return f"on {next(iter(info.backends))}"
+    return "MIXED backends: " + ", ".join(
+        f"{b} ({n} trial{'s' * (n != 1)})" for b, n in info.backends.items()
+    )
+
+
 def one_line(info: Overview) -> str:
     """The overview in one line, for the terminal.
 
@@ -124,6 +143,8 @@ def one_line(info: Overview) -> str:
     n = len(info.workers)
     workers = f"{n} worker process{'es' * (n != 1)}"
     parts = [epochs, f"{duration_text(info.wall_s)} wall clock", workers]
+    if info.backends:
+        parts.append(backend_line(info))
     disk = f"checkpoints {info.checkpoints} files, {size_text(info.checkpoint_bytes)}"
     if info.checkpoints_removed:
         disk += f", {len(info.checkpoints_removed)} removed by --keep-checkpoints"

@@ -154,5 +154,7 @@ def to_dataframe(records: list[dict[str, Any]], top: int | None = None) -> panda
 
 
 def columns(records: list[dict[str, Any]]) -> list[str]:
+    """The report's columns: ``backend`` only when the trials ran on more than one."""
     params = sorted({k for r in records for k in r if k.startswith("params_")})
-    return [*BASE_COLUMNS, *params, "checkpoint"]
+    mixed = len({r.get("backend") for r in records if r.get("backend")}) > 1
+    return [*BASE_COLUMNS, *params, *(["backend"] if mixed else []), "checkpoint"]

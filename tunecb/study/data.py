@@ -56,6 +56,55 @@ class Data:
     def has_validation(self) -> bool:
         return self.validation is not None
 
+    # What a model builder that takes the data (``build(trial, data)``) asks most.
+
+    @property
+    def x(self) -> Any:
+        """The training inputs when they are arrays (``None`` for a dataset)."""
+        return self.train[0] if isinstance(self.train, tuple) else None
+
+    @property
+    def y(self) -> Any:
+        """The training targets when they are arrays (``None`` for a dataset)."""
+        return self.train[1] if isinstance(self.train, tuple) else None
+
+    @property
+    def input_shape(self) -> Any:
+        """One sample's input shape, e.g. ``(64,)`` (a dict of them for dict inputs);
+        read from the arrays, or from a ``tf.data.Dataset``'s element spec.
+
+        >>> import numpy as np
+        >>> Data.from_return(((np.zeros((4, 8)), np.zeros(4)), None), "f()").input_shape
+        (8,)
+        """
+        x = self.x
+        if x is None:
+            spec = getattr(self.train, "element_spec", None)
+            x = spec[0] if isinstance(spec, tuple) else spec
+            return _shape(x, batched=True)
+        return _shape(x, batched=True)
+
+    @property
+    def n_classes(self) -> int | None:
+        """For integer class labels, the number of classes (largest label + 1); for one-hot
+        labels, their width; ``None`` otherwise (floats: a regression).
+
+        >>> import numpy as np
+        >>> Data.from_return(((np.zeros((4, 2)), np.array([0, 2, 1, 2])), None), "f()").n_classes
+        3
+        """
+        import numpy as np
+
+        y = self.y
+        if y is None or not hasattr(y, "dtype") or not hasattr(y, "shape"):
+            return None
+        y = np.asarray(y)
+        if np.issubdtype(y.dtype, np.integer) and y.size:
+            return int(y.max()) + 1 if y.ndim == 1 or y.shape[-1] == 1 else int(y.shape[-1])
+        if y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all():
+            return int(y.shape[1])
+        return None
+
     def fit_arguments(self, batch_size: int | None) -> dict[str, Any]:
         """``x``, ``y``, ``sample_weight``, ``batch_size`` and ``validation_data`` for fit."""
         args: dict[str, Any] = {}
@@ -74,10 +123,59 @@ class Data:
         return args
 
 
+def _shape(x: Any, batched: bool) -> Any:
+    """``x``'s shape without the batch axis; a dict of them for a dict."""
+    if isinstance(x, dict):
+        return {k: _shape(v, batched) for k, v in x.items()}
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        return None
+    dims = tuple(None if d is None else int(d) for d in tuple(shape))
+    return dims[1:] if batched else dims
+
+
+def wants_data(fn: Any) -> bool:
+    """Whether a model builder takes the data too: ``build(trial, data)``.
+
+    >>> wants_data(lambda trial: 0), wants_data(lambda trial, data: 0)
+    (False, True)
+    """
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.name == "data" for p in params)
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, tuple | list):
         return f"a {type(value).__name__} of {len(value)} items"
     return type(value).__name__
+
+
+_NEEDED = {
+    "tensorflow": 'pip install "tunecb[cpu]" (a tf.data.Dataset needs TensorFlow, whatever the '
+    "Keras backend), or return numpy arrays or a keras.utils.PyDataset",
+    "jax": 'pip install "tunecb[jax]"',
+    "torch": 'pip install "tunecb[torch]" (a torch DataLoader needs PyTorch, whatever the '
+    "Keras backend), or return numpy arrays or a keras.utils.PyDataset",
+}
+
+
+def missing_backend_hint(exc: BaseException) -> str:
+    """``"; fix: pip install ..."`` when ``exc`` is a backend library that is not installed.
+
+    >>> missing_backend_hint(ModuleNotFoundError("No module named 'torch'", name="torch"))[:30]
+    '; fix: pip install "tunecb[tor'
+    """
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        if top in _NEEDED:
+            return f"; fix: {_NEEDED[top]}"
+    return ""
 
 
 def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
@@ -87,7 +185,9 @@ def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
     try:
         value = fn()
     except Exception as exc:
-        raise StudyFileError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+        raise StudyFileError(
+            f"{where} raised {type(exc).__name__}: {exc}{missing_backend_hint(exc)}"
+        ) from exc
     data = Data.from_return(value, where)
     if (
         settings.monitor.startswith("val_")

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import importlib.abc
 import importlib.util
+import inspect
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -34,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunecb.errors import StudyFileError
+from tunecb.errors import StudyFileError, first_line
 from tunecb.study.settings import FIELDS
 
 DataFn = Callable[[], Any]
-BuildFn = Callable[[Any], Any]
+BuildFn = Callable[..., Any]  # build(trial) or build(trial, data)
 CallbacksFn = Callable[[Any], list]
 
 # The settings a Study accepts, in its signature's order (tests check that they match).
@@ -66,6 +67,8 @@ class Study:
         min_delta: smallest change of the monitored value that counts as improvement.
         lr_schedule: ``"none"``, ``"plateau"``, ``"cosine"``, ``"step"``, ``"search"`` or a
             :mod:`tunecb.study.schedules` object.
+        backend: the Keras backend, ``"tensorflow"``, ``"jax"`` or ``"torch"`` (default:
+            Keras' own choice, ``KERAS_BACKEND`` or ``~/.keras/keras.json``).
         verbose: Keras ``fit`` verbosity (0 by default).
         backup_every: seconds between backups of a running trial (default 10; 0: every
             epoch); a trial whose worker dies resumes from its last backup.
@@ -101,6 +104,7 @@ class Study:
         patience: int | str | None = "default",
         min_delta: float | None = None,
         lr_schedule: Any = None,
+        backend: str | None = None,
         verbose: int | None = None,
         backup_every: float | None = None,
         tensorboard: bool | None = None,
@@ -126,7 +130,10 @@ class Study:
         return fn
 
     def model(self, fn: BuildFn) -> BuildFn:
-        """Decorator: the builder that takes an ``optuna.Trial`` and returns a compiled model."""
+        """Decorator: the builder that takes an ``optuna.Trial`` and returns a compiled model.
+        A builder with a second parameter (``build(trial, data)``) also gets the data
+        (:class:`tunecb.study.data.Data`: ``data.input_shape``, ``data.n_classes``,
+        ``data.x``, ``data.y``, ``data.train``, ``data.validation``)."""
         self.build_fn = fn
         return fn
 
@@ -145,15 +152,89 @@ def _is_unset(value: Any, unset: Any) -> bool:
 
 @dataclass(frozen=True)
 class LoadedStudy:
-    """A study file after import: the study, where it came from, and its fingerprint."""
+    """A study file after import, or a study declared in code: the study, where it came
+    from, and its fingerprint."""
 
     study: Study
-    path: Path
+    path: Path  # the study file; for a study in code, the file that defined its functions
     sha256: str
+    in_code: bool = False  # declared in a script or notebook: workers get it by value
 
     @property
     def default_name(self) -> str:
-        return self.path.stem
+        if not self.in_code:
+            return self.path.stem
+        stem = self.path.stem
+        named = self.path.is_file() and "ipykernel" not in str(self.path) and stem.isidentifier()
+        return stem if named else "study"
+
+    def portable(self) -> bytes:
+        """This study as bytes a fresh process can load (:func:`from_portable`): its
+        functions by value (cloudpickle), so that a study declared in a notebook cell or a
+        script runs in worker processes. Raises :class:`StudyFileError` naming what cannot
+        travel."""
+        import cloudpickle
+
+        try:
+            return cloudpickle.dumps(self)
+        except Exception as exc:  # pickling raises anything the objects raise
+            raise StudyFileError(
+                f"the study's functions cannot be sent to worker processes "
+                f"({type(exc).__name__}: {first_line(str(exc))}): they use something that "
+                "cannot be copied to another process; create it inside the functions, "
+                "declare the study in a file, or run with jobs=0"
+            ) from exc
+
+
+def from_portable(blob: bytes) -> LoadedStudy:
+    """The study :meth:`LoadedStudy.portable` sent."""
+    import pickle
+
+    loaded = pickle.loads(blob)
+    assert isinstance(loaded, LoadedStudy)
+    return loaded
+
+
+def study_in_code(study: Study) -> LoadedStudy:
+    """A :class:`Study` declared in a script or a notebook, ready to search.
+
+    Its fingerprint is the source text of its functions and its settings, so that a changed
+    builder is noticed as a changed study file is.
+
+    >>> s = Study(monitor="val_loss")
+    >>> @s.data
+    ... def load(): ...
+    >>> @s.model
+    ... def build(trial): ...
+    >>> study_in_code(s).in_code
+    True
+    """
+    if not isinstance(study, Study):
+        raise StudyFileError(
+            f"expected a tunecb.Study or a study file path, got {type(study).__name__}"
+        )
+    where = "the study"
+    if study.build_fn is None:
+        raise StudyFileError(f"{where} has no model builder: decorate a function with @study.model")
+    if study.data_fn is None:
+        raise StudyFileError(
+            f"{where} has no data function: decorate a function returning "
+            "(train, validation) with @study.data"
+        )
+    texts = []
+    for fn in (study.data_fn, study.build_fn, study.callbacks_fn):
+        if fn is None:
+            continue
+        try:
+            texts.append(inspect.getsource(fn))
+        except (OSError, TypeError):
+            code = getattr(fn, "__code__", None)
+            texts.append(repr(code.co_code) if code else repr(fn))
+    texts.append(repr(sorted((k, repr(v)) for k, v in study.settings.items())))
+    sha256 = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    code = getattr(study.build_fn, "__code__", None)
+    path = Path(code.co_filename) if code else Path("<study>")
+    return LoadedStudy(study=study, path=path, sha256=sha256, in_code=True)
 
 
 def load_study_file(path: str | Path, *, defer_backends: bool = True) -> LoadedStudy:
@@ -161,7 +242,7 @@ def load_study_file(path: str | Path, *, defer_backends: bool = True) -> LoadedS
 
     With ``defer_backends`` its top-level imports of Keras and its backends are lazy (see
     :func:`_heavy_imports_deferred`); run them with
-    :func:`tunecb.training.quiet.import_tensorflow_quietly` before training.
+    :func:`tunecb.training.backends.prepare` before training.
 
     Raises :class:`StudyFileError` with a one-line message naming the file (and the line,
     for a syntax error) when it is missing, does not import or declares no usable study.
@@ -188,9 +269,10 @@ def load_study_file(path: str | Path, *, defer_backends: bool = True) -> LoadedS
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     folder = str(path.resolve().parent)
-    added = folder not in sys.path
-    if added:
-        sys.path.insert(0, folder)  # let a study import helpers that sit beside it
+    if folder not in sys.path:
+        # Helpers beside the study file stay importable while it runs: at its top and
+        # inside its functions (``import helper`` in the builder, during the search).
+        sys.path.insert(0, folder)
     try:
         with _heavy_imports_deferred() if defer_backends else contextlib.nullcontext():
             spec.loader.exec_module(module)
@@ -201,9 +283,6 @@ def load_study_file(path: str | Path, *, defer_backends: bool = True) -> LoadedS
         raise StudyFileError(
             f"{where}: importing the study file raised {type(exc).__name__}: {exc}"
         ) from exc
-    finally:
-        if added:
-            sys.path.remove(folder)
 
     # type(), not isinstance(): the latter would run a lazily imported backend (__class__)
     studies = {k: v for k, v in vars(module).items() if issubclass(type(v), Study)}

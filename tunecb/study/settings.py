@@ -21,6 +21,7 @@ from typing import Any, Literal
 from tunecb.errors import ConfigError
 from tunecb.study.schedules import Schedule, parse_schedule
 
+BACKENDS = ("tensorflow", "jax", "torch")  # tunecb.training.backends.BACKENDS
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "nsgaii", "bruteforce")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 _PRUNER_ALIASES = {"sha": "successive_halving", "asha": "successive_halving", "nop": "none"}
@@ -109,13 +110,15 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "sampler", "tpe",
-        "`tpe`, `random`, `cmaes` (needs `cmaes`), `qmc`, `gp` (needs `torch`), `nsgaii`, "
+        "`tpe` (multivariate, constant liar for parallel workers), `random`, `cmaes` "
+        "(needs `cmaes`), `qmc`, `gp` (needs `torch`), `nsgaii`, "
         "`bruteforce`, or an `optuna.samplers` instance",
         flag="--sampler", help=_one_of(SAMPLERS),
     ),
     Field(
         "pruner", "median",
-        "`median`, `successive_halving`, `hyperband`, `none`, or an `optuna.pruners` instance",
+        "`median`, `hyperband` (first rung at a tenth of `epochs`), `successive_halving`, "
+        "`none`, or an `optuna.pruners` instance",
         flag="--pruner", help=_one_of(PRUNERS),
     ),
     Field(
@@ -135,6 +138,13 @@ FIELDS: tuple[Field, ...] = (
         "`tunecb.ReduceOnPlateau(factor, patience, min_lr)`, "
         "`tunecb.Cosine(min_ratio, warmup_epochs)`, `tunecb.StepDecay(every, factor)`, "
         "`tunecb.Searched([...names])`",
+    ),
+    Field(
+        "backend", None,
+        "the Keras backend: `tensorflow`, `jax` or `torch`; none: Keras' own choice "
+        "(`KERAS_BACKEND`, else `~/.keras/keras.json`, else TensorFlow)",
+        flag="--backend", choices=BACKENDS,
+        help="Keras backend (default: $KERAS_BACKEND, else ~/.keras/keras.json, else tensorflow)",
     ),
     Field(
         "verbose", 0, 'Keras `fit` verbosity: `0`, `1`, `2` or `"auto"`',
@@ -256,6 +266,7 @@ class Settings:
     patience: int | None
     min_delta: float
     lr_schedule: Schedule
+    backend: str | None
     verbose: int
     backup_every: float
     heartbeat: int
@@ -346,6 +357,12 @@ def resolve(
         schedule = parse_schedule(values["lr_schedule"])
     except ConfigError as exc:
         raise ConfigError(f"{sources['lr_schedule']} {exc}") from None
+    backend = values["backend"]
+    if isinstance(backend, str) and backend.strip().lower() == "pytorch":
+        backend = "torch"
+    if backend is not None and (not isinstance(backend, str) or backend.strip().lower()
+                                not in BACKENDS):  # fmt: skip
+        raise bad("backend", "use 'tensorflow', 'jax' or 'torch' (or None: Keras' own choice)")
     verbose = values["verbose"]
     if verbose not in (0, 1, 2, "auto"):
         raise bad("verbose", "Keras fit verbosity is 0, 1, 2 or 'auto'")
@@ -391,6 +408,7 @@ def resolve(
         patience=patience,
         min_delta=float(min_delta),
         lr_schedule=schedule,
+        backend=backend.strip().lower() if backend else None,
         verbose=verbose,
         backup_every=float(backup_every),
         heartbeat=heartbeat,

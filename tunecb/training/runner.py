@@ -19,7 +19,7 @@ from tunecb.errors import ConfigError, ModelError, TunecbError
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import StudyDir, write_json
 from tunecb.study import schedules
-from tunecb.study.data import Data
+from tunecb.study.data import Data, missing_backend_hint, wants_data
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
 from tunecb.training import backup as backups
@@ -64,12 +64,14 @@ _VERSIONS: dict[str, str] = {}
 
 
 def versions() -> dict[str, str]:
-    """Versions of the libraries that shaped a trial."""
+    """The Keras backend and the versions of the libraries that shaped a trial (the
+    backend's own under its name: ``{"backend": "jax", "jax": "0.10.2", ...}``)."""
     if not _VERSIONS:
-        import tensorflow as tf
+        from tunecb.training.backends import version
 
+        backend = str(keras.backend.backend())
         _VERSIONS.update(
-            tensorflow=tf.__version__,
+            {"backend": backend, backend: version(backend)},
             keras=keras.__version__,
             optuna=optuna.__version__,
             tunecb=__version__,
@@ -105,7 +107,7 @@ class TrialRunner:
         self.data = data
         self.on_epoch = on_epoch
         if settings.tensorboard:
-            tblogs.require()
+            tblogs.require(str(keras.backend.backend()))
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         """Train one trial. Raises :class:`TunecbError` (after recording the trial) when
@@ -217,8 +219,12 @@ class TrialRunner:
 
     def _build(self, trial: optuna.Trial) -> keras.Model:
         build = self.loaded.study.build_fn
-        model = build(trial)
         where = f"the model builder {getattr(build, '__name__', 'build')}() in {self.loaded.path}"
+        try:
+            model = build(trial, self.data) if wants_data(build) else build(trial)
+        except ModuleNotFoundError as exc:  # every trial would fail alike: stop the search
+            hint = missing_backend_hint(exc) or "; install it"
+            raise ModelError(f"{where} raised ModuleNotFoundError: {exc}{hint}") from exc
         if not isinstance(model, keras.Model):
             raise ModelError(
                 f"{where} returned {type(model).__name__}, not a keras.Model; "

@@ -38,13 +38,21 @@ log = logging.getLogger("tunecb")
 STATE_HPARAM = "state"  # the trial's Optuna state as a (string) hyperparameter column
 
 
-def require() -> None:
-    """Raise :class:`ConfigError` when the ``tensorboard`` package is not installed.
+def require(backend: str = "tensorflow") -> None:
+    """Raise :class:`ConfigError` when what the logs need is not installed: the
+    ``tensorboard`` package, and TensorFlow itself (Keras' ``TensorBoard`` callback writes
+    its epoch scalars with ``tf.summary`` on every backend).
 
-    Cheap: it finds the package without importing it.
+    Cheap: it finds the packages without importing them.
 
     >>> require()  # doctest: +SKIP
     """
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ConfigError(
+            f"--tensorboard / tensorboard=True on the {backend!r} backend needs TensorFlow "
+            "installed as well (Keras' TensorBoard callback writes with tf.summary on every "
+            'backend): pip install "tunecb[cpu,tensorboard]", or leave --tensorboard off'
+        )
     if importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(
             "--tensorboard / tensorboard=True needs the tensorboard package, which is not "

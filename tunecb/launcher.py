@@ -59,10 +59,15 @@ def run_search(
     """
     with _storage_failures(settings):
         emit = on_event or (lambda event: None)
+        from tunecb.training import backends
+
+        # Before anything imports Keras here or in a worker: Keras reads it once.
+        backend = backends.chosen(settings.backend)
+        backends.select(backend)
         if settings.tensorboard:
             from tunecb.training import tensorboard
 
-            tensorboard.require()  # before anything is written or trained
+            tensorboard.require(backend)  # before anything is written or trained
         started = time.perf_counter()
         started_wall = time.time()
         study_dir = StudyDir(settings.results / settings.name)
@@ -76,11 +81,8 @@ def run_search(
 
         trials = study.get_trials(deepcopy=False)
         left = budget.left(trials, settings.n_trials)
-        if executor is None:
-            from tunecb.execution.inline import InlineExecutor
-
-            executor = InlineExecutor(loaded, settings, study_dir)
-        executor = _capped(executor, left, notes)
+        executor = _sized(executor, left, notes, loaded, settings, study_dir)
+        blob = loaded.portable() if loaded.in_code and executor.mode != "inline" else None
         best = _best(study)
         emit(SearchStarted(
             name=settings.name, storage=redact(settings.storage) if settings.storage else str(
@@ -115,7 +117,8 @@ def run_search(
                     n_trials=settings.n_trials,
                     deadline=None if settings.timeout is None else started_wall + settings.timeout,
                 ),
-                epochs=settings.epochs, debug=log.isEnabledFor(logging.DEBUG),
+                epochs=settings.epochs, debug=log.isEnabledFor(logging.DEBUG), backend=backend,
+                study_blob=blob,
             )  # fmt: skip
             stopped_by = executor.run(study, job, relay)
         keep = settings.keep_checkpoints
@@ -132,10 +135,34 @@ def run_search(
         )  # fmt: skip
 
 
-def _capped(executor: Executor, left: int | None, notes: list[str]) -> Executor:
-    """``--jobs`` no higher than the trials left, nor (on this machine) the cores."""
-    jobs = getattr(executor, "jobs", None)
-    if jobs is None:
+def _sized(
+    executor: Executor | None, left: int | None, notes: list[str], loaded: LoadedStudy,
+    settings: Settings, study_dir: StudyDir,
+) -> Executor:  # fmt: skip
+    """The executor to run: ``None`` is this process; ``--jobs auto`` (a process executor
+    with no ``jobs``) becomes one worker per core, or this process where that does not pay;
+    ``--jobs N`` is capped at the trials left and (on this machine) the cores."""
+    from tunecb.execution.inline import InlineExecutor
+
+    jobs = getattr(executor, "jobs", 0)
+    if executor is not None and executor.mode == "processes" and jobs is None:
+        from tunecb.execution.processes import auto_jobs
+
+        jobs, why = auto_jobs(left, settings.storage)
+        if jobs >= 2 and loaded.in_code:
+            try:
+                loaded.portable()
+            except TunecbError as exc:
+                jobs, why = 1, f"trials run one at a time in this process: {exc}"
+        if why and left != 0:
+            notes.append(f"--jobs auto: {why}")
+        if jobs < 2:
+            executor = None
+        else:
+            return dataclasses.replace(executor, jobs=jobs)
+    if executor is None:
+        return InlineExecutor(loaded, settings, study_dir)
+    if not jobs:
         return executor
     limit, why = jobs, ""
     if executor.mode == "processes":

@@ -1,0 +1,271 @@
+"""Every Keras backend: the core behaviours on TensorFlow, JAX and PyTorch (those installed).
+
+Each search runs in real processes with ``--backend``; checkpoints are loaded back in a fresh
+process under the same or another backend and evaluated against their recorded values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tunecb.training.backends import BACKENDS, installed
+
+HERE = installed()
+OTHERS = [b for b in HERE if b != "tensorflow"]
+on_each = pytest.mark.parametrize("backend", HERE)
+
+STUDY = """
+import json, os
+import keras
+import numpy as np
+import optuna
+import tunecb
+
+study = tunecb.Study(monitor="val_accuracy", epochs={epochs}, batch_size=64, n_trials={n},
+                     patience=None, seed=0, backup_every=0,
+                     # a trial that learns nothing (lr 0) is pruned after epoch 3
+                     pruner=optuna.pruners.ThresholdPruner(lower=0.8, n_warmup_steps=3))
+
+@study.data
+def load():
+    report = os.environ.get("TUNECB_TEST_REPORT")
+    if report:
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+            threads = tf.config.threading.get_intra_op_parallelism_threads()
+        elif backend == "torch":
+            import torch
+            threads = torch.get_num_threads()
+        else:
+            flags = os.environ.get("XLA_FLAGS", "")
+            threads = 1 if "intra_op_parallelism_threads=1" in flags else 0
+        with open(os.path.join(report, f"{{os.getpid()}}.json"), "w") as f:
+            json.dump({{"backend": backend, "threads": threads}}, f)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=({rows}, 16)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    return (x[:{split}], y[:{split}]), (x[{split}:], y[{split}:])
+
+@study.model
+def build(trial):
+    units = trial.suggest_int("units", 4, 32)
+    lr = 0.0 if trial.number == 1 else 0.02
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(units, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+"""
+
+EVALUATE = """
+import json, sys
+import numpy as np
+import tunecb
+rng = np.random.default_rng(0)
+x = rng.normal(size=({rows}, 16)).astype("float32")
+y = (x[:, 0] > 0).astype("int32")
+import keras
+out = {{"backend": keras.backend.backend(), "accuracy": {{}}}}
+for study_dir, trial in zip(sys.argv[1::2], sys.argv[2::2]):
+    model = tunecb.load_best(study_dir, trial=int(trial))
+    _, accuracy = model.evaluate(x[{split}:], y[{split}:], verbose=0, batch_size=4096)
+    out["accuracy"][f"{{study_dir}}#{{trial}}"] = float(accuracy)
+print(json.dumps(out))
+"""
+
+
+def write(folder: Path, n: int = 3, epochs: int = 4, rows: int = 1024, split: int = 768) -> Path:
+    path = folder / "bk.py"
+    path.write_text(STUDY.format(n=n, epochs=epochs, rows=rows, split=split))
+    return path
+
+
+def env_for(backend: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    return env | ({"KERAS_BACKEND": backend} if backend else {}) | extra
+
+
+def tunecb(*args: object, env: dict[str, str], timeout: float = 300):
+    return subprocess.run([sys.executable, "-m", "tunecb", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=timeout)  # fmt: skip
+
+
+def evaluate(checkpoints: list[tuple[Path, int]], backend: str, rows=1024, split=768) -> dict:
+    """Load and evaluate ``(study_dir, trial)`` checkpoints in one fresh process on
+    ``backend``: ``{"backend": ..., "accuracy": {"<study_dir>#<trial>": value}}``."""
+    code = textwrap.dedent(EVALUATE.format(rows=rows, split=split))
+    args = [str(a) for study_dir, trial in checkpoints for a in (study_dir, trial)]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True,
+        env=env_for(backend), timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def journal(results: Path, name: str = "bk") -> optuna.Study:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / name / "optuna.journal"))
+    )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+@pytest.fixture(scope="module")
+def searches(tmp_path_factory) -> dict[str, Path]:
+    """A 3-trial search on each backend with two workers (trial 1 pruned), TensorBoard on
+    where TensorFlow is installed: ``{backend: folder}``."""
+    folders = {}
+    for backend in HERE:
+        folder = tmp_path_factory.mktemp(f"searched-{backend}")
+        (folder / "env").mkdir()
+        flags = ["--tensorboard"] if "tensorflow" in HERE else []
+        proc = tunecb("search", write(folder), "--results", folder / "r", "--backend", backend,
+                      "--jobs", "2", "--log-format", "json", *flags,
+                      env=env_for(None, TUNECB_TEST_REPORT=str(folder / "env")))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        folders[backend] = folder
+    return folders
+
+
+@pytest.fixture(scope="module")
+def evaluated(searches) -> dict[str, dict]:
+    """Trials 0 (COMPLETE) and 1 (PRUNED) of every backend's search, loaded and evaluated
+    under every backend: ``{loader: {"backend", "accuracy": {"<dir>#<n>": value}}}``."""
+    checkpoints = [(f / "r" / "bk", n) for f in searches.values() for n in (0, 1)]
+    return {loader: evaluate(checkpoints, loader) for loader in HERE}
+
+
+def recorded(folder: Path, number: int) -> float:
+    path = folder / "r" / "bk" / "trials" / str(number) / "trial.json"
+    return json.loads(path.read_text())["value"]
+
+
+@on_each
+def test_a_search_runs_prunes_and_records_its_backend(searches, backend):
+    folder = searches[backend]
+    trials = journal(folder / "r").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert trials[1].user_attrs["epochs_run"] == 3
+    for t in trials:
+        assert t.user_attrs["versions"]["backend"] == backend
+        assert t.user_attrs["versions"][backend]
+    seen = [json.loads(p.read_text()) for p in (folder / "env").glob("*.json")]
+    assert len(seen) == 2 and {s["backend"] for s in seen} == {backend}
+    assert {s["threads"] for s in seen} == {1}  # two workers on two cores: one thread each
+    if "tensorflow" in HERE:  # Keras' TensorBoard callback writes with tf.summary
+        assert any((folder / "r" / "bk" / "tensorboard" / "trial_0").rglob("events.out.*"))
+
+
+@on_each
+def test_each_checkpoint_evaluates_to_its_recorded_value_under_every_backend(
+    searches, evaluated, backend
+):
+    """Written on ``backend``; loaded on each backend (the same one, and every other)."""
+    folder = searches[backend]
+    for loader, got in evaluated.items():
+        assert got["backend"] == loader
+        for number in (0, 1):  # a COMPLETE and a PRUNED trial
+            value = got["accuracy"][f"{folder / 'r' / 'bk'}#{number}"]
+            tolerance = 1e-6 if loader == backend else 1e-5
+            assert value == pytest.approx(recorded(folder, number), abs=tolerance), loader
+
+
+@on_each
+def test_the_report_names_the_backend(searches, backend, tmp_path):
+    study_dir = searches[backend] / "r" / "bk"
+    report = tunecb("report", study_dir, env=env_for())
+    assert report.returncode == 0, report.stderr
+    assert f"on {backend} " in report.stdout
+    html = tmp_path / "r.html"
+    assert tunecb("report", study_dir, "--format", "html", "--output", html,
+                  env=env_for()).returncode == 0  # fmt: skip
+    assert "Keras backend" in html.read_text() and backend in html.read_text()
+
+
+@pytest.mark.skipif(len(HERE) < 2, reason="one backend installed")
+def test_a_study_run_on_two_backends_says_so(searches, tmp_path):
+    first, other = HERE[0], HERE[1]
+    mixed = tmp_path / "mixed"
+    shutil.copytree(searches[first] / "r", mixed)
+    more = tunecb("search", searches[first] / "bk.py", "--results", mixed, "--backend", other,
+                  "--n-trials", "4", "--jobs", "0", env=env_for())  # fmt: skip
+    assert more.returncode == 0, more.stderr
+    text = tunecb("report", mixed / "bk", env=env_for()).stdout
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("rank"))
+    assert "MIXED backends" in text and "backend" in header.split()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", OTHERS or ["tensorflow"])
+def test_a_killed_workers_trial_resumes_from_its_last_epoch(tmp_path, backend):
+    """(TensorFlow's case is tests/e2e/test_workers.py.)"""
+    path = write(tmp_path, n=1, epochs=40, rows=4096, split=3072)
+    results = tmp_path / "r"
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+               "--backend", backend, "--jobs", "1"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env_for(), start_new_session=True)  # fmt: skip
+    try:
+        victim = None
+        deadline = time.monotonic() + 180
+        while victim is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            if (results / "bk" / "optuna.journal").exists():
+                running = [t for t in journal(results).trials if t.state.name == "RUNNING"]
+                victim = next((t for t in running if len(t.intermediate_values) >= 3), None)
+        assert victim is not None, "no trial reached epoch 3"
+        os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    trials = journal(results).trials
+    rerun = next(t for t in trials if t.system_attrs.get("failed_trial") == victim.number)
+    assert rerun.state.name == "COMPLETE" and rerun.params == victim.params
+    assert rerun.user_attrs["resumed_from_epoch"] >= 3
+    assert rerun.user_attrs["versions"]["backend"] == backend
+    assert rerun.user_attrs["epochs_run"] == 40
+
+
+def test_a_backend_that_is_not_installed_or_not_keras_is_one_line(tmp_path):
+    path = write(tmp_path)
+    missing = [b for b in BACKENDS if b not in HERE]
+    cases = [("numpy", "--backend")] + [(b, "not installed") for b in missing]
+    for name, expected in cases:
+        proc = tunecb("search", path, "--results", tmp_path / "r", "--backend", name,
+                      env=env_for())  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert expected in proc.stderr and proc.stderr.strip().count("\n") == 0
+    env = env_for("numpy")  # Keras' own variable, read when no --backend is given
+    proc = tunecb("search", path, "--results", tmp_path / "r", env=env)
+    assert proc.returncode == 2 and "'numpy' (KERAS_BACKEND)" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_keras_already_running_on_another_backend_is_refused():
+    import keras
+
+    from tunecb.errors import ConfigError
+    from tunecb.training.backends import select
+
+    running = keras.backend.backend()
+    other = next(b for b in BACKENDS if b != running)
+    with pytest.raises(ConfigError, match=f"already running on '{running}'"):
+        select(other)
+    select(running)  # the same one is fine

@@ -1,0 +1,92 @@
+"""``tunecb.search()``: the CLI's search, from a script or a notebook.
+
+>>> result = tunecb.search("studies/digits.py", n_trials=4, jobs=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tunecb.errors import ConfigError
+from tunecb.session.display import choose
+from tunecb.session.result import SearchResult
+from tunecb.study.declaration import LoadedStudy, Study, load_study_file, study_in_code
+
+log = logging.getLogger("tunecb")
+
+# Keywords besides the settings (tunecb.study.settings.FIELDS): how trials run.
+WORKER_OPTIONS = {
+    "jobs": "trials at once: 'auto' (default: a worker per core), 0 (this process) or N",
+    "threads_per_worker": "CPU threads of each worker",
+    "worker_trials": "replace a worker after N trials (0: never)",
+    "worker_memory": "replace a worker above N MiB (0: never)",
+    "gpus": "'0,1': give worker i GPU i",
+    "dask": "run the workers on this Dask cluster (tcp://host:port)",
+}
+
+
+def search(
+    study: Study | str | Path,
+    *,
+    quiet: bool = False,
+    jobs: int | str | None = None,
+    threads_per_worker: int | None = None,
+    worker_trials: int = 50,
+    worker_memory: float = 4096.0,
+    gpus: str | None = None,
+    dask: str | None = None,
+    **settings: Any,
+) -> SearchResult:
+    """Run a search, as ``tunecb search`` does, and return its :class:`SearchResult`.
+
+    ``study`` is a :class:`tunecb.Study` declared in the calling code (a script, a notebook
+    cell) or a study file's path; ``settings`` are the CLI's by name (``n_trials=``,
+    ``epochs=``, ``storage=``, ``results=``, ...) and win over the study's. Progress shows
+    where the code runs (a notebook view, the terminal's live view, plain lines in a log;
+    nothing with ``quiet=True``). Ctrl-C (or interrupting the kernel) stops the search
+    resumable and raises ``KeyboardInterrupt``; a problem the user must fix raises a
+    :class:`tunecb.TunecbError` with a one-line message.
+    """
+    from tunecb.cli.commands import jobs_setting, make_executor
+    from tunecb.launcher import run_search
+    from tunecb.study.settings import FIELDS_BY_NAME, resolve
+
+    unknown = sorted(set(settings) - set(FIELDS_BY_NAME))
+    if unknown:
+        known = ", ".join(sorted(FIELDS_BY_NAME) + sorted(WORKER_OPTIONS))
+        raise ConfigError(f"tunecb.search(): unknown setting(s) {unknown}; known: {known}")
+    if jobs is not None and not (
+        jobs == "auto" or (isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 0)
+    ):
+        raise ConfigError(
+            f"jobs={jobs!r}: expected 'auto' (a worker per core), 0 (this process) or N workers"
+        )
+    loaded = _loaded(study)
+    overrides = {k: v for k, v in settings.items() if v is not None}
+    resolved = resolve(
+        loaded.study.settings, overrides, default_name=loaded.default_name,
+        study_path=None if loaded.in_code else loaded.path,
+    )  # fmt: skip
+    options = {
+        "dask": dask, "gpus": gpus, "threads_per_worker": threads_per_worker,
+        "worker_trials": worker_trials, "worker_memory": worker_memory,
+    }  # fmt: skip
+    executor = make_executor(options, jobs_setting(jobs))
+    listener = choose(quiet, resolved.verbose)
+    try:
+        summary = run_search(loaded, resolved, listener, executor, overrides)
+    finally:
+        if listener is not None:
+            listener.close()
+    if listener is not None and hasattr(listener, "summary"):
+        listener.summary(summary)
+    return SearchResult(summary, storage=resolved.storage)
+
+
+def _loaded(study: Study | str | Path) -> LoadedStudy:
+    if isinstance(study, str | os.PathLike):
+        return load_study_file(study)
+    return study_in_code(study)
