@@ -18,6 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from test_workers import journal_study
 
 from tunecb.training.backends import BACKENDS, installed
 
@@ -117,10 +118,7 @@ def evaluate(checkpoints: list[tuple[Path, int]], backend: str, rows=1024, split
 
 
 def journal(results: Path, name: str = "bk") -> optuna.Study:
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(results / name / "optuna.journal"))
-    )
-    return optuna.load_study(study_name=name, storage=storage)
+    return journal_study(results, name)
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +267,21 @@ def test_keras_already_running_on_another_backend_is_refused():
     with pytest.raises(ConfigError, match=f"already running on '{running}'"):
         select(other)
     select(running)  # the same one is fine
+
+
+@pytest.mark.parametrize("library", BACKENDS)
+def test_a_data_function_missing_a_backend_library_names_what_to_install(tmp_path, library):
+    """As when a tf.data pipeline runs where TensorFlow is not installed (raised for real by
+    the data function, whichever libraries this machine has)."""
+    path = write(tmp_path)
+    text = path.read_text().replace(
+        "def load():\n",
+        f'def load():\n    raise ModuleNotFoundError("No module named {library!r}", '
+        f"name={library!r})\n",
+    )
+    path.write_text(text)
+    proc = tunecb("search", path, "--results", tmp_path / "r", "--jobs", "0", env=env_for())
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert f"No module named '{library}'" in proc.stderr
+    assert f'pip install "tunecb[{"cpu" if library == "tensorflow" else library}]"' in proc.stderr

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_workers import journal_study
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,13 +77,7 @@ def write_script(folder: Path, jobs: object, n: int = 3, epochs: int = 2, rows: 
 
 def workers_of(results: Path, name: str) -> set[str]:
     """The ``host:pid`` of every worker that ran a trial of the study."""
-    import optuna
-
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(results / name / "optuna.journal"))
-    )
-    trials = optuna.load_study(study_name=name, storage=storage).trials
-    return {t.user_attrs["worker"] for t in trials}
+    return {t.user_attrs["worker"] for t in journal_study(results, name).trials}
 
 
 def user_env() -> dict[str, str]:
@@ -133,12 +128,7 @@ def test_ctrl_c_raises_keyboardinterrupt_and_the_study_resumes(tmp_path):
             proc.wait()
     assert proc.returncode == 130, err
     assert '{"interrupted": true}' in out
-    import optuna
-
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(results / "scripted" / "optuna.journal"))
-    )
-    trials = optuna.load_study(study_name="scripted", storage=storage).trials
+    trials = journal_study(results, "scripted").trials
     assert trials[0].state.name == "FAIL"
     assert trials[0].user_attrs["stop_reason"] == "interrupted"
     assert any(t.state.name == "WAITING" for t in trials)  # queued again: the study resumes

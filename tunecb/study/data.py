@@ -81,8 +81,7 @@ class Data:
         if x is None:
             spec = getattr(self.train, "element_spec", None)
             x = spec[0] if isinstance(spec, tuple) else spec
-            return _shape(x, batched=True)
-        return _shape(x, batched=True)
+        return _sample_shape(x)
 
     @property
     def n_classes(self) -> int | None:
@@ -123,15 +122,14 @@ class Data:
         return args
 
 
-def _shape(x: Any, batched: bool) -> Any:
+def _sample_shape(x: Any) -> Any:
     """``x``'s shape without the batch axis; a dict of them for a dict."""
     if isinstance(x, dict):
-        return {k: _shape(v, batched) for k, v in x.items()}
+        return {k: _sample_shape(v) for k, v in x.items()}
     shape = getattr(x, "shape", None)
     if shape is None:
         return None
-    dims = tuple(None if d is None else int(d) for d in tuple(shape))
-    return dims[1:] if batched else dims
+    return tuple(None if d is None else int(d) for d in tuple(shape))[1:]
 
 
 def wants_data(fn: Any) -> bool:

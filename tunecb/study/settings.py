@@ -21,7 +21,7 @@ from typing import Any, Literal
 from tunecb.errors import ConfigError
 from tunecb.study.schedules import Schedule, parse_schedule
 
-BACKENDS = ("tensorflow", "jax", "torch")  # tunecb.training.backends.BACKENDS
+BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, each also its module's name
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "nsgaii", "bruteforce")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 _PRUNER_ALIASES = {"sha": "successive_halving", "asha": "successive_halving", "nop": "none"}

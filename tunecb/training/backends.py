@@ -28,17 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError
+from tunecb.study.settings import BACKENDS  # the module of each backend has its name
 
 log = logging.getLogger("tunecb")
 
-BACKENDS = ("tensorflow", "jax", "torch")
 # The distribution that installs each backend, as a user would pip-install it.
 INSTALL = {
     "tensorflow": 'pip install "tunecb[cpu]" (TensorFlow\'s CPU build)',
     "jax": 'pip install "tunecb[jax]"',
     "torch": 'pip install "tunecb[torch]"',
 }
-_MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 
 def keras_default() -> tuple[str, str]:
@@ -82,7 +81,7 @@ def chosen(setting: str | None) -> str:
             f"backend {name!r} ({source}): tunecb trains on tensorflow, jax or torch; "
             "choose one of them"
         )
-    if importlib.util.find_spec(_MODULE[name]) is None:
+    if importlib.util.find_spec(name) is None:
         raise ConfigError(
             f"backend {name!r} ({source}) is not installed: {INSTALL[name]}, "
             f"or choose another with --backend {{{','.join(installed()) or 'tensorflow'}}}"
@@ -92,7 +91,7 @@ def chosen(setting: str | None) -> str:
 
 def installed() -> list[str]:
     """The backends installed here (found, not imported)."""
-    return [b for b in BACKENDS if importlib.util.find_spec(_MODULE[b]) is not None]
+    return [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
 
 
 def select(backend: str) -> None:
@@ -176,7 +175,7 @@ def prepare(threads: int | None, debug: bool) -> str:
 
 def version(backend: str) -> str:
     """The version of ``backend``'s library (imported: call it where the backend runs)."""
-    module = importlib.import_module(_MODULE[backend])
+    module = importlib.import_module(backend)
     return str(getattr(module, "__version__", "unknown"))
 
 
