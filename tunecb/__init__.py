@@ -84,6 +84,42 @@ def load_best(path: str, rank: int = 1, *, trial: int | None = None, **kwargs: A
     return _load_best(path, rank=rank, trial=trial, **kwargs)
 
 
+def retrain(path: str, **kwargs: Any) -> Any:
+    """Fit the best trial's configuration (or ``trial=N``, ``rank=K``) on training +
+    validation data for its best epoch's count (``epochs=`` to choose); writes and returns
+    ``trials/<n>/final.keras`` with its record. See :func:`tunecb.replay.retrain.retrain`.
+
+    >>> final = tunecb.retrain("results/digits")  # doctest: +SKIP
+    >>> model = final.load()  # doctest: +SKIP
+    """
+    from tunecb.replay.retrain import retrain as _retrain
+
+    return _retrain(path, **kwargs)
+
+
+def rerun(path: str, trial: int, **kwargs: Any) -> Any:
+    """Fit trial number ``trial`` again with its recorded seed, parameters and settings and
+    compare it with what it recorded. See :func:`tunecb.replay.rerun.rerun`.
+
+    >>> tunecb.rerun("results/digits", 3).identical  # doctest: +SKIP
+    True
+    """
+    from tunecb.replay.rerun import rerun as _rerun
+
+    return _rerun(path, trial, **kwargs)
+
+
+def evaluate(path: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Test metrics of the ``top=K`` best checkpoints (and retrained final models) on the
+    test split the data function returns third. See :func:`tunecb.replay.evaluate.evaluate`.
+
+    >>> tunecb.evaluate("results/digits", top=3)  # doctest: +SKIP
+    """
+    from tunecb.replay.evaluate import evaluate as _evaluate
+
+    return _evaluate(path, **kwargs)
+
+
 __all__ = [
     "ConfigError",
     "Constant",
@@ -100,8 +136,11 @@ __all__ = [
     "StudyFileError",
     "TunecbError",
     "__version__",
+    "evaluate",
     "load_best",
     "load_study",
     "report",
+    "rerun",
+    "retrain",
     "search",
 ]

@@ -209,6 +209,18 @@ def check_fail_fast(ran: Counter[str], event: TrialFinished, study_dir: StudyDir
         )
 
 
+def check_some_succeeded(summary: SearchEnded) -> None:
+    """Raise :class:`SearchFailed` (exit code 1) when every trial this run ran failed,
+    however few: a search with nothing to show must not look like a success."""
+    failed = summary.ran.get("FAIL", 0)
+    if failed and failed == sum(summary.ran.values()):
+        every = "the trial" if failed == 1 else f"all {failed} trials"
+        raise SearchFailed(
+            f"{every} of this run failed; see the errors above, or "
+            f"tunecb report {summary.study_dir}"
+        )
+
+
 def _best(study: optuna.Study) -> tuple[float | None, int | None]:
     try:
         best = study.best_trial

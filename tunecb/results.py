@@ -8,6 +8,10 @@
         trials/<number>/best.keras    the best epoch's model, self-contained
         trials/<number>/history.csv   one row per epoch, with the learning rate
         trials/<number>/trial.json    the trial's metadata
+        trials/<number>/final.keras   `tunecb retrain`: the trial refit on train + validation
+        trials/<number>/final.json    how it was retrained, and its test metrics
+        trials/<number>/test.json     `tunecb evaluate`: the best checkpoint's test metrics
+        trials/<number>/rerun.json    `tunecb rerun`: the value the trial gave again
         tensorboard/trial_<number>/   TensorBoard logs with an HParams session (--tensorboard)
 
 >>> d = StudyDir(Path("results/digits"))
@@ -18,21 +22,27 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunecb.errors import ResultsError
+from tunecb.errors import DiskFull, ResultsError
 
 CHECKPOINT = "best.keras"
 HISTORY = "history.csv"
 TRIAL_JSON = "trial.json"
 STUDY_JSON = "study.json"
+FINAL_MODEL = "final.keras"
+FINAL_JSON = "final.json"
+TEST_JSON = "test.json"
+RERUN_JSON = "rerun.json"
 CHECKPOINT_REMOVED = "checkpoint_removed"  # trial.json key: --keep-checkpoints removed it
 
 
@@ -76,6 +86,18 @@ class StudyDir:
     def trial_json(self, number: int) -> Path:
         return self.trial_dir(number) / TRIAL_JSON
 
+    def final_model(self, number: int) -> Path:
+        return self.trial_dir(number) / FINAL_MODEL
+
+    def final_json(self, number: int) -> Path:
+        return self.trial_dir(number) / FINAL_JSON
+
+    def test_json(self, number: int) -> Path:
+        return self.trial_dir(number) / TEST_JSON
+
+    def rerun_json(self, number: int) -> Path:
+        return self.trial_dir(number) / RERUN_JSON
+
     def relative(self, path: Path) -> str:
         """``path`` relative to the study folder, so the folder can move."""
         return path.relative_to(self.root).as_posix()
@@ -110,6 +132,8 @@ class StudyDir:
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-test-"):
                 pass
         except OSError as exc:
+            if no_space(exc):
+                raise disk_full(self.root, exc) from exc
             raise ResultsError(
                 f"--results: cannot write {str(self.root)!r} ({exc.strerror or exc}); "
                 "pass a writable folder with --results DIR"
@@ -118,7 +142,8 @@ class StudyDir:
     def reset_trial(self, number: int) -> Path:
         """An empty folder for trial ``number`` (files of an earlier attempt removed)."""
         folder = self.trial_dir(number)
-        folder.mkdir(parents=True, exist_ok=True)
+        with space_for(folder):
+            folder.mkdir(parents=True, exist_ok=True)
         for child in folder.iterdir():
             if child.is_file():
                 child.unlink()
@@ -126,12 +151,20 @@ class StudyDir:
 
 
 def atomic_write(
-    path: Path, write: Callable[[Path], None], suffix: str = "", durable: bool = True
+    path: Path,
+    write: Callable[[Path], None],
+    suffix: str = "",
+    durable: bool = True,
+    needed: Callable[[], int | None] | None = None,
 ) -> None:
     """Write ``path`` through ``write(tmp)`` on a temporary file in the same folder, then
     fsync and rename it into place: a crash leaves either the old file or the new one.
     ``durable=False`` skips the fsyncs: still whole after a killed process, not after a
     power cut (for files that only speed up a resume).
+
+    A full disk raises :class:`DiskFull` (the temporary file removed, ``path`` as it was),
+    saying about how much space the write needed: the largest of ``needed()`` (an
+    estimate), the size of the file it replaces, and what was written before the disk filled.
 
     A device or pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is written through, never
     replaced: renaming over ``/dev/null`` as root would turn it into a regular file.
@@ -141,8 +174,9 @@ def atomic_write(
     if path.exists() and not path.is_file() and not path.is_dir():
         write(path)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    with space_for(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -152,9 +186,13 @@ def atomic_write(
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = _size_of(tmp)
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, Exception) and no_space(exc):
+            size = max(_call(needed) or 0, _size_of(path) or 0, written or 0) or None
+            raise disk_full(path, exc, size) from exc
         raise
     if durable:
         _fsync_dir(path.parent)
@@ -187,6 +225,75 @@ def finite(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [finite(v) for v in data]
     return data
+
+
+def no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says a disk is full: ``ENOSPC``, or
+    ``EDQUOT`` (a quota).
+
+    >>> no_space(OSError(errno.ENOSPC, "No space left on device")), no_space(OSError(2, "x"))
+    (True, False)
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DiskFull):
+            return True
+        if isinstance(current, OSError) and current.errno in _NO_SPACE:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def disk_full(path: Path, exc: BaseException, needed: int | None = None) -> DiskFull:
+    """The :class:`DiskFull` of a write to ``path`` that failed with ``exc`` (already one:
+    itself), with the space left on its filesystem."""
+    if isinstance(exc, DiskFull):
+        return exc
+    free = None
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(folder).free
+    return DiskFull(path, needed, free)
+
+
+@contextlib.contextmanager
+def space_for(path: Path, needed: Callable[[], int | None] | None = None) -> Iterator[None]:
+    """Turn a full disk while writing ``path`` into :class:`DiskFull`; other errors pass.
+
+    >>> with space_for(Path("x")):
+    ...     raise OSError(errno.ENOSPC, "No space left on device")
+    Traceback (most recent call last):
+    tunecb.errors.DiskFull: no space left on device to write x (...); free some space, ...
+    """
+    try:
+        yield
+    except OSError as exc:
+        if not no_space(exc):
+            raise
+        raise disk_full(path, exc, _call(needed)) from exc
+
+
+def _call(needed: Callable[[], int | None] | None) -> int | None:
+    if needed is None:
+        return None
+    try:
+        return needed()
+    except Exception:  # an estimate only
+        return None
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size if path.is_file() else None
+    except OSError:
+        return None
 
 
 def _umask() -> int:

@@ -45,22 +45,32 @@ def test_the_default_runs_one_worker_per_core_with_one_thread_each(tmp_path):
     assert summary["done"] == 4
 
 
+# The launcher decides in-process or workers; the searches below that run inline run in the
+# test's process (cli), with the user's environment set by monkeypatch.
+
+
 @TWO_CORES
-def test_one_trial_left_runs_in_this_process_without_a_note(tmp_path):
+def test_one_trial_left_runs_in_this_process_without_a_note(tmp_path, cli, monkeypatch):
     path = write_fast_study(tmp_path, n=1)
-    proc = search(path, tmp_path / "r", "--log-format", "json", env=default_env())
-    assert proc.returncode == 0, proc.stderr
-    (start,) = events(proc.stdout, "start")
+    monkeypatch.delenv("TUNECB_JOBS")
+    code, out, err = cli("search", path, "--results", tmp_path / "r", "--log-format", "json")
+    assert code == 0, err
+    (start,) = events(out, "start")
     assert (start["mode"], start["workers"]) == ("inline", 1)
     assert not any("--jobs auto" in n for n in start["notes"])
 
 
-def test_jobs_0_and_the_environment_variable_run_trials_in_this_process(tmp_path):
+def test_jobs_0_and_the_environment_variable_run_trials_in_this_process(tmp_path, cli, monkeypatch):
     path = write_fast_study(tmp_path, n=2)
-    for flags, env in ((["--jobs", "0"], default_env()), ([], default_env(TUNECB_JOBS="0"))):
-        proc = search(path, tmp_path / "r", "--log-format", "json", *flags, env=env)
-        assert proc.returncode == 0, proc.stderr
-        (start,) = events(proc.stdout, "start")
+    for flags, jobs in ((["--jobs", "0"], None), ([], "0")):
+        if jobs is None:
+            monkeypatch.delenv("TUNECB_JOBS", raising=False)
+        else:
+            monkeypatch.setenv("TUNECB_JOBS", jobs)
+        code, out, err = cli("search", path, "--results", tmp_path / "r", "--log-format",
+                             "json", *flags)  # fmt: skip
+        assert code == 0, err
+        (start,) = events(out, "start")
         assert start["mode"] == "inline"
 
 

@@ -184,6 +184,6 @@ def test_a_torn_journal_is_reported_and_tunecb_repair_mends_it(cli, tmp_path):
     assert "kept" in out and "optuna.journal.bak-" in out
     code, out, err = cli("search", path, "--results", results, "--n-trials", "2")
     assert code == 0, err
-    assert "continuing study 'tiny': 1 trials done" in out
+    assert "continuing study 'tiny': 1 trial done" in out
     code, out, _ = cli("repair", results / "tiny")
     assert code == 0 and "healthy" in out

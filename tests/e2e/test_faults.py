@@ -677,3 +677,69 @@ def test_a_worker_killed_over_and_over_is_replaced_and_the_search_ends_with_exit
     for _, number in victims:  # every kill hit a running trial
         assert trials[number].user_attrs.get("stop_reason") == "worker_died"
     assert [t.state.name for t in counted(trials)] == ["COMPLETE"] * n
+
+
+def test_a_rerun_resumes_the_best_value_only_with_the_checkpoint_it_describes(tmp_path):
+    """The chaos test's rare finding ("its checkpoint scores 0.5625, its best_value is
+    0.625"), made exact: attempt 3 backed up at epoch 2; its rerun (attempt 8) wrote a
+    better best.keras and its record at epoch 3, and was killed before its own first backup;
+    the next rerun resumes attempt 3's state and carries attempt 3's best.keras. The record
+    beside that state is attempt 8's: putting its best value back would pair 0.625 with a
+    checkpoint that scores less."""
+    import keras
+    import optuna
+
+    from tunecb.results import StudyDir
+    from tunecb.study.settings import resolve
+    from tunecb.training import backup
+    from tunecb.training.callbacks import make_callbacks
+
+    settings = resolve({"monitor": "val_accuracy"}, {"epochs": 5}, default_name="race")
+    study_dir = StudyDir(tmp_path)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    folder = study_dir.backup_dir(3)
+    for attempt in (3, 8):  # each attempt's best checkpoint, written at different times
+        study_dir.trial_dir(attempt).mkdir(parents=True)
+        model.save(study_dir.checkpoint(attempt))
+        os.utime(study_dir.checkpoint(attempt), ns=(attempt * 10**9, attempt * 10**9))
+
+    def callbacks(number: int):
+        cbs = make_callbacks(
+            optuna.trial.FixedTrial({}, number), settings, settings.lr_schedule,
+            study_dir.checkpoint(number), study_dir.history(number),
+        )  # fmt: skip
+        cbs.backup = backup.TrialBackup(folder, "stamp", number, cbs, every=0)
+        cbs.backup.set_model(model)
+        for cb in cbs.as_list():
+            cb.set_model(model)
+        if cbs.early_stopping is not None:
+            cbs.early_stopping.on_train_begin()
+        return cbs
+
+    first = callbacks(3)  # attempt 3: best 0.5625 at epoch 2, backed up at epoch 2
+    first.checkpoint.best, first.checkpoint.best_epoch = 0.5625, 2
+    first.backup.on_epoch_end(1)
+    rerun = callbacks(8)  # attempt 8: best 0.625 at epoch 3, killed before its backup
+    rerun.checkpoint.best, rerun.checkpoint.best_epoch = 0.625, 3
+    rerun.backup.every = 3600
+    rerun.backup.on_epoch_end(2)
+
+    third = callbacks(12)
+    study_dir.reset_trial(12)
+    epochs = backup.restore(
+        model, third.backup, study_dir.trial_dir(12), study_dir.trial_dir,
+        optuna.trial.FixedTrial({}, 12), settings.monitor,
+    )  # fmt: skip
+    third.backup.on_train_begin()
+    assert epochs == 2 and study_dir.checkpoint(12).exists()  # attempt 3's, carried over
+    assert third.checkpoint.best is None  # not attempt 8's 0.625: its best is found anew
+
+    # With the record of the very file carried over, the best is put back.
+    first.backup.on_epoch_end(1)
+    fourth = callbacks(13)
+    study_dir.reset_trial(13)
+    backup.restore(model, fourth.backup, study_dir.trial_dir(13), study_dir.trial_dir,
+                   optuna.trial.FixedTrial({}, 13), settings.monitor)  # fmt: skip
+    fourth.backup.on_train_begin()
+    assert (fourth.checkpoint.best, fourth.checkpoint.best_epoch) == (0.5625, 2)

@@ -124,8 +124,11 @@ def test_html_report_opens_offline_in_chromium(finished_study, cli, tmp_path):
 
 
 def test_plots_written_as_png_files(finished_study, cli, tmp_path):
-    code, out, err = cli("report", finished_study, "--plots", tmp_path / "plots", "--top", "1")
+    code, out, err = cli(
+        "report", finished_study, "--plots", tmp_path / "plots", "--top", "1", "--wide"
+    )
     assert code == 0, err
+    assert "wrote 5 plots to" in err
     assert len(out.strip().splitlines()) == 4  # the table still prints: 2 summary lines,
     # the header and 1 row
     assert sorted(p.stem for p in (tmp_path / "plots").iterdir()) == sorted(PLOT_NAMES)

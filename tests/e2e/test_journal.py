@@ -254,11 +254,12 @@ def test_an_empty_journal_is_healthy(tmp_path):
     assert repair_journal(path).backup is None
 
 
-def test_a_damaged_middle_line_is_reported_and_repair_keeps_the_records_before_it(tmp_path):
+def test_a_torn_middle_line_is_reported_and_repair_keeps_the_records_before_it(tmp_path):
     path = tmp_path / "study.journal"
     make_study(path)
     lines = lines_of(path)
-    damaged = b"".join([*lines[:5], b"garbage\n", *lines[5:]])
+    glued = lines[5][: len(lines[5]) // 2] + lines[5]  # a cut record, the next glued on
+    damaged = b"".join([*lines[:5], glued, *lines[5:]])
     path.write_bytes(damaged)
 
     status = check_journal(path)
@@ -276,6 +277,27 @@ def test_a_damaged_middle_line_is_reported_and_repair_keeps_the_records_before_i
     assert result.backup.read_bytes() == damaged  # everything set aside is kept there
     optuna.load_study(study_name="s", storage=storage(path))  # the kept prefix loads
     assert repair_journal(path).backup is None  # idempotent
+
+
+def test_a_middle_line_that_is_not_a_torn_record_is_reported_and_never_cut(tmp_path):
+    path = tmp_path / "study.journal"
+    make_study(path)
+    lines = lines_of(path)
+    damaged = b"".join([*lines[:5], b"garbage\n", *lines[5:]])
+    path.write_bytes(damaged)
+
+    status = check_journal(path)
+    assert (status.records, status.bad_line, status.repairable) == (5, 6, False)
+    for call in (raise_if_torn, repair_journal):
+        with pytest.raises(StorageError) as caught:
+            call(path)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert "line 6 of" in message and "is not an Optuna record ('garbage')" in message
+        assert "`tunecb repair` will not cut it" in message
+        assert f"`truncate -s {status.good_bytes} {path}` keeps the 5 records" in message
+    assert path.read_bytes() == damaged and backups(tmp_path) == []
+    assert not Path(f"{path}.lock").exists()
 
 
 def test_a_line_that_is_json_but_not_an_optuna_record_is_damage(tmp_path):

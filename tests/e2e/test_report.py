@@ -28,7 +28,8 @@ def test_report_dataframe_is_ranked_by_the_objective(finished_study):
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "markdown", "json"])
-def test_every_report_format(cli, finished_study, fmt):
+def test_every_report_format(cli, finished_study, fmt, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: every column fits on one line
     df = tunecb.report(finished_study)
     code, out, err = cli("report", finished_study, "--format", fmt)
     assert code == 0, err

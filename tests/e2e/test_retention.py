@@ -40,12 +40,29 @@ def new_study(tmp_path: Path, name: str = "safe") -> tuple[optuna.Study, StudyDi
     return study, study_dir
 
 
+def fake_checkpoint(path: Path, mark: bytes) -> None:
+    """A file the report's integrity check takes for a ``.keras`` archive, marked."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n" + mark)
+
+
+def marker(path: Path) -> bytes:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return archive.read("model.weights.h5")[8:]
+
+
 def start(study: optuna.Study, study_dir: StudyDir) -> optuna.Trial:
     """Ask a trial and give it a checkpoint file, as a running trial has."""
     trial = study.ask()
     trial.suggest_float("x", 0.0, 1.0)
     study_dir.reset_trial(trial.number)
-    study_dir.checkpoint(trial.number).write_bytes(b"model of trial %d" % trial.number)
+    fake_checkpoint(study_dir.checkpoint(trial.number), b"model of trial %d" % trial.number)
     trial.set_user_attr("checkpoint", study_dir.relative(study_dir.checkpoint(trial.number)))
     return trial
 
@@ -99,12 +116,12 @@ def test_running_best_and_resumable_checkpoints_are_never_deleted(tmp_path, cli)
     assert last.number == 7
     assert study._storage.get_trial(last._trial_id).system_attrs["retry_history"] == [5, 6]
     sd.reset_trial(7)
-    sd.checkpoint(7).write_bytes(b"resumed")
+    fake_checkpoint(sd.checkpoint(7), b"resumed")
     last.set_user_attr("checkpoint", "trials/7/best.keras")
     finish(study, sd, last, "COMPLETE", 0.1, "completed")  # the chain of 5 has ended
     assert sorted(check()) == [5, 7]
     assert kept_numbers(sd) == {0, running.number}  # the best, and the running trial
-    assert sd.checkpoint(4).read_bytes() == b"model of trial 4"
+    assert marker(sd.checkpoint(4)) == b"model of trial 4"
     assert study_records(sd.root).records[0]["trial"] == 0
     assert check() == []  # idempotent
     # A later snapshot never brings a trial back: what one pass removes, all later agree.
@@ -123,7 +140,7 @@ def test_running_best_and_resumable_checkpoints_are_never_deleted(tmp_path, cli)
         best_checkpoint(sd.root, trial=1)
     assert best_checkpoint(sd.root) == sd.checkpoint(0)
 
-    code, out, err = cli("report", sd.root)
+    code, out, err = cli("report", sd.root, "--wide")
     assert code == 0, err
     assert out.count("removed (--keep-checkpoints 1)") == 5
 
@@ -172,7 +189,7 @@ def test_two_workers_keep_only_the_k_best_checkpoints(tmp_path, cli):
     with pytest.raises(tunecb.ResultsError, match="removed by --keep-checkpoints 2"):
         tunecb.load_best(sd.root, rank=3)
 
-    code, table, _ = cli("report", sd.root)
+    code, table, _ = cli("report", sd.root, "--wide")
     assert code == 0 and table.count("removed (--keep-checkpoints 2)") == 6
     code, text, _ = cli("report", sd.root, "--format", "json")
     rows = json.loads(text)

@@ -39,7 +39,15 @@ def test_search_end_to_end_through_the_cli_process(study_file, tmp_path):
         meta = trial_json(results, "tiny", number)
         assert meta["state"] == "COMPLETE" and meta["stop_reason"] == "completed"
         assert meta["epochs_run"] == 3 and len(history_rows(results, "tiny", number)) == 3
-        assert set(meta["versions"]) == {"backend", "tensorflow", "keras", "optuna", "tunecb"}
+        assert set(meta["versions"]) == {
+            "backend", "tensorflow", "device", "keras", "optuna", "tunecb"
+        }  # fmt: skip
+        assert meta["versions"]["device"] == "cpu"
+        # What a rerun or retrain needs to know the trial was trained the same way.
+        assert meta["training"]["epochs"] == 3 and meta["training"]["lr_schedule"] == "none"
+        assert len(meta["data"]["hash"]) == 16 and set(meta["data"]["parts"]) == {
+            "train", "validation"
+        }  # fmt: skip
         assert meta["versions"]["backend"] == "tensorflow"
         assert len(meta["study_sha256"]) == 64 and meta["n_params"] > 0
     # The same facts are in the Optuna storage.
@@ -289,7 +297,7 @@ def test_resuming_a_seeded_search_does_not_repeat_its_trials(study_file, tmp_pat
     assert [trial_json(tmp_path / "s", "tiny", n)["params"] for n in range(4)] == params
 
 
-def test_ctrl_c_marks_the_running_trial_and_the_same_command_continues(study_file, tmp_path):
+def test_ctrl_c_marks_the_running_trial_and_the_same_command_continues(study_file, tmp_path, cli):
     import signal
     import time
 
@@ -314,8 +322,9 @@ def test_ctrl_c_marks_the_running_trial_and_the_same_command_continues(study_fil
     trial = optuna.load_study(study_name="tiny", storage=storage).trials[0]
     assert trial.state.name == "FAIL" and trial.user_attrs["stop_reason"] == "interrupted"
     assert (results / "tiny" / "trials" / "0" / "best.keras").exists()  # kept, loadable
-    # The interrupted trial does not count: the same command (short epochs) runs 2 trials.
-    done = subprocess.run([*command, "--epochs", "1"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "continuing study 'tiny': 0 trials done" in done.stdout
-    assert len(trial_lines(done.stdout)) == 2
+    # The interrupted trial does not count: the same command (short epochs) runs 2 trials
+    # (in this process: the same code, without a second TensorFlow start-up).
+    code, out, err = cli(*command[3:], "--epochs", "1")
+    assert code == 0, err
+    assert "continuing study 'tiny': 0 trials done" in out
+    assert len(trial_lines(out)) == 2

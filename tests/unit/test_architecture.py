@@ -12,14 +12,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "tunecb"
 
 # Lowest first: a module may import its own layer and the layers below it.
 LAYERS = [
-    ("errors", "_version", "results"),
+    ("errors", "_version", "results", "interrupts"),
     ("study",),
     ("storage",),
     ("oracle",),
     ("training",),
     ("execution",),
     ("reporting",),
-    ("launcher",),
+    ("launcher", "replay"),  # a search; a finished trial retrained, rerun, evaluated
     ("cli",),
     ("session",),  # search from code: tunecb.search(), its live display, its result
     ("__init__", "__main__"),  # the front door re-exports (lazily) from everywhere

@@ -21,13 +21,26 @@ from tunecb.cli.parser import build_parser
 from tunecb.cli.printers import err as _err
 from tunecb.cli.printers import make_printer
 from tunecb.cli.printers import out as _out
-from tunecb.errors import TunecbError
+from tunecb.cli.streams import fit_encoding, gone, out_utf8, pipe_safe
+from tunecb.errors import DiskFull, TunecbError
 
 EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code.
+
+    Output closed early (``tunecb report ... | head -1``) ends the printing, quietly: a
+    report exits 0 (its reader has what it asked for; 141, a death by SIGPIPE, would fail a
+    ``set -o pipefail`` script for nothing), a search runs on to its end and exits as it
+    would have. A terminal that cannot encode a character gets a stand-in.
+    """
+    fit_encoding(sys.stdout, sys.stderr)
+    with pipe_safe():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
@@ -44,6 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _search(args)
         if args.command == "repair":
             return _repair(args)
+        if args.command in ("retrain", "rerun", "evaluate"):
+            from tunecb.cli import replaying
+
+            try:
+                return replaying.run(args)
+            except DiskFull as exc:  # not the search's advice: no --results, no trials
+                raise exc.with_fix("free some space, then run the same command again") from exc
         return _report(args)
     except TunecbError as exc:
         if debug:
@@ -57,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Run the same command again to continue the study."
         )
         return 128 + exc.signal if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    except BrokenPipeError as exc:  # a write past pipe_safe(): its reader is gone, as above
+        gone(sys.stdout)
+        if args.command != "search":
+            return 0
+        _err(f"tunecb search: internal error: {type(exc).__name__}: {exc} (its trials stopped)")
+        return 1  # not 0: the search did not run to its end
     except Exception as exc:  # a bug of ours or of a library: say so, in one line
         if debug:
             traceback.print_exc()
@@ -104,7 +130,7 @@ def _search(args: argparse.Namespace) -> int:
 def _run_search(args: argparse.Namespace) -> int:
     # No backend is imported here: the study file is read with Keras loaded lazily, so a
     # --jobs launcher or a study with nothing left to run never pays TensorFlow's start-up.
-    from tunecb.launcher import run_search
+    from tunecb.launcher import check_some_succeeded, run_search
     from tunecb.study.declaration import load_study_file
     from tunecb.study.settings import overrides_from, resolve
 
@@ -123,6 +149,7 @@ def _run_search(args: argparse.Namespace) -> int:
     finally:
         printer.close()
     printer.summary(summary)
+    check_some_succeeded(summary)
     return 0
 
 
@@ -176,6 +203,14 @@ def make_executor(options: Any, jobs: int | str) -> Any:
 
 
 def _report(args: argparse.Namespace) -> int:
+    try:
+        return _run_report(args)
+    except BrokenPipeError:  # `tunecb report ... | head`: the reader has what it wanted
+        gone(sys.stdout)  # no second error when Python flushes at exit
+        return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
     from tunecb.reporting.records import columns, study_records
     from tunecb.reporting.text import render
 
@@ -185,7 +220,18 @@ def _report(args: argparse.Namespace) -> int:
         raise TunecbError(
             "--format html writes a whole page with embedded images: add --output report.html"
         )
+    if args.trial is not None and args.format in ("markdown", "html"):
+        raise TunecbError(
+            f"--trial shows one trial as a table, json or csv (its epochs), not "
+            f"--format {args.format}; drop --trial to report the whole study"
+        )
+    if args.trial is not None and args.top:
+        raise TunecbError("--trial N shows one trial, --top K the K best: pick one")
     result = study_records(args.path, storage=args.storage, study_name=args.study_name)
+    # A file or --wide gets every column; a terminal (or a pipe: 80) gets what fits.
+    width = None if args.wide or args.output else terminal_width()
+    if args.trial is not None:
+        return _report_trial(args, result, width)
     records = result.records[: args.top] if args.top else result.records
     plots = _write_plots(result, Path(args.plots)) if args.plots else None
     if args.format == "html":
@@ -193,33 +239,97 @@ def _report(args: argparse.Namespace) -> int:
 
         text = html_report(result, plots, top=args.top)
     else:
-        text = render(records, args.format, columns(result.records))
+        root = str(result.study_dir.root) if result.study_dir else None
+        text = render(records, args.format, columns(result.records), width=width, root=root)
     if args.output:
-        from tunecb.results import atomic_write_text
+        from tunecb.reporting.overview import plural
 
-        target = Path(args.output)
-        try:
-            atomic_write_text(target, text + "\n")
-        except OSError as exc:
-            raise TunecbError(
-                f"--output {args.output!r}: cannot write ({exc.strerror or exc}); "
-                "pass a writable file path"
-            ) from exc
-        _err(f"wrote {len(records)} trials of study {result.name!r} to {target}")
+        target = _write_output(args.output, text)
+        _err(f"wrote {plural(len(records), 'trial')} of study {result.name!r} to {target}")
         return 0
     if args.format == "table":
+        from tunecb.reporting.cells import wrap_parts
+        from tunecb.reporting.overview import line_parts, overview
+
         states: dict[str, int] = {}
         for r in result.records:
             states[r["state"]] = states.get(r["state"], 0) + 1
         counts = ", ".join(f"{n} {k.lower()}" for k, n in states.items())
         metric = result.monitor or "value"
-        _out(f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}")
+        head = f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}"
+        _out("\n".join(wrap_parts([head], width, sep="; ")))
         if result.records:
-            from tunecb.reporting.overview import one_line, overview
-
-            _out(one_line(overview(result)))
-    _out(text)
+            _out("\n".join(wrap_parts(line_parts(overview(result)), width)))
+    (out_utf8 if args.format in ("csv", "html") else _out)(text)
     return 0
+
+
+def terminal_width() -> int:
+    """The terminal's columns (``$COLUMNS`` first), 80 when stdout is not a terminal."""
+    import shutil
+
+    return max(shutil.get_terminal_size((80, 24)).columns, 40)
+
+
+def _report_trial(args: argparse.Namespace, result: Any, width: int | None) -> int:
+    """``report --trial N``: one trial in detail (json: all of it; csv: its epochs)."""
+    from tunecb.reporting.detail import find_trial, history_csv, trial_json, trial_text
+
+    find_trial(result, args.trial, name="--trial")
+    if args.plots:
+        _write_trial_plot(result, args.trial, Path(args.plots))
+    if args.format == "json":
+        text = trial_json(result, args.trial)
+    elif args.format == "csv":
+        text = history_csv(result, args.trial)
+    else:
+        text = trial_text(result, args.trial, width)
+    if args.output:
+        target = _write_output(args.output, text)
+        _err(f"wrote trial {args.trial} of study {result.name!r} to {target}")
+        return 0
+    (out_utf8 if args.format == "csv" else _out)(text)
+    return 0
+
+
+def _write_output(output: str, text: str) -> Path:
+    """``--output FILE``: ``text`` written atomically, or a one-line error."""
+    from tunecb.results import atomic_write_text
+
+    target = Path(output)
+    try:
+        atomic_write_text(target, text + "\n")
+    except DiskFull as exc:
+        raise exc.with_fix("free some space, or pass another --output path") from exc
+    except OSError as exc:
+        raise TunecbError(
+            f"--output {output!r}: cannot write ({exc.strerror or exc}); pass a writable file path"
+        ) from exc
+    return target
+
+
+def _write_trial_plot(result: Any, number: int, folder: Path) -> None:
+    """``--plots DIR --trial N``: the trial's learning curves as ``DIR/trial_N.png``."""
+    from tunecb.reporting.plots import PlotSkipped, trial_png
+    from tunecb.results import atomic_write
+
+    if folder.exists() and not folder.is_dir():
+        raise TunecbError(f"--plots {str(folder)!r} is a file; pass a folder for the PNG files")
+    try:
+        png = trial_png(result, number)
+    except PlotSkipped as exc:
+        _err(f"left out the learning curves of trial {number}: {exc}")
+        return
+    target = folder / f"trial_{number}.png"
+    try:
+        atomic_write(target, lambda tmp: tmp.write_bytes(png))
+    except DiskFull as exc:
+        raise exc.with_fix("free some space, or pass another --plots folder") from exc
+    except OSError as exc:
+        raise TunecbError(
+            f"--plots {str(folder)!r}: cannot write ({exc.strerror or exc}); pass a writable folder"
+        ) from exc
+    _err(f"wrote the learning curves of trial {number} to {target}")
 
 
 def _write_plots(result: Any, folder: Path) -> list:
@@ -237,11 +347,15 @@ def _write_plots(result: Any, folder: Path) -> list:
                 png = plot.png
                 atomic_write(folder / f"{plot.name}.png", lambda tmp, b=png: tmp.write_bytes(b))
                 written.append(plot.name)
+    except DiskFull as exc:
+        raise exc.with_fix("free some space, or pass another --plots folder") from exc
     except OSError as exc:
         raise TunecbError(
             f"--plots {str(folder)!r}: cannot write ({exc.strerror or exc}); pass a writable folder"
         ) from exc
-    _err(f"wrote {len(written)} plots to {folder}: {', '.join(written) or 'none'}")
+    from tunecb.reporting.overview import plural
+
+    _err(f"wrote {plural(len(written), 'plot')} to {folder}: {', '.join(written) or 'none'}")
     for plot in plots:
         if plot.png is None:
             _err(f"left out {plot.name}: {plot.skipped}")

@@ -73,7 +73,7 @@ def add_setting_flag(group: Any, f: Field) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``tunecb`` and its subcommands ``search``, ``report`` and ``repair``."""
+    """The parser of ``tunecb`` and its subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser = _Parser(
@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tunecb {__version__}")
     sub = parser.add_subparsers(
-        dest="command", metavar="{search,report,repair}", parser_class=_Parser
+        dest="command",
+        metavar="{search,report,retrain,rerun,evaluate,repair}",
+        parser_class=_Parser,
     )
 
     search = sub.add_parser(
@@ -152,8 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
     report.add_argument(
         "--plots", metavar="DIR",
-        help="also write the plots (history, learning curves, importance...) as PNG files to DIR",
+        help="also write the plots (history, learning curves, importance...) as PNG files to "
+        "DIR; with --trial N, that trial's learning curves",
     )  # fmt: skip
+    report.add_argument(
+        "--trial", type=_non_negative_int, metavar="N",
+        help="one trial in detail: value, parameters, stop reason, the whole error, the "
+        "checkpoint and its epochs (--format json: all of it; csv: the epochs)",
+    )  # fmt: skip
+    report.add_argument(
+        "--wide", action="store_true",
+        help="the table with every column in full (by default it fits the terminal, 80 "
+        "columns when not on one; --format csv/json are always complete)",
+    )  # fmt: skip
+
+    from tunecb.cli.replaying import add_parsers
+
+    add_parsers(sub, common, _positive_int)
 
     repair = sub.add_parser(
         "repair",

@@ -25,7 +25,7 @@ class SearchPrinter:
 
     def start(self, e: Any) -> None:
         self.monitor, self.epochs = e.monitor, e.epochs
-        budget = f"{e.n_trials} trials" if e.n_trials else "no trial limit"
+        budget = _plural(e.n_trials, "trial") if e.n_trials else "no trial limit"
         if e.created:
             self._write(
                 f"created study {e.name!r} ({e.monitor}, {e.direction}) in {e.storage}; "
@@ -37,7 +37,10 @@ class SearchPrinter:
                 if e.best_number is not None
                 else ""
             )
-            self._write(f"continuing study {e.name!r}: {e.done} trials done{best}; budget {budget}")
+            self._write(
+                f"continuing study {e.name!r}: {_plural(e.done, 'trial')} done{best}; "
+                f"budget {budget}"
+            )
             if e.n_trials is not None and e.done >= e.n_trials:
                 self._write(f"nothing to run: raise --n-trials above {e.done} to run more trials")
         for note in e.notes:
@@ -63,13 +66,13 @@ class SearchPrinter:
         stop = " (timeout reached)" if s.stopped_by == "timeout" else ""
         out(
             f"\nsearch done in {_duration(s.elapsed_s)}{stop}: "
-            f"this run {ran}; study {s.done} trials"
+            f"this run {ran}; study {_plural(s.done, 'trial')}"
         )
         if s.best:
             b = s.best
             out(
                 f"best: trial {b['number']}, {s.monitor} {_fmt(b['value'])} at epoch "
-                f"{b['best_epoch']}, params {b['params']}"
+                f"{b['best_epoch']}, params {params_text(b['params'])}"
             )
             if b["checkpoint"]:
                 out(f"best model: {b['checkpoint']}")
@@ -181,13 +184,34 @@ def _checkpoints_line(s: Any) -> str:
     size = size_text(s.checkpoint_bytes)
     if s.keep_checkpoints is None:
         return (
-            f"checkpoints: {s.checkpoints} files, {size} "
+            f"checkpoints: {_plural(s.checkpoints, 'file')}, {size} "
             "(keeping all; --keep-checkpoints K keeps the K best)"
         )
     return (
         f"checkpoints: {s.checkpoints} kept (--keep-checkpoints {s.keep_checkpoints}), "
         f"{s.checkpoints_removed} removed this run, {size}"
     )
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """Hyperparameters as ``name=value``, floats at 3 significant digits (the report has
+    them in full).
+
+    >>> params_text({"lr": 0.014319802143828032, "units": 15, "act": "relu"})
+    'lr=0.0143, units=15, act=relu'
+    """
+    from tunecb.reporting.cells import number
+
+    return (
+        ", ".join(f"{k}={number(v, 3) if isinstance(v, float) else v}" for k, v in params.items())
+        or "none"
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    from tunecb.reporting.overview import plural
+
+    return plural(n, word)
 
 
 def _fmt(value: float | None) -> str:

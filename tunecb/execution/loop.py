@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import TrialState
 
+from tunecb.errors import DiskFull, first_line
 from tunecb.execution._base import (
     RECYCLE_MEMORY,
     RECYCLE_TRIALS,
@@ -98,7 +99,11 @@ def run_trials(
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             trial = study.ask()
         reseed(study.sampler, seed, trial.number)
-        trial.set_user_attr(attrs.WORKER, me)
+        try:
+            trial.set_user_attr(attrs.WORKER, me)
+        except DiskFull as exc:  # a RUNNING trial without its worker: nothing would free it
+            _stopped_by_full_disk(study, trial.number, exc)
+            raise
         if not budget.within_budget(
             study.get_trials(deepcopy=False), trial.number, limits.n_trials
         ):
@@ -114,10 +119,17 @@ def run_trials(
                     study, trial.number, attrs.INTERRUPTED, "interrupted by the user (SIGINT)"
                 )
             raise
+        except DiskFull as exc:
+            _stopped_by_full_disk(study, trial.number, exc)
+            raise
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
-        attempts.tell(study, trial, outcome)
+        try:
+            attempts.tell(study, trial, outcome)
+        except DiskFull as exc:  # the journal's disk: the trial is still RUNNING
+            _stopped_by_full_disk(study, trial.number, exc)
+            raise
         if after_tell is not None:
             after_tell(study)
         sink.finished(outcome)
@@ -126,6 +138,17 @@ def run_trials(
             return RECYCLE_TRIALS
         if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
             return RECYCLE_MEMORY
+
+
+def _stopped_by_full_disk(study: optuna.Study, number: int, exc: DiskFull) -> None:
+    """A write of trial ``number`` found the disk full: the search stops, and the trial runs
+    again (from its backup, if it has one) when the same command is run with space freed.
+    The disk may be too full for this too: the next run then finds it RUNNING with its
+    process gone, and queues it again."""
+    with contextlib.suppress(Exception):
+        attempts.fail_and_requeue(
+            study, number, attrs.INTERRUPTED, f"the search stopped: {first_line(str(exc))}"
+        )
 
 
 @contextlib.contextmanager

@@ -392,7 +392,9 @@ def worker_main(spec: WorkerSpec, conn: Any) -> None:
 
 
 def _send_fatal(conn: Any, text: str, code: int, detail: str) -> None:
-    with contextlib.suppress(OSError):
+    # KeyboardInterrupt: the launcher is already stopping every worker (another one's fatal
+    # error came first, e.g. two workers that found the disk full): exit without a traceback.
+    with contextlib.suppress(OSError, KeyboardInterrupt):
         conn.send(("fatal", text, code, detail))
 
 

@@ -88,7 +88,7 @@ def open_study(
         "monitor": settings.monitor,
         "epochs": settings.epochs,
         "study_sha256": loaded.sha256,
-        "study_file": str(loaded.path),
+        "study_file": str(loaded.path.resolve()),
         "tunecb_version": __version__,
     }.items():
         study.set_user_attr(key, value)
@@ -105,7 +105,7 @@ def _write_study_json(study_dir: StudyDir, settings: Settings, loaded: LoadedStu
             "direction": settings.direction,
             "epochs": settings.epochs,
             "storage": redact(settings.storage) if settings.storage else None,
-            "study_file": str(loaded.path),
+            "study_file": str(loaded.path.resolve()),
             "tunecb_version": __version__,
         },
     )

@@ -15,17 +15,19 @@ import html
 from typing import Any
 
 from tunecb._version import __version__
+from tunecb.errors import first_line
+from tunecb.reporting.cells import cell, checkpoint_cell, clipped
 from tunecb.reporting.overview import (
     Overview,
     backend_line,
     duration_text,
     overview,
+    plural,
     saved_text,
     size_text,
 )
 from tunecb.reporting.plots import Plot, render_plots
 from tunecb.reporting.records import StudyRecords, columns
-from tunecb.reporting.text import cell, checkpoint_cell
 
 
 def html_report(
@@ -46,7 +48,8 @@ def html_report(
             f"<title>{_e(title)}</title>",
             f"<style>{_CSS}</style></head><body>",
             f"<header><h1>Study <code>{_e(result.name)}</code></h1>",
-            f'<p class="sub">{_e(info.monitor)} ({_e(info.direction)}) · {total} trials · '
+            f'<p class="sub">{_e(info.monitor)} ({_e(info.direction)}) · '
+            f"{plural(total, 'trial')} · "
             f"written {_e(now)} by tunecb {_e(__version__)}</p></header>",
             _summary(info, result),
             _plots(plots),
@@ -72,7 +75,7 @@ def _summary(info: Overview, result: StudyRecords) -> str:
                 "Best trial",
                 f"<strong>#{best['trial']}</strong>: {_e(info.monitor)} "
                 f"<strong>{_e(cell(best['value']))}</strong> at epoch "
-                f"{_e(cell(best['best_epoch']))}{epochs}",
+                f"{_e(cell(best['best_epoch']))}{_e(epochs)}",
             )
         )
         items.append(("Its hyperparameters", params or "none"))
@@ -105,15 +108,13 @@ def _summary(info: Overview, result: StudyRecords) -> str:
         items.append(("Epochs trained", f"{info.epochs_trained:,}"))
     wall = duration_text(info.wall_s)
     compute = duration_text(info.compute_s)
-    running = f"; {info.compute_s / info.wall_s:.1f} trials ran at a time" if info.wall_s else ""
-    items.append(("Time", f"{wall} wall clock, {compute} in trials{running}"))
-    n = len(info.workers)
+    items.append(("Time", f"{wall} wall clock, {compute} in trials{_at_a_time(info)}"))
     hosts = len(info.hosts)
-    where = f" on {hosts} host{'s' * (hosts > 1)} ({_e(', '.join(info.hosts))})" if hosts else ""
-    items.append(("Workers", f"{n} worker process{'es' * (n != 1)}{where}"))
+    where = f" on {plural(hosts, 'host')} ({_e(', '.join(info.hosts))})" if hosts else ""
+    items.append(("Workers", f"{plural(len(info.workers), 'worker process')}{where}"))
     if info.backends:
         items.append(("Keras backend", _e(backend_line(info).removeprefix("on "))))
-    disk = f"{info.checkpoints} files, {size_text(info.checkpoint_bytes)}"
+    disk = f"{plural(info.checkpoints, 'file')}, {size_text(info.checkpoint_bytes)}"
     if info.checkpoints_removed:
         shown = ", ".join(f"#{n}" for n in info.checkpoints_removed[:30])
         more = "…" if len(info.checkpoints_removed) > 30 else ""
@@ -124,6 +125,23 @@ def _summary(info: Overview, result: StudyRecords) -> str:
     items.append(("Checkpoints", disk))
     rows = "\n".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in items)
     return f'<section id="summary"><h2>Summary</h2><dl>{rows}</dl></section>'
+
+
+def _at_a_time(info: Overview) -> str:
+    """How many trials ran at once on average: ``; one trial at a time``,
+    ``; 3.6 trials at a time on average`` (or ``""`` without a wall time).
+
+    >>> _at_a_time(Overview("s", "v", "maximize", {}, None, None, 0, wall_s=10, compute_s=9.9))
+    '; one trial at a time'
+    >>> _at_a_time(Overview("s", "v", "maximize", {}, None, None, 0, wall_s=10, compute_s=36))
+    '; 3.6 trials at a time on average'
+    """
+    if not info.wall_s:
+        return ""
+    ratio = info.compute_s / info.wall_s
+    if ratio < 1.05:
+        return "; one trial at a time"
+    return f"; {ratio:.1f} trials at a time on average"
 
 
 def _plots(plots: list[Plot]) -> str:
@@ -172,6 +190,8 @@ def _td(column: str, record: dict[str, Any], root: str | None) -> str:
             return "<td></td>"
         shown = value[len(root) + 1 :] if root and value.startswith(root + "/") else value
         return f'<td title="{_e(value)}"><code>{_e(shown)}</code></td>'
+    if column == "error" and value:  # its first line, the whole of it on hover
+        return f'<td class="error" title="{_e(value)}">{_e(clipped(first_line(value), 80))}</td>'
     number = isinstance(value, int | float) and not isinstance(value, bool)
     sort = f' data-v="{value!r}"' if number else ""
     return f"<td{sort}>{_e(cell(value))}</td>"

@@ -121,34 +121,64 @@ def backend_line(info: Overview) -> str:
     if len(info.backends) == 1:
         return f"on {next(iter(info.backends))}"
     return "MIXED backends: " + ", ".join(
-        f"{b} ({n} trial{'s' * (n != 1)})" for b, n in info.backends.items()
+        f"{b} ({plural(n, 'trial')})" for b, n in info.backends.items()
     )
 
 
 def one_line(info: Overview) -> str:
-    """The overview in one line, for the terminal.
+    """The overview in one line, for the terminal (:func:`line_parts` joined by `` · ``).
 
     >>> one_line(overview(study_records("results/digits")))  # doctest: +SKIP
     'trained 310 of 900 epochs (34%; saved: pruning 493, early stopping 97) · ...'
     """
+    return " · ".join(line_parts(info))
+
+
+def line_parts(info: Overview) -> list[str]:
+    """The pieces of :func:`one_line`, for a terminal to wrap between them.
+
+    >>> for part in line_parts(Overview("s", "v", "maximize", {"COMPLETE": 1}, None, 3, 1,
+    ...         wall_s=2.0, workers=[THIS_PROCESS], checkpoints=1, checkpoint_bytes=512)):
+    ...     print(part)
+    trained 1 of 3 epochs (33%)
+    2.0s wall clock
+    1 worker process
+    checkpoints 1 file, 512 B
+    """
     if info.epochs_budget:
         saved = saved_text(info)
         epochs = (
-            f"trained {info.epochs_trained:,} of {info.epochs_budget:,} epochs "
+            f"trained {info.epochs_trained:,} of {plural(info.epochs_budget, 'epoch')} "
             f"({info.epochs_trained / info.epochs_budget:.0%}"
             + (f"; saved: {saved})" if saved else ")")
         )
     else:
-        epochs = f"trained {info.epochs_trained:,} epochs"
-    n = len(info.workers)
-    workers = f"{n} worker process{'es' * (n != 1)}"
+        epochs = f"trained {plural(info.epochs_trained, 'epoch')}"
+    workers = plural(len(info.workers), "worker process")
     parts = [epochs, f"{duration_text(info.wall_s)} wall clock", workers]
     if info.backends:
         parts.append(backend_line(info))
-    disk = f"checkpoints {info.checkpoints} files, {size_text(info.checkpoint_bytes)}"
+    disk = f"checkpoints {plural(info.checkpoints, 'file')}, {size_text(info.checkpoint_bytes)}"
     if info.checkpoints_removed:
         disk += f", {len(info.checkpoints_removed)} removed by --keep-checkpoints"
-    return " · ".join([*parts, disk])
+    return [*parts, disk]
+
+
+def plural(n: float, word: str, many: str | None = None) -> str:
+    """``n`` and ``word``, in the plural unless ``n`` is 1 (``many``: an irregular plural);
+    a whole float prints as an integer, thousands get commas.
+
+    >>> plural(1, "trial"), plural(2, "worker process"), plural(0, "row"), plural(1.0, "trial")
+    ('1 trial', '2 worker processes', '0 rows', '1 trial')
+    >>> plural(1234, "epoch"), plural(2.5, "trial"), plural(3, "was", "were")
+    ('1,234 epochs', '2.5 trials', '3 were')
+    """
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    if many is None:
+        many = word + ("es" if word.endswith(("s", "x", "sh")) else "s")  # not "epoches"
+    number = f"{n:,}" if isinstance(n, int) else f"{n:.3g}"
+    return f"{number} {word if n == 1 else many}"
 
 
 def duration_text(seconds: float | None) -> str:

@@ -9,12 +9,16 @@ No TensorFlow here, and pandas only at the last step, so ``tunecb report`` start
 
 from __future__ import annotations
 
+import csv
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import ResultsError, StorageError
+from tunecb.oracle.attrs import ERROR
 from tunecb.oracle.ranking import rank_key, trial_record
+from tunecb.reporting.integrity import checkpoint_problem
 from tunecb.results import StudyDir, read_json
 from tunecb.storage.urls import JOURNAL_NAME, redact, redact_text
 
@@ -115,6 +119,13 @@ def study_records(
     rerun = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     kept = [t for t in trials if t.user_attrs.get("stop_reason") != "discarded"]
     records = [trial_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
+    for record, trial in zip(records, kept, strict=True):
+        record["error"] = trial.user_attrs.get(ERROR)
+    for record in records:  # a cheap zip check of each checkpoint file, no model loaded
+        record["checkpoint_problem"] = checkpoint_state(record["checkpoint"])
+    if study_dir is not None:
+        for record in records:
+            record.update(held_out_metrics(study_dir, record["trial"]))
     records.sort(key=lambda r: rank_key(r, maximize))
     return StudyRecords(
         name=study.study_name,
@@ -153,8 +164,80 @@ def to_dataframe(records: list[dict[str, Any]], top: int | None = None) -> panda
     return frame
 
 
+def checkpoint_state(checkpoint: str | None) -> str | None:
+    """``"unreadable: <why>"`` for a checkpoint file that is not a sound ``.keras`` zip
+    (truncated, empty, overwritten, a member missing), else ``None``.
+
+    >>> checkpoint_state(None), checkpoint_state("/nonexistent/best.keras")
+    (None, 'unreadable: missing')
+    """
+    if checkpoint is None:
+        return None
+    problem = checkpoint_problem(checkpoint)
+    return None if problem is None else f"unreadable: {problem}"
+
+
+def held_out_metrics(study_dir: StudyDir, number: int) -> dict[str, Any]:
+    """``tunecb evaluate``'s and ``tunecb retrain``'s test metrics of trial ``number``:
+    ``test_<metric>`` of its best checkpoint, ``final_test_<metric>`` of its retrained
+    ``final.keras`` (none when neither ran, or the data have no test split)."""
+    found: dict[str, Any] = {}
+    for path, prefix in (
+        (study_dir.test_json(number), ""),
+        (study_dir.final_json(number), "final_"),
+    ):
+        if path.is_file():
+            for key, value in ((read_json(path) or {}).get("test") or {}).items():
+                found[f"{prefix}{key}"] = value
+    return found
+
+
 def columns(records: list[dict[str, Any]]) -> list[str]:
-    """The report's columns: ``backend`` only when the trials ran on more than one."""
+    """The report's columns: ``backend`` only when the trials ran on more than one,
+    ``checkpoint_problem`` only when a checkpoint file is unreadable, ``error`` (the whole
+    message) only when a trial has one."""
     params = sorted({k for r in records for k in r if k.startswith("params_")})
+    tests = sorted({k for r in records for k in r if k.startswith("test_")})
+    tests += sorted({k for r in records for k in r if k.startswith("final_test_")})
     mixed = len({r.get("backend") for r in records if r.get("backend")}) > 1
-    return [*BASE_COLUMNS, *params, *(["backend"] if mixed else []), "checkpoint"]
+    error = any(r.get("error") for r in records)
+    rotten = any(r.get("checkpoint_problem") for r in records)
+    return [
+        *BASE_COLUMNS, *params, *tests, *(["backend"] if mixed else []), "checkpoint",
+        *(["checkpoint_problem"] if rotten else []),
+        *(["error"] if error else []),
+    ]  # fmt: skip
+
+
+def trial_history(result: StudyRecords, number: int) -> list[dict[str, Any]]:
+    """Trial ``number``'s epochs, one dict per epoch: the rows of its ``history.csv``
+    (``epoch``, the logged metrics, ``learning_rate``; numbers as floats, ``None`` where
+    empty), or, without that file (a study tunecb did not run), the values it reported to
+    Optuna under the monitor's name (``value`` when unknown).
+
+    >>> trial_history(study_records("results/digits"), 4)[0]  # doctest: +SKIP
+    {'epoch': 1, 'accuracy': 0.62, 'loss': 1.41, 'val_accuracy': 0.87, ...}
+    """
+    if result.study_dir is not None:
+        path = result.study_dir.history(number)
+        try:
+            with open(path, newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError:
+            rows = []
+        if rows:
+            return [{k: _number(k, v) for k, v in row.items() if k is not None} for row in rows]
+    trial = result.trials.get(number)
+    reported = sorted(trial.intermediate_values.items()) if trial is not None else []
+    name = result.monitor or "value"
+    return [{"epoch": int(step), name: float(v)} for step, v in reported]
+
+
+def _number(key: str, text: str | None) -> float | int | None:
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    if key == "epoch" and value is not None and math.isfinite(value):
+        return int(value)
+    return value

@@ -1,5 +1,8 @@
 """Render report records as a terminal table, CSV, Markdown or JSON (strings, no printing).
 
+The terminal table fits a given width (:func:`tunecb.reporting.narrow.narrow_table`); CSV,
+JSON, Markdown and the wide table keep every column whole.
+
 >>> print(render([{"trial": 0, "state": "COMPLETE", "value": 0.5}], "markdown", ["trial", "value"]))
 | rank | trial | value |
 |---:|---:|---:|
@@ -14,13 +17,28 @@ import json
 import math
 from typing import Any
 
+from tunecb.reporting.cells import cell, checkpoint_cell, flat, is_numeric_column
+from tunecb.reporting.narrow import narrow_table
+
 FORMATS = ("table", "csv", "markdown", "json")
 
 
-def render(records: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
+def render(
+    records: list[dict[str, Any]],
+    fmt: str,
+    columns: list[str],
+    *,
+    width: int | None = None,
+    root: str | None = None,
+) -> str:
     """``records`` (ranked) in format ``fmt``, with these ``columns``. A checkpoint that
     ``--keep-checkpoints`` removed reads ``removed (--keep-checkpoints K)``; in JSON it
-    stays ``null`` and every object gets a ``checkpoint_removed`` key (when any has one)."""
+    stays ``null`` and every object gets a ``checkpoint_removed`` key (when any has one).
+
+    ``width``: the table fits that many terminal columns (:func:`narrow_table`; ``root``, the
+    study folder, shortens the checkpoint paths); ``None``: every column in full."""
+    if fmt == "table" and width is not None:
+        return narrow_table(records, columns, width, root)
     if fmt == "json":
         rows = [[r.get(c) for c in columns] for r in records]
         objects = [dict(zip(columns, map(_json_value, row), strict=False)) for row in rows]
@@ -40,14 +58,18 @@ def render(records: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
     cells = [[str(rank), *(cell(v) for v in row)] for rank, row in enumerate(rows, 1)]
     header = ["rank", *columns]
     if fmt == "markdown":
-        numeric = [_is_numeric_column(rows, i) for i in range(len(columns))]
+        numeric = [is_numeric_column(rows, i) for i in range(len(columns))]
         align = ["---:"] + ["---:" if n else ":---" for n in numeric]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+        lines += [
+            "| " + " | ".join(c.replace("|", "\\|").replace("\n", "<br>") for c in row) + " |"
+            for row in cells
+        ]
         return "\n".join(lines)
     if fmt == "table":
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-        numeric = [True] + [_is_numeric_column(rows, i) for i in range(len(columns))]
+        cells = [[flat(c) for c in row] for row in cells]  # one line per row, nothing cut
+        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
+        numeric = [True] + [is_numeric_column(rows, i) for i in range(len(columns))]
 
         def line(items: list[str]) -> str:
             return "  ".join(
@@ -59,41 +81,7 @@ def render(records: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
     raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
 
 
-def checkpoint_cell(record: dict[str, Any]) -> str | None:
-    """A record's checkpoint path, or what removed it.
-
-    >>> checkpoint_cell({"checkpoint": None, "checkpoint_removed": {"keep_checkpoints": 3}})
-    'removed (--keep-checkpoints 3)'
-    """
-    removed = record.get("checkpoint_removed")
-    if record.get("checkpoint") is None and removed:
-        return f"removed (--keep-checkpoints {removed.get('keep_checkpoints')})"
-    return record.get("checkpoint")
-
-
-def cell(value: Any) -> str:
-    """A value as a table shows it: 6 significant digits, ``""`` for ``None``.
-
-    >>> cell(0.123456789), cell(None), cell(3)
-    ('0.123457', '', '3')
-    """
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.4g}"
-    return str(value)
-
-
 def _json_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _is_numeric_column(rows: list[list[Any]], index: int) -> bool:
-    values = [r[index] for r in rows if r[index] is not None]
-    return bool(values) and all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in values
-    )

@@ -51,7 +51,7 @@ def search(
     :class:`tunecb.TunecbError` with a one-line message.
     """
     from tunecb.cli.commands import jobs_setting, make_executor
-    from tunecb.launcher import run_search
+    from tunecb.launcher import check_some_succeeded, run_search
     from tunecb.study.settings import FIELDS_BY_NAME, resolve
 
     unknown = sorted(set(settings) - set(FIELDS_BY_NAME))
@@ -83,6 +83,7 @@ def search(
             listener.close()
     if listener is not None and hasattr(listener, "summary"):
         listener.summary(summary)
+    check_some_succeeded(summary)
     return SearchResult(summary, storage=resolved.storage)
 
 

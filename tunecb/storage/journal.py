@@ -16,6 +16,12 @@ The repaired file is a byte-for-byte prefix of the original, so it holds exactly
 that every Optuna process could read before the repair (and the byte offsets that running
 processes cache stay valid).
 
+A repair cuts only what it can prove a killed writer left: an unterminated last line that
+begins like a record, or a line where such a fragment has the next record glued on. A file
+that is not a journal (text, CSV, other JSON Lines, an SQLite database: its first line is no
+record that creates a study), any other damaged line, and a file whose only record is torn are
+refused in one line and never changed.
+
 >>> import tempfile
 >>> path = Path(tempfile.mkdtemp()) / "optuna.journal"
 >>> _ = path.write_bytes(b'{"op_code":0,"worker_id":"w","study_name":"s"}\\n{"op_co')
@@ -34,6 +40,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shlex
 import stat
 import tempfile
@@ -70,6 +77,10 @@ class JournalStatus:
     ``bad_line``: 1-based number of the first damaged line when other lines follow it.
     ``lines``: lines in the file, an unterminated last one included.
     ``good_bytes``: length of the file's valid prefix (the records kept by a repair).
+    ``repairable``: the damage is provably a record cut short by a killed writer (an
+    unterminated last line that begins like a record, or a line where such a cut record has
+    the next record glued on) and records come before it: what :func:`repair_journal` cuts.
+    ``damaged``: the first bytes of the first damaged line (for messages).
     """
 
     path: Path
@@ -79,6 +90,8 @@ class JournalStatus:
     lines: int
     good_bytes: int
     size: int
+    repairable: bool = True
+    damaged: bytes = b""
 
     @property
     def ok(self) -> bool:
@@ -91,6 +104,8 @@ class JournalStatus:
         if self.ok:
             return ""
         command = repair_command(self.path)
+        if not self.repairable:
+            return self._not_torn()
         if self.bad_line is None:
             return (
                 f"journal {self.path} ends with a half-written record ({self.torn_bytes} bytes "
@@ -103,6 +118,26 @@ class JournalStatus:
             f"complete Optuna record) and Optuna cannot read past it; run `{command}` to keep "
             f"the {self.records} records before it (the {after} lines from line "
             f"{self.bad_line} on are set aside in a backup file)"
+        )
+
+    def _not_torn(self) -> str:
+        """The problem of damage that ``tunecb repair`` leaves alone, with the fix by hand."""
+        shown = _preview(self.damaged)
+        if self.good_bytes == 0:
+            return (
+                f"journal {self.path} holds no complete record: its first line ({shown}) is "
+                "half-written, so no study was ever created in it; delete the file (or pass a "
+                "new path) to start afresh"
+            )
+        if self.bad_line is None:
+            where = f"ends with {self.torn_bytes} bytes that are not an Optuna record ({shown})"
+        else:
+            where = f"line {self.bad_line} of {self.lines} is not an Optuna record ({shown})"
+        return (
+            f"journal {self.path}: {where}, nor one cut short by a killed writer, so "
+            f"`tunecb repair` will not cut it and Optuna cannot go past it; fix it by hand "
+            f"(`truncate -s {self.good_bytes} {shlex.quote(str(self.path))}` keeps the "
+            f"{self.records} records before it)"
         )
 
 
@@ -189,6 +224,12 @@ def repair_journal(
     a newline, so no process ever saw that record, and its writer never returned. Cutting it
     keeps the study exactly as every process saw it; the backup still holds it.
 
+    Only damage that is provably a torn record is cut (:attr:`JournalStatus.repairable`):
+    a line that is not an Optuna record for another reason, a file that is not a journal at
+    all (text, CSV, JSON Lines, an SQLite database), and a file whose only record is torn are
+    refused with a :class:`StorageError` and left byte for byte as they were. A repair never
+    empties a file.
+
     Raises :class:`StorageError` when the file is missing or unreadable, or the lock cannot be
     taken within ``timeout``.
 
@@ -200,9 +241,14 @@ def repair_journal(
     (b'{"op_code":0}\\n', 13, b'e":4}')
     """
     path = Path(path)
+    before = check_journal(path)  # refuse a file that is no journal before taking its lock
+    if not before.repairable:
+        raise StorageError(before.problem)
     with _journal_lock(path, timeout=timeout, stale_after=stale_after):
         data = _read(path)
         status = _scan(path, data)
+        if not status.repairable:  # changed while we waited for the lock
+            raise StorageError(status.problem)
         if status.ok:
             logger.info(
                 "journal %s is healthy (%d records); nothing to repair", path, status.records
@@ -245,8 +291,14 @@ def repair_command(path: Path) -> str:
 
 
 def _read(path: Path) -> bytes:
+    """The bytes of the journal ``path``; a file that is not one is refused from its head."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+            looks = not_a_journal(head)
+            if looks is not None:
+                raise StorageError(not_a_journal_message(path, looks))
+            return head + handle.read()
     except FileNotFoundError as exc:
         raise StorageError(
             f"journal {path} does not exist; pass the results folder of a study or "
@@ -263,12 +315,139 @@ def _scan(path: Path, data: bytes) -> JournalStatus:
     good_bytes = 0
     for number, line in enumerate(lines):
         if not _is_record(line):
-            if number == total - 1:  # the last line: torn (or glued onto a torn one)
-                torn = len(data) - good_bytes
-                return JournalStatus(path, number, torn, None, total, good_bytes, len(data))
-            return JournalStatus(path, number, 0, number + 1, total, good_bytes, len(data))
+            torn = _is_glued(line) and good_bytes > 0  # never cut a file down to nothing
+            if number == total - 1:  # the last line, glued onto a torn record (or not)
+                return JournalStatus(
+                    path, number, len(data) - good_bytes, None, total, good_bytes, len(data),
+                    torn, line[:_PREVIEW_BYTES],
+                )  # fmt: skip
+            return JournalStatus(
+                path, number, 0, number + 1, total, good_bytes, len(data), torn,
+                line[:_PREVIEW_BYTES],
+            )  # fmt: skip
         good_bytes += len(line) + 1
-    return JournalStatus(path, len(lines), len(tail), None, total, good_bytes, len(data))
+    torn = not tail or (_starts_like_a_record(tail) and good_bytes > 0)
+    return JournalStatus(
+        path, len(lines), len(tail), None, total, good_bytes, len(data), torn,
+        tail[:_PREVIEW_BYTES],
+    )  # fmt: skip
+
+
+# How Optuna starts every record: ``json.dumps`` of a dict whose first key is ``op_code``
+# (compact since Optuna 3.1's JournalFileBackend; with spaces before).
+_RECORD_HEAD = re.compile(rb'\{\s*"op_code"\s*:')
+_HEADS = (b'{"op_code":', b'{"op_code": ')
+_SNIFF_BYTES = 64 * 1024  # enough for a journal's first record (it creates the study)
+_PREVIEW_BYTES = 60
+
+
+def _starts_like_a_record(fragment: bytes) -> bool:
+    """True when ``fragment`` is the beginning of an Optuna record (or a prefix of one's
+    first key): what a writer killed mid-record leaves."""
+    return bool(_RECORD_HEAD.match(fragment)) or any(h.startswith(fragment) for h in _HEADS)
+
+
+def _is_glued(line: bytes) -> bool:
+    """True for a line that is a record cut short with a whole record glued on after it:
+    what the next append leaves after a torn last line (Optuna writes no newline first)."""
+    if not _RECORD_HEAD.match(line):
+        return False
+    return any(_is_record(line[m.start() :]) for m in _RECORD_HEAD.finditer(line) if m.start() > 0)
+
+
+def not_a_journal(head: bytes) -> str | None:
+    """What a file that starts with ``head`` looks like when it is not an Optuna journal
+    (whose first line is a record that creates a study); ``None`` for a journal, an empty
+    file, or a journal whose first record was cut short.
+
+    >>> not_a_journal(b'{"op_code":0,"worker_id":"w","study_name":"s"}\\n') is None
+    True
+    >>> print(not_a_journal(b"epoch,loss\\n1,0.5\\n"))
+    CSV text (first line 'epoch,loss')
+    >>> print(not_a_journal(b'{"loss": 0.5}\\n'))
+    JSON Lines without Optuna's "op_code" key (first line '{"loss": 0.5}')
+    >>> not_a_journal(b"SQLite format 3\\x00...")
+    'an SQLite database'
+    """
+    if not head:
+        return None
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    first, newline, _ = head.partition(b"\n")
+    if _RECORD_HEAD.match(first) or (not newline and _starts_like_a_record(first)):
+        if newline:
+            with contextlib.suppress(ValueError):
+                record = json.loads(first)
+                if isinstance(record, dict) and record.get("op_code") != 0:
+                    return (
+                        "Optuna journal records without the one that creates the study "
+                        f"(the first has op_code {record.get('op_code')!r}): its start is missing"
+                    )
+        return None
+    if b"\x00" in head:
+        return "binary data"
+    try:
+        text = first.decode("utf-8")
+    except UnicodeDecodeError:
+        if len(first) < len(head) or len(head) < _SNIFF_BYTES:  # not just cut mid-character
+            return "binary data"
+        text = first.decode("utf-8", "ignore")
+    shown = _preview(first)
+    try:
+        value = json.loads(first)
+    except ValueError:
+        value = None
+    else:
+        if isinstance(value, dict):
+            return f'JSON Lines without Optuna\'s "op_code" key (first line {shown})'
+        return f"JSON, not Optuna journal records (first line {shown})"
+    if text.lstrip().startswith(("{", "[")):
+        return f"JSON text, not one Optuna record a line (first line {shown})"
+    for sep, kind in ((",", "CSV"), ("\t", "TSV"), (";", "CSV")):
+        if sep in text:
+            return f"{kind} text (first line {shown})"
+    return f"text (first line {shown})"
+
+
+_MAGIC = (
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"PK\x03\x04", "a zip archive (a .keras checkpoint?)"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file"),
+    (b"\x1f\x8b", "gzip data"),
+)
+
+
+def not_a_journal_message(path: Path, looks: str) -> str:
+    """One line: ``path`` is not an Optuna journal, what it looks like, and the fix.
+
+    >>> not_a_journal_message(Path("runs/x.db"), "an SQLite database").split("; ")[1]
+    'pass it as --storage sqlite:///runs/x.db (tunecb leaves the file as it is)'
+    """
+    path = Path(path)
+    shown = shlex.quote(str(path))
+    if looks == "an SQLite database":
+        return (
+            f"--storage {shown} is not an Optuna journal file but an SQLite database; pass it "
+            f"as --storage sqlite:///{path} (tunecb leaves the file as it is)"
+        )
+    if path.name == _DEFAULT_JOURNAL_NAME:
+        return (
+            f"journal {path} is not an Optuna journal file: it looks like {looks}; something "
+            "overwrote it: restore it from a copy, or move it away to start the study afresh "
+            "(tunecb leaves the file as it is)"
+        )
+    return (
+        f"--storage {shown} is not an Optuna journal file: it looks like {looks}; point "
+        "--storage at a journal file that Optuna or tunecb wrote, or at a new file name to "
+        "start one (tunecb leaves the file as it is)"
+    )
+
+
+def _preview(data: bytes) -> str:
+    """``data`` (the start of a line) as a short quoted string for a message."""
+    text = data[:_PREVIEW_BYTES].decode("utf-8", "replace")
+    return repr(text if len(data) <= 40 else text[:40] + "...")
 
 
 def _is_record(line: bytes) -> bool:

@@ -9,6 +9,8 @@ and safe when several processes share it (SQLite is not; see design.md section 2
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import re
 import time
@@ -19,6 +21,7 @@ from typing import Any
 import optuna
 
 from tunecb.errors import StorageError
+from tunecb.results import space_for
 
 JOURNAL_NAME = "optuna.journal"
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
@@ -340,19 +343,37 @@ class _Journal(optuna.storages.journal.JournalFileBackend):
     record against 0.11 ms on this machine's disk, far more on network disks). Without
     ``fsync`` a record is still in the file for every other process and survives the
     writer being killed; only a machine that loses power can lose it, and the ``fsync`` of
-    the trial's next state change (its end) makes every earlier record durable too."""
+    the trial's next state change (its end) makes every earlier record durable too.
+
+    A full disk cuts the file back to its last whole record (still under the lock) and
+    raises :class:`~tunecb.errors.DiskFull`: a half-written record would break the study
+    for every later reader."""
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        if any(log.get("op_code") not in _NO_FSYNC_OPS for log in logs):
-            return super().append_logs(logs)
         import json
 
         from optuna.storages.journal._file import get_lock_file
 
+        durable = any(log.get("op_code") not in _NO_FSYNC_OPS for log in logs)
         text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-        with get_lock_file(self._lock), open(self._file_path, "ab") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
+        data = memoryview(text.encode("utf-8"))
+        path = Path(self._file_path)
+        needed = len(data)
+        with (
+            get_lock_file(self._lock),
+            space_for(path, lambda: needed),
+            open(path, "ab", buffering=0) as f,
+        ):
+            start = f.seek(0, os.SEEK_END)
+            try:
+                while data:  # an unbuffered write may write part of it
+                    data = data[f.write(data) :]
+                if durable:
+                    os.fsync(f.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    f.truncate(start)
+                raise
 
 
 def _lock(path: str) -> Any:

@@ -1,8 +1,10 @@
 """The data a study's data function returns, checked once and turned into ``fit`` arguments.
 
-The data function returns ``(train, validation)``. Each part is either a tuple
-``(x, y)`` / ``(x, y, sample_weight)`` of arrays, or something Keras iterates itself
-(a ``tf.data.Dataset``, a ``keras.utils.PyDataset``); ``validation`` may be ``None``.
+The data function returns ``(train, validation)``, or ``(train, validation, test)``. Each
+part is either a tuple ``(x, y)`` / ``(x, y, sample_weight)`` of arrays, or something Keras
+iterates itself (a ``tf.data.Dataset``, a ``keras.utils.PyDataset``); ``validation`` may be
+``None``. The search never looks at ``test``: only ``tunecb retrain`` and ``tunecb evaluate``
+do, on the final models.
 
 >>> import numpy as np
 >>> d = Data.from_return(((np.zeros((4, 2)), np.zeros(4)), None), "load()")
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tunecb.errors import ConfigError, StudyFileError
+from tunecb.errors import ConfigError, StudyFileError, cause_line, raised_at
 
 if TYPE_CHECKING:
     from tunecb.study.declaration import LoadedStudy
@@ -26,17 +28,19 @@ if TYPE_CHECKING:
 class Data:
     train: Any
     validation: Any
+    test: Any = None
 
     @classmethod
     def from_return(cls, value: Any, where: str) -> Data:
         """Check what the data function returned; ``where`` names it in errors."""
-        if not isinstance(value, tuple | list) or len(value) != 2:
+        if not isinstance(value, tuple | list) or len(value) not in (2, 3):
             raise StudyFileError(
                 f"{where} returned {_describe(value)}; return (train, validation), "
-                "e.g. ((x_train, y_train), (x_val, y_val))"
+                "e.g. ((x_train, y_train), (x_val, y_val)), or (train, validation, test)"
             )
-        train, validation = value
-        for part, name, optional in ((train, "train", False), (validation, "validation", True)):
+        train, validation, test = (*value, None) if len(value) == 2 else value
+        parts = ((train, "train", False), (validation, "validation", True), (test, "test", True))
+        for part, name, optional in parts:
             if part is None and optional:
                 continue
             if isinstance(part, tuple | list):
@@ -50,7 +54,7 @@ class Data:
                     f"{where} returned {_describe(part)} as {name} data; "
                     "use (x, y) arrays or a tf.data.Dataset"
                 )
-        return cls(train=tuple(train) if isinstance(train, list) else train, validation=validation)
+        return cls(train=_tuple(train), validation=_tuple(validation), test=_tuple(test))
 
     @property
     def has_validation(self) -> bool:
@@ -116,10 +120,119 @@ class Data:
         else:  # a dataset batches and shuffles itself
             args["x"], args["shuffle"] = self.train, False
         if self.validation is not None:
-            args["validation_data"] = (
-                tuple(self.validation) if isinstance(self.validation, list) else self.validation
-            )
+            args["validation_data"] = self.validation
         return args
+
+    def fingerprint(self) -> dict[str, Any]:
+        """A cheap fingerprint of the data: each part's shapes and dtypes, and a hash of
+        them and of a sample of at most 512 rows of every array (a dataset: its element
+        spec and cardinality), so that changed data is noticed on resume, rerun and
+        retrain. ``{"hash": 16 hex digits, "parts": {"train": "float64[1437,64] ...", ...}}``.
+
+        >>> import numpy as np
+        >>> a = Data.from_return(((np.zeros((4, 2)), np.zeros(4)), None), "f()")
+        >>> a.fingerprint()["parts"]
+        {'train': 'float64[4,2] float64[4]'}
+        >>> b = Data.from_return(((np.ones((4, 2)), np.zeros(4)), None), "f()")
+        >>> a.fingerprint()["hash"] == b.fingerprint()["hash"]
+        False
+        """
+        import hashlib
+
+        digest = hashlib.sha256()
+        parts: dict[str, str] = {}
+        for name in ("train", "validation", "test"):
+            part = getattr(self, name)
+            if part is None:
+                continue
+            described = []
+            for item in part if isinstance(part, tuple) else (part,):
+                described.append(_fingerprint_item(item, digest))
+            parts[name] = " ".join(described)
+            digest.update(f"{name}={parts[name]};".encode())
+        return {"hash": digest.hexdigest()[:16], "parts": parts}
+
+    def merged(self) -> Data:
+        """Training and validation data as one training set (for ``tunecb retrain``): arrays
+        concatenated, datasets chained; no validation data, the same test data."""
+        if self.validation is None:
+            return self
+        if isinstance(self.train, tuple) and isinstance(self.validation, tuple):
+            import numpy as np
+
+            if len(self.train) != len(self.validation):
+                raise ConfigError(
+                    "train and validation data have different parts (with and without "
+                    "sample weights); cannot merge them"
+                )
+            joined = tuple(
+                _concat(a, b, np) for a, b in zip(self.train, self.validation, strict=True)
+            )
+            return Data(train=joined, validation=None, test=self.test)
+        if hasattr(self.train, "concatenate") and hasattr(self.validation, "concatenate"):
+            return Data(self.train.concatenate(self.validation), None, self.test)
+        raise ConfigError(
+            "cannot merge this training and validation data (one is a dataset of a kind "
+            "that does not concatenate); retrain with --no-merge, on the training data only"
+        )
+
+    def rows(self, part: str) -> int | None:
+        """The number of samples in ``part`` (``"train"``, ...) when it is arrays."""
+        value = getattr(self, part)
+        if not isinstance(value, tuple):
+            return None
+        x = value[0]
+        if isinstance(x, dict):
+            x = next(iter(x.values()), None)
+        shape = getattr(x, "shape", None)
+        return int(shape[0]) if shape else None
+
+
+def _tuple(part: Any) -> Any:
+    return tuple(part) if isinstance(part, list) else part
+
+
+def _concat(a: Any, b: Any, np: Any) -> Any:
+    if isinstance(a, dict):
+        return {k: np.concatenate([a[k], b[k]]) for k in a}
+    return np.concatenate([np.asarray(a), np.asarray(b)])
+
+
+def _fingerprint_item(item: Any, digest: Any) -> str:
+    """Describe one array (or dict of arrays, or dataset) and feed a sample of it to
+    ``digest``."""
+    if isinstance(item, dict):
+        return "{" + ",".join(f"{k}:{_fingerprint_item(v, digest)}" for k, v in item.items()) + "}"
+    shape, dtype = getattr(item, "shape", None), getattr(item, "dtype", None)
+    if shape is not None and dtype is not None and hasattr(item, "__getitem__"):
+        import numpy as np
+
+        array = item if isinstance(item, np.ndarray) else None
+        if array is None:
+            try:
+                array = np.asarray(item)
+            except Exception:  # a tensor that will not convert: its shape says enough
+                array = None
+        text = f"{np.dtype(dtype) if not hasattr(dtype, 'name') else dtype.name}" + (
+            f"[{','.join(str(d) for d in shape)}]"
+        )
+        if array is not None and array.ndim:
+            step = max(1, array.shape[0] // 512)
+            digest.update(np.ascontiguousarray(array[::step][:512]).tobytes())
+        digest.update(text.encode())
+        return text
+    spec = getattr(item, "element_spec", None)
+    text = type(item).__name__
+    if spec is not None:
+        cardinality = getattr(item, "cardinality", None)
+        try:
+            n = int(cardinality()) if callable(cardinality) else None
+        except Exception:
+            n = None
+        text = f"{text}({n} batches)" if n is not None and n >= 0 else text
+        digest.update(repr(spec).encode())
+    digest.update(text.encode())
+    return text
 
 
 def _sample_shape(x: Any) -> Any:
@@ -176,17 +289,69 @@ def missing_backend_hint(exc: BaseException) -> str:
     return ""
 
 
+def check_lengths(data: Data, where: str) -> None:
+    """Refuse arrays that cannot be right, once, before any trial is spent: a split with
+    no samples, or inputs, targets and weights of different lengths.
+
+    >>> import numpy as np
+    >>> check_lengths(Data.from_return(((np.zeros((4, 2)), np.zeros(3)), None), "f()"), "f()")
+    Traceback (most recent call last):
+    ...
+    tunecb.errors.StudyFileError: f() returned train data of different lengths: x has 4 ...
+    """
+    for name in ("train", "validation", "test"):
+        part = getattr(data, name)
+        if not isinstance(part, tuple):
+            continue
+        lengths = [
+            (label, _length(item))
+            for label, item in zip(("x", "y", "sample_weight"), part, strict=False)
+        ]
+        known = [(label, n) for label, n in lengths if n is not None]
+        if any(n == 0 for _, n in known):
+            raise StudyFileError(
+                f"{where} returned empty {name} data "
+                f"({', '.join(f'{k} has {n} samples' for k, n in known)}); "
+                f"return at least one sample{'' if name == 'train' else f', or None for {name}'}"
+            )
+        if len({n for _, n in known}) > 1:
+            shown = ", ".join(
+                f"{k} has {n} samples" if i == 0 else f"{k} {n}" for i, (k, n) in enumerate(known)
+            )
+            raise StudyFileError(
+                f"{where} returned {name} data of different lengths: {shown}; every array "
+                "of a split needs one row per sample"
+            )
+
+
+def _length(item: Any) -> int | None:
+    if isinstance(item, dict):
+        lengths = {_length(v) for v in item.values()} - {None}
+        return lengths.pop() if len(lengths) == 1 else None
+    shape = getattr(item, "shape", None)
+    if shape is not None and len(shape):
+        return None if shape[0] is None else int(shape[0])
+    if isinstance(item, list):
+        return len(item)
+    return None
+
+
 def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
     """Call the study's data function once and check what it returned."""
     fn = loaded.study.data_fn
     where = f"the data function {getattr(fn, '__name__', 'data')}() in {loaded.path}"
     try:
         value = fn()
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: the search cannot start without data
+        at = raised_at(exc, loaded.path)
         raise StudyFileError(
-            f"{where} raised {type(exc).__name__}: {exc}{missing_backend_hint(exc)}"
+            f"{where} raised {type(exc).__name__}: {cause_line(exc)}"
+            f"{f' (at {at})' if at else ''}{missing_backend_hint(exc)}"
         ) from exc
     data = Data.from_return(value, where)
+    check_lengths(data, where)
     if (
         settings.monitor.startswith("val_")
         and not data.has_validation

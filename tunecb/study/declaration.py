@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunecb.errors import StudyFileError, first_line
+from tunecb.errors import StudyFileError, cause_line, first_line
 from tunecb.study.settings import FIELDS
 
 DataFn = Callable[[], Any]
@@ -276,12 +276,14 @@ def load_study_file(path: str | Path, *, defer_backends: bool = True) -> LoadedS
     try:
         with _heavy_imports_deferred() if defer_backends else contextlib.nullcontext():
             spec.loader.exec_module(module)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit too: a study file that exits is an error
         del sys.modules[module_name]
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         line = _line_in(exc, path)
         where = f"{path}:{line}" if line else str(path)
         raise StudyFileError(
-            f"{where}: importing the study file raised {type(exc).__name__}: {exc}"
+            f"{where}: importing the study file raised {type(exc).__name__}: {cause_line(exc)}"
         ) from exc
 
     # type(), not isinstance(): the latter would run a lazily imported backend (__class__)

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +208,26 @@ _RESERVED_FIT_KWARGS = {
     "initial_epoch": "nothing (tunecb starts every trial at epoch 0)",
 }
 _MAXIMIZED = ("acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2", "top_k")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def valid_name(name: object) -> bool:
+    """Whether ``name`` can name a study (and its folder ``results/<name>/``): letters and
+    digits of any script, ``_``, ``-`` and ``.``; not starting with ``.`` (a hidden folder)
+    or ``-`` (it would read as a flag). Every Python identifier is one, so a study file
+    ``données.py`` or ``模型.py`` names its study.
+
+    >>> [valid_name(n) for n in ("digits", "données", "模型", "_tmp", "run-2.1")]
+    [True, True, True, True, True]
+    >>> [valid_name(n) for n in ("", ".hidden", "-x", "a b", "a/b", "a+b", "..")]
+    [False, False, False, False, False, False, False]
+    """
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and name[0] not in ".-"
+        and all(c.isalnum() or c in "_.-" for c in name)
+        and len(name.encode("utf-8")) <= 200  # a folder name: 255 bytes on most filesystems
+    )
 
 
 def overrides_from(args: Any) -> dict[str, Any]:
@@ -311,8 +329,14 @@ def resolve(
         return ConfigError(f"{sources[key]} {values[key]!r}: {expected}")
 
     name = values["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise bad("name", "a study name is letters, digits, '_', '-' or '.', e.g. 'digits'")
+    if not valid_name(name):
+        rule = "a study name is letters, digits, '_', '-' and '.', not first, e.g. 'digits'"
+        if sources["name"] == "default name":  # the study file's name
+            raise ConfigError(
+                f"the study file's name {name!r} cannot name the study: {rule}; "
+                "pass --study-name NAME, or set name= in the study file"
+            )
+        raise bad("name", rule)
     monitor = values["monitor"]
     if not isinstance(monitor, str) or not monitor:
         raise bad("monitor", "name a logged metric, e.g. 'val_accuracy'")

@@ -179,6 +179,40 @@ def version(backend: str) -> str:
     return str(getattr(module, "__version__", "unknown"))
 
 
+def device(backend: str) -> str:
+    """``"gpu"`` when ``backend`` trains on an accelerator here, else ``"cpu"`` (a rerun on
+    a GPU may differ in the last digits: its kernels are not all deterministic)."""
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+        if backend == "jax":
+            import jax
+
+            return "cpu" if jax.default_backend() == "cpu" else "gpu"
+        if backend == "torch":
+            import torch
+
+            return "gpu" if torch.cuda.is_available() else "cpu"
+    except Exception:  # a backend that cannot say: assume the common case
+        pass
+    return "cpu"
+
+
+def deterministic(backend: str) -> None:
+    """Make ``backend``'s ops deterministic in this process (TensorFlow's op determinism,
+    PyTorch's deterministic algorithms; JAX on the CPU already is)."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def import_quietly() -> Any:
     """Import Keras, and with it its backend, with the backend's C++ start-up chatter
     (TensorFlow's oneDNN and CPU-feature lines, XLA's) hidden: they write to file descriptor

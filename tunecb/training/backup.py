@@ -30,7 +30,7 @@ from typing import Any
 import keras
 
 from tunecb.results import atomic_write, atomic_write_text, read_json
-from tunecb.training.callbacks import EpochLRSchedule, TrialCallbacks
+from tunecb.training.callbacks import EpochLRSchedule, TrialCallbacks, model_bytes
 
 log = logging.getLogger("tunecb")
 
@@ -90,9 +90,10 @@ class TrialBackup(keras.callbacks.Callback):
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(
                 self.folder / CHECKPOINT_STATE,
-                json.dumps({"best": ckpt.best, "best_epoch": ckpt.best_epoch}),
+                json.dumps({"best": ckpt.best, "best_epoch": ckpt.best_epoch,
+                            "attempt": self.attempt, "file": _identity(ckpt.path)}),
                 durable=False,
-            )
+            )  # fmt: skip
         if time.monotonic() - self._last < self.every:
             return
         self.save(epoch + 1)
@@ -100,10 +101,15 @@ class TrialBackup(keras.callbacks.Callback):
 
     def save(self, epochs_done: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        weights = f"weights-{epochs_done}.weights.h5"
+        # A whole-model .keras file, not save_weights' .weights.h5: Keras writes that through
+        # an HDF5 file on disk, which HDF5 cannot close once a write failed (a full disk), and
+        # the process then dies of a segmentation fault at exit. A .keras file is built in
+        # memory and written as a zip; model.load_weights reads both (optimizer included).
+        weights = f"weights-{epochs_done}.keras"
         atomic_write(
-            self.folder / weights, lambda tmp: self.model.save_weights(tmp), suffix=".weights.h5"
-        )
+            self.folder / weights, lambda tmp: self.model.save(tmp), suffix=".keras",
+            needed=lambda: max(model_bytes(self.model), _size(self.cbs.checkpoint.path)),
+        )  # fmt: skip
         state = {
             "stamp": self.stamp,
             "attempt": self.attempt,
@@ -112,9 +118,17 @@ class TrialBackup(keras.callbacks.Callback):
             "callbacks": _callback_state(self.cbs),
         }
         atomic_write_text(self.folder / STATE, json.dumps(state))
-        for old in self.folder.glob("weights-*.weights.h5"):
+        for old in self.folder.glob("weights-*"):
             if old.name != weights:
                 old.unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    """The size of ``path`` (the trial's best checkpoint: the same model), 0 if missing."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _callback_state(cbs: TrialCallbacks) -> dict[str, Any]:
@@ -192,13 +206,28 @@ def _carry_over(source: Path, target: Path, epochs: int) -> None:
             csv.writer(handle).writerows(keep)
 
 
+def _identity(path: Path) -> list[int] | None:
+    """``[size, mtime_ns]`` of a file (kept by the copy that carries it over), or None."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def _restore_callbacks(
     cbs: TrialCallbacks, state: dict, checkpoint: dict | None, trial_dir: Path
 ) -> None:
     cbs.watch.epochs_run = int(state["epochs_run"])
-    if checkpoint and (trial_dir / "best.keras").exists():
+    best_file = trial_dir / "best.keras"
+    # The best value is put back only with the very file it describes: the record can be
+    # another attempt's (a rerun killed before its first backup leaves its record beside
+    # the older attempt's state), or older than the file (killed between the two writes).
+    if checkpoint and checkpoint.get("file") and checkpoint.get("file") == _identity(best_file):
         cbs.checkpoint.best = checkpoint["best"]
         cbs.checkpoint.best_epoch = checkpoint["best_epoch"]
+    elif best_file.exists():
+        log.info("the carried-over %s has no matching record; its best is found anew", best_file)
     es = cbs.early_stopping
     if es is not None and "early_stopping" in state:
         saved = state["early_stopping"]

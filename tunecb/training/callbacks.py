@@ -17,17 +17,20 @@ Example (a trial runner does this for you)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from tunecb.errors import ConfigError, MonitorError
-from tunecb.results import atomic_write
+from tunecb.results import atomic_write, space_for
 from tunecb.study import schedules
 from tunecb.study.settings import Settings
 
@@ -97,8 +100,26 @@ class BestCheckpoint(keras.callbacks.Callback):
             value > self.best if self.maximize else value < self.best
         ):
             return
-        atomic_write(self.path, lambda tmp: self.model.save(tmp), suffix=".keras")
+        atomic_write(
+            self.path, lambda tmp: self.model.save(tmp), suffix=".keras",
+            needed=lambda: model_bytes(self.model),
+        )  # fmt: skip
         self.best, self.best_epoch = value, epoch + 1
+
+
+def model_bytes(model: keras.Model) -> int:
+    """About the size of ``model`` saved as ``.keras`` (what a full disk must make room for):
+    its variables and its optimizer's, plus HDF5's ~1.5 KiB a variable and the config."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = list(model.variables) + list(getattr(optimizer, "variables", None) or [])
+    total = 8192 + 1536 * len(variables)
+    for variable in variables:
+        try:
+            itemsize = np.dtype(variable.dtype).itemsize
+        except TypeError:  # bfloat16 and the like
+            itemsize = 4
+        total += math.prod(variable.shape) * itemsize
+    return total
 
 
 class HistoryLog(keras.callbacks.Callback):
@@ -122,11 +143,22 @@ class HistoryLog(keras.callbacks.Callback):
         new = self._columns is None
         if new:
             self._columns = list(row)
-        with open(self.path, "a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self._columns, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _plain(v) for k, v in row.items()})
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self._columns, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: _plain(v) for k, v in row.items()})
+        data = text.getvalue().encode("utf-8")
+        with space_for(self.path), open(self.path, "ab", buffering=0) as handle:
+            start = handle.seek(0, io.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:  # a raw write may write part of it
+                    view = view[handle.write(view) :]
+            except OSError:
+                with contextlib.suppress(OSError):
+                    handle.truncate(start)  # no half row: a resumed trial reads this file
+                raise
 
 
 def _plain(value: Any) -> Any:

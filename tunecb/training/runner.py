@@ -10,12 +10,14 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import optuna
 
+from tunecb import interrupts
 from tunecb._version import __version__
-from tunecb.errors import ConfigError, ModelError, TunecbError
+from tunecb.errors import ConfigError, DiskFull, ModelError, TunecbError, describe_error
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import StudyDir, write_json
 from tunecb.study import schedules
@@ -46,7 +48,7 @@ def trial_seed(study_seed: int | None, number: int) -> int:
     return (study_seed * 1_000_003 + number * 7_919) % (2**31 - 1)
 
 
-def _clear_session() -> None:
+def clear_session() -> None:
     """Reset Keras' global state without the full ``gc.collect()`` (slow in a big process)."""
     try:
         keras.backend.clear_session(free_memory=False)
@@ -60,6 +62,10 @@ def _error_text(exc: BaseException, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _parts(fingerprint: dict) -> str:
+    return "; ".join(f"{k} {v}" for k, v in (fingerprint.get("parts") or {}).items())
+
+
 _VERSIONS: dict[str, str] = {}
 
 
@@ -67,16 +73,38 @@ def versions() -> dict[str, str]:
     """The Keras backend and the versions of the libraries that shaped a trial (the
     backend's own under its name: ``{"backend": "jax", "jax": "0.10.2", ...}``)."""
     if not _VERSIONS:
-        from tunecb.training.backends import version
+        from tunecb.training.backends import device, version
 
         backend = str(keras.backend.backend())
         _VERSIONS.update(
-            {"backend": backend, backend: version(backend)},
+            {"backend": backend, backend: version(backend), "device": device(backend)},
             keras=keras.__version__,
             optuna=optuna.__version__,
             tunecb=__version__,
         )
     return dict(_VERSIONS)
+
+
+def build_model(loaded: LoadedStudy, trial: Any, data: Data) -> keras.Model:
+    """Call the study's model builder (``build(trial)`` or ``build(trial, data)``) and check
+    it returned a compiled model; raises :class:`ModelError` otherwise."""
+    build = loaded.study.build_fn
+    where = f"the model builder {getattr(build, '__name__', 'build')}() in {loaded.path}"
+    try:
+        model = build(trial, data) if wants_data(build) else build(trial)
+    except ModuleNotFoundError as exc:  # every trial would fail alike: stop the search
+        hint = missing_backend_hint(exc) or "; install it"
+        raise ModelError(f"{where} raised ModuleNotFoundError: {exc}{hint}") from exc
+    if not isinstance(model, keras.Model):
+        raise ModelError(
+            f"{where} returned {type(model).__name__}, not a keras.Model; return the compiled model"
+        )
+    if not model.compiled:
+        raise ModelError(
+            f"{where} returned an uncompiled model; call "
+            "model.compile(optimizer=..., loss=..., metrics=[...]) before returning it"
+        )
+    return model
 
 
 class TrialRunner:
@@ -108,20 +136,24 @@ class TrialRunner:
         self.on_epoch = on_epoch
         if settings.tensorboard:
             tblogs.require(str(keras.backend.backend()))
+        self.data_print = data.fingerprint()
+        self._data_checked = False
 
-    def run(self, trial: optuna.Trial) -> TrialOutcome:
-        """Train one trial. Raises :class:`TunecbError` (after recording the trial) when
+    def run(self, trial: optuna.Trial, seed: int | None = None) -> TrialOutcome:
+        """Train one trial (with Keras seed ``seed``, else the trial's own: see
+        :func:`trial_seed`). Raises :class:`TunecbError` (after recording the trial) when
         the study itself is broken; any other error only fails this trial."""
         s = self.settings
         number = trial.number
         start = time.perf_counter()
-        seed = trial_seed(s.seed, number)
+        seed = trial_seed(s.seed, number) if seed is None else seed
         folder = self.study_dir.reset_trial(number)
         started = time.time()
         board = self.study_dir.tensorboard_run(number) if s.tensorboard else None
         if board is not None:
             tblogs.reset_run(board)
-        _clear_session()
+        self._check_data(trial)
+        clear_session()
         keras.utils.set_random_seed(seed)
 
         schedule = s.lr_schedule
@@ -171,12 +203,19 @@ class TrialRunner:
                 )
         except optuna.TrialPruned:  # the builder or a user callback asked to prune
             state, reason = PRUNED, "pruned"
+        except DiskFull:  # as Ctrl-C: the search stops, the trial is queued (backup kept)
+            raise
         except TunecbError as exc:
             state, reason, fatal = FAIL, "failed", exc
             outcome["error"] = str(exc)
-        except Exception as exc:
+        except KeyboardInterrupt as exc:
+            if not interrupts.from_code(exc):  # Ctrl-C: the search stops, the trial is queued
+                raise
             state, reason = FAIL, "failed"
-            outcome["error"] = _error_text(exc)
+            outcome["error"] = describe_error(exc, self.loaded.path)
+        except BaseException as exc:  # Exception, SystemExit, ...: user code failed
+            state, reason = FAIL, "failed"
+            outcome["error"] = describe_error(exc, self.loaded.path)
             log.debug("trial %d failed", number, exc_info=True)
         backups.discard(backup_dir)  # the trial ended: nothing to resume
         if cbs is not None and cbs.tensorboard is not None:
@@ -218,24 +257,7 @@ class TrialRunner:
                         outcome.number, board, _error_text(exc))  # fmt: skip
 
     def _build(self, trial: optuna.Trial) -> keras.Model:
-        build = self.loaded.study.build_fn
-        where = f"the model builder {getattr(build, '__name__', 'build')}() in {self.loaded.path}"
-        try:
-            model = build(trial, self.data) if wants_data(build) else build(trial)
-        except ModuleNotFoundError as exc:  # every trial would fail alike: stop the search
-            hint = missing_backend_hint(exc) or "; install it"
-            raise ModelError(f"{where} raised ModuleNotFoundError: {exc}{hint}") from exc
-        if not isinstance(model, keras.Model):
-            raise ModelError(
-                f"{where} returned {type(model).__name__}, not a keras.Model; "
-                "return the compiled model"
-            )
-        if not model.compiled:
-            raise ModelError(
-                f"{where} returned an uncompiled model; call "
-                "model.compile(optimizer=..., loss=..., metrics=[...]) before returning it"
-            )
-        return model
+        return build_model(self.loaded, trial, self.data)
 
     def _user_callbacks(self, trial: optuna.Trial) -> list:
         fn = self.loaded.study.callbacks_fn
@@ -251,11 +273,42 @@ class TrialRunner:
                 )
         return items
 
+    def _check_data(self, trial: optuna.Trial) -> None:
+        """Say (once per process) when the data differ from the study's first trials'; the
+        first trial to run records them on the study."""
+        if self._data_checked:
+            return
+        self._data_checked = True
+        study = getattr(trial, "study", None)
+        if study is None:  # a FixedTrial (tunecb rerun): the caller compares
+            return
+        first = study.user_attrs.get("data")
+        if not first:
+            study.set_user_attr("data", self.data_print)
+        elif first.get("hash") != self.data_print["hash"]:
+            log.warning(
+                "the data function of %s now returns other data than when study %r began "
+                "(%s; then %s): the new trials' values may not compare with the earlier ones",
+                self.loaded.path, self.settings.name, _parts(self.data_print), _parts(first),
+            )  # fmt: skip
+
+    def training_settings(self) -> dict[str, object]:
+        """The settings that shaped a trial's training, recorded with it (for rerun)."""
+        s = self.settings
+        return {
+            "epochs": s.epochs, "batch_size": s.batch_size, "patience": s.patience,
+            "min_delta": s.min_delta, "lr_schedule": s.lr_schedule.name, "seed": s.seed,
+        }  # fmt: skip
+
     def record(self, trial: optuna.Trial, outcome: TrialOutcome, folder) -> None:
         """Store the outcome on the Optuna trial and in ``trials/<n>/trial.json``."""
         attrs = outcome.attrs()
         attrs["study_sha256"] = self.loaded.sha256
         attrs["versions"] = versions()
+        attrs["data"] = self.data_print
+        attrs["training"] = self.training_settings()
+        if self.loaded.in_code:  # its file is a script or a notebook, not a study file
+            attrs["study_in_code"] = True
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         write_json(
@@ -268,7 +321,7 @@ class TrialRunner:
                 "direction": self.settings.direction,
                 "params": trial.params,
                 "study": self.settings.name,
-                "study_file": str(self.loaded.path),
+                "study_file": str(self.loaded.path.resolve()),  # rerun and retrain read it
                 **attrs,
             },
         )

@@ -1,0 +1,133 @@
+"""User code that ends in every way it can (SystemExit, KeyboardInterrupt raised by code,
+an error of the framework whose cause is its last line), at import, in the data function,
+in the builder and in a user callback: one line naming the function and file, the trial
+recorded, and the search goes on or stops with a summary and a non-zero exit code. Data
+that cannot be right is refused once, at load. Real CLI processes and real fits."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DEFAULT_SETTINGS, trial_json, write_study
+
+
+def tunecb(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tunecb", *map(str, args)], capture_output=True, text=True,
+        cwd=cwd, timeout=300, env={**os.environ, "TUNECB_JOBS": "0"},
+    )  # fmt: skip
+
+
+ENDINGS = """
+import sys
+
+import keras
+
+
+class ExitsInFit(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        sys.exit(4)
+
+
+@study.callbacks
+def user_callbacks(trial):
+    return [ExitsInFit()] if trial.number == 3 else []
+"""
+
+BUILD_ENDINGS = """
+if trial.number == 1:
+    sys.exit(0)
+if trial.number == 2:
+    raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize("jobs", [0, 2])
+def test_user_code_that_exits_fails_its_trial_and_the_search_goes_on(tmp_path, jobs):
+    settings = DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=5")
+    path = write_study(tmp_path, settings=settings, build_extra=BUILD_ENDINGS, extra=ENDINGS)
+    text = path.read_text().replace("import keras\n", "import sys\n\nimport keras\n", 1)
+    path.write_text(text)
+    proc = tunecb("search", path.name, "--jobs", jobs, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # trials 0 and 4 completed
+    assert "search done" in proc.stdout, proc.stdout
+    results = tmp_path / "results"
+    errors = {n: trial_json(results, "tiny", n)["error"] for n in range(5)}
+    states = [trial_json(results, "tiny", n)["state"] for n in range(5)]
+    assert states == ["COMPLETE", "FAIL", "FAIL", "FAIL", "COMPLETE"]
+    line = lambda n: errors[n].splitlines()[0]  # noqa: E731
+    assert line(1).startswith("SystemExit: sys.exit(0) was called (at tiny.py:")
+    assert line(1).endswith("in build())")
+    assert line(2).startswith("KeyboardInterrupt: raised by code, not by Ctrl-C (at tiny.py:")
+    assert line(3).startswith("SystemExit: sys.exit(4) was called (at tiny.py:")
+    assert line(3).endswith("in on_epoch_end())")
+    shown = {int(m[1]): m[2] for m in re.finditer(r"trial +(\d+) +FAIL +(.*)", proc.stdout)}
+    for n in (1, 2, 3):  # the terminal shows each failure with its cause and place
+        assert line(n) in shown[n]
+
+
+def test_a_study_file_or_data_function_that_exits_is_a_one_line_error(tmp_path):
+    path = write_study(tmp_path, extra="import sys\nsys.exit(3)\n")
+    proc = tunecb("search", path.name, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "tiny.py:" in proc.stderr
+    assert "importing the study file raised SystemExit: sys.exit(3) was called" in proc.stderr
+
+    path.write_text(path.read_text().replace("sys.exit(3)\n", "").replace(
+        "    x, y = load_digits(return_X_y=True)", "    import sys\n    sys.exit('no data here')"
+    ))  # fmt: skip
+    proc = tunecb("search", path.name, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "the data function load() in tiny.py raised SystemExit: sys.exit('no data here') " in (
+        proc.stderr
+    )
+    assert "(at tiny.py:" in proc.stderr and "in load())" in proc.stderr
+    assert not (tmp_path / "results" / "tiny" / "trials" / "0").exists()  # no trial spent
+
+
+def test_a_framework_error_keeps_its_cause_and_a_search_of_failures_exits_1(tmp_path):
+    # Labels 0..19 for a 10-way softmax: TensorFlow's "Graph execution error:" has the
+    # reason on its last line.
+    path = write_study(tmp_path, settings=DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=2"))
+    path.write_text(path.read_text().replace("    y = y[:500]", "    y = y[:500] * 2"))
+    proc = tunecb("search", path.name, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "search done" in proc.stdout  # the summary, then the error
+    assert "all 2 trials of this run failed" in proc.stderr
+    assert "which is outside the valid range of [0, 10)" in proc.stdout
+    assert "Graph execution error" not in proc.stdout
+    error = trial_json(tmp_path / "results", "tiny", 0)["error"]
+    assert error.startswith("InvalidArgumentError: Received a label value of 1")
+    report = tunecb("report", "results/tiny", "--format", "json", cwd=tmp_path)
+    rows = json.loads(report.stdout)
+    assert all("outside the valid range" in r["error"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("return (x[:400], y[:400])", "return (x[:400], y[:399])"),
+            "returned train data of different lengths: x has 400 samples, y 399",
+        ),
+        (
+            ("(x[400:], y[400:])", "(x[500:], y[500:])"),
+            "returned empty validation data (x has 0 samples, y has 0 samples)",
+        ),
+        (("(x[400:], y[400:])", "None"), "monitor 'val_accuracy' needs validation data"),
+    ],
+)
+def test_data_that_cannot_be_right_is_refused_before_any_trial(tmp_path, cli, change, message):
+    path = write_study(tmp_path)
+    path.write_text(path.read_text().replace(*change))
+    code, out, err = cli("search", path, "--results", tmp_path / "results")
+    assert code == 2 and err.count("\n") == 1
+    assert message in err and "load()" in err
+    assert not (tmp_path / "results" / "tiny" / "trials" / "0").exists()

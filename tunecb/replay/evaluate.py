@@ -1,0 +1,91 @@
+"""``tunecb evaluate``: test metrics of the best checkpoints (and of the retrained final
+models) on the test split the data function returns as its third item. The search never
+sees that split; the report shows what this writes.
+
+>>> rows = evaluate("results/digits", top=3)      # doctest: +SKIP
+>>> rows[0]["test"]                               # doctest: +SKIP
+{'test_loss': 0.09, 'test_accuracy': 0.97}
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tunecb.errors import ConfigError, ResultsError
+from tunecb.replay.source import TrialSource
+from tunecb.results import StudyDir, read_json, write_json
+from tunecb.study.data import Data
+from tunecb.study.declaration import Study
+
+
+def evaluate(
+    path: str | Path, *, top: int = 1, study: Study | str | Path | None = None
+) -> list[dict[str, Any]]:
+    """Evaluate the best checkpoints of the ``top`` best trials of results folder ``path``
+    (and their ``final.keras`` where ``retrain`` wrote one) on the study's test split; write
+    ``test.json`` (and the test metrics into ``final.json``); return one row per trial:
+    ``{"rank", "trial", "value", "test", "final_test"}``."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ConfigError(f"--top {top!r}: expected a positive integer")
+    source = TrialSource.open(path, rank=1, study=study)
+    source.start_backend()
+    data = source.load_data()
+    if data.test is None:
+        fn = getattr(source.loaded.study.data_fn, "__name__", "data")
+        raise ConfigError(
+            f"the data function {fn}() in {source.loaded.path} returns no test split; return "
+            "(train, validation, test) to evaluate on data the search never saw"
+        )
+    from tunecb.reporting.records import study_records
+
+    records = [r for r in study_records(path).records if r.get("checkpoint")][:top]
+    if not records:
+        raise ResultsError(f"{path} has no trial with a checkpoint to evaluate")
+    rows = []
+    batch = source.settings.batch_size
+    for rank, record in enumerate(records, 1):
+        number = record["trial"]
+        test = evaluate_checkpoint(source.study_dir, number, data, batch)
+        final = _evaluate_final(source.study_dir, number, data, batch)
+        rows.append({"rank": rank, "trial": number, "value": record["value"], "test": test,
+                     "final_test": final})  # fmt: skip
+    return rows
+
+
+def evaluate_checkpoint(
+    study_dir: StudyDir, number: int, data: Data, batch_size: int | None
+) -> dict[str, float] | None:
+    """Trial ``number``'s best checkpoint on the test split (``None`` without one), also
+    written to its ``test.json``."""
+    path = study_dir.checkpoint(number)
+    if data.test is None or not path.is_file():
+        return None
+    from tunecb.training.backends import import_quietly
+    from tunecb.training.refit import evaluate_on_test
+
+    model = import_quietly().saving.load_model(path, safe_mode=True)
+    metrics = evaluate_on_test(model, data, batch_size)
+    write_json(
+        study_dir.test_json(number),
+        {"trial": number, "model": path.name, "test": metrics, "data": data.fingerprint(),
+         "at": time.time()},
+    )  # fmt: skip
+    return metrics
+
+
+def _evaluate_final(
+    study_dir: StudyDir, number: int, data: Data, batch_size: int | None
+) -> dict[str, float] | None:
+    path = study_dir.final_model(number)
+    record = read_json(study_dir.final_json(number))
+    if not path.is_file() or record is None:
+        return None
+    from tunecb.training.backends import import_quietly
+    from tunecb.training.refit import evaluate_on_test
+
+    model = import_quietly().saving.load_model(path, safe_mode=True)
+    metrics = evaluate_on_test(model, data, batch_size)
+    write_json(study_dir.final_json(number), {**record, "test": metrics})
+    return metrics

@@ -1,0 +1,139 @@
+"""``tunecb rerun``: fit a trial again with its recorded seed, parameters and settings,
+and compare every epoch with what it recorded.
+
+On the CPU, with deterministic ops (this command turns them on), the values are identical.
+Where they cannot be, it says why: the trial ran on a GPU, resumed from a backup, the study
+file or the data changed, or the libraries did. Nothing of the trial is touched; the rerun
+trains in a temporary folder and writes ``trials/<n>/rerun.json``.
+
+>>> result = rerun("results/digits", 3)      # doctest: +SKIP
+>>> result.identical, result.value, result.recorded   # doctest: +SKIP
+(True, 0.9722, 0.9722)
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunecb.errors import ResultsError
+from tunecb.replay.source import TrialSource
+from tunecb.results import StudyDir, write_json
+from tunecb.study.declaration import Study
+
+
+@dataclass(frozen=True)
+class RerunResult:
+    """The rerun's value beside the recorded one, epoch by epoch."""
+
+    trial: int
+    monitor: str
+    recorded: float | None
+    value: float | None
+    recorded_curve: list[float | None]  # the monitored value of each recorded epoch
+    curve: list[float | None]  # the rerun's
+    reasons: list[str] = field(default_factory=list)  # why values may differ
+    duration_s: float = 0.0
+
+    @property
+    def identical(self) -> bool:
+        """Every epoch both ran gave the same value, and they ran as many epochs."""
+        return self.curve == self.recorded_curve and self.value == self.recorded
+
+    @property
+    def max_difference(self) -> float:
+        """The largest difference of the monitored value over the epochs both ran."""
+        diffs = [
+            abs(a - b)
+            for a, b in zip(self.curve, self.recorded_curve, strict=False)
+            if a is not None and b is not None
+        ]
+        return max(diffs, default=0.0 if self.identical else math.inf)
+
+
+def rerun(path: str | Path, trial: int, *, study: Study | str | Path | None = None) -> RerunResult:
+    """Fit trial number ``trial`` of results folder ``path`` again (see the module doc)."""
+    source = TrialSource.open(path, trial=trial, study=study)
+    if source.record["state"] not in ("COMPLETE", "PRUNED"):
+        raise ResultsError(
+            f"trial {trial} of {path} is {source.record['state']}; rerun a COMPLETE or PRUNED "
+            "trial (tunecb report lists them)"
+        )
+    backend = source.start_backend(deterministic=True)
+    data = source.load_data()
+    reasons = list(source.notes)
+    versions = source.attrs.get("versions") or {}
+    if versions.get("device") == "gpu":
+        reasons.append("the trial ran on a GPU, whose kernels are not all deterministic")
+    resumed = source.attrs.get("resumed_from_epoch")
+    if resumed:
+        reasons.append(
+            f"the trial resumed from a backup at epoch {resumed} after its worker stopped: its "
+            "shuffling and dropout after that epoch were drawn anew"
+        )
+    monitor = source.settings.monitor
+    recorded_curve = source.history(monitor)
+    pruned_at = source.record.get("epochs") if source.record["state"] == "PRUNED" else None
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix=f".rerun-{trial}-", dir=source.study_dir.root))
+    try:
+        outcome, curve = _fit_again(source, data, scratch, pruned_at)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result = RerunResult(
+        trial=trial, monitor=monitor, recorded=source.record.get("value"), value=outcome.value,
+        recorded_curve=recorded_curve, curve=curve, reasons=reasons,
+        duration_s=round(time.perf_counter() - started, 3),
+    )  # fmt: skip
+    write_json(
+        source.study_dir.rerun_json(trial),
+        {
+            "trial": trial, "monitor": monitor, "recorded": result.recorded,
+            "value": result.value, "identical": result.identical,
+            "max_difference": result.max_difference, "epochs": len(curve),
+            "recorded_epochs": len(recorded_curve), "state": outcome.state,
+            "reasons": reasons, "backend": backend, "deterministic_ops": True,
+            "duration_s": result.duration_s, "at": time.time(),
+        },
+    )  # fmt: skip
+    return result
+
+
+def _fit_again(
+    source: TrialSource, data: Any, scratch: Path, pruned_at: int | None
+) -> tuple[Any, list[float | None]]:
+    """Run the trial through the search's own runner, in ``scratch``; a pruned trial stops
+    where the pruner stopped it."""
+    import csv
+
+    import optuna
+
+    from tunecb.training.runner import TrialRunner
+
+    class Replayed(optuna.trial.FixedTrial):
+        def should_prune(self) -> bool:  # the pruner's decision, as recorded
+            return pruned_at is not None and self._last_step >= pruned_at
+
+        def report(self, value: float, step: int) -> None:
+            self._last_step = step
+
+    replayed = Replayed(source.params, number=source.number)
+    replayed._last_step = 0
+    study_dir = StudyDir(scratch)
+    runner = TrialRunner(source.loaded, source.settings, study_dir, data)
+    outcome = runner.run(replayed, seed=source.seed)
+    curve: list[float | None] = []
+    history = study_dir.history(source.number)
+    if history.is_file():
+        with open(history, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    curve.append(float(row[source.settings.monitor]))
+                except (KeyError, TypeError, ValueError):
+                    curve.append(None)
+    return outcome, curve

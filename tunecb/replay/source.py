@@ -1,0 +1,227 @@
+"""One finished trial and what is needed to train it again: its record, the study that
+declared it (checked against the fingerprint the trial recorded), the settings it trained
+with, and its data (checked the same way). Used by ``retrain``, ``rerun`` and ``evaluate``.
+
+Example::
+
+    source = TrialSource.open("results/digits", rank=1)
+    data = source.load_data()        # notes say what changed since the trial ran
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunecb.errors import ConfigError, ResultsError, StudyFileError
+from tunecb.reporting.records import StudyRecords, study_records
+from tunecb.results import StudyDir, read_json
+from tunecb.study.data import Data, load_data
+from tunecb.study.declaration import LoadedStudy, Study, load_study_file, study_in_code
+from tunecb.study.settings import Settings, resolve
+
+log = logging.getLogger("tunecb")
+
+# The settings a trial records (tunecb.training.runner.TrialRunner.training_settings) and
+# that a rerun or a retrain takes from it rather than from today's study file.
+RECORDED = ("epochs", "batch_size", "patience", "min_delta", "lr_schedule", "seed")
+
+
+def pick(result: StudyRecords, where: str, rank: int | None, trial: int | None) -> dict[str, Any]:
+    """The report record of trial number ``trial``, or of row ``rank`` (1: the best)."""
+    records = result.records
+    if trial is not None:
+        found = [r for r in records if r["trial"] == trial]
+        if not found:
+            numbers = sorted(r["trial"] for r in records)
+            span = f"{numbers[0]}-{numbers[-1]}" if numbers else "none"
+            raise ResultsError(f"--trial {trial}: {where} has no such trial (trials: {span})")
+        return found[0]
+    rank = 1 if rank is None else rank
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ConfigError(f"--rank {rank!r}: use 1 for the best trial, 2 for the next, ...")
+    finished = [r for r in records if r["state"] in ("COMPLETE", "PRUNED")]
+    if rank > len(finished):
+        raise ResultsError(
+            f"--rank {rank}: {where} has {len(finished)} finished trial"
+            f"{'s' if len(finished) != 1 else ''}"
+        )
+    return finished[rank - 1]
+
+
+@dataclass
+class TrialSource:
+    """A trial of a results folder, with its study loaded and its settings resolved."""
+
+    study_dir: StudyDir
+    record: dict[str, Any]  # the report's record of the trial
+    attrs: dict[str, Any]  # the trial's user attributes (seed, training, data, versions...)
+    params: dict[str, Any]
+    loaded: LoadedStudy
+    settings: Settings
+    notes: list[str] = field(default_factory=list)  # what differs since the trial ran
+
+    @property
+    def number(self) -> int:
+        return int(self.record["trial"])
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        rank: int | None = None,
+        trial: int | None = None,
+        study: Study | str | Path | None = None,
+    ) -> TrialSource:
+        """Trial ``trial`` (or the ``rank``-th best) of results folder ``path``, with the
+        study that declared it: ``study`` (a :class:`Study` or a study file), else the study
+        file the trial recorded. Raises :class:`StudyFileError` when there is none."""
+        result = study_records(path)
+        where = str(path)
+        record = pick(result, where, rank, trial)
+        frozen = result.trials[record["trial"]]
+        attrs = dict(frozen.user_attrs)
+        study_dir = result.study_dir or StudyDir(Path(path))
+        loaded = _study_of(study, attrs, study_dir, record["trial"])
+        notes = []
+        if not loaded.in_code and attrs.get("study_sha256") not in (None, loaded.sha256):
+            notes.append(f"the study file {loaded.path} changed since trial {record['trial']} ran")
+        settings = _settings(loaded, result, attrs)
+        return cls(study_dir, record, attrs, dict(frozen.params), loaded, settings, notes)
+
+    def load_data(self) -> Data:
+        """Call the study's data function; a note when the data differ from the trial's."""
+        data = load_data(self.loaded, self.settings)
+        recorded = self.attrs.get("data") or {}
+        now = data.fingerprint()
+        if recorded.get("hash") and recorded["hash"] != now["hash"]:
+            self.notes.append(
+                f"the data changed since trial {self.number} ran "
+                f"(now {_parts(now)}; then {_parts(recorded)})"
+            )
+        return data
+
+    def start_backend(self, deterministic: bool = False) -> str:
+        """Select the backend the trial trained on and start it quietly (with deterministic
+        ops when asked); returns its name."""
+        from tunecb.training import backends
+
+        backend = backends.chosen(self.settings.backend)
+        backends.select(backend)
+        backends.import_quietly()
+        if deterministic:
+            backends.deterministic(backend)
+        then = self.attrs.get("versions") or {}
+        now = {"backend": backend, backend: backends.version(backend)}
+        import keras
+
+        now["keras"] = keras.__version__
+        changed = [
+            f"{k} {then[k]} then, {now[k]} now" for k in now if then.get(k) not in (None, now[k])
+        ]
+        if changed:
+            self.notes.append("other versions: " + "; ".join(changed))
+        return backend
+
+    @property
+    def seed(self) -> int:
+        seed = self.attrs.get("seed")
+        if seed is None:
+            raise ResultsError(f"trial {self.number} recorded no seed; it ran before tunecb 0.1")
+        return int(seed)
+
+    def learning_rates(self) -> list[float]:
+        """The learning rate of each epoch the trial ran, from its history."""
+        import csv
+
+        path = self.study_dir.history(self.number)
+        try:
+            with open(path, newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError:
+            return []
+        rates = []
+        for row in rows:
+            try:
+                rates.append(float(row.get("learning_rate") or "nan"))
+            except ValueError:
+                rates.append(float("nan"))
+        return rates if all(r == r for r in rates) else []
+
+    def history(self, column: str) -> list[float | None]:
+        """``column`` of each epoch of the trial's history (``None`` where empty)."""
+        import csv
+
+        try:
+            with open(self.study_dir.history(self.number), newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            return []
+        values: list[float | None] = []
+        for row in rows:
+            try:
+                values.append(float(row[column]))
+            except (KeyError, TypeError, ValueError):
+                values.append(None)
+        return values
+
+
+def _parts(fingerprint: dict[str, Any]) -> str:
+    return "; ".join(f"{k} {v}" for k, v in (fingerprint.get("parts") or {}).items())
+
+
+def _study_of(
+    study: Study | str | Path | None, attrs: dict[str, Any], study_dir: StudyDir, number: int
+) -> LoadedStudy:
+    if isinstance(study, Study):
+        return study_in_code(study)
+    if study is not None:
+        return load_study_file(study)
+    recorded = attrs.get("study_file") or (read_json(study_dir.trial_json(number)) or {}).get(
+        "study_file"
+    )
+    in_code = attrs.get("study_in_code") or "ipykernel" in (recorded or "")
+    if not recorded or in_code or not recorded.endswith(".py"):
+        raise StudyFileError(
+            f"trial {number} of {study_dir.root} was declared in code (a notebook or a script), "
+            "not in a study file; pass the study: --study FILE, or study= in Python"
+        )
+    path = Path(recorded)
+    if not path.is_absolute() and not path.is_file():  # recorded relative to the search's cwd
+        beside = study_dir.root.resolve().parent.parent / path  # results/<study> → ./
+        path = beside if beside.is_file() else path
+    if not path.is_file():
+        raise StudyFileError(
+            f"the study file {recorded!r} that trial {number} ran from is gone; it is needed to "
+            "build and train the model again: pass it with --study FILE"
+        )
+    return load_study_file(path)
+
+
+def _settings(loaded: LoadedStudy, result: StudyRecords, attrs: dict[str, Any]) -> Settings:
+    """The study's settings with what the trial recorded winning (a search may have run
+    with flags that today's command line does not repeat)."""
+    training = attrs.get("training") or {}
+    overrides: dict[str, Any] = {k: training.get(k) for k in RECORDED}
+    overrides.update(name=result.name, monitor=result.monitor, direction=result.direction)
+    schedule = overrides.pop("lr_schedule")  # by name: the study's own when the names match
+    if overrides.get("epochs") is None:
+        overrides["epochs"] = result.epochs
+    overrides["backend"] = (attrs.get("versions") or {}).get("backend")
+    settings = resolve(
+        loaded.study.settings, overrides, default_name=loaded.default_name,
+        study_path=None if loaded.in_code else loaded.path,
+    )  # fmt: skip
+    import dataclasses
+
+    # patience=None in the record means "no early stopping", not "not given"
+    if "patience" in training and training["patience"] is None and settings.patience is not None:
+        settings = dataclasses.replace(settings, patience=None)
+    if schedule and schedule != settings.lr_schedule.name:
+        from tunecb.study.schedules import parse_schedule
+
+        settings = dataclasses.replace(settings, lr_schedule=parse_schedule(schedule))
+    return settings
