@@ -311,7 +311,6 @@ def _write_output(output: str, text: str) -> Path:
 def _write_trial_plot(result: Any, number: int, folder: Path) -> None:
     """``--plots DIR --trial N``: the trial's learning curves as ``DIR/trial_N.png``."""
     from tunecb.reporting.plots import PlotSkipped, trial_png
-    from tunecb.results import atomic_write
 
     if folder.exists() and not folder.is_dir():
         raise TunecbError(f"--plots {str(folder)!r} is a file; pass a folder for the PNG files")
@@ -321,38 +320,36 @@ def _write_trial_plot(result: Any, number: int, folder: Path) -> None:
         _err(f"left out the learning curves of trial {number}: {exc}")
         return
     target = folder / f"trial_{number}.png"
+    _write_png(folder, target.name, png)
+    _err(f"wrote the learning curves of trial {number} to {target}")
+
+
+def _write_png(folder: Path, name: str, png: bytes) -> None:
+    """Write one ``--plots`` PNG atomically; a full disk or an unwritable folder is one line."""
+    from tunecb.results import atomic_write
+
     try:
-        atomic_write(target, lambda tmp: tmp.write_bytes(png))
+        atomic_write(folder / name, lambda tmp: tmp.write_bytes(png))
     except DiskFull as exc:
         raise exc.with_fix("free some space, or pass another --plots folder") from exc
     except OSError as exc:
         raise TunecbError(
             f"--plots {str(folder)!r}: cannot write ({exc.strerror or exc}); pass a writable folder"
         ) from exc
-    _err(f"wrote the learning curves of trial {number} to {target}")
 
 
 def _write_plots(result: Any, folder: Path) -> list:
     """``--plots DIR``: each plot as ``DIR/<name>.png``; says which were left out, and why."""
     from tunecb.reporting.plots import render_plots
-    from tunecb.results import atomic_write
 
     if folder.exists() and not folder.is_dir():
         raise TunecbError(f"--plots {str(folder)!r} is a file; pass a folder for the PNG files")
     plots = render_plots(result)
     written = []
-    try:
-        for plot in plots:
-            if plot.png is not None:
-                png = plot.png
-                atomic_write(folder / f"{plot.name}.png", lambda tmp, b=png: tmp.write_bytes(b))
-                written.append(plot.name)
-    except DiskFull as exc:
-        raise exc.with_fix("free some space, or pass another --plots folder") from exc
-    except OSError as exc:
-        raise TunecbError(
-            f"--plots {str(folder)!r}: cannot write ({exc.strerror or exc}); pass a writable folder"
-        ) from exc
+    for plot in plots:
+        if plot.png is not None:
+            _write_png(folder, f"{plot.name}.png", plot.png)
+            written.append(plot.name)
     from tunecb.reporting.overview import plural
 
     _err(f"wrote {plural(len(written), 'plot')} to {folder}: {', '.join(written) or 'none'}")

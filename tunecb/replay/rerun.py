@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ResultsError
-from tunecb.replay.source import TrialSource
+from tunecb.replay.source import TrialSource, history_column
 from tunecb.results import StudyDir, write_json
 from tunecb.study.declaration import Study
 
@@ -109,8 +109,6 @@ def _fit_again(
 ) -> tuple[Any, list[float | None]]:
     """Run the trial through the search's own runner, in ``scratch``; a pruned trial stops
     where the pruner stopped it."""
-    import csv
-
     import optuna
 
     from tunecb.training.runner import TrialRunner
@@ -127,13 +125,5 @@ def _fit_again(
     study_dir = StudyDir(scratch)
     runner = TrialRunner(source.loaded, source.settings, study_dir, data)
     outcome = runner.run(replayed, seed=source.seed)
-    curve: list[float | None] = []
-    history = study_dir.history(source.number)
-    if history.is_file():
-        with open(history, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                try:
-                    curve.append(float(row[source.settings.monitor]))
-                except (KeyError, TypeError, ValueError):
-                    curve.append(None)
+    curve = history_column(study_dir.history(source.number), source.settings.monitor)
     return outcome, curve

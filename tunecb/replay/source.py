@@ -134,39 +134,32 @@ class TrialSource:
         return int(seed)
 
     def learning_rates(self) -> list[float]:
-        """The learning rate of each epoch the trial ran, from its history."""
-        import csv
-
-        path = self.study_dir.history(self.number)
-        try:
-            with open(path, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-        except OSError:
-            return []
-        rates = []
-        for row in rows:
-            try:
-                rates.append(float(row.get("learning_rate") or "nan"))
-            except ValueError:
-                rates.append(float("nan"))
-        return rates if all(r == r for r in rates) else []
+        """The learning rate of each epoch the trial ran, from its history (none when any
+        is missing)."""
+        rates = self.history("learning_rate")
+        return [r for r in rates if r is not None] if None not in rates else []
 
     def history(self, column: str) -> list[float | None]:
         """``column`` of each epoch of the trial's history (``None`` where empty)."""
-        import csv
+        return history_column(self.study_dir.history(self.number), column)
 
+
+def history_column(path: Path, column: str) -> list[float | None]:
+    """``column`` of each row of a ``history.csv`` (``None`` where empty or missing)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return []
+    values: list[float | None] = []
+    for row in rows:
         try:
-            with open(self.study_dir.history(self.number), newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        except OSError:
-            return []
-        values: list[float | None] = []
-        for row in rows:
-            try:
-                values.append(float(row[column]))
-            except (KeyError, TypeError, ValueError):
-                values.append(None)
-        return values
+            values.append(float(row[column]))
+        except (KeyError, TypeError, ValueError):
+            values.append(None)
+    return values
 
 
 def _parts(fingerprint: dict[str, Any]) -> str:
