@@ -126,7 +126,7 @@ def test_ctrl_c_raises_keyboardinterrupt_and_the_study_resumes(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, out + err
     assert '{"interrupted": true}' in out
     trials = journal_study(results, "scripted").trials
     assert trials[0].state.name == "FAIL"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEFAULT_SETTINGS, trial_json, write_study
+from test_workers import journal_study
 
 
 def tunecb(*args: object, cwd: Path) -> subprocess.CompletedProcess:
@@ -70,6 +71,48 @@ def test_user_code_that_exits_fails_its_trial_and_the_search_goes_on(tmp_path, j
     shown = {int(m[1]): m[2] for m in re.finditer(r"trial +(\d+) +FAIL +(.*)", proc.stdout)}
     for n in (1, 2, 3):  # the terminal shows each failure with its cause and place
         assert line(n) in shown[n]
+
+
+LOSES_CTRL_C = """
+import signal
+
+import keras
+
+
+class LosesCtrlC(keras.callbacks.Callback):
+    # What C++ code inside fit can do to a Ctrl-C that lands in it: raise it, then lose it.
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            try:
+                signal.raise_signal(signal.SIGINT)
+                for _ in range(10_000):  # the handler runs here
+                    pass
+            except KeyboardInterrupt:
+                pass
+
+
+@study.callbacks
+def user_callbacks(trial):
+    return [LosesCtrlC()]
+"""
+
+
+def test_a_ctrl_c_whose_keyboardinterrupt_is_lost_inside_fit_still_stops_the_search(
+    tmp_path, cli
+):
+    settings = DEFAULT_SETTINGS.replace("epochs=3", "epochs=20")
+    path = write_study(tmp_path, settings=settings, extra=LOSES_CTRL_C)
+    code, out, err = cli("search", str(path), "--results", str(tmp_path / "r"))
+    assert code == 130, out + err
+    assert "interrupted" in err
+    trial = journal_study(tmp_path / "r", "tiny").trials[0]
+    assert trial.state.name == "FAIL" and trial.user_attrs["stop_reason"] == "interrupted"
+    history = tmp_path / "r" / "tiny" / "trials" / "0" / "history.csv"
+    assert len(history.read_text().splitlines()) - 1 <= 2  # stopped at once, not after 20
+    # The next search in this process starts clean: the answered Ctrl-C is not pending.
+    path.write_text(path.read_text().replace("return [LosesCtrlC()]", "return []"))
+    code, out, err = cli("search", str(path), "--results", str(tmp_path / "r"), "--epochs", "1")
+    assert code == 0, out + err
 
 
 def test_a_study_file_or_data_function_that_exits_is_a_one_line_error(tmp_path):

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import TrialState
 
+from tunecb import interrupts
 from tunecb.errors import DiskFull, first_line
 from tunecb.execution._base import (
     RECYCLE_MEMORY,
@@ -75,9 +76,23 @@ def run_trials(
     interrupted by Ctrl-C is failed (``interrupted``) and queued again, and the interrupt
     goes on; any other exception escaping the runner fails the trial too.
     """
+    with interrupts.watched():
+        return _run_trials(study, runner, limits, sink, seed, should_stop, after_tell)
+
+
+def _run_trials(
+    study: optuna.Study,
+    runner: Runner,
+    limits: Limits,
+    sink: TrialSink,
+    seed: int | None,
+    should_stop: Callable[[], bool],
+    after_tell: Callable[[optuna.Study], Any] | None,
+) -> str:
     me = attrs.worker_id()
     ran = 0
     while True:
+        interrupts.check()  # a Ctrl-C whose KeyboardInterrupt the last trial's fit lost
         if should_stop():
             return STOP_REQUESTED
         if limits.deadline is not None and time.time() >= limits.deadline:

@@ -29,6 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tunecb import interrupts
 from tunecb.errors import ConfigError, MonitorError
 from tunecb.results import atomic_write, space_for
 from tunecb.study import schedules
@@ -43,8 +44,9 @@ def _is_finite(value: Any) -> bool:
 
 
 class EpochWatch(keras.callbacks.Callback):
-    """Fails fast on a monitored metric the model does not log, counts epochs, and stops
-    training at the first epoch whose loss or monitored value is NaN or infinite."""
+    """Fails fast on a monitored metric the model does not log, counts epochs, stops
+    training at the first epoch whose loss or monitored value is NaN or infinite, and
+    raises a Ctrl-C that was lost inside the epoch."""
 
     def __init__(self, monitor: str) -> None:
         super().__init__()
@@ -53,6 +55,7 @@ class EpochWatch(keras.callbacks.Callback):
         self.non_finite_epoch: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        interrupts.check()  # a Ctrl-C whose KeyboardInterrupt was lost inside the epoch
         logs = logs or {}
         if self.epochs_run == 0 and self.monitor not in logs:
             raise MonitorError(missing_monitor_message(self.monitor, logs))
