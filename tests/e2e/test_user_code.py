@@ -97,9 +97,7 @@ def user_callbacks(trial):
 """
 
 
-def test_a_ctrl_c_whose_keyboardinterrupt_is_lost_inside_fit_still_stops_the_search(
-    tmp_path, cli
-):
+def test_a_ctrl_c_whose_keyboardinterrupt_is_lost_inside_fit_still_stops_the_search(tmp_path, cli):
     settings = DEFAULT_SETTINGS.replace("epochs=3", "epochs=20")
     path = write_study(tmp_path, settings=settings, extra=LOSES_CTRL_C)
     code, out, err = cli("search", str(path), "--results", str(tmp_path / "r"))
