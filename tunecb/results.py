@@ -216,6 +216,37 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def read_history(path: Path) -> list[dict[str, float | int | None]]:
+    """The rows of a ``history.csv``, one dict per epoch: ``epoch`` an int, every other
+    column a float, ``None`` where a cell is empty or not a number; ``[]`` when the file is
+    missing or unreadable.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "history.csv"
+    >>> _ = path.write_text("epoch,loss,val_accuracy\\n1,0.5,0.8\\n2,0.25,\\n")
+    >>> read_history(path)[1]
+    {'epoch': 2, 'loss': 0.25, 'val_accuracy': None}
+    """
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    return [{k: _cell(k, v) for k, v in row.items() if k is not None} for row in rows]
+
+
+def _cell(key: str, text: str | None) -> float | int | None:
+    try:
+        value = float(text) if text else None
+    except (TypeError, ValueError):
+        return None
+    if key == "epoch" and value is not None and math.isfinite(value):
+        return int(value)
+    return value
+
+
 def finite(data: Any) -> Any:
     """``data`` with NaN and infinities replaced by ``None`` (strict JSON has neither)."""
     if isinstance(data, float) and not math.isfinite(data):

@@ -20,8 +20,9 @@ from synthetic import make_big_study
 
 from tunecb.cli.printers import SearchPrinter
 from tunecb.oracle.ranking import rank_key, trial_record
+from tunecb.reporting.curves import curves_plot, history_plot
 from tunecb.reporting.html import html_report
-from tunecb.reporting.plots import curves_plot, history_plot, render_plots, slices_plot
+from tunecb.reporting.plots import render_plots, slices_plot
 from tunecb.reporting.records import StudyRecords, study_records
 
 LONG_ERROR = "units and lr disagree: " + "x" * 150

@@ -310,7 +310,8 @@ def _write_output(output: str, text: str) -> Path:
 
 def _write_trial_plot(result: Any, number: int, folder: Path) -> None:
     """``--plots DIR --trial N``: the trial's learning curves as ``DIR/trial_N.png``."""
-    from tunecb.reporting.plots import PlotSkipped, trial_png
+    from tunecb.reporting.curves import trial_png
+    from tunecb.reporting.figures import PlotSkipped
 
     if folder.exists() and not folder.is_dir():
         raise TunecbError(f"--plots {str(folder)!r} is a file; pass a folder for the PNG files")

@@ -17,7 +17,7 @@ from typing import Any
 
 from tunecb.errors import ConfigError, ResultsError, StudyFileError
 from tunecb.reporting.records import StudyRecords, study_records
-from tunecb.results import StudyDir, read_json
+from tunecb.results import StudyDir, read_history, read_json
 from tunecb.study.data import Data, load_data
 from tunecb.study.declaration import LoadedStudy, Study, load_study_file, study_in_code
 from tunecb.study.settings import Settings, resolve
@@ -146,20 +146,7 @@ class TrialSource:
 
 def history_column(path: Path, column: str) -> list[float | None]:
     """``column`` of each row of a ``history.csv`` (``None`` where empty or missing)."""
-    import csv
-
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError:
-        return []
-    values: list[float | None] = []
-    for row in rows:
-        try:
-            values.append(float(row[column]))
-        except (KeyError, TypeError, ValueError):
-            values.append(None)
-    return values
+    return [row.get(column) for row in read_history(path)]  # type: ignore[misc]
 
 
 def _parts(fingerprint: dict[str, Any]) -> str:

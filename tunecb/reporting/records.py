@@ -9,8 +9,6 @@ No TensorFlow here, and pandas only at the last step, so ``tunecb report`` start
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +17,7 @@ from tunecb.errors import ResultsError, StorageError
 from tunecb.oracle.attrs import ERROR
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.reporting.integrity import checkpoint_problem
-from tunecb.results import StudyDir, read_json
+from tunecb.results import StudyDir, read_history, read_json
 from tunecb.storage.urls import JOURNAL_NAME, redact, redact_text
 
 if TYPE_CHECKING:
@@ -219,25 +217,10 @@ def trial_history(result: StudyRecords, number: int) -> list[dict[str, Any]]:
     {'epoch': 1, 'accuracy': 0.62, 'loss': 1.41, 'val_accuracy': 0.87, ...}
     """
     if result.study_dir is not None:
-        path = result.study_dir.history(number)
-        try:
-            with open(path, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-        except OSError:
-            rows = []
+        rows = read_history(result.study_dir.history(number))
         if rows:
-            return [{k: _number(k, v) for k, v in row.items() if k is not None} for row in rows]
+            return rows
     trial = result.trials.get(number)
     reported = sorted(trial.intermediate_values.items()) if trial is not None else []
     name = result.monitor or "value"
     return [{"epoch": int(step), name: float(v)} for step, v in reported]
-
-
-def _number(key: str, text: str | None) -> float | int | None:
-    try:
-        value = float(text) if text else None
-    except ValueError:
-        return None
-    if key == "epoch" and value is not None and math.isfinite(value):
-        return int(value)
-    return value

@@ -29,7 +29,7 @@ from typing import Any
 
 import keras
 
-from tunecb.results import atomic_write, atomic_write_text, read_json
+from tunecb.results import atomic_write, atomic_write_text, read_history, read_json
 from tunecb.training.callbacks import EpochLRSchedule, TrialCallbacks, model_bytes
 
 log = logging.getLogger("tunecb")
@@ -254,17 +254,11 @@ def _restore_callbacks(
 
 
 def _monitored(history: Path, monitor: str) -> list[tuple[int, float]]:
-    if not history.exists():
-        return []
-    with open(history, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    out = []
-    for row in rows:
-        try:
-            out.append((int(float(row["epoch"])), float(row[monitor])))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return out
+    return [
+        (row["epoch"], row[monitor])
+        for row in read_history(history)
+        if isinstance(row.get("epoch"), int) and row.get(monitor) is not None
+    ]
 
 
 def discard(folder: Path) -> None:
