@@ -47,7 +47,8 @@ def run_in_terminal(args: list, interrupt_when: str | None = None, timeout: floa
     text has appeared. Returns (exit code, everything the terminal received)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    # The pty's size, not a COLUMNS or LINES inherited from the runner (pytest-xdist sets them).
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM", "COLUMNS", "LINES")}
     env["TERM"] = "xterm-256color"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunecb", "search", *map(str, args)],
@@ -86,7 +87,8 @@ def test_a_terminal_gets_a_live_view_with_done_total_best_and_epochs(study_file,
     assert code == 0, text
     assert "1/2 trials" in text and "elapsed" in text and "remaining" in text
     best = trial_json(tmp_path / "r", "tiny", 0)["best_value"]
-    assert f"best val_accuracy {best:.4g} (#0)" in text  # the bar, while trial 1 runs
+    bars = [line.strip() for line in re.split(r"[\r\n]", text) if "1/2 trials" in line]
+    assert f"best val_accuracy {best:.4g} (#0)" in text, bars  # the bar, while trial 1 runs
     assert re.search(r"trial +[01] +epoch +[123]/3 +val_accuracy [0-9.]+", text)
     # The finished trials leave their lines above the view, then the summary follows.
     assert re.search(r"\[1/2\] trial +0 +COMPLETE", text)
