@@ -134,10 +134,15 @@ def test_a_study_file_or_data_function_that_exits_is_a_one_line_error(tmp_path):
 
 
 def test_a_framework_error_keeps_its_cause_and_a_search_of_failures_exits_1(tmp_path):
-    # Labels 0..19 for a 10-way softmax: TensorFlow's "Graph execution error:" has the
-    # reason on its last line.
+    # Labels 0..19 for a 10-way softmax, in tf.data datasets (arrays are checked before
+    # the fit): TensorFlow's "Graph execution error:" has the reason on its last line.
     path = write_study(tmp_path, settings=DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=2"))
-    path.write_text(path.read_text().replace("    y = y[:500]", "    y = y[:500] * 2"))
+    path.write_text(path.read_text().replace("    y = y[:500]", "    y = y[:500] * 2").replace(
+        "    return (x[:400], y[:400]), (x[400:], y[400:])",
+        "    import tensorflow as tf\n\n"
+        "    ds = lambda a, b: tf.data.Dataset.from_tensor_slices((a, b)).batch(64)\n"
+        "    return ds(x[:400], y[:400]), ds(x[400:], y[400:])",
+    ))  # fmt: skip
     proc = tunecb("search", path.name, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "search done" in proc.stdout  # the summary, then the error
@@ -149,6 +154,26 @@ def test_a_framework_error_keeps_its_cause_and_a_search_of_failures_exits_1(tmp_
     report = tunecb("report", "results/tiny", "--format", "json", cwd=tmp_path)
     rows = json.loads(report.stdout)
     assert all("outside the valid range" in r["error"] for r in rows)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_labels_the_model_cannot_take_stop_the_search_in_one_line(tmp_path, backend):
+    """Labels 0..19 for a 10-unit sparse softmax: JAX would train on them silently, so
+    they are refused before the first fit, on every backend, naming the data function."""
+    path = write_study(tmp_path, settings=DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=2"))
+    path.write_text(path.read_text().replace("    y = y[:500]", "    y = y[:500] * 2"))
+    proc = tunecb("search", path.name, "--backend", backend, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    message = (
+        "the model of trial 0 ends in 10 units, but the data function load() in "
+        f"{path.name} returns class labels from 0 to 18; sparse_categorical_crossentropy needs "
+        "labels in [0, 10)"
+    )
+    assert message in proc.stderr, proc.stderr
+    trial = trial_json(tmp_path / "results", "tiny", 0)
+    assert trial["state"] == "FAIL" and message in trial["error"]
+    assert trial["epochs_run"] == 0  # nothing was trained on them
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ do, on the final models.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,29 @@ class Data:
         if y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all():
             return int(y.shape[1])
         return None
+
+    def label_range(self) -> tuple[float, float] | None:
+        """The smallest and largest target over the train, validation and test arrays when
+        they hold one class index per sample (numbers, shape ``(n,)`` or ``(n, 1)``);
+        ``None`` otherwise (datasets, dicts, one-hot or multi-column targets).
+
+        >>> import numpy as np
+        >>> Data.from_return(((np.zeros((3, 2)), np.array([0, 4, 2])), None), "f()").label_range()
+        (0.0, 4.0)
+        """
+        import numpy as np
+
+        low, high = math.inf, -math.inf
+        for part in (self.train, self.validation, self.test):
+            if part is None:
+                continue
+            y = part[1] if isinstance(part, tuple) and len(part) > 1 else None
+            if not isinstance(y, np.ndarray) or not np.issubdtype(y.dtype, np.number):
+                return None
+            if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)) or not y.size:
+                return None
+            low, high = min(low, float(y.min())), max(high, float(y.max()))
+        return (low, high) if math.isfinite(low) and math.isfinite(high) else None
 
     def fit_arguments(self, batch_size: int | None) -> dict[str, Any]:
         """``x``, ``y``, ``sample_weight``, ``batch_size`` and ``validation_data`` for fit."""

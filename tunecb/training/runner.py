@@ -138,6 +138,7 @@ class TrialRunner:
             tblogs.require(str(keras.backend.backend()))
         self.data_print = data.fingerprint()
         self._data_checked = False
+        self._labels: tuple[tuple[float, float] | None] | None = None  # computed once
 
     def run(self, trial: optuna.Trial, seed: int | None = None) -> TrialOutcome:
         """Train one trial (with Keras seed ``seed``, else the trial's own: see
@@ -171,6 +172,7 @@ class TrialRunner:
         fatal: BaseException | None = None
         try:
             model = self._build(trial)
+            self._check_labels(model, number)
             outcome["n_params"] = int(model.count_params())
             user = self._user_callbacks(trial)
             cbs = make_callbacks(
@@ -272,6 +274,35 @@ class TrialRunner:
                     "return a list of keras.callbacks.Callback"
                 )
         return items
+
+    def _check_labels(self, model: keras.Model, number: int) -> None:
+        """Refuse class labels that the model's sparse categorical loss cannot take (below 0,
+        or at least its output width): TensorFlow fails every trial on them, JAX trains on
+        them silently (it clamps)."""
+        loss = getattr(model, "loss", None)
+        name = loss if isinstance(loss, str) else getattr(loss, "name", None)
+        name = name or getattr(loss, "__name__", "")
+        outputs = getattr(model, "outputs", None)  # a subclassed model has none: not checked
+        if "sparse_categorical" not in str(name) or not outputs or len(outputs) != 1:
+            return
+        if getattr(loss, "ignore_class", None) is not None:  # labels such as -1 are meant
+            return
+        units = outputs[0].shape[-1]
+        if not isinstance(units, int):
+            return
+        if self._labels is None:
+            self._labels = (self.data.label_range(),)
+        found = self._labels[0]
+        if found is None or (found[0] >= 0 and found[1] < units):
+            return
+        fn = self.loaded.study.data_fn
+        raise ConfigError(
+            f"the model of trial {number} ends in {units} units, but the data function "
+            f"{getattr(fn, '__name__', 'data')}() in {self.loaded.path} returns class labels "
+            f"from {found[0]:g} to {found[1]:g}; {name} needs labels in [0, {units}): give "
+            f"the last layer one unit per class (data.n_classes, in build(trial, data)) or "
+            "fix the labels"
+        )
 
     def _check_data(self, trial: optuna.Trial) -> None:
         """Say (once per process) when the data differ from the study's first trials'; the
