@@ -27,7 +27,21 @@ def open_study(
     study_dir: StudyDir,
     storage: optuna.storages.BaseStorage,
 ) -> tuple[optuna.Study, bool, list[str]]:
-    """Create the study, or load it and check it still matches the study file."""
+    """Create the study, or load it and check it still matches the study file. Two
+    machines that start one study at the same moment both see no study; the one whose
+    create comes second continues the other's."""
+    try:
+        return _open_study(loaded, settings, study_dir, storage)
+    except optuna.exceptions.DuplicatedStudyError:
+        return _open_study(loaded, settings, study_dir, storage)
+
+
+def _open_study(
+    loaded: LoadedStudy,
+    settings: Settings,
+    study_dir: StudyDir,
+    storage: optuna.storages.BaseStorage,
+) -> tuple[optuna.Study, bool, list[str]]:
     shown = redact(settings.storage) if settings.storage else str(study_dir.root)
     try:
         existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
