@@ -294,18 +294,28 @@ def _report_trial(args: argparse.Namespace, result: Any, width: int | None) -> i
 
 def _write_output(output: str, text: str) -> Path:
     """``--output FILE``: ``text`` written atomically, or a one-line error."""
-    from tunecb.results import atomic_write_text
-
     target = Path(output)
-    try:
-        atomic_write_text(target, text + "\n")
-    except DiskFull as exc:
-        raise exc.with_fix("free some space, or pass another --output path") from exc
-    except OSError as exc:
-        raise TunecbError(
-            f"--output {output!r}: cannot write ({exc.strerror or exc}); pass a writable file path"
-        ) from exc
+    _write_file(
+        target,
+        lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"),
+        f"--output {output!r}",
+        "another --output path",
+        "a writable file path",
+    )
     return target
+
+
+def _write_file(path: Path, write: Any, flag: str, elsewhere: str, writable: str) -> None:
+    """Write ``path`` atomically (``write(tmp)``); a full disk or an unwritable place is one
+    line naming ``flag`` and the fix."""
+    from tunecb.results import atomic_write
+
+    try:
+        atomic_write(path, write)
+    except DiskFull as exc:
+        raise exc.with_fix(f"free some space, or pass {elsewhere}") from exc
+    except OSError as exc:
+        raise TunecbError(f"{flag}: cannot write ({exc.strerror or exc}); pass {writable}") from exc
 
 
 def _write_trial_plot(result: Any, number: int, folder: Path) -> None:
@@ -327,16 +337,13 @@ def _write_trial_plot(result: Any, number: int, folder: Path) -> None:
 
 def _write_png(folder: Path, name: str, png: bytes) -> None:
     """Write one ``--plots`` PNG atomically; a full disk or an unwritable folder is one line."""
-    from tunecb.results import atomic_write
-
-    try:
-        atomic_write(folder / name, lambda tmp: tmp.write_bytes(png))
-    except DiskFull as exc:
-        raise exc.with_fix("free some space, or pass another --plots folder") from exc
-    except OSError as exc:
-        raise TunecbError(
-            f"--plots {str(folder)!r}: cannot write ({exc.strerror or exc}); pass a writable folder"
-        ) from exc
+    _write_file(
+        folder / name,
+        lambda tmp: tmp.write_bytes(png),
+        f"--plots {str(folder)!r}",
+        "another --plots folder",
+        "a writable folder",
+    )
 
 
 def _write_plots(result: Any, folder: Path) -> list:

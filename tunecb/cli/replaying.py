@@ -16,13 +16,16 @@ _PICK_HELP = "the trial to retrain: its number (default: the best trial)"
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, positive_int: Any) -> None:
     """Add ``retrain``, ``rerun`` and ``evaluate`` to the ``tunecb`` subparsers."""
-    study_help = (
-        "the study file that declares the trial's study (default: the one it ran from, "
-        "recorded in its trial.json)"
-    )
+    # Every replay command reads one results folder and may need the study file.
+    trial_source = argparse.ArgumentParser(add_help=False, parents=[common])
+    trial_source.add_argument("path", metavar="RESULTS_DIR", help="e.g. results/digits")
+    trial_source.add_argument(
+        "--study", metavar="STUDY.py", help="the study file that declares the trial's study "
+        "(default: the one it ran from, recorded in its trial.json)",
+    )  # fmt: skip
     retrain = sub.add_parser(
         "retrain",
-        parents=[common],
+        parents=[trial_source],
         help="fit the best trial's configuration on training + validation data",
         description="Rebuild the best trial's model (or --trial N, --rank K) with its "
         "parameters and seed, fit it on the training and validation data together for as "
@@ -31,7 +34,6 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, positive_int: Any) ->
         "(the data function returns (train, validation, test)) the final model and the "
         "trial's best checkpoint are evaluated on it.",
     )
-    retrain.add_argument("path", metavar="RESULTS_DIR", help="e.g. results/digits")
     pick = retrain.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=positive_or_zero, metavar="N", help=_PICK_HELP)
     pick.add_argument("--rank", type=positive_int, metavar="K", help="the K-th best trial")
@@ -43,34 +45,29 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, positive_int: Any) ->
         "--train-only", action="store_true",
         help="fit on the training data only, not merged with the validation data",
     )  # fmt: skip
-    retrain.add_argument("--study", metavar="STUDY.py", help=study_help)
 
     rerun = sub.add_parser(
         "rerun",
-        parents=[common],
+        parents=[trial_source],
         help="fit one trial again and compare it with its recorded values",
         description="Fit trial N again with its recorded seed, parameters and settings "
         "(deterministic ops on), and print each epoch's value beside the recorded one. "
         "When they differ, says why: a GPU, a resumed trial, a changed study file or data, "
         "other library versions. The trial's files are not touched.",
     )
-    rerun.add_argument("path", metavar="RESULTS_DIR", help="e.g. results/digits")
     rerun.add_argument("trial", type=positive_or_zero, metavar="N", help="the trial's number")
-    rerun.add_argument("--study", metavar="STUDY.py", help=study_help)
 
     evaluate = sub.add_parser(
         "evaluate",
-        parents=[common],
+        parents=[trial_source],
         help="test metrics of the best checkpoints, on the data function's test split",
         description="Evaluate the best checkpoints of the --top K trials (and their "
         "final.keras, if retrained) on the test split the study's data function returns "
         "as its third item; the report shows the results.",
     )
-    evaluate.add_argument("path", metavar="RESULTS_DIR", help="e.g. results/digits")
     evaluate.add_argument(
         "--top", type=positive_int, default=1, metavar="K", help="the K best trials (default 1)"
     )
-    evaluate.add_argument("--study", metavar="STUDY.py", help=study_help)
 
 
 def positive_or_zero(text: str) -> int:
