@@ -62,10 +62,10 @@ def evaluate_checkpoint(
     path = study_dir.checkpoint(number)
     if data.test is None or not path.is_file():
         return None
-    from tunecb.training.backends import import_quietly
+    from tunecb.training.loading import load_model
     from tunecb.training.refit import evaluate_on_test
 
-    model = import_quietly().saving.load_model(path, safe_mode=True)
+    model = load_model(path)
     metrics = evaluate_on_test(model, data, batch_size)
     write_json(
         study_dir.test_json(number),
@@ -82,10 +82,10 @@ def _evaluate_final(
     record = read_json(study_dir.final_json(number))
     if not path.is_file() or record is None:
         return None
-    from tunecb.training.backends import import_quietly
+    from tunecb.training.loading import load_model
     from tunecb.training.refit import evaluate_on_test
 
-    model = import_quietly().saving.load_model(path, safe_mode=True)
+    model = load_model(path)
     metrics = evaluate_on_test(model, data, batch_size)
     write_json(study_dir.final_json(number), {**record, "test": metrics})
     return metrics
