@@ -20,10 +20,10 @@ from synthetic import make_big_study
 
 from tunecb.cli.printers import SearchPrinter
 from tunecb.oracle.ranking import rank_key, trial_record
-from tunecb.reporting.curves import curves_plot, history_plot
-from tunecb.reporting.html import html_report
-from tunecb.reporting.plots import render_plots, slices_plot
-from tunecb.reporting.records import StudyRecords, study_records
+from tunecb.reporting.data.records import StudyRecords, study_records
+from tunecb.reporting.html.page import html_report
+from tunecb.reporting.plots.curves import curves_plot, history_plot
+from tunecb.reporting.plots.study import render_plots, slices_plot
 
 LONG_ERROR = "units and lr disagree: " + "x" * 150
 FAILING = f"""

@@ -211,8 +211,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from tunecb.reporting.records import columns, study_records
-    from tunecb.reporting.text import render
+    from tunecb.reporting.data.records import columns, study_records
+    from tunecb.reporting.text.table import render
 
     if args.path is None and args.storage is None:
         raise TunecbError("give a results folder (e.g. results/digits) or --storage URL")
@@ -235,21 +235,21 @@ def _run_report(args: argparse.Namespace) -> int:
     records = result.records[: args.top] if args.top else result.records
     plots = _write_plots(result, Path(args.plots)) if args.plots else None
     if args.format == "html":
-        from tunecb.reporting.html import html_report
+        from tunecb.reporting.html.page import html_report
 
         text = html_report(result, plots, top=args.top)
     else:
         root = str(result.study_dir.root) if result.study_dir else None
         text = render(records, args.format, columns(result.records), width=width, root=root)
     if args.output:
-        from tunecb.reporting.overview import plural
+        from tunecb.reporting.data.overview import plural
 
         target = _write_output(args.output, text)
         _err(f"wrote {plural(len(records), 'trial')} of study {result.name!r} to {target}")
         return 0
     if args.format == "table":
-        from tunecb.reporting.cells import wrap_parts
-        from tunecb.reporting.overview import line_parts, overview
+        from tunecb.reporting.data.overview import line_parts, overview
+        from tunecb.reporting.text.cells import wrap_parts
 
         states: dict[str, int] = {}
         for r in result.records:
@@ -273,7 +273,7 @@ def terminal_width() -> int:
 
 def _report_trial(args: argparse.Namespace, result: Any, width: int | None) -> int:
     """``report --trial N``: one trial in detail (json: all of it; csv: its epochs)."""
-    from tunecb.reporting.detail import find_trial, history_csv, trial_json, trial_text
+    from tunecb.reporting.text.trial import find_trial, history_csv, trial_json, trial_text
 
     find_trial(result, args.trial, name="--trial")
     if args.plots:
@@ -320,8 +320,8 @@ def _write_file(path: Path, write: Any, flag: str, elsewhere: str, writable: str
 
 def _write_trial_plot(result: Any, number: int, folder: Path) -> None:
     """``--plots DIR --trial N``: the trial's learning curves as ``DIR/trial_N.png``."""
-    from tunecb.reporting.curves import trial_png
-    from tunecb.reporting.figures import PlotSkipped
+    from tunecb.reporting.plots.curves import trial_png
+    from tunecb.reporting.plots.shared import PlotSkipped
 
     if folder.exists() and not folder.is_dir():
         raise TunecbError(f"--plots {str(folder)!r} is a file; pass a folder for the PNG files")
@@ -348,7 +348,7 @@ def _write_png(folder: Path, name: str, png: bytes) -> None:
 
 def _write_plots(result: Any, folder: Path) -> list:
     """``--plots DIR``: each plot as ``DIR/<name>.png``; says which were left out, and why."""
-    from tunecb.reporting.plots import render_plots
+    from tunecb.reporting.plots.study import render_plots
 
     if folder.exists() and not folder.is_dir():
         raise TunecbError(f"--plots {str(folder)!r} is a file; pass a folder for the PNG files")
@@ -358,7 +358,7 @@ def _write_plots(result: Any, folder: Path) -> list:
         if plot.png is not None:
             _write_png(folder, f"{plot.name}.png", plot.png)
             written.append(plot.name)
-    from tunecb.reporting.overview import plural
+    from tunecb.reporting.data.overview import plural
 
     _err(f"wrote {plural(len(written), 'plot')} to {folder}: {', '.join(written) or 'none'}")
     for plot in plots:

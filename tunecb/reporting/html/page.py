@@ -16,8 +16,7 @@ from typing import Any
 
 from tunecb._version import __version__
 from tunecb.errors import first_line
-from tunecb.reporting.cells import cell, checkpoint_cell, clipped
-from tunecb.reporting.overview import (
+from tunecb.reporting.data.overview import (
     Overview,
     backend_line,
     duration_text,
@@ -26,8 +25,9 @@ from tunecb.reporting.overview import (
     saved_text,
     size_text,
 )
-from tunecb.reporting.plots import Plot, render_plots
-from tunecb.reporting.records import StudyRecords, columns
+from tunecb.reporting.data.records import StudyRecords, columns
+from tunecb.reporting.plots.study import Plot, render_plots
+from tunecb.reporting.text.cells import cell, checkpoint_cell, clipped
 
 
 def html_report(

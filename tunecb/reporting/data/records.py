@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tunecb.errors import ResultsError, StorageError
 from tunecb.oracle.attrs import ERROR
 from tunecb.oracle.ranking import rank_key, trial_record
-from tunecb.reporting.integrity import checkpoint_problem
+from tunecb.reporting.data.integrity import checkpoint_problem
 from tunecb.results import StudyDir, read_history, read_json
 from tunecb.storage.urls import JOURNAL_NAME, redact, redact_text
 

@@ -13,7 +13,8 @@ import textwrap
 from typing import Any
 
 from tunecb.errors import first_line
-from tunecb.reporting.cells import (
+from tunecb.reporting.data.overview import duration_text, plural
+from tunecb.reporting.text.cells import (
     cell,
     checkpoint_cell,
     clipped,
@@ -22,7 +23,6 @@ from tunecb.reporting.cells import (
     is_numeric_column,
     number,
 )
-from tunecb.reporting.overview import duration_text, plural
 
 # The narrow table: its headers, and the order in which it gives its room away. These
 # columns always show; then the hyperparameters, then the rest in this order.
