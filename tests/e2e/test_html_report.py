@@ -108,7 +108,7 @@ def test_html_report_opens_offline_in_chromium(finished_study, cli, tmp_path):
     assert found["ascending"] == ["0", "1", "2", "3"]  # a click on a header sorts by it
     assert found["descending"] == ["3", "2", "1", "0"]
     best = report.records[0]
-    assert f"#{best['trial']}" in found["summary"] and "4 complete" in found["summary"]
+    assert f"trial {best['trial']}:" in found["summary"] and "4 complete" in found["summary"]
     assert "Epochs trained" in found["summary"]
 
     SHOTS.mkdir(parents=True, exist_ok=True)
