@@ -38,7 +38,7 @@ def evaluate(
             f"the data function {fn}() in {source.loaded.path} returns no test split; return "
             "(train, validation, test) to evaluate on data the search never saw"
         )
-    from tunecb.reporting.records import study_records
+    from tunecb.reporting.data.records import study_records
 
     records = [r for r in study_records(path).records if r.get("checkpoint")][:top]
     if not records:

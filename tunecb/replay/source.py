@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError, ResultsError, StudyFileError
-from tunecb.reporting.records import StudyRecords, study_records
+from tunecb.reporting.data.records import StudyRecords, study_records
 from tunecb.results import StudyDir, read_history, read_json
 from tunecb.study.data import Data, load_data
 from tunecb.study.declaration import LoadedStudy, Study, load_study_file, study_in_code

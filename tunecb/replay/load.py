@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import CheckpointError, ConfigError, ResultsError, first_line
-from tunecb.reporting.integrity import CONFIG, checkpoint_problem
-from tunecb.reporting.records import study_records
+from tunecb.reporting.data.integrity import CONFIG, checkpoint_problem
+from tunecb.reporting.data.records import study_records
 
 if TYPE_CHECKING:
     import keras

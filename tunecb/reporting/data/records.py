@@ -9,6 +9,7 @@ No TensorFlow here, and pandas only at the last step, so ``tunecb report`` start
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tunecb.errors import ResultsError, StorageError
 from tunecb.oracle.attrs import ERROR
 from tunecb.oracle.ranking import rank_key, trial_record
-from tunecb.reporting.integrity import checkpoint_problem
+from tunecb.reporting.data.integrity import checkpoint_problem
 from tunecb.results import StudyDir, read_history, read_json
 from tunecb.storage.urls import JOURNAL_NAME, redact, redact_text
 
@@ -158,6 +159,11 @@ def to_dataframe(records: list[dict[str, Any]], top: int | None = None) -> panda
 
     rows = records[:top] if top is not None else records
     frame = pd.DataFrame(rows, columns=columns(records))
+    for column in frame.columns:  # an integer parameter some trials lack stays integer
+        values = [r[column] for r in rows if r.get(column) is not None]
+        some = column.startswith("params_") and 0 < len(values) < len(rows)
+        if some and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            frame[column] = pd.array([r.get(column) for r in rows], dtype="Int64")
     frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
     return frame
 
@@ -205,6 +211,26 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
         *(["checkpoint_problem"] if rotten else []),
         *(["error"] if error else []),
     ]  # fmt: skip
+
+
+TIES_NOTE = "equal values are ranked by trial number"
+
+
+def has_ties(records: list[dict[str, Any]]) -> bool:
+    """Whether two trials of one state share a finite value in ``records`` (ranked): their
+    order is then the trial number's, and a report says so (:data:`TIES_NOTE`).
+
+    >>> has_ties([{"state": "COMPLETE", "value": 0.5}, {"state": "COMPLETE", "value": 0.5}])
+    True
+    """
+    seen = set()
+    for r in records:
+        value = r.get("value")
+        if isinstance(value, int | float) and math.isfinite(value):
+            if (r.get("state"), value) in seen:
+                return True
+            seen.add((r.get("state"), value))
+    return False
 
 
 def trial_history(result: StudyRecords, number: int) -> list[dict[str, Any]]:

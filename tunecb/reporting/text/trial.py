@@ -19,10 +19,10 @@ import textwrap
 from typing import Any
 
 from tunecb.errors import ResultsError
-from tunecb.reporting.cells import cell, checkpoint_cell, column_numbers, number, number_ranges
-from tunecb.reporting.narrow import fit_table
-from tunecb.reporting.overview import duration_text, finite_number, plural
-from tunecb.reporting.records import StudyRecords, trial_history
+from tunecb.reporting.data.overview import duration_text, finite_number, plural
+from tunecb.reporting.data.records import StudyRecords, trial_history
+from tunecb.reporting.text.cells import cell, checkpoint_cell, column_numbers, number, number_ranges
+from tunecb.reporting.text.terminal import fit_table
 
 SPARKS = "▁▂▃▄▅▆▇█"
 MAX_EPOCH_ROWS = 20  # longer histories show evenly spread epochs, the best one among them

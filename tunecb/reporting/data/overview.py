@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunecb.reporting.records import StudyRecords
+from tunecb.reporting.data.records import StudyRecords
 
 THIS_PROCESS = "(one process)"  # trials that name no worker ran in the launcher
 
@@ -42,7 +42,7 @@ class Overview:
 
 
 def overview(result: StudyRecords) -> Overview:
-    """Sum up a study's records (see :func:`tunecb.reporting.records.study_records`)."""
+    """Sum up a study's records (see :func:`tunecb.reporting.data.records.study_records`)."""
     records = result.records
     states = Counter(r["state"] for r in records)
     best = next(

@@ -17,8 +17,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tunecb.reporting.curves import curves_plot, history_plot
-from tunecb.reporting.figures import (
+from tunecb.reporting.data.overview import THIS_PROCESS, plural
+from tunecb.reporting.data.records import StudyRecords
+from tunecb.reporting.plots.curves import curves_plot, history_plot
+from tunecb.reporting.plots.shared import (
     STATE_COLORS,
     PlotSkipped,
     figure,
@@ -27,8 +29,6 @@ from tunecb.reporting.figures import (
     png,
     short_worker,
 )
-from tunecb.reporting.overview import THIS_PROCESS, plural
-from tunecb.reporting.records import StudyRecords
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
