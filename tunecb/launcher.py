@@ -29,6 +29,7 @@ from tunecb.errors import SearchFailed, StorageError, TunecbError, first_line
 from tunecb.execution._base import STOP_BUDGET, Executor, Job, Limits
 from tunecb.execution.events import SearchEnded, SearchStarted, TrialFinished
 from tunecb.oracle import budget, retention
+from tunecb.oracle.attrs import BEST_EPOCH, CHECKPOINT
 from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
 from tunecb.storage.failures import is_storage_failure, storage_reason
@@ -234,11 +235,11 @@ def _best_record(study: optuna.Study, study_dir: StudyDir) -> dict[str, Any] | N
         best = study.best_trial
     except ValueError:
         return None
-    checkpoint = best.user_attrs.get("checkpoint")
+    checkpoint = best.user_attrs.get(CHECKPOINT)
     return {
         "number": best.number,
         "value": best.value,
-        "best_epoch": best.user_attrs.get("best_epoch"),
+        "best_epoch": best.user_attrs.get(BEST_EPOCH),
         "params": best.params,
         "checkpoint": str(study_dir.root / checkpoint) if checkpoint else None,
     }

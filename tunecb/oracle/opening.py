@@ -13,7 +13,14 @@ import optuna
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, StorageError, first_line
 from tunecb.oracle.attempts import recover_dead_trials
-from tunecb.oracle.attrs import FINISHED
+from tunecb.oracle.attrs import (
+    FINISHED,
+    STUDY_EPOCHS,
+    STUDY_FILE,
+    STUDY_MONITOR,
+    STUDY_SHA,
+    STUDY_VERSION,
+)
 from tunecb.results import StudyDir, write_json
 from tunecb.storage.urls import redact, redact_text
 from tunecb.study.declaration import LoadedStudy
@@ -57,7 +64,7 @@ def _open_study(
         # draws from (seed, trial number) (see tunecb.study.samplers_pruners.reseed).
         sampler = make_sampler(settings.sampler, settings.seed)
         old_direction = summary.direction.name.lower()
-        old_monitor = summary.user_attrs.get("monitor", settings.monitor)
+        old_monitor = summary.user_attrs.get(STUDY_MONITOR, settings.monitor)
         study = optuna.load_study(
             study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
         )
@@ -67,7 +74,7 @@ def _open_study(
             and not study.get_trials(deepcopy=False, states=FINISHED[:2])
         ):
             # Nothing finished with the old metric (a typo caught at the first epoch).
-            study.set_user_attr("monitor", settings.monitor)
+            study.set_user_attr(STUDY_MONITOR, settings.monitor)
             _write_study_json(study_dir, settings, loaded)
             notes.append(f"monitor changed from {old_monitor} to {settings.monitor}")
             old_monitor = settings.monitor
@@ -83,7 +90,7 @@ def _open_study(
                 f"trials {rerun} were left running by a process on this machine that died; "
                 "they run again, resuming from their last backup"
             )
-        old_sha = summary.user_attrs.get("study_sha256")
+        old_sha = summary.user_attrs.get(STUDY_SHA)
         if old_sha and old_sha != loaded.sha256:
             notes.append(f"the study file {loaded.path} changed since the study began")
         return study, False, notes
@@ -99,11 +106,11 @@ def _open_study(
         sampler=sampler, pruner=pruner,
     )  # fmt: skip
     for key, value in {
-        "monitor": settings.monitor,
-        "epochs": settings.epochs,
-        "study_sha256": loaded.sha256,
-        "study_file": str(loaded.path.resolve()),
-        "tunecb_version": __version__,
+        STUDY_MONITOR: settings.monitor,
+        STUDY_EPOCHS: settings.epochs,
+        STUDY_SHA: loaded.sha256,
+        STUDY_FILE: str(loaded.path.resolve()),
+        STUDY_VERSION: __version__,
     }.items():
         study.set_user_attr(key, value)
     _write_study_json(study_dir, settings, loaded)

@@ -19,6 +19,7 @@ import textwrap
 from typing import Any
 
 from tunecb.errors import ResultsError
+from tunecb.oracle.attrs import WORKER
 from tunecb.reporting.cells import cell, checkpoint_cell, column_numbers, number, number_ranges
 from tunecb.reporting.narrow import fit_table
 from tunecb.reporting.overview import duration_text, finite_number, plural
@@ -103,8 +104,8 @@ def _fields(result: StudyRecords, record: dict[str, Any]) -> list[tuple[str, str
     ran = duration_text(record["duration_s"]) if record.get("duration_s") is not None else "-"
     if trial is not None and trial.datetime_start is not None:
         ran += f", started {trial.datetime_start:%Y-%m-%d %H:%M:%S}"
-    if attrs.get("worker"):
-        ran += f" by worker {attrs['worker']}"
+    if attrs.get(WORKER):
+        ran += f" by worker {attrs[WORKER]}"
     if record.get("backend"):
         ran += f", on {record['backend']}"
     fields.append(("ran", ran))
@@ -250,7 +251,7 @@ def trial_json(result: StudyRecords, number: int) -> str:
     rank, record = find_trial(result, number)
     trial = result.trials.get(number)
     attrs = trial.user_attrs if trial is not None else {}
-    extra = {k: attrs.get(k) for k in ("worker", "n_params", "seed", "lr_schedule") if k in attrs}
+    extra = {k: attrs.get(k) for k in (WORKER, "n_params", "seed", "lr_schedule") if k in attrs}
     data = {
         "rank": rank,
         "trial": {**record, **extra},

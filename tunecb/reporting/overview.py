@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunecb.oracle import attrs as keys
 from tunecb.reporting.records import StudyRecords
 
 THIS_PROCESS = "(one process)"  # trials that name no worker ran in the launcher
@@ -62,7 +63,7 @@ def overview(result: StudyRecords) -> Overview:
         if trial.datetime_start is not None:
             starts.append(trial.datetime_start)
             ends.append(trial.datetime_complete or trial.datetime_start)
-        workers.append(trial.user_attrs.get("worker") or THIS_PROCESS)
+        workers.append(trial.user_attrs.get(keys.WORKER) or THIS_PROCESS)
     wall = (max(ends) - min(starts)).total_seconds() if starts else None
     unique = sorted(set(workers))
     hosts = sorted({w.rsplit(":", 1)[0] for w in unique if w != THIS_PROCESS})
@@ -95,12 +96,12 @@ def finite_number(value: Any) -> bool:
 
 
 SAVED_BY = {
-    "pruned": "pruning",
-    "early_stopped": "early stopping",
-    "nan": "NaN stops",
-    "failed": "failures",
-    "worker_died": "dead workers",
-    "interrupted": "interruptions",
+    keys.PRUNED: "pruning",
+    keys.EARLY_STOPPED: "early stopping",
+    keys.NAN: "NaN stops",
+    keys.FAILED: "failures",
+    keys.WORKER_DIED: "dead workers",
+    keys.INTERRUPTED: "interruptions",
 }
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import keras
 
+from tunecb.oracle.attrs import RETRY_HISTORY
 from tunecb.results import atomic_write, atomic_write_text, read_history, read_json
 from tunecb.training.callbacks import EpochLRSchedule, TrialCallbacks, model_bytes
 
@@ -56,7 +57,7 @@ def origin(trial: Any) -> int:
     attrs = getattr(trial, "system_attrs", None)  # a FrozenTrial has them; a Trial does not
     if attrs is None:
         attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    history = attrs.get("retry_history") or []
+    history = attrs.get(RETRY_HISTORY) or []
     return int(history[0]) if history else int(trial.number)
 
 
