@@ -36,6 +36,7 @@ from tunecb.storage.failures import is_storage_failure, storage_reason
 from tunecb.storage.urls import open_storage, redact, study_storage
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
+from tunecb.wording import plural
 
 log = logging.getLogger("tunecb")
 
@@ -173,7 +174,7 @@ def _sized(
         if room < limit:
             limit, why = room, f"this machine has {room} cores"
     if left is not None and 0 < left < limit:
-        limit, why = left, f"{left} trial{'s' if left != 1 else ''} left to run"
+        limit, why = left, f"{plural(left, 'trial')} left to run"
     if limit == jobs:
         return executor
     notes.append(f"--jobs {jobs} capped to {limit}: {why}")

@@ -242,7 +242,7 @@ def _run_report(args: argparse.Namespace) -> int:
         root = str(result.study_dir.root) if result.study_dir else None
         text = render(records, args.format, columns(result.records), width=width, root=root)
     if args.output:
-        from tunecb.reporting.overview import plural
+        from tunecb.wording import plural
 
         target = _write_output(args.output, text)
         _err(f"wrote {plural(len(records), 'trial')} of study {result.name!r} to {target}")
@@ -358,7 +358,7 @@ def _write_plots(result: Any, folder: Path) -> list:
         if plot.png is not None:
             _write_png(folder, f"{plot.name}.png", plot.png)
             written.append(plot.name)
-    from tunecb.reporting.overview import plural
+    from tunecb.wording import plural
 
     _err(f"wrote {plural(len(written), 'plot')} to {folder}: {', '.join(written) or 'none'}")
     for plot in plots:

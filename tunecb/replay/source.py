@@ -22,6 +22,7 @@ from tunecb.results import StudyDir, read_history, read_json
 from tunecb.study.data import Data, load_data
 from tunecb.study.declaration import LoadedStudy, Study, load_study_file, study_in_code
 from tunecb.study.settings import Settings, resolve
+from tunecb.wording import plural
 
 log = logging.getLogger("tunecb")
 
@@ -45,10 +46,7 @@ def pick(result: StudyRecords, where: str, rank: int | None, trial: int | None) 
         raise ConfigError(f"--rank {rank!r}: use 1 for the best trial, 2 for the next, ...")
     finished = [r for r in records if r["state"] in ("COMPLETE", "PRUNED")]
     if rank > len(finished):
-        raise ResultsError(
-            f"--rank {rank}: {where} has {len(finished)} finished trial"
-            f"{'s' if len(finished) != 1 else ''}"
-        )
+        raise ResultsError(f"--rank {rank}: {where} has {plural(len(finished), 'finished trial')}")
     return finished[rank - 1]
 
 

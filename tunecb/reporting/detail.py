@@ -24,6 +24,7 @@ from tunecb.reporting.cells import cell, checkpoint_cell, column_numbers, number
 from tunecb.reporting.narrow import fit_table
 from tunecb.reporting.overview import duration_text, finite_number, plural
 from tunecb.reporting.records import StudyRecords, trial_history
+from tunecb.wording import short
 
 SPARKS = "▁▂▃▄▅▆▇█"
 MAX_EPOCH_ROWS = 20  # longer histories show evenly spread epochs, the best one among them
@@ -162,7 +163,7 @@ def _carried_on(result: StudyRecords, record: dict[str, Any]) -> list[tuple[str,
 
 
 def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return short(value)
 
 
 def history_lines(
