@@ -19,7 +19,7 @@ import textwrap
 from typing import Any
 
 from tunecb.errors import ResultsError
-from tunecb.oracle.attrs import WORKER
+from tunecb.oracle.attrs import LR_SCHEDULE, N_PARAMS, SEED, WORKER
 from tunecb.reporting.cells import cell, checkpoint_cell, column_numbers, number, number_ranges
 from tunecb.reporting.narrow import fit_table
 from tunecb.reporting.overview import duration_text, finite_number, plural
@@ -252,7 +252,7 @@ def trial_json(result: StudyRecords, number: int) -> str:
     rank, record = find_trial(result, number)
     trial = result.trials.get(number)
     attrs = trial.user_attrs if trial is not None else {}
-    extra = {k: attrs.get(k) for k in (WORKER, "n_params", "seed", "lr_schedule") if k in attrs}
+    extra = {k: attrs.get(k) for k in (WORKER, N_PARAMS, SEED, LR_SCHEDULE) if k in attrs}
     data = {
         "rank": rank,
         "trial": {**record, **extra},
