@@ -237,7 +237,7 @@ def _run_report(args: argparse.Namespace) -> int:
     plots = _write_plots(result, Path(args.plots)) if args.plots else None
     text = fmt.study(result, top=args.top, width=width, plots=plots)
     if args.output:
-        from tunecb.reporting.data.overview import plural
+        from tunecb.wording import plural
 
         shown = len(result.records[: args.top] if args.top else result.records)
         target = _write_output(args.output, text)
@@ -343,7 +343,7 @@ def _write_plots(result: Any, folder: Path) -> list:
         if plot.png is not None:
             _write_png(folder, f"{plot.name}.png", plot.png)
             written.append(plot.name)
-    from tunecb.reporting.data.overview import plural
+    from tunecb.wording import plural
 
     _err(f"wrote {plural(len(written), 'plot')} to {folder}: {', '.join(written) or 'none'}")
     for plot in plots:

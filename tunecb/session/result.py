@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunecb.wording import short
+
 if TYPE_CHECKING:
     import keras
     import optuna
@@ -105,4 +107,4 @@ def _short(value: Any) -> str:
     >>> _short(0.000123456), _short(64), _short("relu")
     ('0.0001235', '64', 'relu')
     """
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return short(value)

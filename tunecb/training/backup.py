@@ -32,6 +32,7 @@ from typing import Any
 
 import keras
 
+from tunecb.oracle.attrs import RETRY_HISTORY
 from tunecb.results import (
     BackupDir,
     StudyDir,
@@ -68,7 +69,7 @@ def origin(trial: Any) -> int:
     attrs = getattr(trial, "system_attrs", None)  # a FrozenTrial has them; a Trial does not
     if attrs is None:
         attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    history = attrs.get("retry_history") or []
+    history = attrs.get(RETRY_HISTORY) or []
     return int(history[0]) if history else int(trial.number)
 
 

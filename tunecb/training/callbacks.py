@@ -36,6 +36,7 @@ import numpy as np
 
 from tunecb import interrupts
 from tunecb.errors import MonitorError
+from tunecb.oracle import attrs as keys
 from tunecb.results import atomic_write, space_for
 from tunecb.study import schedules
 from tunecb.study.settings import Settings
@@ -341,12 +342,12 @@ class TrialCallbacks:
     def stop_reason(self, epochs: int) -> str:
         """``nan``, ``pruned``, ``early_stopped`` or ``completed``."""
         if self.watch.non_finite_epoch is not None:
-            return "nan"
+            return keys.NAN
         if self.pruning.pruned_at is not None:
-            return "pruned"
+            return keys.PRUNED
         if self.watch.epochs_run < epochs:
-            return "early_stopped"
-        return "completed"
+            return keys.EARLY_STOPPED
+        return keys.COMPLETED
 
 
 def make_callbacks(

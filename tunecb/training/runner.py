@@ -19,6 +19,7 @@ import optuna
 from tunecb import interrupts
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, DiskFull, ModelError, TunecbError, describe_error
+from tunecb.oracle import attrs as keys
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.study import schedules
@@ -114,7 +115,7 @@ class _Fit:
     it failed before they were made), and an error that must stop the search."""
 
     state: str = FAIL
-    reason: str = "failed"
+    reason: str = keys.FAILED
     cbs: TrialCallbacks | None = None
     fatal: BaseException | None = None
 
@@ -227,25 +228,25 @@ class TrialRunner:
                 verbose=s.verbose,
             )
             fit.reason = cbs.stop_reason(s.epochs)
-            fit.state = {"nan": FAIL, "pruned": PRUNED}.get(fit.reason, COMPLETE)
-            if fit.reason == "nan":
+            fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED}.get(fit.reason, COMPLETE)
+            if fit.reason == keys.NAN:
                 outcome["error"] = (
                     f"non-finite loss or {s.monitor} at epoch {cbs.watch.non_finite_epoch}"
                 )
         except optuna.TrialPruned:  # the builder or a user callback asked to prune
-            fit.state, fit.reason = PRUNED, "pruned"
+            fit.state, fit.reason = PRUNED, keys.PRUNED
         except DiskFull:  # as Ctrl-C: the search stops, the trial is queued (backup kept)
             raise
         except TunecbError as exc:
-            fit.state, fit.reason, fit.fatal = FAIL, "failed", exc
+            fit.state, fit.reason, fit.fatal = FAIL, keys.FAILED, exc
             outcome["error"] = str(exc)
         except KeyboardInterrupt as exc:
             if not interrupts.from_code(exc):  # Ctrl-C: the search stops, the trial is queued
                 raise
-            fit.state, fit.reason = FAIL, "failed"
+            fit.state, fit.reason = FAIL, keys.FAILED
             outcome["error"] = describe_error(exc, self.loaded.path)
         except BaseException as exc:  # Exception, SystemExit, ...: user code failed
-            fit.state, fit.reason = FAIL, "failed"
+            fit.state, fit.reason = FAIL, keys.FAILED
             outcome["error"] = describe_error(exc, self.loaded.path)
             log.debug("trial %d failed", trial.number, exc_info=True)
         return fit
@@ -288,7 +289,7 @@ class TrialRunner:
             outcome["value"] = cbs.checkpoint.best
             outcome["best_epoch"] = cbs.checkpoint.best_epoch
         if state == COMPLETE and outcome["value"] is None:
-            state, reason = FAIL, "nan"
+            state, reason = FAIL, keys.NAN
             outcome["error"] = f"no epoch had a finite {self.settings.monitor}"
         checkpoint = self.study_dir.checkpoint(outcome["number"])
         if checkpoint.exists():
@@ -363,9 +364,9 @@ class TrialRunner:
         study = getattr(trial, "study", None)
         if study is None:  # a FixedTrial (tunecb rerun): the caller compares
             return
-        first = study.user_attrs.get("data")
+        first = study.user_attrs.get(keys.DATA)
         if not first:
-            study.set_user_attr("data", self.data_print)
+            study.set_user_attr(keys.DATA, self.data_print)
         elif first.get("hash") != self.data_print["hash"]:
             log.warning(
                 "the data function of %s now returns other data than when study %r began "
@@ -384,12 +385,12 @@ class TrialRunner:
     def record(self, trial: optuna.Trial, outcome: TrialOutcome, folder) -> None:
         """Store the outcome on the Optuna trial and in ``trials/<n>/trial.json``."""
         attrs = outcome.attrs()
-        attrs["study_sha256"] = self.loaded.sha256
-        attrs["versions"] = versions()
-        attrs["data"] = self.data_print
-        attrs["training"] = self.training_settings()
+        attrs[keys.TRIAL_STUDY_SHA] = self.loaded.sha256
+        attrs[keys.VERSIONS] = versions()
+        attrs[keys.DATA] = self.data_print
+        attrs[keys.TRAINING] = self.training_settings()
         if self.loaded.in_code:  # its file is a script or a notebook, not a study file
-            attrs["study_in_code"] = True
+            attrs[keys.STUDY_IN_CODE] = True
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         write_json(

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import ResultsError, StorageError
-from tunecb.oracle.attrs import ERROR
+from tunecb.oracle.attrs import DISCARDED, ERROR, STOP_REASON, STUDY_EPOCHS, STUDY_MONITOR
+from tunecb.oracle.budget import retried
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.reporting.data.integrity import checkpoint_problem
 from tunecb.results import StudyDir, read_history, read_json
@@ -115,8 +116,8 @@ def study_records(
     study, study_dir, meta = open_report_study(path, storage, study_name)
     maximize = study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
-    rerun = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-    kept = [t for t in trials if t.user_attrs.get("stop_reason") != "discarded"]
+    rerun = retried(trials)
+    kept = [t for t in trials if t.user_attrs.get(STOP_REASON) != DISCARDED]
     records = [trial_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
     for record, trial in zip(records, kept, strict=True):
         record["error"] = trial.user_attrs.get(ERROR)
@@ -129,10 +130,10 @@ def study_records(
     return StudyRecords(
         name=study.study_name,
         direction="maximize" if maximize else "minimize",
-        monitor=meta.get("monitor") or study.user_attrs.get("monitor"),
+        monitor=meta.get("monitor") or study.user_attrs.get(STUDY_MONITOR),
         study_dir=study_dir,
         records=records,
-        epochs=meta.get("epochs") or study.user_attrs.get("epochs"),
+        epochs=meta.get("epochs") or study.user_attrs.get(STUDY_EPOCHS),
         trials={t.number: t for t in kept},
     )
 
