@@ -16,7 +16,7 @@ from typing import Any
 
 from tunecb.oracle import attrs as keys
 from tunecb.reporting.data.records import StudyRecords
-from tunecb.wording import duration_text, plural, size_text  # reporting imports them from here too
+from tunecb.wording import duration_text, plural, size_text
 
 THIS_PROCESS = "(one process)"  # trials that name no worker ran in the launcher
 

@@ -16,18 +16,11 @@ from typing import Any
 
 from tunecb._version import __version__
 from tunecb.errors import first_line
-from tunecb.reporting.data.overview import (
-    Overview,
-    backend_line,
-    duration_text,
-    overview,
-    plural,
-    saved_text,
-    size_text,
-)
+from tunecb.reporting.data.overview import Overview, backend_line, overview, saved_text
 from tunecb.reporting.data.records import TIES_NOTE, StudyRecords, columns, has_ties
 from tunecb.reporting.plots.study import Plot, render_plots
 from tunecb.reporting.text.cells import cell, checkpoint_cell, clipped
+from tunecb.wording import duration_text, plural, size_text
 
 
 def html_report(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tunecb.reporting.data.overview import finite_number, plural
+from tunecb.reporting.data.overview import finite_number
 from tunecb.reporting.data.records import StudyRecords, trial_history
 from tunecb.reporting.plots.shared import (
     HIGHLIGHT,
@@ -17,6 +17,7 @@ from tunecb.reporting.plots.shared import (
     metric_label,
     png,
 )
+from tunecb.wording import plural
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunecb.oracle.attrs import WORKER
-from tunecb.reporting.data.overview import THIS_PROCESS, plural
+from tunecb.reporting.data.overview import THIS_PROCESS
 from tunecb.reporting.data.records import StudyRecords
 from tunecb.reporting.plots.curves import curves_plot, history_plot
 from tunecb.reporting.plots.shared import (
@@ -30,6 +30,7 @@ from tunecb.reporting.plots.shared import (
     png,
     short_worker,
 )
+from tunecb.wording import plural
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

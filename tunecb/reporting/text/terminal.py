@@ -14,7 +14,6 @@ from typing import Any
 
 from tunecb.errors import first_line
 from tunecb.reporting.data.informative import param_ranks
-from tunecb.reporting.data.overview import duration_text, plural
 from tunecb.reporting.data.records import TIES_NOTE, has_ties
 from tunecb.reporting.text.cells import (
     cell,
@@ -25,6 +24,7 @@ from tunecb.reporting.text.cells import (
     is_numeric_column,
     number,
 )
+from tunecb.wording import duration_text, plural
 
 # The narrow table: its headers, and the order in which it gives its room away. These
 # columns always show; then the hyperparameters that say much (filled in at least half the

@@ -20,11 +20,11 @@ from typing import Any
 
 from tunecb.errors import ResultsError
 from tunecb.oracle.attrs import LR_SCHEDULE, N_PARAMS, SEED, WORKER
-from tunecb.reporting.data.overview import duration_text, finite_number, plural
+from tunecb.reporting.data.overview import finite_number
 from tunecb.reporting.data.records import StudyRecords, trial_history
 from tunecb.reporting.text.cells import cell, checkpoint_cell, column_numbers, number, number_ranges
 from tunecb.reporting.text.terminal import fit_table
-from tunecb.wording import short
+from tunecb.wording import duration_text, plural, short
 
 SPARKS = "▁▂▃▄▅▆▇█"
 MAX_EPOCH_ROWS = 20  # longer histories show evenly spread epochs, the best one among them
