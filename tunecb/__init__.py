@@ -144,3 +144,8 @@ __all__ = [
     "retrain",
     "search",
 ]
+
+
+def __dir__() -> list[str]:
+    """``dir(tunecb)`` shows what the package exports, not its imports (PEP 562)."""
+    return sorted(__all__)

@@ -159,7 +159,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "lr_schedule", "none",
         "`none`, `plateau`, `cosine`, `step`, `search`, or "
-        "`tunecb.ReduceOnPlateau(factor, patience, min_lr)`, "
+        "`tunecb.Constant()` (as `none`), `tunecb.ReduceOnPlateau(factor, patience, min_lr)`, "
         "`tunecb.Cosine(min_ratio, warmup_epochs)`, `tunecb.StepDecay(every, factor)`, "
         "`tunecb.Searched([...names])`",
         check=checks.schedule,
