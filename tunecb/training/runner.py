@@ -216,6 +216,7 @@ class TrialRunner:
             state, reason = FAIL, "failed"
             outcome["error"] = describe_error(exc, self.loaded.path)
         except BaseException as exc:  # Exception, SystemExit, ...: user code failed
+            interrupts.raise_if_interrupted(exc)  # unless a Ctrl-C is behind it: queued
             state, reason = FAIL, "failed"
             outcome["error"] = describe_error(exc, self.loaded.path)
             log.debug("trial %d failed", number, exc_info=True)
