@@ -175,7 +175,7 @@ def test_a_trial_left_running_by_another_host_is_named_and_can_be_released(tmp_p
     code, out, err = cli("search", str(path), "--results", str(results))
     assert code == 0, out + err
     text = out + err
-    assert f"trial {number} is RUNNING, owned by node-gone pid 4242" in text, text
+    assert f"trial {number} is RUNNING, owned by host node-gone pid 4242" in text, text
     assert f"tunecb repair {results / 'tiny'} --release-running" in text, text
     assert journal_study(results, "tiny").trials[number].state.name == "RUNNING"
 
