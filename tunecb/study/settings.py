@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunecb.errors import ConfigError
+from tunecb.study.direction_check import check_direction
 from tunecb.study.schedules import Schedule, parse_schedule
 
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, each also its module's name
@@ -341,6 +342,7 @@ def resolve(
     if not isinstance(monitor, str) or not monitor:
         raise bad("monitor", "name a logged metric, e.g. 'val_accuracy'")
     direction = _direction(values["direction"], monitor, bad)
+    check_direction(monitor, direction, sources["direction"])
     for key in ("epochs", "n_trials", "batch_size"):
         value = values[key]
         if value is None and key != "epochs":
