@@ -155,5 +155,7 @@ def test_a_monitor_optimised_the_way_its_name_says_is_worse_is_refused(monitor, 
      ("my_score", "maximize"), ("val_cosine_similarity", "maximize")],
 )  # fmt: skip
 def test_a_monitor_whose_name_does_not_fix_a_way_takes_either(monitor, direction):
-    assert resolve({"monitor": monitor, "direction": direction}, {}, default_name="s").direction \
+    assert (
+        resolve({"monitor": monitor, "direction": direction}, {}, default_name="s").direction
         == direction
+    )

@@ -362,6 +362,8 @@ def _length(item: Any) -> int | None:
 
 def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
     """Call the study's data function once and check what it returned."""
+    from tunecb.study.data_checks import check_labelled, check_reusable
+
     fn = loaded.study.data_fn
     where = f"the data function {getattr(fn, '__name__', 'data')}() in {loaded.path}"
     try:
@@ -376,6 +378,8 @@ def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
         ) from exc
     data = Data.from_return(value, where)
     check_lengths(data, where)
+    check_reusable(data, where)
+    check_labelled(data, where)
     if (
         settings.monitor.startswith("val_")
         and not data.has_validation

@@ -22,6 +22,7 @@ from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import StudyDir, write_json
 from tunecb.study import schedules
 from tunecb.study.data import Data, missing_backend_hint, wants_data
+from tunecb.study.data_checks import check_input_shape, data_function
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
 from tunecb.training import backup as backups
@@ -173,6 +174,7 @@ class TrialRunner:
         try:
             model = self._build(trial)
             self._check_labels(model, number)
+            check_input_shape(model, self.data, number, data_function(self.loaded))
             outcome["n_params"] = int(model.count_params())
             user = self._user_callbacks(trial)
             cbs = make_callbacks(
