@@ -26,6 +26,7 @@ def _search(cli, tmp_path, path):
         ("    return (x[:400], y[:400]), iter([(x[400:], y[400:])])",
          "a list_iterator as validation data"),
     ],
+    ids=["generator", "iterator"],
 )  # fmt: skip
 def test_a_one_shot_iterator_is_refused_at_load(tmp_path, cli, returned, what):
     path = write_study(tmp_path)
