@@ -205,3 +205,21 @@ def test_release_running_leaves_a_live_process_of_this_machine_alone(tmp_path, c
     assert code == 0, out + err
     assert "no trial to release" in out and "is alive" in out, out
     assert journal_study(results, "tiny").trials[mine].state.name == "RUNNING"
+
+
+def test_a_ctrl_c_that_the_data_pipeline_wraps_stops_the_search_as_an_interruption(tmp_path, cli):
+    path = write_study(tmp_path)
+    path.write_text(path.read_text().replace(
+        "    x, y = load_digits(return_X_y=True)",
+        "    import signal\n"
+        "    try:\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+        "        for _ in range(10_000):\n"
+        "            pass\n"
+        "    except BaseException as exc:\n"
+        "        raise RuntimeError('data pipeline aborted') from exc\n"
+        "    x, y = load_digits(return_X_y=True)",
+    ))  # fmt: skip
+    code, out, err = cli("search", str(path), "--results", str(tmp_path / "r"))
+    assert code == 130, out + err
+    assert "interrupted" in err and "data pipeline aborted" not in err

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tunecb import interrupts
 from tunecb.errors import ConfigError, StudyFileError, cause_line, raised_at
 
 if TYPE_CHECKING:
@@ -371,6 +372,7 @@ def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # SystemExit too: the search cannot start without data
+        interrupts.raise_if_interrupted(exc)  # a Ctrl-C the data pipeline wrapped: stop
         at = raised_at(exc, loaded.path)
         raise StudyFileError(
             f"{where} raised {type(exc).__name__}: {cause_line(exc)}"
