@@ -86,3 +86,16 @@ def test_a_keras_layer_call_error_is_shown_by_its_informative_line(tmp_path, cli
     assert first.split(" (at ")[0] in out, out  # the terminal shows the same line
     rows = json.loads(cli("report", str(tmp_path / "results" / "tiny"), "--format", "json")[1])
     assert "\x1b[" not in rows[0]["error"]
+
+
+def test_an_unbatched_dataset_is_refused_before_the_first_fit_naming_batch(tmp_path, cli):
+    path = write_study(tmp_path)
+    path.write_text(path.read_text().replace(RETURN, (
+        "    import tensorflow as tf\n\n"
+        "    ds = lambda a, b: tf.data.Dataset.from_tensor_slices((a, b))\n"
+        "    return ds(x[:400], y[:400]), ds(x[400:], y[400:]).batch(64)"
+    )))  # fmt: skip
+    code, out, err = _search(cli, tmp_path, path)
+    assert code == 2 and err.count("\n") == 1, out + err
+    assert "returns a tf.data.Dataset of single samples (shape (64,))" in err, err
+    assert "dataset.batch(batch_size)" in err

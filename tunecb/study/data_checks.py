@@ -67,6 +67,14 @@ def check_input_shape(model: Any, data: Data, number: int, where: str) -> None:
         return
     if not isinstance(got, tuple) or _fits(expected, got):
         return
+    spec = getattr(data.train, "element_spec", None)
+    whole = getattr(spec[0] if isinstance(spec, tuple) else spec, "shape", None)
+    if whole is not None and _fits(expected, tuple(whole)):
+        raise ConfigError(
+            f"{where} returns a tf.data.Dataset of single samples (shape {_shape(tuple(whole))})"
+            f", but the model of trial {number} takes batches of them; batch it: "
+            "dataset.batch(batch_size)"
+        )
     raise ConfigError(
         f"the model of trial {number} takes inputs of shape {_shape(expected)} (one sample), "
         f"but {where} returns train inputs of shape {_shape(got)}; give the model "
