@@ -54,6 +54,15 @@ def test_claim_records_the_owner_and_when_it_started():
 
 
 def test_a_process_start_tells_two_processes_apart():
-    parent = attrs.process_start(os.getppid())
-    assert parent is not None and parent != attrs.process_start()
+    import subprocess
+    import time
+
+    time.sleep(0.05)  # start times count clock ticks (10 ms): this process is older
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        theirs = attrs.process_start(child.pid)
+        assert theirs is not None and theirs != attrs.process_start()
+    finally:
+        child.kill()
+        child.wait()
     assert attrs.process_start(2**22 + 12345) is None  # no such process
