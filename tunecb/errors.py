@@ -26,6 +26,19 @@ def first_line(text: str | None, limit: int = 300) -> str:
 
 # TensorFlow's decorations of an op error: the node and the op, after the reason.
 _TF_NOISE = re.compile(r"\[\[\{\{node .*?\}\}\]\]|\[Op:[^\]]*\]|\{\{function_node [^}]*\}\}")
+# Terminal escape sequences (Keras prints the reason of a layer-call error in bold).
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+# Keras' wrapper of an error raised in a layer's call: the reason is on a later line.
+_KERAS_CALL = "Exception encountered when calling"
+
+
+def strip_ansi(text: str) -> str:
+    r"""``text`` without terminal escape sequences.
+
+    >>> strip_ansi("\x1b[1mInvalid input shape\x1b[0m")
+    'Invalid input shape'
+    """
+    return _ANSI.sub("", text)
 
 
 def cause_line(exc: BaseException) -> str:
@@ -39,15 +52,25 @@ def cause_line(exc: BaseException) -> str:
     ...     "line 1\n\nReceived a label value of 18 which is outside the valid range of [0, 10)."
     ...     "\n\t [[{{node x}}]] [Op:__inference_f_1]"))
     'Received a label value of 18 which is outside the valid range of [0, 10).'
+    >>> cause_line(ValueError("Exception encountered when calling Sequential.call().\n\n"
+    ...     "\x1b[1mInvalid input shape. Expected shape (None, 8), but input has incompatible "
+    ...     "shape (8,)\x1b[0m\n\nArguments received by Sequential.call():"))
+    'Invalid input shape. Expected shape (None, 8), but input has incompatible shape (8,)'
+    >>> cause_line(ValueError("Could not infer the output shape. Error encountered:\n\nbad x"))
+    'Could not infer the output shape. Error encountered: bad x'
     >>> cause_line(SystemExit(3))
     'sys.exit(3) was called'
     """
     if isinstance(exc, SystemExit):
         return f"sys.exit({exc.code!r}) was called" if exc.code is not None else "sys.exit()"
-    text = str(exc).strip()
+    text = strip_ansi(str(exc)).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return "raised by code, not by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else ""
+    if lines[0].startswith(_KERAS_CALL) and len(lines) > 1:
+        return lines[1]  # "Exception encountered when calling Sequential.call()." says nothing
+    if lines[0].endswith("Error encountered:") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"  # Keras' "Could not automatically infer the output..."
     if lines[0].startswith("Graph execution error") or "Detected at node" in text:
         for line in reversed(lines):
             cleaned = _TF_NOISE.sub("", line).strip()
@@ -98,7 +121,7 @@ def describe_error(exc: BaseException, path: str | Path | None = None, limit: in
     where = raised_at(exc, path)
     if where:
         head += f" (at {where})"
-    message = str(exc).strip()
+    message = strip_ansi(str(exc)).strip()
     text = head if message in ("", cause) or isinstance(exc, SystemExit) else f"{head}\n{message}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -64,9 +64,13 @@ def test_the_readme_map_names_every_folder_of_the_package():
 
 def test_the_readme_map_names_every_module_and_none_that_is_gone():
     documented, actual = readme_map(), tree()
+    problems = []
     for folder in sorted(actual):
         where = f"tunecb/{folder}/" if folder else "tunecb/"
         missing = actual[folder] - documented.get(folder, set())
         stale = documented.get(folder, set()) - actual[folder]
-        assert not missing, f"README's map lacks {sorted(missing)} in {where}"
-        assert not stale, f"README's map names {sorted(stale)} in {where}, which is not there"
+        if missing:
+            problems.append(f"README's map lacks {sorted(missing)} in {where}")
+        if stale:
+            problems.append(f"README's map names {sorted(stale)} in {where}, which is not there")
+    assert not problems, "; ".join(problems)

@@ -194,8 +194,9 @@ def test_a_flag_is_named_by_the_flag_and_a_bad_file_stem_by_the_file():
 
 
 def test_values_are_normalised_by_their_check():
-    s = resolve({"direction": " MAX ", "backend": "PyTorch", "sampler": "RANDOM",
-                 "pruner": "asha", "timeout": 5, "min_delta": 0, "results": "out"}, {},
+    s = resolve({"monitor": "val_accuracy", "direction": " MAX ", "backend": "PyTorch",
+                 "sampler": "RANDOM", "pruner": "asha", "timeout": 5, "min_delta": 0,
+                 "results": "out"}, {},
                 default_name="s")  # fmt: skip
     assert (s.direction, s.backend, s.sampler, s.pruner) == (
         "maximize", "torch", "random", "successive_halving",
@@ -212,8 +213,10 @@ def test_a_nan_min_delta_is_refused():
 
 def test_checks_across_settings_run_after_each_setting_is_checked():
     assert across_fields({"monitor": "val_loss", "direction": "auto"}) == {"direction": "minimize"}
-    assert across_fields({"monitor": "val_loss", "direction": "maximize"}) == {
-        "direction": "maximize"
-    }
+    assert across_fields({"monitor": "score", "direction": "maximize"}) == {"direction": "maximize"}
+    with pytest.raises(ConfigError, match="--direction 'maximize' with monitor 'val_loss'"):
+        across_fields(
+            {"monitor": "val_loss", "direction": "maximize"}, {"direction": "--direction"}
+        )
     with pytest.raises(ConfigError, match="cannot tell whether monitor 'score'"):
         across_fields({"monitor": "score", "direction": "auto"})

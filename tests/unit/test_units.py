@@ -129,3 +129,33 @@ def test_long_errors_become_one_short_line():
     assert first_line("ValueError: bad\n  detail\n  more") == "ValueError: bad"
     assert first_line("x" * 500, 100) == "x" * 97 + "..."
     assert first_line(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("monitor", "direction", "source"),
+    [("val_loss", "maximize", {"direction": "maximize"}), ("loss", "max", {"direction": "max"}),
+     ("val_mae", "maximize", {"direction": "maximize"}),
+     ("val_accuracy", "minimize", {"direction": "minimize"}),
+     ("val_auc_1", "minimize", {"direction": "minimize"})],
+)  # fmt: skip
+def test_a_monitor_optimised_the_way_its_name_says_is_worse_is_refused(monitor, direction, source):
+    with pytest.raises(ConfigError) as caught:
+        resolve({"monitor": monitor, **source}, {}, default_name="s", study_path="s.py")
+    text = str(caught.value)
+    shown = {"max": "maximize"}.get(direction, direction)
+    assert text.startswith(f"s.py: direction= {shown!r} with monitor {monitor!r}: ")
+    assert "worst epoch" in text and "direction='" in text and "name=" in text
+    with pytest.raises(ConfigError, match=r"^--direction 'maximize' with monitor 'val_loss'"):
+        resolve({"monitor": "val_loss"}, {"direction": "maximize"}, default_name="s")
+
+
+@pytest.mark.parametrize(
+    ("monitor", "direction"),
+    [("val_loss", "minimize"), ("val_accuracy", "maximize"), ("my_score", "minimize"),
+     ("my_score", "maximize"), ("val_cosine_similarity", "maximize")],
+)  # fmt: skip
+def test_a_monitor_whose_name_does_not_fix_a_way_takes_either(monitor, direction):
+    assert (
+        resolve({"monitor": monitor, "direction": direction}, {}, default_name="s").direction
+        == direction
+    )

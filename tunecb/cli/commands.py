@@ -358,6 +358,12 @@ def _repair(args: argparse.Namespace) -> int:
 
     if (args.path is None) == (args.storage is None):
         raise TunecbError("give a results folder (e.g. results/digits) or --storage JOURNAL")
+    if getattr(args, "release_running", False):
+        from tunecb.oracle.release import release_running_trials
+
+        for line in release_running_trials(args.path, args.storage):
+            _out(line)
+        return 0
     if args.storage and "://" in args.storage:
         raise TunecbError(
             f"--storage {args.storage!r}: repair works on journal files; a database storage "

@@ -183,4 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     repair.add_argument("path", nargs="?", metavar="RESULTS_DIR", help="e.g. results/digits")
     repair.add_argument("--storage", metavar="JOURNAL", help="a journal file path instead")
+    repair.add_argument(
+        "--release-running",
+        action="store_true",
+        help="fail the trials left RUNNING by a run that is dead (on another machine: "
+        "nothing can check it) and queue their parameters again; only when no run of "
+        "the study is alive elsewhere (with --storage: any storage URL)",
+    )
     return parser

@@ -115,7 +115,7 @@ def _run_trials(
             trial = study.ask()
         reseed(study.sampler, seed, trial.number)
         try:
-            trial.set_user_attr(attrs.WORKER, me)
+            attempts.claim(trial, me)
         except DiskFull as exc:  # a RUNNING trial without its worker: nothing would free it
             _stopped_by_full_disk(study, trial.number, exc)
             raise

@@ -102,18 +102,76 @@ def fail_workers_trials(
     return done
 
 
+def claim(trial: optuna.Trial, worker: str) -> None:
+    """Record that this process (``worker``: its ``host:pid``) runs ``trial``, with the
+    moment it started, which tells it from a later process with the same pid."""
+    trial.set_user_attr(attrs.WORKER, worker)
+    start = attrs.process_start()
+    if start is not None:
+        trial.set_user_attr(attrs.WORKER_START, start)
+
+
 def recover_dead_trials(study: optuna.Study) -> list[int]:
     """Fail and queue again the RUNNING trials whose process, on this machine, no longer
-    exists (a search killed with SIGKILL, a crash, a reboot). Trials of other machines are
-    left to their own processes (or to the database heartbeat)."""
+    exists (a search killed with SIGKILL, a crash, a reboot), also when another process
+    has its pid now (this one: a container's entrypoint is PID 1 every run). Trials of
+    other machines are left to their own processes (or to the database heartbeat)."""
     rerun = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = attrs.on_this_host(trial.user_attrs.get(attrs.WORKER))
-        if pid is None or _alive(pid):
+        if pid is None or owner_alive(pid, trial.user_attrs.get(attrs.WORKER_START)):
             continue
         if fail_and_requeue(study, trial.number, attrs.WORKER_DIED, f"its process {pid} is gone"):
             rerun.append(trial.number)
     return rerun
+
+
+def unchecked_owners(study: optuna.Study) -> list[tuple[int, str]]:
+    """The RUNNING trials whose process this machine cannot check, with their owner's
+    ``host:pid``: those of other machines, when the storage has no heartbeat that would
+    find them dead (a journal file)."""
+    if heartbeat_interval(study) is not None:
+        return []
+    found = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(attrs.WORKER)
+        if attrs.parse_worker(owner) is not None and attrs.on_this_host(owner) is None:
+            found.append((trial.number, str(owner)))
+    return found
+
+
+def release_running(study: optuna.Study) -> tuple[list[int], list[tuple[int, str]]]:
+    """Fail and queue again every RUNNING trial (``tunecb repair --release-running``), as
+    a dead worker's, except those whose process runs on this machine. The user says the
+    other machines' runs are dead; a run that is not would fail to record its trial.
+    Returns the trials released, and the ones left with their live owner."""
+    released, alive = [], []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(attrs.WORKER)
+        pid = attrs.on_this_host(owner)
+        if pid is not None and owner_alive(pid, trial.user_attrs.get(attrs.WORKER_START)):
+            alive.append((trial.number, str(owner)))
+            continue
+        error = f"released by tunecb repair --release-running (its process {owner or '?'})"
+        if fail_and_requeue(study, trial.number, attrs.WORKER_DIED, error):
+            released.append(trial.number)
+    return released, alive
+
+
+def owner_alive(pid: int, start: object) -> bool:
+    """Whether the process of this machine that claimed a trial (``pid``, started at
+    ``start``: :func:`attrs.process_start`, ``None`` when not recorded) still runs: a process
+    with that pid that started at another moment is another process.
+
+    >>> owner_alive(os.getpid(), attrs.process_start()), owner_alive(os.getpid(), "0-1")
+    (True, False)
+    """
+    if not _alive(pid):
+        return False
+    if start is None:  # recorded by an older tunecb: the pid is all we know
+        return True
+    now = attrs.process_start(pid)
+    return now is None or now == start
 
 
 def _alive(pid: int) -> bool:

@@ -20,6 +20,9 @@ from optuna.trial import TrialState
 # Trial user attrs. The runner's outcome (tunecb.oracle.outcome.TrialOutcome) is stored
 # field by field under its own names, the objective as ``best_value``.
 WORKER = "worker"  # ``host:pid`` of the process that ran the trial
+# when that process started (tunecb.oracle.attempts.process_start), so that a later process
+# with the same pid (a container's entrypoint is PID 1 every time) knows the owner is gone
+WORKER_START = "worker_start"
 STOP_REASON = "stop_reason"  # one of STOP_REASONS
 ERROR = "error"
 BEST_VALUE = "best_value"  # the best monitored value (Optuna's value of a PRUNED trial is its last)
@@ -60,6 +63,39 @@ STUDY_FILE, STUDY_VERSION = "study_file", "tunecb_version"
 def worker_id(pid: int | None = None) -> str:
     """``host:pid`` of this process (or of ``pid`` on this host)."""
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+_TOKEN: list[str] = []  # this process's stand-in start where /proc is missing
+
+
+def process_start(pid: int | None = None) -> str | None:
+    """When process ``pid`` (default: this one) started, as a token that differs between
+    two processes that had the same pid: its start time in clock ticks after boot (Linux
+    ``/proc/<pid>/stat``), with the boot's id. Without ``/proc``, a random token for this
+    process, ``None`` for another (unknown).
+
+    >>> process_start() == process_start(os.getpid()) != None
+    True
+    """
+    pid = os.getpid() if pid is None else pid
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        ticks = stat[stat.rindex(b")") + 2 :].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        if pid != os.getpid():
+            return None
+        if not _TOKEN:
+            import secrets
+
+            _TOKEN.append(f"token-{secrets.token_hex(8)}")
+        return _TOKEN[0]
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()[:8]
+    except OSError:
+        boot = "boot"
+    return f"{boot}-{ticks}"
 
 
 def parse_worker(text: object) -> tuple[str, int] | None:

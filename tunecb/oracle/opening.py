@@ -12,7 +12,7 @@ import optuna
 
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, StorageError, first_line
-from tunecb.oracle.attempts import recover_dead_trials
+from tunecb.oracle.attempts import recover_dead_trials, unchecked_owners
 from tunecb.oracle.attrs import (
     FINISHED,
     STUDY_EPOCHS,
@@ -110,6 +110,7 @@ def _continue(
             f"trials {rerun} were left running by a process on this machine that died; "
             "they run again, resuming from their last backup"
         )
+    notes += _unchecked_notes(study, settings, study_dir)
     old_sha = summary.user_attrs.get(STUDY_SHA)
     if old_sha and old_sha != loaded.sha256:
         notes.append(f"the study file {loaded.path} changed since the study began")
@@ -138,6 +139,25 @@ def _create(
         study.set_user_attr(key, value)
     _write_study_json(study_dir, settings, loaded)
     return study
+
+
+def _unchecked_notes(study: optuna.Study, settings: Settings, study_dir: StudyDir) -> list[str]:
+    """A note per trial left RUNNING by another machine, which nothing here can find dead
+    (the journal has no heartbeat), with the command that releases it."""
+    import shlex
+
+    where = (
+        shlex.quote(str(study_dir.root))
+        if settings.storage is None
+        else f"--storage {shlex.quote(redact(settings.storage))}"
+    )
+    return [
+        f"trial {number} is RUNNING, owned by host {host} pid {pid}, which this machine "
+        f"cannot check; if that run is dead, release it with `tunecb repair {where} "
+        "--release-running` (its parameters run again)"
+        for number, owner in unchecked_owners(study)
+        for host, pid in [owner.rsplit(":", 1)]
+    ]
 
 
 def _write_study_json(study_dir: StudyDir, settings: Settings, loaded: LoadedStudy) -> None:

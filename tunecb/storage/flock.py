@@ -14,8 +14,12 @@ repair`` takes both locks, so it also excludes plain Optuna writers.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from optuna.storages.journal._file import BaseJournalFileLock
 
@@ -58,3 +62,31 @@ class FlockLock(BaseJournalFileLock):
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
         self._thread_lock.release()
+
+
+@contextlib.contextmanager
+def writers_paused(journal: Path, symlink_lock: Path, timeout: float) -> Iterator[None]:
+    """Run the block when no writer is mid-append: after a plain Optuna writer's symlink lock
+    is gone, holding tunecb's writers' lock (a writer holds it for one append); after
+    ``timeout`` seconds (a stale lock), or when no lock file can be made (a read-only
+    folder), the block runs anyway.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "optuna.journal"
+    >>> with writers_paused(path, Path(f"{path}.lock"), 1.0):
+    ...     FlockLock(str(path)).acquire(blocking=False)  # held by the block
+    False
+    """
+    deadline = time.monotonic() + timeout
+    while os.path.lexists(symlink_lock) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lock = FlockLock(str(Path(journal).absolute()))
+    held = False
+    with contextlib.suppress(OSError):
+        while not (held := lock.acquire(blocking=False)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    try:
+        yield
+    finally:
+        if held:
+            lock.release()

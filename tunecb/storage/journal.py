@@ -71,6 +71,7 @@ LOCK_SUFFIX = ".lock"
 # (JournalFileSymlinkLock's default grace_period); a writer holds it for one append only.
 STALE_LOCK_S = 30.0
 LOCK_TIMEOUT_S = 40.0
+RECHECK_TIMEOUT_S = 10.0  # a reader waits this long for a writer to finish its record
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,10 @@ def raise_if_torn(path: Path) -> None:
     Call it before opening a journal: Optuna would glue the next record onto a half-written
     one and lose it, then fail with a ``JSONDecodeError`` in every process.
 
+    A reader can catch a live writer mid-record: a journal that does not look healthy is
+    checked again once the writers' lock is free (:func:`_recheck_unlocked`), and only
+    called torn if it still is.
+
     >>> import tempfile
     >>> raise_if_torn(Path(tempfile.mkdtemp()) / "optuna.journal")  # not created yet: fine
     """
@@ -208,7 +213,17 @@ def raise_if_torn(path: Path) -> None:
         return
     status = check_journal(path)
     if not status.ok:
+        status = _recheck_unlocked(path)
+    if not status.ok:
         raise StorageError(status.problem)
+
+
+def _recheck_unlocked(path: Path) -> JournalStatus:
+    """Check ``path`` again once no writer is mid-append (:func:`flock.writers_paused`)."""
+    from tunecb.storage.flock import writers_paused
+
+    with writers_paused(path, Path(str(path) + LOCK_SUFFIX), RECHECK_TIMEOUT_S):
+        return check_journal(path)
 
 
 def repair_journal(

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tunecb import interrupts
 from tunecb.errors import ConfigError, StudyFileError, cause_line, raised_at
 
 if TYPE_CHECKING:
@@ -362,6 +363,8 @@ def _length(item: Any) -> int | None:
 
 def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
     """Call the study's data function once and check what it returned."""
+    from tunecb.study.data_checks import check_labelled, check_reusable
+
     fn = loaded.study.data_fn
     where = f"the data function {getattr(fn, '__name__', 'data')}() in {loaded.path}"
     try:
@@ -369,6 +372,7 @@ def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # SystemExit too: the search cannot start without data
+        interrupts.raise_if_interrupted(exc)  # a Ctrl-C the data pipeline wrapped: stop
         at = raised_at(exc, loaded.path)
         raise StudyFileError(
             f"{where} raised {type(exc).__name__}: {cause_line(exc)}"
@@ -376,6 +380,8 @@ def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
         ) from exc
     data = Data.from_return(value, where)
     check_lengths(data, where)
+    check_reusable(data, where)
+    check_labelled(data, where)
     if (
         settings.monitor.startswith("val_")
         and not data.has_validation

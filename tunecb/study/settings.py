@@ -19,6 +19,7 @@ from typing import Any, Literal
 from tunecb.errors import ConfigError
 from tunecb.study import checks
 from tunecb.study.checks import Check, Invalid
+from tunecb.study.direction_check import check_direction
 from tunecb.study.schedules import Schedule
 
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, each also its module's name
@@ -330,18 +331,20 @@ def resolve(
             values[f.name] = f.check(given[f.name]) if f.check else given[f.name]
         except Invalid as exc:
             raise _invalid(f.name, given[f.name], sources[f.name], exc) from None
-    values.update(across_fields(values))
+    values.update(across_fields(values, sources))
     return Settings(**values, sources=sources)
 
 
-def across_fields(values: dict[str, Any]) -> dict[str, Any]:
+def across_fields(values: dict[str, Any], sources: dict[str, str] | None = None) -> dict[str, Any]:
     """The checks that read more than one setting (each already checked on its own); the
-    settings they decide. Raises :class:`ConfigError`.
+    settings they decide. Raises :class:`ConfigError` (``sources`` name where each came from).
 
     >>> across_fields({"monitor": "val_auc", "direction": "auto"})
     {'direction': 'maximize'}
     """
-    return {"direction": _direction(values["direction"], values["monitor"])}
+    direction = _direction(values["direction"], values["monitor"])
+    check_direction(values["monitor"], direction, (sources or {}).get("direction", "direction="))
+    return {"direction": direction}
 
 
 def _given(

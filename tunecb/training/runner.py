@@ -24,6 +24,7 @@ from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.study import schedules
 from tunecb.study.data import Data, missing_backend_hint, wants_data
+from tunecb.study.data_checks import check_input_shape, data_function
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
 from tunecb.training import backup as backups
@@ -216,6 +217,7 @@ class TrialRunner:
         try:
             model = self._build(trial)
             self._check_labels(model, trial.number)
+            check_input_shape(model, self.data, trial.number, data_function(self.loaded))
             outcome["n_params"] = int(model.count_params())
             fit.cbs = cbs = self._callbacks(trial, schedule, board, backup)
             resumed = self._resume(model, cbs, trial)
@@ -246,6 +248,7 @@ class TrialRunner:
             fit.state, fit.reason = FAIL, keys.FAILED
             outcome["error"] = describe_error(exc, self.loaded.path)
         except BaseException as exc:  # Exception, SystemExit, ...: user code failed
+            interrupts.raise_if_interrupted(exc)  # unless a Ctrl-C is behind it: queued
             fit.state, fit.reason = FAIL, keys.FAILED
             outcome["error"] = describe_error(exc, self.loaded.path)
             log.debug("trial %d failed", trial.number, exc_info=True)
