@@ -67,12 +67,13 @@ class StudyDir:
 
     def tensorboard_run(self, number: int) -> Path:
         """Trial ``number``'s TensorBoard run (its HParams session; Keras' ``train`` and
-        ``validation`` runs below it)."""
-        return self.tensorboard / f"trial_{number}"
+        ``validation`` runs below it); never outside the folder (:meth:`guard`)."""
+        return self.guard(self.tensorboard / f"trial_{number}")
 
     def backup_dir(self, number: int) -> Path:
-        """Where a running trial (by its first attempt's number) keeps its backup."""
-        return self.root / "backups" / str(number)
+        """Where a running trial (by its first attempt's number) keeps its backup (removed
+        whole when the trial ends): never outside the folder (:meth:`guard`)."""
+        return self.guard(self.root / "backups" / str(number))
 
     def trial_dir(self, number: int) -> Path:
         return self.trials / str(number)
@@ -97,6 +98,33 @@ class StudyDir:
 
     def rerun_json(self, number: int) -> Path:
         return self.trial_dir(number) / RERUN_JSON
+
+    def guard(self, path: Path) -> Path:
+        """``path``, once it is sure that writing or deleting there stays inside the results
+        folder; else :class:`ResultsError` naming the link on the way and where it points.
+
+        Every write, replace and delete of tunecb in the folder goes through this. A link
+        that stays inside the folder is followed (a trial folder moved within it, say); the
+        folder itself may be reached through links (``results`` on a bigger disk).
+
+        >>> d = StudyDir(Path(tempfile.mkdtemp()))
+        >>> d.guard(d.trial_dir(3)) == d.trial_dir(3)
+        True
+        """
+        root = self.root.resolve()
+        if path.resolve().is_relative_to(root):
+            return path
+        link = _first_link(self.root, path)
+        shown = (
+            f"{link} is a symbolic link to {os.path.realpath(link)}"
+            if link
+            else (f"{path} leads to {path.resolve()}")
+        )
+        raise ResultsError(
+            f"{shown}, outside the results folder {self.root}; tunecb neither writes nor "
+            "deletes through it: replace the link by a folder of its own (or move what it "
+            "points to into the results folder)"
+        )
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the study folder, so the folder can move."""
@@ -141,13 +169,28 @@ class StudyDir:
 
     def reset_trial(self, number: int) -> Path:
         """An empty folder for trial ``number`` (files of an earlier attempt removed)."""
-        folder = self.trial_dir(number)
+        folder = self.guard(self.trial_dir(number))
         with space_for(folder):
             folder.mkdir(parents=True, exist_ok=True)
         for child in folder.iterdir():
             if child.is_file():
                 child.unlink()
         return folder
+
+
+def _first_link(root: Path, path: Path) -> Path | None:
+    """The first symbolic link on the way from ``root`` down to ``path`` (``None``: none)."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = path.parts
+        root = Path(path.anchor)
+    current = root
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            return current
+    return None
 
 
 def atomic_write(
