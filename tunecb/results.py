@@ -111,20 +111,25 @@ class StudyDir:
         >>> d.guard(d.trial_dir(3)) == d.trial_dir(3)
         True
         """
-        root = self.root.resolve()
-        if path.resolve().is_relative_to(root):
+        leaves = self.leaves(path)
+        if leaves is None:
             return path
-        link = _first_link(self.root, path)
-        shown = (
-            f"{link} is a symbolic link to {os.path.realpath(link)}"
-            if link
-            else (f"{path} leads to {path.resolve()}")
-        )
         raise ResultsError(
-            f"{shown}, outside the results folder {self.root}; tunecb neither writes nor "
-            "deletes through it: replace the link by a folder of its own (or move what it "
-            "points to into the results folder)"
+            f"{leaves}; tunecb neither writes nor deletes through it: replace the link by a "
+            "folder or file of its own (or move what it points to into the results folder)"
         )
+
+    def leaves(self, path: Path) -> str | None:
+        """How ``path`` leads out of the results folder ("X is a symbolic link to Y, outside
+        the results folder R"), or ``None`` when it stays inside (links followed)."""
+        if path.resolve().is_relative_to(self.root.resolve()):
+            return None
+        link = _first_link(self.root, path)
+        if link is None:
+            shown = f"{path} leads to {path.resolve()}"
+        else:
+            shown = f"{link} is a symbolic link to {os.path.realpath(link)}"
+        return f"{shown}, outside the results folder {self.root}"
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the study folder, so the folder can move."""
