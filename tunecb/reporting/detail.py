@@ -19,6 +19,7 @@ import textwrap
 from typing import Any
 
 from tunecb.errors import ResultsError
+from tunecb.escaping import printable
 from tunecb.reporting.cells import cell, checkpoint_cell, column_numbers, number, number_ranges
 from tunecb.reporting.narrow import fit_table
 from tunecb.reporting.overview import duration_text, finite_number, plural
@@ -42,17 +43,19 @@ def find_trial(result: StudyRecords, number: int, name: str = "trial") -> tuple[
 
 
 def trial_text(result: StudyRecords, number: int, width: int | None = 80) -> str:
-    """Trial ``number`` on the terminal, in ``width`` columns (``None``: no limit)."""
+    """Trial ``number`` on the terminal, in ``width`` columns (``None``: no limit); text from
+    the storage with its control characters made visible."""
     rank, record = find_trial(result, number)
     lines = [
-        f"trial {number} of study {result.name!r} · rank {rank} of {len(result.records)} · "
+        f"trial {number} of study {printable(repr(result.name))} · rank {rank} of "
+        f"{len(result.records)} · "
         f"{record['state']}"
     ]
     fields = _fields(result, record)
     key_width = max(len(k) for k, _ in fields)
     indent = " " * (key_width + 4)
     for key, text in fields:
-        first = True
+        key, text, first = printable(key), printable(text), True
         for paragraph in text.splitlines() or [""]:
             room = (width or 10**6) - len(indent)
             whole = key == "checkpoint"  # a path stays whole, to be copied
@@ -67,7 +70,7 @@ def trial_text(result: StudyRecords, number: int, width: int | None = 80) -> str
         lines.append("no epoch finished yet" if running else "no epoch recorded: it stopped "
                      "before its first epoch ended")  # fmt: skip
         return "\n".join(lines)
-    lines += history_lines(result, record, rows, width)
+    lines += [printable(line) for line in history_lines(result, record, rows, width)]
     return "\n".join(lines)
 
 
