@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -317,7 +318,7 @@ def test_a_password_with_an_unencoded_at_is_never_printed(
 
 def test_a_password_with_an_unencoded_at_connects(postgres_server, postgres_url, tmp_path):
     database = postgres_url.rsplit("/", 1)[1]
-    with postgres_server.connect() as conn, conn.cursor() as cur:
+    with closing(postgres_server.connect()) as conn, conn.cursor() as cur:
         cur.execute("DROP ROLE IF EXISTS atuser")
         cur.execute(f"CREATE ROLE atuser LOGIN SUPERUSER PASSWORD '{AT_PASSWORD}'")
     try:
@@ -326,9 +327,10 @@ def test_a_password_with_an_unencoded_at_connects(postgres_server, postgres_url,
         optuna.create_study(study_name="at", storage=storage)
         storage.engine.dispose()
     finally:
-        with postgres_server.connect() as conn, conn.cursor() as cur:
+        with closing(postgres_server.connect(database)) as conn, conn.cursor() as cur:
             cur.execute(f"REASSIGN OWNED BY atuser TO {postgres_server.user}")
             cur.execute("DROP OWNED BY atuser")
+        with closing(postgres_server.connect()) as conn, conn.cursor() as cur:
             cur.execute("DROP ROLE atuser")
 
 
