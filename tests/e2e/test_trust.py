@@ -192,6 +192,22 @@ def test_a_checkpoint_that_is_not_an_archive_is_never_quoted(tmp_path):
     assert "sk-" not in problem and "API" not in problem, problem
 
 
+def test_a_journal_linked_to_another_file_is_named_never_quoted(cli, tmp_path):
+    root = tmp_path / "results" / "x"
+    root.mkdir(parents=True)
+    secret = tmp_path / ".env"
+    (root / "optuna.journal").symlink_to(secret)
+    for content in (SECRET + "\n", '{"op_code":0,"worker_id":"w","study_name":"s"}\n' + SECRET):
+        secret.write_text(content)
+        for command in ("report", "repair"):
+            code, out, err = cli(command, root)
+            assert code == 2, (command, out, err)
+            line = _one_line(err)
+            assert "sk-" not in line and "API_KEY" not in line, line
+            assert "symbolic link" in line, line
+        assert secret.read_text() == content
+
+
 # 3. Hostile strings: terminal, Markdown, CSV -------------------------------------------
 
 ESCAPES = "\x1b]0;pwned\x07\x1b[2J"

@@ -130,7 +130,7 @@ class JournalStatus:
 
     def _not_torn(self) -> str:
         """The problem of damage that ``tunecb repair`` leaves alone, with the fix by hand."""
-        shown = preview(self.damaged)
+        shown = preview(self.damaged, self.path if self.path.is_symlink() else None)
         if self.good_bytes == 0:
             return (
                 f"journal {self.path} holds no complete record: its first line ({shown}) is "
@@ -308,7 +308,7 @@ def _read(path: Path) -> bytes:
     try:
         with open(path, "rb") as handle:
             head = handle.read(SNIFF_BYTES)
-            looks = not_a_journal(head)
+            looks = not_a_journal(head, path if path.is_symlink() else None)
             if looks is not None:
                 raise StorageError(not_a_journal_message(path, looks))
             return head + handle.read()
