@@ -254,6 +254,14 @@ def test_terminal_output_escapes_control_characters(cli, hostile_study):
     assert "\\x1b]0;pwned" in out, out
 
 
+def test_search_summary_escapes_control_characters(cli, hostile_study, finished_study):
+    study = finished_study.parent.parent / "fin.py"
+    code, out, err = cli("search", study, "--results", hostile_study.parent, "--n-trials", "5")
+    assert code == 0, (out, err)
+    assert "\\x1b]0;pwned" in out + err, out + err  # the best trial's parameters
+    assert "\x1b" not in out + err and "\x07" not in out + err, repr(out + err)
+
+
 def test_markdown_escapes_html_and_pipes(cli, hostile_study):
     code, out, err = cli("report", hostile_study, "--format", "markdown")
     assert code == 0, err

@@ -19,7 +19,7 @@ import textwrap
 from typing import Any
 
 from tunecb.errors import ResultsError
-from tunecb.escaping import printable
+from tunecb.escaping import csv_cell, printable
 from tunecb.reporting.cells import cell, checkpoint_cell, column_numbers, number, number_ranges
 from tunecb.reporting.narrow import fit_table
 from tunecb.reporting.overview import duration_text, finite_number, plural
@@ -269,9 +269,9 @@ def history_csv(result: StudyRecords, number: int) -> str:
     names = list(dict.fromkeys(k for row in rows for k in row))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(names)
+    writer.writerow(map(csv_cell, names))  # history.csv's names come from the folder
     for row in rows:
-        writer.writerow(["" if row.get(n) is None else row.get(n) for n in names])
+        writer.writerow(["" if row.get(n) is None else csv_cell(row.get(n)) for n in names])
     return out.getvalue().rstrip("\n")
 
 
