@@ -122,9 +122,11 @@ class StudyDir:
     def leaves(self, path: Path) -> str | None:
         """How ``path`` leads out of the results folder ("X is a symbolic link to Y, outside
         the results folder R"), or ``None`` when it stays inside (links followed)."""
+        link = _first_link(self.root, path)
+        if link is None and path.is_relative_to(self.root) and ".." not in path.parts:
+            return None  # no link on the way (a few lstat calls, the common case)
         if path.resolve().is_relative_to(self.root.resolve()):
             return None
-        link = _first_link(self.root, path)
         if link is None:
             shown = f"{path} leads to {path.resolve()}"
         else:
@@ -190,11 +192,11 @@ def _first_link(root: Path, path: Path) -> Path | None:
     except ValueError:
         parts = path.parts
         root = Path(path.anchor)
-    current = root
+    current = str(root)
     for part in parts:
-        current = current / part
-        if current.is_symlink():
-            return current
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return Path(current)
     return None
 
 
