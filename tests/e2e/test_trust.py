@@ -107,6 +107,19 @@ def test_keep_checkpoints_never_deletes_through_a_link_that_leaves_the_root(
     assert f"trials/{rest[0]}" in err and str(outside) in err, err
 
 
+def test_rerun_never_writes_through_a_trial_folder_linked_outside(cli, finished_study, tmp_path):
+    root, _ = _copy(finished_study, tmp_path)
+    best, _rest = _best_and_rest(root)
+    outside = tmp_path / "elsewhere"
+    shutil.move(root / "trials" / str(best), outside)
+    (root / "trials" / str(best)).symlink_to(outside)
+    code, out, err = cli("rerun", root, str(best))
+    assert code == 2, (out, err)
+    assert f"trials/{best}" in _one_line(err) and str(outside) in err, err
+    assert not (outside / "rerun.json").exists()
+    assert not list(outside.glob(".rerun.json*"))
+
+
 @pytest.mark.parametrize("where", ["outside", "inside"])
 def test_repair_repairs_a_symlinked_journal_in_place(where, cli, finished_study, tmp_path):
     root, _ = _copy(finished_study, tmp_path)
