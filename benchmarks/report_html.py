@@ -94,13 +94,13 @@ def in_process(study: Path) -> dict[str, float]:
         steps[name] = round(now - mark, 3)
         mark = now
 
-    from tunecb.reporting.records import study_records
+    from tunecb.reporting.data.records import study_records
 
     result = study_records(study)
     lap("records (optuna import, journal read)")
     import matplotlib.backends.backend_agg  # noqa: F401
 
-    from tunecb.reporting import plots
+    from tunecb.reporting.plots import study as plots
 
     lap("matplotlib import")
     drawn = {}
@@ -110,9 +110,9 @@ def in_process(study: Path) -> dict[str, float]:
         ("slices", plots.slices_plot), ("timeline", plots.timeline_plot),
     ):  # fmt: skip
         fig, _ = draw(result)
-        drawn[name] = plots.Plot(name, name, png=plots._png(fig))
+        drawn[name] = plots.Plot(name, name, png=plots.png(fig))
         lap(f"plot {name}")
-    from tunecb.reporting.html import html_report
+    from tunecb.reporting.html.page import html_report
 
     html_report(result, list(drawn.values()))
     lap("page (summary, table, base64)")

@@ -54,7 +54,7 @@ def load_study(path: str, *, storage: str | None = None, study_name: str | None 
 
     >>> tunecb.load_study("results/digits").best_trial.params  # doctest: +SKIP
     """
-    from tunecb.reporting.records import open_report_study
+    from tunecb.reporting.data.records import open_report_study
 
     return open_report_study(path, storage, study_name)[0]
 
@@ -62,11 +62,11 @@ def load_study(path: str, *, storage: str | None = None, study_name: str | None 
 def report(path: str | None = None, **kwargs: Any) -> pandas.DataFrame:
     """The trials of a study, ranked by the objective, as a pandas DataFrame.
 
-    See :func:`tunecb.reporting.records.study_report`.
+    See :func:`tunecb.reporting.data.records.study_report`.
 
     >>> tunecb.report("results/digits").head(3)  # doctest: +SKIP
     """
-    from tunecb.reporting.records import study_report
+    from tunecb.reporting.data.records import study_report
 
     return study_report(path, **kwargs)
 
@@ -75,11 +75,11 @@ def load_best(path: str, rank: int = 1, *, trial: int | None = None, **kwargs: A
     """The best trial's model (or the ``rank``-th best, or trial number ``trial``),
     loaded from its checkpoint with ``safe_mode=True``.
 
-    See :func:`tunecb.reporting.load.load_best`.
+    See :func:`tunecb.replay.load.load_best`.
 
     >>> model = tunecb.load_best("results/digits")  # doctest: +SKIP
     """
-    from tunecb.reporting.load import load_best as _load_best
+    from tunecb.replay.load import load_best as _load_best
 
     return _load_best(path, rank=rank, trial=trial, **kwargs)
 
@@ -144,3 +144,8 @@ __all__ = [
     "retrain",
     "search",
 ]
+
+
+def __dir__() -> list[str]:
+    """``dir(tunecb)`` shows what the package exports, not its imports (PEP 562)."""
+    return sorted(__all__)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tunecb.wording import size_text
+
 
 def first_line(text: str | None, limit: int = 300) -> str:
     r"""The first line of ``text``, cut to ``limit`` characters (for one-line messages).
@@ -187,22 +189,12 @@ class DiskFull(ResultsError):
     def __str__(self) -> str:
         sizes = []
         if self.needed:
-            sizes.append(f"it needs about {_size(self.needed)}")
+            sizes.append(f"it needs about {size_text(self.needed)}")
         if self.free is not None:
-            sizes.append(f"{_size(self.free)} is free there")
+            sizes.append(f"{size_text(self.free)} is free there")
         detail = f" ({'; '.join(sizes)})" if sizes else ""
         return f"no space left on device to write {self.path}{detail}; {self.fix}"
 
     def with_fix(self, fix: str) -> DiskFull:
         """The same error with another fix (a report's ``--output`` is not ``--results``)."""
         return DiskFull(self.path, self.needed, self.free, fix)
-
-
-def _size(n_bytes: int) -> str:
-    """``512 B``, ``3.4 MiB``."""
-    size = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"

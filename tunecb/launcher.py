@@ -29,12 +29,14 @@ from tunecb.errors import SearchFailed, StorageError, TunecbError, first_line
 from tunecb.execution._base import STOP_BUDGET, Executor, Job, Limits
 from tunecb.execution.events import SearchEnded, SearchStarted, TrialFinished
 from tunecb.oracle import budget, retention
+from tunecb.oracle.attrs import BEST_EPOCH, CHECKPOINT
 from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
 from tunecb.storage.failures import is_storage_failure, storage_reason
 from tunecb.storage.urls import open_storage, redact, study_storage
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
+from tunecb.wording import plural
 
 log = logging.getLogger("tunecb")
 
@@ -172,7 +174,7 @@ def _sized(
         if room < limit:
             limit, why = room, f"this machine has {room} cores"
     if left is not None and 0 < left < limit:
-        limit, why = left, f"{left} trial{'s' if left != 1 else ''} left to run"
+        limit, why = left, f"{plural(left, 'trial')} left to run"
     if limit == jobs:
         return executor
     notes.append(f"--jobs {jobs} capped to {limit}: {why}")
@@ -234,11 +236,11 @@ def _best_record(study: optuna.Study, study_dir: StudyDir) -> dict[str, Any] | N
         best = study.best_trial
     except ValueError:
         return None
-    checkpoint = best.user_attrs.get("checkpoint")
+    checkpoint = best.user_attrs.get(CHECKPOINT)
     return {
         "number": best.number,
         "value": best.value,
-        "best_epoch": best.user_attrs.get("best_epoch"),
+        "best_epoch": best.user_attrs.get(BEST_EPOCH),
         "params": best.params,
         "checkpoint": str(study_dir.root / checkpoint) if checkpoint else None,
     }

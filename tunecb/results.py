@@ -13,6 +13,9 @@
         trials/<number>/test.json     `tunecb evaluate`: the best checkpoint's test metrics
         trials/<number>/rerun.json    `tunecb rerun`: the value the trial gave again
         tensorboard/trial_<number>/   TensorBoard logs with an HParams session (--tensorboard)
+        backups/<number>/state.json   a running trial's last backup: epoch, callbacks' states
+        backups/<number>/checkpoint.json   what its best checkpoint holds (every new best)
+        backups/<number>/weights-<epochs>.keras   the model and optimizer at that backup
 
 >>> d = StudyDir(Path("results/digits"))
 >>> d.checkpoint(7).as_posix(), d.relative(d.checkpoint(7))
@@ -43,6 +46,10 @@ FINAL_MODEL = "final.keras"
 FINAL_JSON = "final.json"
 TEST_JSON = "test.json"
 RERUN_JSON = "rerun.json"
+BACKUPS = "backups"
+BACKUP_STATE = "state.json"
+BACKUP_CHECKPOINT = "checkpoint.json"
+BACKUP_WEIGHTS = "weights-{epochs}.keras"
 CHECKPOINT_REMOVED = "checkpoint_removed"  # trial.json key: --keep-checkpoints removed it
 
 
@@ -73,7 +80,11 @@ class StudyDir:
     def backup_dir(self, number: int) -> Path:
         """Where a running trial (by its first attempt's number) keeps its backup (removed
         whole when the trial ends): never outside the folder (:meth:`guard`)."""
-        return self.guard(self.root / "backups" / str(number))
+        return self.guard(self.root / BACKUPS / str(number))
+
+    def backup(self, number: int) -> BackupDir:
+        """The files of the backup of trial ``number`` (its first attempt's number)."""
+        return BackupDir(self.backup_dir(number))
 
     def trial_dir(self, number: int) -> Path:
         return self.trials / str(number)
@@ -198,6 +209,37 @@ def _first_link(root: Path, path: Path) -> Path | None:
         if os.path.islink(current):
             return Path(current)
     return None
+
+
+@dataclass(frozen=True)
+class BackupDir:
+    """The files of one running trial's backup folder.
+
+    >>> b = BackupDir(Path("results/digits/backups/3"))
+    >>> b.state.name, b.checkpoint_state.name, b.weights(4).name
+    ('state.json', 'checkpoint.json', 'weights-4.keras')
+    """
+
+    folder: Path
+
+    @property
+    def state(self) -> Path:
+        """The last backup: epochs done, weights file, the callbacks' states."""
+        return self.folder / BACKUP_STATE
+
+    @property
+    def checkpoint_state(self) -> Path:
+        """What the trial's best checkpoint holds, rewritten at every new best."""
+        return self.folder / BACKUP_CHECKPOINT
+
+    def weights(self, epochs: int) -> Path:
+        """The model with its optimizer after ``epochs`` epochs."""
+        return self.folder / BACKUP_WEIGHTS.format(epochs=epochs)
+
+    def stale_weights(self, keep: Path) -> list[Path]:
+        """The weights files of earlier backups (all but ``keep``)."""
+        pattern = BACKUP_WEIGHTS.format(epochs="*")
+        return [path for path in self.folder.glob(pattern) if path.name != keep.name]
 
 
 def atomic_write(

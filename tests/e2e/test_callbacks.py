@@ -183,33 +183,31 @@ def test_a_process_killed_while_writing_the_checkpoint_leaves_the_previous_one_l
 
 
 def test_a_backup_resumes_only_the_same_parameters_with_every_callback_state(tmp_path, digits):
+    from tunecb.results import StudyDir
     from tunecb.training.backup import TrialBackup, fingerprint, restore
 
-    folder = tmp_path / "backup"
+    study = StudyDir(tmp_path)
+    folder = study.backup_dir(0)
     stamp = fingerprint({"lr": 0.05}, "sha", 8)
-    cbs, _ = callbacks_for(tmp_path / "a", patience=3, schedule="cosine")
-    (tmp_path / "a").mkdir()
-    cbs.backup = TrialBackup(folder, stamp, attempt=0, cbs=cbs, every=0)
+    cbs, _ = callbacks_for(study.trial_dir(0), patience=3, schedule="cosine")
+    study.trial_dir(0).mkdir(parents=True)
+    cbs.backup = TrialBackup(study.backup(0), stamp, attempt=0, cbs=cbs, every=0)
     first = model(lr=0.05)
     fit(first, cbs, digits, epochs=3)  # 3 of 8 epochs, then the "worker dies"
     saved_es = (cbs.early_stopping.wait, cbs.early_stopping.best)
 
     # Other parameters (or another study file, or budget): no resume, stale backup removed.
-    other, _ = callbacks_for(tmp_path / "b", patience=3, schedule="cosine")
+    other, _ = callbacks_for(study.trial_dir(1), patience=3, schedule="cosine")
     other.backup = TrialBackup(folder, fingerprint({"lr": 0.01}, "sha", 8), 1, other, 0)
-    dirs = {0: tmp_path / "a", 1: tmp_path / "b"}
-    assert restore(model(), other.backup, tmp_path / "b", dirs.get, other.pruning.trial,
-                   "val_accuracy") == 0  # fmt: skip
+    assert restore(model(), other.backup, study, 1, other.pruning.trial, "val_accuracy") == 0
     assert not folder.exists()
 
     # Same parameters: weights, optimizer, epoch and our callbacks' state come back.
     cbs.backup.save(3)
-    again, _ = callbacks_for(tmp_path / "c", patience=3, schedule="cosine")
+    again, _ = callbacks_for(study.trial_dir(2), patience=3, schedule="cosine")
     again.backup = TrialBackup(folder, stamp, 2, again, 0)
-    dirs[2] = tmp_path / "c"
     second = model(lr=0.05)
-    done = restore(second, again.backup, tmp_path / "c", dirs.get, again.pruning.trial,
-                   "val_accuracy")  # fmt: skip
+    done = restore(second, again.backup, study, 2, again.pruning.trial, "val_accuracy")
     assert done == 3
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights(),
                                                      strict=True))  # fmt: skip
@@ -221,5 +219,50 @@ def test_a_backup_resumes_only_the_same_parameters_with_every_callback_state(tmp
     assert 1 <= ran <= 5 and again.watch.epochs_run == 3 + ran
     assert again.schedule.base_lr == pytest.approx(0.05)  # not the rate decayed by epoch 3
     assert again.early_stopping.best >= saved_es[1]  # the best of epochs 1-3 was carried over
-    rows = (tmp_path / "c" / "history.csv").read_text().strip().splitlines()[1:]
+    rows = study.history(2).read_text().strip().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, 3 + ran + 1))
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_a_trial_paused_and_resumed_trains_the_same_epochs_as_one_never_paused(
+    tmp_path, digits, schedule
+):
+    """Weights, optimizer and every callback's state come back exactly: the epochs after
+    the pause log the same values, rates and decisions (fixed batch order: no shuffle)."""
+    from tunecb.results import StudyDir
+    from tunecb.training.backup import TrialBackup, fingerprint, restore
+
+    (x, y), val = digits
+    study = StudyDir(tmp_path)
+    plateau = schedules.ReduceOnPlateau(factor=0.5, patience=1) if schedule == "plateau" else None
+
+    def trial(number: int):
+        cbs, _ = callbacks_for(study.trial_dir(number), patience=2, min_delta=0.01,
+                               schedule=plateau or schedule)  # fmt: skip
+        study.trial_dir(number).mkdir(parents=True)
+        cbs.backup = TrialBackup(study.backup(number), fingerprint({}, "s", 8), number, cbs, 0)
+        return cbs
+
+    def train(m, cbs, start, stop):
+        m.fit(x, y, validation_data=val, epochs=stop, initial_epoch=start, batch_size=64,
+              shuffle=False, verbose=0, callbacks=cbs.as_list())  # fmt: skip
+
+    whole = trial(0)
+    train(model(lr=0.05), whole, 0, 8)
+    paused = trial(1)
+    train(model(lr=0.05), paused, 0, 3)  # the pause: its backup is at epoch 3
+    resumed = trial(2)
+    resumed.backup = TrialBackup(study.backup(1), fingerprint({}, "s", 8), 2, resumed, 0)
+    m = model(lr=0.05)
+    assert restore(m, resumed.backup, study, 2, resumed.pruning.trial, "val_accuracy") == 3
+    train(m, resumed, 3, 8)
+
+    def rows(number):
+        return [r.split(",")[1:] for r in study.history(number).read_text().splitlines()]
+
+    assert rows(2) == rows(0)  # every logged value and rate, epoch by epoch
+    assert resumed.stop_reason(8) == whole.stop_reason(8)
+    assert (resumed.checkpoint.best, resumed.checkpoint.best_epoch) == (
+        whole.checkpoint.best, whole.checkpoint.best_epoch)  # fmt: skip
+    assert resumed.early_stopping.get_state() == whole.early_stopping.get_state()
+    assert resumed.schedule.get_state() == whole.schedule.get_state()

@@ -22,7 +22,7 @@ from conftest import write_study
 
 import tunecb
 from tunecb.errors import CheckpointError
-from tunecb.reporting.integrity import checkpoint_problem
+from tunecb.reporting.data.integrity import checkpoint_problem
 
 
 @pytest.fixture

@@ -728,9 +728,8 @@ def test_a_rerun_resumes_the_best_value_only_with_the_checkpoint_it_describes(tm
     third = callbacks(12)
     study_dir.reset_trial(12)
     epochs = backup.restore(
-        model, third.backup, study_dir.trial_dir(12), study_dir.trial_dir,
-        optuna.trial.FixedTrial({}, 12), settings.monitor,
-    )  # fmt: skip
+        model, third.backup, study_dir, 12, optuna.trial.FixedTrial({}, 12), settings.monitor
+    )
     third.backup.on_train_begin()
     assert epochs == 2 and study_dir.checkpoint(12).exists()  # attempt 3's, carried over
     assert third.checkpoint.best is None  # not attempt 8's 0.625: its best is found anew
@@ -739,7 +738,7 @@ def test_a_rerun_resumes_the_best_value_only_with_the_checkpoint_it_describes(tm
     first.backup.on_epoch_end(1)
     fourth = callbacks(13)
     study_dir.reset_trial(13)
-    backup.restore(model, fourth.backup, study_dir.trial_dir(13), study_dir.trial_dir,
-                   optuna.trial.FixedTrial({}, 13), settings.monitor)  # fmt: skip
+    backup.restore(model, fourth.backup, study_dir, 13, optuna.trial.FixedTrial({}, 13),
+                   settings.monitor)  # fmt: skip
     fourth.backup.on_train_begin()
     assert (fourth.checkpoint.best, fourth.checkpoint.best_epoch) == (0.5625, 2)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from synthetic import make_big_study
 
-from tunecb.reporting.html import html_report
-from tunecb.reporting.plots import render_plots
-from tunecb.reporting.records import study_records
+from tunecb.reporting.data.records import study_records
+from tunecb.reporting.html.page import html_report
+from tunecb.reporting.plots.study import render_plots
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "results" / "test-screenshots"  # git-ignored; look at them after a run
@@ -108,7 +108,7 @@ def test_html_report_opens_offline_in_chromium(finished_study, cli, tmp_path):
     assert found["ascending"] == ["0", "1", "2", "3"]  # a click on a header sorts by it
     assert found["descending"] == ["3", "2", "1", "0"]
     best = report.records[0]
-    assert f"#{best['trial']}" in found["summary"] and "4 complete" in found["summary"]
+    assert f"trial {best['trial']}:" in found["summary"] and "4 complete" in found["summary"]
     assert "Epochs trained" in found["summary"]
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -218,7 +218,7 @@ def test_values_from_the_study_are_escaped_in_the_page(tmp_path):
     import optuna
 
     from tunecb.oracle.ranking import trial_record
-    from tunecb.reporting.records import StudyRecords
+    from tunecb.reporting.data.records import StudyRecords
 
     choice = "<script>alert(1)</script>"
     study = optuna.create_study(direction="maximize")

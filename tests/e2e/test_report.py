@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 import tunecb
-from tunecb.reporting.records import BASE_COLUMNS
+from tunecb.reporting.data.records import BASE_COLUMNS
 
 PARAMS = ["params_lr", "params_units"]
 

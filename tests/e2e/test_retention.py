@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 import tunecb
 from tunecb.oracle.attempts import fail, requeue
 from tunecb.oracle.retention import enforce, removable
-from tunecb.reporting.load import best_checkpoint
-from tunecb.reporting.records import study_records
+from tunecb.replay.load import best_checkpoint
+from tunecb.reporting.data.records import study_records
 from tunecb.results import StudyDir, write_json
 from tunecb.storage.urls import open_storage
 

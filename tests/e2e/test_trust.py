@@ -194,15 +194,15 @@ def test_a_checkpoint_linked_outside_is_named_never_quoted(cli, finished_study, 
     assert "link" in message and str(secret) in message, message
 
 
-def test_a_checkpoint_that_is_not_an_archive_is_never_quoted(tmp_path):
-    from tunecb.reporting.integrity import checkpoint_problem
-
-    path = tmp_path / "trials" / "0" / "best.keras"
-    path.parent.mkdir(parents=True)
-    path.write_text(SECRET)
-    problem = checkpoint_problem(path)
-    assert problem is not None and "not a Keras" in problem, problem
-    assert "sk-" not in problem and "API" not in problem, problem
+def test_a_checkpoint_that_is_not_an_archive_is_never_quoted(cli, finished_study, tmp_path):
+    root, _ = _copy(finished_study, tmp_path)
+    best, _rest = _best_and_rest(root)
+    (root / "trials" / str(best) / "best.keras").write_text(SECRET)
+    code, out, err = cli("report", root, "--format", "json")
+    assert code == 0, err
+    problem = next(r for r in json.loads(out) if r["trial"] == best)["checkpoint_problem"]
+    assert "not a Keras" in problem, problem
+    assert "sk-" not in out + err and "API_KEY" not in out + err, problem
 
 
 def test_a_journal_linked_to_another_file_is_named_never_quoted(cli, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tunecb.cli.parser import CONVERTERS, build_parser
+from tunecb.errors import ConfigError
 from tunecb.study.declaration import SETTING_NAMES, Study
 from tunecb.study.settings import (
     DEFAULTS,
@@ -17,6 +18,7 @@ from tunecb.study.settings import (
     FIELDS_BY_NAME,
     FILE_STEM,
     Settings,
+    across_fields,
     overrides_from,
     reference_markdown,
     resolve,
@@ -31,6 +33,35 @@ VALID = {
     "n_trials": 1, "timeout": 1.5, "sampler": "random", "pruner": "none", "seed": 0,
     "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
     "keep_checkpoints": 1, "storage": "sqlite:///x.db", "results": "r",
+}  # fmt: skip
+# A value each setting refuses, and the one line that says what it takes (as it was worded
+# when resolve() was a list of ifs: these texts are what users and scripts see).
+BAD = {
+    "name": (".x", "a study name is letters, digits, '_', '-' and '.', not first, e.g. 'digits'"),
+    "monitor": ("", "name a logged metric, e.g. 'val_accuracy'"),
+    "direction": ("up", "use 'maximize', 'minimize' or 'auto'"),
+    "epochs": (None, "must be a positive integer"),
+    "batch_size": (0, "must be a positive integer"),
+    "fit_kwargs": ([], "must be a dict of model.fit arguments"),
+    "n_trials": (True, "must be a positive integer"),
+    "timeout": (float("inf"), "must be a positive number of seconds"),
+    "sampler": ("annealing", "use one of ['tpe', 'random', 'cmaes', 'qmc', 'gp', 'nsgaii', "
+                "'bruteforce'] or an optuna.samplers instance"),
+    "pruner": (3, "use one of ['median', 'successive_halving', 'hyperband', 'none'] or an "
+               "optuna.pruners instance"),
+    "seed": (-1, "must be an integer >= 0"),
+    "patience": (1.5, "must be an integer >= 0, or None to turn early stopping off"),
+    "min_delta": (-0.1, "must be a number >= 0"),
+    "lr_schedule": ("exp", None),  # the schedule's own text, see below
+    "backend": ("theano", "use 'tensorflow', 'jax' or 'torch' (or None: Keras' own choice)"),
+    "verbose": (3, "Keras fit verbosity is 0, 1, 2 or 'auto'"),
+    "backup_every": (-1, "seconds between trial backups: a number >= 0"),
+    "heartbeat": (0.5, "seconds between heartbeats: an integer >= 0 (0: off)"),
+    "tensorboard": (1, "True writes TensorBoard logs with HParams; False (default) does not"),
+    "keep_checkpoints": (0, "keep the checkpoints of the K best trials: a positive integer, or "
+                         "None to keep all"),
+    "storage": (" ", "must be an Optuna storage URL, e.g. sqlite:///study.db"),
+    "results": ("", "must be a folder path"),
 }  # fmt: skip
 
 
@@ -130,3 +161,59 @@ def test_reference_has_a_row_per_setting_and_marks_missing_keywords_and_flags():
     assert row_of["fit_kwargs"].startswith("| `fit_kwargs` | — | `{}` |")
     assert row_of["heartbeat"].startswith("| — | `--heartbeat` | `30` |")
     assert row_of["name"].startswith("| `name` | `--study-name` | the file's stem |")
+
+
+def test_every_setting_carries_its_own_check():
+    assert set(BAD) == {f.name for f in FIELDS}
+    assert all(callable(f.check) for f in FIELDS)
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_each_check_refuses_in_one_line_naming_the_field_and_the_value(name):
+    value, expected = BAD[name]
+    settings = {"monitor": "val_accuracy", name: value}
+    with pytest.raises(ConfigError) as exc:
+        resolve(settings, {}, default_name="s", study_path="st.py")
+    message = str(exc.value)
+    if expected is None:  # the schedule's own text follows the field's name
+        assert message.startswith("st.py: lr_schedule= lr_schedule='exp' is not a schedule; ")
+    else:
+        assert message == f"st.py: {name}= {value!r}: {expected}"
+
+
+def test_a_flag_is_named_by_the_flag_and_a_bad_file_stem_by_the_file():
+    with pytest.raises(ConfigError, match=r"^--epochs 0: must be a positive integer$"):
+        resolve({}, {"epochs": 0}, default_name="s")
+    with pytest.raises(ConfigError) as exc:
+        resolve({}, {}, default_name="my study")
+    assert str(exc.value) == (
+        "the study file's name 'my study' cannot name the study: a study name is letters, "
+        "digits, '_', '-' and '.', not first, e.g. 'digits'; pass --study-name NAME, or set "
+        "name= in the study file"
+    )
+
+
+def test_values_are_normalised_by_their_check():
+    s = resolve({"direction": " MAX ", "backend": "PyTorch", "sampler": "RANDOM",
+                 "pruner": "asha", "timeout": 5, "min_delta": 0, "results": "out"}, {},
+                default_name="s")  # fmt: skip
+    assert (s.direction, s.backend, s.sampler, s.pruner) == (
+        "maximize", "torch", "random", "successive_halving",
+    )  # fmt: skip
+    assert (s.timeout, s.min_delta, s.results) == (5.0, 0.0, Path("out"))
+    assert type(s.timeout) is float and type(s.min_delta) is float
+
+
+def test_a_nan_min_delta_is_refused():
+    # NaN passed the old "min_delta < 0" test, and early stopping then never saw an improvement.
+    with pytest.raises(ConfigError, match="min_delta= nan: must be a number >= 0"):
+        resolve({"min_delta": float("nan")}, {}, default_name="s", study_path="st.py")
+
+
+def test_checks_across_settings_run_after_each_setting_is_checked():
+    assert across_fields({"monitor": "val_loss", "direction": "auto"}) == {"direction": "minimize"}
+    assert across_fields({"monitor": "val_loss", "direction": "maximize"}) == {
+        "direction": "maximize"
+    }
+    with pytest.raises(ConfigError, match="cannot tell whether monitor 'score'"):
+        across_fields({"monitor": "score", "direction": "auto"})

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tunecb.errors import ConfigError
-from tunecb.reporting.text import render
+from tunecb.reporting.text.table import render
 from tunecb.results import atomic_write, atomic_write_text, finite
 from tunecb.storage.urls import redact
 from tunecb.study import schedules

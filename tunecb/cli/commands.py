@@ -218,19 +218,21 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from tunecb.reporting.records import columns, study_records
-    from tunecb.reporting.text import render
+    from tunecb.reporting.data.records import study_records
+    from tunecb.reporting.formats import FORMATS, trial_formats
 
+    fmt = FORMATS[args.format]
     if args.path is None and args.storage is None:
         raise TunecbError("give a results folder (e.g. results/digits) or --storage URL")
-    if args.format == "html" and not args.output and sys.stdout.isatty():
+    if fmt.page and not args.output and sys.stdout.isatty():
         raise TunecbError(
-            "--format html writes a whole page with embedded images: add --output report.html"
+            f"--format {fmt.name} writes a whole page with embedded images: "
+            f"add --output report.{fmt.name}"
         )
-    if args.trial is not None and args.format in ("markdown", "html"):
+    if args.trial is not None and fmt.trial is None:
         raise TunecbError(
-            f"--trial shows one trial as a table, json or csv (its epochs), not "
-            f"--format {args.format}; drop --trial to report the whole study"
+            f"--trial shows one trial as {trial_formats()}, not --format {fmt.name}; "
+            "drop --trial to report the whole study"
         )
     if args.trial is not None and args.top:
         raise TunecbError("--trial N shows one trial, --top K the K best: pick one")
@@ -239,35 +241,20 @@ def _run_report(args: argparse.Namespace) -> int:
     width = None if args.wide or args.output else terminal_width()
     if args.trial is not None:
         return _report_trial(args, result, width)
-    records = result.records[: args.top] if args.top else result.records
     plots = _write_plots(result, Path(args.plots)) if args.plots else None
-    if args.format == "html":
-        from tunecb.reporting.html import html_report
-
-        text = html_report(result, plots, top=args.top)
-    else:
-        root = str(result.study_dir.root) if result.study_dir else None
-        text = render(records, args.format, columns(result.records), width=width, root=root)
+    text = fmt.study(result, top=args.top, width=width, plots=plots)
     if args.output:
-        from tunecb.reporting.overview import plural
+        from tunecb.wording import plural
 
+        shown = len(result.records[: args.top] if args.top else result.records)
         target = _write_output(args.output, text)
-        _err(f"wrote {plural(len(records), 'trial')} of study {result.name!r} to {target}")
+        _err(f"wrote {plural(shown, 'trial')} of study {result.name!r} to {target}")
         return 0
-    if args.format == "table":
-        from tunecb.reporting.cells import wrap_parts
-        from tunecb.reporting.overview import line_parts, overview
+    if fmt.header:
+        from tunecb.reporting.text.header import report_header
 
-        states: dict[str, int] = {}
-        for r in result.records:
-            states[r["state"]] = states.get(r["state"], 0) + 1
-        counts = ", ".join(f"{n} {k.lower()}" for k, n in states.items())
-        metric = result.monitor or "value"
-        head = f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}"
-        _out("\n".join(wrap_parts([head], width, sep="; ")))
-        if result.records:
-            _out("\n".join(wrap_parts(line_parts(overview(result)), width)))
-    (out_utf8 if args.format in ("csv", "html") else _out)(text)
+        _out("\n".join(report_header(result, width)))
+    (out_utf8 if fmt.utf8 else _out)(text)
     return 0
 
 
@@ -280,22 +267,20 @@ def terminal_width() -> int:
 
 def _report_trial(args: argparse.Namespace, result: Any, width: int | None) -> int:
     """``report --trial N``: one trial in detail (json: all of it; csv: its epochs)."""
-    from tunecb.reporting.detail import find_trial, history_csv, trial_json, trial_text
+    from tunecb.reporting.formats import FORMATS
+    from tunecb.reporting.text.trial import find_trial
 
+    fmt = FORMATS[args.format]
     find_trial(result, args.trial, name="--trial")
     if args.plots:
         _write_trial_plot(result, args.trial, Path(args.plots))
-    if args.format == "json":
-        text = trial_json(result, args.trial)
-    elif args.format == "csv":
-        text = history_csv(result, args.trial)
-    else:
-        text = trial_text(result, args.trial, width)
+    assert fmt.trial is not None  # _run_report refused the others
+    text = fmt.trial(result, args.trial, width)
     if args.output:
         target = _write_output(args.output, text)
         _err(f"wrote trial {args.trial} of study {result.name!r} to {target}")
         return 0
-    (out_utf8 if args.format == "csv" else _out)(text)
+    (out_utf8 if fmt.utf8 else _out)(text)
     return 0
 
 
@@ -327,8 +312,8 @@ def _write_file(path: Path, write: Any, flag: str, elsewhere: str, writable: str
 
 def _write_trial_plot(result: Any, number: int, folder: Path) -> None:
     """``--plots DIR --trial N``: the trial's learning curves as ``DIR/trial_N.png``."""
-    from tunecb.reporting.curves import trial_png
-    from tunecb.reporting.figures import PlotSkipped
+    from tunecb.reporting.plots.curves import trial_png
+    from tunecb.reporting.plots.shared import PlotSkipped
 
     if folder.exists() and not folder.is_dir():
         raise TunecbError(f"--plots {str(folder)!r} is a file; pass a folder for the PNG files")
@@ -355,7 +340,7 @@ def _write_png(folder: Path, name: str, png: bytes) -> None:
 
 def _write_plots(result: Any, folder: Path) -> list:
     """``--plots DIR``: each plot as ``DIR/<name>.png``; says which were left out, and why."""
-    from tunecb.reporting.plots import render_plots
+    from tunecb.reporting.plots.study import render_plots
 
     if folder.exists() and not folder.is_dir():
         raise TunecbError(f"--plots {str(folder)!r} is a file; pass a folder for the PNG files")
@@ -365,7 +350,7 @@ def _write_plots(result: Any, folder: Path) -> list:
         if plot.png is not None:
             _write_png(folder, f"{plot.name}.png", plot.png)
             written.append(plot.name)
-    from tunecb.reporting.overview import plural
+    from tunecb.wording import plural
 
     _err(f"wrote {plural(len(written), 'plot')} to {folder}: {', '.join(written) or 'none'}")
     for plot in plots:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tunecb.wording import short
+
 
 @dataclass
 class Running:
@@ -154,4 +156,4 @@ def clock(seconds: float) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    return short(value)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from tunecb._version import __version__
+from tunecb.reporting.formats import names as report_formats
 from tunecb.study.settings import FIELDS, CliType, Field
 
 
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--study-name", help="study in the storage")
     report.add_argument("--top", type=_positive_int, metavar="K", help="only the K best trials")
     report.add_argument(
-        "--format", default="table", choices=("table", "csv", "markdown", "json", "html"),
+        "--format", default="table", choices=report_formats(),
         help="output; html is one self-contained page with a summary, plots and the table",
     )  # fmt: skip
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")

@@ -179,7 +179,7 @@ def _same_file(a: Any, b: Any) -> bool:
 
 def _checkpoints_line(s: Any) -> str:
     """Disk use of the checkpoints, and what ``--keep-checkpoints`` did."""
-    from tunecb.reporting.overview import size_text
+    from tunecb.wording import size_text
 
     size = size_text(s.checkpoint_bytes)
     if s.keep_checkpoints is None:
@@ -201,7 +201,7 @@ def params_text(params: dict[str, Any]) -> str:
     'lr=0.0143, units=15, act=relu'
     """
     from tunecb.escaping import printable
-    from tunecb.reporting.cells import number
+    from tunecb.wording import number
 
     return printable(
         ", ".join(f"{k}={number(v, 3) if isinstance(v, float) else v}" for k, v in params.items())
@@ -210,13 +210,15 @@ def params_text(params: dict[str, Any]) -> str:
 
 
 def _plural(n: int, word: str) -> str:
-    from tunecb.reporting.overview import plural
+    from tunecb.wording import plural
 
     return plural(n, word)
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    from tunecb.wording import short
+
+    return short(value)
 
 
 def _duration(seconds: float) -> str:

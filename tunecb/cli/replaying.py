@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from tunecb.cli.printers import err, out
+from tunecb.wording import short
 
 _PICK_HELP = "the trial to retrain: its number (default: the best trial)"
 
@@ -169,4 +170,4 @@ def _at(values: list[float | None], index: int) -> float | None:
 
 
 def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.6g}"
+    return short(value, 6, missing="—")

@@ -56,6 +56,7 @@ from tunecb.execution._base import (
 from tunecb.execution.events import EpochEnded, TrialFinished, TrialStarted
 from tunecb.oracle import attempts, attrs, budget
 from tunecb.oracle.outcome import TrialOutcome
+from tunecb.wording import plural
 
 log = logging.getLogger("tunecb")
 
@@ -111,7 +112,7 @@ def auto_jobs(left: int | None, storage: str | None = None) -> tuple[int, str]:
     jobs = n if left is None else min(n, left)
     threads = max(1, n // jobs)
     return jobs, (
-        f"{jobs} worker processes, one per core ({threads} thread{'s' if threads > 1 else ''}"
+        f"{jobs} worker processes, one per core ({plural(threads, 'thread')}"
         " each); --jobs 0 runs trials one at a time in this process"
     )
 

@@ -75,9 +75,9 @@ def requeue(study: optuna.Study, failed: Any) -> None:
     """Queue a WAITING copy of a failed trial (same parameters), linked to it the way
     Optuna's ``RetryHeartbeatStaleTrialCallback`` links its retries (``failed_trial``,
     ``retry_history`` system attrs), so one rule finds the attempts of a trial."""
-    history = [*failed.system_attrs.get("retry_history", []), failed.number]
-    system_attrs = {**failed.system_attrs, "failed_trial": failed.number}
-    system_attrs["retry_history"] = history
+    history = [*failed.system_attrs.get(attrs.RETRY_HISTORY, []), failed.number]
+    system_attrs = {**failed.system_attrs, attrs.FAILED_TRIAL: failed.number}
+    system_attrs[attrs.RETRY_HISTORY] = history
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,

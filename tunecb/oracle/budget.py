@@ -20,33 +20,27 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-NOT_COUNTED = ("worker_died", "interrupted", "discarded")
-_COUNTED_STATES = (
-    TrialState.COMPLETE,
-    TrialState.PRUNED,
-    TrialState.FAIL,
-    TrialState.RUNNING,
-    TrialState.WAITING,
-)
+from tunecb.oracle.attrs import FINISHED, NOT_COUNTED, RETRY_HISTORY, STOP_REASON
+
+_COUNTED_STATES = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
 
 
 def retried(trials: list) -> set[int]:
     """Numbers of trials that were run again (Optuna's ``retry_history`` system attr)."""
-    return {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    return {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY, ())}
 
 
 def counts(trial: Any, retried_numbers: set[int] = frozenset()) -> bool:
     """Whether a (frozen) trial uses a unit of the study's budget."""
     if trial.state not in _COUNTED_STATES or trial.number in retried_numbers:
         return False
-    return trial.user_attrs.get("stop_reason") not in NOT_COUNTED
+    return trial.user_attrs.get(STOP_REASON) not in NOT_COUNTED
 
 
 def finished(trials: list) -> int:
     """Trials that ended and count: what ``--n-trials`` is compared with at the end."""
-    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     again = retried(trials)
-    return sum(1 for t in trials if t.state in done and counts(t, again))
+    return sum(1 for t in trials if t.state in FINISHED and counts(t, again))
 
 
 def may_ask(trials: list, n_trials: int | None) -> bool:

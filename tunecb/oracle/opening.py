@@ -13,7 +13,14 @@ import optuna
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, StorageError, first_line
 from tunecb.oracle.attempts import recover_dead_trials
-from tunecb.oracle.attrs import FINISHED
+from tunecb.oracle.attrs import (
+    FINISHED,
+    STUDY_EPOCHS,
+    STUDY_FILE,
+    STUDY_MONITOR,
+    STUDY_SHA,
+    STUDY_VERSION,
+)
 from tunecb.results import StudyDir, write_json
 from tunecb.storage.urls import redact, redact_text
 from tunecb.study.declaration import LoadedStudy
@@ -49,43 +56,8 @@ def _open_study(
         raise StorageError(
             f"storage {shown!r}: cannot list studies: {first_line(redact_text(str(exc)))}"
         ) from exc
-    pruner = make_pruner(settings.pruner, settings.epochs)
-    notes: list[str] = []
     if settings.name in existing:
-        summary = existing[settings.name]
-        # No replay of the first run's parameters: the trial loop seeds each trial's
-        # draws from (seed, trial number) (see tunecb.study.samplers_pruners.reseed).
-        sampler = make_sampler(settings.sampler, settings.seed)
-        old_direction = summary.direction.name.lower()
-        old_monitor = summary.user_attrs.get("monitor", settings.monitor)
-        study = optuna.load_study(
-            study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
-        )
-        if (
-            old_monitor != settings.monitor
-            and old_direction == settings.direction
-            and not study.get_trials(deepcopy=False, states=FINISHED[:2])
-        ):
-            # Nothing finished with the old metric (a typo caught at the first epoch).
-            study.set_user_attr("monitor", settings.monitor)
-            _write_study_json(study_dir, settings, loaded)
-            notes.append(f"monitor changed from {old_monitor} to {settings.monitor}")
-            old_monitor = settings.monitor
-        if old_direction != settings.direction or old_monitor != settings.monitor:
-            raise ConfigError(
-                f"study {settings.name!r} in {shown!r} optimises {old_monitor} ({old_direction}); "
-                f"the study now says {settings.monitor} ({settings.direction}). "
-                "Use --study-name NEW for a new study, or restore the old monitor"
-            )
-        rerun = recover_dead_trials(study)
-        if rerun:
-            notes.append(
-                f"trials {rerun} were left running by a process on this machine that died; "
-                "they run again, resuming from their last backup"
-            )
-        old_sha = summary.user_attrs.get("study_sha256")
-        if old_sha and old_sha != loaded.sha256:
-            notes.append(f"the study file {loaded.path} changed since the study began")
+        study, notes = _continue(existing[settings.name], loaded, settings, study_dir, storage)
         return study, False, notes
     if study_dir.has_trials():
         raise ConfigError(
@@ -93,21 +65,79 @@ def _open_study(
             f"study {settings.name!r}; delete that folder, or pass another --study-name or "
             "--results"
         )
+    return _create(loaded, settings, study_dir, storage), True, []
+
+
+def _continue(
+    summary: optuna.study.StudySummary,
+    loaded: LoadedStudy,
+    settings: Settings,
+    study_dir: StudyDir,
+    storage: optuna.storages.BaseStorage,
+) -> tuple[optuna.Study, list[str]]:
+    """Load the study, check it still optimises the same metric the same way, and rerun
+    the trials a dead process on this machine left; the notes to show."""
+    shown = redact(settings.storage) if settings.storage else str(study_dir.root)
+    notes: list[str] = []
+    # No replay of the first run's parameters: the trial loop seeds each trial's
+    # draws from (seed, trial number) (see tunecb.study.samplers_pruners.reseed).
     sampler = make_sampler(settings.sampler, settings.seed)
+    pruner = make_pruner(settings.pruner, settings.epochs)
+    old_direction = summary.direction.name.lower()
+    old_monitor = summary.user_attrs.get(STUDY_MONITOR, settings.monitor)
+    study = optuna.load_study(
+        study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
+    )
+    if (
+        old_monitor != settings.monitor
+        and old_direction == settings.direction
+        and not study.get_trials(deepcopy=False, states=FINISHED[:2])
+    ):
+        # Nothing finished with the old metric (a typo caught at the first epoch).
+        study.set_user_attr(STUDY_MONITOR, settings.monitor)
+        _write_study_json(study_dir, settings, loaded)
+        notes.append(f"monitor changed from {old_monitor} to {settings.monitor}")
+        old_monitor = settings.monitor
+    if old_direction != settings.direction or old_monitor != settings.monitor:
+        raise ConfigError(
+            f"study {settings.name!r} in {shown!r} optimises {old_monitor} ({old_direction}); "
+            f"the study now says {settings.monitor} ({settings.direction}). "
+            "Use --study-name NEW for a new study, or restore the old monitor"
+        )
+    rerun = recover_dead_trials(study)
+    if rerun:
+        notes.append(
+            f"trials {rerun} were left running by a process on this machine that died; "
+            "they run again, resuming from their last backup"
+        )
+    old_sha = summary.user_attrs.get(STUDY_SHA)
+    if old_sha and old_sha != loaded.sha256:
+        notes.append(f"the study file {loaded.path} changed since the study began")
+    return study, notes
+
+
+def _create(
+    loaded: LoadedStudy,
+    settings: Settings,
+    study_dir: StudyDir,
+    storage: optuna.storages.BaseStorage,
+) -> optuna.Study:
+    """Create the study with the attributes that later runs check, and its study.json."""
     study = optuna.create_study(
         storage=storage, study_name=settings.name, direction=settings.direction,
-        sampler=sampler, pruner=pruner,
+        sampler=make_sampler(settings.sampler, settings.seed),
+        pruner=make_pruner(settings.pruner, settings.epochs),
     )  # fmt: skip
     for key, value in {
-        "monitor": settings.monitor,
-        "epochs": settings.epochs,
-        "study_sha256": loaded.sha256,
-        "study_file": str(loaded.path.resolve()),
-        "tunecb_version": __version__,
+        STUDY_MONITOR: settings.monitor,
+        STUDY_EPOCHS: settings.epochs,
+        STUDY_SHA: loaded.sha256,
+        STUDY_FILE: str(loaded.path.resolve()),
+        STUDY_VERSION: __version__,
     }.items():
         study.set_user_attr(key, value)
     _write_study_json(study_dir, settings, loaded)
-    return study, True, notes
+    return study
 
 
 def _write_study_json(study_dir: StudyDir, settings: Settings, loaded: LoadedStudy) -> None:

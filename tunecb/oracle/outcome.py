@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from tunecb.oracle.attrs import BEST_VALUE
+
 COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
 
 
@@ -40,7 +42,7 @@ class TrialOutcome:
         data = asdict(self)
         for key in ("number", "state"):
             data.pop(key)
-        data["best_value"] = data.pop("value")
+        data[BEST_VALUE] = data.pop("value")
         return data
 
     @classmethod
@@ -50,7 +52,7 @@ class TrialOutcome:
         values = {k: attrs.get(k) for k in known}
         values["epochs_run"] = values["epochs_run"] or 0
         values["duration_s"] = values["duration_s"] or 0.0
-        return cls(number=number, state=state, value=attrs.get("best_value"), **values)
+        return cls(number=number, state=state, value=attrs.get(BEST_VALUE), **values)
 
     @classmethod
     def from_trial(cls, trial: Any) -> TrialOutcome:

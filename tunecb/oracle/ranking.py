@@ -8,9 +8,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tunecb.oracle import attrs as keys
+from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED
 from tunecb.results import StudyDir
 
-_STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
+_STATE_ORDER = {COMPLETE: 0, PRUNED: 1, FAIL: 2, "RUNNING": 3, "WAITING": 4}
 
 
 def trial_record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) -> dict[str, Any]:
@@ -18,16 +20,16 @@ def trial_record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) ->
     ``checkpoint_removed`` (not a column) is ``--keep-checkpoints``' mark when it removed
     the trial's checkpoint (``{"at", "keep_checkpoints", "by"}``), else ``None``."""
     attrs = trial.user_attrs
-    value = attrs.get("best_value", trial.value)
-    epochs = attrs.get("epochs_run")
+    value = attrs.get(keys.BEST_VALUE, trial.value)
+    epochs = attrs.get(keys.EPOCHS_RUN)
     if epochs is None and trial.intermediate_values:
         epochs = max(trial.intermediate_values)
-    duration = attrs.get("duration_s")
+    duration = attrs.get(keys.DURATION)
     if duration is None and trial.duration is not None:
         duration = round(trial.duration.total_seconds(), 3)
     checkpoint = None
-    if study_dir is not None and attrs.get("checkpoint"):
-        file = study_dir.root / attrs["checkpoint"]
+    if study_dir is not None and attrs.get(keys.CHECKPOINT):
+        file = study_dir.root / attrs[keys.CHECKPOINT]
         checkpoint = str(file) if file.is_file() else None
     removed = None
     if study_dir is not None and checkpoint is None:
@@ -36,19 +38,19 @@ def trial_record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) ->
         "trial": trial.number,
         "state": trial.state.name,
         "value": value,
-        "best_epoch": attrs.get("best_epoch"),
+        "best_epoch": attrs.get(keys.BEST_EPOCH),
         "epochs": epochs,
         "stop_reason": attrs.get(
-            "stop_reason",
-            "worker_died"
-            if rerun and trial.state.name == "FAIL"
+            keys.STOP_REASON,
+            keys.WORKER_DIED
+            if rerun and trial.state.name == FAIL
             else _default_reason(trial.state.name),
         ),
         "duration_s": duration,
     }
     for name, param in trial.params.items():
         record[f"params_{name}"] = param
-    record["backend"] = backend_text(attrs.get("versions"))
+    record["backend"] = backend_text(attrs.get(keys.VERSIONS))
     record["checkpoint"] = checkpoint
     record["checkpoint_removed"] = removed
     return record
@@ -70,7 +72,7 @@ def backend_text(versions: Any) -> str | None:
 
 
 def _default_reason(state: str) -> str | None:
-    return {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(state)
+    return {COMPLETE: keys.COMPLETED, PRUNED: keys.PRUNED, FAIL: keys.FAILED}.get(state)
 
 
 def rank_key(record: dict[str, Any], maximize: bool) -> tuple:

@@ -55,13 +55,18 @@ import optuna
 from optuna.trial import TrialState
 
 from tunecb.errors import ResultsError
-from tunecb.oracle.attrs import FINISHED, worker_id
+from tunecb.oracle.attrs import (
+    DISCARDED,
+    FINISHED,
+    RETRY_HISTORY,
+    RUNNER_FAILED,
+    STOP_REASON,
+    worker_id,
+)
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.results import CHECKPOINT_REMOVED, StudyDir, read_json, write_json
 
 log = logging.getLogger("tunecb")
-
-RUNNER_FAIL_REASONS = frozenset({"failed", "nan"})  # FAIL stop reasons the runner sets itself
 
 
 def removable(trials: Sequence[Any], maximize: bool, keep: int) -> list[int]:
@@ -74,12 +79,12 @@ def removable(trials: Sequence[Any], maximize: bool, keep: int) -> list[int]:
     if keep < 1:
         raise ValueError(f"keep={keep!r}: keep at least the best trial's checkpoint")
     finished = [
-        t for t in trials if t.state in FINISHED and t.user_attrs.get("stop_reason") != "discarded"
+        t for t in trials if t.state in FINISHED and t.user_attrs.get(STOP_REASON) != DISCARDED
     ]
     ranked = sorted(finished, key=lambda t: rank_key(trial_record(t, None), maximize))
     protected = {t.number for t in ranked[:keep]} | _best(finished, maximize)
     ended = {
-        n for t in trials if _finished_by_runner(t) for n in t.system_attrs.get("retry_history", ())
+        n for t in trials if _finished_by_runner(t) for n in t.system_attrs.get(RETRY_HISTORY, ())
     }
     return [
         t.number
@@ -157,9 +162,7 @@ def _finished_by_runner(trial: Any) -> bool:
     """Whether tunecb's runner ended this trial itself (so no rerun will read its files)."""
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and (
-        trial.user_attrs.get("stop_reason") in RUNNER_FAIL_REASONS
-    )
+    return trial.state == TrialState.FAIL and (trial.user_attrs.get(STOP_REASON) in RUNNER_FAILED)
 
 
 def _best(finished: Sequence[Any], maximize: bool) -> set[int]:

@@ -38,7 +38,7 @@ def evaluate(
             f"the data function {fn}() in {source.loaded.path} returns no test split; return "
             "(train, validation, test) to evaluate on data the search never saw"
         )
-    from tunecb.reporting.records import study_records
+    from tunecb.reporting.data.records import study_records
 
     records = [r for r in study_records(path).records if r.get("checkpoint")][:top]
     if not records:
@@ -62,10 +62,10 @@ def evaluate_checkpoint(
     path = study_dir.checkpoint(number)
     if data.test is None or not path.is_file():
         return None
-    from tunecb.training.backends import import_quietly
+    from tunecb.training.loading import load_model
     from tunecb.training.refit import evaluate_on_test
 
-    model = import_quietly().saving.load_model(path, safe_mode=True)
+    model = load_model(path)
     metrics = evaluate_on_test(model, data, batch_size)
     write_json(
         study_dir.guard(study_dir.test_json(number)),
@@ -82,10 +82,10 @@ def _evaluate_final(
     record = read_json(study_dir.final_json(number))
     if not path.is_file() or record is None:
         return None
-    from tunecb.training.backends import import_quietly
+    from tunecb.training.loading import load_model
     from tunecb.training.refit import evaluate_on_test
 
-    model = import_quietly().saving.load_model(path, safe_mode=True)
+    model = load_model(path)
     metrics = evaluate_on_test(model, data, batch_size)
     write_json(study_dir.guard(study_dir.final_json(number)), {**record, "test": metrics})
     return metrics

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ResultsError
+from tunecb.oracle.attrs import VERSIONS
 from tunecb.replay.source import TrialSource, history_column
 from tunecb.results import StudyDir, write_json
 from tunecb.study.declaration import Study
@@ -67,7 +68,7 @@ def rerun(path: str | Path, trial: int, *, study: Study | str | Path | None = No
     backend = source.start_backend(deterministic=True)
     data = source.load_data()
     reasons = list(source.notes)
-    versions = source.attrs.get("versions") or {}
+    versions = source.attrs.get(VERSIONS) or {}
     if versions.get("device") == "gpu":
         reasons.append("the trial ran on a GPU, whose kernels are not all deterministic")
     resumed = source.attrs.get("resumed_from_epoch")

@@ -44,9 +44,9 @@ class RetrainResult:
 
     def load(self) -> Any:
         """The final model, loaded with ``safe_mode=True``."""
-        from tunecb.training.backends import import_quietly
+        from tunecb.training.loading import load_model
 
-        return import_quietly().saving.load_model(self.path, safe_mode=True)
+        return load_model(self.path)
 
 
 def retrain(

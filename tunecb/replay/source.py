@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError, ResultsError, StudyFileError
-from tunecb.reporting.records import StudyRecords, study_records
+from tunecb.oracle import attrs as keys
+from tunecb.reporting.data.records import StudyRecords, study_records
 from tunecb.results import StudyDir, read_history, read_json
 from tunecb.study.data import Data, load_data
 from tunecb.study.declaration import LoadedStudy, Study, load_study_file, study_in_code
 from tunecb.study.settings import Settings, resolve
+from tunecb.wording import plural
 
 log = logging.getLogger("tunecb")
 
@@ -44,10 +46,7 @@ def pick(result: StudyRecords, where: str, rank: int | None, trial: int | None) 
         raise ConfigError(f"--rank {rank!r}: use 1 for the best trial, 2 for the next, ...")
     finished = [r for r in records if r["state"] in ("COMPLETE", "PRUNED")]
     if rank > len(finished):
-        raise ResultsError(
-            f"--rank {rank}: {where} has {len(finished)} finished trial"
-            f"{'s' if len(finished) != 1 else ''}"
-        )
+        raise ResultsError(f"--rank {rank}: {where} has {plural(len(finished), 'finished trial')}")
     return finished[rank - 1]
 
 
@@ -87,7 +86,7 @@ class TrialSource:
         study_dir = result.study_dir or StudyDir(Path(path))
         loaded = _study_of(study, attrs, study_dir, record["trial"])
         notes = []
-        if not loaded.in_code and attrs.get("study_sha256") not in (None, loaded.sha256):
+        if not loaded.in_code and attrs.get(keys.TRIAL_STUDY_SHA) not in (None, loaded.sha256):
             notes.append(f"the study file {loaded.path} changed since trial {record['trial']} ran")
         settings = _settings(loaded, result, attrs)
         return cls(study_dir, record, attrs, dict(frozen.params), loaded, settings, notes)
@@ -95,7 +94,7 @@ class TrialSource:
     def load_data(self) -> Data:
         """Call the study's data function; a note when the data differ from the trial's."""
         data = load_data(self.loaded, self.settings)
-        recorded = self.attrs.get("data") or {}
+        recorded = self.attrs.get(keys.DATA) or {}
         now = data.fingerprint()
         if recorded.get("hash") and recorded["hash"] != now["hash"]:
             self.notes.append(
@@ -114,7 +113,7 @@ class TrialSource:
         backends.import_quietly()
         if deterministic:
             backends.deterministic(backend)
-        then = self.attrs.get("versions") or {}
+        then = self.attrs.get(keys.VERSIONS) or {}
         now = {"backend": backend, backend: backends.version(backend)}
         import keras
 
@@ -160,10 +159,10 @@ def _study_of(
         return study_in_code(study)
     if study is not None:
         return load_study_file(study)
-    recorded = attrs.get("study_file") or (read_json(study_dir.trial_json(number)) or {}).get(
-        "study_file"
+    recorded = attrs.get(keys.STUDY_FILE) or (read_json(study_dir.trial_json(number)) or {}).get(
+        keys.STUDY_FILE
     )
-    in_code = attrs.get("study_in_code") or "ipykernel" in (recorded or "")
+    in_code = attrs.get(keys.STUDY_IN_CODE) or "ipykernel" in (recorded or "")
     if not recorded or in_code or not recorded.endswith(".py"):
         raise StudyFileError(
             f"trial {number} of {study_dir.root} was declared in code (a notebook or a script), "
@@ -184,13 +183,13 @@ def _study_of(
 def _settings(loaded: LoadedStudy, result: StudyRecords, attrs: dict[str, Any]) -> Settings:
     """The study's settings with what the trial recorded winning (a search may have run
     with flags that today's command line does not repeat)."""
-    training = attrs.get("training") or {}
+    training = attrs.get(keys.TRAINING) or {}
     overrides: dict[str, Any] = {k: training.get(k) for k in RECORDED}
     overrides.update(name=result.name, monitor=result.monitor, direction=result.direction)
     schedule = overrides.pop("lr_schedule")  # by name: the study's own when the names match
     if overrides.get("epochs") is None:
         overrides["epochs"] = result.epochs
-    overrides["backend"] = (attrs.get("versions") or {}).get("backend")
+    overrides["backend"] = (attrs.get(keys.VERSIONS) or {}).get("backend")
     settings = resolve(
         loaded.study.settings, overrides, default_name=loaded.default_name,
         study_path=None if loaded.in_code else loaded.path,

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from tunecb.cli.live import LiveState, clock
+from tunecb.wording import short
 
 Listener = Any  # a callable taking one event, with close()
 
@@ -66,7 +67,7 @@ class NotebookView:
             self.lines += [f"note: {n}" for n in event.notes]
         if isinstance(event, TrialFinished):
             o = event.outcome
-            value = "-" if o.value is None else f"{o.value:.4g}"
+            value = short(o.value)
             line = f"trial {o.number}: {o.state.lower()}, {self.state.monitor} {value}, "
             line += f"{o.epochs_run} epochs ({o.stop_reason})"
             self.lines.append(line)

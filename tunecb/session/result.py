@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunecb.wording import short
+
 if TYPE_CHECKING:
     import keras
     import optuna
@@ -51,20 +53,20 @@ class SearchResult:
     @property
     def trials(self) -> pandas.DataFrame:
         """Every trial, ranked best first (as ``tunecb.report``)."""
-        from tunecb.reporting.records import study_report
+        from tunecb.reporting.data.records import study_report
 
         return study_report(self.study_dir, storage=self.storage)
 
     @property
     def study(self) -> optuna.Study:
         """The Optuna study, for everything Optuna's own API does."""
-        from tunecb.reporting.records import open_report_study
+        from tunecb.reporting.data.records import open_report_study
 
         return open_report_study(self.study_dir, self.storage)[0]
 
     def load_best(self, rank: int = 1, **kwargs: Any) -> keras.Model:
         """The best trial's model (or the ``rank``-th best), from its checkpoint."""
-        from tunecb.reporting.load import load_best
+        from tunecb.replay.load import load_best
 
         return load_best(self.study_dir, rank=rank, **kwargs)
 
@@ -105,4 +107,4 @@ def _short(value: Any) -> str:
     >>> _short(0.000123456), _short(64), _short("relu")
     ('0.0001235', '64', 'relu')
     """
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return short(value)

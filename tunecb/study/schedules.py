@@ -8,10 +8,16 @@ so that a study file and the CLI can name them without importing Keras.
 True
 >>> parse_schedule("search").choices
 ('none', 'plateau', 'cosine', 'step')
+
+A schedule set per epoch computes its own rate (the callback only applies it):
+
+>>> [StepDecay(every=2, factor=0.5).rate(e, base_lr=0.8, epochs=10) for e in range(5)]
+[0.8, 0.8, 0.4, 0.4, 0.2]
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tunecb.errors import ConfigError
@@ -36,22 +42,53 @@ class ReduceOnPlateau:
 
 
 @dataclass(frozen=True)
-class Cosine:
+class PerEpoch:
+    """A schedule that sets the rate at the start of every epoch from the compiled rate
+    (``tunecb.training.rates.EpochLRSchedule`` applies it). A new one subclasses this and
+    implements :meth:`rate`."""
+
+    name = "per-epoch"
+
+    def rate(self, epoch: int, base_lr: float, epochs: int) -> float:
+        """The rate of ``epoch`` (0-based) of an ``epochs`` budget, from ``base_lr``."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Cosine(PerEpoch):
     """Cosine decay from the compiled rate to ``min_ratio`` times it, over the trial's
-    epoch budget (not the epochs it happens to run)."""
+    epoch budget (not the epochs it happens to run), after ``warmup_epochs`` of linear
+    warm-up.
+
+    >>> Cosine(min_ratio=0.1).rate(0, 1.0, 11), Cosine(min_ratio=0.1).rate(11, 1.0, 11)
+    (1.0, 0.1)
+    >>> [Cosine(warmup_epochs=2).rate(e, 1.0, 10) for e in range(3)]
+    [0.5, 1.0, 1.0]
+    """
 
     min_ratio: float = 0.0
     warmup_epochs: int = 0
     name = "cosine"
 
+    def rate(self, epoch: int, base_lr: float, epochs: int) -> float:
+        if epoch < self.warmup_epochs:
+            return base_lr * (epoch + 1) / self.warmup_epochs
+        span = max(1, epochs - self.warmup_epochs)
+        progress = min(1.0, (epoch - self.warmup_epochs) / span)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return base_lr * (self.min_ratio + (1 - self.min_ratio) * cosine)
+
 
 @dataclass(frozen=True)
-class StepDecay:
+class StepDecay(PerEpoch):
     """Multiply the rate by ``factor`` every ``every`` epochs."""
 
     every: int = 10
     factor: float = 0.5
     name = "step"
+
+    def rate(self, epoch: int, base_lr: float, epochs: int) -> float:
+        return base_lr * self.factor ** (epoch // max(1, self.every))
 
 
 @dataclass(frozen=True)

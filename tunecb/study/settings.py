@@ -11,14 +11,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from tunecb.errors import ConfigError
-from tunecb.study.schedules import Schedule, parse_schedule
+from tunecb.study import checks
+from tunecb.study.checks import Check, Invalid
+from tunecb.study.schedules import Schedule
 
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, each also its module's name
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "nsgaii", "bruteforce")
@@ -58,6 +59,7 @@ class Field:
     in_study: bool = True  # a keyword argument of Study(...); False: flag only
     unset: Any = None  # Study(...)'s default, meaning "not set in the study file"
     default_text: str | None = None  # the README's default cell, when repr does not say it
+    check: Check | None = None  # the value given -> the value used, or raises checks.Invalid
 
     @property
     def dest(self) -> str | None:
@@ -69,43 +71,59 @@ def _one_of(names: tuple[str, ...]) -> str:
     return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
+_POSITIVE = checks.integer(1, "must be a positive integer")
+_POSITIVE_OR_NONE = checks.integer(1, "must be a positive integer", none=True)
+
 FIELDS: tuple[Field, ...] = (
     Field(
         "name", FILE_STEM, "study name; results go to `results/<name>/`",
         flag="--study-name", help="study name (default: the file's stem)",
         default_text="the file's stem",
+        check=checks.study_name,
     ),
     Field(
         "monitor", "val_loss", "a metric the model logs (`val_` ones need validation data)",
         flag="--monitor", help="metric to optimise, e.g. val_accuracy",
+        check=checks.metric,
     ),
     Field(
         "direction", "auto",
         "`\"maximize\"` / `\"minimize\"`; `auto` reads the name (`loss`, `error` → minimize; "
         "`acc`, `auc`, `precision`, `recall`, `f1`, ... → maximize)",
         flag="--direction", help="maximize, minimize or auto",
+        check=checks.name_in(
+            ("maximize", "minimize", "auto"), "use 'maximize', 'minimize' or 'auto'",
+            aliases={"max": "maximize", "min": "minimize"},
+        ),
     ),
     Field(
         "epochs", 20, "epoch budget of every trial; the pruners' resource is the epoch",
         flag="--epochs", cli_type="positive_int", help="epoch budget of every trial",
+        check=_POSITIVE,
     ),
     Field(
         "batch_size", 32,
         "passed to `fit` for array data (a `tf.data.Dataset` batches itself)",
         flag="--batch-size", cli_type="positive_int", help="fit batch size",
+        check=_POSITIVE_OR_NONE,
     ),
     Field(
         "fit_kwargs", {},
         "other `fit` arguments (`class_weight`, `shuffle`, `steps_per_epoch`, ...)",
+        check=checks.fit_arguments,
     ),
     Field(
         "n_trials", 20,
         "finished trials the study should hold; running again continues up to it",
         flag="--n-trials", cli_type="positive_int", help="trials the study should hold",
+        check=_POSITIVE_OR_NONE,
     ),
     Field(
         "timeout", None, "seconds after which no new trial starts",
         flag="--timeout", cli_type="positive_float", help="seconds; no trial starts after",
+        check=checks.number(
+            0, "must be a positive number of seconds", above=True, finite=True, none=True
+        ),
     ),
     Field(
         "sampler", "tpe",
@@ -113,30 +131,38 @@ FIELDS: tuple[Field, ...] = (
         "(needs `cmaes`), `qmc`, `gp` (needs `torch`), `nsgaii`, "
         "`bruteforce`, or an `optuna.samplers` instance",
         flag="--sampler", help=_one_of(SAMPLERS),
+        check=checks.optuna_choice("sampler", SAMPLERS, {}),
     ),
     Field(
         "pruner", "median",
         "`median`, `hyperband` (first rung at a tenth of `epochs`), `successive_halving`, "
         "`none`, or an `optuna.pruners` instance",
         flag="--pruner", help=_one_of(PRUNERS),
+        check=checks.optuna_choice("pruner", PRUNERS, _PRUNER_ALIASES),
     ),
     Field(
         "seed", None, "seeds the sampler, and with the trial number every trial's Keras seed",
         flag="--seed", cli_type="non_negative_int", help="seed of the sampler and trials",
+        check=checks.integer(0, "must be an integer >= 0", none=True),
     ),
     Field(
         "patience", 5, "early-stopping patience (with `restore_best_weights`); `None` = off",
         unset="default",  # None is a value here: no early stopping
+        check=checks.integer(
+            0, "must be an integer >= 0, or None to turn early stopping off", none=True
+        ),
     ),
     Field(
         "min_delta", 0.0, "smallest change that counts as an improvement for early stopping",
+        check=checks.number(0, "must be a number >= 0"),
     ),
     Field(
         "lr_schedule", "none",
         "`none`, `plateau`, `cosine`, `step`, `search`, or "
-        "`tunecb.ReduceOnPlateau(factor, patience, min_lr)`, "
+        "`tunecb.Constant()` (as `none`), `tunecb.ReduceOnPlateau(factor, patience, min_lr)`, "
         "`tunecb.Cosine(min_ratio, warmup_epochs)`, `tunecb.StepDecay(every, factor)`, "
         "`tunecb.Searched([...names])`",
+        check=checks.schedule,
     ),
     Field(
         "backend", None,
@@ -144,10 +170,15 @@ FIELDS: tuple[Field, ...] = (
         "(`KERAS_BACKEND`, else `~/.keras/keras.json`, else TensorFlow)",
         flag="--backend", choices=BACKENDS,
         help="Keras backend (default: $KERAS_BACKEND, else ~/.keras/keras.json, else tensorflow)",
+        check=checks.name_in(
+            BACKENDS, "use 'tensorflow', 'jax' or 'torch' (or None: Keras' own choice)",
+            aliases={"pytorch": "torch"}, none=True,
+        ),
     ),
     Field(
         "verbose", 0, 'Keras `fit` verbosity: `0`, `1`, `2` or `"auto"`',
         flag="--verbose", cli_type="int", choices=(0, 1, 2), help="Keras fit verbosity",
+        check=checks.one_of((0, 1, 2, "auto"), "Keras fit verbosity is 0, 1, 2 or 'auto'"),
     ),
     Field(
         "backup_every", 10.0,
@@ -155,6 +186,7 @@ FIELDS: tuple[Field, ...] = (
         "worker dies resumes from its last backup",
         flag="--backup-every", cli_type="non_negative_float", metavar="S",
         help="back a running trial up at most every S seconds (default 10; 0: every epoch)",
+        check=checks.number(0, "seconds between trial backups: a number >= 0"),
     ),
     Field(
         "heartbeat", 30,
@@ -164,12 +196,16 @@ FIELDS: tuple[Field, ...] = (
         help="with a database storage: beat every S seconds so that other machines rerun the "
         "trials of one that died (default 30; 0: off)",
         in_study=False,
+        check=checks.integer(0, "seconds between heartbeats: an integer >= 0 (0: off)"),
     ),
     Field(
         "tensorboard", False,
         "`True` writes TensorBoard logs with HParams: [In TensorBoard](#in-tensorboard)",
         flag="--tensorboard", cli_type="switch",
         help="write each trial's TensorBoard logs with HParams under RESULTS/STUDY/tensorboard",
+        check=checks.boolean(
+            "True writes TensorBoard logs with HParams; False (default) does not"
+        ),
     ),
     Field(
         "keep_checkpoints", None,
@@ -178,17 +214,24 @@ FIELDS: tuple[Field, ...] = (
         flag="--keep-checkpoints", cli_type="positive_int", metavar="K",
         help="keep the best checkpoints of the K best trials only; delete the others as the "
         "search runs (default: keep all)",
+        check=checks.integer(
+            1,
+            "keep the checkpoints of the K best trials: a positive integer, or None to keep all",
+            none=True,
+        ),
     ),
     Field(
         "storage", None,
         "any Optuna storage URL or `.journal` path; none: `results/<name>/optuna.journal`",
         flag="--storage", metavar="URL", help="any Optuna storage URL or .journal path",
         in_study=False,
+        check=checks.text("must be an Optuna storage URL, e.g. sqlite:///study.db", none=True),
     ),
     Field(
         "results", "results", "the folder that holds `<name>/` (checkpoints, logs, reports)",
         flag="--results", metavar="DIR", help="results folder (default: results)",
         in_study=False,
+        check=checks.folder("must be a folder path"),
     ),
 )  # fmt: skip
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
@@ -196,38 +239,7 @@ FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 # The defaults of every setting but ``name`` (whose default is the study file's stem).
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in FIELDS if f.default is not FILE_STEM}
 
-# fit() arguments that tunecb sets itself; the study declares them another way.
-_RESERVED_FIT_KWARGS = {
-    "x": "the data function",
-    "y": "the data function",
-    "validation_data": "the data function",
-    "epochs": "epochs=",
-    "batch_size": "batch_size=",
-    "callbacks": "@study.callbacks",
-    "verbose": "verbose=",
-    "initial_epoch": "nothing (tunecb starts every trial at epoch 0)",
-}
 _MAXIMIZED = ("acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2", "top_k")
-
-
-def valid_name(name: object) -> bool:
-    """Whether ``name`` can name a study (and its folder ``results/<name>/``): letters and
-    digits of any script, ``_``, ``-`` and ``.``; not starting with ``.`` (a hidden folder)
-    or ``-`` (it would read as a flag). Every Python identifier is one, so a study file
-    ``données.py`` or ``模型.py`` names its study.
-
-    >>> [valid_name(n) for n in ("digits", "données", "模型", "_tmp", "run-2.1")]
-    [True, True, True, True, True]
-    >>> [valid_name(n) for n in ("", ".hidden", "-x", "a b", "a/b", "a+b", "..")]
-    [False, False, False, False, False, False, False]
-    """
-    return (
-        isinstance(name, str)
-        and bool(name)
-        and name[0] not in ".-"
-        and all(c.isalnum() or c in "_.-" for c in name)
-        and len(name.encode("utf-8")) <= 200  # a folder name: 255 bytes on most filesystems
-    )
 
 
 def overrides_from(args: Any) -> dict[str, Any]:
@@ -306,10 +318,39 @@ def resolve(
     default_name: str,
     study_path: str | Path | None = None,
 ) -> Settings:
-    """Merge the study file's settings with CLI overrides (``None`` = not given) and defaults.
+    """Merge the study file's settings with CLI overrides (``None`` = not given) and defaults,
+    check each with its field's check, then the few checks across fields.
 
     Raises :class:`ConfigError` naming the flag or study-file field, the value and the fix.
     """
+    given, sources = _given(study_settings, overrides, default_name, study_path)
+    values: dict[str, Any] = {}
+    for f in FIELDS:
+        try:
+            values[f.name] = f.check(given[f.name]) if f.check else given[f.name]
+        except Invalid as exc:
+            raise _invalid(f.name, given[f.name], sources[f.name], exc) from None
+    values.update(across_fields(values))
+    return Settings(**values, sources=sources)
+
+
+def across_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The checks that read more than one setting (each already checked on its own); the
+    settings they decide. Raises :class:`ConfigError`.
+
+    >>> across_fields({"monitor": "val_auc", "direction": "auto"})
+    {'direction': 'maximize'}
+    """
+    return {"direction": _direction(values["direction"], values["monitor"])}
+
+
+def _given(
+    study_settings: dict[str, Any],
+    overrides: dict[str, Any],
+    default_name: str,
+    study_path: str | Path | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each setting's value before its check, and where it came from (flag > file > default)."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     where_file = f"{study_path}: " if study_path else ""
@@ -324,136 +365,26 @@ def resolve(
         else:
             values[key] = default_name if f.default is FILE_STEM else f.default
             sources[key] = f"default {key}"
+    return values, sources
 
-    def bad(key: str, expected: str) -> ConfigError:
-        return ConfigError(f"{sources[key]} {values[key]!r}: {expected}")
 
-    name = values["name"]
-    if not valid_name(name):
-        rule = "a study name is letters, digits, '_', '-' and '.', not first, e.g. 'digits'"
-        if sources["name"] == "default name":  # the study file's name
-            raise ConfigError(
-                f"the study file's name {name!r} cannot name the study: {rule}; "
-                "pass --study-name NAME, or set name= in the study file"
-            )
-        raise bad("name", rule)
-    monitor = values["monitor"]
-    if not isinstance(monitor, str) or not monitor:
-        raise bad("monitor", "name a logged metric, e.g. 'val_accuracy'")
-    direction = _direction(values["direction"], monitor, bad)
-    for key in ("epochs", "n_trials", "batch_size"):
-        value = values[key]
-        if value is None and key != "epochs":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise bad(key, "must be a positive integer")
-    timeout = values["timeout"]
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise bad("timeout", "must be a positive number of seconds")
-    patience = values["patience"]
-    if patience is not None and (
-        isinstance(patience, bool) or not isinstance(patience, int) or patience < 0
-    ):
-        raise bad("patience", "must be an integer >= 0, or None to turn early stopping off")
-    min_delta = values["min_delta"]
-    if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or min_delta < 0:
-        raise bad("min_delta", "must be a number >= 0")
-    seed = values["seed"]
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise bad("seed", "must be an integer >= 0")
-    fit_kwargs = values["fit_kwargs"]
-    if not isinstance(fit_kwargs, dict):
-        raise bad("fit_kwargs", "must be a dict of model.fit arguments")
-    for key in fit_kwargs:
-        if key in _RESERVED_FIT_KWARGS:
-            raise ConfigError(
-                f"{sources['fit_kwargs']} has {key!r}: tunecb sets it; "
-                f"declare it with {_RESERVED_FIT_KWARGS[key]}"
-            )
-    sampler = _choice(values["sampler"], SAMPLERS, {}, "optuna.samplers", bad, "sampler")
-    pruner = _choice(values["pruner"], PRUNERS, _PRUNER_ALIASES, "optuna.pruners", bad, "pruner")
-    try:
-        schedule = parse_schedule(values["lr_schedule"])
-    except ConfigError as exc:
-        raise ConfigError(f"{sources['lr_schedule']} {exc}") from None
-    backend = values["backend"]
-    if isinstance(backend, str) and backend.strip().lower() == "pytorch":
-        backend = "torch"
-    if backend is not None and (not isinstance(backend, str) or backend.strip().lower()
-                                not in BACKENDS):  # fmt: skip
-        raise bad("backend", "use 'tensorflow', 'jax' or 'torch' (or None: Keras' own choice)")
-    verbose = values["verbose"]
-    if verbose not in (0, 1, 2, "auto"):
-        raise bad("verbose", "Keras fit verbosity is 0, 1, 2 or 'auto'")
-    backup_every = values["backup_every"]
-    if (
-        isinstance(backup_every, bool)
-        or not isinstance(backup_every, int | float)
-        or not backup_every >= 0
-    ):
-        raise bad("backup_every", "seconds between trial backups: a number >= 0")
-    heartbeat = values["heartbeat"]
-    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 0:
-        raise bad("heartbeat", "seconds between heartbeats: an integer >= 0 (0: off)")
-    tensorboard = values["tensorboard"]
-    if not isinstance(tensorboard, bool):
-        raise bad(
-            "tensorboard", "True writes TensorBoard logs with HParams; False (default) does not"
+def _invalid(key: str, value: Any, source: str, exc: Invalid) -> ConfigError:
+    """The one-line error of a setting whose check failed: where it came from, the value and
+    what it takes."""
+    if key == "name" and source == "default name":  # the study file's stem
+        return ConfigError(
+            f"the study file's name {value!r} cannot name the study: {exc.expected}; "
+            "pass --study-name NAME, or set name= in the study file"
         )
-    keep = values["keep_checkpoints"]
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep <= 0):
-        raise bad(
-            "keep_checkpoints",
-            "keep the checkpoints of the K best trials: a positive integer, or None to keep all",
-        )
-    results = values["results"]
-    if not isinstance(results, str | Path) or not str(results):
-        raise bad("results", "must be a folder path")
-    storage = values["storage"]
-    if storage is not None and (not isinstance(storage, str) or not storage.strip()):
-        raise bad("storage", "must be an Optuna storage URL, e.g. sqlite:///study.db")
-    return Settings(
-        name=name,
-        monitor=monitor,
-        direction=direction,
-        epochs=values["epochs"],
-        batch_size=values["batch_size"],
-        fit_kwargs=dict(fit_kwargs),
-        n_trials=values["n_trials"],
-        timeout=float(timeout) if timeout is not None else None,
-        sampler=sampler,
-        pruner=pruner,
-        seed=seed,
-        patience=patience,
-        min_delta=float(min_delta),
-        lr_schedule=schedule,
-        backend=backend.strip().lower() if backend else None,
-        verbose=verbose,
-        backup_every=float(backup_every),
-        heartbeat=heartbeat,
-        tensorboard=tensorboard,
-        keep_checkpoints=keep,
-        storage=storage,
-        results=Path(results),
-        sources=sources,
-    )
+    if not exc.quote:
+        return ConfigError(f"{source} {exc.expected}")
+    return ConfigError(f"{source} {value!r}: {exc.expected}")
 
 
-def _direction(value: Any, monitor: str, bad) -> str:
-    if not isinstance(value, str):
-        raise bad("direction", "use 'maximize', 'minimize' or 'auto'")
-    value = value.strip().lower()
-    aliases = {"max": "maximize", "min": "minimize"}
-    value = aliases.get(value, value)
-    if value in ("maximize", "minimize"):
-        return value
+def _direction(value: str, monitor: str) -> str:
+    """``maximize`` or ``minimize``: as given, or (``auto``) read from the monitor's name."""
     if value != "auto":
-        raise bad("direction", "use 'maximize', 'minimize' or 'auto'")
+        return value
     base = monitor.lower().removeprefix("val_")
     if "loss" in base or "error" in base:
         return "minimize"
@@ -463,18 +394,3 @@ def _direction(value: Any, monitor: str, bad) -> str:
         f"cannot tell whether monitor {monitor!r} should go up or down; "
         "set direction='maximize' or direction='minimize' in the study (or --direction)"
     )
-
-
-def _choice(value: Any, names: tuple[str, ...], aliases: dict, module: str, bad, key: str):
-    if isinstance(value, str):
-        name = value.strip().lower().replace("-", "_")
-        name = aliases.get(name, name)
-        if name in names:
-            return name
-        raise bad(key, f"use one of {list(names)} or an {module} instance")
-    import optuna
-
-    base = optuna.samplers.BaseSampler if key == "sampler" else optuna.pruners.BasePruner
-    if isinstance(value, base):
-        return value
-    raise bad(key, f"use one of {list(names)} or an {module} instance")

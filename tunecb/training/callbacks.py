@@ -4,6 +4,11 @@ Order (first to last): epoch watch (metric check + non-finite termination), lear
 schedule, best checkpoint, early stopping, history log, TensorBoard logs (``--tensorboard``),
 the user's callbacks, pruning, then the epoch notice (the search's live progress).
 
+The stateful ones (watch, schedule, checkpoint, early stopping, history) implement
+``get_state``/``set_state`` (:mod:`tunecb.training.state`); :meth:`TrialCallbacks.stateful`
+names them, and a trial's backup is their states by name. The monitored value is read
+through one :class:`~tunecb.training.monitor.Monitor`.
+
 None of them overrides a per-batch hook, so none runs Python per batch (on JAX, Keras then
 also dispatches batch events asynchronously; its TensorFlow backend is not thread-safe and
 never does). Non-finite values are therefore caught at the end of the epoch they appear in.
@@ -19,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import difflib
 import io
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,17 +35,17 @@ import keras
 import numpy as np
 
 from tunecb import interrupts
-from tunecb.errors import ConfigError, MonitorError
+from tunecb.errors import MonitorError
+from tunecb.oracle import attrs as keys
 from tunecb.results import atomic_write, space_for
 from tunecb.study import schedules
 from tunecb.study.settings import Settings
+from tunecb.training.keras_state import TrialEarlyStopping, TrialReduceLROnPlateau
+from tunecb.training.monitor import Monitor
+from tunecb.training.rates import EpochLRSchedule, current_lr
+from tunecb.training.state import Stateful
 
-
-def _is_finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+log = logging.getLogger("tunecb")
 
 
 class EpochWatch(keras.callbacks.Callback):
@@ -50,31 +55,26 @@ class EpochWatch(keras.callbacks.Callback):
 
     def __init__(self, monitor: str) -> None:
         super().__init__()
-        self.monitor = monitor
+        self.monitor = Monitor(monitor)
         self.epochs_run = 0
         self.non_finite_epoch: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         interrupts.check()  # a Ctrl-C whose KeyboardInterrupt was lost inside the epoch
         logs = logs or {}
-        if self.epochs_run == 0 and self.monitor not in logs:
-            raise MonitorError(missing_monitor_message(self.monitor, logs))
+        missing = self.monitor.missing_from(logs) if self.epochs_run == 0 else None
+        if missing:
+            raise MonitorError(missing)
         self.epochs_run += 1
-        if not (_is_finite(logs.get(self.monitor)) and _is_finite(logs.get("loss", 0.0))):
+        if self.monitor.usable(logs) is None:
             self.non_finite_epoch = epoch + 1
             self.model.stop_training = True
 
+    def get_state(self) -> dict[str, Any]:
+        return {"epochs_run": self.epochs_run}
 
-def missing_monitor_message(monitor: str, logs: dict) -> str:
-    names = sorted(k for k in logs if k != "learning_rate")
-    close = difflib.get_close_matches(monitor, names, n=1)
-    hint = f"Did you mean {close[0]!r}? " if close else ""
-    if monitor.startswith("val_") and not any(k.startswith("val_") for k in names):
-        hint += "(val_ metrics need validation data from the data function) "
-    return (
-        f"monitor {monitor!r} is not logged by the model; it logs {names}. "
-        f"{hint}Set monitor= in the study file to one of them."
-    )
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.epochs_run = int(state["epochs_run"])
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -88,26 +88,42 @@ class BestCheckpoint(keras.callbacks.Callback):
     def __init__(self, path: Path, monitor: str, maximize: bool) -> None:
         super().__init__()
         self.path = Path(path)
-        self.monitor = monitor
-        self.maximize = maximize
+        self.monitor = Monitor(monitor, maximize)
         self.best: float | None = None
         self.best_epoch: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        value = logs.get(self.monitor)
-        if not (_is_finite(value) and _is_finite(logs.get("loss", 0.0))):
-            return
-        value = float(value)
-        if self.best is not None and not (
-            value > self.best if self.maximize else value < self.best
-        ):
+        value = self.monitor.usable(logs)
+        if value is None or not self.monitor.improves(value, self.best):
             return
         atomic_write(
             self.path, lambda tmp: self.model.save(tmp), suffix=".keras",
             needed=lambda: model_bytes(self.model),
         )  # fmt: skip
         self.best, self.best_epoch = value, epoch + 1
+
+    def get_state(self) -> dict[str, Any]:
+        """The best so far, with the identity of the file that holds it."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "file": file_identity(self.path)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        # The best comes back only with the very file it describes: the state can be another
+        # attempt's (a rerun killed before its first backup leaves its record beside the
+        # older attempt's), or older than the file (killed between the two writes).
+        if state.get("file") and state["file"] == file_identity(self.path):
+            self.best, self.best_epoch = state["best"], state["best_epoch"]
+        elif self.path.exists():
+            log.info("the carried-over %s has no matching record; its best is found anew",
+                     self.path)  # fmt: skip
+
+
+def file_identity(path: Path) -> list[int] | None:
+    """``[size, mtime_ns]`` of a file (kept by a copy that preserves its times), or None."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def model_bytes(model: keras.Model) -> int:
@@ -163,6 +179,18 @@ class HistoryLog(keras.callbacks.Callback):
                     handle.truncate(start)  # no half row: a resumed trial reads this file
                 raise
 
+    def get_state(self) -> dict[str, Any]:
+        return {"columns": self._columns}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        # The file is the truth: new rows follow the header of the rows already in it (the
+        # carried-over epochs); without a file, the next row writes the header again.
+        try:
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                self._columns = next(csv.reader(handle), None)
+        except OSError:
+            self._columns = None
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, int | float | str) or value is None:
@@ -171,17 +199,6 @@ def _plain(value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         return value
-
-
-def current_lr(model: keras.Model) -> float | None:
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return None
-    try:
-        rate = optimizer.learning_rate
-        return float(rate.numpy() if hasattr(rate, "numpy") else rate)
-    except Exception:  # an optimizer without a readable rate: log nothing
-        return None
 
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):
@@ -249,41 +266,6 @@ def _float(value: Any) -> float | None:
         return None
 
 
-class EpochLRSchedule(keras.callbacks.Callback):
-    """Sets the optimizer's learning rate at the start of every epoch from the rate the
-    model was compiled with: cosine decay over the epoch budget, or step decay."""
-
-    def __init__(self, schedule: schedules.Cosine | schedules.StepDecay, epochs: int) -> None:
-        super().__init__()
-        self.schedule = schedule
-        self.epochs = epochs
-        self.base_lr: float | None = None
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        rate = self.model.optimizer._learning_rate
-        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-            raise ConfigError(
-                f"lr_schedule={self.schedule.name!r} sets the rate per epoch, but the model "
-                "was compiled with a keras LearningRateSchedule; keep one of the two"
-            )
-        self.base_lr = current_lr(self.model)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.model.optimizer.learning_rate = self.rate(epoch)
-
-    def rate(self, epoch: int) -> float:
-        """The learning rate of ``epoch`` (0-based)."""
-        base = float(self.base_lr)
-        s = self.schedule
-        if isinstance(s, schedules.StepDecay):
-            return base * s.factor ** (epoch // max(1, s.every))
-        if epoch < s.warmup_epochs:
-            return base * (epoch + 1) / s.warmup_epochs
-        span = max(1, self.epochs - s.warmup_epochs)
-        progress = min(1.0, (epoch - s.warmup_epochs) / span)
-        return base * (s.min_ratio + (1 - s.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 class OptunaPruning(keras.callbacks.Callback):
     """Reports the monitored value to the Optuna trial every epoch (step = epochs done)
     and, when the pruner says so, stops training cleanly with ``stop_training``.
@@ -296,14 +278,14 @@ class OptunaPruning(keras.callbacks.Callback):
     def __init__(self, trial: Any, monitor: str) -> None:
         super().__init__()
         self.trial = trial
-        self.monitor = monitor
+        self.monitor = Monitor(monitor)
         self.pruned_at: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if not _is_finite(value):
+        value = self.monitor.value(logs)
+        if value is None:
             return
-        self.trial.report(float(value), step=epoch + 1)
+        self.trial.report(value, step=epoch + 1)
         if self.trial.should_prune():
             self.pruned_at = epoch + 1
             self.model.stop_training = True
@@ -316,12 +298,11 @@ class EpochNotice(keras.callbacks.Callback):
 
     def __init__(self, monitor: str, notify: Any) -> None:
         super().__init__()
-        self.monitor = monitor
+        self.monitor = Monitor(monitor)
         self.notify = notify
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        self.notify(epoch + 1, float(value) if _is_finite(value) else None)
+        self.notify(epoch + 1, self.monitor.value(logs))
 
 
 @dataclass
@@ -332,8 +313,8 @@ class TrialCallbacks:
     checkpoint: BestCheckpoint
     history: HistoryLog
     pruning: OptunaPruning
-    schedule: keras.callbacks.Callback | None = None
-    early_stopping: keras.callbacks.EarlyStopping | None = None
+    schedule: EpochLRSchedule | TrialReduceLROnPlateau | None = None
+    early_stopping: TrialEarlyStopping | None = None
     user: list = field(default_factory=list)
     backup: keras.callbacks.Callback | None = None  # tunecb.training.backup.TrialBackup
     tensorboard: EpochTensorBoard | None = None
@@ -345,15 +326,28 @@ class TrialCallbacks:
         last = [c for c in (self.backup, self.pruning, self.notice) if c is not None]
         return [c for c in ours if c is not None] + list(self.user) + last
 
+    def stateful(self) -> dict[str, Stateful]:
+        """Our callbacks that carry state across a pause, by name (a backup's keys).
+
+        >>> sorted(TrialCallbacks(EpochWatch("loss"), BestCheckpoint(Path("b"), "loss", False),
+        ...        HistoryLog(Path("h")), OptunaPruning(None, "loss")).stateful())
+        ['checkpoint', 'history', 'watch']
+        """
+        # The schedule's name says its kind: a backup of one never restores the other.
+        lr = "plateau" if isinstance(self.schedule, TrialReduceLROnPlateau) else "lr_schedule"
+        named = {"watch": self.watch, lr: self.schedule, "checkpoint": self.checkpoint,
+                 "early_stopping": self.early_stopping, "history": self.history}  # fmt: skip
+        return {name: cb for name, cb in named.items() if cb is not None}
+
     def stop_reason(self, epochs: int) -> str:
         """``nan``, ``pruned``, ``early_stopped`` or ``completed``."""
         if self.watch.non_finite_epoch is not None:
-            return "nan"
+            return keys.NAN
         if self.pruning.pruned_at is not None:
-            return "pruned"
+            return keys.PRUNED
         if self.watch.epochs_run < epochs:
-            return "early_stopped"
-        return "completed"
+            return keys.EARLY_STOPPED
+        return keys.COMPLETED
 
 
 def make_callbacks(
@@ -368,9 +362,9 @@ def make_callbacks(
     """Our callbacks for one trial, configured from the resolved settings (with
     ``tensorboard_dir``: Keras' epoch scalars logged there)."""
     mode = "max" if settings.maximize else "min"
-    lr_callback: keras.callbacks.Callback | None = None
+    lr_callback: EpochLRSchedule | TrialReduceLROnPlateau | None = None
     if isinstance(schedule, schedules.ReduceOnPlateau):
-        lr_callback = keras.callbacks.ReduceLROnPlateau(
+        lr_callback = TrialReduceLROnPlateau(
             monitor=settings.monitor,
             mode=mode,
             factor=schedule.factor,
@@ -378,11 +372,12 @@ def make_callbacks(
             min_lr=schedule.min_lr,
             verbose=0,
         )
-    elif isinstance(schedule, schedules.Cosine | schedules.StepDecay):
+    elif isinstance(schedule, schedules.PerEpoch):
         lr_callback = EpochLRSchedule(schedule, settings.epochs)
     early = None
     if settings.patience is not None:
-        early = keras.callbacks.EarlyStopping(
+        early = TrialEarlyStopping(
+            checkpoint_path,
             monitor=settings.monitor,
             mode=mode,
             patience=settings.patience,

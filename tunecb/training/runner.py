@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,16 @@ import optuna
 from tunecb import interrupts
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, DiskFull, ModelError, TunecbError, describe_error
+from tunecb.oracle import attrs as keys
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
-from tunecb.results import StudyDir, write_json
+from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.study import schedules
 from tunecb.study.data import Data, missing_backend_hint, wants_data
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
 from tunecb.training import backup as backups
 from tunecb.training import tensorboard as tblogs
-from tunecb.training.callbacks import EpochNotice, make_callbacks
+from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 
 log = logging.getLogger("tunecb")
 
@@ -107,6 +109,17 @@ def build_model(loaded: LoadedStudy, trial: Any, data: Data) -> keras.Model:
     return model
 
 
+@dataclass
+class _Fit:
+    """How one trial's fit ended: its state and stop reason, its callbacks (``None`` when
+    it failed before they were made), and an error that must stop the search."""
+
+    state: str = FAIL
+    reason: str = keys.FAILED
+    cbs: TrialCallbacks | None = None
+    fatal: BaseException | None = None
+
+
 class TrialRunner:
     """Runs trials of one study in this process, with data loaded once.
 
@@ -144,94 +157,20 @@ class TrialRunner:
         """Train one trial (with Keras seed ``seed``, else the trial's own: see
         :func:`trial_seed`). Raises :class:`TunecbError` (after recording the trial) when
         the study itself is broken; any other error only fails this trial."""
-        s = self.settings
         number = trial.number
-        start = time.perf_counter()
-        seed = trial_seed(s.seed, number) if seed is None else seed
-        folder = self.study_dir.reset_trial(number)
-        started = time.time()
-        board = self.study_dir.tensorboard_run(number) if s.tensorboard else None
-        if board is not None:
-            tblogs.reset_run(board)
-        self._check_data(trial)
-        clear_session()
-        keras.utils.set_random_seed(seed)
-
-        schedule = s.lr_schedule
-        if isinstance(schedule, schedules.Searched):
-            name = trial.suggest_categorical("lr_schedule", list(schedule.choices))
-            schedule = schedules.parse_schedule(name)
-
+        start, started = time.perf_counter(), time.time()
+        seed = trial_seed(self.settings.seed, number) if seed is None else seed
+        folder, board = self._prepare(trial, seed)
+        schedule = self._schedule(trial)
         outcome = dict(
             number=number, value=None, best_epoch=None, epochs_run=0, error=None,
             checkpoint=None, n_params=None, seed=seed, lr_schedule=schedule.name,
             resumed_from_epoch=None,
         )  # fmt: skip
-        backup_dir = self.study_dir.backup_dir(backups.origin(trial))
-        cbs = None
-        fatal: BaseException | None = None
-        try:
-            model = self._build(trial)
-            self._check_labels(model, number)
-            outcome["n_params"] = int(model.count_params())
-            user = self._user_callbacks(trial)
-            cbs = make_callbacks(
-                trial, s, schedule, self.study_dir.checkpoint(number),
-                self.study_dir.history(number), user, tensorboard_dir=board,
-            )  # fmt: skip
-            stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
-            cbs.backup = backups.TrialBackup(backup_dir, stamp, number, cbs, s.backup_every)
-            if self.on_epoch is not None:
-                hook = self.on_epoch
-                cbs.notice = EpochNotice(s.monitor, lambda epoch, value: hook(number, epoch, value))
-            resumed = backups.restore(
-                model, cbs.backup, folder, self.study_dir.trial_dir, trial, s.monitor
-            )
-            outcome["resumed_from_epoch"] = resumed or None
-            if resumed and cbs.tensorboard is not None:
-                cbs.tensorboard.resume_from(self.study_dir.history(number), resumed)
-            model.fit(
-                **{**self.data.fit_arguments(s.batch_size), **s.fit_kwargs},
-                epochs=s.epochs,
-                initial_epoch=resumed,
-                callbacks=cbs.as_list(),
-                verbose=s.verbose,
-            )
-            reason = cbs.stop_reason(s.epochs)
-            state = {"nan": FAIL, "pruned": PRUNED}.get(reason, COMPLETE)
-            if reason == "nan":
-                outcome["error"] = (
-                    f"non-finite loss or {s.monitor} at epoch {cbs.watch.non_finite_epoch}"
-                )
-        except optuna.TrialPruned:  # the builder or a user callback asked to prune
-            state, reason = PRUNED, "pruned"
-        except DiskFull:  # as Ctrl-C: the search stops, the trial is queued (backup kept)
-            raise
-        except TunecbError as exc:
-            state, reason, fatal = FAIL, "failed", exc
-            outcome["error"] = str(exc)
-        except KeyboardInterrupt as exc:
-            if not interrupts.from_code(exc):  # Ctrl-C: the search stops, the trial is queued
-                raise
-            state, reason = FAIL, "failed"
-            outcome["error"] = describe_error(exc, self.loaded.path)
-        except BaseException as exc:  # Exception, SystemExit, ...: user code failed
-            state, reason = FAIL, "failed"
-            outcome["error"] = describe_error(exc, self.loaded.path)
-            log.debug("trial %d failed", number, exc_info=True)
-        backups.discard(backup_dir)  # the trial ended: nothing to resume
-        if cbs is not None and cbs.tensorboard is not None:
-            cbs.tensorboard.close()  # fit closes them, unless it raised
-        if cbs is not None:
-            outcome["epochs_run"] = cbs.watch.epochs_run
-            outcome["value"] = cbs.checkpoint.best
-            outcome["best_epoch"] = cbs.checkpoint.best_epoch
-        if state == COMPLETE and outcome["value"] is None:
-            state, reason = FAIL, "nan"
-            outcome["error"] = f"no epoch had a finite {s.monitor}"
-        checkpoint = self.study_dir.checkpoint(number)
-        if checkpoint.exists():
-            outcome["checkpoint"] = self.study_dir.relative(checkpoint)
+        backup = self.study_dir.backup(backups.origin(trial))
+        fit = self._fit(trial, schedule, board, backup, outcome)
+        backups.discard(backup.folder)  # the trial ended: nothing to resume
+        state, reason = self._conclude(fit, outcome)
         result = TrialOutcome(
             state=state,
             stop_reason=reason,
@@ -241,9 +180,121 @@ class TrialRunner:
         if board is not None:
             self._write_session(board, trial, result, started)
         self.record(trial, result, folder)
-        if fatal is not None:
-            raise fatal
+        if fit.fatal is not None:
+            raise fit.fatal
         return result
+
+    def _prepare(self, trial: optuna.Trial, seed: int) -> tuple[Path, Path | None]:
+        """An empty trial folder (and TensorBoard run), the data checked, Keras reset and
+        seeded; returns the folder and the TensorBoard run (``None`` without one)."""
+        number = trial.number
+        folder = self.study_dir.reset_trial(number)
+        board = self.study_dir.tensorboard_run(number) if self.settings.tensorboard else None
+        if board is not None:
+            tblogs.reset_run(board)
+        self._check_data(trial)
+        clear_session()
+        keras.utils.set_random_seed(seed)
+        return folder, board
+
+    def _schedule(self, trial: optuna.Trial) -> schedules.Schedule:
+        """The trial's learning-rate schedule (suggested when the study searches it)."""
+        schedule = self.settings.lr_schedule
+        if isinstance(schedule, schedules.Searched):
+            name = trial.suggest_categorical("lr_schedule", list(schedule.choices))
+            schedule = schedules.parse_schedule(name)
+        return schedule
+
+    def _fit(
+        self, trial: optuna.Trial, schedule: schedules.Schedule, board: Path | None,
+        backup: BackupDir, outcome: dict[str, Any],
+    ) -> _Fit:  # fmt: skip
+        """Build, resume from the backup if there is one, fit, and say how it ended (an
+        error of user code fails only this trial; ``outcome`` gets the error text)."""
+        s = self.settings
+        fit = _Fit()
+        try:
+            model = self._build(trial)
+            self._check_labels(model, trial.number)
+            outcome["n_params"] = int(model.count_params())
+            fit.cbs = cbs = self._callbacks(trial, schedule, board, backup)
+            resumed = self._resume(model, cbs, trial)
+            outcome["resumed_from_epoch"] = resumed or None
+            model.fit(
+                **{**self.data.fit_arguments(s.batch_size), **s.fit_kwargs},
+                epochs=s.epochs,
+                initial_epoch=resumed,
+                callbacks=cbs.as_list(),
+                verbose=s.verbose,
+            )
+            fit.reason = cbs.stop_reason(s.epochs)
+            fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED}.get(fit.reason, COMPLETE)
+            if fit.reason == keys.NAN:
+                outcome["error"] = (
+                    f"non-finite loss or {s.monitor} at epoch {cbs.watch.non_finite_epoch}"
+                )
+        except optuna.TrialPruned:  # the builder or a user callback asked to prune
+            fit.state, fit.reason = PRUNED, keys.PRUNED
+        except DiskFull:  # as Ctrl-C: the search stops, the trial is queued (backup kept)
+            raise
+        except TunecbError as exc:
+            fit.state, fit.reason, fit.fatal = FAIL, keys.FAILED, exc
+            outcome["error"] = str(exc)
+        except KeyboardInterrupt as exc:
+            if not interrupts.from_code(exc):  # Ctrl-C: the search stops, the trial is queued
+                raise
+            fit.state, fit.reason = FAIL, keys.FAILED
+            outcome["error"] = describe_error(exc, self.loaded.path)
+        except BaseException as exc:  # Exception, SystemExit, ...: user code failed
+            fit.state, fit.reason = FAIL, keys.FAILED
+            outcome["error"] = describe_error(exc, self.loaded.path)
+            log.debug("trial %d failed", trial.number, exc_info=True)
+        return fit
+
+    def _callbacks(
+        self, trial: optuna.Trial, schedule: schedules.Schedule, board: Path | None,
+        backup: BackupDir,
+    ) -> TrialCallbacks:  # fmt: skip
+        """Our callbacks and the user's, with the trial's backup and live-progress notice."""
+        s, number = self.settings, trial.number
+        cbs = make_callbacks(
+            trial, s, schedule, self.study_dir.checkpoint(number),
+            self.study_dir.history(number), self._user_callbacks(trial), tensorboard_dir=board,
+        )  # fmt: skip
+        stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
+        cbs.backup = backups.TrialBackup(backup, stamp, number, cbs, s.backup_every)
+        if self.on_epoch is not None:
+            hook = self.on_epoch
+            cbs.notice = EpochNotice(s.monitor, lambda epoch, value: hook(number, epoch, value))
+        return cbs
+
+    def _resume(self, model: keras.Model, cbs: TrialCallbacks, trial: optuna.Trial) -> int:
+        """Put the trial's backup back, if it has one; the epochs it had done (0: none)."""
+        number = trial.number
+        resumed = backups.restore(
+            model, cbs.backup, self.study_dir, number, trial, self.settings.monitor
+        )
+        if resumed and cbs.tensorboard is not None:
+            cbs.tensorboard.resume_from(self.study_dir.history(number), resumed)
+        return resumed
+
+    def _conclude(self, fit: _Fit, outcome: dict[str, Any]) -> tuple[str, str]:
+        """Read the result off the callbacks into ``outcome``; the trial's state and stop
+        reason (a COMPLETE fit without one finite value fails)."""
+        state, reason, cbs = fit.state, fit.reason, fit.cbs
+        if cbs is not None and cbs.tensorboard is not None:
+            cbs.tensorboard.close()  # fit closes them, unless it raised
+        if cbs is not None:
+            outcome["epochs_run"] = cbs.watch.epochs_run
+            outcome["value"] = cbs.checkpoint.best
+            outcome["best_epoch"] = cbs.checkpoint.best_epoch
+        if state == COMPLETE and outcome["value"] is None:
+            state, reason = FAIL, keys.NAN
+            outcome["error"] = f"no epoch had a finite {self.settings.monitor}"
+        checkpoint = self.study_dir.checkpoint(outcome["number"])
+        if checkpoint.exists():
+            outcome["checkpoint"] = self.study_dir.relative(checkpoint)
+        return state, reason
 
     def _write_session(
         self, board: Path, trial: optuna.Trial, outcome: TrialOutcome, started: float
@@ -313,9 +364,9 @@ class TrialRunner:
         study = getattr(trial, "study", None)
         if study is None:  # a FixedTrial (tunecb rerun): the caller compares
             return
-        first = study.user_attrs.get("data")
+        first = study.user_attrs.get(keys.DATA)
         if not first:
-            study.set_user_attr("data", self.data_print)
+            study.set_user_attr(keys.DATA, self.data_print)
         elif first.get("hash") != self.data_print["hash"]:
             log.warning(
                 "the data function of %s now returns other data than when study %r began "
@@ -334,12 +385,12 @@ class TrialRunner:
     def record(self, trial: optuna.Trial, outcome: TrialOutcome, folder) -> None:
         """Store the outcome on the Optuna trial and in ``trials/<n>/trial.json``."""
         attrs = outcome.attrs()
-        attrs["study_sha256"] = self.loaded.sha256
-        attrs["versions"] = versions()
-        attrs["data"] = self.data_print
-        attrs["training"] = self.training_settings()
+        attrs[keys.TRIAL_STUDY_SHA] = self.loaded.sha256
+        attrs[keys.VERSIONS] = versions()
+        attrs[keys.DATA] = self.data_print
+        attrs[keys.TRAINING] = self.training_settings()
         if self.loaded.in_code:  # its file is a script or a notebook, not a study file
-            attrs["study_in_code"] = True
+            attrs[keys.STUDY_IN_CODE] = True
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         write_json(

@@ -17,8 +17,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tunecb.reporting.curves import curves_plot, history_plot
-from tunecb.reporting.figures import (
+from tunecb.oracle.attrs import WORKER
+from tunecb.reporting.data.overview import THIS_PROCESS
+from tunecb.reporting.data.records import StudyRecords
+from tunecb.reporting.plots.curves import curves_plot, history_plot
+from tunecb.reporting.plots.shared import (
     STATE_COLORS,
     PlotSkipped,
     figure,
@@ -27,8 +30,7 @@ from tunecb.reporting.figures import (
     png,
     short_worker,
 )
-from tunecb.reporting.overview import THIS_PROCESS, plural
-from tunecb.reporting.records import StudyRecords
+from tunecb.wording import plural
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -192,7 +194,7 @@ def timeline_plot(result: StudyRecords) -> tuple[Figure, str]:
     """Trials as bars in time, one row per worker process (processes that ran one after
     another share a row), coloured by state."""
     spans = [
-        (t.user_attrs.get("worker") or THIS_PROCESS, t.datetime_start, t.datetime_complete,
+        (t.user_attrs.get(WORKER) or THIS_PROCESS, t.datetime_start, t.datetime_complete,
          t.state.name)
         for t in result.trials.values()
         if t.datetime_start is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
-from tunecb.reporting.records import StudyRecords
+from tunecb.reporting.data.records import StudyRecords
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

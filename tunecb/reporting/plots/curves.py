@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tunecb.reporting.figures import (
+from tunecb.reporting.data.overview import finite_number
+from tunecb.reporting.data.records import StudyRecords, trial_history
+from tunecb.reporting.plots.shared import (
     HIGHLIGHT,
     STATE_COLORS,
     PlotSkipped,
@@ -15,8 +17,7 @@ from tunecb.reporting.figures import (
     metric_label,
     png,
 )
-from tunecb.reporting.overview import finite_number, plural
-from tunecb.reporting.records import StudyRecords, trial_history
+from tunecb.wording import plural
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -20,10 +20,12 @@ from typing import Any
 
 from tunecb.errors import ResultsError
 from tunecb.escaping import csv_cell, printable
-from tunecb.reporting.cells import cell, checkpoint_cell, column_numbers, number, number_ranges
-from tunecb.reporting.narrow import fit_table
-from tunecb.reporting.overview import duration_text, finite_number, plural
-from tunecb.reporting.records import StudyRecords, trial_history
+from tunecb.oracle.attrs import LR_SCHEDULE, N_PARAMS, SEED, WORKER
+from tunecb.reporting.data.overview import finite_number
+from tunecb.reporting.data.records import StudyRecords, trial_history
+from tunecb.reporting.text.cells import cell, checkpoint_cell, column_numbers, number, number_ranges
+from tunecb.reporting.text.terminal import fit_table
+from tunecb.wording import duration_text, plural, short
 
 SPARKS = "▁▂▃▄▅▆▇█"
 MAX_EPOCH_ROWS = 20  # longer histories show evenly spread epochs, the best one among them
@@ -106,8 +108,8 @@ def _fields(result: StudyRecords, record: dict[str, Any]) -> list[tuple[str, str
     ran = duration_text(record["duration_s"]) if record.get("duration_s") is not None else "-"
     if trial is not None and trial.datetime_start is not None:
         ran += f", started {trial.datetime_start:%Y-%m-%d %H:%M:%S}"
-    if attrs.get("worker"):
-        ran += f" by worker {attrs['worker']}"
+    if attrs.get(WORKER):
+        ran += f" by worker {attrs[WORKER]}"
     if record.get("backend"):
         ran += f", on {record['backend']}"
     fields.append(("ran", ran))
@@ -164,7 +166,7 @@ def _carried_on(result: StudyRecords, record: dict[str, Any]) -> list[tuple[str,
 
 
 def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return short(value)
 
 
 def history_lines(
@@ -253,7 +255,7 @@ def trial_json(result: StudyRecords, number: int) -> str:
     rank, record = find_trial(result, number)
     trial = result.trials.get(number)
     attrs = trial.user_attrs if trial is not None else {}
-    extra = {k: attrs.get(k) for k in ("worker", "n_params", "seed", "lr_schedule") if k in attrs}
+    extra = {k: attrs.get(k) for k in (WORKER, N_PARAMS, SEED, LR_SCHEDULE) if k in attrs}
     data = {
         "rank": rank,
         "trial": {**record, **extra},

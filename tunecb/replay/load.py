@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import CheckpointError, ConfigError, ResultsError, first_line
-from tunecb.reporting.integrity import CONFIG, checkpoint_problem
-from tunecb.reporting.records import study_records
+from tunecb.reporting.data.integrity import CONFIG, checkpoint_problem
+from tunecb.reporting.data.records import study_records
 
 if TYPE_CHECKING:
     import keras
@@ -79,13 +79,10 @@ def load_best(
     checkpoint that is intact when the checkpoint is unreadable or cannot be loaded, and when
     it holds code that safe loading refuses (a ``Lambda`` layer, say)."""
     checkpoint = best_checkpoint(path, rank, trial)
-    from tunecb.training.backends import import_quietly
+    from tunecb.training.loading import load_model
 
-    keras = import_quietly()  # on the backend Keras picks here: any can load any checkpoint
-    try:
-        return keras.saving.load_model(
-            checkpoint, custom_objects=custom_objects, compile=compile, safe_mode=True
-        )
+    try:  # on the backend Keras runs on here: any can load any checkpoint
+        return load_model(checkpoint, custom_objects=custom_objects, compile=compile)
     except Exception as exc:
         records, index = _select(path, rank, trial)
         raise CheckpointError(_load_failure(path, records, index, checkpoint, exc)) from exc

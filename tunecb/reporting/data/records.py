@@ -9,14 +9,16 @@ No TensorFlow here, and pandas only at the last step, so ``tunecb report`` start
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import ResultsError, StorageError
-from tunecb.oracle.attrs import ERROR
+from tunecb.oracle.attrs import DISCARDED, ERROR, STOP_REASON, STUDY_EPOCHS, STUDY_MONITOR
+from tunecb.oracle.budget import retried
 from tunecb.oracle.ranking import rank_key, trial_record
-from tunecb.reporting.integrity import checkpoint_problem
+from tunecb.reporting.data.integrity import checkpoint_problem
 from tunecb.results import StudyDir, read_history, read_json
 from tunecb.storage.urls import JOURNAL_NAME, redact, redact_text
 
@@ -114,8 +116,8 @@ def study_records(
     study, study_dir, meta = open_report_study(path, storage, study_name)
     maximize = study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
-    rerun = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-    kept = [t for t in trials if t.user_attrs.get("stop_reason") != "discarded"]
+    rerun = retried(trials)
+    kept = [t for t in trials if t.user_attrs.get(STOP_REASON) != DISCARDED]
     records = [trial_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
     for record, trial in zip(records, kept, strict=True):
         record["error"] = trial.user_attrs.get(ERROR)
@@ -128,10 +130,10 @@ def study_records(
     return StudyRecords(
         name=study.study_name,
         direction="maximize" if maximize else "minimize",
-        monitor=meta.get("monitor") or study.user_attrs.get("monitor"),
+        monitor=meta.get("monitor") or study.user_attrs.get(STUDY_MONITOR),
         study_dir=study_dir,
         records=records,
-        epochs=meta.get("epochs") or study.user_attrs.get("epochs"),
+        epochs=meta.get("epochs") or study.user_attrs.get(STUDY_EPOCHS),
         trials={t.number: t for t in kept},
     )
 
@@ -158,6 +160,11 @@ def to_dataframe(records: list[dict[str, Any]], top: int | None = None) -> panda
 
     rows = records[:top] if top is not None else records
     frame = pd.DataFrame(rows, columns=columns(records))
+    for column in frame.columns:  # an integer parameter some trials lack stays integer
+        values = [r[column] for r in rows if r.get(column) is not None]
+        some = column.startswith("params_") and 0 < len(values) < len(rows)
+        if some and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            frame[column] = pd.array([r.get(column) for r in rows], dtype="Int64")
     frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
     return frame
 
@@ -205,6 +212,26 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
         *(["checkpoint_problem"] if rotten else []),
         *(["error"] if error else []),
     ]  # fmt: skip
+
+
+TIES_NOTE = "equal values are ranked by trial number"
+
+
+def has_ties(records: list[dict[str, Any]]) -> bool:
+    """Whether two trials of one state share a finite value in ``records`` (ranked): their
+    order is then the trial number's, and a report says so (:data:`TIES_NOTE`).
+
+    >>> has_ties([{"state": "COMPLETE", "value": 0.5}, {"state": "COMPLETE", "value": 0.5}])
+    True
+    """
+    seen = set()
+    for r in records:
+        value = r.get("value")
+        if isinstance(value, int | float) and math.isfinite(value):
+            if (r.get("state"), value) in seen:
+                return True
+            seen.add((r.get("state"), value))
+    return False
 
 
 def trial_history(result: StudyRecords, number: int) -> list[dict[str, Any]]:

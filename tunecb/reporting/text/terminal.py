@@ -14,7 +14,9 @@ from typing import Any
 
 from tunecb.errors import first_line
 from tunecb.escaping import printable
-from tunecb.reporting.cells import (
+from tunecb.reporting.data.informative import param_ranks
+from tunecb.reporting.data.records import TIES_NOTE, has_ties
+from tunecb.reporting.text.cells import (
     cell,
     checkpoint_cell,
     clipped,
@@ -23,18 +25,21 @@ from tunecb.reporting.cells import (
     is_numeric_column,
     number,
 )
-from tunecb.reporting.overview import duration_text, plural
+from tunecb.wording import duration_text, plural
 
 # The narrow table: its headers, and the order in which it gives its room away. These
-# columns always show; then the hyperparameters, then the rest in this order.
+# columns always show; then the hyperparameters that say much (filled in at least half the
+# rows, more than one value; the ones that go with the ranking first), then the rest in this
+# order, with the hyperparameters that say little (mostly empty, or one value) before the
+# checkpoint.
 NARROW_HEADERS = {"best_epoch": "best_ep", "stop_reason": "stop", "duration_s": "time"}
 ALWAYS = ("rank", "trial", "state", "value", "best_epoch")
 THEN = ("params_", "backend", "error", "checkpoint_problem", "stop_reason", "epochs",
-        "duration_s", "checkpoint")  # fmt: skip
+        "duration_s", "params_:sparse", "checkpoint")  # fmt: skip
 VALUE_DIGITS, PARAM_DIGITS = 4, 3  # significant digits of the objective and of parameters
 ERROR_WIDTH, ERROR_MIN = 32, 16  # the error column: at most, and at least when clipped to fit
 TEXT_WIDTH = 12  # a categorical parameter's value, at most
-NAME_WIDTH = 10  # a short parameter name is cut to this many characters when it must be
+NAME_WIDTH = 12  # a longer short name keeps its first whole words and "…"
 HIDDEN_NOTE = "--wide, or --format csv/json"
 
 
@@ -59,7 +64,9 @@ def narrow_table(
     columns = [c for c in columns if c not in sparse or any(r.get(c) for r in records)]
     params = [c.removeprefix("params_") for c in columns if c.startswith("params_")]
     short = short_names(params)
-    header, numeric, priority, clip = ["rank"], [True], [0], {}
+    header: list[str] = ["rank"]
+    numeric, priority, clip = [True], [0.0], {}
+    ranks = param_ranks(records, [c for c in columns if c.startswith("params_")])
     for i, column in enumerate(columns, 1):
         if column.startswith("params_"):
             header.append(short[column.removeprefix("params_")])
@@ -69,7 +76,7 @@ def narrow_table(
         numeric.append(column in ("trial", "value", "best_epoch", "epochs", "duration_s") or (
             column.startswith("params_") and is_numeric_column([[v] for v in values], 0)
         ))  # fmt: skip
-        priority.append(_priority(column))
+        priority.append(_priority(column, ranks))
         if column in ("error", "checkpoint_problem"):
             clip[i] = ERROR_MIN
     rows = [
@@ -93,6 +100,8 @@ def narrow_table(
             printable("short names: " + ", ".join(renamed)), width, subsequent_indent="  ",
             break_on_hyphens=False,
         )  # fmt: skip
+    if has_ties(records):
+        lines.append(TIES_NOTE)
     if hidden:
         count = plural(len(hidden), "more column")
         note = f"{count} ({', '.join(header[i] for i in hidden)}): {HIDDEN_NOTE}"
@@ -106,7 +115,7 @@ def fit_table(
     *,
     width: int | None,
     numeric: list[bool],
-    priority: list[int],
+    priority: list[float],
     clip: dict[int, int] | None = None,
     gap: int = 2,
 ) -> tuple[list[str], list[int]]:
@@ -205,12 +214,17 @@ def _abbreviate(name: str) -> str:
     for phrase, short in ABBREVIATIONS.items():
         if "_" in phrase:
             name = re.sub(rf"(?<![a-z0-9]){phrase}(?![a-z0-9])", short, name)
-    tokens = re.split(r"([_.\-/])", name)
-    tokens = [ABBREVIATIONS.get(t, t) for t in tokens]
-    if len("".join(tokens)) > NAME_WIDTH:
-        tokens = [t[:4] if t.isalpha() else t for t in tokens]
+    tokens = [ABBREVIATIONS.get(t, t) for t in re.split(r"([_.\-/])", name)]
     text = "".join(tokens)
-    return text if len(text) <= NAME_WIDTH else text[: NAME_WIDTH - 1] + "…"
+    if len(text) <= NAME_WIDTH:
+        return text
+    kept = ""  # the first whole words that fit, never a word cut in the middle
+    for token in tokens:
+        if len(kept) + len(token) > NAME_WIDTH - 1:
+            break
+        kept += token
+    kept = kept.rstrip("_.-/")
+    return (kept or text[: NAME_WIDTH - 1]) + "…"
 
 
 def _shared_prefix(names: list[str]) -> str:
@@ -229,11 +243,16 @@ def _shared_prefix(names: list[str]) -> str:
     return ""
 
 
-def _priority(column: str) -> int:
+def _priority(column: str, ranks: dict[str, tuple[bool, int]]) -> float:
+    """0 for the columns always shown, then :data:`THEN`'s order; each hyperparameter its
+    own step inside its group, by :func:`param_ranks`."""
     if column in ALWAYS:
         return 0
-    key = "params_" if column.startswith("params_") else column
-    return 1 + THEN.index(key) if key in THEN else len(THEN) + 1
+    if column in ranks:
+        says_much, rank = ranks[column]
+        key = "params_" if says_much else "params_:sparse"
+        return 1 + THEN.index(key) + rank / (len(ranks) + 1)
+    return 1 + THEN.index(column) if column in THEN else len(THEN) + 1
 
 
 def _narrow_cell(column: str, record: dict[str, Any], root: str | None) -> str:

@@ -13,6 +13,7 @@ import textwrap
 from typing import Any
 
 from tunecb.escaping import printable
+from tunecb.wording import number
 
 
 def checkpoint_cell(record: dict[str, Any]) -> str | None:
@@ -48,28 +49,6 @@ def is_numeric_column(rows: list[list[Any]], index: int) -> bool:
     return bool(values) and all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in values
     )
-
-
-def number(value: Any, digits: int) -> str:
-    """A number at ``digits`` significant digits, without an exponent below a billion.
-
-    >>> number(0.912345, 4), number(0.000123456, 3), number(123456.7, 4), number(2.0, 4)
-    ('0.9123', '0.000123', '123457', '2')
-    >>> number(1e-7, 3), number(None, 4), number(float("nan"), 4), number(7, 3)
-    ('1e-07', '', 'nan', '7')
-    """
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    text = f"{value:.{digits}g}"
-    if "e" in text and 1 <= abs(value) < 1e9:
-        text = f"{value:.0f}"
-    return text
 
 
 def column_numbers(values: list[Any], digits: int, most: int = 6) -> list[str]:

@@ -14,7 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunecb.reporting.records import StudyRecords
+from tunecb.oracle import attrs as keys
+from tunecb.reporting.data.records import StudyRecords
+from tunecb.wording import duration_text, plural, size_text
 
 THIS_PROCESS = "(one process)"  # trials that name no worker ran in the launcher
 
@@ -42,7 +44,7 @@ class Overview:
 
 
 def overview(result: StudyRecords) -> Overview:
-    """Sum up a study's records (see :func:`tunecb.reporting.records.study_records`)."""
+    """Sum up a study's records (see :func:`tunecb.reporting.data.records.study_records`)."""
     records = result.records
     states = Counter(r["state"] for r in records)
     best = next(
@@ -62,7 +64,7 @@ def overview(result: StudyRecords) -> Overview:
         if trial.datetime_start is not None:
             starts.append(trial.datetime_start)
             ends.append(trial.datetime_complete or trial.datetime_start)
-        workers.append(trial.user_attrs.get("worker") or THIS_PROCESS)
+        workers.append(trial.user_attrs.get(keys.WORKER) or THIS_PROCESS)
     wall = (max(ends) - min(starts)).total_seconds() if starts else None
     unique = sorted(set(workers))
     hosts = sorted({w.rsplit(":", 1)[0] for w in unique if w != THIS_PROCESS})
@@ -95,12 +97,12 @@ def finite_number(value: Any) -> bool:
 
 
 SAVED_BY = {
-    "pruned": "pruning",
-    "early_stopped": "early stopping",
-    "nan": "NaN stops",
-    "failed": "failures",
-    "worker_died": "dead workers",
-    "interrupted": "interruptions",
+    keys.PRUNED: "pruning",
+    keys.EARLY_STOPPED: "early stopping",
+    keys.NAN: "NaN stops",
+    keys.FAILED: "failures",
+    keys.WORKER_DIED: "dead workers",
+    keys.INTERRUPTED: "interruptions",
 }
 
 
@@ -162,51 +164,3 @@ def line_parts(info: Overview) -> list[str]:
     if info.checkpoints_removed:
         disk += f", {len(info.checkpoints_removed)} removed by --keep-checkpoints"
     return [*parts, disk]
-
-
-def plural(n: float, word: str, many: str | None = None) -> str:
-    """``n`` and ``word``, in the plural unless ``n`` is 1 (``many``: an irregular plural);
-    a whole float prints as an integer, thousands get commas.
-
-    >>> plural(1, "trial"), plural(2, "worker process"), plural(0, "row"), plural(1.0, "trial")
-    ('1 trial', '2 worker processes', '0 rows', '1 trial')
-    >>> plural(1234, "epoch"), plural(2.5, "trial"), plural(3, "was", "were")
-    ('1,234 epochs', '2.5 trials', '3 were')
-    """
-    if isinstance(n, float) and n.is_integer():
-        n = int(n)
-    if many is None:
-        many = word + ("es" if word.endswith(("s", "x", "sh")) else "s")  # not "epoches"
-    number = f"{n:,}" if isinstance(n, int) else f"{n:.3g}"
-    return f"{number} {word if n == 1 else many}"
-
-
-def duration_text(seconds: float | None) -> str:
-    """``3h 05m``, ``4m 12s`` or ``8.5s``.
-
-    >>> duration_text(3725), duration_text(75), duration_text(8.46)
-    ('1h 02m', '1m 15s', '8.5s')
-    """
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def size_text(n_bytes: int) -> str:
-    """``512 B``, ``3.4 MiB``...
-
-    >>> size_text(512), size_text(3_565_158)
-    ('512 B', '3.4 MiB')
-    """
-    size = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"  # unreachable

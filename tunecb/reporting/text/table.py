@@ -1,6 +1,6 @@
 """Render report records as a terminal table, CSV, Markdown or JSON (strings, no printing).
 
-The terminal table fits a given width (:func:`tunecb.reporting.narrow.narrow_table`); CSV,
+The terminal table fits a given width (:func:`tunecb.reporting.text.terminal.narrow_table`); CSV,
 JSON, Markdown and the wide table keep every column whole.
 
 >>> print(render([{"trial": 0, "state": "COMPLETE", "value": 0.5}], "markdown", ["trial", "value"]))
@@ -18,8 +18,8 @@ import math
 from typing import Any
 
 from tunecb.escaping import csv_cell, markdown_cell, printable
-from tunecb.reporting.cells import cell, checkpoint_cell, flat, is_numeric_column
-from tunecb.reporting.narrow import narrow_table
+from tunecb.reporting.text.cells import cell, checkpoint_cell, flat, is_numeric_column
+from tunecb.reporting.text.terminal import narrow_table
 
 FORMATS = ("table", "csv", "markdown", "json")
 

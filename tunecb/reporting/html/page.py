@@ -16,18 +16,11 @@ from typing import Any
 
 from tunecb._version import __version__
 from tunecb.errors import first_line
-from tunecb.reporting.cells import cell, checkpoint_cell, clipped
-from tunecb.reporting.overview import (
-    Overview,
-    backend_line,
-    duration_text,
-    overview,
-    plural,
-    saved_text,
-    size_text,
-)
-from tunecb.reporting.plots import Plot, render_plots
-from tunecb.reporting.records import StudyRecords, columns
+from tunecb.reporting.data.overview import Overview, backend_line, overview, saved_text
+from tunecb.reporting.data.records import TIES_NOTE, StudyRecords, columns, has_ties
+from tunecb.reporting.plots.study import Plot, render_plots
+from tunecb.reporting.text.cells import cell, checkpoint_cell, clipped
+from tunecb.wording import duration_text, plural, size_text
 
 
 def html_report(
@@ -73,7 +66,7 @@ def _summary(info: Overview, result: StudyRecords) -> str:
         items.append(
             (
                 "Best trial",
-                f"<strong>#{best['trial']}</strong>: {_e(info.monitor)} "
+                f"trial <strong>{best['trial']}</strong>: {_e(info.monitor)} "
                 f"<strong>{_e(cell(best['value']))}</strong> at epoch "
                 f"{_e(cell(best['best_epoch']))}{_e(epochs)}",
             )
@@ -168,14 +161,16 @@ def _table(result: StudyRecords, top: int | None) -> str:
     root = str(result.study_dir.root) if result.study_dir else None
     head = "".join(f"<th>{_e(c.removeprefix('params_'))}</th>" for c in ["rank", *cols])
     rows = []
-    for rank, record in enumerate(result.records[:top] if top else result.records, 1):
+    shown = result.records[:top] if top else result.records
+    ties = f"{TIES_NOTE[0].upper()}{TIES_NOTE[1:]}. " if has_ties(shown) else ""
+    for rank, record in enumerate(shown, 1):
         cells = [f'<td data-v="{rank}">{rank}</td>']
         for c in cols:
             cells.append(_td(c, record, root))
         rows.append(f'<tr class="s-{_e(record["state"])}">{"".join(cells)}</tr>')
     return (
         f'<section id="trials"><h2>Trials, ranked by {_e(result.monitor or "value")}</h2>'
-        '<p class="sub">Click a column header to sort.</p>'
+        f'<p class="sub">{_e(ties)}Click a column header to sort.</p>'
         f'<div class="scroll"><table id="trials-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>\n{chr(10).join(rows)}\n</tbody></table></div></section>"
     )

@@ -1,0 +1,1 @@
+"""The study as one self-contained HTML page (``page``)."""
