@@ -74,12 +74,13 @@ class StudyDir:
 
     def tensorboard_run(self, number: int) -> Path:
         """Trial ``number``'s TensorBoard run (its HParams session; Keras' ``train`` and
-        ``validation`` runs below it)."""
-        return self.tensorboard / f"trial_{number}"
+        ``validation`` runs below it); never outside the folder (:meth:`guard`)."""
+        return self.guard(self.tensorboard / f"trial_{number}")
 
     def backup_dir(self, number: int) -> Path:
-        """Where a running trial (by its first attempt's number) keeps its backup."""
-        return self.root / BACKUPS / str(number)
+        """Where a running trial (by its first attempt's number) keeps its backup (removed
+        whole when the trial ends): never outside the folder (:meth:`guard`)."""
+        return self.guard(self.root / BACKUPS / str(number))
 
     def backup(self, number: int) -> BackupDir:
         """The files of the backup of trial ``number`` (its first attempt's number)."""
@@ -108,6 +109,40 @@ class StudyDir:
 
     def rerun_json(self, number: int) -> Path:
         return self.trial_dir(number) / RERUN_JSON
+
+    def guard(self, path: Path) -> Path:
+        """``path``, once it is sure that writing or deleting there stays inside the results
+        folder; else :class:`ResultsError` naming the link on the way and where it points.
+
+        Every write, replace and delete of tunecb in the folder goes through this. A link
+        that stays inside the folder is followed (a trial folder moved within it, say); the
+        folder itself may be reached through links (``results`` on a bigger disk).
+
+        >>> d = StudyDir(Path(tempfile.mkdtemp()))
+        >>> d.guard(d.trial_dir(3)) == d.trial_dir(3)
+        True
+        """
+        leaves = self.leaves(path)
+        if leaves is None:
+            return path
+        raise ResultsError(
+            f"{leaves}; tunecb neither writes nor deletes through it: replace the link by a "
+            "folder or file of its own (or move what it points to into the results folder)"
+        )
+
+    def leaves(self, path: Path) -> str | None:
+        """How ``path`` leads out of the results folder ("X is a symbolic link to Y, outside
+        the results folder R"), or ``None`` when it stays inside (links followed)."""
+        link = _first_link(self.root, path)
+        if link is None and path.is_relative_to(self.root) and ".." not in path.parts:
+            return None  # no link on the way (a few lstat calls, the common case)
+        if path.resolve().is_relative_to(self.root.resolve()):
+            return None
+        if link is None:
+            shown = f"{path} leads to {path.resolve()}"
+        else:
+            shown = f"{link} is a symbolic link to {os.path.realpath(link)}"
+        return f"{shown}, outside the results folder {self.root}"
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the study folder, so the folder can move."""
@@ -152,13 +187,28 @@ class StudyDir:
 
     def reset_trial(self, number: int) -> Path:
         """An empty folder for trial ``number`` (files of an earlier attempt removed)."""
-        folder = self.trial_dir(number)
+        folder = self.guard(self.trial_dir(number))
         with space_for(folder):
             folder.mkdir(parents=True, exist_ok=True)
         for child in folder.iterdir():
             if child.is_file():
                 child.unlink()
         return folder
+
+
+def _first_link(root: Path, path: Path) -> Path | None:
+    """The first symbolic link on the way from ``root`` down to ``path`` (``None``: none)."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = path.parts
+        root = Path(path.anchor)
+    current = str(root)
+    for part in parts:
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return Path(current)
+    return None
 
 
 @dataclass(frozen=True)

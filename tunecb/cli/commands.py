@@ -67,7 +67,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return _report(args)
     except TunecbError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback(args)
         _err(f"tunecb {args.command}: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt as exc:
@@ -85,12 +85,19 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1  # not 0: the search did not run to its end
     except Exception as exc:  # a bug of ours or of a library: say so, in one line
         if debug:
-            traceback.print_exc()
+            _print_traceback(args)
         _err(
             f"tunecb {args.command}: internal error: {type(exc).__name__}: {exc} "
             "(run with --debug for the traceback)"
         )
         return 1
+
+
+def _print_traceback(args: argparse.Namespace) -> None:
+    """The traceback of the error being handled (--debug), the storage's password hidden."""
+    from tunecb.storage.urls import hide_password
+
+    sys.stderr.write(hide_password(traceback.format_exc(), getattr(args, "storage", None)))
 
 
 class Terminated(KeyboardInterrupt):
@@ -354,7 +361,7 @@ def _write_plots(result: Any, folder: Path) -> list:
 
 def _repair(args: argparse.Namespace) -> int:
     from tunecb.storage.journal import repair_journal
-    from tunecb.storage.urls import JOURNAL_NAME
+    from tunecb.storage.urls import JOURNAL_NAME, redact
 
     if (args.path is None) == (args.storage is None):
         raise TunecbError("give a results folder (e.g. results/digits) or --storage JOURNAL")
@@ -366,8 +373,8 @@ def _repair(args: argparse.Namespace) -> int:
         return 0
     if args.storage and "://" in args.storage:
         raise TunecbError(
-            f"--storage {args.storage!r}: repair works on journal files; a database storage "
-            "has no torn records to cut"
+            f"--storage {redact(args.storage)!r}: repair works on journal files; a database "
+            "storage has no torn records to cut"
         )
     path = Path(args.storage.removeprefix("journal:")) if args.storage else None
     if path is None:

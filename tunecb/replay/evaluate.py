@@ -68,7 +68,7 @@ def evaluate_checkpoint(
     model = load_model(path)
     metrics = evaluate_on_test(model, data, batch_size)
     write_json(
-        study_dir.test_json(number),
+        study_dir.guard(study_dir.test_json(number)),
         {"trial": number, "model": path.name, "test": metrics, "data": data.fingerprint(),
          "at": time.time()},
     )  # fmt: skip
@@ -87,5 +87,5 @@ def _evaluate_final(
 
     model = load_model(path)
     metrics = evaluate_on_test(model, data, batch_size)
-    write_json(study_dir.final_json(number), {**record, "test": metrics})
+    write_json(study_dir.guard(study_dir.final_json(number)), {**record, "test": metrics})
     return metrics

@@ -92,7 +92,7 @@ def rerun(path: str | Path, trial: int, *, study: Study | str | Path | None = No
         duration_s=round(time.perf_counter() - started, 3),
     )  # fmt: skip
     write_json(
-        source.study_dir.rerun_json(trial),
+        source.study_dir.guard(source.study_dir.rerun_json(trial)),
         {
             "trial": trial, "monitor": monitor, "recorded": result.recorded,
             "value": result.value, "identical": result.identical,

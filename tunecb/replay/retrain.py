@@ -89,7 +89,7 @@ def retrain(
         source.loaded, source.settings, train, source.params, number, source.seed, epochs, rates
     )
     study_dir = source.study_dir
-    target = study_dir.final_model(number)
+    target = study_dir.guard(study_dir.final_model(number))
     refit.save_model(model, target)
     test = checkpoint_test = None
     if data.test is not None:
@@ -99,7 +99,7 @@ def retrain(
     from tunecb.training.runner import versions
 
     write_json(
-        study_dir.final_json(number),
+        study_dir.guard(study_dir.final_json(number)),
         {
             "trial": number, "params": source.params, "epochs": epochs,
             "epochs_from": "best_epoch" if epochs == source.record.get("best_epoch") else "given",

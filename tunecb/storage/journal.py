@@ -37,6 +37,7 @@ refused in one line and never changed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shlex
@@ -130,7 +131,7 @@ class JournalStatus:
 
     def _not_torn(self) -> str:
         """The problem of damage that ``tunecb repair`` leaves alone, with the fix by hand."""
-        shown = preview(self.damaged)
+        shown = preview(self.damaged, self.path if self.path.is_symlink() else None)
         if self.good_bytes == 0:
             return (
                 f"journal {self.path} holds no complete record: its first line ({shown}) is "
@@ -266,8 +267,13 @@ def repair_journal(
     before = check_journal(path)  # refuse a file that is no journal before taking its lock
     if not before.repairable:
         raise StorageError(before.problem)
-    with _journal_lock(path, timeout=timeout, stale_after=stale_after):
-        data = _read(path)
+    # A journal that is a symbolic link is repaired where it points, in place: searches
+    # append through the link, so that file is the study's journal; replacing the link by a
+    # repaired copy would leave it torn. Its writers lock under either name: hold both.
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    lock = functools.partial(_journal_lock, timeout=timeout, stale_after=stale_after)
+    with lock(path), lock(real) if real != path else contextlib.nullcontext():
+        data = _read(real)
         status = _scan(path, data)
         if not status.repairable:  # changed while we waited for the lock
             raise StorageError(status.problem)
@@ -276,15 +282,15 @@ def repair_journal(
                 "journal %s is healthy (%d records); nothing to repair", path, status.records
             )
             return RepairResult(path, status.records, 0, 0, None)
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        backup = _backup_path(path)
+        mode = stat.S_IMODE(os.stat(real).st_mode)
+        backup = _backup_path(real)
         try:
             _write_atomically(backup, data, mode)
-            _write_atomically(path, data[: status.good_bytes], mode)
+            _write_atomically(real, data[: status.good_bytes], mode)
         except OSError as exc:
             raise StorageError(
                 f"journal {path}: cannot write the repaired file or its backup in "
-                f"{path.parent} ({exc.strerror or exc}); make the folder writable and run "
+                f"{real.parent} ({exc.strerror or exc}); make the folder writable and run "
                 f"`{repair_command(path)}` again"
             ) from exc
     result = RepairResult(
@@ -317,7 +323,7 @@ def _read(path: Path) -> bytes:
     try:
         with open(path, "rb") as handle:
             head = handle.read(SNIFF_BYTES)
-            looks = not_a_journal(head)
+            looks = not_a_journal(head, path if path.is_symlink() else None)
             if looks is not None:
                 raise StorageError(not_a_journal_message(path, looks))
             return head + handle.read()

@@ -42,10 +42,11 @@ def is_glued(line: bytes) -> bool:
     return any(is_record(line[m.start() :]) for m in RECORD_HEAD.finditer(line) if m.start() > 0)
 
 
-def not_a_journal(head: bytes) -> str | None:
+def not_a_journal(head: bytes, link: Path | None = None) -> str | None:
     """What a file that starts with ``head`` looks like when it is not an Optuna journal
     (whose first line is a record that creates a study); ``None`` for a journal, an empty
-    file, or a journal whose first record was cut short.
+    file, or a journal whose first record was cut short. ``link``: the journal is that
+    symbolic link, and no byte of the file it points to is quoted (:func:`preview`).
 
     >>> not_a_journal(b'{"op_code":0,"worker_id":"w","study_name":"s"}\\n') is None
     True
@@ -80,7 +81,7 @@ def not_a_journal(head: bytes) -> str | None:
         if len(first) < len(head) or len(head) < SNIFF_BYTES:  # not just cut mid-character
             return "binary data"
         text = first.decode("utf-8", "ignore")
-    shown = preview(first)
+    shown = preview(first, link)
     try:
         value = json.loads(first)
     except ValueError:
@@ -131,8 +132,16 @@ def not_a_journal_message(path: Path, looks: str) -> str:
     )
 
 
-def preview(data: bytes) -> str:
-    """``data`` (the start of a line) as a short quoted string for a message."""
+def preview(data: bytes, link: Path | None = None) -> str:
+    """``data`` (the start of a line) as a short quoted string for a message; when the
+    journal is the symbolic ``link``, not quoted but the link named (a results folder from
+    elsewhere may link its journal to a file of yours, ``~/.env`` say).
+
+    >>> preview(b"epoch,loss"), preview(b"API_KEY=x", Path("r/optuna.journal"))
+    ("'epoch,loss'", 'not quoted: r/optuna.journal is a symbolic link')
+    """
+    if link is not None:
+        return f"not quoted: {link} is a symbolic link"
     text = data[:PREVIEW_BYTES].decode("utf-8", "replace")
     return repr(text if len(data) <= 40 else text[:40] + "...")
 

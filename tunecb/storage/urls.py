@@ -25,10 +25,17 @@ from tunecb.results import space_for
 
 JOURNAL_NAME = "optuna.journal"
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
-# The password of ``scheme://user:password@host...``, split as SQLAlchemy splits it (the user
-# name stops at the first ":" or "/", the password at the next "@"), and ``password=`` in the
-# query string (libpq also takes it there). "scheme:/user:pw@..." (a typo) is covered too.
-_PASSWORD_RE = re.compile(r"^(?P<head>[a-zA-Z][\w+.-]*:/*[^:/]*:)(?P<pw>[^@]*)(?P<tail>@.*)$")
+# The password of ``scheme://user:password@host...``: the user name stops at the first ":"
+# or "/" (as SQLAlchemy splits it), the password at the LAST "@" that a host follows (as
+# urllib splits a netloc), so that an unencoded "@" in it ("ab@cd") is hidden whole (an "@"
+# in the query string may hide more than the password: never less); and ``password=`` in
+# the query string (libpq also takes it there). "scheme:/user:pw@..." (a typo) is covered.
+_PASSWORD_RE = re.compile(
+    r"^(?P<head>[a-zA-Z][\w+.-]*:/*[^:/]*:)(?P<pw>.*)(?P<tail>@[^@/?#]*(?:[/?#].*)?)$",
+    re.DOTALL,
+)
+# In free text (an error message): a URL's password, up to the last "@" of its token.
+_TEXT_PASSWORD_RE = re.compile(r"(://[^:/\s]*:)\S*@")
 _SCHEME_TYPO_RE = re.compile(rf"^({'|'.join(_RDB_SCHEMES)})(\+\w+)?:", re.IGNORECASE)
 _QUERY_PASSWORD_RE = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&#]*)", re.IGNORECASE)
 
@@ -55,8 +62,46 @@ def redact_text(text: str) -> str:
 
     >>> redact_text("could not connect to postgresql://u:pw@h/db")
     'could not connect to postgresql://u:***@h/db'
+    >>> redact_text("no host postgresql://u:ab@cd@h/db")
+    'no host postgresql://u:***@h/db'
     """
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
+    text = _TEXT_PASSWORD_RE.sub(r"\1***@", text)
+    return re.sub(r"([?&]password=)[^&#\s'\"]*", r"\1***", text, flags=re.IGNORECASE)
+
+
+def hide_password(text: str, url: str | None) -> str:
+    """``text`` (a message, a traceback) with the password of ``url`` hidden wherever it
+    appears: in URLs (:func:`redact_text`), as is, percent-decoded, and the parts of a
+    password with an unencoded ``@`` (a driver that split it there may echo one as a host).
+
+    >>> url = "postgresql://u:abc@cde@h/db"
+    >>> hide_password(f"host 'cde@h' not found; postgresql://u:abc@cde@h/db", url)
+    "host '***@h' not found; postgresql://u:***@h/db"
+    """
+    from urllib.parse import unquote
+
+    text = redact_text(text)
+    for match in (_PASSWORD_RE.match(url or ""), _QUERY_PASSWORD_RE.search(url or "")):
+        if match and match.group("pw"):
+            raw = match.group("pw")
+            secrets = {raw, unquote(raw)} | {p for p in re.split("[@:]", raw) if len(p) >= 3}
+            for secret in sorted(secrets, key=len, reverse=True):
+                text = text.replace(secret, "***")
+    return text
+
+
+def _quote_at(url: str) -> str:
+    """``url`` with an unencoded ``@`` in its password percent-encoded, so that the driver
+    takes the password whole and the host after the last ``@`` (SQLAlchemy would cut the
+    password at the first ``@`` and look for a host named after the rest of it).
+
+    >>> _quote_at("postgresql://u:ab@cd@h/db")
+    'postgresql://u:ab%40cd@h/db'
+    """
+    match = _PASSWORD_RE.match(url)
+    if not match or "@" not in match.group("pw"):
+        return url
+    return match.group("head") + match.group("pw").replace("@", "%40") + match.group("tail")
 
 
 def is_journal_url(url: str) -> bool:
@@ -103,9 +148,9 @@ def open_storage(
             "such as sqlite:///study.db, postgresql://user:pass@host/db or a .journal file path"
         )
     engine_kwargs = None
-    target = url
+    target = _quote_at(url)
     if scheme in ("postgresql", "postgres"):
-        target, engine_kwargs = _postgres(url)
+        target, engine_kwargs = _postgres(target)
     for attempt in range(_CREATE_RETRIES + 1):
         try:
             with warnings.catch_warnings():
@@ -252,7 +297,11 @@ def _postgres_reason(exc: BaseException, target: str, url: str) -> str:
             "password in the URL (percent-encode special characters: @ as %40, : as %3A)"
         )
     if "no password supplied" in low:
-        return f"the server at {where} wants a password; put it in the URL: {_PG_URL_FORM}"
+        return (
+            f"the server at {where} wants a password for user {user!r}; set PGPASSWORD, or "
+            "add a line HOST:PORT:DATABASE:USER:PASSWORD to ~/.pgpass (chmod 600), rather than "
+            "writing it in the URL (ps and the shell's history show it)"
+        )
     if re.search(r'role ".*" does not exist', low):
         return f"user {user!r} does not exist at {where}; fix the user in the URL or create it"
     if re.search(r'database ".*" does not exist', low):
@@ -304,14 +353,7 @@ def _driver_line(text: str) -> str:
 def _scrub(text: str, url: str) -> str:
     """``text`` (a driver's message) on one line, with the password of ``url`` (raw or
     percent-decoded) hidden."""
-    from urllib.parse import unquote
-
-    text = " ".join(text.split())
-    for match in (_PASSWORD_RE.match(url), _QUERY_PASSWORD_RE.search(url)):
-        if match and match.group("pw"):
-            for secret in {match.group("pw"), unquote(match.group("pw"))}:
-                text = text.replace(secret, "***")
-    return text
+    return hide_password(" ".join(text.split()), url)
 
 
 def _journal(path: Path, shown: str) -> optuna.storages.BaseStorage:

@@ -11,7 +11,12 @@ directory, verifies the CRC of the two small JSON members and the weights' first
 >>> path = Path(tempfile.mkdtemp()) / "best.keras"
 >>> _ = path.write_text("hello")
 >>> checkpoint_problem(path)
-"not a zip archive (it starts with 'hello')"
+'not a zip archive: not a Keras checkpoint (text)'
+
+A file's content is never quoted (the folder may be someone else's: a checkpoint linked to
+``~/.env`` would show its first bytes), and a checkpoint that is a symbolic link leaving its
+results folder (``<root>/trials/<n>/best.keras``) is not even opened: the problem names the
+link and where it points.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import zipfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO
+
+from tunecb.results import StudyDir
 
 CONFIG = "config.json"
 METADATA = "metadata.json"
@@ -40,6 +47,9 @@ def checkpoint_problem(path: str | Path) -> str | None:
     place past their first bytes, layers safe loading refuses); ``load_best`` says so then.
     """
     path = Path(path)
+    leaves = _link_out_of_results(path)
+    if leaves is not None:
+        return leaves
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -63,7 +73,7 @@ def _inspect(path: Path, size: int) -> str | None:
             size = os.fstat(handle.fileno()).st_size  # this file's, if it was just replaced
             head = handle.read(64)
             if not head.startswith(_LOCAL_HEADER):
-                return f"not a zip archive ({_looks(head)})"
+                return f"not a zip archive: not a Keras checkpoint ({_looks(head)})"
             try:
                 with zipfile.ZipFile(handle) as archive:
                     infos = {info.filename: info for info in archive.infolist()}
@@ -104,14 +114,28 @@ def _members(handle: BinaryIO, infos: dict[str, zipfile.ZipInfo], size: int) -> 
 
 
 def _looks(head: bytes) -> str:
-    """The start of a file, for a message: its first text, or "binary data"."""
+    """What the start of a file is, for a message, without a byte of it: "text", "binary
+    data"."""
     if b"\x00" in head:
         return "binary data"
     try:
-        text = head.decode("utf-8").splitlines()[0] if head.strip() else ""
+        head.decode("utf-8")
     except UnicodeDecodeError:
         return "binary data"
-    return f"it starts with {text[:30]!r}"
+    return "text"
+
+
+def _link_out_of_results(path: Path) -> str | None:
+    """How a checkpoint of a results folder (``R/trials/<n>/<file>``) leads out of ``R``
+    through a link ("X is a symbolic link to Y, outside the results folder R; not read"),
+    else ``None``."""
+    if len(path.parents) < 3 or path.parents[1].name != "trials":
+        return None
+    try:
+        leaves = StudyDir(path.parents[2]).leaves(path)
+    except (OSError, RuntimeError):  # a loop of links, say: the stat that follows says it
+        return None
+    return None if leaves is None else f"{leaves}; not read"
 
 
 __all__ = ["checkpoint_problem"]

@@ -12,6 +12,7 @@ import math
 import textwrap
 from typing import Any
 
+from tunecb.escaping import printable
 from tunecb.wording import number
 
 
@@ -28,10 +29,11 @@ def checkpoint_cell(record: dict[str, Any]) -> str | None:
 
 
 def cell(value: Any) -> str:
-    """A value as a table shows it: 6 significant digits, ``""`` for ``None``.
+    """A value as a table shows it: 6 significant digits, ``""`` for ``None``, text with
+    its control characters made visible (:func:`tunecb.escaping.printable`).
 
-    >>> cell(0.123456789), cell(None), cell(3)
-    ('0.123457', '', '3')
+    >>> cell(0.123456789), cell(None), cell(3), cell("\x1b[2J")
+    ('0.123457', '', '3', '\\\\x1b[2J')
     """
     if value is None:
         return ""
@@ -39,7 +41,7 @@ def cell(value: Any) -> str:
         if not math.isfinite(value):
             return str(value)
         return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.4g}"
-    return str(value)
+    return printable(str(value))
 
 
 def is_numeric_column(rows: list[list[Any]], index: int) -> bool:

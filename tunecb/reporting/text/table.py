@@ -17,6 +17,7 @@ import json
 import math
 from typing import Any
 
+from tunecb.escaping import csv_cell, markdown_cell, printable
 from tunecb.reporting.text.cells import cell, checkpoint_cell, flat, is_numeric_column
 from tunecb.reporting.text.terminal import narrow_table
 
@@ -51,20 +52,17 @@ def render(
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["rank", *columns])
+        writer.writerow(["rank", *map(csv_cell, columns)])
         for rank, row in enumerate(rows, 1):
-            writer.writerow([rank, *("" if v is None else v for v in row)])
+            writer.writerow([rank, *("" if v is None else csv_cell(v) for v in row)])
         return out.getvalue().rstrip("\n")
     cells = [[str(rank), *(cell(v) for v in row)] for rank, row in enumerate(rows, 1)]
-    header = ["rank", *columns]
+    header = ["rank", *map(printable, columns)]
     if fmt == "markdown":
         numeric = [is_numeric_column(rows, i) for i in range(len(columns))]
         align = ["---:"] + ["---:" if n else ":---" for n in numeric]
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-        lines += [
-            "| " + " | ".join(c.replace("|", "\\|").replace("\n", "<br>") for c in row) + " |"
-            for row in cells
-        ]
+        lines = ["| " + " | ".join(map(markdown_cell, header)) + " |", "|" + "|".join(align) + "|"]
+        lines += ["| " + " | ".join(map(markdown_cell, row)) + " |" for row in cells]
         return "\n".join(lines)
     if fmt == "table":
         cells = [[flat(c) for c in row] for row in cells]  # one line per row, nothing cut

@@ -13,6 +13,7 @@ import textwrap
 from typing import Any
 
 from tunecb.errors import first_line
+from tunecb.escaping import printable
 from tunecb.reporting.data.informative import param_ranks
 from tunecb.reporting.data.records import TIES_NOTE, has_ties
 from tunecb.reporting.text.cells import (
@@ -87,6 +88,8 @@ def narrow_table(
         values = column_numbers([r.get("value") for r in records], VALUE_DIGITS)
         for row, text in zip(rows, values, strict=True):
             row[at] = text
+    header = [printable(h) for h in header]  # names and values from the storage: shown,
+    rows = [[printable(c) for c in row] for row in rows]  # never acted on by the terminal
     lines, hidden = fit_table(
         header, rows, width=width, numeric=numeric, priority=priority, clip=clip
     )
@@ -94,7 +97,7 @@ def narrow_table(
     renamed = [f"{short[p]} = {p}" for p in params if short[p] != p and f"params_{p}" in shown]
     if renamed:
         lines += textwrap.wrap(
-            "short names: " + ", ".join(renamed), width, subsequent_indent="  ",
+            printable("short names: " + ", ".join(renamed)), width, subsequent_indent="  ",
             break_on_hyphens=False,
         )  # fmt: skip
     if has_ties(records):

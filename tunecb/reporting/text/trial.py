@@ -19,6 +19,7 @@ import textwrap
 from typing import Any
 
 from tunecb.errors import ResultsError
+from tunecb.escaping import csv_cell, printable
 from tunecb.oracle.attrs import LR_SCHEDULE, N_PARAMS, SEED, WORKER
 from tunecb.reporting.data.overview import finite_number
 from tunecb.reporting.data.records import StudyRecords, trial_history
@@ -44,17 +45,19 @@ def find_trial(result: StudyRecords, number: int, name: str = "trial") -> tuple[
 
 
 def trial_text(result: StudyRecords, number: int, width: int | None = 80) -> str:
-    """Trial ``number`` on the terminal, in ``width`` columns (``None``: no limit)."""
+    """Trial ``number`` on the terminal, in ``width`` columns (``None``: no limit); text from
+    the storage with its control characters made visible."""
     rank, record = find_trial(result, number)
     lines = [
-        f"trial {number} of study {result.name!r} · rank {rank} of {len(result.records)} · "
+        f"trial {number} of study {printable(repr(result.name))} · rank {rank} of "
+        f"{len(result.records)} · "
         f"{record['state']}"
     ]
     fields = _fields(result, record)
     key_width = max(len(k) for k, _ in fields)
     indent = " " * (key_width + 4)
     for key, text in fields:
-        first = True
+        key, text, first = printable(key), printable(text), True
         for paragraph in text.splitlines() or [""]:
             room = (width or 10**6) - len(indent)
             whole = key == "checkpoint"  # a path stays whole, to be copied
@@ -69,7 +72,7 @@ def trial_text(result: StudyRecords, number: int, width: int | None = 80) -> str
         lines.append("no epoch finished yet" if running else "no epoch recorded: it stopped "
                      "before its first epoch ended")  # fmt: skip
         return "\n".join(lines)
-    lines += history_lines(result, record, rows, width)
+    lines += [printable(line) for line in history_lines(result, record, rows, width)]
     return "\n".join(lines)
 
 
@@ -268,9 +271,9 @@ def history_csv(result: StudyRecords, number: int) -> str:
     names = list(dict.fromkeys(k for row in rows for k in row))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(names)
+    writer.writerow(map(csv_cell, names))  # history.csv's names come from the folder
     for row in rows:
-        writer.writerow(["" if row.get(n) is None else row.get(n) for n in names])
+        writer.writerow(["" if row.get(n) is None else csv_cell(row.get(n)) for n in names])
     return out.getvalue().rstrip("\n")
 
 
