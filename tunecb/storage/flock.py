@@ -69,10 +69,14 @@ def writers_paused(journal: Path, symlink_lock: Path, timeout: float) -> Iterato
     """Run the block when no writer is mid-append: after a plain Optuna writer's symlink lock
     is gone, holding tunecb's writers' lock (a writer holds it for one append); after
     ``timeout`` seconds (a stale lock), or when no lock file can be made (a read-only
-    folder), the block runs anyway.
+    folder), the block runs anyway. Without a ``PATH.flock`` (no tunecb writer ever wrote the
+    journal) it runs at once, and creates none.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "optuna.journal"
+    >>> writer = FlockLock(str(path))
+    >>> writer.acquire(), writer.release()  # a tunecb writer wrote here once
+    (True, None)
     >>> with writers_paused(path, Path(f"{path}.lock"), 1.0):
     ...     FlockLock(str(path)).acquire(blocking=False)  # held by the block
     False
@@ -82,6 +86,9 @@ def writers_paused(journal: Path, symlink_lock: Path, timeout: float) -> Iterato
         time.sleep(0.02)
     lock = FlockLock(str(Path(journal).absolute()))
     held = False
+    if not os.path.exists(lock.path):  # no tunecb writer ever wrote here: none to wait for,
+        yield  # and a reader leaves no lock file beside a file it only reads
+        return
     with contextlib.suppress(OSError):
         while not (held := lock.acquire(blocking=False)) and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -43,8 +43,6 @@ import os
 import shlex
 import stat
 import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,17 +59,10 @@ from tunecb.storage.journal_lines import (
     preview,
     starts_like_a_record,
 )
+from tunecb.storage.journal_lock import LOCK_SUFFIX, LOCK_TIMEOUT_S, STALE_LOCK_S, journal_lock
 
 logger = logging.getLogger("tunecb")
 
-# The lock JournalFileBackend takes by default: JournalFileSymlinkLock(file_path), which creates
-# ``file_path + LOCK_FILE_SUFFIX`` (optuna/storages/journal/_file.py). JournalFileOpenLock uses
-# the same name, so holding it excludes writers that use either lock.
-LOCK_SUFFIX = ".lock"
-# Optuna's own waiters force-release a lock after 30 s without a change to the journal
-# (JournalFileSymlinkLock's default grace_period); a writer holds it for one append only.
-STALE_LOCK_S = 30.0
-LOCK_TIMEOUT_S = 40.0
 RECHECK_TIMEOUT_S = 10.0  # a reader waits this long for a writer to finish its record
 
 
@@ -271,7 +262,9 @@ def repair_journal(
     # append through the link, so that file is the study's journal; replacing the link by a
     # repaired copy would leave it torn. Its writers lock under either name: hold both.
     real = Path(os.path.realpath(path)) if path.is_symlink() else path
-    lock = functools.partial(_journal_lock, timeout=timeout, stale_after=stale_after)
+    lock = functools.partial(
+        journal_lock, timeout=timeout, stale_after=stale_after, fix=repair_command(path)
+    )
     with lock(path), lock(real) if real != path else contextlib.nullcontext():
         data = _read(real)
         status = _scan(path, data)
@@ -359,92 +352,6 @@ def _scan(path: Path, data: bytes) -> JournalStatus:
         path, len(lines), len(tail), None, total, good_bytes, len(data), torn,
         tail[:PREVIEW_BYTES],
     )  # fmt: skip
-
-
-@contextlib.contextmanager
-def _journal_lock(path: Path, *, timeout: float, stale_after: float) -> Iterator[None]:
-    """Hold the lock Optuna's JournalFileBackend takes, or raise :class:`StorageError`.
-
-    ``JournalFileSymlinkLock.acquire`` blocks with no timeout (and with a relative journal
-    path its symlink dangles, so it never sees a stale lock and spins), so this takes the same
-    lock with the same ``os.symlink`` call in a loop with a deadline, and releases it with
-    Optuna's ``release``.
-    """
-    from optuna.storages.journal import JournalFileSymlinkLock
-
-    if not path.is_file():
-        _read(path)  # the one-line error for a missing or unreadable file
-    lock = JournalFileSymlinkLock(str(path))
-    lock_file = Path(str(path) + LOCK_SUFFIX)
-    target = str(path.absolute())  # absolute, so that the link resolves from its folder
-    deadline = time.monotonic() + timeout
-    waiting = False
-    while True:
-        try:
-            os.symlink(target, lock_file)
-            break
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise StorageError(
-                f"journal {path}: cannot create its lock file {lock_file} "
-                f"({exc.strerror or exc}); make {path.parent} writable"
-            ) from exc
-        age = _age(lock_file)
-        if age is not None and age > stale_after and (_age(path) or 0.0) > stale_after:
-            logger.warning(
-                "removing the lock %s: held for %.0f s with no write to the journal, so it was "
-                "left by a killed process", lock_file, age
-            )  # fmt: skip
-            with contextlib.suppress(RuntimeError):  # another process removed it first
-                lock.release()
-            continue
-        if time.monotonic() >= deadline:
-            held = "" if age is None else f" (held for {age:.0f} s)"
-            raise StorageError(
-                f"journal {path} is locked by {lock_file}{held}: a process is writing to it; "
-                f"stop the processes using the study and run `{repair_command(path)}` again "
-                f"(a lock older than {stale_after:.0f} s is removed as left by a killed process)"
-            )
-        if not waiting:
-            waiting = True
-            logger.warning(
-                "journal %s is locked by %s; waiting up to %.0f s for it", path, lock_file, timeout
-            )
-        time.sleep(0.05)
-    try:
-        with _our_writers_excluded(path, deadline):
-            yield
-    finally:
-        with contextlib.suppress(RuntimeError):  # removed by another process as stale
-            lock.release()
-
-
-@contextlib.contextmanager
-def _our_writers_excluded(path: Path, deadline: float) -> Iterator[None]:
-    """Hold tunecb's own journal lock too (:mod:`tunecb.storage.flock`), until ``deadline``."""
-    from tunecb.storage.flock import FlockLock
-
-    lock = FlockLock(str(path.absolute()))
-    while not lock.acquire(blocking=False):
-        if time.monotonic() >= deadline:
-            raise StorageError(
-                f"journal {path} is being written by a tunecb search; stop it and run "
-                f"`{repair_command(path)}` again"
-            )
-        time.sleep(0.05)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _age(path: Path) -> float | None:
-    """Seconds since ``path`` (not what a symlink points to) was last modified."""
-    try:
-        return time.time() - os.lstat(path).st_mtime
-    except FileNotFoundError:
-        return None
 
 
 def _backup_path(path: Path) -> Path:
