@@ -1,16 +1,16 @@
-"""The launcher: open the study, run an executor until the budget is spent, apply
+"""The launcher: open the study, size and run an executor until the budget is spent, apply
 ``--keep-checkpoints``, and sum up.
 
-The library side of ``tunecb search``: it reports what happens through ``on_event`` (the
-typed events of :mod:`tunecb.execution.events`; the CLI prints them) and raises
-:class:`TunecbError` for problems the user must fix. Every execution mode goes through the
-same path; only the executor differs.
+The library side of ``tunecb search`` and ``tunecb.search()``: both front ends call
+:func:`launch` (resolve the settings, choose the executor, run, check), each with its own
+display of the events (:mod:`tunecb.execution.events`). It raises :class:`TunecbError` for
+problems the user must fix. Every execution mode goes through the same path; only the
+executor differs.
 
 Example::
 
     loaded = load_study_file("studies/digits.py")
-    settings = resolve(loaded.study.settings, {}, default_name=loaded.default_name)
-    summary = run_search(loaded, settings)
+    summary, settings = launch(loaded, {"n_trials": 4}, WorkerOptions(jobs=0), lambda s: None)
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 
 from tunecb.errors import SearchFailed, StorageError, TunecbError, first_line
 from tunecb.execution._base import STOP_BUDGET, Executor, Job, Limits
+from tunecb.execution.choice import WorkerOptions, choose
 from tunecb.execution.events import SearchEnded, SearchStarted, TrialFinished
 from tunecb.oracle import budget, retention
 from tunecb.oracle.attrs import BEST_EPOCH, CHECKPOINT
@@ -35,14 +36,51 @@ from tunecb.results import StudyDir
 from tunecb.storage.failures import is_storage_failure, storage_reason
 from tunecb.storage.urls import open_storage, redact, study_storage
 from tunecb.study.declaration import LoadedStudy
-from tunecb.study.settings import Settings
-from tunecb.wording import plural
+from tunecb.study.settings import Settings, resolve
 
 log = logging.getLogger("tunecb")
 
 FAIL_FAST = 5  # the search stops when its first this-many trials all fail
 
 Listener = Callable[[object], None]
+
+
+class Display(Protocol):
+    """What a front end shows of a search: each event, then (after ``close``) its summary."""
+
+    def __call__(self, event: object) -> None: ...
+
+    def close(self) -> None: ...
+
+    def summary(self, summary: SearchEnded) -> None: ...
+
+
+def launch(
+    loaded: LoadedStudy,
+    overrides: dict[str, Any],
+    options: WorkerOptions,
+    display: Callable[[Settings], Display | None],
+) -> tuple[SearchEnded, Settings]:
+    """The one entry of both front ends: resolve the settings (the study's, then
+    ``overrides``), choose the executor of ``options``, run the search shown by
+    ``display(settings)`` (``None``: nothing shown), show its summary, and raise
+    :class:`SearchFailed` when every trial of this run failed. Returns the summary and the
+    settings it ran with."""
+    settings = resolve(
+        loaded.study.settings, overrides, default_name=loaded.default_name,
+        study_path=None if loaded.in_code else loaded.path,
+    )  # fmt: skip
+    executor = choose(options)  # a bad --jobs/--dask fails here, before anything is written
+    shown = display(settings)
+    try:
+        summary = run_search(loaded, settings, shown, executor, overrides)
+    finally:
+        if shown is not None:
+            shown.close()
+    if shown is not None:
+        shown.summary(summary)
+    check_some_succeeded(summary)
+    return summary, settings
 
 
 def run_search(
@@ -52,133 +90,133 @@ def run_search(
     executor: Executor | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> SearchEnded:
-    """Run the search ``settings`` describe; see the module docstring.
-
-    Without ``executor`` the trials run in this process; ``overrides`` are the CLI flags,
-    which each worker process applies to the study file again. A storage that fails
-    mid-search (a database server that went away) ends it with a one-line
-    :class:`StorageError` (exit code 1).
-    """
+    """Run the search ``settings`` describe with ``executor`` (sized here for the trials
+    left; default: this process); ``overrides`` are the flags, which each worker process
+    applies to the study file again. A storage that fails mid-search (a database server
+    that went away) ends it with a one-line :class:`StorageError` (exit code 1)."""
     with _storage_failures(settings):
         emit = on_event or (lambda event: None)
-        from tunecb.training import backends
-
-        # Before anything imports Keras here or in a worker: Keras reads it once.
-        backend = backends.chosen(settings.backend)
-        backends.select(backend)
-        if settings.tensorboard:
-            from tunecb.training import tensorboard
-
-            tensorboard.require(backend)  # before anything is written or trained
-        started = time.perf_counter()
-        started_wall = time.time()
-        study_dir = StudyDir(settings.results / settings.name)
-        # A storage URL is checked before anything is written; the embedded one lives in study_dir.
-        storage = None
-        if settings.storage:
-            storage = study_storage(settings.storage, study_dir.root, settings.heartbeat)
-        study_dir.prepare()
-        storage = storage or open_storage(None, study_dir.root)
-        study, created, notes = open_study(loaded, settings, study_dir, storage)
-
+        backend = _prepare_backend(settings)
+        started, started_wall = time.perf_counter(), time.time()
+        study_dir, study, created, notes = _open(loaded, settings)
         trials = study.get_trials(deepcopy=False)
-        left = budget.left(trials, settings.n_trials)
-        executor = _sized(executor, left, notes, loaded, settings, study_dir)
-        blob = loaded.portable() if loaded.in_code and executor.mode != "inline" else None
-        best = _best(study)
-        emit(SearchStarted(
-            name=settings.name, storage=redact(settings.storage) if settings.storage else str(
-                study_dir.root / "optuna.journal"), study_dir=str(study_dir.root), created=created,
-            done=budget.finished(trials), best_value=best[0], best_number=best[1],
-            n_trials=settings.n_trials, monitor=settings.monitor, direction=settings.direction,
-            epochs=settings.epochs, mode=executor.mode, workers=executor.workers, notes=notes,
-            timeout=settings.timeout,
-        ))  # fmt: skip
+        if executor is None:
+            from tunecb.execution.inline import InlineExecutor
 
-        ran: Counter[str] = Counter()
-
-        def relay(event: object) -> None:  # every executor's events pass here
-            if isinstance(event, TrialFinished):
-                ran[event.outcome.state] += 1
-                best = _best(study)
-                done = budget.finished(study.get_trials(deepcopy=False))
-                event = dataclasses.replace(
-                    event, best_value=best[0], best_number=best[1], done=done,
-                    n_trials=settings.n_trials,
-                )  # fmt: skip
-                emit(event)
-                check_fail_fast(ran, event, study_dir)
-            else:
-                emit(event)
-
+            executor = InlineExecutor()
+        executor, sizing = executor.sized(budget.left(trials, settings.n_trials), settings, loaded)
+        job = _job(loaded, settings, overrides, executor, backend, started_wall)
+        emit(_started(settings, study, study_dir, created, executor, [*notes, *sizing]))
+        relay = _Relay(study, settings, study_dir, emit)
         stopped_by = STOP_BUDGET
         if budget.work_left(trials, settings.n_trials, None):
-            job = Job(
-                study_path=str(loaded.path), overrides=dict(overrides or {}),
-                limits=Limits(
-                    n_trials=settings.n_trials,
-                    deadline=None if settings.timeout is None else started_wall + settings.timeout,
-                ),
-                epochs=settings.epochs, debug=log.isEnabledFor(logging.DEBUG), backend=backend,
-                study_blob=blob,
-            )  # fmt: skip
             stopped_by = executor.run(study, job, relay)
-        keep = settings.keep_checkpoints
-        retention.enforce(study, study_dir, keep)  # the last trials; a smaller K than before
-        removed = retention.removed_since(study_dir, started_wall) if keep is not None else []
-        files, size = study_dir.checkpoint_usage()
-        return SearchEnded(
-            name=settings.name, study_dir=str(study_dir.root),
-            elapsed_s=time.perf_counter() - started, ran=dict(ran),
-            done=budget.finished(study.get_trials(deepcopy=False)), stopped_by=stopped_by,
-            best=_best_record(study, study_dir), monitor=settings.monitor,
-            direction=settings.direction, checkpoints=files, checkpoint_bytes=size,
-            checkpoints_removed=len(removed), keep_checkpoints=keep,
+        return _ended(study, settings, study_dir, relay.ran, stopped_by, started, started_wall)
+
+
+def _prepare_backend(settings: Settings) -> str:
+    """Choose the Keras backend before anything imports Keras here or in a worker (Keras
+    reads it once); with ``--tensorboard``, check it can write, before anything runs."""
+    from tunecb.training import backends
+
+    backend = backends.chosen(settings.backend)
+    backends.select(backend)
+    if settings.tensorboard:
+        from tunecb.training import tensorboard
+
+        tensorboard.require(backend)  # before anything is written or trained
+    return backend
+
+
+def _open(
+    loaded: LoadedStudy, settings: Settings
+) -> tuple[StudyDir, optuna.Study, bool, list[str]]:
+    """The results folder and the study (created, or continued), and the notes about it.
+    A storage URL is checked before anything is written; the embedded one lives in the
+    results folder."""
+    study_dir = StudyDir(settings.results / settings.name)
+    storage = None
+    if settings.storage:
+        storage = study_storage(settings.storage, study_dir.root, settings.heartbeat)
+    study_dir.prepare()
+    storage = storage or open_storage(None, study_dir.root)
+    study, created, notes = open_study(loaded, settings, study_dir, storage)
+    return study_dir, study, created, notes
+
+
+def _started(
+    settings: Settings, study: optuna.Study, study_dir: StudyDir, created: bool,
+    executor: Executor, notes: list[str],
+) -> SearchStarted:  # fmt: skip
+    best = _best(study)
+    shown = redact(settings.storage) if settings.storage else str(study_dir.root / "optuna.journal")
+    return SearchStarted(
+        name=settings.name, storage=shown, study_dir=str(study_dir.root), created=created,
+        done=budget.finished(study.get_trials(deepcopy=False)), best_value=best[0],
+        best_number=best[1], n_trials=settings.n_trials, monitor=settings.monitor,
+        direction=settings.direction, epochs=settings.epochs, mode=executor.mode,
+        workers=executor.workers, notes=notes, timeout=settings.timeout,
+    )  # fmt: skip
+
+
+class _Relay:
+    """Every executor's events pass here: a finished trial gets the study's numbers (best
+    so far, trials done), is counted, and stops the search when the first ones all failed."""
+
+    def __init__(
+        self, study: optuna.Study, settings: Settings, study_dir: StudyDir, emit: Listener
+    ) -> None:
+        self.study, self.settings, self.study_dir, self.emit = study, settings, study_dir, emit
+        self.ran: Counter[str] = Counter()
+
+    def __call__(self, event: object) -> None:
+        if not isinstance(event, TrialFinished):
+            self.emit(event)
+            return
+        self.ran[event.outcome.state] += 1
+        best = _best(self.study)
+        done = budget.finished(self.study.get_trials(deepcopy=False))
+        event = dataclasses.replace(
+            event, best_value=best[0], best_number=best[1], done=done,
+            n_trials=self.settings.n_trials,
         )  # fmt: skip
+        self.emit(event)
+        check_fail_fast(self.ran, event, self.study_dir)
 
 
-def _sized(
-    executor: Executor | None, left: int | None, notes: list[str], loaded: LoadedStudy,
-    settings: Settings, study_dir: StudyDir,
-) -> Executor:  # fmt: skip
-    """The executor to run: ``None`` is this process; ``--jobs auto`` (a process executor
-    with no ``jobs``) becomes one worker per core, or this process where that does not pay;
-    ``--jobs N`` is capped at the trials left and (on this machine) the cores."""
-    from tunecb.execution.inline import InlineExecutor
+def _job(
+    loaded: LoadedStudy, settings: Settings, overrides: dict[str, Any] | None,
+    executor: Executor, backend: str, started_wall: float,
+) -> Job:  # fmt: skip
+    """What the executor is given; a study declared in code travels by value to workers."""
+    deadline = None if settings.timeout is None else started_wall + settings.timeout
+    return Job(
+        study_path=str(loaded.path), overrides=dict(overrides or {}),
+        limits=Limits(n_trials=settings.n_trials, deadline=deadline),
+        epochs=settings.epochs, debug=log.isEnabledFor(logging.DEBUG), backend=backend,
+        study_blob=loaded.portable() if loaded.in_code and not executor.in_process else None,
+        loaded=loaded, settings=settings,
+    )  # fmt: skip
 
-    jobs = getattr(executor, "jobs", 0)
-    if executor is not None and executor.mode == "processes" and jobs is None:
-        from tunecb.execution.processes import auto_jobs
 
-        jobs, why = auto_jobs(left, settings.storage)
-        if jobs >= 2 and loaded.in_code:
-            try:
-                loaded.portable()
-            except TunecbError as exc:
-                jobs, why = 1, f"trials run one at a time in this process: {exc}"
-        if why and left != 0:
-            notes.append(f"--jobs auto: {why}")
-        if jobs < 2:
-            executor = None
-        else:
-            return dataclasses.replace(executor, jobs=jobs)
-    if executor is None:
-        return InlineExecutor(loaded, settings, study_dir)
-    if not jobs:
-        return executor
-    limit, why = jobs, ""
-    if executor.mode == "processes":
-        from tunecb.execution.processes import cores
-
-        room = max(cores(), len(getattr(executor, "gpus", ()) or ()))
-        if room < limit:
-            limit, why = room, f"this machine has {room} cores"
-    if left is not None and 0 < left < limit:
-        limit, why = left, f"{plural(left, 'trial')} left to run"
-    if limit == jobs:
-        return executor
-    notes.append(f"--jobs {jobs} capped to {limit}: {why}")
-    return dataclasses.replace(executor, jobs=limit)
+def _ended(
+    study: optuna.Study, settings: Settings, study_dir: StudyDir, ran: Counter[str],
+    stopped_by: str, started: float, started_wall: float,
+) -> SearchEnded:  # fmt: skip
+    """``--keep-checkpoints`` applied once more (the last trials; a smaller K than before),
+    and the summary."""
+    keep = settings.keep_checkpoints
+    retention.enforce(study, study_dir, keep)
+    removed = retention.removed_since(study_dir, started_wall) if keep is not None else []
+    files, size = study_dir.checkpoint_usage()
+    return SearchEnded(
+        name=settings.name, study_dir=str(study_dir.root),
+        elapsed_s=time.perf_counter() - started, ran=dict(ran),
+        done=budget.finished(study.get_trials(deepcopy=False)), stopped_by=stopped_by,
+        best=_best_record(study, study_dir), monitor=settings.monitor,
+        direction=settings.direction, checkpoints=files, checkpoint_bytes=size,
+        checkpoints_removed=len(removed), keep_checkpoints=keep,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_workers import search, write_fast_study
 
-from tunecb.execution.processes import auto_jobs, cores, gpu_visible
+from tunecb.execution.sizing import auto_jobs, cores, gpu_visible
 
 TWO_CORES = pytest.mark.skipif(cores() < 2, reason="needs 2 usable cores")
 

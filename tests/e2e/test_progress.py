@@ -21,7 +21,7 @@ import optuna
 import pytest
 from conftest import trial_json
 
-from tunecb.cli.live import LiveState, clock
+from tunecb.progress.live import LiveState, clock
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"

@@ -18,8 +18,8 @@ import pytest
 from conftest import DEFAULT_SETTINGS, write_study
 from synthetic import make_big_study
 
-from tunecb.cli.printers import SearchPrinter
 from tunecb.oracle.ranking import rank_key, trial_record
+from tunecb.progress.printers import SearchPrinter
 from tunecb.reporting.data.records import StudyRecords, study_records
 from tunecb.reporting.html.page import html_report
 from tunecb.reporting.plots.curves import curves_plot, history_plot
@@ -218,7 +218,7 @@ def test_the_search_summary_rounds_the_best_parameters(failing_study):
 
 
 def test_search_sentences_in_the_singular(capsys):
-    printer = SearchPrinter()
+    printer = SearchPrinter(print)
     printer.start(SimpleNamespace(
         monitor="val_accuracy", epochs=3, n_trials=1, created=False, name="s", done=1,
         best_value=0.5, best_number=0, notes=[], direction="maximize", storage="x",

@@ -14,7 +14,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tunecb.execution.processes import ProcessExecutor, parse_gpus
+from tunecb.execution.processes import ProcessExecutor
+from tunecb.execution.sizing import parse_gpus
 
 FAST_STUDY = """
 import json, os

@@ -19,9 +19,11 @@ LAYERS = [
     ("training",),
     ("execution",),
     ("reporting",),
+    ("progress",),  # what a search shows while it runs: live state, lines, JSON records
     ("launcher", "replay"),  # a search; a finished trial retrained, rerun, evaluated
-    ("cli",),
-    ("session",),  # search from code: tunecb.search(), its live display, its result
+    # The two front ends, side by side: the command, and search from code (tunecb.search(),
+    # its live display, its result). Neither imports the other (see the test below).
+    ("cli", "session"),
     ("__init__", "__main__"),  # the front door re-exports (lazily) from everywhere
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
@@ -70,6 +72,22 @@ def test_imports_point_down_and_take_no_private_names_across_packages(path):
             assert not private_module or module.endswith("._base") or target == "_version", (
                 f"{where}: a private module of another package"
             )
+
+
+# Packages of one layer that must not import each other (siblings, not just a layer).
+SIBLINGS = [("cli", "session")]
+
+
+@pytest.mark.parametrize("pair", SIBLINGS, ids="-".join)
+def test_the_front_ends_import_nothing_from_each_other(pair):
+    for here in pair:
+        for path in (PACKAGE / here).rglob("*.py"):
+            for module, _, line in _imports(path):
+                target = module.split(".")[1]
+                assert target == here or target not in pair, (
+                    f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}: "
+                    f"{' and '.join(pair)} are siblings"
+                )
 
 
 def test_no_import_cycles_between_modules():

@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,76 +136,17 @@ def _search(args: argparse.Namespace) -> int:
 def _run_search(args: argparse.Namespace) -> int:
     # No backend is imported here: the study file is read with Keras loaded lazily, so a
     # --jobs launcher or a study with nothing left to run never pays TensorFlow's start-up.
-    from tunecb.launcher import check_some_succeeded, run_search
+    from tunecb.execution.choice import WorkerOptions
+    from tunecb.launcher import launch
     from tunecb.study.declaration import load_study_file
-    from tunecb.study.settings import overrides_from, resolve
+    from tunecb.study.settings import overrides_from
 
     loaded = load_study_file(args.study_file)
-    overrides = overrides_from(args)
-    settings = resolve(
-        loaded.study.settings,
-        overrides,
-        default_name=loaded.default_name,
-        study_path=loaded.path,
-    )
-    executor = make_executor(args, jobs_setting(args.jobs))
-    printer = make_printer(args.log_format, args.quiet, settings.verbose)
-    try:
-        summary = run_search(loaded, settings, printer, executor, overrides)
-    finally:
-        printer.close()
-    printer.summary(summary)
-    check_some_succeeded(summary)
+    launch(
+        loaded, overrides_from(args), WorkerOptions.of(args),
+        lambda settings: make_printer(args.log_format, args.quiet, settings.verbose),
+    )  # fmt: skip
     return 0
-
-
-def jobs_setting(flag: int | str | None) -> int | str:
-    """``--jobs``, else ``$TUNECB_JOBS``, else ``"auto"``.
-
-    >>> jobs_setting(3), jobs_setting("auto")
-    (3, 'auto')
-    """
-    if flag is not None:
-        return flag
-    text = os.environ.get("TUNECB_JOBS", "").strip().lower()
-    if not text or text == "auto":
-        return "auto"
-    if text.isdigit():
-        return int(text)
-    raise TunecbError(f"TUNECB_JOBS={text!r}: expected auto or an integer >= 0; unset it or fix it")
-
-
-def make_executor(options: Any, jobs: int | str) -> Any:
-    """The executor of ``--jobs``/``--dask``/``--gpus`` and the worker flags (``options``: the
-    parsed arguments, or a mapping of them); ``None`` runs trials in this process."""
-
-    def get(name: str) -> Any:
-        return options.get(name) if isinstance(options, Mapping) else getattr(options, name, None)
-
-    dask, gpus = get("dask"), get("gpus")
-    workers = {
-        "worker_trials": get("worker_trials") or None,
-        "worker_memory_mb": get("worker_memory") or None,
-        "threads_per_worker": get("threads_per_worker"),
-    }
-    if dask:
-        if not isinstance(jobs, int) or jobs < 1:
-            raise TunecbError("--dask needs --jobs N: how many workers to run on the cluster")
-        from tunecb.execution.dask import DaskExecutor, connect
-
-        connect(dask).close()  # fail in seconds, before any study is touched
-        return DaskExecutor(dask, jobs=jobs, **workers)
-    if gpus and not (isinstance(jobs, int) and jobs >= 1):
-        raise TunecbError("--gpus needs --jobs N: each worker process gets its GPU")
-    if jobs == 0:
-        return None
-    from tunecb.execution.processes import ProcessExecutor, parse_gpus
-
-    return ProcessExecutor(
-        jobs=None if jobs == "auto" else jobs,
-        gpus=parse_gpus(gpus, jobs) if isinstance(jobs, int) else (),
-        **workers,
-    )
 
 
 def _report(args: argparse.Namespace) -> int:

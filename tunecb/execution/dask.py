@@ -19,17 +19,22 @@ import logging
 import os
 import threading
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import optuna
 from optuna.trial import TrialState
 
 from tunecb.errors import ConfigError
-from tunecb.execution._base import STOP_BUDGET, STOP_TIMEOUT, Emit, Job, Limits, WorkerSpec
+from tunecb.execution._base import STOP_BUDGET, STOP_TIMEOUT, Emit, Executor, Job, WorkerSpec
 from tunecb.execution.events import EpochEnded, TrialFinished, TrialStarted
+from tunecb.execution.sizing import capped
 from tunecb.oracle import attrs, budget
 from tunecb.oracle.outcome import TrialOutcome
+
+if TYPE_CHECKING:
+    from tunecb.study.declaration import LoadedStudy
+    from tunecb.study.settings import Settings
 
 log = logging.getLogger("tunecb")
 
@@ -55,6 +60,9 @@ def connect(address: str, timeout: float = 5.0) -> Any:
 
 
 class _CountingSink:
+    """The :class:`~tunecb.execution._base.Sink` of a Dask task: it counts the trials it
+    finished (the launcher follows the study in the storage)."""
+
     def __init__(self) -> None:
         self.trials = 0
 
@@ -86,11 +94,23 @@ class DaskExecutor:
     worker_memory_mb: float | None = 4096.0
     threads_per_worker: int | None = None
     poll_s: float = 0.5
-    mode: str = "dask"
+    mode: ClassVar[str] = "dask"
+    in_process: ClassVar[bool] = False
 
     @property
     def workers(self) -> int:
         return self.jobs
+
+    def sized(
+        self, left: int | None, settings: Settings, loaded: LoadedStudy
+    ) -> tuple[Executor, list[str]]:
+        """``--jobs N`` capped at the trials left (the cluster's size is its own).
+
+        >>> DaskExecutor("tcp://h:8786", jobs=4).sized(3, None, None)[1]
+        ['--jobs 4 capped to 3: 3 trials left to run']
+        """
+        jobs, notes = capped(self.jobs, left)
+        return (self if jobs == self.jobs else replace(self, jobs=jobs)), notes
 
     def run(self, study: optuna.Study, job: Job, emit: Emit) -> str:
         import joblib
@@ -100,19 +120,13 @@ class DaskExecutor:
         follower = _Follower(study, job.epochs, emit)
         errors: list[BaseException] = []
         reasons: list[str] = []
-        limits = Limits(
-            n_trials=job.limits.n_trials, deadline=job.limits.deadline,
-            max_trials=self.worker_trials, max_rss_mb=self.worker_memory_mb,
-        )  # fmt: skip
         env = {
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
             "KERAS_BACKEND": job.backend,
         }
-
-        spec = WorkerSpec(
-            study_path=job.study_path, study_blob=job.study_blob, overrides=dict(job.overrides),
-            limits=limits, env=env,
-            threads=self.threads_per_worker, debug=job.debug,
+        spec = job.worker_spec(
+            max_trials=self.worker_trials, max_rss_mb=self.worker_memory_mb, env=env,
+            threads=self.threads_per_worker,
         )  # fmt: skip
 
         def tasks():

@@ -1,6 +1,6 @@
-"""Trials in this process (no ``--jobs``): the launcher's own study, data loaded once.
+"""Trials in this process (``--jobs 0``): the launcher's own study, data loaded once.
 
->>> InlineExecutor(loaded, settings, study_dir).run(study, job, print)  # doctest: +SKIP
+>>> InlineExecutor().run(study, job, print)  # doctest: +SKIP
 'budget'
 """
 
@@ -8,44 +8,46 @@ from __future__ import annotations
 
 import optuna
 
-from tunecb.execution._base import Emit, Job
+from tunecb.execution._base import Emit, Executor, Job
 from tunecb.execution.events import EpochEnded, TrialFinished, TrialStarted
 from tunecb.oracle.attrs import worker_id
 from tunecb.oracle.outcome import TrialOutcome
-from tunecb.results import StudyDir
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
 
 
 class InlineExecutor:
-    """The :class:`~tunecb.execution._base.Executor` that runs one trial at a time here."""
+    """The :class:`~tunecb.execution._base.Executor` that runs one trial at a time here,
+    with the launcher's loaded study and settings (``job.loaded``, ``job.settings``)."""
 
     mode = "inline"
     workers = 1
+    in_process = True
 
-    def __init__(self, loaded: LoadedStudy, settings: Settings, study_dir: StudyDir) -> None:
-        self.loaded, self.settings, self.study_dir = loaded, settings, study_dir
+    def sized(
+        self, left: int | None, settings: Settings, loaded: LoadedStudy
+    ) -> tuple[Executor, list[str]]:
+        """One trial at a time, whatever is left."""
+        return self, []
 
     def run(self, study: optuna.Study, job: Job, emit: Emit) -> str:
-        from tunecb.execution.loop import run_trials
-        from tunecb.execution.worker import prepare_backend
-        from tunecb.oracle.retention import keeper
-        from tunecb.study.data import load_data
+        from tunecb.execution.worker import prepare_backend, run_trials_of
 
+        if job.loaded is None or job.settings is None:
+            raise ValueError("InlineExecutor needs the job's loaded study and settings")
         prepare_backend(None, job.debug)
-        from tunecb.training.runner import TrialRunner  # imports Keras: only when training
-
-        me = worker_id()
-        sink = _Sink(emit, me, job.epochs)
-        data = load_data(self.loaded, self.settings)
-        runner = TrialRunner(self.loaded, self.settings, self.study_dir, data, sink.epoch)
-        after_tell = keeper(self.study_dir, self.settings.keep_checkpoints)
-        return run_trials(
-            study, runner, job.limits, sink, self.settings.seed, after_tell=after_tell
-        )
+        sink = EventSink(emit, worker_id(), job.epochs)
+        return run_trials_of(study, job.loaded, job.settings, job.limits, sink)
 
 
-class _Sink:
+class EventSink:
+    """The :class:`~tunecb.execution._base.Sink` that turns reports into events, sent to
+    ``emit`` as they happen.
+
+    >>> EventSink(print, "host:1", epochs=3).started(7)
+    TrialStarted(number=7, worker='host:1')
+    """
+
     def __init__(self, emit: Emit, worker: str, epochs: int) -> None:
         self.emit, self.worker, self.epochs = emit, worker, epochs
 

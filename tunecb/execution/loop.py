@@ -29,21 +29,17 @@ from tunecb.execution._base import (
     STOP_REQUESTED,
     STOP_TIMEOUT,
     Limits,
+    Sink,
 )
 from tunecb.oracle import attempts, attrs, budget
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.samplers_pruners import reseed
 
 
-class TrialSink(Protocol):
-    """Where a loop reports its trials (an executor turns these into events)."""
-
-    def started(self, number: int) -> None: ...
-
-    def finished(self, outcome: TrialOutcome) -> None: ...
-
-
 class Runner(Protocol):
+    """Runs one trial to its outcome (:class:`tunecb.training.runner.TrialRunner`; a fake
+    one in ``tests/unit/test_loop.py``)."""
+
     def run(self, trial: optuna.Trial) -> TrialOutcome: ...
 
 
@@ -63,7 +59,7 @@ def run_trials(
     study: optuna.Study,
     runner: Runner,
     limits: Limits,
-    sink: TrialSink,
+    sink: Sink,
     seed: int | None,
     should_stop: Callable[[], bool] = lambda: False,
     after_tell: Callable[[optuna.Study], Any] | None = None,
@@ -84,7 +80,7 @@ def _run_trials(
     study: optuna.Study,
     runner: Runner,
     limits: Limits,
-    sink: TrialSink,
+    sink: Sink,
     seed: int | None,
     should_stop: Callable[[], bool],
     after_tell: Callable[[optuna.Study], Any] | None,

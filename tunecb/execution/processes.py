@@ -37,26 +37,28 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import optuna
 
-from tunecb.errors import ConfigError, TunecbError, WorkerFault
+from tunecb.errors import TunecbError, WorkerFault
 from tunecb.execution._base import (
     RECYCLE_MEMORY,
     RECYCLE_TRIALS,
     STOP_BUDGET,
     STOP_TIMEOUT,
     Emit,
+    Executor,
     Job,
-    Limits,
     WorkerSpec,
 )
-from tunecb.execution.events import EpochEnded, TrialFinished, TrialStarted
+from tunecb.execution.inline import EventSink, InlineExecutor
+from tunecb.execution.sizing import auto_jobs, capped, cores
 from tunecb.oracle import attempts, attrs, budget
 from tunecb.oracle.outcome import TrialOutcome
-from tunecb.wording import plural
+from tunecb.study.declaration import LoadedStudy
+from tunecb.study.settings import Settings
 
 log = logging.getLogger("tunecb")
 
@@ -68,86 +70,50 @@ STOP_GRACE_S = 1.0  # after Ctrl-C, how long a worker has to fail and requeue it
 OUTSIDE_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
-def cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def gpu_visible() -> bool:
-    """Whether an NVIDIA GPU is there for TensorFlow (without importing it): a driver device
-    node, and ``CUDA_VISIBLE_DEVICES`` not hiding every GPU."""
-    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if hidden is not None and hidden.strip() in ("", "-1"):
-        return False
-    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/gpus")
-
-
-def auto_jobs(left: int | None, storage: str | None = None) -> tuple[int, str]:
-    """``--jobs auto``: how many trials to run at once, and why, in a note.
-
-    One worker process per core, each with one thread: the small models people tune on CPUs
-    use a core far better one trial each than two threads on one fit (``benchmarks/
-    scaling.py``: 1.5x the trials per hour on 2 cores). One trial at a time, in this
-    process, on one core, with one trial left, with a GPU (one process should own it:
-    ``--jobs N --gpus ...`` shares GPUs out), or with an in-memory database.
-
-    >>> auto_jobs(1)[0]
-    1
-    """
-    n = cores()
-    if n < 2:
-        return 1, "one core: trials run one at a time in this process"
-    if gpu_visible():
-        return 1, (
-            "a GPU is visible: trials run one at a time in this process "
-            "(--jobs N --gpus 0,1,... runs one worker per GPU)"
-        )
-    if storage is not None and ":memory:" in storage:
-        return 1, "an in-memory storage: trials run one at a time in this process"
-    if left is not None and left < 2:
-        return 1, ""
-    jobs = n if left is None else min(n, left)
-    threads = max(1, n // jobs)
-    return jobs, (
-        f"{jobs} worker processes, one per core ({plural(threads, 'thread')}"
-        " each); --jobs 0 runs trials one at a time in this process"
-    )
-
-
-def parse_gpus(text: str | None, jobs: int) -> tuple[str, ...]:
-    """``--gpus 0,1`` → ``("0", "1")``; checked against ``--jobs``.
-
-    >>> parse_gpus("0, 1", jobs=4)
-    ('0', '1')
-    """
-    if not text:
-        return ()
-    gpus = tuple(g.strip() for g in text.split(",") if g.strip())
-    if not gpus or not all(g.isdigit() for g in gpus):
-        raise ConfigError(f"--gpus {text!r}: give GPU indexes separated by commas, e.g. 0,1")
-    if len(set(gpus)) != len(gpus):
-        raise ConfigError(f"--gpus {text!r}: a GPU is listed twice")
-    return gpus
-
-
 @dataclass
 class ProcessExecutor:
     """The :class:`~tunecb.execution._base.Executor` of ``--jobs N``; see the module doc.
-    ``jobs=None`` is ``--jobs auto``: the launcher sizes it with :func:`auto_jobs`."""
+    ``jobs=None`` is ``--jobs auto``: :meth:`sized` picks the number (:func:`auto_jobs`)."""
 
     jobs: int | None
     gpus: tuple[str, ...] = ()
     threads_per_worker: int | None = None
     worker_trials: int | None = 50
     worker_memory_mb: float | None = 4096.0
-    mode: str = "processes"
+    mode: ClassVar[str] = "processes"
+    in_process: ClassVar[bool] = False
 
     @property
     def workers(self) -> int:
         return self.jobs
+
+    def sized(
+        self, left: int | None, settings: Settings, loaded: LoadedStudy
+    ) -> tuple[Executor, list[str]]:
+        """``--jobs auto``: one worker per core, or this process where that does not pay;
+        ``--jobs N``: capped at the trials left and at this machine's cores (or GPUs).
+
+        >>> ProcessExecutor(jobs=1).sized(left=None, settings=None, loaded=None)[1]
+        []
+        """
+        if self.jobs is None:
+            return self._auto(left, settings, loaded)
+        jobs, notes = capped(self.jobs, left, room=max(cores(), len(self.gpus)))
+        return (self if jobs == self.jobs else replace(self, jobs=jobs)), notes
+
+    def _auto(
+        self, left: int | None, settings: Settings, loaded: LoadedStudy
+    ) -> tuple[Executor, list[str]]:
+        jobs, why = auto_jobs(left, settings.storage)
+        if jobs >= 2 and loaded.in_code:
+            try:
+                loaded.portable()
+            except TunecbError as exc:
+                jobs, why = 1, f"trials run one at a time in this process: {exc}"
+        notes = [f"--jobs auto: {why}"] if why and left != 0 else []
+        if jobs < 2:
+            return InlineExecutor(), notes
+        return replace(self, jobs=jobs), notes
 
     def threads(self) -> int:
         """CPU threads each worker may use: its share of the cores, unless set."""
@@ -170,15 +136,10 @@ class ProcessExecutor:
         return env
 
     def spec(self, job: Job, slot: int) -> WorkerSpec:
-        limits = Limits(
-            n_trials=job.limits.n_trials, deadline=job.limits.deadline,
+        """The spec of the worker in ``slot``."""
+        return job.worker_spec(
             max_trials=self.worker_trials, max_rss_mb=self.worker_memory_mb,
-        )  # fmt: skip
-        return WorkerSpec(
-            study_path=job.study_path, study_blob=job.study_blob, overrides=dict(job.overrides),
-            limits=limits,
-            env=self.worker_env(slot, job.backend),
-            threads=self.threads(), debug=job.debug,
+            env=self.worker_env(slot, job.backend), threads=self.threads(),
         )  # fmt: skip
 
     def run(self, study: optuna.Study, job: Job, emit: Emit) -> str:
@@ -257,15 +218,13 @@ class _Supervisor:
             slot.conn = None
 
     def _handle(self, slot: _Slot, message: tuple) -> None:
+        """A worker's message: a :class:`Sink` report (replayed as events), its end, or
+        the one-line fault that stops the search."""
         kind = message[0]
-        if kind == "started":
-            self.emit(TrialStarted(message[1], slot.wid))
-        elif kind == "epoch":
-            _, number, epoch, value = message
-            self.emit(EpochEnded(number, epoch, self.job.epochs, value, slot.wid))
-        elif kind == "finished":
-            slot.crashes = 0
-            self.emit(TrialFinished(message[1], slot.wid))
+        if kind in ("started", "epoch", "finished"):
+            if kind == "finished":
+                slot.crashes = 0
+            getattr(EventSink(self.emit, slot.wid, self.job.epochs), kind)(*message[1:])
         elif kind == "end":
             slot.last_reason = message[1]
         elif kind == "fatal":
@@ -344,7 +303,8 @@ class _Supervisor:
 
 
 class _PipeSink:
-    """A worker's reports, on its own pipe. A pipe whose reader is gone means the launcher
+    """The :class:`~tunecb.execution._base.Sink` of a worker process: each report, as
+    ``(method, *arguments)``, on its own pipe. A pipe whose reader is gone means the launcher
     died: the worker stops as on Ctrl-C (its trial failed as interrupted and queued again),
     whichever comes first, the broken pipe or the parent-death signal."""
 

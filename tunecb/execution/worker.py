@@ -1,5 +1,6 @@
-"""The body of a worker, in whatever process it runs (a ``--jobs`` process, a Dask task):
-set up the Keras backend, load the study file and the data once, run trials.
+"""The body of a worker, in whatever process it runs (this process, a ``--jobs`` process, a
+Dask task): set up the Keras backend, load the data once, build the trial runner and run the
+trial loop (:func:`run_trials_of`, the one assembly of "data, runner, loop").
 
 >>> from tunecb.execution._base import Limits, WorkerSpec
 >>> spec = WorkerSpec("studies/digits.py", {}, limits=Limits(10))
@@ -11,22 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 import optuna
 
-from tunecb.execution._base import WorkerSpec
-from tunecb.oracle.outcome import TrialOutcome
-
-
-class WorkerSink(Protocol):
-    """What a worker tells whoever supervises it."""
-
-    def started(self, number: int) -> None: ...
-
-    def epoch(self, number: int, epoch: int, value: float | None) -> None: ...
-
-    def finished(self, outcome: TrialOutcome) -> None: ...
+from tunecb.execution._base import Limits, Sink, WorkerSpec
+from tunecb.study.declaration import LoadedStudy
+from tunecb.study.settings import Settings
 
 
 def prepare_backend(threads: int | None, debug: bool) -> str:
@@ -42,25 +33,45 @@ def prepare_backend(threads: int | None, debug: bool) -> str:
     return backend
 
 
+def run_trials_of(
+    study: optuna.Study,
+    loaded: LoadedStudy,
+    settings: Settings,
+    limits: Limits,
+    sink: Sink,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> str:
+    """Load the data, build the trial runner (its epochs reported to ``sink``) and run the
+    trial loop on ``study`` until ``limits`` (or ``should_stop()``) says stop; returns why
+    it stopped. The backend must be prepared (:func:`prepare_backend`)."""
+    from tunecb.execution.loop import run_trials
+    from tunecb.oracle.retention import keeper
+    from tunecb.results import StudyDir
+    from tunecb.study.data import load_data
+    from tunecb.training.runner import TrialRunner  # imports Keras: only when training
+
+    study_dir = StudyDir(settings.results / settings.name)
+    data = load_data(loaded, settings)
+    runner = TrialRunner(loaded, settings, study_dir, data, sink.epoch)
+    after_tell = keeper(study_dir, settings.keep_checkpoints)  # --keep-checkpoints K
+    return run_trials(study, runner, limits, sink, settings.seed, should_stop, after_tell)
+
+
 def run_worker(
     spec: WorkerSpec,
-    sink: WorkerSink,
+    sink: Sink,
     should_stop: Callable[[optuna.Study], bool] = lambda study: False,
 ) -> str:
     """Run trials of the study ``spec`` names until the budget is spent (or the worker's
     recycling limit, or ``should_stop()``); returns why it stopped."""
     prepare_backend(spec.threads, spec.debug)
 
-    from tunecb.execution.loop import run_trials
     from tunecb.oracle.attempts import recover_dead_trials
-    from tunecb.oracle.retention import keeper
     from tunecb.results import StudyDir
     from tunecb.storage.urls import study_storage
-    from tunecb.study.data import load_data
     from tunecb.study.declaration import from_portable, load_study_file
     from tunecb.study.samplers_pruners import make_pruner, make_sampler
     from tunecb.study.settings import resolve
-    from tunecb.training.runner import TrialRunner
 
     if spec.study_blob is not None:
         loaded = from_portable(spec.study_blob)
@@ -79,7 +90,5 @@ def run_worker(
         pruner=make_pruner(settings.pruner, settings.epochs),
     )
     recover_dead_trials(study)  # e.g. a Dask worker on this machine that was killed
-    runner = TrialRunner(loaded, settings, study_dir, load_data(loaded, settings), sink.epoch)
-    after_tell = keeper(study_dir, settings.keep_checkpoints)  # --keep-checkpoints K
     stop = lambda: should_stop(study)  # noqa: E731
-    return run_trials(study, runner, spec.limits, sink, settings.seed, stop, after_tell)
+    return run_trials_of(study, loaded, settings, spec.limits, sink, stop)

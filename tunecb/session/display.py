@@ -1,7 +1,8 @@
 """Live progress of ``tunecb.search()``, suited to where it runs.
 
 - a Jupyter kernel: an HTML view updated in place (``IPython.display``, throttled);
-- a terminal: the CLI's live view (trials, times, best value, each running trial's epoch);
+- a terminal: the live view the CLI shows too (trials, times, best value, each running
+  trial's epoch; :mod:`tunecb.progress`);
 - anything else (a script whose output goes to a log): one plain line per finished trial;
 - ``quiet=True``: nothing.
 
@@ -16,7 +17,8 @@ import sys
 import time
 from typing import Any
 
-from tunecb.cli.live import LiveState, clock
+from tunecb.progress.live import LiveState, clock
+from tunecb.progress.printers import make_printer
 from tunecb.wording import short
 
 Listener = Any  # a callable taking one event, with close()
@@ -40,9 +42,12 @@ def choose(quiet: bool = False, verbose: Any = 0) -> Listener | None:
         return None
     if in_notebook():
         return NotebookView()
-    from tunecb.cli.printers import make_printer
+    return make_printer("text", False, verbose, write=_say, stream=sys.stdout)
 
-    return make_printer("text", False, verbose)
+
+def _say(text: str) -> None:
+    """A progress line, on stdout, flushed."""
+    print(text, flush=True)
 
 
 class NotebookView:

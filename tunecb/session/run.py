@@ -50,9 +50,9 @@ def search(
     resumable and raises ``KeyboardInterrupt``; a problem the user must fix raises a
     :class:`tunecb.TunecbError` with a one-line message.
     """
-    from tunecb.cli.commands import jobs_setting, make_executor
-    from tunecb.launcher import check_some_succeeded, run_search
-    from tunecb.study.settings import FIELDS_BY_NAME, resolve
+    from tunecb.execution.choice import WorkerOptions
+    from tunecb.launcher import launch
+    from tunecb.study.settings import FIELDS_BY_NAME
 
     unknown = sorted(set(settings) - set(FIELDS_BY_NAME))
     if unknown:
@@ -64,26 +64,13 @@ def search(
         raise ConfigError(
             f"jobs={jobs!r}: expected 'auto' (a worker per core), 0 (this process) or N workers"
         )
-    loaded = _loaded(study)
-    overrides = {k: v for k, v in settings.items() if v is not None}
-    resolved = resolve(
-        loaded.study.settings, overrides, default_name=loaded.default_name,
-        study_path=None if loaded.in_code else loaded.path,
+    options = WorkerOptions(
+        jobs=jobs, threads_per_worker=threads_per_worker, worker_trials=worker_trials,
+        worker_memory=worker_memory, gpus=gpus, dask=dask,
     )  # fmt: skip
-    options = {
-        "dask": dask, "gpus": gpus, "threads_per_worker": threads_per_worker,
-        "worker_trials": worker_trials, "worker_memory": worker_memory,
-    }  # fmt: skip
-    executor = make_executor(options, jobs_setting(jobs))
-    listener = choose(quiet, resolved.verbose)
-    try:
-        summary = run_search(loaded, resolved, listener, executor, overrides)
-    finally:
-        if listener is not None:
-            listener.close()
-    if listener is not None and hasattr(listener, "summary"):
-        listener.summary(summary)
-    check_some_succeeded(summary)
+    overrides = {k: v for k, v in settings.items() if v is not None}
+    display = lambda resolved: choose(quiet, resolved.verbose)  # noqa: E731
+    summary, resolved = launch(_loaded(study), overrides, options, display)
     return SearchResult(summary, storage=resolved.storage)
 
 

@@ -1,6 +1,6 @@
-"""What ``tunecb search`` shows while it runs: the live view's state.
+"""What a search shows while it runs on a terminal or in a notebook: the live view's state.
 
-Prints nothing (the CLI does): :class:`LiveState` follows the search events and renders a
+Prints nothing (the front ends do): :class:`LiveState` follows the search events and renders a
 ``rich`` view (trials done / total, elapsed and remaining time, the best value so far, each
 running trial's epoch); JSON records are
 :func:`tunecb.execution.events.record`'s.
