@@ -89,7 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="{search,report,retrain,rerun,evaluate,repair}",
         parser_class=_Parser,
     )
+    _add_search(sub, common)
+    _add_report(sub, common)
+    from tunecb.cli.replaying import add_parsers
 
+    add_parsers(sub, common, _positive_int)
+    _add_repair(sub, common)
+    return parser
+
+
+def _add_search(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``tunecb search``: the study file, a flag per setting of the table, the workers."""
     search = sub.add_parser(
         "search",
         parents=[common],
@@ -137,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace a worker above this resident memory (0: never; default 4096)",
     )  # fmt: skip
 
+
+def _add_report(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``tunecb report``: a results folder or a storage, and how to show it."""
     report = sub.add_parser(
         "report",
         parents=[common],
@@ -169,10 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         "columns when not on one; --format csv/json are always complete)",
     )  # fmt: skip
 
-    from tunecb.cli.replaying import add_parsers
 
-    add_parsers(sub, common, _positive_int)
-
+def _add_repair(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``tunecb repair``: cut a torn journal record; release trials a dead run left."""
     repair = sub.add_parser(
         "repair",
         parents=[common],
@@ -190,4 +202,3 @@ def build_parser() -> argparse.ArgumentParser:
         "nothing can check it) and queue their parameters again; only when no run of "
         "the study is alive elsewhere (with --storage: any storage URL)",
     )
-    return parser
