@@ -131,11 +131,11 @@ def _run_search(args: argparse.Namespace) -> int:
     # No backend is imported here: the study file is read with Keras loaded lazily, so a
     # --jobs launcher or a study with nothing left to run never pays TensorFlow's start-up.
     from tunecb.launcher import check_some_succeeded, run_search
-    from tunecb.study.declaration import load_study_file
     from tunecb.study.settings import overrides_from, resolve
+    from tunecb.training.backends import load_study
 
-    loaded = load_study_file(args.study_file)
     overrides = overrides_from(args)
+    loaded = load_study(args.study_file, overrides.get("backend"))  # --backend first
     settings = resolve(
         loaded.study.settings,
         overrides,
