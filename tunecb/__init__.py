@@ -22,8 +22,11 @@ from tunecb.errors import (
     StudyFileError,
     TunecbError,
 )
+from tunecb.session.quiet import quiet_tensorflow as _quiet_tensorflow
 from tunecb.study.declaration import Study
 from tunecb.study.schedules import Constant, Cosine, ReduceOnPlateau, Searched, StepDecay
+
+_quiet_tensorflow()  # TensorFlow imported after tunecb starts without its C++ start-up lines
 
 if TYPE_CHECKING:
     import keras

@@ -300,3 +300,98 @@ def test_a_data_function_missing_a_backend_library_names_what_to_install(tmp_pat
     assert err.strip().count("\n") == 0
     assert f"No module named '{library}'" in err
     assert f'pip install "tunecb[{"cpu" if library == "tensorflow" else library}]"' in err
+
+
+# A study file whose top level subclasses Keras (a user callback, as Keras' guides write
+# them, and as studies/digits_cnn.py's BatchLogger): Keras starts while the file is read.
+SUBCLASSING = """
+import keras
+import numpy as np
+import tunecb
+
+study = tunecb.Study(monitor="val_accuracy", epochs=2, batch_size=64, n_trials=2, seed=0{extra})
+
+
+class Backend(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.model.stop_training = False
+        print("TRAINED-ON", keras.backend.backend(), flush=True)
+
+
+@study.data
+def load():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    return (x[:192], y[:192]), (x[192:], y[192:])
+
+
+@study.model
+def build(trial):
+    model = keras.Sequential([keras.Input((8,)),
+                              keras.layers.Dense(trial.suggest_int("units", 4, 8)),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+@study.callbacks
+def callbacks(trial):
+    return [Backend()]
+"""
+
+FROM_CODE = """
+import sys
+import tunecb
+result = tunecb.search(sys.argv[1], results=sys.argv[2], backend=sys.argv[3], jobs=0,
+                       quiet=True)
+print("BEST", result.best_value)
+"""
+
+
+def write_subclassing(folder: Path, extra: str = "") -> Path:
+    path = folder / "sub.py"
+    path.write_text(SUBCLASSING.format(extra=extra))
+    return path
+
+
+def trained_on(results: Path) -> set[str]:
+    study = journal_study(results, "sub")
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 2
+    return {t.user_attrs["versions"]["backend"] for t in study.trials}
+
+
+@pytest.mark.skipif(not OTHERS, reason="only TensorFlow installed")
+@pytest.mark.parametrize("mode", ["jobs0", "jobs2", "code"])
+def test_a_study_file_that_subclasses_keras_at_import_runs_on_the_backend_asked(tmp_path, mode):
+    backend = OTHERS[0]
+    path = write_subclassing(tmp_path)
+    results = tmp_path / "r"
+    if mode == "code":
+        script = tmp_path / "run.py"
+        script.write_text(FROM_CODE)
+        command = [sys.executable, str(script), str(path), str(results), backend]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env_for(), timeout=300)
+    else:
+        jobs = "0" if mode == "jobs0" else "2"
+        proc = tunecb("search", path, "--results", results, "--backend", backend,
+                      "--jobs", jobs, env=env_for())  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert trained_on(results) == {backend}
+    if mode != "jobs2":  # the workers' output is theirs
+        assert f"TRAINED-ON {backend}" in proc.stdout
+
+
+@pytest.mark.skipif(not OTHERS, reason="only TensorFlow installed")
+def test_a_backend_declared_too_late_by_such_a_study_file_is_one_line_naming_the_fix(tmp_path):
+    backend = OTHERS[0]
+    path = write_subclassing(tmp_path, extra=f", backend={backend!r}")
+    proc = tunecb("search", path, "--results", tmp_path / "r", "--jobs", "0",
+                  env=env_for("tensorflow"))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"backend={backend!r} comes too late" in proc.stderr
+    assert f"KERAS_BACKEND={backend}" in proc.stderr and f"--backend {backend}" in proc.stderr
+    assert not (tmp_path / "r").exists()

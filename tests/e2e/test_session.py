@@ -153,6 +153,7 @@ def test_the_shipped_notebook_runs_in_a_real_kernel_with_two_workers(tmp_path):
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(ROOT / "studies" / "digits_notebook.ipynb", as_version=4)
     env = user_env() | {"TUNECB_RESULTS": str(tmp_path / "r"), "TUNECB_TRIALS": "4"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's kernel: tunecb quiets TensorFlow
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)  # the kernel inherits this process's environment
@@ -179,6 +180,9 @@ def test_the_shipped_notebook_runs_in_a_real_kernel_with_two_workers(tmp_path):
     assert len(list(trials.glob("*/trial.json"))) == 4
     assert len(workers_of(tmp_path / "r", "digits_notebook")) == 2  # the cell's code, 2 workers
     assert "Traceback" not in printed
+    # as quiet as the CLI: no TensorFlow start-up lines, no Optuna INFO, no tqdm warning
+    noise = ("absl::InitializeLog", "cpu_feature_guard", "A new study created", "IProgress")
+    assert not [n for n in noise if n in printed], printed
 
 
 def test_a_study_whose_functions_cannot_travel_runs_here_with_a_note(tmp_path):

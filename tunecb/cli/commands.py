@@ -138,12 +138,13 @@ def _run_search(args: argparse.Namespace) -> int:
     # --jobs launcher or a study with nothing left to run never pays TensorFlow's start-up.
     from tunecb.execution.choice import WorkerOptions
     from tunecb.launcher import launch
-    from tunecb.study.declaration import load_study_file
     from tunecb.study.settings import overrides_from
+    from tunecb.training.backends import load_study
 
-    loaded = load_study_file(args.study_file)
+    overrides = overrides_from(args)
+    loaded = load_study(args.study_file, overrides.get("backend"))  # --backend first
     launch(
-        loaded, overrides_from(args), WorkerOptions.of(args),
+        loaded, overrides, WorkerOptions.of(args),
         lambda settings: make_printer(args.log_format, args.quiet, settings.verbose),
     )  # fmt: skip
     return 0

@@ -55,6 +55,7 @@ from tunecb.execution._base import (
 )
 from tunecb.execution.inline import EventSink, InlineExecutor
 from tunecb.execution.sizing import auto_jobs, capped, cores
+from tunecb.execution.spawning import start_worker
 from tunecb.oracle import attempts, attrs, budget
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.declaration import LoadedStudy
@@ -180,10 +181,9 @@ class _Supervisor:
     def _start(self, slot: _Slot) -> None:
         read, write = self.ctx.Pipe(duplex=False)
         spec = self.executor.spec(self.job, slot.index)
-        process = self.ctx.Process(
-            target=worker_main, args=(spec, write), name=f"tunecb-worker-{slot.index}"
-        )
-        process.start()
+        process = start_worker(
+            self.ctx, worker_main, (spec,), f"tunecb-worker-{slot.index}", channel=write
+        )  # never runs the parent's __main__ (a script without the __name__ guard)
         write.close()  # only the worker holds the write end: its death is our EOF
         slot.process, slot.conn, slot.wid = process, read, attrs.worker_id(process.pid)
         slot.last_reason = None

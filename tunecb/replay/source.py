@@ -20,8 +20,9 @@ from tunecb.oracle import attrs as keys
 from tunecb.reporting.data.records import StudyRecords, study_records
 from tunecb.results import StudyDir, read_history, read_json
 from tunecb.study.data import Data, load_data
-from tunecb.study.declaration import LoadedStudy, Study, load_study_file, study_in_code
+from tunecb.study.declaration import LoadedStudy, Study, study_in_code
 from tunecb.study.settings import Settings, resolve
+from tunecb.training.backends import load_study
 from tunecb.wording import plural
 
 log = logging.getLogger("tunecb")
@@ -86,8 +87,9 @@ class TrialSource:
         study_dir = result.study_dir or StudyDir(Path(path))
         loaded = _study_of(study, attrs, study_dir, record["trial"])
         notes = []
-        if not loaded.in_code and attrs.get(keys.TRIAL_STUDY_SHA) not in (None, loaded.sha256):
-            notes.append(f"the study file {loaded.path} changed since trial {record['trial']} ran")
+        if _changed(loaded, attrs):
+            what = "the study declared in" if attrs.get(keys.STUDY_IN_CODE) else "the study file"
+            notes.append(f"{what} {loaded.path} changed since trial {record['trial']} ran")
         settings = _settings(loaded, result, attrs)
         return cls(study_dir, record, attrs, dict(frozen.params), loaded, settings, notes)
 
@@ -152,21 +154,42 @@ def _parts(fingerprint: dict[str, Any]) -> str:
     return "; ".join(f"{k} {v}" for k, v in (fingerprint.get("parts") or {}).items())
 
 
+def _changed(loaded: LoadedStudy, attrs: dict[str, Any]) -> bool:
+    """Whether the study differs from the one the trial ran, by the fingerprint it
+    recorded: a study file's bytes, or a study declared in code's functions and settings
+    (:func:`~tunecb.study.declaration.study_in_code`; the script that declares it may
+    change elsewhere, its search call included)."""
+    recorded = attrs.get(keys.TRIAL_STUDY_SHA)
+    if recorded is None:
+        return False
+    if attrs.get(keys.STUDY_IN_CODE):
+        return study_in_code(loaded.study).sha256 != recorded
+    return not loaded.in_code and loaded.sha256 != recorded  # study= in code: no file to compare
+
+
 def _study_of(
     study: Study | str | Path | None, attrs: dict[str, Any], study_dir: StudyDir, number: int
 ) -> LoadedStudy:
+    """The study passed (``--study FILE``, ``study=``), else the file the trial recorded:
+    a study file, or the script that declared the study in code and searched it. A script
+    is imported with its ``tunecb.search`` call stopped (its study taken, nothing searched,
+    :func:`~tunecb.study.declaration.load_study_file`). A notebook cannot be imported: its
+    study must be passed."""
     if isinstance(study, Study):
         return study_in_code(study)
+    # The backend the trial trained on, before the file runs (its top level may use Keras).
+    backend = (attrs.get(keys.VERSIONS) or {}).get("backend")
     if study is not None:
-        return load_study_file(study)
+        return load_study(study, backend)
     recorded = attrs.get(keys.STUDY_FILE) or (read_json(study_dir.trial_json(number)) or {}).get(
         keys.STUDY_FILE
     )
-    in_code = attrs.get(keys.STUDY_IN_CODE) or "ipykernel" in (recorded or "")
-    if not recorded or in_code or not recorded.endswith(".py"):
+    kind = "script" if attrs.get(keys.STUDY_IN_CODE) else "study file"
+    if not recorded or "ipykernel" in recorded or not recorded.endswith(".py"):
         raise StudyFileError(
-            f"trial {number} of {study_dir.root} was declared in code (a notebook or a script), "
-            "not in a study file; pass the study: --study FILE, or study= in Python"
+            f"trial {number} of {study_dir.root} was declared in a notebook or an interactive "
+            "session, which cannot be imported; pass its study: --study FILE (a study file or a "
+            "script that declares it), or study= in Python"
         )
     path = Path(recorded)
     if not path.is_absolute() and not path.is_file():  # recorded relative to the search's cwd
@@ -174,10 +197,11 @@ def _study_of(
         path = beside if beside.is_file() else path
     if not path.is_file():
         raise StudyFileError(
-            f"the study file {recorded!r} that trial {number} ran from is gone; it is needed to "
+            f"the {kind} {recorded!r} that trial {number} ran from is gone; it is needed to "
             "build and train the model again: pass it with --study FILE"
         )
-    return load_study_file(path)
+    log.info("trial %d: study from the %s it ran from, %s", number, kind, path)
+    return load_study(path, backend)
 
 
 def _settings(loaded: LoadedStudy, result: StudyRecords, attrs: dict[str, Any]) -> Settings:

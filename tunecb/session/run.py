@@ -12,8 +12,9 @@ from typing import Any
 
 from tunecb.errors import ConfigError
 from tunecb.session.display import choose
+from tunecb.session.quiet import quieted
 from tunecb.session.result import SearchResult
-from tunecb.study.declaration import LoadedStudy, Study, load_study_file, study_in_code
+from tunecb.study.declaration import LoadedStudy, Study, study_in_code
 
 log = logging.getLogger("tunecb")
 
@@ -28,6 +29,7 @@ WORKER_OPTIONS = {
 }
 
 
+@quieted  # as quiet as the CLI (TensorFlow's start-up lines, Optuna's INFO lines)
 def search(
     study: Study | str | Path,
     *,
@@ -70,11 +72,17 @@ def search(
     )  # fmt: skip
     overrides = {k: v for k, v in settings.items() if v is not None}
     display = lambda resolved: choose(quiet, resolved.verbose)  # noqa: E731
-    summary, resolved = launch(_loaded(study), overrides, options, display)
+    summary, resolved = launch(_loaded(study, settings.get("backend")), overrides, options, display)
     return SearchResult(summary, storage=resolved.storage)
 
 
-def _loaded(study: Study | str | Path) -> LoadedStudy:
+def _loaded(study: Study | str | Path, backend: str | None) -> LoadedStudy:
+    """The study, a study file imported with ``backend`` (``backend=``) selected first."""
+    from tunecb.training.backends import check_declared, load_study
+
     if isinstance(study, str | os.PathLike):
-        return load_study_file(study)
-    return study_in_code(study)
+        return load_study(study, backend)
+    loaded = study_in_code(study)
+    if not backend:
+        check_declared(loaded)
+    return loaded

@@ -273,9 +273,15 @@ def load_study_file(path: str | Path, *, defer_backends: bool = True) -> LoadedS
         # Helpers beside the study file stay importable while it runs: at its top and
         # inside its functions (``import helper`` in the builder, during the search).
         sys.path.insert(0, folder)
+    called: Any = None  # what a script passed to the tunecb.search() it calls at its top
     try:
-        with _heavy_imports_deferred() if defer_backends else contextlib.nullcontext():
+        with (
+            _heavy_imports_deferred() if defer_backends else contextlib.nullcontext(),
+            _search_captured(),
+        ):
             spec.loader.exec_module(module)
+    except _SearchCalled as exc:
+        called = exc.study
     except BaseException as exc:  # SystemExit too: a study file that exits is an error
         del sys.modules[module_name]
         if isinstance(exc, KeyboardInterrupt):
@@ -286,8 +292,14 @@ def load_study_file(path: str | Path, *, defer_backends: bool = True) -> LoadedS
             f"{where}: importing the study file raised {type(exc).__name__}: {cause_line(exc)}"
         ) from exc
 
+    if isinstance(called, str | Path):  # a script that searches a study file
+        target = Path(called)
+        beside = path.resolve().parent / target
+        return load_study_file(target if target.is_file() else beside)
     # type(), not isinstance(): the latter would run a lazily imported backend (__class__)
     studies = {k: v for k, v in vars(module).items() if issubclass(type(v), Study)}
+    if issubclass(type(called), Study):
+        studies = {"study": called}  # the one the script searches
     if not studies:
         raise StudyFileError(
             f"{path} declares no study: add `study = tunecb.Study(monitor=...)` at module level"
@@ -312,6 +324,37 @@ def load_study_file(path: str | Path, *, defer_backends: bool = True) -> LoadedS
     return LoadedStudy(study=study, path=path, sha256=sha256)
 
 
+class _SearchCalled(BaseException):
+    """A study file called ``tunecb.search``: it stops there (a BaseException, so that the
+    script's own ``except Exception`` does not catch it)."""
+
+    def __init__(self, study: Any) -> None:
+        super().__init__("tunecb.search() called while the study file is read")
+        self.study = study
+
+
+@contextlib.contextmanager
+def _search_captured() -> Iterator[None]:
+    """While a study file runs, ``tunecb.search(study, ...)`` does not search: it stops the
+    file and hands over its study. A script that declares its study and searches it at its
+    top (no ``__main__`` guard) is then a study file like any other: ``tunecb retrain
+    --study script.py`` retrains without running its search first."""
+    package = sys.modules.get("tunecb")
+    original = getattr(package, "search", None)
+    if original is None:
+        yield
+        return
+
+    def search(study: Any, **settings: Any) -> Any:
+        raise _SearchCalled(study)
+
+    package.search = search  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        package.search = original  # type: ignore[union-attr]
+
+
 def _line_in(exc: BaseException, path: Path) -> int | None:
     """The innermost line of ``path`` in the traceback of ``exc``, if any."""
     target = str(path.resolve())
@@ -328,10 +371,13 @@ _HEAVY = frozenset({"keras", "tensorflow", "jax", "torch"})
 
 class _DeferHeavy(importlib.abc.MetaPathFinder):
     """Imports ``keras``, ``tensorflow``, ``jax`` and ``torch`` lazily (Python's
-    ``LazyLoader``: the module runs at its first attribute access)."""
+    ``LazyLoader``: the module runs at its first attribute access), unless Keras or a
+    backend imports it: a study file whose top level uses Keras runs it at once, and Keras
+    then imports its backend for real (PyTorch loaded lazily from inside Keras breaks:
+    ``module 'torch.utils' has no attribute '_pytree'``)."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name not in _HEAVY:
+        if name not in _HEAVY or _imported_by_heavy():
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -344,6 +390,17 @@ class _DeferHeavy(importlib.abc.MetaPathFinder):
             spec.loader = importlib.util.LazyLoader(spec.loader)
             return spec
         return None
+
+
+def _imported_by_heavy() -> bool:
+    """Whether the import under way comes from the code of Keras or of a backend."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__") or ""
+        if module.partition(".")[0] in _HEAVY:
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError
+from tunecb.study.declaration import LoadedStudy, load_study_file
 from tunecb.study.settings import BACKENDS  # the module of each backend has its name
 
 log = logging.getLogger("tunecb")
@@ -107,6 +108,46 @@ def select(backend: str) -> None:
             "imported, or restart the Python process (the notebook kernel)"
         )
     os.environ["KERAS_BACKEND"] = backend
+
+
+def load_study(path: str | Path, backend: str | None) -> LoadedStudy:
+    """Import the study file at ``path`` with ``backend`` (``--backend``, ``backend=`` of
+    ``tunecb.search``, a trial's recorded backend) selected first: a study file whose top
+    level runs Keras (a class on a Keras base, ``class Logger(keras.callbacks.Callback)``)
+    starts Keras on it. Without ``backend``, Keras' own choice applies (``KERAS_BACKEND``,
+    ``keras.json``), and a ``backend=`` the study declares is checked by
+    :func:`check_declared`."""
+    given = isinstance(backend, str) and bool(backend.strip())  # else: resolve() says why
+    if given:
+        select(chosen(backend))
+    loaded = load_study_file(path)
+    if not given:
+        check_declared(loaded)
+    return loaded
+
+
+def check_declared(loaded: LoadedStudy) -> None:
+    """A study that declares ``backend=`` after Keras already started on another one here
+    (at the study file's top level, or in the script or notebook that declares it): one
+    line naming the fix, before anything runs. The search would otherwise refuse to switch
+    without saying why Keras had started."""
+    declared = loaded.study.settings.get("backend")
+    running = active()
+    if not declared or running is None:
+        return
+    wanted = chosen(declared)
+    if running == wanted:
+        return
+    if loaded.in_code:
+        why = "Keras was imported before the study was declared"
+        fix = f"set KERAS_BACKEND={wanted} before Keras is first imported (a notebook: restart it)"
+    else:
+        why = f"{loaded.path} uses Keras at its top level, before its settings are read"
+        fix = f"set KERAS_BACKEND={wanted}, or pass --backend {wanted} (backend={wanted!r} in code)"
+    raise ConfigError(
+        f"the study's backend={declared!r} comes too late: Keras already runs on {running!r} "
+        f"({why}); {fix}"
+    )
 
 
 def active() -> str | None:
