@@ -52,7 +52,7 @@ def run_worker(
     prepare_backend(spec.threads, spec.debug)
 
     from tunecb.execution.loop import run_trials
-    from tunecb.oracle.attempts import recover_dead_trials
+    from tunecb.oracle.attempts import constraints_func, recover_dead_trials
     from tunecb.oracle.retention import keeper
     from tunecb.results import StudyDir
     from tunecb.storage.urls import study_storage
@@ -75,7 +75,9 @@ def run_worker(
     study = optuna.load_study(
         study_name=settings.name,
         storage=storage,
-        sampler=make_sampler(settings.sampler, settings.seed),
+        sampler=make_sampler(
+            settings.sampler, settings.seed, constraints_func(loaded.study, settings.max_params)
+        ),
         pruner=make_pruner(settings.pruner, settings.epochs),
     )
     recover_dead_trials(study)  # e.g. a Dask worker on this machine that was killed
