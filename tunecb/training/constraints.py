@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tunecb.errors import ConfigError
 
 
@@ -60,6 +62,7 @@ def judge(
     if constraint is not None:
         name = getattr(constraint, "__name__", "constraint")
         result = constraint(model)
+        result = bool(result) if isinstance(result, np.bool_) else result  # numpy's too
         values.append(
             (_number(result, name, where), f"the constraint {name}() returned {result!r}")
         )
@@ -71,7 +74,7 @@ def judge(
 
 def _number(result: Any, name: str, where: str) -> float:
     """A constraint function's answer as a violation: ``True`` 0 (feasible), ``False`` 1."""
-    if isinstance(result, bool) or type(result).__name__ == "bool_":  # numpy's bool too
+    if isinstance(result, bool):
         return 0.0 if result else 1.0
     if isinstance(result, numbers.Real) and math.isfinite(float(result)):
         return float(result)
