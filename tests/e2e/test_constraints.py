@@ -76,9 +76,7 @@ def test_a_constraint_function_rejects_models_and_failures_between_count_alone(
     assert all(m["constraint"] == 1.0 for m in metas if m["stop_reason"] == "infeasible")
 
 
-def test_a_constraint_that_answers_nonsense_stops_the_search_in_one_line(
-    study_file, tmp_path, cli
-):
+def test_a_constraint_that_answers_nonsense_stops_the_search_in_one_line(study_file, tmp_path, cli):
     path = study_file(
         settings='monitor="val_accuracy", epochs=2, n_trials=3, pruner="none"',
         extra="""
