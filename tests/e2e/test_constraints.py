@@ -50,6 +50,9 @@ def test_models_over_max_params_end_infeasible_before_any_epoch(study_file, tmp_
     rows = [line for line in report.splitlines()[1:] if " infeasible " in line]
     assert len(rows) == len(infeasible) and all("PRUNED" in row for row in rows)
     assert "saved: constraints" in report
+    # Nothing was trained to fit again.
+    code, _, err = cli("rerun", results / "tiny", infeasible[0]["number"])
+    assert code == 2 and "was infeasible" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_constraint_function_rejects_models_and_failures_between_count_alone(
