@@ -173,7 +173,7 @@ class _Relay:
         if not isinstance(event, TrialFinished):
             self.emit(event)
             return
-        self.ran[event.outcome.state] += 1
+        self.ran[event.outcome.tally] += 1  # its state, or INFEASIBLE
         best = _best(self.study)
         done = budget.finished(self.study.get_trials(deepcopy=False))
         event = dataclasses.replace(
@@ -239,8 +239,9 @@ def _storage_failures(settings: Settings) -> Iterator[None]:
 
 
 def check_fail_fast(ran: Counter[str], event: TrialFinished, study_dir: StudyDir) -> None:
-    """Stop the search when the first ``FAIL_FAST`` trials of this run all failed."""
-    if ran["FAIL"] == FAIL_FAST == sum(ran.values()):
+    """Stop the search when the first ``FAIL_FAST`` trials of this run all failed
+    (infeasible ones, which never trained, are not counted)."""
+    if ran["FAIL"] == FAIL_FAST == sum(ran.values()) - ran["INFEASIBLE"]:
         outcome = event.outcome
         raise SearchFailed(
             f"the first {FAIL_FAST} trials all failed; the last one "
@@ -251,9 +252,10 @@ def check_fail_fast(ran: Counter[str], event: TrialFinished, study_dir: StudyDir
 
 def check_some_succeeded(summary: SearchEnded) -> None:
     """Raise :class:`SearchFailed` (exit code 1) when every trial this run ran failed,
-    however few: a search with nothing to show must not look like a success."""
+    however few (infeasible ones aside): a search with nothing to show must not look like a
+    success."""
     failed = summary.ran.get("FAIL", 0)
-    if failed and failed == sum(summary.ran.values()):
+    if failed and failed == sum(summary.ran.values()) - summary.ran.get("INFEASIBLE", 0):
         every = "the trial" if failed == 1 else f"all {failed} trials"
         raise SearchFailed(
             f"{every} of this run failed; see the errors above, or "

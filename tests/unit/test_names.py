@@ -67,5 +67,6 @@ def test_stored_strings_never_change():
         "stop_reason", "worker", "retry_history", "best_value",
     )  # fmt: skip
     assert attrs.STOP_REASONS == ("completed", "early_stopped", "pruned", "nan", "failed",
-                                  "worker_died", "interrupted", "discarded")  # fmt: skip
+                                  "worker_died", "interrupted", "discarded",
+                                  "infeasible")  # fmt: skip
     assert [s.name for s in attrs.FINISHED] == ["COMPLETE", "PRUNED", "FAIL"]

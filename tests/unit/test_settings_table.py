@@ -32,7 +32,7 @@ VALID = {
     "name": "x", "monitor": "val_accuracy", "direction": "max", "epochs": 1, "batch_size": 1,
     "n_trials": 1, "timeout": 1.5, "sampler": "random", "pruner": "none", "seed": 0,
     "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
-    "keep_checkpoints": 1, "storage": "sqlite:///x.db", "results": "r",
+    "keep_checkpoints": 1, "max_params": 1000, "storage": "sqlite:///x.db", "results": "r",
 }  # fmt: skip
 # A value each setting refuses, and the one line that says what it takes (as it was worded
 # when resolve() was a list of ifs: these texts are what users and scripts see).
@@ -60,6 +60,7 @@ BAD = {
     "tensorboard": (1, "True writes TensorBoard logs with HParams; False (default) does not"),
     "keep_checkpoints": (0, "keep the checkpoints of the K best trials: a positive integer, or "
                          "None to keep all"),
+    "max_params": (0, "must be a positive number of parameters, or None for no limit"),
     "storage": (" ", "must be an Optuna storage URL, e.g. sqlite:///study.db"),
     "results": ("", "must be a folder path"),
 }  # fmt: skip
@@ -67,7 +68,7 @@ BAD = {
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 22
+    assert len(set(names)) == len(names) == 23
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 
@@ -91,7 +92,8 @@ def test_overrides_are_named_by_their_flag_from_the_table():
 
 def test_study_signature_matches_the_table():
     params = inspect.signature(Study.__init__).parameters
-    settings = [p for p in params.values() if p.name not in ("self", "data", "model", "callbacks")]
+    functions = ("self", "data", "model", "callbacks", "constraint")
+    settings = [p for p in params.values() if p.name not in functions]
     in_study = [f for f in FIELDS if f.in_study]
     assert [p.name for p in settings] == [f.name for f in in_study] == list(SETTING_NAMES)
     assert {p.name: p.default for p in settings} == {f.name: f.unset for f in in_study}

@@ -66,7 +66,7 @@ def run_worker(
     recycling limit, or ``should_stop()``); returns why it stopped."""
     prepare_backend(spec.threads, spec.debug)
 
-    from tunecb.oracle.attempts import recover_dead_trials
+    from tunecb.oracle.attempts import constraints_func, recover_dead_trials
     from tunecb.results import StudyDir
     from tunecb.storage.urls import study_storage
     from tunecb.study.declaration import from_portable, load_study_file
@@ -86,7 +86,9 @@ def run_worker(
     study = optuna.load_study(
         study_name=settings.name,
         storage=storage,
-        sampler=make_sampler(settings.sampler, settings.seed),
+        sampler=make_sampler(
+            settings.sampler, settings.seed, constraints_func(loaded.study, settings.max_params)
+        ),
         pruner=make_pruner(settings.pruner, settings.epochs),
     )
     recover_dead_trials(study)  # e.g. a Dask worker on this machine that was killed

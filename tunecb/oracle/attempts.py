@@ -36,6 +36,27 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> Non
         study.tell(trial, state=TrialState.FAIL)
 
 
+def violation(trial: optuna.trial.FrozenTrial) -> tuple[float]:
+    """The constraint violation the runner recorded on a finished trial (> 0: infeasible;
+    <= 0, or none recorded: feasible): a constrained sampler's ``constraints_func``.
+
+    >>> violation(optuna.trial.create_trial(value=1.0, user_attrs={attrs.CONSTRAINT: 0.5}))
+    (0.5,)
+    >>> violation(optuna.trial.create_trial(value=1.0))
+    (0.0,)
+    """
+    value = trial.user_attrs.get(attrs.CONSTRAINT)
+    return (float(value) if isinstance(value, int | float) else 0.0,)
+
+
+def constraints_func(study: Any, max_params: int | None) -> Any:
+    """:func:`violation` when the study (a :class:`tunecb.Study`) states constraints on its
+    models (``max_params``, ``constraint=``), else ``None``: what :func:`make_sampler
+    <tunecb.study.samplers_pruners.make_sampler>` takes to learn where models are infeasible."""
+    constrained = max_params is not None or getattr(study, "constraint_fn", None) is not None
+    return violation if constrained else None
+
+
 def discard(study: optuna.Study, trial: optuna.Trial) -> None:
     """A trial asked past the budget (a race between workers): FAIL, not counted."""
     trial.set_user_attr(attrs.STOP_REASON, attrs.DISCARDED)

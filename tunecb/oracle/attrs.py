@@ -32,6 +32,10 @@ CHECKPOINT = "checkpoint"  # the best checkpoint, relative to the study folder
 DURATION = "duration_s"
 N_PARAMS, SEED, LR_SCHEDULE = "n_params", "seed", "lr_schedule"
 RESUMED_FROM = "resumed_from_epoch"  # the epoch a rerun resumed from its backup
+# The built model's constraint violation, when the study states constraints (max_params=,
+# constraint=): > 0 infeasible (the trial never trained), <= 0 feasible. The default
+# sampler reads it (tunecb.oracle.attempts.violation) to learn where models are infeasible.
+CONSTRAINT = "constraint"
 VERSIONS = "versions"  # {"backend": name, name: version, ...}
 DATA = "data"  # the data function's fingerprint (also a study attr: the first trial's)
 TRAINING = "training"  # the settings that shaped the training (rerun reads them)
@@ -46,12 +50,16 @@ RETRY_HISTORY, FAILED_TRIAL = "retry_history", "failed_trial"
 COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED = (
     "completed", "early_stopped", "pruned", "nan", "failed",
 )  # fmt: skip
+# A PRUNED trial whose built model broke the study's constraints: it never trained (no
+# epoch, no checkpoint). It uses a unit of the budget (n_trials counts configurations) and
+# is neither a failure nor a success for the fail-fast and "every trial failed" rules.
+INFEASIBLE = "infeasible"
 RUNNER_FAILED = (FAILED, NAN)  # FAIL reasons of a trial that ran to its end in the runner
 # Stop reasons of trials that do not use a unit of the budget: their process died or was
 # interrupted (the trial runs again under a new number), or it was started past the budget.
 WORKER_DIED, INTERRUPTED, DISCARDED = "worker_died", "interrupted", "discarded"
 NOT_COUNTED = (WORKER_DIED, INTERRUPTED, DISCARDED)
-STOP_REASONS = (COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED)
+STOP_REASONS = (COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -12,7 +12,7 @@ import optuna
 
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, StorageError, first_line
-from tunecb.oracle.attempts import recover_dead_trials, unchecked_owners
+from tunecb.oracle.attempts import constraints_func, recover_dead_trials, unchecked_owners
 from tunecb.oracle.attrs import (
     FINISHED,
     STUDY_EPOCHS,
@@ -81,7 +81,8 @@ def _continue(
     notes: list[str] = []
     # No replay of the first run's parameters: the trial loop seeds each trial's
     # draws from (seed, trial number) (see tunecb.study.samplers_pruners.reseed).
-    sampler = make_sampler(settings.sampler, settings.seed)
+    constraints = constraints_func(loaded.study, settings.max_params)
+    sampler = make_sampler(settings.sampler, settings.seed, constraints)
     pruner = make_pruner(settings.pruner, settings.epochs)
     old_direction = summary.direction.name.lower()
     old_monitor = summary.user_attrs.get(STUDY_MONITOR, settings.monitor)
@@ -126,7 +127,9 @@ def _create(
     """Create the study with the attributes that later runs check, and its study.json."""
     study = optuna.create_study(
         storage=storage, study_name=settings.name, direction=settings.direction,
-        sampler=make_sampler(settings.sampler, settings.seed),
+        sampler=make_sampler(
+            settings.sampler, settings.seed, constraints_func(loaded.study, settings.max_params)
+        ),
         pruner=make_pruner(settings.pruner, settings.epochs),
     )  # fmt: skip
     for key, value in {

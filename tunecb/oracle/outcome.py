@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from tunecb.oracle import attrs
 from tunecb.oracle.attrs import BEST_VALUE
 
 COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
+INFEASIBLE = "INFEASIBLE"  # a tally key, not an Optuna state: see TrialOutcome.tally
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,18 @@ class TrialOutcome:
     seed: int | None
     lr_schedule: str | None
     resumed_from_epoch: int | None = None
+    constraint: float | None = None  # the model's constraint violation (> 0: infeasible)
+
+    @property
+    def tally(self) -> str:
+        """What this outcome counts as in a run's tally: its state, or ``INFEASIBLE`` for a
+        model that broke the study's constraints (neither a failure nor a success).
+
+        >>> TrialOutcome(1, "PRUNED", None, None, 0, "infeasible", None, None, 0.1, 9, 1,
+        ...              "none").tally
+        'INFEASIBLE'
+        """
+        return INFEASIBLE if self.stop_reason == attrs.INFEASIBLE else self.state
 
     def attrs(self) -> dict[str, Any]:
         """The metadata stored as Optuna user attributes (the value as ``best_value``:

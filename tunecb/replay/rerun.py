@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ResultsError
-from tunecb.oracle.attrs import VERSIONS
+from tunecb.oracle.attrs import INFEASIBLE, VERSIONS
 from tunecb.replay.source import TrialSource, history_column
 from tunecb.results import StudyDir, write_json
 from tunecb.study.declaration import Study
@@ -64,6 +64,11 @@ def rerun(path: str | Path, trial: int, *, study: Study | str | Path | None = No
         raise ResultsError(
             f"trial {trial} of {path} is {source.record['state']}; rerun a COMPLETE or PRUNED "
             "trial (tunecb report lists them)"
+        )
+    if source.record.get("stop_reason") == INFEASIBLE:  # nothing was trained to compare
+        raise ResultsError(
+            f"trial {trial} of {path} was infeasible (its model broke the study's constraints "
+            "and never trained); rerun a trial that trained (tunecb report lists them)"
         )
     backend = source.start_backend(deterministic=True)
     data = source.load_data()

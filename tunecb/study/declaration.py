@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunecb.errors import StudyFileError, cause_line, first_line
+from tunecb.errors import ConfigError, StudyFileError, cause_line, first_line
 from tunecb.study.settings import FIELDS
 
 DataFn = Callable[[], Any]
 BuildFn = Callable[..., Any]  # build(trial) or build(trial, data)
 CallbacksFn = Callable[[Any], list]
+ConstraintFn = Callable[[Any], Any]  # constraint(model) -> bool or a violation number
 
 # The settings a Study accepts, in its signature's order (tests check that they match).
 SETTING_NAMES = tuple(f.name for f in FIELDS if f.in_study)
@@ -76,7 +77,11 @@ class Study:
             ``results/<study>/tensorboard/`` (needs the ``tensorboard`` package).
         keep_checkpoints: keep the best checkpoints of the K best trials only and delete
             the others during the search (default ``None``: keep all).
+        max_params: the most parameters a built model may have; a model with more is
+            rejected before it trains, as ``infeasible`` (default ``None``: no limit).
         data / model / callbacks: the three functions, here or with the decorators.
+        constraint: a function of the built model, here or with ``@study.constraint``:
+            ``True``/``False`` (feasible or not), or a violation number (> 0 infeasible).
 
     Example:
         >>> study = Study(monitor="val_accuracy", epochs=5)
@@ -109,9 +114,11 @@ class Study:
         backup_every: float | None = None,
         tensorboard: bool | None = None,
         keep_checkpoints: int | None = None,
+        max_params: int | None = None,
         data: DataFn | None = None,
         model: BuildFn | None = None,
         callbacks: CallbacksFn | None = None,
+        constraint: ConstraintFn | None = None,
     ) -> None:
         given = dict(locals())
         # The settings given here; a setting's ``unset`` default (None, or "default" for
@@ -123,6 +130,7 @@ class Study:
         self.data_fn = data
         self.build_fn = model
         self.callbacks_fn = callbacks
+        self.constraint_fn = None if constraint is None else self.constraint(constraint)
 
     def data(self, fn: DataFn) -> DataFn:
         """Decorator: the function that returns ``(train, validation)`` once per worker."""
@@ -140,6 +148,19 @@ class Study:
     def callbacks(self, fn: CallbacksFn) -> CallbacksFn:
         """Decorator: a function of the trial that returns the user's own Keras callbacks."""
         self.callbacks_fn = fn
+        return fn
+
+    def constraint(self, fn: ConstraintFn) -> ConstraintFn:
+        """Decorator: a function of the built (compiled) model that says whether it may
+        train: ``True``/``False``, or a violation number (> 0: infeasible, <= 0: feasible).
+        An infeasible model is rejected before ``fit`` (see the README's Constraints)."""
+        if not callable(fn):
+            raise ConfigError(
+                f"constraint={fn!r} is not a function; give a function of the built model "
+                "returning True/False or a violation number, e.g. "
+                "constraint=lambda model: model.count_params() < 100_000"
+            )
+        self.constraint_fn = fn
         return fn
 
     def __repr__(self) -> str:
@@ -222,7 +243,7 @@ def study_in_code(study: Study) -> LoadedStudy:
             "(train, validation) with @study.data"
         )
     texts = []
-    for fn in (study.data_fn, study.build_fn, study.callbacks_fn):
+    for fn in (study.data_fn, study.build_fn, study.callbacks_fn, study.constraint_fn):
         if fn is None:
             continue
         try:

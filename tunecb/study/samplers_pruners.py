@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import warnings
 import zlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,37 +24,61 @@ from optuna.samplers._lazy_random_state import LazyRandomState
 
 from tunecb.errors import ConfigError
 
+Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]]
 
-def make_sampler(name_or_sampler: Any, seed: int | None) -> optuna.samplers.BaseSampler:
-    """An Optuna sampler from a name (seeded with ``seed``), or the instance itself."""
+
+def make_sampler(
+    name_or_sampler: Any, seed: int | None, constraints: Constraints | None = None
+) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler from a name (seeded with ``seed``), or the instance itself.
+
+    ``constraints``: when the study states constraints on its models, the function that
+    reads a finished trial's violation (:func:`tunecb.oracle.attempts.constraints_func`);
+    the samplers that can (``tpe``, ``nsgaii``) learn from it to avoid infeasible
+    regions.
+
+    >>> make_sampler("tpe", 0)._group, make_sampler("tpe", 0, len)._constraints_func
+    (True, <built-in function len>)
+    """
     if not isinstance(name_or_sampler, str):
         return name_or_sampler
     name = name_or_sampler
-    if name == "tpe":
-        # Parallel-aware: running trials count as "lies" at their worst, so workers asking
-        # at once spread out instead of proposing near-duplicates. With one trial at a time
-        # nothing else is running, and it samples exactly as without (Optuna 5's default;
-        # set here for Optuna 4). Multivariate: the joint density of the parameters, which
-        # in a network interact (the learning rate with the width, dropout with depth);
-        # it matched or beat the independent TPE in benchmarks/search.py.
-        with warnings.catch_warnings():  # "multivariate is experimental" since Optuna 2.2
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+    extra = {"constraints_func": constraints} if constraints else {}
+    # "experimental" (multivariate and group since Optuna 2.2; constraints_func until 4)
+    # and "deprecated, use Trial.set_constraint" (constraints_func, Optuna 5; Optuna 4 has
+    # no set_constraint, and its TPE reads constraints only through constraints_func).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        if name == "tpe":
+            # Parallel-aware: running trials count as "lies" at their worst, so workers
+            # asking at once spread out instead of proposing near-duplicates. With one
+            # trial at a time nothing else is running, and it samples exactly as without
+            # (Optuna 5's default; set here for Optuna 4). Multivariate: the joint density
+            # of the parameters, which in a network interact (the learning rate with the
+            # width, dropout with depth); it matched or beat the independent TPE in
+            # benchmarks/search.py. Grouped: a space whose parameters depend on others
+            # (units per layer of a sampled number of layers) is split into the subspaces
+            # that trials share, each sampled jointly; without it, every parameter outside
+            # the intersection of all trials' spaces was sampled alone.
+            return optuna.samplers.TPESampler(
+                seed=seed, constant_liar=True, multivariate=True, group=True, **extra
+            )
+        if name == "nsgaii":
+            return optuna.samplers.NSGAIISampler(seed=seed, **extra)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
-    if name == "nsgaii":
-        return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "bruteforce":
         return optuna.samplers.BruteForceSampler(seed=seed)
-    if name == "cmaes":
-        _require("cmaes", "cmaes", name)
-        return optuna.samplers.CmaEsSampler(seed=seed)
     if name == "gp":
         _require("torch", "torch", name)
         _require("scipy", "scipy", name)
         return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        _require("cmaes", "cmaes", name)
+        return optuna.samplers.CmaEsSampler(seed=seed)
     raise ConfigError(f"unknown sampler {name!r}")
 
 

@@ -128,7 +128,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "sampler", "tpe",
-        "`tpe` (multivariate, constant liar for parallel workers), `random`, `cmaes` "
+        "`tpe` (multivariate and grouped, constant liar for parallel workers), `random`, `cmaes` "
         "(needs `cmaes`), `qmc`, `gp` (needs `torch`), `nsgaii`, "
         "`bruteforce`, or an `optuna.samplers` instance",
         flag="--sampler", help=_one_of(SAMPLERS),
@@ -222,6 +222,16 @@ FIELDS: tuple[Field, ...] = (
         ),
     ),
     Field(
+        "max_params", None,
+        "the most parameters a built model may have: one with more is rejected before it "
+        "trains ([Constraints](#constraints)); none: no limit",
+        flag="--max-params", cli_type="positive_int", metavar="N",
+        help="reject, before it trains, a model with more than N parameters (default: no limit)",
+        check=checks.integer(
+            1, "must be a positive number of parameters, or None for no limit", none=True
+        ),
+    ),
+    Field(
         "storage", None,
         "any Optuna storage URL or `.journal` path; none: `results/<name>/optuna.journal`",
         flag="--storage", metavar="URL", help="any Optuna storage URL or .journal path",
@@ -303,6 +313,7 @@ class Settings:
     heartbeat: int
     tensorboard: bool
     keep_checkpoints: int | None
+    max_params: int | None
     storage: str | None
     results: Path
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

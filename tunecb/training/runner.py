@@ -28,6 +28,7 @@ from tunecb.study.data_checks import check_input_shape, data_function
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
 from tunecb.training import backup as backups
+from tunecb.training import constraints
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 
@@ -166,7 +167,7 @@ class TrialRunner:
         outcome = dict(
             number=number, value=None, best_epoch=None, epochs_run=0, error=None,
             checkpoint=None, n_params=None, seed=seed, lr_schedule=schedule.name,
-            resumed_from_epoch=None,
+            resumed_from_epoch=None, constraint=None,
         )  # fmt: skip
         backup = self.study_dir.backup(backups.origin(trial))
         fit = self._fit(trial, schedule, board, backup, outcome)
@@ -219,6 +220,9 @@ class TrialRunner:
             self._check_labels(model, trial.number)
             check_input_shape(model, self.data, trial.number, data_function(self.loaded))
             outcome["n_params"] = int(model.count_params())
+            if not self._feasible(model, outcome):
+                fit.state, fit.reason = PRUNED, keys.INFEASIBLE
+                return fit
             fit.cbs = cbs = self._callbacks(trial, schedule, board, backup)
             resumed = self._resume(model, cbs, trial)
             outcome["resumed_from_epoch"] = resumed or None
@@ -253,6 +257,20 @@ class TrialRunner:
             outcome["error"] = describe_error(exc, self.loaded.path)
             log.debug("trial %d failed", trial.number, exc_info=True)
         return fit
+
+    def _feasible(self, model: keras.Model, outcome: dict[str, Any]) -> bool:
+        """Judge the built model by the study's constraints (:mod:`.constraints`); record
+        the violation in ``outcome`` (and, when infeasible, why: as its ``error`` text)."""
+        verdict = constraints.judge(
+            model, max_params=self.settings.max_params,
+            constraint=self.loaded.study.constraint_fn, where=str(self.loaded.path),
+        )  # fmt: skip
+        if verdict is None:
+            return True
+        outcome["constraint"] = verdict.value
+        if not verdict.feasible:
+            outcome["error"] = verdict.why
+        return verdict.feasible
 
     def _callbacks(
         self, trial: optuna.Trial, schedule: schedules.Schedule, board: Path | None,

@@ -99,6 +99,7 @@ def finite_number(value: Any) -> bool:
 SAVED_BY = {
     keys.PRUNED: "pruning",
     keys.EARLY_STOPPED: "early stopping",
+    keys.INFEASIBLE: "constraints",
     keys.NAN: "NaN stops",
     keys.FAILED: "failures",
     keys.WORKER_DIED: "dead workers",

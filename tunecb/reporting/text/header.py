@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from tunecb.oracle.attrs import INFEASIBLE
 from tunecb.reporting.data.overview import line_parts, overview
 from tunecb.reporting.text.cells import wrap_parts
 
@@ -35,11 +36,14 @@ def study_line(result: StudyRecords, width: int | None = None) -> list[str]:
     """``study 'x': val_accuracy (maximize); 3 complete, 1 pruned``, wrapped at its spaces.
 
     >>> from tunecb.reporting.data.records import StudyRecords
-    >>> records = [{"state": "COMPLETE"}, {"state": "PRUNED"}, {"state": "COMPLETE"}]
+    >>> records = [{"state": "COMPLETE"}, {"state": "PRUNED"}, {"state": "COMPLETE"},
+    ...            {"state": "PRUNED", "stop_reason": "infeasible"}]
     >>> study_line(StudyRecords("x", "minimize", None, None, records))
-    ["study 'x': value (minimize); 2 complete, 1 pruned"]
+    ["study 'x': value (minimize); 2 complete, 1 pruned, 1 infeasible"]
     """
-    states = Counter(r["state"] for r in result.records)
+    states = Counter(  # an infeasible trial (PRUNED before it trained) under its own name
+        "infeasible" if r.get("stop_reason") == INFEASIBLE else r["state"] for r in result.records
+    )
     counts = ", ".join(f"{n} {state.lower()}" for state, n in states.items())
     metric = result.monitor or "value"
     head = f"study {result.name!r}: {metric} ({result.direction}); {counts or 'no trials'}"
