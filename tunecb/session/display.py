@@ -63,6 +63,8 @@ class NotebookView:
         self.lines: list[str] = []
         self.handle = display(HTML("<i>tunecb: starting…</i>"), display_id=True)
         self.shown = 0.0
+        self.finished: list[Any] = []  # this run's trial outcomes
+        self.maximize = True
 
     def __call__(self, event: object) -> None:
         from tunecb.execution.events import SearchStarted, TrialFinished
@@ -70,25 +72,41 @@ class NotebookView:
         self.state.update(event)
         if isinstance(event, SearchStarted):
             self.lines += [f"note: {n}" for n in event.notes]
+            self.maximize = event.direction == "maximize"
         if isinstance(event, TrialFinished):
             o = event.outcome
-            value = short(o.value)
-            line = f"trial {o.number}: {o.state.lower()}, {self.state.monitor} {value}, "
-            line += f"{o.epochs_run} epochs ({o.stop_reason})"
-            self.lines.append(line)
+            self.lines.append(self._trial_line(o))
+            self.finished.append(o)
         now = time.monotonic()
         due = now - self.shown >= self.MIN_INTERVAL_S
         if due or isinstance(event, SearchStarted | TrialFinished):
             self.shown = now
             self.handle.update(self._html(self.render()))
 
-    def render(self) -> str:
+    def _trial_line(self, o: Any) -> str:
+        line = f"trial {o.number}: {o.state.lower()}, {self.state.monitor} {short(o.value)}, "
+        return line + f"{o.epochs_run} epochs ({o.stop_reason})"
+
+    def ranked(self) -> list[str]:
+        """This run's trials best first, as the report ranks them: COMPLETE ones by their
+        value, then PRUNED ones by their best value, then the rest; equal values by trial
+        number."""
+        order = {"COMPLETE": 0, "PRUNED": 1}
+        sign = -1 if self.maximize else 1
+
+        def key(o: Any) -> tuple:
+            valued = o.value is not None
+            return (order.get(o.state, 2), not valued, sign * o.value if valued else 0, o.number)
+
+        return [self._trial_line(o) for o in sorted(self.finished, key=key)]
+
+    def render(self, final: bool = False) -> str:
         s = self.state
         done, total = s.done, s.n_trials
         share = min(1.0, done / total) if total else 0.0
         eta = s.eta()
         best = (
-            f"best {s.monitor} <b>{s.best_value:.6g}</b> (trial {s.best_number})"
+            f"best {s.monitor} <b>{short(s.best_value)}</b> (trial {s.best_number})"
             if s.best_number is not None and s.best_value is not None
             else "best -"
         )
@@ -105,12 +123,20 @@ class NotebookView:
             + ("" if r.value is None else f", {s.monitor} {r.value:.4g}")
             for n, r in sorted(s.running.items())
         ]
-        recent = [*running, *self.lines[-8:][::-1]]
+        if final:  # the search is over: its trials ranked, as the report does
+            ranked = self.ranked()
+            shown = ranked[:10]
+            more = len(ranked) - len(shown)
+            recent = [*shown, *([f"{more} more: result.trials"] if more > 0 else [])]
+            ties = "; equal values ranked by trial number" if len(ranked) > 1 else ""
+            head += f"<br>this run's trials, best first{ties}:"
+        else:
+            recent = [*running, *self.lines[-8:][::-1]]
         items = "".join(f"<li>{html.escape(x)}</li>" for x in recent)
         return f"<div style='font-family:monospace'>{head}<ul>{items}</ul></div>"
 
     def summary(self, s: Any) -> None:
-        self.handle.update(self._html(self.render()))
+        self.handle.update(self._html(self.render(final=True)))
 
     def close(self) -> None:
         """Nothing to release: the last view stays in the cell's output."""
