@@ -78,6 +78,19 @@ def write_study(
     return path
 
 
+@pytest.fixture(autouse=True)
+def _sys_path_as_it_was():
+    """A study file read in this process puts its folder first on ``sys.path`` (its helpers
+    import from there, as a script's do); a test's folder must not outlive the test: its
+    ``copy.py`` would shadow the standard library for every later test and the worker
+    processes they spawn (which inherit ``sys.path``)."""
+    import sys
+
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
+
+
 @pytest.fixture
 def study_file(tmp_path: Path):
     """``study_file(**template_args)`` writes a study file in the test's folder."""

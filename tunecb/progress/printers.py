@@ -223,9 +223,10 @@ def params_text(params: dict[str, Any]) -> str:
     >>> params_text({"lr": 0.014319802143828032, "units": 15, "act": "relu"})
     'lr=0.0143, units=15, act=relu'
     """
+    from tunecb.escaping import printable
     from tunecb.wording import number
 
-    return (
+    return printable(
         ", ".join(f"{k}={number(v, 3) if isinstance(v, float) else v}" for k, v in params.items())
         or "none"
     )
