@@ -121,6 +121,24 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+def _stop_when_gone(pid: int, stop: list[str], as_user: str | None, root: Path):
+    """A watchdog in a session of its own: the server outlives a test process that is
+    killed (pg_ctl detaches it, and no teardown runs), so when ``pid`` is gone it stops the
+    server and removes its folder. The fixture kills it when it stops the server itself."""
+    import shlex
+
+    if as_user is not None:
+        stop = ["runuser", "-u", as_user, "--", *stop]
+    script = (
+        f"while kill -0 {pid} 2>/dev/null; do sleep 1; done; "
+        f"{shlex.join(stop)} >/dev/null 2>&1; rm -rf {shlex.quote(str(root))}"
+    )
+    return subprocess.Popen(
+        ["sh", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """A PostgreSQL cluster of our own on 127.0.0.1 (see the module docstring)."""
@@ -142,7 +160,7 @@ def postgres_server():
             _unavailable("running as root and there is no 'postgres' system user")
     root = Path(tempfile.mkdtemp(prefix="tunecb-pg-"))
     data, log, setup_log = root / "data", root / "server.log", root / "setup.log"
-    started = False
+    started, watchdog = False, None
     try:
         pwfile = root / "pwfile"
         pwfile.write_text(PG_PASSWORD + "\n")
@@ -192,8 +210,13 @@ def postgres_server():
                 f"pg_ctl start failed:\n{_tail(setup_log)}\n--- server log ---\n{_tail(log)}",
                 pytrace=False,
             )
+        stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+        watchdog = _stop_when_gone(os.getpid(), stop, as_user, root)
         yield PostgresServer(PG_HOST, port, PG_USER, PG_PASSWORD, root)
     finally:
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
         if started:
             _run(
                 [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
