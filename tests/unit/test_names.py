@@ -16,6 +16,15 @@ DECLARED = {v for k, v in vars(attrs).items() if k.isupper() and isinstance(v, s
 # The calls that read or write an Optuna user or system attribute, by their first argument.
 SETTERS = ("set_user_attr", "set_trial_user_attr", "set_trial_system_attr", "set_system_attr")
 MAPPINGS = ("user_attrs", "system_attrs")
+# ... and the names the code gives a trial's user attributes once it holds them.
+HELD = ("attrs",)
+
+
+def _holds_attrs(node: ast.AST) -> bool:
+    """``t.user_attrs``, ``t.system_attrs``, ``source.attrs`` or a local ``attrs``."""
+    if isinstance(node, ast.Attribute):
+        return node.attr in MAPPINGS or node.attr in HELD
+    return isinstance(node, ast.Name) and node.id in HELD
 
 
 def _literal_keys(tree: ast.AST) -> list[tuple[int, str]]:
@@ -27,10 +36,10 @@ def _literal_keys(tree: ast.AST) -> list[tuple[int, str]]:
             func, args = node.func, node.args
             if func.attr in SETTERS and args:
                 key = args[1] if func.attr.startswith("set_trial_") and len(args) > 1 else args[0]
-            elif func.attr == "get" and args and isinstance(func.value, ast.Attribute):
-                key = args[0] if func.value.attr in MAPPINGS else None
-        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
-            key = node.slice if node.value.attr in MAPPINGS else None
+            elif func.attr == "get" and args and _holds_attrs(func.value):
+                key = args[0]
+        elif isinstance(node, ast.Subscript) and _holds_attrs(node.value):
+            key = node.slice
         if isinstance(key, ast.Constant) and isinstance(key.value, str):
             found.append((node.lineno, key.value))
     return found
@@ -40,6 +49,8 @@ def test_the_scan_finds_a_literal_key():
     code = 't.user_attrs.get("stop_reason"); s.set_user_attr("monitor", 1); t.system_attrs["x"]'
     assert [k for _, k in _literal_keys(ast.parse(code))] == ["stop_reason", "monitor", "x"]
     assert _literal_keys(ast.parse("t.user_attrs.get(STOP_REASON); d.get('x')")) == []
+    held = 'attrs.get("seed"); source.attrs["n_params"]'
+    assert [k for _, k in _literal_keys(ast.parse(held))] == ["seed", "n_params"]
 
 
 @pytest.mark.parametrize(

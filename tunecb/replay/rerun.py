@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ResultsError
-from tunecb.oracle.attrs import INFEASIBLE, VERSIONS
+from tunecb.oracle.attrs import INFEASIBLE, RESUMED_FROM, VERSIONS
 from tunecb.replay.source import TrialSource, history_column
 from tunecb.results import StudyDir, write_json
 from tunecb.study.declaration import Study
@@ -76,7 +76,7 @@ def rerun(path: str | Path, trial: int, *, study: Study | str | Path | None = No
     versions = source.attrs.get(VERSIONS) or {}
     if versions.get("device") == "gpu":
         reasons.append("the trial ran on a GPU, whose kernels are not all deterministic")
-    resumed = source.attrs.get("resumed_from_epoch")
+    resumed = source.attrs.get(RESUMED_FROM)
     if resumed:
         reasons.append(
             f"the trial resumed from a backup at epoch {resumed} after its worker stopped: its "

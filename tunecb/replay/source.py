@@ -129,7 +129,7 @@ class TrialSource:
 
     @property
     def seed(self) -> int:
-        seed = self.attrs.get("seed")
+        seed = self.attrs.get(keys.SEED)
         if seed is None:
             raise ResultsError(f"trial {self.number} recorded no seed; it ran before tunecb 0.1")
         return int(seed)

@@ -363,10 +363,10 @@ def _length(item: Any) -> int | None:
 
 def load_data(loaded: LoadedStudy, settings: Settings) -> Data:
     """Call the study's data function once and check what it returned."""
-    from tunecb.study.data_checks import check_labelled, check_reusable
+    from tunecb.study.data_checks import check_labelled, check_reusable, data_function
 
     fn = loaded.study.data_fn
-    where = f"the data function {getattr(fn, '__name__', 'data')}() in {loaded.path}"
+    where = data_function(loaded)
     try:
         value = fn()
     except KeyboardInterrupt:

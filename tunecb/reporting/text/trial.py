@@ -114,12 +114,12 @@ def _fields(result: StudyRecords, record: dict[str, Any]) -> list[tuple[str, str
         ran += f", on {record['backend']}"
     fields.append(("ran", ran))
     model = []
-    if isinstance(attrs.get("n_params"), int):
-        model.append(plural(attrs["n_params"], "weight"))
-    if attrs.get("seed") is not None:
-        model.append(f"seed {attrs['seed']}")
-    if attrs.get("lr_schedule") not in (None, "none"):
-        model.append(f"lr schedule {attrs['lr_schedule']}")
+    if isinstance(attrs.get(N_PARAMS), int):
+        model.append(plural(attrs[N_PARAMS], "weight"))
+    if attrs.get(SEED) is not None:
+        model.append(f"seed {attrs[SEED]}")
+    if attrs.get(LR_SCHEDULE) not in (None, "none"):
+        model.append(f"lr schedule {attrs[LR_SCHEDULE]}")
     if model:
         fields.append(("model", ", ".join(model)))
     removed = record.get("checkpoint_removed")
