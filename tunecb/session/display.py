@@ -88,15 +88,12 @@ class NotebookView:
         return line + f"{o.epochs_run} epochs ({o.stop_reason})"
 
     def ranked(self) -> list[str]:
-        """This run's trials best first, as the report ranks them: COMPLETE ones by their
-        value, then PRUNED ones by their best value, then the rest; equal values by trial
-        number."""
-        order = {"COMPLETE": 0, "PRUNED": 1}
-        sign = -1 if self.maximize else 1
+        """This run's trials best first, in the report's order (:func:`rank_key`)."""
+        from tunecb.oracle.ranking import rank_key
 
         def key(o: Any) -> tuple:
-            valued = o.value is not None
-            return (order.get(o.state, 2), not valued, sign * o.value if valued else 0, o.number)
+            record = {"state": o.state, "value": o.value, "trial": o.number}
+            return rank_key(record, self.maximize)
 
         return [self._trial_line(o) for o in sorted(self.finished, key=key)]
 
