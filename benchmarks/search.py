@@ -1,72 +1,83 @@
-"""Search quality against time: tunecb's defaults, a hand-written Optuna loop, KerasTuner.
+"""Search quality against time: tunecb against a hand-written Optuna loop, Ray Tune's ASHA
+and KerasTuner.
 
-tunecb with its defaults, the Optuna loop a Keras user writes by hand and KerasTuner's
-Hyperband, on the same tasks, search space and budget.
+tunecb with its defaults (and with the ``promotion`` pruner, and on JAX), the Optuna loop a
+Keras user writes by hand, Ray Tune's ASHA with its Optuna searcher and KerasTuner's Hyperband,
+on the same tasks, search space and budget.
 
-Run it from the repository root::
+Run it from the repository root (``pip install -e '.[cpu,jax,bench]'`` for every system)::
 
-    python benchmarks/search.py                 # the full run (see below for its time)
-    python benchmarks/search.py --quick         # smoke run: 2 tasks x 1 seed x 4 trials x 4 epochs
+    python benchmarks/search.py                 # the full run: about 25 min on 2 idle cores
+    python benchmarks/search.py --quick         # smoke run: diabetes x seeds 0,1 x 4 trials x
+                                                # 4 epochs, every system (a few minutes)
     python benchmarks/search.py --time-trial    # one full-budget trial's cost, per task
-                                                # (writes benchmarks/out/search_time_trial.json)
 
-The systems, each a fresh subprocess (Python start-up and TensorFlow import included), each
-with its own default use of the machine (the loop and KerasTuner: one process, TensorFlow's
-default threading; tunecb: its default ``--jobs auto``, one worker process per core with one
-thread each; the CPU affinity is recorded), on every task and seed:
+The systems, each a fresh subprocess (Python start-up and the backend's import included), each
+with its own default use of the machine (the CPU affinity is recorded), TensorFlow for all
+(``KERAS_BACKEND=tensorflow``) but ``tunecb[jax]``:
 
-- **tunecb**: a study file per task and seed, written from :data:`STUDY_TEMPLATE` into a
-  temporary folder, sets ``name, monitor, epochs, batch_size=64, n_trials, seed, patience`` and
-  nothing else, so the sampler, pruner, learning-rate schedule and execution mode are tunecb's
-  defaults when the benchmark runs (recorded in the JSON); run as a user runs it,
-  ``tunecb search STUDY --results TMP --log-format json``.
+- **tunecb**: a study file per task and seed, written from :data:`STUDY_TEMPLATE`, sets
+  ``name, monitor, epochs, batch_size=64, n_trials, seed, patience`` and nothing else, so the
+  sampler, pruner, schedule and execution mode (``--jobs auto``: a worker per core) are
+  tunecb's defaults (recorded in the JSON); run as ``tunecb search STUDY --results TMP
+  --log-format json``.
+- **tunecb[promotion]**: the same with ``--pruner promotion`` (pause-and-resume asynchronous
+  successive halving); run only when the installed tunecb knows that pruner (its settings
+  table's ``PRUNERS``), skipped with a printed note otherwise.
+- **tunecb[jax]**: the defaults with ``--backend jax``, tunecb's fastest backend for these
+  small MLPs: a separate row, not the same-backend comparison.
 - **loop**: ``benchmarks/search_loop.py``, the Optuna loop a Keras user writes: TPE seeded,
-  ``HyperbandPruner(1, epochs, 3)``, in-memory storage, ``EarlyStopping(patience,
-  restore_best_weights=True)``, ``ModelCheckpoint`` (best only) and a pruning callback that
-  raises ``optuna.TrialPruned`` from ``on_epoch_end`` as optuna-integration's does.
+  ``HyperbandPruner(1, epochs, 3)``, ``EarlyStopping(patience, restore_best_weights=True)``,
+  ``ModelCheckpoint`` (best only), a pruning callback as optuna-integration's; one process.
+- **ray**: ``benchmarks/search_ray.py``, Ray Tune's ``ASHAScheduler(max_t=epochs,
+  grace_period=tunecb's first rung (a tenth of the epochs), reduction_factor=3)`` with
+  ``OptunaSearch`` (TPE seeded, the same define-by-run space), ``max_concurrent_trials`` = the
+  cores, one CPU per trial, ``reuse_actors=True``, the same ``EarlyStopping``, and the best
+  model kept as a Ray ``Checkpoint`` (``CheckpointConfig(num_to_keep=1)``). Ray's start-up
+  (import and ``ray.init``) is inside its wall time and also recorded apart. Skipped with a
+  note when ``ray`` is not importable (the ``bench`` extra installs it).
 - **kerastuner**: ``benchmarks/search_kerastuner.py``, ``keras_tuner.Hyperband(max_epochs=
-  epochs, factor=3, hyperband_iterations=1)`` with the same ``EarlyStopping``; skipped with a
-  note when ``keras_tuner`` is not importable. Hyperband sets its own number of trials
-  (:func:`kt_hyperband_budget`; ``--trials`` does not apply): at 20 epochs one iteration is 30
-  trials (22 configurations, the others continue a promoted one from its weights) and at most
-  226 epochs, against at most 400 for 20 trials of the Optuna systems; at 30 epochs, 90 trials
-  and 576 epochs; at 4 (``--quick``), 10 trials and 26 epochs. The table shows the epochs
-  each system trained.
+  epochs, factor=3)``; it sets its own number of trials (:func:`kt_hyperband_budget`) and
+  costs about 2 s a trial besides its epochs, so it is not in the default systems (name it in
+  ``--systems`` to add it; it would take about as long as all the others together).
 
-The tasks (:mod:`search_tasks`; no download): ``digits`` (scikit-learn's 8x8 digits, 10 classes,
+The tasks (:mod:`search_tasks`; no download): ``digits`` (scikit-learn's 8x8 digits,
 ``val_accuracy``, maximized), ``tabular`` (``make_classification``, 4,000 x 40, 3 classes,
-``val_accuracy``) and ``diabetes`` (regression, X and y standardized, ``val_loss`` = MSE,
-minimized); 25 % of each is the validation set. One MLP space for all: layers 1-3, units 16-256
-(log), dropout 0-0.5, Adam's learning rate 1e-4..3e-2 (log). One budget: ``--trials``,
-``--epochs``, ``--patience``, batch 64. The systems run in turn for each (task, seed), in an
-order that rotates from one (task, seed) to the next.
+``val_accuracy``) and ``diabetes`` (regression, standardized, ``val_loss`` = MSE, minimized);
+25 % of each is the validation set. One MLP space for all: layers 1-3, units 16-256 (log),
+dropout 0-0.5, Adam's learning rate 1e-4..3e-2 (log). Patience 5, batch 64, seeds 0-4, and a
+budget per task (:data:`BUDGETS`, trials x epochs; ``--trials``/``--epochs`` override it
+for every task). For every (task, seed) the systems run one after the other, in an order that
+rotates from one (task, seed) to the next, so a drift in the machine's load hits all alike.
 
-What is measured, per run: the wall time (launch to exit, by this process) and every finished
-trial's state, value and finish time (seconds since launch: tunecb's ``trial`` events carry
-Unix ``time``, the two runners print it). The **anytime curve** is the best value reached by
-each moment, counting the values of COMPLETE trials only, for every system. (tunecb's ``trial``
-events carry a value for PRUNED trials too, their best epoch, and the hand loop prints one,
-but neither counts; tunecb's own ``best`` field is Optuna's best trial, COMPLETE only, as
-here. KerasTuner has no pruned state: each of its finished rungs is COMPLETE.) Per task
-and system: the median best over the seeds (min-max), the median wall time (spread), and the
-time the system's curve needs to reach the hand loop's median final best (median over seeds;
-never reached in a seed counts as infinite), divided by the hand loop's median wall time. For
-tunecb that ratio is the figure of the issue: below 1, tunecb matches the hand loop's result
-sooner than the hand loop ends.
+What is measured, per run: the wall time (launch to exit), the CPU seconds of the process
+tree as far as it was reaped (Ray's own processes may escape it), and every finished trial's
+state, value, epochs and finish time (seconds since launch). The **anytime curve** of a run is
+its best value by each moment, counting COMPLETE trials only (a pruned, stopped or paused
+trial's value does not count; tunecb's own ``best`` is Optuna's best COMPLETE trial, as here).
+A resumed tunecb trial counts only the epochs it trained itself (``epochs_run`` minus
+``resumed_from_epoch``). Per task and system: the median best over the seeds [min-max], the
+median wall time (spread), the median epochs trained, and the time the curve needs to reach
+the hand loop's median final best (median over seeds; never reached in a seed counts as
+infinite) divided by the loop's median wall time. The goal (issue 19): on every task, tunecb's
+median best at least the best other system's (loop, ray, kerastuner) and that ratio <= 0.5.
 
-It prints a markdown table and writes everything (per-seed trials and curves, commands, the
-machine and versions) to ``benchmarks/out/search.json``.
+It prints a markdown table and the goal's verdict per task, writes everything (every run's
+trials and anytime curve, commands, machine, versions) to ``benchmarks/out/search.json``, and
+plots the median anytime curves per task and system (:mod:`search_plot`) to
+``docs/search_anytime.png`` (``--quick``: ``benchmarks/out/search_anytime_quick.png``).
 
-Why 20 epochs by default, not 30 (the 2-core development machine, other work running on it):
-one trial of 20 epochs without pruning or early stopping (``--time-trial``) takes 2.6 s on
-digits (2 x 64 units; 3.4 s at 3 x 256), 3.7 s (4.5 s) on tabular and 2.1 s (2.4 s) on
-diabetes, after a process start-up of about 4-5 s; at 30 epochs 3.8-9 s. One (task, seed) at
-30 epochs took 417 s on digits (tunecb 83 s, loop 63 s, KerasTuner 270 s: its 90 trials cost
-about 2 s each besides their epochs), so the full run would take about an hour, and smaller
-data would not help much, since KerasTuner's per-trial cost dominates. At 20 epochs one
-(task, seed) took 184 s on tabular, the slowest task (61 s, 42 s, 77 s): the full run (3 tasks x
-3 seeds x 3 systems, 20 trials, 20 epochs, patience 5) is expected to take about 25 minutes
-(estimated from these runs; not yet run in full). ``--quick`` took 82-97 s.
+Why these budgets (:data:`BUDGETS`): 3 tasks x 5 seeds x 5 systems are 75 runs, and the full
+run should take about 25 minutes on 2 idle cores, 20 s a run. A run costs a start-up (Python
+and TensorFlow 4-5 s; tunecb's workers about 1 s more; Ray's import and ``ray.init`` about
+6 s), about 1.3 s a trial (building the model, tracing the first epoch) and 0.1-0.2 s an epoch
+trained (pruning and early stopping train about half to two thirds of the budget). 12 trials
+x 10 epochs on digits and tabular, and 12 x 15 on diabetes (its epochs cost half: 331
+training rows) come to about 20-30 s a run with one process and less with two workers; a
+progress line after each (task, seed) shows the projected total. The previous run (20 trials x
+20 epochs, 3 seeds, 4 systems) took 40 min. Fewer trials favour none of the systems (TPE
+samples its first 10 trials at random in all of them); fewer epochs make the pruners' rungs
+coarser (first rung 1, then 3, 9).
 """
 
 from __future__ import annotations
@@ -77,8 +88,8 @@ import importlib.util
 import json
 import math
 import os
+import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,33 +98,33 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (
-    cmdline,
-    machine,
-    run_timed,
-    shown,
-    spread,
-    tunecb_command,
-    versions,
-    write_result,
-)
+from common import cmdline, machine, run_timed, shown, tunecb_command, versions, write_result
+from search_summary import anytime_curve, search_table, summarize
 from search_tasks import TASKS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_JSON = HERE / "out" / "search.json"
 TIME_TRIAL_JSON = HERE / "out" / "search_time_trial.json"
+PLOT = ROOT / "docs" / "search_anytime.png"
+QUICK_PLOT = HERE / "out" / "search_anytime_quick.png"
 LOOP_SCRIPT = HERE / "search_loop.py"
+RAY_SCRIPT = HERE / "search_ray.py"
 KT_SCRIPT = HERE / "search_kerastuner.py"
-SYSTEMS = ("tunecb", "loop", "kerastuner")
+SYSTEMS = ("tunecb", "tunecb[promotion]", "tunecb[jax]", "loop", "ray", "kerastuner")
+DEFAULT_SYSTEMS = SYSTEMS[:-1]
+# tunecb systems of the default set: tunecb[NAME] runs tunecb search with these flags.
+BUILTIN_VARIANTS = {"promotion": ["--pruner=promotion"], "jax": ["--backend=jax"]}
 
-TRIALS = 20
-EPOCHS = 20
+BUDGETS = {"digits": (12, 10), "tabular": (12, 10), "diabetes": (12, 15)}  # trials, epochs
 PATIENCE = 5
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 BATCH_SIZE = 64
+FULL_RUN = (
+    "python benchmarks/search.py (about 25 min on 2 idle cores, estimated; not run in full yet)"
+)
 THREAD_ENV = ("TF_ENABLE_ONEDNN_OPTS", "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES")  # recorded
-QUICK = {"tasks": ("digits", "diabetes"), "seeds": (0,), "trials": 4, "epochs": 4}
+QUICK = {"tasks": ("diabetes",), "seeds": (0, 1), "trials": 4, "epochs": 4}
 # --time-trial: a middling and the largest model of the space.
 TIMED_PARAMS = (
     {"layers": 2, "units": 64, "dropout": 0.25, "lr": 1.7e-3},
@@ -181,84 +192,57 @@ def _variant(text: str) -> tuple[str, tuple[list[str], list[str]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 2 tasks x 1 seed x 4 trials x 4 epochs"
-    )
-    parser.add_argument("--tasks", type=_names(TASKS), help=f"of {','.join(TASKS)} (all)")
-    parser.add_argument("--systems", type=_names(SYSTEMS), help=f"of {','.join(SYSTEMS)} (all)")
-    parser.add_argument("--seeds", type=_ints, help="e.g. 0,1,2 (the default)")
-    parser.add_argument("--trials", type=int, help=f"trials per search ({TRIALS})")
-    parser.add_argument("--epochs", type=int, help=f"epoch budget of a trial ({EPOCHS})")
-    parser.add_argument(
-        "--patience", type=int, default=PATIENCE, help=f"early-stopping patience ({PATIENCE})"
-    )
-    parser.add_argument(
-        "--time-trial",
-        action="store_true",
-        help="only time one full-budget trial per task (hand loop, one seed)",
-    )
-    parser.add_argument(
-        "--json", type=Path, help=f"where to write JSON ({shown(DEFAULT_JSON)}; --time-trial: "
-        f"{shown(TIME_TRIAL_JSON)})",
-    )  # fmt: skip
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument(
-        "--tunecb-flag", action="append", default=[], metavar="FLAG",
-        help="a flag for tunecb search, for a variant (e.g. --tunecb-flag=--pruner=hyperband); "
-        "without it tunecb runs with its defaults",
-    )  # fmt: skip
-    parser.add_argument(
-        "--variant", action="append", default=[], type=_variant, metavar="NAME=SPEC",
-        help="one more tunecb system, tunecb[NAME], beside the defaults: SPEC's words that "
-        "start with -- are tunecb search flags, the others Study keywords, e.g. "
-        "'hb2=--jobs=2 pruner=optuna.pruners.HyperbandPruner(2,20,3)' (repeatable)",
-    )  # fmt: skip
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     TUNECB_FLAGS[:] = args.tunecb_flag
+    VARIANTS.update({name: (flags, []) for name, flags in BUILTIN_VARIANTS.items()})
     VARIANTS.update(args.variant)
     tasks = args.tasks or (QUICK["tasks"] if args.quick else tuple(TASKS))
     seeds = args.seeds or (QUICK["seeds"] if args.quick else SEEDS)
-    trials = args.trials or (QUICK["trials"] if args.quick else TRIALS)
-    epochs = args.epochs or (QUICK["epochs"] if args.quick else EPOCHS)
-    systems = list(args.systems or SYSTEMS)
-    if VARIANTS:
-        at = systems.index("tunecb") + 1 if "tunecb" in systems else 0
-        systems[at:at] = [f"tunecb[{name}]" for name in VARIANTS]
-    if min(trials, epochs) < 1 or args.patience < 0:
-        parser.error("--trials and --epochs must be >= 1, --patience >= 0")
-    notes: list[str] = []
-    if "kerastuner" in systems and importlib.util.find_spec("keras_tuner") is None:
-        systems.remove("kerastuner")
-        notes.append("KerasTuner skipped: keras_tuner is not importable (pip install keras-tuner)")
-        print(f"note: {notes[-1]}", flush=True)
+    budgets = {
+        task: {
+            "trials": args.trials or (QUICK["trials"] if args.quick else BUDGETS[task][0]),
+            "epochs": args.epochs or (QUICK["epochs"] if args.quick else BUDGETS[task][1]),
+        }
+        for task in tasks
+    }
+    systems = list(args.systems or DEFAULT_SYSTEMS)
+    extra = [f"tunecb[{name}]" for name in dict(args.variant)]
+    tunecbs = [i for i, s in enumerate(systems) if s.startswith("tunecb")]
+    at = tunecbs[-1] + 1 if tunecbs else 0
+    systems[at:at] = [s for s in extra if s not in systems]
+    if min(min(b.values()) for b in budgets.values()) < 1 or args.patience < 0:
+        raise SystemExit("search.py: --trials and --epochs must be >= 1, --patience >= 0")
+    notes = _drop_unavailable(systems)
     if not systems:
-        parser.error("no system left to run")
+        raise SystemExit("search.py: no system left to run")
 
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     started = time.perf_counter()
     load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="tunecb-search-bench-"))
     settings = {
-        "tasks": list(tasks), "systems": systems, "seeds": list(seeds), "trials": trials,
-        "epochs": epochs, "patience": args.patience, "batch_size": BATCH_SIZE,
-        "quick": args.quick, "tunecb_flags": list(TUNECB_FLAGS),
-        "variants": {name: {"flags": f, "study": k} for name, (f, k) in VARIANTS.items()},
-        "kerastuner_hyperband": kt_hyperband_budget(epochs),
+        "tasks": list(tasks), "systems": systems, "seeds": list(seeds), "budgets": budgets,
+        "patience": args.patience, "batch_size": BATCH_SIZE, "quick": args.quick,
+        "tunecb_flags": list(TUNECB_FLAGS),
+        "variants": {name: {"flags": f, "study": k} for name, (f, k) in VARIANTS.items()
+                     if f"tunecb[{name}]" in systems},
+        "kerastuner_hyperband": {t: kt_hyperband_budget(b["epochs"]) for t, b in budgets.items()}
+        if "kerastuner" in systems else None,
     }  # fmt: skip
     try:
         print(f"temporary folder {tmp}", flush=True)
-        run_timed(
-            [sys.executable, "-c", "import tensorflow, keras, optuna, sklearn"], env
-        )  # warm-up
+        warm = (
+            "import tensorflow, keras, optuna, sklearn"
+            + (", ray.tune" if "ray" in systems else "")
+            + (", jax" if "tunecb[jax]" in systems else "")
+        )
+        run_timed([sys.executable, "-c", warm], env)  # warm-up: the imports' files cached
         if args.time_trial:
+            epochs = max(b["epochs"] for b in budgets.values())
             timed = time_trials(tasks, seeds[0], epochs, env)
             result = {"kind": "time_trial", "settings": settings, "trials": timed}
         else:
-            runs = run_all(tmp, tasks, seeds, systems, trials, epochs, args.patience, env)
+            runs = run_all(tmp, tasks, seeds, systems, budgets, args.patience, env)
             summary = summarize(runs, tasks, systems)
             result = {"kind": "search", "settings": settings, "notes": notes, "summary": summary,
                       "runs": runs}  # fmt: skip
@@ -270,35 +254,111 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         **result,
-        "tunecb_defaults": _tunecb_defaults(epochs),
+        "tunecb_defaults": _tunecb_defaults(max(b["epochs"] for b in budgets.values())),
         "threads": {
             "affinity": sorted(os.sched_getaffinity(0)),
             "env": {k: v for k, v in os.environ.items() if "THREAD" in k or k in THREAD_ENV},
-            "note": "loop and KerasTuner: TensorFlow's default threading; tunecb: its default "
-            "--jobs auto (a worker per core, one thread each)",
+            "note": "loop and KerasTuner: one process, TensorFlow's default threading; tunecb: "
+            "its default --jobs auto (a worker per core, one thread each); ray: a trial per "
+            "core (one CPU each, as Ray sets it)",
         },
         "machine": machine(load_before, os.getloadavg()),
-        "versions": versions() | _kt_version(),
+        "versions": versions() | _bench_versions(),
         "total_s": round(time.perf_counter() - started, 1),
     }
-    table = time_trial_table(result) if args.time_trial else search_table(result)
-    default = TIME_TRIAL_JSON if args.time_trial else DEFAULT_JSON
-    write_result(result, args.json or default, table)
+    if args.time_trial:
+        write_result(result, args.json or TIME_TRIAL_JSON, time_trial_table(result))
+        return 0
+    write_result(result, args.json or DEFAULT_JSON, search_table(result))
+    from search_plot import plot
+
+    print(f"wrote {plot(result, args.plot or (QUICK_PLOT if args.quick else PLOT))}")
     return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"full run: {FULL_RUN}; budgets (trials x epochs): "
+        + ", ".join(f"{t} {n} x {e}" for t, (n, e) in BUDGETS.items())
+        + "; seeds 0-4; systems "
+        + ",".join(DEFAULT_SYSTEMS)
+        + ". Read the module's docstring for what each system is and how it is measured.",
+    )
+    add = parser.add_argument
+    add("--quick", action="store_true", help="smoke run: diabetes, seeds 0,1, 4 trials x 4 "
+        "epochs, every system (a few minutes on an idle machine)")  # fmt: skip
+    add("--tasks", type=_names(TASKS), help=f"of {','.join(TASKS)} (all)")
+    add("--systems", type=_names(SYSTEMS),
+        help=f"of {','.join(SYSTEMS)} (all but kerastuner)")  # fmt: skip
+    add("--seeds", type=_ints, help="e.g. 0,1,2,3,4 (the default)")
+    add("--trials", type=int, help="trials per search, every task (default: per task, "
+        + ", ".join(f"{t} {n}" for t, (n, _) in BUDGETS.items()) + ")")  # fmt: skip
+    add("--epochs", type=int, help="epoch budget of a trial, every task (default: per task, "
+        + ", ".join(f"{t} {e}" for t, (_, e) in BUDGETS.items()) + ")")  # fmt: skip
+    add("--patience", type=int, default=PATIENCE, help=f"early-stopping patience ({PATIENCE})")
+    add("--time-trial", action="store_true",
+        help="only time one full-budget trial per task (hand loop, one seed)")  # fmt: skip
+    add("--json", type=Path, help=f"where to write JSON ({shown(DEFAULT_JSON)}; --time-trial: "
+        f"{shown(TIME_TRIAL_JSON)})")  # fmt: skip
+    add("--plot", type=Path, help=f"where to draw the anytime curves ({shown(PLOT)}; --quick: "
+        f"{shown(QUICK_PLOT)})")  # fmt: skip
+    add("--keep", action="store_true", help="keep the temporary folder")
+    add("--tunecb-flag", action="append", default=[], metavar="FLAG",
+        help="a flag for every tunecb system's tunecb search (e.g. "
+        "--tunecb-flag=--pruner=hyperband); without it tunecb runs with its defaults")  # fmt: skip
+    add("--variant", action="append", default=[], type=_variant, metavar="NAME=SPEC",
+        help="one more tunecb system, tunecb[NAME], beside the defaults: SPEC's words that "
+        "start with -- are tunecb search flags, the others Study keywords, e.g. "
+        "'hb2=--jobs=2 pruner=optuna.pruners.HyperbandPruner(2,20,3)' (repeatable)")  # fmt: skip
+    return parser
+
+
+def _drop_unavailable(systems: list[str]) -> list[str]:
+    """Remove the systems this machine cannot run, each with a printed note (returned)."""
+    notes = []
+    missing = {
+        "tunecb[promotion]": None if "promotion" in tunecb_pruners() else
+        f"the installed tunecb has no pruner 'promotion' (its pruners: "
+        f"{', '.join(tunecb_pruners())})",
+        "tunecb[jax]": None if importlib.util.find_spec("jax") else
+        "jax is not importable (pip install -e '.[jax]')",
+        "ray": None if importlib.util.find_spec("ray") else
+        "ray is not importable (pip install -e '.[bench]')",
+        "kerastuner": None if importlib.util.find_spec("keras_tuner") else
+        "keras_tuner is not importable (pip install -e '.[bench]')",
+    }  # fmt: skip
+    for system, why in missing.items():
+        if why and system in systems:
+            systems.remove(system)
+            notes.append(f"{system} skipped: {why}")
+            print(f"note: {notes[-1]}", flush=True)
+    return notes
+
+
+def tunecb_pruners() -> tuple[str, ...]:
+    """The pruner names the installed tunecb knows (its settings table's choices)."""
+    from tunecb.study.settings import PRUNERS
+
+    return tuple(PRUNERS)
 
 
 # --- the runs ----------------------------------------------------------------------------
 
 
 def run_all(
-    tmp: Path, tasks, seeds, systems: list[str], trials: int, epochs: int, patience: int,
-    env: dict[str, str],
+    tmp: Path, tasks, seeds, systems: list[str], budgets: dict[str, dict[str, int]],
+    patience: int, env: dict[str, str],
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Every system on every (task, seed), the systems' order rotating between pairs."""
+    """Every system on every (task, seed), the systems' order rotating between pairs; a
+    progress line with the projected total after each pair."""
     runs = []
     pairs = [(task, seed) for task in tasks for seed in seeds]
+    started = time.perf_counter()
     for i, (task, seed) in enumerate(pairs):
         k = i % len(systems)
+        trials, epochs = budgets[task]["trials"], budgets[task]["epochs"]
         for system in systems[k:] + systems[:k]:
             folder = tmp / f"{system}-{task}-{seed}"
             folder.mkdir(parents=True)
@@ -308,11 +368,14 @@ def run_all(
             best = "-" if run["best"] is None else f"{run['best']:.4f}"
             failed = f"  FAILED: {run['error']}" if run["error"] else ""
             print(
-                f"  {task:<9} seed {seed}  {system:<10} {run['wall_s']:7.1f} s  "
-                f"{run['states']}  best {best}{failed}",
+                f"  {task:<9} seed {seed}  {system:<18} {run['wall_s']:7.1f} s  "
+                f"{run['epochs_trained']:4d} epochs  {run['states']}  best {best}{failed}",
                 flush=True,
             )
             shutil.rmtree(folder, ignore_errors=True)
+        elapsed = time.perf_counter() - started
+        print(f"  [{i + 1}/{len(pairs)} (task, seed) done, {elapsed / 60:.1f} min; projected "
+              f"total {elapsed / (i + 1) * len(pairs) / 60:.1f} min]", flush=True)  # fmt: skip
     return runs
 
 
@@ -338,18 +401,22 @@ def command(
               "--patience", str(patience), "--batch-size", str(BATCH_SIZE)]  # fmt: skip
     if system == "loop":
         return [sys.executable, str(LOOP_SCRIPT), *shared, "--trials", str(trials)]
+    if system == "ray":
+        return [sys.executable, str(RAY_SCRIPT), *shared, "--trials", str(trials)]
     return [sys.executable, str(KT_SCRIPT), *shared]
 
 
 def run_one(system: str, task: str, seed: int, cmd: list[str], env: dict[str, str]) -> dict:
-    """Run one search; its wall time and every finished trial with its time since launch."""
+    """Run one search; its wall and CPU time and every finished trial with its time since
+    launch, and its anytime curve."""
     launched = time.time()
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0
     trials, extra = parse_trials(system, proc.stdout, launched)
-    maximize = TASKS[task].maximize
-    curve = anytime_curve(trials, maximize)
+    curve = anytime_curve(trials, TASKS[task].maximize)
     error = None
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
@@ -358,172 +425,63 @@ def run_one(system: str, task: str, seed: int, cmd: list[str], env: dict[str, st
     for trial in trials:
         states[trial["state"]] = states.get(trial["state"], 0) + 1
     return {
-        "system": system,
-        "task": task,
-        "seed": seed,
-        "cmd": cmdline(cmd),
-        "wall_s": round(wall, 3),
-        "exit": proc.returncode,
-        "error": error,
-        "states": states,
+        "system": system, "task": task, "seed": seed, "cmd": cmdline(cmd),
+        "wall_s": round(wall, 3), "cpu_s": round(cpu, 2), "exit": proc.returncode,
+        "error": error, "states": states,
         "epochs_trained": sum(t["epochs"] or 0 for t in trials),
-        "best": curve[-1][1] if curve else None,
-        "curve": curve,
-        "trials": trials,
-        **extra,
-    }
+        "best": curve[-1][1] if curve else None, "curve": curve, "trials": trials, **extra,
+    }  # fmt: skip
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def parse_trials(system: str, stdout: str, launched: float) -> tuple[list[dict], dict]:
-    """Finished trials (``trial, state, value, epochs, t`` = seconds since launch), and for
-    tunecb what its start and summary events say about the mode and the result."""
+    """Finished trials (``trial, state, value, epochs, t`` = seconds since launch), and what
+    tunecb's start and summary events and Ray's start-up say.
+
+    A resumed tunecb trial (a continuation of a paused one, or a rerun of a killed one)
+    counts only the epochs it trained itself:
+
+    >>> line = ('{"event": "trial", "trial": 7, "state": "COMPLETE", "value": 0.9, '
+    ...         '"epochs_run": 10, "resumed_from_epoch": 3, "stop_reason": "completed", '
+    ...         '"time": 105.0}')
+    >>> parse_trials("tunecb[promotion]", line, 100.0)[0]
+    [{'trial': 7, 'state': 'COMPLETE', 'value': 0.9, 'epochs': 7, 't': 5.0, 'stop_reason': 'completed'}]
+    >>> parse_trials("ray", '{"event": "ray_ready", "import_s": 1.5, "init_s": 5.0, '
+    ...              '"time": 107.0}', 100.0)[1]
+    {'ray_startup': {'import_s': 1.5, 'init_s': 5.0, 'ready_s': 7.0}}
+    """  # noqa: E501
     trials, extra = [], {}
     for line in stdout.splitlines():
         if not line.startswith("{"):
             continue
         rec = json.loads(line)
+        kind = rec.get("event")
+        since = round(rec["time"] - launched, 3) if "time" in rec else None
+        if kind == "start":
+            extra["tunecb_start"] = {k: rec.get(k) for k in ("mode", "workers", "notes")}
+        elif kind == "summary":
+            extra["tunecb_summary"] = {k: rec.get(k) for k in ("ran", "stopped_by", "best")}
+        elif kind == "ray_ready":
+            extra["ray_startup"] = {"import_s": rec["import_s"], "init_s": rec["init_s"],
+                                    "ready_s": since}  # fmt: skip
+        elif kind == "ray_shutdown":
+            extra["ray_shutdown_s"] = rec["shutdown_s"]
+        if kind not in (None, "trial"):
+            continue
+        trial = {"trial": rec["trial"], "state": rec["state"], "value": rec.get("value")}
         if system.startswith("tunecb"):
-            kind = rec.get("event")
-            if kind == "start":
-                extra["tunecb_start"] = {k: rec.get(k) for k in ("mode", "workers", "notes")}
-            elif kind == "summary":
-                extra["tunecb_summary"] = {k: rec.get(k) for k in ("ran", "stopped_by", "best")}
-            if kind != "trial":
-                continue
-            epochs = rec.get("epochs_run")
+            run = rec.get("epochs_run") or 0
+            trial |= {"epochs": run - (rec.get("resumed_from_epoch") or 0), "t": since,
+                      "stop_reason": rec.get("stop_reason")}  # fmt: skip
         else:
-            epochs = rec.get("epochs")
-        trials.append({
-            "trial": rec["trial"], "state": rec["state"], "value": rec.get("value"),
-            "epochs": epochs, "t": round(rec["time"] - launched, 3),
-        })  # fmt: skip
+            trial |= {"epochs": rec.get("epochs"), "t": since}
+        trials.append(trial)
     trials.sort(key=lambda r: r["t"])
     return trials, extra
-
-
-def anytime_curve(trials: list[dict], maximize: bool) -> list[list[float]]:
-    """``[t, best so far]`` at every COMPLETE trial that improved the best (finite values)."""
-    curve: list[list[float]] = []
-    for trial in trials:
-        value = trial["value"]
-        if trial["state"] != "COMPLETE" or value is None or not math.isfinite(value):
-            continue
-        if not curve or (value > curve[-1][1] if maximize else value < curve[-1][1]):
-            curve.append([trial["t"], value])
-    return curve
-
-
-def time_to_reach(curve: list[list[float]], target: float, maximize: bool) -> float:
-    """Seconds until the curve is at least as good as ``target``; ``inf`` if never."""
-    for t, best in curve:
-        if (best >= target) if maximize else (best <= target):
-            return t
-    return math.inf
-
-
-# --- summary and table -------------------------------------------------------------------
-
-
-def summarize(runs: list[dict], tasks, systems: list[str]) -> dict[str, dict]:
-    """Per task and system: bests, wall times, and the time to the hand loop's median best."""
-    summary: dict[str, dict] = {}
-    for task in tasks:
-        maximize = TASKS[task].maximize
-        loop = [r for r in runs if r["task"] == task and r["system"] == "loop"]
-        loop_bests = [r["best"] for r in loop if r["best"] is not None]
-        target = statistics.median(loop_bests) if loop_bests else None
-        loop_wall = statistics.median(r["wall_s"] for r in loop) if loop else None
-        summary[task] = {"loop_median_best": target, "loop_median_wall_s": loop_wall}
-        for system in systems:
-            mine = [r for r in runs if r["task"] == task and r["system"] == system]
-            bests = [r["best"] for r in mine if r["best"] is not None]
-            walls = [r["wall_s"] for r in mine]
-            states: dict[str, int] = {}
-            for r in mine:
-                for state, n in r["states"].items():
-                    states[state] = states.get(state, 0) + n
-            reach = (
-                [time_to_reach(r["curve"], target, maximize) for r in mine]
-                if target is not None else []
-            )  # fmt: skip
-            reach_med = statistics.median(reach) if reach else None
-            summary[task][system] = {
-                "runs": len(mine),
-                "failed_runs": sum(1 for r in mine if r["error"]),
-                "trials_by_state": states,
-                "epochs_trained_median": statistics.median(r["epochs_trained"] for r in mine),
-                "best_median": statistics.median(bests) if bests else None,
-                "best_min": min(bests) if bests else None,
-                "best_max": max(bests) if bests else None,
-                "wall_median_s": round(statistics.median(walls), 2),
-                "wall_spread": round(spread(walls), 4),
-                "walls_s": walls,
-                "time_to_loop_best_s": [_finite(x) for x in reach],
-                "time_to_loop_best_median_s": _finite(reach_med),
-                "ratio_to_loop_wall": (
-                    _finite(reach_med / loop_wall) if reach_med is not None and loop_wall
-                    else None
-                ),
-            }  # fmt: skip
-    return summary
-
-
-def search_table(result: dict[str, Any]) -> str:
-    s, summary = result["settings"], result["summary"]
-    head = (
-        "| task (monitor) | system | trials C/P/F, all seeds | epochs trained (median) | "
-        "best: median [min-max] | wall s: median (spread) | to loop's median best: s | "
-        "/ loop's median wall |"
-    )
-    lines = [
-        f"{len(s['seeds'])} seed(s) {s['seeds']}, {s['trials']} trials (tunecb, loop), "
-        f"{s['epochs']} epochs, patience {s['patience']}, batch {s['batch_size']}; "
-        "best = best value of COMPLETE trials",
-        "",
-        head,
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for task, per in summary.items():
-        t = TASKS[task]
-        label = f"{task} ({t.monitor}, {'max' if t.maximize else 'min'})"
-        for system in s["systems"]:
-            row = per[system]
-            st = row["trials_by_state"]
-            other = sum(n for k, n in st.items() if k not in ("COMPLETE", "PRUNED"))
-            cpf = f"{st.get('COMPLETE', 0)}/{st.get('PRUNED', 0)}/{other}"
-            if row["failed_runs"]:
-                cpf += f" ({row['failed_runs']} run(s) FAILED)"
-            best = (
-                f"{row['best_median']:.4f} [{row['best_min']:.4f}-{row['best_max']:.4f}]"
-                if row["best_median"] is not None else "none"
-            )  # fmt: skip
-            reach = row["time_to_loop_best_median_s"]
-            ratio = row["ratio_to_loop_wall"]
-            lines.append(
-                f"| {label} | {system} | {cpf} | {row['epochs_trained_median']:g} | {best} | "
-                f"{row['wall_median_s']:.1f} ({row['wall_spread']:.0%}) | "
-                f"{_never(reach, '.1f')} | {_never(ratio, '.2f')} |"
-            )
-    m = result["machine"]
-    kt = s["kerastuner_hyperband"]
-    lines += [
-        "",
-        f"budget: tunecb and loop {s['trials']} trials, at most {s['trials'] * s['epochs']} "
-        f"epochs; kerastuner (Hyperband's own schedule, no trial budget) {kt['trials']} "
-        f"trials ({kt['configurations']} configurations), at most {kt['max_epochs_trained']} "
-        "epochs",
-        "tunecb defaults used: " + ", ".join(
-            f"{k}={v!r}" for k, v in result["tunecb_defaults"].items() if not k.endswith("_made")
-        ) + f"; pruner {_described(result['tunecb_defaults']['pruner_made'])}"
-        + (f"; OVERRIDDEN for this run by {' '.join(s['tunecb_flags'])}"
-           if s.get("tunecb_flags") else ""),
-        *(f"tunecb[{name}]: tunecb with {' '.join(v['flags'] + v['study']) or 'its defaults'}"
-          for name, v in s.get("variants", {}).items()),
-        f"{m['cpus_usable']} usable CPUs (affinity {result['threads']['affinity']}); "
-        f"load average before {m['loadavg_1_5_15_before']}, after {m['loadavg_1_5_15_after']}",
-        *result["notes"],
-    ]  # fmt: skip
-    return "\n".join(lines)
 
 
 # --- --time-trial ------------------------------------------------------------------------
@@ -630,19 +588,17 @@ def _tunecb_defaults(epochs: int) -> dict[str, Any]:
     )
 
 
-def _described(made: dict[str, Any]) -> str:
-    """``MedianPruner(n_startup_trials=5, ...)`` from :func:`_tunecb_defaults`' record."""
-    args = ", ".join(f"{k}={v!r}" for k, v in made.items() if k != "class")
-    return f"{made['class']}({args})"
-
-
-def _kt_version() -> dict[str, str]:
+def _bench_versions() -> dict[str, str]:
+    """Versions of the other systems' packages (those installed)."""
     from importlib import metadata
 
-    try:
-        return {"keras-tuner": metadata.version("keras-tuner")}
-    except metadata.PackageNotFoundError:
-        return {}
+    found = {}
+    for name in ("keras-tuner", "ray", "jax", "jaxlib"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
 
 
 def _names(known) -> Any:
@@ -664,19 +620,6 @@ def _ints(text: str) -> tuple[int, ...]:
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"{text!r}: integers >= 0 separated by commas")
     return values
-
-
-def _finite(x: float | None) -> float | str | None:
-    """JSON-friendly: ``inf`` as the string "inf", numbers rounded."""
-    if x is None:
-        return None
-    return "inf" if math.isinf(x) else round(x, 3)
-
-
-def _never(x: float | str | None, fmt: str) -> str:
-    if x is None:
-        return "n/a"
-    return "never" if x == "inf" else format(x, fmt)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ Optuna calls as the other systems (a define-by-run space). ``reuse_actors=True``
 advice for short trials (its default, False, starts a new process with TensorFlow's import
 per trial); it favours Ray here.
 
-Each trial (a Ray actor, one CPU): ``keras.utils.set_random_seed(seed * 1000 + a number from the trial id)`` and
-``clear_session()``, the model of :func:`search_tasks.build`, ``fit`` with ``EarlyStopping(
+Each trial (a Ray actor, one CPU): ``keras.utils.set_random_seed`` (the seed and the trial's
+id) and ``clear_session()``, the model of :func:`search_tasks.build`, ``fit`` with ``EarlyStopping(
 monitor, patience, restore_best_weights=True)`` and a callback that calls ``tune.report`` after
 every epoch with the epoch's ``monitor``, ``best`` (the best so far, the metric ASHA and the
 searcher read, as the other systems' objective is the best epoch's value) and ``epoch``
@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                     sampler=optuna.samplers.TPESampler(seed=args.seed),
                 ),
                 scheduler=ASHAScheduler(
-                    metric="best", mode=mode, time_attr="epoch", max_t=args.epochs, grace_period=first_rung(args.epochs),
-                    reduction_factor=3,
+                    metric="best", mode=mode, time_attr="epoch", max_t=args.epochs,
+                    grace_period=first_rung(args.epochs), reduction_factor=3,
                 ),
                 num_samples=args.trials,
                 max_concurrent_trials=args.cpus,

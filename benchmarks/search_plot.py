@@ -1,0 +1,72 @@
+"""The anytime-curve plot of ``benchmarks/search.py``: per task, the median over seeds of the
+best value reached by each moment (COMPLETE trials; seconds since the system's launch), one
+line per system, and the hand loop's median wall time as a dotted mark.
+
+    python benchmarks/search_plot.py benchmarks/out/search.json docs/search_anytime.png
+
+(``search.py`` draws it itself at the end of a run.) matplotlib with Agg: no display.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_summary import median_curve
+from search_tasks import TASKS
+
+POINTS = 400  # time grid per task
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Draw the result's anytime curves into ``path`` (PNG); returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result["settings"]
+    tasks = [t for t in s["tasks"] if t in result["summary"]]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        runs = [r for r in result["runs"] if r["task"] == task]
+        end = max((r["wall_s"] for r in runs), default=1.0)
+        times = [end * i / (POINTS - 1) for i in range(POINTS)]
+        maximize = TASKS[task].maximize
+        for system in s["systems"]:
+            curves = [r["curve"] for r in runs if r["system"] == system]
+            if not curves:
+                continue
+            med = median_curve(curves, times, maximize)
+            style = "--" if system.startswith("tunecb[") else "-"
+            width = 2.0 if system.startswith("tunecb") else 1.3
+            ax.step(times, [float("nan") if v is None else v for v in med], where="post",
+                    linestyle=style, linewidth=width, label=system)  # fmt: skip
+        loop_wall = result["summary"][task].get("loop_median_wall_s")
+        if loop_wall:
+            ax.axvline(loop_wall, color="grey", linestyle=":", linewidth=1)
+        budget = s["budgets"][task]
+        ax.set_title(f"{task}: {budget['trials']} trials x {budget['epochs']} epochs, "
+                     f"{len(s['seeds'])} seeds", fontsize=10)  # fmt: skip
+        ax.set_xlabel("seconds since launch")
+        ax.set_ylabel(f"median best {TASKS[task].monitor} ({'max' if maximize else 'min'})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    note = " (--quick: a smoke run, not a measurement)" if s.get("quick") else ""
+    fig.suptitle(f"benchmarks/search.py, {result['date']}: median best so far over seeds; "
+                 f"dotted: the loop's median wall time{note}", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python benchmarks/search_plot.py SEARCH_JSON OUT_PNG")
+    data = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    print(plot(data, Path(sys.argv[2])))
