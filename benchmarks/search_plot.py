@@ -1,6 +1,7 @@
 """The anytime-curve plot of ``benchmarks/search.py``: per task, the median over seeds of the
 best value reached by each moment (COMPLETE trials; seconds since the system's launch), one
-line per system, and the hand loop's median wall time as a dotted mark.
+line per system ending when its last seed ended, and the hand loop's median wall time as a
+dotted mark.
 
     python benchmarks/search_plot.py benchmarks/out/search.json docs/search_anytime.png
 
@@ -30,7 +31,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
     s = result["settings"]
     tasks = [t for t in s["tasks"] if t in result["summary"]]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
+    size = (max(6.4, 5.2 * len(tasks)), 4.6)
+    fig, axes = plt.subplots(1, len(tasks), figsize=size, squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         runs = [r for r in result["runs"] if r["task"] == task]
         end = max((r["wall_s"] for r in runs), default=1.0)
@@ -40,11 +42,15 @@ def plot(result: dict[str, Any], path: Path) -> Path:
             curves = [r["curve"] for r in runs if r["system"] == system]
             if not curves:
                 continue
-            med = median_curve(curves, times, maximize)
+            # each line ends (a dot) when the system's last seed ended: at its median final best
+            wall = max(r["wall_s"] for r in runs if r["system"] == system)
+            mine = [t for t in times if t <= wall] + [wall]
+            med = [float("nan") if v is None else v for v in median_curve(curves, mine, maximize)]
             style = "--" if system.startswith("tunecb[") else "-"
             width = 2.0 if system.startswith("tunecb") else 1.3
-            ax.step(times, [float("nan") if v is None else v for v in med], where="post",
-                    linestyle=style, linewidth=width, label=system)  # fmt: skip
+            (line,) = ax.step(mine, med, where="post", linestyle=style, linewidth=width,
+                              label=system)  # fmt: skip
+            ax.plot([wall], [med[-1]], "o", color=line.get_color(), markersize=4)
         loop_wall = result["summary"][task].get("loop_median_wall_s")
         if loop_wall:
             ax.axvline(loop_wall, color="grey", linestyle=":", linewidth=1)
@@ -55,9 +61,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel(f"median best {TASKS[task].monitor} ({'max' if maximize else 'min'})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    note = " (--quick: a smoke run, not a measurement)" if s.get("quick") else ""
-    fig.suptitle(f"benchmarks/search.py, {result['date']}: median best so far over seeds; "
-                 f"dotted: the loop's median wall time{note}", fontsize=10)  # fmt: skip
+    note = "\n--quick: a smoke run, not a measurement" if s.get("quick") else ""
+    fig.suptitle(f"benchmarks/search.py {result['date']}: median best so far over seeds,\n"
+                 "ending (dot) when its last seed ended; dotted line: the loop's median wall "
+                 f"time{note}", fontsize=9)  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
