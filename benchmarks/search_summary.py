@@ -233,6 +233,9 @@ def _footer(result: dict[str, Any]) -> list[str]:
            if s.get("tunecb_flags") else ""),
         *(f"tunecb[{name}]: tunecb with {' '.join(v['flags'] + v['study']) or 'its defaults'}"
           for name, v in s.get("variants", {}).items()),
+        *(f"kerastuner on {task}: Hyperband's own schedule (no trial budget), {kt['trials']} "
+          f"trials ({kt['configurations']} configurations), at most {kt['max_epochs_trained']} "
+          "epochs" for task, kt in (s.get("kerastuner_hyperband") or {}).items()),
         f"{m['cpus_usable']} usable CPUs (affinity {result['threads']['affinity']}); "
         f"load average before {m['loadavg_1_5_15_before']}, after {m['loadavg_1_5_15_after']}",
         *result["notes"],
