@@ -192,7 +192,8 @@ def _variant(text: str) -> tuple[str, tuple[list[str], list[str]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     TUNECB_FLAGS[:] = args.tunecb_flag
     VARIANTS.update({name: (flags, []) for name, flags in BUILTIN_VARIANTS.items()})
     VARIANTS.update(args.variant)
@@ -200,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or (QUICK["seeds"] if args.quick else SEEDS)
     budgets = {
         task: {
-            "trials": args.trials or (QUICK["trials"] if args.quick else BUDGETS[task][0]),
-            "epochs": args.epochs or (QUICK["epochs"] if args.quick else BUDGETS[task][1]),
+            "trials": _given(args.trials, QUICK["trials"] if args.quick else BUDGETS[task][0]),
+            "epochs": _given(args.epochs, QUICK["epochs"] if args.quick else BUDGETS[task][1]),
         }
         for task in tasks
     }
@@ -211,10 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     at = tunecbs[-1] + 1 if tunecbs else 0
     systems[at:at] = [s for s in extra if s not in systems]
     if min(min(b.values()) for b in budgets.values()) < 1 or args.patience < 0:
-        raise SystemExit("search.py: --trials and --epochs must be >= 1, --patience >= 0")
+        parser.error("--trials and --epochs must be >= 1, --patience >= 0")
     notes = _drop_unavailable(systems)
     if not systems:
-        raise SystemExit("search.py: no system left to run")
+        parser.error("no system left to run (install the skipped ones, or name others)")
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     started = time.perf_counter()
@@ -313,6 +314,15 @@ def _parser() -> argparse.ArgumentParser:
         "start with -- are tunecb search flags, the others Study keywords, e.g. "
         "'hb2=--jobs=2 pruner=optuna.pruners.HyperbandPruner(2,20,3)' (repeatable)")  # fmt: skip
     return parser
+
+
+def _given(value: int | None, default: int) -> int:
+    """An option's value when given (0 included), else the default.
+
+    >>> _given(0, 12), _given(None, 12)
+    (0, 12)
+    """
+    return default if value is None else value
 
 
 def _drop_unavailable(systems: list[str]) -> list[str]:
