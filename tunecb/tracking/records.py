@@ -45,11 +45,11 @@ def _from_object(source: Any) -> dict[str, Any]:
     """A record's fields from a FrozenTrial (its user attrs) or a TrialOutcome."""
     if source is None:
         return {}
-    attrs = dict(getattr(source, "user_attrs", None) or {})
+    fields = dict(getattr(source, "user_attrs", None) or {})
     state = getattr(source, "state", None)
-    attrs["state"] = getattr(state, "name", state)
-    attrs["params"] = getattr(source, "params", None) or {}
+    fields["state"] = getattr(state, "name", state)
+    fields["params"] = getattr(source, "params", None) or {}
     for name in ("value", "stop_reason", "seed", "best_epoch", "epochs_run", "error"):
-        if name not in attrs and getattr(source, name, None) is not None:
-            attrs[name] = getattr(source, name)
-    return attrs
+        if name not in fields and getattr(source, name, None) is not None:
+            fields[name] = getattr(source, name)
+    return fields
