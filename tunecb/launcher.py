@@ -106,9 +106,9 @@ def run_search(
             executor = InlineExecutor()
         executor, sizing = executor.sized(budget.left(trials, settings.n_trials), settings, loaded)
         job = _job(loaded, settings, overrides, executor, backend, started_wall)
+        tracking = _tracking(settings, study)  # --mlflow: fails fast, before any trial
         emit(_started(settings, study, study_dir, created, executor, [*notes, *sizing]))
         relay = _Relay(study, settings, study_dir, emit)
-        tracking = _tracking(settings, study)  # --mlflow: fails fast, before any trial
         stopped_by = STOP_BUDGET
         if budget.work_left(trials, settings.n_trials, None):
             stopped_by = executor.run(study, job, relay)
