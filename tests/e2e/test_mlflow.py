@@ -259,3 +259,33 @@ def test_a_tracker_gone_mid_search_leaves_a_gap_that_sync_fills(
         assert parent.info.status == "FINISHED"
     finally:
         proxy.close()
+
+
+def test_a_study_keeps_its_parent_run_and_a_resumed_trial_its_child_run(tmp_path):
+    """MLflow's own client on a SQLite store (no server): a second search of the study
+    reopens its parent run; a rerun of a trial reopens the dead attempt's run and adds only
+    the epochs after those it holds."""
+    import optuna
+
+    from tunecb.tracking import PARENT_RUN, TrialRecord
+    from tunecb.tracking.mlflow_tracker import MlflowTracker
+    from tunecb.tracking.search import SearchTracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    study = optuna.create_study(study_name="again")
+    first = SearchTracking.open(uri, "again", study).parent
+    assert study.user_attrs[PARENT_RUN]["run_id"] == first
+    assert SearchTracking.open(uri, "again", study).parent == first
+    tracker = MlflowTracker.open(uri, "again")
+    run = tracker.start_trial(first, 0, None)
+    for epoch in (1, 2):
+        tracker.log_epoch(run, epoch, {"loss": 1.0 / epoch})
+    assert tracker.flush(run)
+    assert tracker.start_trial(first, 1, run) == run  # the rerun continues it
+    history = [{"epoch": e, "loss": 1.0 / e} for e in (1, 2, 3)]
+    record = TrialRecord(number=1, state="COMPLETE", params={"units": 8}, history=history)
+    tracker.finish_trial(run, record, tracker.logged_epochs(run))
+    steps = [m.step for m in tracker.client.get_metric_history(run, "loss")]
+    assert sorted(steps) == [1, 2, 3]
+    assert tracker.recorded(first) == {1}
+    assert tracker.client.get_run(run).info.status == "FINISHED"
