@@ -6,6 +6,7 @@ process group) at the end; a watchdog stops it too when the test process is kill
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shlex
@@ -46,20 +47,14 @@ def _watchdog(pid: int, server_pid: int) -> subprocess.Popen:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            os.killpg(proc.pid, 0)  # workers of uvicorn may outlive the parent
-        except (subprocess.TimeoutExpired, ProcessLookupError, PermissionError):
-            if proc.poll() is not None:
-                try:
-                    os.killpg(proc.pid, 0)
-                except ProcessLookupError:
-                    return
+    """The server's whole process group (uvicorn's worker too): TERM, then KILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # a uvicorn worker may outlive its parent
+    proc.wait(10)
 
 
 @pytest.fixture(scope="module")
