@@ -98,6 +98,8 @@ class TrialTracking:
             return
         run_id, (last,) = run
         tracker = self.tracker()
+        if not tracker.available():  # failed a moment ago: the gap is named at the end
+            return
         try:
             if not tracker.flush(run_id):
                 last = tracker.logged_epochs(run_id)
