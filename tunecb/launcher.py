@@ -106,11 +106,15 @@ def run_search(
             executor = InlineExecutor()
         executor, sizing = executor.sized(budget.left(trials, settings.n_trials), settings, loaded)
         job = _job(loaded, settings, overrides, executor, backend, started_wall)
+        tracking = _tracking(settings, study)  # --mlflow: fails fast, before any trial
         emit(_started(settings, study, study_dir, created, executor, [*notes, *sizing]))
         relay = _Relay(study, settings, study_dir, emit)
         stopped_by = STOP_BUDGET
         if budget.work_left(trials, settings.n_trials, None):
             stopped_by = executor.run(study, job, relay)
+        if tracking is not None:
+            for line in tracking.end(study, study_dir, _report_writer(settings)):
+                log.warning(line)
         return _ended(study, settings, study_dir, relay.ran, stopped_by, started, started_wall)
 
 
@@ -142,6 +146,30 @@ def _open(
     storage = storage or open_storage(None, study_dir.root)
     study, created, notes = open_study(loaded, settings, study_dir, storage)
     return study_dir, study, created, notes
+
+
+def _tracking(settings: Settings, study: optuna.Study) -> Any:
+    """The study's parent run in the tracker (``None`` without ``--mlflow``)."""
+    if not settings.mlflow:
+        return None
+    from tunecb.tracking.search import SearchTracking
+
+    return SearchTracking.start(settings, study)
+
+
+def _report_writer(settings: Settings) -> Callable[[Any], None]:
+    """Writes the study's HTML report to a path (for the tracker's parent run)."""
+
+    def write(path: Any) -> None:
+        from tunecb.reporting.data.records import study_records
+        from tunecb.reporting.html.page import html_report
+
+        records = study_records(
+            settings.results / settings.name, storage=settings.storage, study_name=settings.name
+        )
+        path.write_text(html_report(records), encoding="utf-8")
+
+    return write
 
 
 def _started(

@@ -16,6 +16,7 @@ LAYERS = [
     ("study",),
     ("storage",),
     ("oracle",),
+    ("tracking",),  # experiment trackers (MLflow): a parent run, a child run per trial
     ("training",),
     ("execution",),
     ("reporting",),

@@ -33,6 +33,7 @@ VALID = {
     "n_trials": 1, "timeout": 1.5, "sampler": "random", "pruner": "none", "seed": 0,
     "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
     "keep_checkpoints": 1, "max_params": 1000, "storage": "sqlite:///x.db", "results": "r",
+    "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e",
 }  # fmt: skip
 # A value each setting refuses, and the one line that says what it takes (as it was worded
 # when resolve() was a list of ifs: these texts are what users and scripts see).
@@ -60,6 +61,8 @@ BAD = {
     "tensorboard": (1, "True writes TensorBoard logs with HParams; False (default) does not"),
     "keep_checkpoints": (0, "keep the checkpoints of the K best trials: a positive integer, or "
                          "None to keep all"),
+    "mlflow": (" ", "must be an MLflow tracking URI, e.g. http://127.0.0.1:5000"),
+    "mlflow_experiment": ("", "must be an MLflow experiment name"),
     "max_params": (0, "must be a positive number of parameters, or None for no limit"),
     "storage": (" ", "must be an Optuna storage URL, e.g. sqlite:///study.db"),
     "results": ("", "must be a folder path"),
@@ -68,7 +71,7 @@ BAD = {
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 23
+    assert len(set(names)) == len(names) == 25
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 

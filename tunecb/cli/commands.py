@@ -56,6 +56,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return _search(args)
         if args.command == "repair":
             return _repair(args)
+        if args.command == "sync":
+            from tunecb.cli import syncing
+
+            return syncing.run(args)
         if args.command in ("retrain", "rerun", "evaluate"):
             from tunecb.cli import replaying
 

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tunecb {__version__}")
     sub = parser.add_subparsers(
         dest="command",
-        metavar="{search,report,retrain,rerun,evaluate,repair}",
+        metavar="{search,report,retrain,rerun,evaluate,repair,sync}",
         parser_class=_Parser,
     )
     _add_search(sub, common)
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub, common, _positive_int)
     _add_repair(sub, common)
+    from tunecb.cli import syncing
+
+    syncing.add_parser(sub, common)
     return parser
 
 

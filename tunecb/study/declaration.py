@@ -75,6 +75,9 @@ class Study:
             epoch); a trial whose worker dies resumes from its last backup.
         tensorboard: ``True`` writes each trial's TensorBoard logs with HParams under
             ``results/<study>/tensorboard/`` (needs the ``tensorboard`` package).
+        mlflow: an MLflow tracking URI: the search as a parent run, each trial a child
+            run (needs the ``mlflow`` package).
+        mlflow_experiment: the MLflow experiment (default: the study's name).
         keep_checkpoints: keep the best checkpoints of the K best trials only and delete
             the others during the search (default ``None``: keep all).
         max_params: the most parameters a built model may have; a model with more is
@@ -113,6 +116,8 @@ class Study:
         verbose: int | None = None,
         backup_every: float | None = None,
         tensorboard: bool | None = None,
+        mlflow: str | None = None,
+        mlflow_experiment: str | None = None,
         keep_checkpoints: int | None = None,
         max_params: int | None = None,
         data: DataFn | None = None,

@@ -209,6 +209,21 @@ FIELDS: tuple[Field, ...] = (
         ),
     ),
     Field(
+        "mlflow", None,
+        "an MLflow tracking URI (a server, a folder, `sqlite:///...`): the search as a "
+        "parent run, each trial a child run ([In MLflow](#in-mlflow)); none: off",
+        flag="--mlflow", metavar="URI",
+        help="record the search in MLflow at URI: one parent run, a child run per trial",
+        check=checks.text("must be an MLflow tracking URI, e.g. http://127.0.0.1:5000",
+                          none=True),
+    ),
+    Field(
+        "mlflow_experiment", None, "the MLflow experiment of `mlflow`; none: the study's name",
+        flag="--mlflow-experiment", metavar="NAME",
+        help="the MLflow experiment (default: the study's name)",
+        check=checks.text("must be an MLflow experiment name", none=True),
+    ),
+    Field(
         "keep_checkpoints", None,
         "keep the best checkpoints of the K best trials only, deleting the others as the "
         "search runs; none keeps all",
@@ -312,6 +327,8 @@ class Settings:
     backup_every: float
     heartbeat: int
     tensorboard: bool
+    mlflow: str | None
+    mlflow_experiment: str | None
     keep_checkpoints: int | None
     max_params: int | None
     storage: str | None

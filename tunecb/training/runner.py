@@ -27,6 +27,7 @@ from tunecb.study.data import Data, missing_backend_hint, wants_data
 from tunecb.study.data_checks import check_input_shape, data_function
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
+from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
 from tunecb.training import constraints
 from tunecb.training import tensorboard as tblogs
@@ -149,6 +150,7 @@ class TrialRunner:
         self.study_dir = study_dir
         self.data = data
         self.on_epoch = on_epoch
+        self.tracking = TrialTracking.from_settings(settings)  # --mlflow; None: off
         if settings.tensorboard:
             tblogs.require(str(keras.backend.backend()))
         self.data_print = data.fingerprint()
@@ -182,6 +184,8 @@ class TrialRunner:
         if board is not None:
             self._write_session(board, trial, result, started)
         self.record(trial, result, folder)
+        if self.tracking is not None:
+            self.tracking.trial_ended(trial, result, self.study_dir)
         if fit.fatal is not None:
             raise fit.fatal
         return result
@@ -282,6 +286,8 @@ class TrialRunner:
             trial, s, schedule, self.study_dir.checkpoint(number),
             self.study_dir.history(number), self._user_callbacks(trial), tensorboard_dir=board,
         )  # fmt: skip
+        if self.tracking is not None:
+            cbs.user.append(self.tracking.callback(trial))
         stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
         cbs.backup = backups.TrialBackup(backup, stamp, number, cbs, s.backup_every)
         if self.on_epoch is not None:

@@ -1,0 +1,174 @@
+"""tunecb.tracking with a fake tracker: what a child run is given, what a failing tracker
+costs a trial (nothing), how a resumed trial finds its run, and how the gap is named. The
+real MLflow server is in tests/e2e/test_mlflow.py."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import optuna
+import pytest
+
+from tunecb.oracle import attrs as keys
+from tunecb.results import StudyDir
+from tunecb.tracking import PARENT_RUN, TRIAL_RUN
+from tunecb.tracking.mlflow_tracker import reason
+from tunecb.tracking.records import trial_record
+from tunecb.tracking.search import SearchTracking
+from tunecb.tracking.trial import TrialTracking
+
+
+class FakeTracker:
+    """Records the calls; ``down`` makes every call fail as a server that went away."""
+
+    shown = "http://u:***@h:5000"
+    uri = "http://u:pw@h:5000"
+
+    def __init__(self, down: bool = False) -> None:
+        self.down, self.paused = down, False
+        self.runs: dict[str, dict] = {}
+        self.epochs: list[tuple[str, int]] = []
+        self.finished: list[tuple[str, int, int]] = []
+
+    def _call(self) -> None:
+        if self.down:
+            raise ConnectionError("Connection refused")
+
+    def available(self) -> bool:
+        return not self.paused
+
+    def failed(self) -> None:
+        self.paused = True
+
+    def start_trial(self, parent: str, number: int, run_id: str | None) -> str:
+        self._call()
+        run_id = run_id or f"run-{number}"
+        self.runs[run_id] = {"parent": parent, "number": number}
+        return run_id
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: dict) -> None:
+        self._call()
+        self.epochs.append((run_id, epoch))
+
+    def flush(self, run_id: str) -> bool:
+        return True
+
+    def finish_trial(self, run_id: str, record, logged: int) -> None:
+        self._call()
+        self.finished.append((run_id, record.number, logged))
+
+    def end_search(self, parent, best, report) -> None:
+        self._call()
+
+    def recorded(self, parent: str) -> set[int]:
+        self._call()
+        return {number for _, number, _ in self.finished}
+
+
+def tracking_with(tracker: FakeTracker) -> TrialTracking:
+    tracking = TrialTracking("http://h:5000", "exp")
+    tracking._tracker = tracker
+    return tracking
+
+
+def study_with_parent() -> optuna.Study:
+    study = optuna.create_study()
+    study.set_user_attr(PARENT_RUN, {"uri": "u", "experiment": "exp", "run_id": "parent"})
+    return study
+
+
+def test_a_trial_is_a_child_run_with_its_epochs_and_its_record(tmp_path):
+    tracker = FakeTracker()
+    tracking, study = tracking_with(tracker), study_with_parent()
+    trial = study.ask()
+    callback = tracking.callback(trial)
+    for epoch in range(3):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_accuracy": 0.5})
+    tracking.trial_ended(trial, None, StudyDir(tmp_path))
+    assert tracker.runs == {"run-0": {"parent": "parent", "number": 0}}
+    assert tracker.epochs == [("run-0", 1), ("run-0", 2), ("run-0", 3)]
+    assert tracker.finished == [("run-0", 0, 3)]  # the record adds no epoch already sent
+    assert study.trials[0].user_attrs[TRIAL_RUN] == "run-0"
+
+
+def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path):
+    tracker = FakeTracker(down=True)
+    tracking, study = tracking_with(tracker), study_with_parent()
+    trial = study.ask()
+    callback = tracking.callback(trial)
+    callback.on_epoch_begin(0)
+    callback.on_epoch_end(0, {"loss": 1.0})
+    tracking.trial_ended(trial, None, StudyDir(tmp_path))  # no exception
+    assert tracker.paused and not tracker.finished
+    tracker.down = False  # back, but paused: the next trial does not wait on it
+    tracking.trial_ended(study.ask(), None, StudyDir(tmp_path))
+    assert not tracker.finished
+
+
+def test_a_resumed_trial_continues_the_run_of_the_attempt_it_reruns(tmp_path):
+    tracker = FakeTracker()
+    tracking, study = tracking_with(tracker), study_with_parent()
+    first = study.ask()
+    first.set_user_attr(TRIAL_RUN, "run-of-0")
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial({})  # the rerun: linked the way tunecb's requeue links it
+    rerun = study.ask()
+    study._storage.set_trial_system_attr(rerun._trial_id, keys.FAILED_TRIAL, 0)
+    study._storage.set_trial_system_attr(rerun._trial_id, keys.RETRY_HISTORY, [0])
+    callback = tracking.callback(rerun)
+    callback.on_epoch_begin(2)  # fit(initial_epoch=2): the backup had two epochs
+    callback.on_epoch_end(2, {"loss": 0.1})
+    tracking.trial_ended(rerun, None, StudyDir(tmp_path))
+    assert list(tracker.runs) == ["run-of-0"]
+    assert tracker.finished == [("run-of-0", 1, 3)]
+
+
+def test_the_record_comes_from_the_trial_files(tmp_path):
+    folder = StudyDir(tmp_path)
+    folder.trial_dir(4).mkdir(parents=True)
+    folder.trial_json(4).write_text(json.dumps({
+        "state": "PRUNED", "params": {"units": 8}, "value": 0.5, "stop_reason": "pruned",
+        "seed": 7, "versions": {"backend": "jax", "jax": "0.4"}, "epochs_run": 2,
+    }))  # fmt: skip
+    folder.history(4).write_text("epoch,loss,val_accuracy\n1,0.9,0.4\n2,0.7,0.5\n")
+    record = trial_record(folder, 4)
+    assert [row["epoch"] for row in record.history] == [1, 2]
+    assert record.checkpoint is None
+    tags = record.tags()
+    assert tags["tunecb.state"] == "PRUNED" and tags["tunecb.stop_reason"] == "pruned"
+    assert tags["tunecb.seed"] == "7" and tags["tunecb.backend"] == "jax"
+
+
+def test_the_gap_names_the_missing_trials_and_the_sync_command(tmp_path):
+    tracker = FakeTracker()
+    study = optuna.create_study()
+    for number in range(3):
+        trial = study.ask()
+        trial.set_user_attr(keys.STOP_REASON, keys.COMPLETED)
+        study.tell(trial, 0.1 * number)
+    tracker.finished = [("run-1", 1, 0)]
+    lines = SearchTracking(tracker, "parent").end(study, StudyDir(tmp_path / "s"), None)
+    assert len(lines) == 1
+    assert "misses 2 trials (0, 2)" in lines[0]
+    assert f"tunecb sync {tmp_path / 's'} --mlflow http://u:***@h:5000" in lines[0]
+    assert "pw" not in lines[0]
+    tracker.down = True
+    (line,) = SearchTracking(tracker, "parent").end(study, StudyDir(tmp_path / "s"), None)
+    assert "failed at the end of the search (connection refused)" in line
+
+
+@pytest.mark.parametrize(
+    "error", ["HTTPConnectionPool(host='h'): Max retries (Connection refused)", "boom at x"]
+)
+def test_a_tracker_error_is_one_line_without_credentials(error):
+    uri = "http://user:secret@h:5000"
+    text = reason(RuntimeError(f"API request to {uri}/api failed: {error}\nmore"), uri)
+    assert "\n" not in text and "secret" not in text
+
+
+def test_without_mlflow_nothing_is_tracked():
+    settings = SimpleNamespace(mlflow=None, mlflow_experiment=None, name="s")
+    assert TrialTracking.from_settings(settings) is None
+    assert SearchTracking.start(settings, None) is None

@@ -1,0 +1,58 @@
+"""``tunecb sync``: write a study's finished trials to an experiment tracker from tunecb's
+own records (its storage, ``trial.json``, ``history.csv`` and checkpoints): the gap a
+tracker that went away mid-search left, or a study searched without ``--mlflow``.
+
+>>> main(["sync", "results/digits", "--mlflow", "http://127.0.0.1:5000"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tunecb.cli.printers import err
+from tunecb.wording import plural
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``sync`` to the ``tunecb`` subparsers."""
+    sync = sub.add_parser(
+        "sync",
+        parents=[common],
+        help="write a study's finished trials to MLflow from its records",
+        description="Write every finished trial of a study that the MLflow tracker does not "
+        "hold yet (a child run each, with its parameters, epochs and best checkpoint) under "
+        "the study's parent run, then the study's best and HTML report. Trials it already "
+        "holds are left as they are.",
+    )
+    sync.add_argument("path", metavar="RESULTS_DIR", help="e.g. results/digits")
+    sync.add_argument("--mlflow", required=True, metavar="URI", help="the tracking URI")
+    sync.add_argument(
+        "--mlflow-experiment", metavar="NAME", help="the experiment (default: the study's name)"
+    )
+    sync.add_argument("--storage", metavar="URL", help="the study's storage, if not the folder's")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tunecb.reporting.data.records import open_report_study, study_records
+    from tunecb.reporting.html.page import html_report
+    from tunecb.results import StudyDir
+    from tunecb.storage.urls import redact
+    from tunecb.tracking.search import sync_study
+
+    study, study_dir, _ = open_report_study(args.path, args.storage, None)
+    assert study_dir is not None  # a results folder is required
+
+    def report(path: Path) -> None:
+        records = study_records(args.path, storage=args.storage, study_name=study.study_name)
+        path.write_text(html_report(records), encoding="utf-8")
+
+    written, had = sync_study(
+        args.mlflow, args.mlflow_experiment, study, StudyDir(study_dir.root), report
+    )  # fmt: skip
+    err(
+        f"MLflow {redact(args.mlflow)!r}: wrote {plural(written, 'trial')} of study "
+        f"{study.study_name!r}; it already held {had}"
+    )
+    return 0

@@ -1,0 +1,92 @@
+"""The contract of an experiment tracker, and the names tunecb stores about it.
+
+A tracker records a search as one parent run and each trial as a child run. The launcher
+opens it once (:meth:`Tracker.start_search`, which must fail fast when the tracker is
+unreachable) and writes the parent run's id on the study, where every worker process reads
+it; each worker's trial runner opens its own client on the same URI.
+
+>>> TrialRecord(number=3, state="COMPLETE").tags()["tunecb.trial"]
+'3'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tunecb.errors import TunecbError
+
+# Study user attr: {"uri": redacted URI, "experiment": name, "run_id": parent run id}.
+PARENT_RUN = "mlflow_parent_run"
+# Trial user attr: the trial's child run id (a resumed trial continues this run).
+TRIAL_RUN = "mlflow_run"
+# Tags on a child run; RECORDED is set last, so a run without it has a gap.
+TAG_TRIAL, TAG_RECORDED, TAG_STUDY = "tunecb.trial", "tunecb.recorded", "tunecb.study"
+
+
+class TrackingError(TunecbError):
+    """The tracker cannot be reached or refuses (a fault from outside: exit code 1)."""
+
+    exit_code = 1
+
+
+@dataclass
+class TrialRecord:
+    """What a child run holds of one finished trial, read from tunecb's own records."""
+
+    number: int
+    state: str
+    params: dict[str, Any] = field(default_factory=dict)
+    value: float | None = None
+    stop_reason: str | None = None
+    seed: int | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+    checkpoint: Path | None = None
+    error: str | None = None
+
+    def tags(self) -> dict[str, str]:
+        """The run's tags: state, stop reason, seed, backend and versions."""
+        tags = {TAG_TRIAL: str(self.number), "tunecb.state": self.state}
+        for key in ("stop_reason", "seed", "best_epoch", "epochs_run"):
+            value = getattr(self, key)
+            if value is not None:
+                tags[f"tunecb.{key}"] = str(value)
+        for key, value in self.versions.items():
+            tags[f"tunecb.{key}"] = str(value)
+        if self.error:
+            tags["tunecb.error"] = self.error[:4000]
+        return tags
+
+
+class Tracker(Protocol):
+    """One tracking client (one per process)."""
+
+    shown: str  # the URI with its credentials redacted, for messages
+
+    def start_search(self, name: str, previous: dict[str, Any] | None) -> str:
+        """The parent run's id (``previous``'s run, reopened, when it still exists)."""
+        ...
+
+    def start_trial(self, parent: str, number: int, run_id: str | None) -> str:
+        """The trial's child run id (``run_id`` reopened: a resumed trial)."""
+        ...
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None:
+        """One epoch's metrics (step = epoch), without waiting for the tracker."""
+        ...
+
+    def finish_trial(self, run_id: str, record: TrialRecord, logged: int) -> None:
+        """Params, tags, the epochs after ``logged``, the checkpoint; then RECORDED."""
+        ...
+
+    def end_search(self, parent: str, best: dict[str, Any] | None, report: Path | None) -> None:
+        """The study's best and its HTML report on the parent run."""
+        ...
+
+    def recorded(self, parent: str) -> set[int]:
+        """The numbers of the trials whose child run is complete."""
+        ...

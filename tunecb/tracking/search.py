@@ -1,0 +1,142 @@
+"""A search's parent run: opened by the launcher before any trial (failing fast when the
+tracker is unreachable), its id written on the study for every worker; at the end, the
+study's best and HTML report on it, and the gap (finished trials whose child run is not
+complete) named with the command that fills it. ``tunecb sync`` fills it from tunecb's
+records (:func:`sync_study`).
+
+Example::
+
+    tracking = SearchTracking.start(settings, study)  # None without --mlflow
+    ...
+    lines = tracking.end(study, study_dir, write_report)
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from tunecb.oracle import attrs as keys
+from tunecb.results import StudyDir
+from tunecb.study.settings import Settings
+from tunecb.tracking._base import PARENT_RUN, TRIAL_RUN
+from tunecb.tracking.records import trial_record
+from tunecb.wording import plural
+
+log = logging.getLogger("tunecb")
+
+ReportWriter = Callable[[Path], None]  # writes the study's HTML report to the path given
+
+
+class SearchTracking:
+    """The parent run of one study in one tracker."""
+
+    def __init__(self, tracker: Any, parent: str) -> None:
+        self.tracker, self.parent = tracker, parent
+
+    @classmethod
+    def start(cls, settings: Settings, study: optuna.Study) -> SearchTracking | None:
+        """Open the tracker and the study's parent run (``None`` without ``mlflow``);
+        raises :class:`~tunecb.tracking._base.TrackingError` when it cannot be reached."""
+        if not settings.mlflow:
+            return None
+        return cls.open(settings.mlflow, settings.mlflow_experiment or study.study_name, study)
+
+    @classmethod
+    def open(cls, uri: str, experiment: str, study: optuna.Study) -> SearchTracking:
+        from tunecb.tracking._base import TrackingError
+        from tunecb.tracking.mlflow_tracker import MlflowTracker, reason
+
+        tracker = MlflowTracker.open(uri, experiment)
+        previous = study.user_attrs.get(PARENT_RUN)
+        try:
+            parent = tracker.start_search(study.study_name, previous)
+        except Exception as exc:
+            raise TrackingError(
+                f"MLflow tracking URI {tracker.shown!r} refused the search's run: "
+                f"{reason(exc, uri)}"
+            ) from None
+        record = {"uri": tracker.shown, "experiment": experiment, "run_id": parent}
+        if previous != record:
+            study.set_user_attr(PARENT_RUN, record)
+        return cls(tracker, parent)
+
+    def end(
+        self, study: optuna.Study, study_dir: StudyDir, report: ReportWriter | None
+    ) -> list[str]:
+        """The best and the report on the parent run; the lines that name the gap."""
+        from tunecb.tracking.mlflow_tracker import reason
+
+        shown = self.tracker.shown
+        try:
+            self._finish(study, report)
+            missing = sorted(_counted(study) - self.tracker.recorded(self.parent))
+        except Exception as exc:
+            why = reason(exc, self.tracker.uri)
+            return [
+                f"MLflow {shown!r} failed at the end of the search ({why}): its record may "
+                f"miss trials; when it is back: tunecb sync {study_dir.root} --mlflow {shown}"
+            ]
+        if not missing:
+            return []
+        listed = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        return [
+            f"MLflow {shown!r} misses {plural(len(missing), 'trial')} ({listed}); fill the gap "
+            f"from this study's records with: tunecb sync {study_dir.root} --mlflow {shown}"
+        ]
+
+    def _finish(self, study: optuna.Study, report: ReportWriter | None) -> None:
+        best = _best(study)
+        if report is None:
+            self.tracker.end_search(self.parent, best, None)
+            return
+        with tempfile.TemporaryDirectory(prefix="tunecb-report-") as folder:
+            path = Path(folder) / "report.html"
+            try:
+                report(path)
+            except Exception as exc:  # the report is a nicety: the run still ends
+                log.warning("cannot write the HTML report for MLflow: %s", exc)
+            self.tracker.end_search(self.parent, best, path if path.exists() else None)
+
+
+def sync_study(
+    uri: str, experiment: str | None, study: optuna.Study, study_dir: StudyDir,
+    report: ReportWriter | None = None,
+) -> tuple[int, int]:  # fmt: skip
+    """Write every finished trial the tracker misses from tunecb's records, then the best
+    and the report: ``(trials written, trials it already had)``."""
+    tracking = SearchTracking.open(uri, experiment or study.study_name, study)
+    tracker, parent = tracking.tracker, tracking.parent
+    have = tracker.recorded(parent)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    written = 0
+    for number in sorted(_counted(study) - have):
+        trial = trials[number]
+        run_id = tracker.start_trial(parent, number, trial.user_attrs.get(TRIAL_RUN))
+        logged = tracker.logged_epochs(run_id)
+        tracker.finish_trial(run_id, trial_record(study_dir, number, trial), logged)
+        written += 1
+    tracking._finish(study, report)
+    return written, len(have)
+
+
+def _counted(study: optuna.Study) -> set[int]:
+    """The finished trials a record must hold (a dead attempt's run is its rerun's)."""
+    return {
+        t.number
+        for t in study.get_trials(deepcopy=False, states=keys.FINISHED)
+        if t.user_attrs.get(keys.STOP_REASON) not in keys.NOT_COUNTED
+    }
+
+
+def _best(study: optuna.Study) -> dict[str, Any] | None:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    return {"number": best.number, "value": best.value, "params": best.params}
