@@ -66,6 +66,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 # Study user attrs written when the study is created.
 STUDY_MONITOR, STUDY_EPOCHS, STUDY_SHA = "monitor", "epochs", "study_sha256"
 STUDY_FILE, STUDY_VERSION = "study_file", "tunecb_version"
+# The study file hash whose search-space diff was shown (tunecb.oracle.space.notice).
+SPACE_NOTED = "space_noted"
 
 
 def worker_id(pid: int | None = None) -> str:

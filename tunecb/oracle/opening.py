@@ -103,7 +103,7 @@ def _continue(
         raise ConfigError(
             f"study {settings.name!r} in {shown!r} optimises {old_monitor} ({old_direction}); "
             f"the study now says {settings.monitor} ({settings.direction}). "
-            "Use --study-name NEW for a new study, or restore the old monitor"
+            "Use --study-name NEW for a new study, or restore the old monitor and direction"
         )
     rerun = recover_dead_trials(study)
     if rerun:
@@ -112,10 +112,29 @@ def _continue(
             "they run again, resuming from their last backup"
         )
     notes += _unchecked_notes(study, settings, study_dir)
-    old_sha = summary.user_attrs.get(STUDY_SHA)
-    if old_sha and old_sha != loaded.sha256:
-        notes.append(f"the study file {loaded.path} changed since the study began")
+    notes += _file_notes(summary, loaded, settings, shown)
     return study, notes
+
+
+def _file_notes(
+    summary: optuna.study.StudySummary, loaded: LoadedStudy, settings: Settings, shown: str
+) -> list[str]:
+    """Refuse a study that another study file began (the same ``name=`` in two files),
+    unless ``--allow-other-file``; else a note when the study file changed."""
+    old_sha = summary.user_attrs.get(STUDY_SHA)
+    if not old_sha or old_sha == loaded.sha256:
+        return []  # the same file, or a copy of it moved elsewhere
+    began = summary.user_attrs.get(STUDY_FILE)
+    here = str(loaded.path.resolve())
+    if began and began != here:
+        if not settings.allow_other_file:
+            raise ConfigError(
+                f"study {settings.name!r} in {shown!r} was begun by the study file {began}, "
+                f"not {loaded.path}; use --study-name NEW for a new study, or "
+                "--allow-other-file to continue it with this file"
+            )
+        return [f"study {settings.name!r} was begun by {began}; continuing it with {here}"]
+    return [f"the study file {loaded.path} changed since the study began"]
 
 
 def _create(

@@ -244,6 +244,15 @@ FIELDS: tuple[Field, ...] = (
         in_study=False,
         check=checks.folder("must be a folder path"),
     ),
+    Field(
+        "allow_other_file", False,
+        "`True` lets this study file continue a study that another study file began (same "
+        "`name`); without it that is refused, naming the file that began it",
+        flag="--allow-other-file", cli_type="switch",
+        help="continue a study of the same name that another study file began",
+        in_study=False,
+        check=checks.boolean("True continues a study another study file began; False refuses"),
+    ),
 )  # fmt: skip
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
@@ -316,6 +325,7 @@ class Settings:
     max_params: int | None
     storage: str | None
     results: Path
+    allow_other_file: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -20,6 +20,7 @@ from tunecb import interrupts
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, DiskFull, ModelError, TunecbError, describe_error
 from tunecb.oracle import attrs as keys
+from tunecb.oracle import space
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.study import schedules
@@ -149,6 +150,7 @@ class TrialRunner:
         self.study_dir = study_dir
         self.data = data
         self.on_epoch = on_epoch
+        self._space: space.Guard | None = None  # the running trial's suggestions, checked
         if settings.tensorboard:
             tblogs.require(str(keras.backend.backend()))
         self.data_print = data.fingerprint()
@@ -163,6 +165,7 @@ class TrialRunner:
         start, started = time.perf_counter(), time.time()
         seed = trial_seed(self.settings.seed, number) if seed is None else seed
         folder, board = self._prepare(trial, seed)
+        self._space = space.guard(trial) if isinstance(trial, optuna.Trial) else None
         schedule = self._schedule(trial)
         outcome = dict(
             number=number, value=None, best_epoch=None, epochs_run=0, error=None,
@@ -217,6 +220,7 @@ class TrialRunner:
         fit = _Fit()
         try:
             model = self._build(trial)
+            self._note_space(trial)
             self._check_labels(model, trial.number)
             check_input_shape(model, self.data, trial.number, data_function(self.loaded))
             outcome["n_params"] = int(model.count_params())
@@ -243,6 +247,9 @@ class TrialRunner:
             fit.state, fit.reason = PRUNED, keys.PRUNED
         except DiskFull:  # as Ctrl-C: the search stops, the trial is queued (backup kept)
             raise
+        except space.SpaceChanged as exc:  # the search stops; this trial is not counted
+            fit.state, fit.reason, fit.fatal = FAIL, keys.DISCARDED, exc
+            outcome["error"] = str(exc)
         except TunecbError as exc:
             fit.state, fit.reason, fit.fatal = FAIL, keys.FAILED, exc
             outcome["error"] = str(exc)
@@ -332,6 +339,13 @@ class TrialRunner:
 
     def _build(self, trial: optuna.Trial) -> keras.Model:
         return build_model(self.loaded, trial, self.data)
+
+    def _note_space(self, trial: optuna.Trial) -> None:
+        """Say once how the space the builder asked differs from the study's earlier one."""
+        if self._space is not None:
+            lines = space.notice(trial.study, self._space, self.loaded.sha256)
+            if lines:
+                log.warning("\n".join(lines))
 
     def _user_callbacks(self, trial: optuna.Trial) -> list:
         fn = self.loaded.study.callbacks_fn

@@ -1,0 +1,112 @@
+"""A study continued with a changed search space (issue 22): a change Optuna cannot store
+stops the search with one line before any trial is counted; a change it can store is
+described; a second study file with the same name does not silently continue the study.
+
+One real 1-trial search is shared; each change then only builds (no fit) or fits one
+1-epoch trial."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import DEFAULT_SETTINGS, write_study
+
+from tunecb.oracle import budget
+from tunecb.storage.urls import open_storage
+
+SETTINGS = DEFAULT_SETTINGS.replace("epochs=3", "epochs=1").replace("n_trials=3", "n_trials=1")
+EXTRA = 'act = trial.suggest_categorical("act", ["relu", "tanh"])'
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> Path:
+    """A finished 1-trial study ``tiny`` (lr log, units int, act relu/tanh)."""
+    from tunecb.cli import main
+
+    folder = tmp_path_factory.mktemp("space")
+    path = write_study(folder, settings=SETTINGS, build_extra=EXTRA)
+    assert main(["search", str(path), "--results", str(folder / "results")]) == 0
+    return folder
+
+
+@contextlib.contextmanager
+def _changed(first_run: Path, tmp_path: Path, old: str, new: str) -> Iterator[tuple[Path, Path]]:
+    """The first run's study file with ``old`` replaced by ``new`` (put back afterwards: the
+    study remembers the file that began it), and a copy of its results for one test."""
+    shutil.copytree(first_run / "results", tmp_path / "results")
+    path = first_run / "tiny.py"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    try:
+        yield path, tmp_path / "results"
+    finally:
+        path.write_text(text)
+
+
+def _trials(results: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = open_storage(None, results / "tiny")
+    return optuna.load_study(study_name="tiny", storage=storage).get_trials()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "parameter"),
+    [
+        ("1e-3, 3e-2, log=True", "1e-3, 3e-2", "lr"),  # the log flag dropped
+        ('["relu", "tanh"]', '["relu", "tanh", "elu"]', "act"),  # a choice added
+        ('suggest_int("units", 8, 32)', 'suggest_float("units", 8, 32)', "units"),  # int->float
+    ],
+    ids=["log-dropped", "choice-added", "int-to-float"],
+)
+def test_a_change_optuna_cannot_store_stops_before_any_trial_counts(
+    first_run, tmp_path, cli, old, new, parameter
+):
+    with _changed(first_run, tmp_path, old, new) as (path, results):
+        code, out, err = cli("search", path, "--results", results, "--n-trials", "4")
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    assert f"parameter {parameter!r} was" in lines[0] and "--study-name NEW" in lines[0]
+    assert "Traceback" not in err
+    trials = _trials(results)
+    assert budget.finished(trials) == 1  # the first run's trial only: nothing was spent
+    assert budget.left(trials, 4) == 3
+
+
+def test_a_moved_range_is_described_with_the_trials_outside_it(first_run, tmp_path, cli):
+    (lr,) = [t.params["lr"] for t in _trials(first_run / "results")]
+    low = lr * 1.5  # the first trial's lr now falls outside
+    new = f"{low!r}, 0.05, log=True"
+    with _changed(first_run, tmp_path, "1e-3, 3e-2, log=True", new) as (path, results):
+        code, out, err = cli("search", path, "--results", results, "--n-trials", "2")
+    assert code == 0, err
+    shown = out + err
+    assert "the search space differs from its earlier trials'" in shown
+    assert f"lr: range 0.001..0.03 (log) is now {low:g}..0.05 (log)" in shown
+    assert "1 finished trial falls outside" in shown
+    assert "TPE" in shown
+
+
+def test_a_second_study_file_with_the_same_name_is_refused_naming_the_first(
+    first_run, tmp_path, cli
+):
+    shutil.copytree(first_run / "results", tmp_path / "results")
+    results = tmp_path / "results"
+    other = tmp_path / "other"
+    other.mkdir()
+    second = write_study(other, settings=SETTINGS + ', name="tiny"', build_extra="")
+    code, out, err = cli("search", second, "--results", results, "--n-trials", "2")
+    assert code == 2
+    assert f"was begun by the study file {(first_run / 'tiny.py').resolve()}" in err
+    assert "--allow-other-file" in err
+    assert budget.finished(_trials(results)) == 1
+    code, out, err = cli(
+        "search", second, "--results", results, "--n-trials", "2", "--allow-other-file"
+    )
+    assert code == 0, err
+    assert "was begun by" in out + err

@@ -1,0 +1,219 @@
+"""The search space a study already holds, checked against the one its builder asks now.
+
+The space is only known when the model builder runs, so it is checked there: :func:`guard`
+wraps a trial's suggestions so that the first one Optuna cannot store next to the study's
+earlier trials (another kind, a changed ``log``, other categorical choices) raises one
+:class:`SpaceChanged` naming the parameter and the fix, before the builder goes on; the
+trial is then discarded (not counted). A change Optuna can take (a range moved, a parameter
+added or no longer asked) is described once by :func:`diff`, with the number of finished
+trials that fall outside the new space.
+
+What Optuna's TPE does with those trials (optuna 4-5, ``samplers/_tpe``): it keeps them.
+For a parameter whose range moved, each earlier value becomes a kernel of the Parzen
+estimator truncated to the new range, so a good earlier trial outside it pulls new draws
+towards the nearest bound of the new range (and a bad one pushes them away). A trial that
+lacks a newly added parameter is left out of the multivariate model and of that
+parameter's own model (its other parameters still count).
+
+>>> old = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "units": IntDistribution(8, 32)}
+>>> new = {"lr": FloatDistribution(1e-3, 1e-2, log=True), "drop": FloatDistribution(0, 0.5)}
+>>> for line in diff(old, new, []):
+...     print(line)
+lr: range 0.0001..0.1 (log) is now 0.001..0.01 (log); 0 finished trials fall outside
+drop: new parameter (the earlier trials have no value for it)
+units: not asked by this trial (removed, or asked only by some trials)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+)
+
+from tunecb.errors import ConfigError
+from tunecb.oracle.attrs import FINISHED, SPACE_NOTED
+
+__all__ = ["SpaceChanged", "describe", "diff", "guard", "notice", "outside", "recorded"]
+
+
+class SpaceChanged(ConfigError):
+    """The builder asks a parameter in a way Optuna cannot store next to the study's
+    earlier trials: the search stops, the trial that asked is discarded (not counted)."""
+
+
+def describe(dist: BaseDistribution) -> str:
+    """A distribution in a few words.
+
+    >>> describe(FloatDistribution(0.001, 0.1, log=True))
+    'float 0.001..0.1 (log)'
+    >>> describe(IntDistribution(8, 64, step=8))
+    'int 8..64 step 8'
+    >>> describe(CategoricalDistribution(["relu", "tanh"]))
+    "one of ['relu', 'tanh']"
+    """
+    if isinstance(dist, CategoricalDistribution):
+        return f"one of {list(dist.choices)}"
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        kind = "int" if isinstance(dist, IntDistribution) else "float"
+        return f"{kind} {_range(dist)}"
+    return repr(dist)
+
+
+def _range(dist: FloatDistribution | IntDistribution) -> str:
+    text = f"{dist.low:g}..{dist.high:g}"
+    if dist.log:
+        text += " (log)"
+    if dist.step is not None and not (isinstance(dist, IntDistribution) and dist.step == 1):
+        text += f" step {dist.step:g}"
+    return text
+
+
+def recorded(trials: Iterable[Any], but: int | None = None) -> dict[str, BaseDistribution]:
+    """Each parameter's distribution in the study's trials (the latest trial's), leaving out
+    trial number ``but``.
+
+    >>> t = optuna.trial.create_trial(params={"x": 1}, distributions={"x": IntDistribution(0, 3)},
+    ...                               value=0.0)
+    >>> recorded([t])
+    {'x': IntDistribution(high=3, log=False, low=0, step=1)}
+    """
+    space: dict[str, BaseDistribution] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        if trial.number != but:
+            space.update(trial.distributions)
+    return space
+
+
+def outside(trials: Iterable[Any], name: str, dist: BaseDistribution) -> int:
+    """How many finished ``trials`` hold a value of ``name`` that ``dist`` does not contain."""
+    count = 0
+    for trial in trials:
+        if trial.state not in FINISHED or name not in trial.params:
+            continue
+        try:
+            inside = dist._contains(dist.to_internal_repr(trial.params[name]))
+        except (ValueError, TypeError):
+            inside = False
+        count += not inside
+    return count
+
+
+def diff(
+    old: dict[str, BaseDistribution], new: dict[str, BaseDistribution], trials: Iterable[Any]
+) -> list[str]:
+    """One line per parameter whose distribution changed, was added, or was not asked;
+    empty when the space is the same."""
+    trials = list(trials)
+    lines = []
+    for name, dist in new.items():
+        before = old.get(name)
+        if before is None:
+            lines.append(f"{name}: new parameter (the earlier trials have no value for it)")
+        elif before != dist:
+            n = outside(trials, name, dist)
+            falls = "1 finished trial falls" if n == 1 else f"{n} finished trials fall"
+            lines.append(f"{name}: {_changed(before, dist)}; {falls} outside")
+    lines += [
+        f"{name}: not asked by this trial (removed, or asked only by some trials)"
+        for name in old
+        if name not in new
+    ]
+    return lines
+
+
+def _changed(before: BaseDistribution, now: BaseDistribution) -> str:
+    if isinstance(before, CategoricalDistribution) or type(before) is not type(now):
+        return f"{describe(before)} is now {describe(now)}"
+    return f"range {_range(before)} is now {_range(now)}"  # type: ignore[arg-type]
+
+
+def conflict(
+    name: str, before: BaseDistribution, now: BaseDistribution, study: str
+) -> SpaceChanged | None:
+    """The error to raise when Optuna cannot store ``now`` next to ``before``, else ``None``.
+
+    >>> print(conflict("lr", FloatDistribution(1e-3, 1, log=True), FloatDistribution(1e-3, 1),
+    ...                "s"))  # doctest: +NORMALIZE_WHITESPACE
+    study 's': parameter 'lr' was float 0.001..1 (log) in its earlier trials and the builder
+    now asks float 0.001..1; Optuna cannot mix the two in one study: use --study-name NEW
+    for a new study, or give 'lr' its earlier definition
+    >>> conflict("lr", FloatDistribution(1e-3, 1), FloatDistribution(1e-2, 1), "s") is None
+    True
+    """
+    try:
+        check_distribution_compatibility(before, now)
+    except ValueError:
+        return SpaceChanged(
+            f"study {study!r}: parameter {name!r} was {describe(before)} in its earlier trials "
+            f"and the builder now asks {describe(now)}; Optuna cannot mix the two in one "
+            f"study: use --study-name NEW for a new study, or give {name!r} its earlier "
+            "definition"
+        )
+    return None
+
+
+class Guard:
+    """What :func:`guard` installed on one trial: the distributions it asked (``asked``)
+    and the study's earlier ones (``earlier``)."""
+
+    def __init__(self, earlier: dict[str, BaseDistribution]) -> None:
+        self.earlier = earlier
+        self.asked: dict[str, BaseDistribution] = {}
+
+
+def guard(trial: optuna.Trial) -> Guard:
+    """Check each suggestion of ``trial`` against the study's earlier trials before Optuna
+    stores it; raise :class:`SpaceChanged` at the first it cannot store.
+
+    >>> study = optuna.create_study()
+    >>> study.add_trial(optuna.trial.create_trial(
+    ...     params={"act": "relu"}, distributions={"act": CategoricalDistribution(["relu"])},
+    ...     value=1.0))
+    >>> trial = study.ask()
+    >>> checked = guard(trial)
+    >>> trial.suggest_categorical("act", ["relu", "gelu"])
+    Traceback (most recent call last):
+    ...
+    tunecb.oracle.space.SpaceChanged: study 'no-name-...': parameter 'act' was one of ['relu'] ...
+    """
+    study = trial.study
+    found = Guard(recorded(study.get_trials(deepcopy=False), but=trial.number))
+    suggest = trial._suggest  # every suggest_* of optuna.Trial goes through it
+
+    def checked(name: str, distribution: BaseDistribution) -> Any:
+        before = found.earlier.get(name)
+        if before is not None:
+            error = conflict(name, before, distribution, study.study_name)
+            if error is not None:
+                raise error
+        found.asked[name] = distribution
+        return suggest(name, distribution)
+
+    trial._suggest = checked  # type: ignore[method-assign]
+    return found
+
+
+def notice(study: optuna.Study, found: Guard, study_sha: str) -> list[str]:
+    """The lines that say how the space asked now differs from the study's earlier trials,
+    once per study file version (the first process to see it records that on the study);
+    empty when nothing changed or it was said already."""
+    if not found.earlier or study.user_attrs.get(SPACE_NOTED) == study_sha:
+        return []
+    lines = diff(found.earlier, found.asked, study.get_trials(deepcopy=False))
+    study.set_user_attr(SPACE_NOTED, study_sha)
+    if not lines:
+        return []
+    return [
+        f"study {study.study_name!r}: the search space differs from its earlier trials':",
+        *(f"  {line}" for line in lines),
+        "  the sampler still learns from the earlier trials: TPE truncates a value outside "
+        "a new range to that range, so a good trial outside pulls draws towards its edge",
+    ]
