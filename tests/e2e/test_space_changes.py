@@ -110,3 +110,45 @@ def test_a_second_study_file_with_the_same_name_is_refused_naming_the_first(
     )
     assert code == 0, err
     assert "was begun by" in out + err
+
+
+def test_given_configurations_run_first_once_and_are_marked(first_run, tmp_path, cli):
+    shutil.copytree(first_run / "results", tmp_path / "results")
+    results = tmp_path / "results"
+    given = tmp_path / "first.csv"
+    given.write_text("lr,units,act\n0.005,20,relu\n")
+    args = ("search", first_run / "tiny.py", "--results", results, "--enqueue", given)
+    code, out, err = cli(*args, "--n-trials", "2")
+    assert code == 0, err
+    assert "1 given configuration queued to run first" in out + err
+    trials = _trials(results)
+    assert trials[1].params == {"lr": 0.005, "units": 20, "act": "relu"}
+    assert trials[1].user_attrs["given"]["from"] == f"--enqueue {given} line 2"
+    code, out, err = cli(*args, "--n-trials", "2")  # again: nothing queued, nothing run
+    assert code == 0, err
+    assert "the given configuration is in the study already" in out + err
+    assert len(_trials(results)) == 2
+
+
+def test_a_given_value_outside_a_continued_studys_range_runs_nothing(first_run, tmp_path, cli):
+    shutil.copytree(first_run / "results", tmp_path / "results")
+    given = tmp_path / "first.jsonl"
+    given.write_text('{"lr": 0.01, "units": 64}\n')
+    code, out, err = cli("search", first_run / "tiny.py", "--results", tmp_path / "results",
+                         "--enqueue", given, "--n-trials", "2")  # fmt: skip
+    assert code == 2
+    assert f"--enqueue {given} line 1: units=64 is outside int 8..32" in err
+    assert len(_trials(tmp_path / "results")) == 1
+
+
+def test_a_given_value_a_new_study_cannot_take_is_refused_at_its_build_uncounted(tmp_path):
+    import tunecb
+
+    path = write_study(tmp_path, settings=SETTINGS)
+    with pytest.raises(tunecb.TunecbError, match=r"enqueue= item 1: units=64 is outside int 8"):
+        tunecb.search(path, enqueue=[{"lr": 0.01, "units": 64}], quiet=True,
+                      results=str(tmp_path / "results"))  # fmt: skip
+    storage = open_storage(None, tmp_path / "results" / "tiny")
+    trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+    assert [t.user_attrs.get("stop_reason") for t in trials] == ["discarded"]
+    assert budget.finished(trials) == 0

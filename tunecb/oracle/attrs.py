@@ -40,7 +40,9 @@ VERSIONS = "versions"  # {"backend": name, name: version, ...}
 DATA = "data"  # the data function's fingerprint (also a study attr: the first trial's)
 TRAINING = "training"  # the settings that shaped the training (rerun reads them)
 TRIAL_STUDY_SHA = "study_sha256"  # the study file's hash when the trial ran
-STUDY_IN_CODE = "study_in_code"  # True: declared in a script or notebook, not a study file
+STUDY_IN_CODE = "study_in_code"
+# A configuration the user gave to run first (--enqueue): {"from": "FILE line N", "params"}
+GIVEN = "given"  # True: declared in a script or notebook, not a study file
 
 # Optuna's system attrs on a rerun trial (as its RetryHeartbeatStaleTrialCallback writes
 # them): the numbers of the attempts it reruns, first first; the attempt it directly reruns.

@@ -21,8 +21,11 @@ from tunecb.oracle.attrs import (
     STUDY_SHA,
     STUDY_VERSION,
 )
+from tunecb.oracle.given import enqueue
+from tunecb.oracle.space import recorded
 from tunecb.results import StudyDir, write_json
 from tunecb.storage.urls import redact, redact_text
+from tunecb.study.configurations import read as read_configurations
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.samplers_pruners import make_pruner, make_sampler
 from tunecb.study.settings import Settings
@@ -34,13 +37,19 @@ def open_study(
     study_dir: StudyDir,
     storage: optuna.storages.BaseStorage,
 ) -> tuple[optuna.Study, bool, list[str]]:
-    """Create the study, or load it and check it still matches the study file. Two
-    machines that start one study at the same moment both see no study; the one whose
-    create comes second continues the other's."""
+    """Create the study, or load it and check it still matches the study file, and queue
+    the configurations given to run first (``enqueue``). Two machines that start one study
+    at the same moment both see no study; the one whose create comes second continues the
+    other's."""
+    configurations = read_configurations(settings.enqueue) if settings.enqueue else []
     try:
-        return _open_study(loaded, settings, study_dir, storage)
+        study, created, notes = _open_study(loaded, settings, study_dir, storage)
     except optuna.exceptions.DuplicatedStudyError:
-        return _open_study(loaded, settings, study_dir, storage)
+        study, created, notes = _open_study(loaded, settings, study_dir, storage)
+    if configurations:
+        earlier = recorded(study.get_trials(deepcopy=False))
+        notes = [*notes, *enqueue(study, configurations, earlier)]
+    return study, created, notes
 
 
 def _open_study(

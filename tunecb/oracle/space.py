@@ -39,14 +39,35 @@ from optuna.distributions import (
 )
 
 from tunecb.errors import ConfigError
-from tunecb.oracle.attrs import FINISHED, SPACE_NOTED
+from tunecb.oracle import given
+from tunecb.oracle.attrs import FINISHED, GIVEN, SPACE_NOTED
 
-__all__ = ["SpaceChanged", "describe", "diff", "guard", "notice", "outside", "recorded"]
+__all__ = [
+    "GivenInvalid",
+    "Refused",
+    "SpaceChanged",
+    "check_given",
+    "describe",
+    "diff",
+    "guard",
+    "notice",
+    "outside",
+    "recorded",
+]
 
 
-class SpaceChanged(ConfigError):
+class Refused(ConfigError):
+    """A trial's space is refused while its builder runs, before it trains: the search
+    stops, and the trial is discarded (not counted)."""
+
+
+class SpaceChanged(Refused):
     """The builder asks a parameter in a way Optuna cannot store next to the study's
-    earlier trials: the search stops, the trial that asked is discarded (not counted)."""
+    earlier trials."""
+
+
+class GivenInvalid(Refused):
+    """A given configuration (``--enqueue``) does not fit what the builder asks."""
 
 
 def describe(dist: BaseDistribution) -> str:
@@ -161,11 +182,13 @@ def conflict(
 
 
 class Guard:
-    """What :func:`guard` installed on one trial: the distributions it asked (``asked``)
-    and the study's earlier ones (``earlier``)."""
+    """What :func:`guard` installed on one trial: the distributions it asked (``asked``),
+    the study's earlier ones (``earlier``) and its given configuration (``given``: the
+    ``given`` user attribute, or ``None``)."""
 
-    def __init__(self, earlier: dict[str, BaseDistribution]) -> None:
+    def __init__(self, earlier: dict[str, BaseDistribution], given: dict | None) -> None:
         self.earlier = earlier
+        self.given = given
         self.asked: dict[str, BaseDistribution] = {}
 
 
@@ -185,7 +208,8 @@ def guard(trial: optuna.Trial) -> Guard:
     tunecb.oracle.space.SpaceChanged: study 'no-name-...': parameter 'act' was one of ['relu'] ...
     """
     study = trial.study
-    found = Guard(recorded(study.get_trials(deepcopy=False), but=trial.number))
+    earlier = recorded(study.get_trials(deepcopy=False), but=trial.number)
+    found = Guard(earlier, trial.user_attrs.get(GIVEN))
     suggest = trial._suggest  # every suggest_* of optuna.Trial goes through it
 
     def checked(name: str, distribution: BaseDistribution) -> Any:
@@ -194,11 +218,28 @@ def guard(trial: optuna.Trial) -> Guard:
             error = conflict(name, before, distribution, study.study_name)
             if error is not None:
                 raise error
+        if found.given is not None and name in found.given["params"]:
+            wrong = given.problem(name, found.given["params"][name], distribution)
+            if wrong:
+                raise GivenInvalid(f"{found.given['from']}: {wrong}; fix the value or remove it")
         found.asked[name] = distribution
         return suggest(name, distribution)
 
     trial._suggest = checked  # type: ignore[method-assign]
     return found
+
+
+def check_given(found: Guard) -> None:
+    """After the build: refuse a given configuration with a parameter the builder never
+    asked for it (a typo, or a parameter of another study)."""
+    if found.given is None:
+        return
+    never = sorted(set(found.given["params"]) - set(found.asked))
+    if never:
+        raise GivenInvalid(
+            f"{found.given['from']}: the builder never asks {', '.join(never)} (it asks "
+            f"{', '.join(found.asked) or 'nothing'}); fix the names or remove them"
+        )
 
 
 def notice(study: optuna.Study, found: Guard, study_sha: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunecb.errors import ConfigError
-from tunecb.study import checks
+from tunecb.study import checks, configurations
 from tunecb.study.checks import Check, Invalid
 from tunecb.study.direction_check import check_direction
 from tunecb.study.schedules import Schedule
@@ -245,6 +245,15 @@ FIELDS: tuple[Field, ...] = (
         check=checks.folder("must be a folder path"),
     ),
     Field(
+        "enqueue", None,
+        "configurations to run first, once each, counted in `n_trials`: a `.jsonl` file (one "
+        "object of parameters per line), a `.csv` (a column per parameter) or a list of dicts",
+        flag="--enqueue", metavar="FILE",
+        help="run these configurations first (.jsonl: a JSON object of parameters per line; "
+        ".csv: a column per parameter)",
+        check=configurations.check,
+    ),
+    Field(
         "allow_other_file", False,
         "`True` lets this study file continue a study that another study file began (same "
         "`name`); without it that is refused, naming the file that began it",
@@ -325,6 +334,7 @@ class Settings:
     max_params: int | None
     storage: str | None
     results: Path
+    enqueue: Any = None
     allow_other_file: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 

@@ -247,7 +247,7 @@ class TrialRunner:
             fit.state, fit.reason = PRUNED, keys.PRUNED
         except DiskFull:  # as Ctrl-C: the search stops, the trial is queued (backup kept)
             raise
-        except space.SpaceChanged as exc:  # the search stops; this trial is not counted
+        except space.Refused as exc:  # the search stops; this trial is not counted
             fit.state, fit.reason, fit.fatal = FAIL, keys.DISCARDED, exc
             outcome["error"] = str(exc)
         except TunecbError as exc:
@@ -343,6 +343,7 @@ class TrialRunner:
     def _note_space(self, trial: optuna.Trial) -> None:
         """Say once how the space the builder asked differs from the study's earlier one."""
         if self._space is not None:
+            space.check_given(self._space)
             lines = space.notice(trial.study, self._space, self.loaded.sha256)
             if lines:
                 log.warning("\n".join(lines))
