@@ -152,3 +152,25 @@ def test_a_given_value_a_new_study_cannot_take_is_refused_at_its_build_uncounted
     trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
     assert [t.user_attrs.get("stop_reason") for t in trials] == ["discarded"]
     assert budget.finished(trials) == 0
+
+
+def test_a_warm_start_adds_the_earlier_trials_that_fit_as_prior_knowledge(first_run, tmp_path, cli):
+    source = first_run / "results" / "tiny"
+    code, out, err = cli(
+        "search", first_run / "tiny.py", "--results", tmp_path / "results",
+        "--study-name", "warm", "--warm-start", source, "--n-trials", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"warm start from {source.resolve()}" in out + err
+    assert "warm start: 1 of the 1 complete trials" in out + err
+    storage = open_storage(None, tmp_path / "results" / "warm")
+    trials = optuna.load_study(study_name="warm", storage=storage).get_trials()
+    (earlier,) = _trials(first_run / "results")
+    own = [t for t in trials if "warm_start" not in t.user_attrs]
+    copied = [t for t in trials if "warm_start" in t.user_attrs]
+    assert len(own) == 1 and budget.finished(trials) == 1  # the copy is not counted
+    assert [(t.params, t.value, t.user_attrs["warm_start"]) for t in copied] == [
+        (earlier.params, earlier.value, {"from": str(source.resolve()), "number": 0})
+    ]
+    code, out, err = cli("report", tmp_path / "results" / "warm", "--format", "json")
+    assert code == 0 and '"warm_start"' not in out  # the report lists the study's own trials

@@ -33,7 +33,7 @@ VALID = {
     "n_trials": 1, "timeout": 1.5, "sampler": "random", "pruner": "none", "seed": 0,
     "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
     "keep_checkpoints": 1, "max_params": 1000, "storage": "sqlite:///x.db", "results": "r",
-    "enqueue": "first.jsonl", "allow_other_file": True,
+    "enqueue": "first.jsonl", "warm_start": "results/old", "allow_other_file": True,
 }  # fmt: skip
 # A value each setting refuses, and the one line that says what it takes (as it was worded
 # when resolve() was a list of ifs: these texts are what users and scripts see).
@@ -67,13 +67,14 @@ BAD = {
     "enqueue": (
         3, "must be a .jsonl or .csv file of configurations, or a list of dicts of parameters"
     ),
+    "warm_start": (3, "must be a tunecb results folder, e.g. results/digits"),
     "allow_other_file": ("yes", "True continues a study another study file began; False refuses"),
 }  # fmt: skip
 
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 25
+    assert len(set(names)) == len(names) == 26
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 

@@ -12,6 +12,7 @@ import optuna
 
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, StorageError, first_line
+from tunecb.oracle import warm
 from tunecb.oracle.attempts import constraints_func, recover_dead_trials, unchecked_owners
 from tunecb.oracle.attrs import (
     FINISHED,
@@ -46,6 +47,9 @@ def open_study(
         study, created, notes = _open_study(loaded, settings, study_dir, storage)
     except optuna.exceptions.DuplicatedStudyError:
         study, created, notes = _open_study(loaded, settings, study_dir, storage)
+    if settings.warm_start:
+        notes = [*notes, *warm.prepare(study, settings.warm_start, settings.monitor,
+                                       settings.direction)]  # fmt: skip
     if configurations:
         earlier = recorded(study.get_trials(deepcopy=False))
         notes = [*notes, *enqueue(study, configurations, earlier)]

@@ -254,6 +254,15 @@ FIELDS: tuple[Field, ...] = (
         check=configurations.check,
     ),
     Field(
+        "warm_start", None,
+        "an earlier study's results folder: its complete trials that fit this study's space "
+        "become prior knowledge for the sampler (not trained, not counted in `n_trials`)",
+        flag="--warm-start", metavar="DIR",
+        help="seed the sampler with the complete trials of an earlier study's results folder "
+        "that fit this study's space",
+        check=checks.text("must be a tunecb results folder, e.g. results/digits", none=True),
+    ),
+    Field(
         "allow_other_file", False,
         "`True` lets this study file continue a study that another study file began (same "
         "`name`); without it that is refused, naming the file that began it",
@@ -335,6 +344,7 @@ class Settings:
     storage: str | None
     results: Path
     enqueue: Any = None
+    warm_start: str | None = None
     allow_other_file: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 

@@ -20,7 +20,7 @@ from tunecb import interrupts
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, DiskFull, ModelError, TunecbError, describe_error
 from tunecb.oracle import attrs as keys
-from tunecb.oracle import space
+from tunecb.oracle import space, warm
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.study import schedules
@@ -344,6 +344,8 @@ class TrialRunner:
         """Say once how the space the builder asked differs from the study's earlier one."""
         if self._space is not None:
             space.check_given(self._space)
+            for line in warm.seed(trial.study, self._space.asked):
+                log.warning(line)
             lines = space.notice(trial.study, self._space, self.loaded.sha256)
             if lines:
                 log.warning("\n".join(lines))

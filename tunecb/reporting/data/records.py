@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import ResultsError, StorageError
-from tunecb.oracle.attrs import DISCARDED, ERROR, STOP_REASON, STUDY_EPOCHS, STUDY_MONITOR
+from tunecb.oracle.attrs import (
+    DISCARDED,
+    ERROR,
+    STOP_REASON,
+    STUDY_EPOCHS,
+    STUDY_MONITOR,
+    WARM_START_REASON,
+)
 from tunecb.oracle.budget import retried
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.reporting.data.integrity import checkpoint_problem
@@ -117,7 +124,9 @@ def study_records(
     maximize = study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
     rerun = retried(trials)
-    kept = [t for t in trials if t.user_attrs.get(STOP_REASON) != DISCARDED]
+    # discarded: never ran; warm_start: copied from another study (--warm-start)
+    hidden = (DISCARDED, WARM_START_REASON)
+    kept = [t for t in trials if t.user_attrs.get(STOP_REASON) not in hidden]
     records = [trial_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
     for record, trial in zip(records, kept, strict=True):
         record["error"] = trial.user_attrs.get(ERROR)
