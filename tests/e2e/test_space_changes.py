@@ -8,6 +8,7 @@ One real 1-trial search is shared; each change then only builds (no fit) or fits
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,22 @@ def test_a_warm_start_adds_the_earlier_trials_that_fit_as_prior_knowledge(first_
     ]
     code, out, err = cli("report", tmp_path / "results" / "warm", "--format", "json")
     assert code == 0 and '"warm_start"' not in out  # the report lists the study's own trials
+
+
+@pytest.mark.slow  # two worker processes, each importing Keras
+def test_given_configurations_run_first_once_each_with_two_worker_processes(tmp_path, cli):
+    path = write_study(tmp_path, settings=SETTINGS)
+    given = tmp_path / "first.jsonl"
+    configs = [{"lr": 0.002, "units": 9}, {"lr": 0.02, "units": 30}]
+    given.write_text("".join(json.dumps(c) + "\n" for c in configs))
+    code, out, err = cli("search", path, "--results", tmp_path / "results", "--jobs", "2",
+                         "--enqueue", given, "--n-trials", "3")  # fmt: skip
+    assert code == 0, err
+    trials = _trials(tmp_path / "results")
+    counted = [t for t in trials if budget.counts(t)]
+    assert len(counted) == 3 == budget.finished(trials)
+    ran = [t.params for t in counted]
+    assert ran[:2] == configs and ran[2] not in configs  # first, once each
+    assert [t.user_attrs["given"]["from"] for t in counted[:2]] == [
+        f"--enqueue {given} line {n}" for n in (1, 2)
+    ]

@@ -34,12 +34,16 @@ def test_only_earlier_trials_that_fit_the_new_space_are_added_once_and_not_count
     study = optuna.create_study(direction="minimize")
     assert "warm start from" in warm.prepare(study, str(root), "val_loss", "minimize")[0]
     narrowed = {"x": FloatDistribution(0.3, 1.0), "k": IntDistribution(1, 3)}
-    assert warm.seed(study, narrowed) == [
+    first, second = study.ask(), study.ask()  # two workers' first trials, building at once
+    assert warm.seed(study, narrowed, second.number) == []  # the lower one seeds
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    study.tell(second, state=optuna.trial.TrialState.FAIL)
+    assert warm.seed(study, narrowed, 0) == [
         f"warm start: 2 of the 3 complete trials of {root} fit this study's space and were "
         "added as prior knowledge"
     ]
-    assert warm.seed(study, narrowed) == []  # once per study
-    trials = study.get_trials()
+    assert warm.seed(study, narrowed, 0) == []  # once per study
+    trials = [t for t in study.get_trials() if attrs.WARM_START in t.user_attrs]
     assert [(t.params["x"], t.user_attrs[attrs.WARM_START]["number"]) for t in trials] == [
         (0.5, 1), (0.9, 2)
     ]  # fmt: skip

@@ -78,14 +78,19 @@ def fits(params: dict[str, Any], asked: dict[str, BaseDistribution]) -> bool:
     )
 
 
-def seed(study: optuna.Study, asked: dict[str, BaseDistribution]) -> list[str]:
-    """Add the warm-start source's COMPLETE trials that fit ``asked`` (once per study: not
-    when trials of that source are in it already); the note to log (empty: nothing done)."""
+def seed(study: optuna.Study, asked: dict[str, BaseDistribution], number: int) -> list[str]:
+    """Add the warm-start source's COMPLETE trials that fit ``asked`` (the space trial
+    ``number`` asked); the note to log (empty: nothing done). Once per study: not when
+    trials of that source are in it already, and only by the lowest-numbered running trial
+    (workers whose first trials build at the same moment do not both add them)."""
     source = study.user_attrs.get(WARM_FROM)
     if not source:
         return []
     trials = study.get_trials(deepcopy=False)
     if any(WARM_START in t.user_attrs for t in trials):
+        return []
+    running = [t.number for t in trials if t.state == TrialState.RUNNING]
+    if running and min(running) < number:
         return []
     from tunecb.storage.urls import open_storage
 

@@ -344,7 +344,7 @@ class TrialRunner:
         """Say once how the space the builder asked differs from the study's earlier one."""
         if self._space is not None:
             space.check_given(self._space)
-            for line in warm.seed(trial.study, self._space.asked):
+            for line in warm.seed(trial.study, self._space.asked, trial.number):
                 log.warning(line)
             lines = space.notice(trial.study, self._space, self.loaded.sha256)
             if lines:
