@@ -21,6 +21,8 @@ from tunecb.oracle import budget
 from tunecb.storage.urls import open_storage
 
 SETTINGS = DEFAULT_SETTINGS.replace("epochs=3", "epochs=1").replace("n_trials=3", "n_trials=1")
+SETTINGS += ', lr_schedule="search"'  # tunecb's own suggest_categorical("lr_schedule", ...)
+FEWER_SCHEDULES = '__import__("tunecb.study.schedules").study.schedules.Searched(("none", "step"))'
 EXTRA = 'act = trial.suggest_categorical("act", ["relu", "tanh"])'
 
 
@@ -61,8 +63,9 @@ def _trials(results: Path) -> list[optuna.trial.FrozenTrial]:
         ("1e-3, 3e-2, log=True", "1e-3, 3e-2", "lr"),  # the log flag dropped
         ('["relu", "tanh"]', '["relu", "tanh", "elu"]', "act"),  # a choice added
         ('suggest_int("units", 8, 32)', 'suggest_float("units", 8, 32)', "units"),  # int->float
+        ('"search"', FEWER_SCHEDULES, "lr_schedule"),  # the searched schedules changed
     ],
-    ids=["log-dropped", "choice-added", "int-to-float"],
+    ids=["log-dropped", "choice-added", "int-to-float", "schedules"],
 )
 def test_a_change_optuna_cannot_store_stops_before_any_trial_counts(
     first_run, tmp_path, cli, old, new, parameter
@@ -123,7 +126,8 @@ def test_given_configurations_run_first_once_and_are_marked(first_run, tmp_path,
     assert code == 0, err
     assert "1 given configuration queued to run first" in out + err
     trials = _trials(results)
-    assert trials[1].params == {"lr": 0.005, "units": 20, "act": "relu"}
+    given_params = {"lr": 0.005, "units": 20, "act": "relu"}  # lr_schedule: not given, drawn
+    assert {k: trials[1].params[k] for k in given_params} == given_params
     assert trials[1].user_attrs["given"]["from"] == f"--enqueue {given} line 2"
     code, out, err = cli(*args, "--n-trials", "2")  # again: nothing queued, nothing run
     assert code == 0, err

@@ -190,6 +190,7 @@ class Guard:
         self.earlier = earlier
         self.given = given
         self.asked: dict[str, BaseDistribution] = {}
+        self.refused: Refused | None = None  # raised before the builder ran (tunecb's own asks)
 
 
 def guard(trial: optuna.Trial) -> Guard:

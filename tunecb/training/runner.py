@@ -166,7 +166,11 @@ class TrialRunner:
         seed = trial_seed(self.settings.seed, number) if seed is None else seed
         folder, board = self._prepare(trial, seed)
         self._space = space.guard(trial) if isinstance(trial, optuna.Trial) else None
-        schedule = self._schedule(trial)
+        try:
+            schedule = self._schedule(trial)
+        except space.Refused as exc:  # a searched lr_schedule's choices changed
+            schedule = self.settings.lr_schedule
+            self._space.refused = exc  # type: ignore[union-attr]  # raised in _fit
         outcome = dict(
             number=number, value=None, best_epoch=None, epochs_run=0, error=None,
             checkpoint=None, n_params=None, seed=seed, lr_schedule=schedule.name,
@@ -219,6 +223,8 @@ class TrialRunner:
         s = self.settings
         fit = _Fit()
         try:
+            if self._space is not None and self._space.refused is not None:
+                raise self._space.refused
             model = self._build(trial)
             self._note_space(trial)
             self._check_labels(model, trial.number)
