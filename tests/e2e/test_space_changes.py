@@ -75,7 +75,8 @@ def test_a_change_optuna_cannot_store_stops_before_any_trial_counts(
     assert code == 2, err
     lines = [line for line in err.strip().splitlines() if "error:" in line]
     assert len(lines) == 1, err
-    assert f"parameter {parameter!r} was" in lines[0] and "--study-name NEW" in lines[0]
+    assert f"parameter {parameter!r} was" in lines[0]
+    assert f"--study-name NEW --warm-start {results / 'tiny'}" in lines[0]
     assert "Traceback" not in err
     trials = _trials(results)
     assert budget.finished(trials) == 1  # the first run's trial only: nothing was spent
@@ -93,7 +94,7 @@ def test_a_moved_range_is_described_with_the_trials_outside_it(first_run, tmp_pa
     assert "the search space differs from its earlier trials'" in shown
     assert f"lr: range 0.001..0.03 (log) is now {low:g}..0.05 (log)" in shown
     assert "1 finished trial falls outside" in shown
-    assert "TPE" in shown
+    assert f"--study-name NEW --warm-start {results / 'tiny'}" in shown
 
 
 def test_a_second_study_file_with_the_same_name_is_refused_naming_the_first(

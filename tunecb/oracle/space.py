@@ -46,6 +46,7 @@ __all__ = [
     "GivenInvalid",
     "Refused",
     "SpaceChanged",
+    "built",
     "check_given",
     "describe",
     "diff",
@@ -157,15 +158,17 @@ def _changed(before: BaseDistribution, now: BaseDistribution) -> str:
 
 
 def conflict(
-    name: str, before: BaseDistribution, now: BaseDistribution, study: str
-) -> SpaceChanged | None:
+    name: str, before: BaseDistribution, now: BaseDistribution, study: str,
+    folder: str = "RESULTS/STUDY",
+) -> SpaceChanged | None:  # fmt: skip
     """The error to raise when Optuna cannot store ``now`` next to ``before``, else ``None``.
 
     >>> print(conflict("lr", FloatDistribution(1e-3, 1, log=True), FloatDistribution(1e-3, 1),
     ...                "s"))  # doctest: +NORMALIZE_WHITESPACE
     study 's': parameter 'lr' was float 0.001..1 (log) in its earlier trials and the builder
     now asks float 0.001..1; Optuna cannot mix the two in one study: use --study-name NEW
-    for a new study, or give 'lr' its earlier definition
+    --warm-start RESULTS/STUDY for a new study that learns from the earlier trials that fit,
+    or give 'lr' its earlier definition
     >>> conflict("lr", FloatDistribution(1e-3, 1), FloatDistribution(1e-2, 1), "s") is None
     True
     """
@@ -175,8 +178,8 @@ def conflict(
         return SpaceChanged(
             f"study {study!r}: parameter {name!r} was {describe(before)} in its earlier trials "
             f"and the builder now asks {describe(now)}; Optuna cannot mix the two in one "
-            f"study: use --study-name NEW for a new study, or give {name!r} its earlier "
-            "definition"
+            f"study: use --study-name NEW --warm-start {folder} for a new study that learns "
+            f"from the earlier trials that fit, or give {name!r} its earlier definition"
         )
     return None
 
@@ -193,9 +196,10 @@ class Guard:
         self.refused: Refused | None = None  # raised before the builder ran (tunecb's own asks)
 
 
-def guard(trial: optuna.Trial) -> Guard:
+def guard(trial: optuna.Trial, folder: str = "RESULTS/STUDY") -> Guard:
     """Check each suggestion of ``trial`` against the study's earlier trials before Optuna
-    stores it; raise :class:`SpaceChanged` at the first it cannot store.
+    stores it; raise :class:`SpaceChanged` at the first it cannot store (its fix names
+    the study's results ``folder``).
 
     >>> study = optuna.create_study()
     >>> study.add_trial(optuna.trial.create_trial(
@@ -216,7 +220,7 @@ def guard(trial: optuna.Trial) -> Guard:
     def checked(name: str, distribution: BaseDistribution) -> Any:
         before = found.earlier.get(name)
         if before is not None:
-            error = conflict(name, before, distribution, study.study_name)
+            error = conflict(name, before, distribution, study.study_name, folder)
             if error is not None:
                 raise error
         if found.given is not None and name in found.given["params"]:
@@ -243,7 +247,9 @@ def check_given(found: Guard) -> None:
         )
 
 
-def notice(study: optuna.Study, found: Guard, study_sha: str) -> list[str]:
+def notice(
+    study: optuna.Study, found: Guard, study_sha: str, folder: str = "RESULTS/STUDY"
+) -> list[str]:
     """The lines that say how the space asked now differs from the study's earlier trials,
     once per study file version (the first process to see it records that on the study);
     empty when nothing changed or it was said already."""
@@ -257,5 +263,21 @@ def notice(study: optuna.Study, found: Guard, study_sha: str) -> list[str]:
         f"study {study.study_name!r}: the search space differs from its earlier trials':",
         *(f"  {line}" for line in lines),
         "  the sampler still learns from the earlier trials: TPE truncates a value outside "
-        "a new range to that range, so a good trial outside pulls draws towards its edge",
+        "a new range to that range, so a good trial outside pulls draws towards its edge; "
+        f"to learn only from the trials that fit: --study-name NEW --warm-start {folder}",
     ]
+
+
+def built(trial: Any, found: Guard | None, study_sha: str, folder: str) -> list[str]:
+    """After the builder ran: refuse a given configuration it did not fully ask, seed a
+    warm start (:func:`tunecb.oracle.warm.seed`), and the texts to log (the warm start's,
+    and the space's changes, :func:`notice`); nothing for an unguarded trial (``found``
+    ``None``: a FixedTrial)."""
+    from tunecb.oracle import warm
+
+    if found is None:
+        return []
+    check_given(found)
+    texts = warm.seed(trial.study, found.asked, trial.number)
+    lines = notice(trial.study, found, study_sha, folder)
+    return [*texts, "\n".join(lines)] if lines else texts

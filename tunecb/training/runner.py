@@ -20,7 +20,7 @@ from tunecb import interrupts
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, DiskFull, ModelError, TunecbError, describe_error
 from tunecb.oracle import attrs as keys
-from tunecb.oracle import space, warm
+from tunecb.oracle import space
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.study import schedules
@@ -165,7 +165,8 @@ class TrialRunner:
         start, started = time.perf_counter(), time.time()
         seed = trial_seed(self.settings.seed, number) if seed is None else seed
         folder, board = self._prepare(trial, seed)
-        self._space = space.guard(trial) if isinstance(trial, optuna.Trial) else None
+        guarded = isinstance(trial, optuna.Trial)  # not a FixedTrial (tunecb rerun)
+        self._space = space.guard(trial, str(self.study_dir.root)) if guarded else None
         try:
             schedule = self._schedule(trial)
         except space.Refused as exc:  # a searched lr_schedule's choices changed
@@ -347,14 +348,9 @@ class TrialRunner:
         return build_model(self.loaded, trial, self.data)
 
     def _note_space(self, trial: optuna.Trial) -> None:
-        """Say once how the space the builder asked differs from the study's earlier one."""
-        if self._space is not None:
-            space.check_given(self._space)
-            for line in warm.seed(trial.study, self._space.asked, trial.number):
-                log.warning(line)
-            lines = space.notice(trial.study, self._space, self.loaded.sha256)
-            if lines:
-                log.warning("\n".join(lines))
+        """The space the builder asked, checked and told (:func:`tunecb.oracle.space.built`)."""
+        for text in space.built(trial, self._space, self.loaded.sha256, str(self.study_dir.root)):
+            log.warning(text)
 
     def _user_callbacks(self, trial: optuna.Trial) -> list:
         fn = self.loaded.study.callbacks_fn
