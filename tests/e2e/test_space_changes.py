@@ -134,6 +134,8 @@ def test_given_configurations_run_first_once_and_are_marked(first_run, tmp_path,
     assert code == 0, err
     assert "the given configuration is in the study already" in out + err
     assert len(_trials(results)) == 2
+    code, out, err = cli("report", results / "tiny", "--format", "json")
+    assert code == 0 and f'"given": "--enqueue {given} line 2"' in out
 
 
 def test_a_given_value_outside_a_continued_studys_range_runs_nothing(first_run, tmp_path, cli):
