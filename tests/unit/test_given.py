@@ -138,3 +138,29 @@ def test_a_csv_gives_numbers_and_text_per_column(tmp_path):
         {"x": 0.5, "k": 2, "act": "relu"},
         {"x": 0.001, "k": 4},
     ]
+
+
+def test_a_file_the_study_file_names_is_found_beside_it(tmp_path, monkeypatch):
+    from conftest import DEFAULT_SETTINGS, write_study
+
+    from tunecb.oracle.opening import open_study
+    from tunecb.results import StudyDir
+    from tunecb.storage.urls import open_storage
+    from tunecb.study.declaration import load_study_file
+    from tunecb.study.settings import resolve
+
+    (tmp_path / "first.jsonl").write_text('{"lr": 0.01, "units": 16}\n')
+    loaded = load_study_file(
+        write_study(tmp_path, settings=DEFAULT_SETTINGS + ', enqueue="first.jsonl"')
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = resolve(loaded.study.settings, {}, default_name=loaded.default_name,
+                       study_path=loaded.path)  # fmt: skip
+    study_dir = StudyDir(elsewhere / "results" / "tiny")
+    study_dir.prepare()
+    study, _, notes = open_study(loaded, settings, study_dir, open_storage(None, study_dir.root))
+    assert notes == ["1 given configuration queued to run first"]
+    (waiting,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert waiting.user_attrs[attrs.GIVEN]["from"] == f"--enqueue {tmp_path / 'first.jsonl'} line 1"

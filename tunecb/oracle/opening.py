@@ -8,6 +8,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 
 from tunecb._version import __version__
@@ -42,18 +44,29 @@ def open_study(
     the configurations given to run first (``enqueue``). Two machines that start one study
     at the same moment both see no study; the one whose create comes second continues the
     other's."""
-    configurations = read_configurations(settings.enqueue) if settings.enqueue else []
+    enqueued = _near_study(settings.enqueue, "enqueue", settings, loaded)
+    configurations = read_configurations(enqueued) if enqueued else []
     try:
         study, created, notes = _open_study(loaded, settings, study_dir, storage)
     except optuna.exceptions.DuplicatedStudyError:
         study, created, notes = _open_study(loaded, settings, study_dir, storage)
     if settings.warm_start:
-        notes = [*notes, *warm.prepare(study, settings.warm_start, settings.monitor,
-                                       settings.direction)]  # fmt: skip
+        source = _near_study(settings.warm_start, "warm_start", settings, loaded)
+        notes = [*notes, *warm.prepare(study, source, settings.monitor, settings.direction)]
     if configurations:
         earlier = recorded(study.get_trials(deepcopy=False))
         notes = [*notes, *enqueue(study, configurations, earlier)]
     return study, created, notes
+
+
+def _near_study(value: Any, key: str, settings: Settings, loaded: LoadedStudy) -> Any:
+    """A relative path a study file gives (not a flag) is relative to the study file."""
+    from pathlib import Path
+
+    from_file = settings.sources.get(key, "").endswith(f"{key}=") and not loaded.in_code
+    if isinstance(value, str) and from_file and not Path(value).expanduser().is_absolute():
+        return str(loaded.path.parent / value)
+    return value
 
 
 def _open_study(
