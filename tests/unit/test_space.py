@@ -9,7 +9,7 @@ from conftest import write_study
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from tunecb.errors import ConfigError
-from tunecb.oracle import space
+from tunecb.oracle import attrs, space
 from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
 from tunecb.storage.urls import open_storage
@@ -19,12 +19,14 @@ from tunecb.study.settings import resolve
 LR = FloatDistribution(1e-3, 1e-1, log=True)
 
 
-def _study(*values: float) -> optuna.Study:
+def _study(*values: float, sha: str = "sha-0") -> optuna.Study:
+    """Trials of ``lr`` run by the study file of hash ``sha``."""
     study = optuna.create_study()
     for lr in values:
-        study.add_trial(
-            optuna.trial.create_trial(params={"lr": lr}, distributions={"lr": LR}, value=lr)
-        )
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": lr}, distributions={"lr": LR}, value=lr,
+            user_attrs={attrs.TRIAL_STUDY_SHA: sha},
+        ))  # fmt: skip
     return study
 
 
@@ -59,6 +61,14 @@ def test_a_compatible_change_is_stored_and_described_once_per_study_file():
     assert lines[2] == "  units: new parameter (the earlier trials have no value for it)"
     assert space.notice(study, found, "sha-1") == []  # said once
     assert space.notice(study, found, "sha-2")  # a newer file version: said again
+
+
+def test_a_conditional_space_of_the_same_study_file_says_nothing():
+    study = _study(0.01, sha="sha")
+    trial = study.ask()
+    found = space.guard(trial)
+    trial.suggest_int("units", 8, 16)  # this branch asks no lr
+    assert space.notice(study, found, "sha") == []
 
 
 def test_the_same_space_says_nothing():

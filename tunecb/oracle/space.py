@@ -40,7 +40,7 @@ from optuna.distributions import (
 
 from tunecb.errors import ConfigError
 from tunecb.oracle import given
-from tunecb.oracle.attrs import FINISHED, GIVEN, SPACE_NOTED
+from tunecb.oracle.attrs import FINISHED, GIVEN, SPACE_NOTED, TRIAL_STUDY_SHA
 
 __all__ = [
     "GivenInvalid",
@@ -252,10 +252,14 @@ def notice(
 ) -> list[str]:
     """The lines that say how the space asked now differs from the study's earlier trials,
     once per study file version (the first process to see it records that on the study);
-    empty when nothing changed or it was said already."""
+    empty when nothing changed, when every trial ran this version of the study file (a
+    conditional space asks different parameters in different trials), or it was said."""
     if not found.earlier or study.user_attrs.get(SPACE_NOTED) == study_sha:
         return []
-    lines = diff(found.earlier, found.asked, study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    if all(t.user_attrs.get(TRIAL_STUDY_SHA, study_sha) == study_sha for t in trials):
+        return []  # every trial ran this study file: a conditional space, not a change
+    lines = diff(found.earlier, found.asked, trials)
     study.set_user_attr(SPACE_NOTED, study_sha)
     if not lines:
         return []
