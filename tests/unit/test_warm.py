@@ -67,6 +67,15 @@ def test_a_study_with_another_monitor_or_direction_is_refused(tmp_path, monitor,
         warm.prepare(optuna.create_study(), str(root), monitor, direction)
 
 
+def test_a_source_with_no_trial_that_fits_is_read_once(tmp_path):
+    study = optuna.create_study(direction="minimize")
+    warm.prepare(study, str(_source(tmp_path)), "val_loss", "minimize")
+    elsewhere = {"x": FloatDistribution(2.0, 3.0)}
+    assert "0 of the 3 complete trials" in warm.seed(study, elsewhere, 0)[0]
+    assert warm.seed(study, elsewhere, 1) == []
+    assert study.trials == []
+
+
 def test_a_folder_that_is_not_a_results_folder_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="not a tunecb results folder"):
         warm.prepare(optuna.create_study(), str(tmp_path), "val_loss", "minimize")

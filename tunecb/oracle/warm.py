@@ -84,7 +84,7 @@ def seed(study: optuna.Study, asked: dict[str, BaseDistribution], number: int) -
     trials of that source are in it already, and only by the lowest-numbered running trial
     (workers whose first trials build at the same moment do not both add them)."""
     source = study.user_attrs.get(WARM_FROM)
-    if not source:
+    if not source or "added" in source:  # no warm start, or done (perhaps with none fitting)
         return []
     trials = study.get_trials(deepcopy=False)
     if any(WARM_START in t.user_attrs for t in trials):
@@ -117,6 +117,7 @@ def seed(study: optuna.Study, asked: dict[str, BaseDistribution], number: int) -
             )
         )
         added += 1
+    study.set_user_attr(WARM_FROM, {**source, "added": added})
     return [
         f"warm start: {added} of the {len(done)} complete trials of {root} fit this "
         "study's space and were added as prior knowledge"
