@@ -201,3 +201,16 @@ def test_given_configurations_run_first_once_each_with_two_worker_processes(tmp_
     assert [t.user_attrs["given"]["from"] for t in counted[:2]] == [
         f"--enqueue {given} line {n}" for n in (1, 2)
     ]
+
+
+def test_a_warm_start_folder_that_is_not_a_results_folder_is_one_line_and_creates_nothing(
+    tmp_path, cli
+):
+    path = write_study(tmp_path, settings=SETTINGS)
+    code, out, err = cli("search", path, "--results", tmp_path / "results",
+                         "--warm-start", tmp_path)  # fmt: skip
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert f"--warm-start {tmp_path}: not a tunecb results folder" in line
+    storage = open_storage(None, tmp_path / "results" / "tiny")
+    assert optuna.get_all_study_summaries(storage) == []

@@ -46,12 +46,14 @@ def open_study(
     other's."""
     enqueued = _near_study(settings.enqueue, "enqueue", settings, loaded)
     configurations = read_configurations(enqueued) if enqueued else []
+    source = _near_study(settings.warm_start, "warm_start", settings, loaded)
+    if source:  # a bad folder is refused before the study is created
+        warm.check(source, settings.monitor, settings.direction)
     try:
         study, created, notes = _open_study(loaded, settings, study_dir, storage)
     except optuna.exceptions.DuplicatedStudyError:
         study, created, notes = _open_study(loaded, settings, study_dir, storage)
-    if settings.warm_start:
-        source = _near_study(settings.warm_start, "warm_start", settings, loaded)
+    if source:
         notes = [*notes, *warm.prepare(study, source, settings.monitor, settings.direction)]
     if configurations:
         earlier = recorded(study.get_trials(deepcopy=False))

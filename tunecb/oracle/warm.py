@@ -30,7 +30,7 @@ from tunecb.errors import ConfigError
 from tunecb.oracle.attrs import STOP_REASON, WARM_FROM, WARM_START, WARM_START_REASON
 from tunecb.oracle.given import problem
 
-__all__ = ["best", "fits", "prepare", "seed"]
+__all__ = ["best", "check", "fits", "prepare", "seed"]
 
 _FIX = "give a tunecb results folder, e.g. results/<study>"
 
@@ -46,9 +46,10 @@ def _source(folder: str) -> tuple[Path, dict[str, Any]]:
     return root, json.loads(meta.read_text())
 
 
-def prepare(study: optuna.Study, folder: str, monitor: str, direction: str) -> list[str]:
-    """Check ``folder`` is a results folder of a study with the same monitor and direction,
-    and name it on ``study`` for :func:`seed`; the note to show."""
+def check(folder: str, monitor: str, direction: str) -> tuple[Path, dict[str, Any]]:
+    """The results folder ``folder`` and its study.json, when it holds a study with the same
+    monitor and direction; else a one-line :class:`ConfigError` (before anything is written).
+    """
     root, meta = _source(folder)
     if (meta.get("monitor"), meta.get("direction")) != (monitor, direction):
         raise ConfigError(
@@ -56,6 +57,13 @@ def prepare(study: optuna.Study, folder: str, monitor: str, direction: str) -> l
             f"{meta.get('monitor')} ({meta.get('direction')}), this one {monitor} "
             f"({direction}); warm start from a study with the same monitor and direction"
         )
+    return root, meta
+
+
+def prepare(study: optuna.Study, folder: str, monitor: str, direction: str) -> list[str]:
+    """Check ``folder`` (:func:`check`) and name it on ``study`` for :func:`seed`; the note
+    to show."""
+    root, meta = check(folder, monitor, direction)
     earlier = study.user_attrs.get(WARM_FROM)
     if earlier and earlier["from"] != str(root):
         raise ConfigError(
