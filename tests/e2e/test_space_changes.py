@@ -196,7 +196,7 @@ def test_given_configurations_run_first_once_each_with_two_worker_processes(tmp_
     trials = _trials(tmp_path / "results")
     counted = [t for t in trials if budget.counts(t)]
     assert len(counted) == 3 == budget.finished(trials)
-    ran = [t.params for t in counted]
+    ran = [{k: t.params[k] for k in ("lr", "units")} for t in counted]  # lr_schedule: drawn
     assert ran[:2] == configs and ran[2] not in configs  # first, once each
     assert [t.user_attrs["given"]["from"] for t in counted[:2]] == [
         f"--enqueue {given} line {n}" for n in (1, 2)
