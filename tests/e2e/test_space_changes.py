@@ -110,11 +110,11 @@ def test_a_second_study_file_with_the_same_name_is_refused_naming_the_first(
     assert f"was begun by the study file {(first_run / 'tiny.py').resolve()}" in err
     assert "--allow-other-file" in err
     assert budget.finished(_trials(results)) == 1
-    code, out, err = cli(
-        "search", second, "--results", results, "--n-trials", "2", "--allow-other-file"
+    code, out, err = cli(  # the budget is spent: it continues, and runs nothing
+        "search", second, "--results", results, "--n-trials", "1", "--allow-other-file"
     )
     assert code == 0, err
-    assert "was begun by" in out + err
+    assert f"was begun by {(first_run / 'tiny.py').resolve()}; continuing it with" in out + err
 
 
 def test_given_configurations_run_first_once_and_are_marked(first_run, tmp_path, cli):
