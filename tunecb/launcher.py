@@ -29,7 +29,7 @@ from tunecb.errors import SearchFailed, StorageError, TunecbError, first_line
 from tunecb.execution._base import STOP_BUDGET, Executor, Job, Limits
 from tunecb.execution.choice import WorkerOptions, choose
 from tunecb.execution.events import SearchEnded, SearchStarted, TrialFinished
-from tunecb.oracle import budget, retention
+from tunecb.oracle import budget, retention, warm
 from tunecb.oracle.attrs import BEST_EPOCH, CHECKPOINT
 from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
@@ -292,17 +292,13 @@ def check_some_succeeded(summary: SearchEnded) -> None:
 
 
 def _best(study: optuna.Study) -> tuple[float | None, int | None]:
-    try:
-        best = study.best_trial
-    except ValueError:
-        return None, None
-    return best.value, best.number
+    best = warm.best(study)  # warm-start trials are not this study's own
+    return (None, None) if best is None else (best.value, best.number)
 
 
 def _best_record(study: optuna.Study, study_dir: StudyDir) -> dict[str, Any] | None:
-    try:
-        best = study.best_trial
-    except ValueError:
+    best = warm.best(study)
+    if best is None:
         return None
     checkpoint = best.user_attrs.get(CHECKPOINT)
     return {

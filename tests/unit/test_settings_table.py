@@ -34,6 +34,7 @@ VALID = {
     "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
     "keep_checkpoints": 1, "max_params": 1000, "storage": "sqlite:///x.db", "results": "r",
     "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e",
+    "enqueue": "first.jsonl", "warm_start": "results/old", "allow_other_file": True,
 }  # fmt: skip
 # A value each setting refuses, and the one line that says what it takes (as it was worded
 # when resolve() was a list of ifs: these texts are what users and scripts see).
@@ -66,12 +67,17 @@ BAD = {
     "max_params": (0, "must be a positive number of parameters, or None for no limit"),
     "storage": (" ", "must be an Optuna storage URL, e.g. sqlite:///study.db"),
     "results": ("", "must be a folder path"),
+    "enqueue": (
+        3, "must be a .jsonl or .csv file of configurations, or a list of dicts of parameters"
+    ),
+    "warm_start": (3, "must be a tunecb results folder, e.g. results/digits"),
+    "allow_other_file": ("yes", "True continues a study another study file began; False refuses"),
 }  # fmt: skip
 
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 25
+    assert len(set(names)) == len(names) == 28
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 

@@ -31,7 +31,7 @@ from tunecb.execution._base import (
     Limits,
     Sink,
 )
-from tunecb.oracle import attempts, attrs, budget
+from tunecb.oracle import attempts, attrs, budget, given
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.samplers_pruners import reseed
 
@@ -115,7 +115,7 @@ def _run_trials(
         except DiskFull as exc:  # a RUNNING trial without its worker: nothing would free it
             _stopped_by_full_disk(study, trial.number, exc)
             raise
-        if not budget.within_budget(
+        if given.repeated(study, trial) or not budget.within_budget(
             study.get_trials(deepcopy=False), trial.number, limits.n_trials
         ):
             attempts.discard(study, trial)

@@ -7,7 +7,7 @@ these names; the strings are what studies already written hold, so they never ch
 >>> parse_worker("not a worker") is None
 True
 >>> NOT_COUNTED
-('worker_died', 'interrupted', 'discarded')
+('worker_died', 'interrupted', 'discarded', 'warm_start')
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ DATA = "data"  # the data function's fingerprint (also a study attr: the first t
 TRAINING = "training"  # the settings that shaped the training (rerun reads them)
 TRIAL_STUDY_SHA = "study_sha256"  # the study file's hash when the trial ran
 STUDY_IN_CODE = "study_in_code"  # True: declared in a script or notebook, not a study file
+# A configuration the user gave to run first (--enqueue): {"from": "FILE line N", "params"}
+GIVEN = "given"
+WARM_START = "warm_start"  # {"from": results folder, "number": n}: a trial copied from there
 
 # Optuna's system attrs on a rerun trial (as its RetryHeartbeatStaleTrialCallback writes
 # them): the numbers of the attempts it reruns, first first; the attempt it directly reruns.
@@ -58,7 +61,9 @@ RUNNER_FAILED = (FAILED, NAN)  # FAIL reasons of a trial that ran to its end in 
 # Stop reasons of trials that do not use a unit of the budget: their process died or was
 # interrupted (the trial runs again under a new number), or it was started past the budget.
 WORKER_DIED, INTERRUPTED, DISCARDED = "worker_died", "interrupted", "discarded"
-NOT_COUNTED = (WORKER_DIED, INTERRUPTED, DISCARDED)
+# A COMPLETE trial copied from an earlier study (--warm-start): prior knowledge, never run.
+WARM_START_REASON = "warm_start"
+NOT_COUNTED = (WORKER_DIED, INTERRUPTED, DISCARDED, WARM_START_REASON)
 STOP_REASONS = (COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -66,6 +71,9 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 # Study user attrs written when the study is created.
 STUDY_MONITOR, STUDY_EPOCHS, STUDY_SHA = "monitor", "epochs", "study_sha256"
 STUDY_FILE, STUDY_VERSION = "study_file", "tunecb_version"
+# The study file hash whose search-space diff was shown (tunecb.oracle.space.notice).
+SPACE_NOTED = "space_noted"
+WARM_FROM = "warm_from"  # {"from": results folder, "study": name}: --warm-start's source
 
 
 def worker_id(pid: int | None = None) -> str:

@@ -11,7 +11,7 @@ fewer than ``n_trials`` counting trials have a smaller number; the loser discard
 trial (FAIL, ``stop_reason="discarded"``, hidden by the report) and stops.
 
 >>> NOT_COUNTED
-('worker_died', 'interrupted', 'discarded')
+('worker_died', 'interrupted', 'discarded', 'warm_start')
 """
 
 from __future__ import annotations

@@ -8,10 +8,13 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, StorageError, first_line
+from tunecb.oracle import warm
 from tunecb.oracle.attempts import constraints_func, recover_dead_trials, unchecked_owners
 from tunecb.oracle.attrs import (
     FINISHED,
@@ -21,8 +24,11 @@ from tunecb.oracle.attrs import (
     STUDY_SHA,
     STUDY_VERSION,
 )
+from tunecb.oracle.given import enqueue
+from tunecb.oracle.space import recorded
 from tunecb.results import StudyDir, write_json
 from tunecb.storage.urls import redact, redact_text
+from tunecb.study.configurations import read as read_configurations
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.samplers_pruners import make_pruner, make_sampler
 from tunecb.study.settings import Settings
@@ -34,13 +40,35 @@ def open_study(
     study_dir: StudyDir,
     storage: optuna.storages.BaseStorage,
 ) -> tuple[optuna.Study, bool, list[str]]:
-    """Create the study, or load it and check it still matches the study file. Two
-    machines that start one study at the same moment both see no study; the one whose
-    create comes second continues the other's."""
+    """Create the study, or load it and check it still matches the study file, and queue
+    the configurations given to run first (``enqueue``). Two machines that start one study
+    at the same moment both see no study; the one whose create comes second continues the
+    other's."""
+    enqueued = _near_study(settings.enqueue, "enqueue", settings, loaded)
+    configurations = read_configurations(enqueued) if enqueued else []
+    source = _near_study(settings.warm_start, "warm_start", settings, loaded)
+    if source:  # a bad folder is refused before the study is created
+        warm.check(source, settings.monitor, settings.direction)
     try:
-        return _open_study(loaded, settings, study_dir, storage)
+        study, created, notes = _open_study(loaded, settings, study_dir, storage)
     except optuna.exceptions.DuplicatedStudyError:
-        return _open_study(loaded, settings, study_dir, storage)
+        study, created, notes = _open_study(loaded, settings, study_dir, storage)
+    if source:
+        notes = [*notes, *warm.prepare(study, source, settings.monitor, settings.direction)]
+    if configurations:
+        earlier = recorded(study.get_trials(deepcopy=False))
+        notes = [*notes, *enqueue(study, configurations, earlier)]
+    return study, created, notes
+
+
+def _near_study(value: Any, key: str, settings: Settings, loaded: LoadedStudy) -> Any:
+    """A relative path a study file gives (not a flag) is relative to the study file."""
+    from pathlib import Path
+
+    from_file = settings.sources.get(key, "").endswith(f"{key}=") and not loaded.in_code
+    if isinstance(value, str) and from_file and not Path(value).expanduser().is_absolute():
+        return str(loaded.path.parent / value)
+    return value
 
 
 def _open_study(
@@ -103,7 +131,7 @@ def _continue(
         raise ConfigError(
             f"study {settings.name!r} in {shown!r} optimises {old_monitor} ({old_direction}); "
             f"the study now says {settings.monitor} ({settings.direction}). "
-            "Use --study-name NEW for a new study, or restore the old monitor"
+            "Use --study-name NEW for a new study, or restore the old monitor and direction"
         )
     rerun = recover_dead_trials(study)
     if rerun:
@@ -112,10 +140,29 @@ def _continue(
             "they run again, resuming from their last backup"
         )
     notes += _unchecked_notes(study, settings, study_dir)
-    old_sha = summary.user_attrs.get(STUDY_SHA)
-    if old_sha and old_sha != loaded.sha256:
-        notes.append(f"the study file {loaded.path} changed since the study began")
+    notes += _file_notes(summary, loaded, settings, shown)
     return study, notes
+
+
+def _file_notes(
+    summary: optuna.study.StudySummary, loaded: LoadedStudy, settings: Settings, shown: str
+) -> list[str]:
+    """Refuse a study that another study file began (the same ``name=`` in two files),
+    unless ``--allow-other-file``; else a note when the study file changed."""
+    old_sha = summary.user_attrs.get(STUDY_SHA)
+    if not old_sha or old_sha == loaded.sha256:
+        return []  # the same file, or a copy of it moved elsewhere
+    began = summary.user_attrs.get(STUDY_FILE)
+    here = str(loaded.path.resolve())
+    if began and began != here:
+        if not settings.allow_other_file:
+            raise ConfigError(
+                f"study {settings.name!r} in {shown!r} was begun by the study file {began}, "
+                f"not {loaded.path}; use --study-name NEW for a new study, or "
+                "--allow-other-file to continue it with this file"
+            )
+        return [f"study {settings.name!r} was begun by {began}; continuing it with {here}"]
+    return [f"the study file {loaded.path} changed since the study began"]
 
 
 def _create(

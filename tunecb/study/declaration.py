@@ -82,6 +82,10 @@ class Study:
             the others during the search (default ``None``: keep all).
         max_params: the most parameters a built model may have; a model with more is
             rejected before it trains, as ``infeasible`` (default ``None``: no limit).
+        enqueue: configurations to run first, once each, counted in ``n_trials``: a list
+            of dicts of parameters, or a ``.jsonl`` / ``.csv`` file of them.
+        warm_start: an earlier study's results folder, whose complete trials that fit this
+            study's space become prior knowledge for the sampler (not trained or counted).
         data / model / callbacks: the three functions, here or with the decorators.
         constraint: a function of the built model, here or with ``@study.constraint``:
             ``True``/``False`` (feasible or not), or a violation number (> 0 infeasible).
@@ -120,6 +124,8 @@ class Study:
         mlflow_experiment: str | None = None,
         keep_checkpoints: int | None = None,
         max_params: int | None = None,
+        enqueue: Any = None,
+        warm_start: str | None = None,
         data: DataFn | None = None,
         model: BuildFn | None = None,
         callbacks: CallbacksFn | None = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunecb.errors import ConfigError
-from tunecb.study import checks
+from tunecb.study import checks, configurations
 from tunecb.study.checks import Check, Invalid
 from tunecb.study.direction_check import check_direction
 from tunecb.study.schedules import Schedule
@@ -259,6 +259,33 @@ FIELDS: tuple[Field, ...] = (
         in_study=False,
         check=checks.folder("must be a folder path"),
     ),
+    Field(
+        "enqueue", None,
+        "configurations to run first, once each, counted in `n_trials`: a `.jsonl` file (one "
+        "object of parameters per line), a `.csv` (a column per parameter) or a list of dicts",
+        flag="--enqueue", metavar="FILE",
+        help="run these configurations first (.jsonl: a JSON object of parameters per line; "
+        ".csv: a column per parameter)",
+        check=configurations.check,
+    ),
+    Field(
+        "warm_start", None,
+        "an earlier study's results folder: its complete trials that fit this study's space "
+        "become prior knowledge for the sampler (not trained, not counted in `n_trials`)",
+        flag="--warm-start", metavar="DIR",
+        help="seed the sampler with the complete trials of an earlier study's results folder "
+        "that fit this study's space",
+        check=checks.text("must be a tunecb results folder, e.g. results/digits", none=True),
+    ),
+    Field(
+        "allow_other_file", False,
+        "`True` lets this study file continue a study that another study file began (same "
+        "`name`); without it that is refused, naming the file that began it",
+        flag="--allow-other-file", cli_type="switch",
+        help="continue a study of the same name that another study file began",
+        in_study=False,
+        check=checks.boolean("True continues a study another study file began; False refuses"),
+    ),
 )  # fmt: skip
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
@@ -333,6 +360,9 @@ class Settings:
     max_params: int | None
     storage: str | None
     results: Path
+    enqueue: Any = None
+    warm_start: str | None = None
+    allow_other_file: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

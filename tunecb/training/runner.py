@@ -20,6 +20,7 @@ from tunecb import interrupts
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, DiskFull, ModelError, TunecbError, describe_error
 from tunecb.oracle import attrs as keys
+from tunecb.oracle import space
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.study import schedules
@@ -151,6 +152,7 @@ class TrialRunner:
         self.data = data
         self.on_epoch = on_epoch
         self.tracking = TrialTracking.from_settings(settings)  # --mlflow; None: off
+        self._space: space.Guard | None = None  # the running trial's suggestions, checked
         if settings.tensorboard:
             tblogs.require(str(keras.backend.backend()))
         self.data_print = data.fingerprint()
@@ -165,7 +167,13 @@ class TrialRunner:
         start, started = time.perf_counter(), time.time()
         seed = trial_seed(self.settings.seed, number) if seed is None else seed
         folder, board = self._prepare(trial, seed)
-        schedule = self._schedule(trial)
+        guarded = isinstance(trial, optuna.Trial)  # not a FixedTrial (tunecb rerun)
+        self._space = space.guard(trial, str(self.study_dir.root)) if guarded else None
+        try:
+            schedule = self._schedule(trial)
+        except space.Refused as exc:  # a searched lr_schedule's choices changed
+            schedule = self.settings.lr_schedule
+            self._space.refused = exc  # type: ignore[union-attr]  # raised in _fit
         outcome = dict(
             number=number, value=None, best_epoch=None, epochs_run=0, error=None,
             checkpoint=None, n_params=None, seed=seed, lr_schedule=schedule.name,
@@ -220,7 +228,10 @@ class TrialRunner:
         s = self.settings
         fit = _Fit()
         try:
+            if self._space is not None and self._space.refused is not None:
+                raise self._space.refused
             model = self._build(trial)
+            self._note_space(trial)
             self._check_labels(model, trial.number)
             check_input_shape(model, self.data, trial.number, data_function(self.loaded))
             outcome["n_params"] = int(model.count_params())
@@ -247,6 +258,9 @@ class TrialRunner:
             fit.state, fit.reason = PRUNED, keys.PRUNED
         except DiskFull:  # as Ctrl-C: the search stops, the trial is queued (backup kept)
             raise
+        except space.Refused as exc:  # the search stops; this trial is not counted
+            fit.state, fit.reason, fit.fatal = FAIL, keys.DISCARDED, exc
+            outcome["error"] = str(exc)
         except TunecbError as exc:
             fit.state, fit.reason, fit.fatal = FAIL, keys.FAILED, exc
             outcome["error"] = str(exc)
@@ -338,6 +352,11 @@ class TrialRunner:
 
     def _build(self, trial: optuna.Trial) -> keras.Model:
         return build_model(self.loaded, trial, self.data)
+
+    def _note_space(self, trial: optuna.Trial) -> None:
+        """The space the builder asked, checked and told (:func:`tunecb.oracle.space.built`)."""
+        for text in space.built(trial, self._space, self.loaded.sha256, str(self.study_dir.root)):
+            log.warning(text)
 
     def _user_callbacks(self, trial: optuna.Trial) -> list:
         fn = self.loaded.study.callbacks_fn

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import ResultsError, StorageError
-from tunecb.oracle.attrs import DISCARDED, ERROR, STOP_REASON, STUDY_EPOCHS, STUDY_MONITOR
+from tunecb.oracle.attrs import (
+    DISCARDED,
+    ERROR,
+    GIVEN,
+    STOP_REASON,
+    STUDY_EPOCHS,
+    STUDY_MONITOR,
+    WARM_START_REASON,
+)
 from tunecb.oracle.budget import retried
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.reporting.data.integrity import checkpoint_problem
@@ -117,10 +125,13 @@ def study_records(
     maximize = study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
     rerun = retried(trials)
-    kept = [t for t in trials if t.user_attrs.get(STOP_REASON) != DISCARDED]
+    # discarded: never ran; warm_start: copied from another study (--warm-start)
+    hidden = (DISCARDED, WARM_START_REASON)
+    kept = [t for t in trials if t.user_attrs.get(STOP_REASON) not in hidden]
     records = [trial_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
     for record, trial in zip(records, kept, strict=True):
         record["error"] = trial.user_attrs.get(ERROR)
+        record["given"] = (trial.user_attrs.get(GIVEN) or {}).get("from")  # --enqueue's
     for record in records:  # a cheap zip check of each checkpoint file, no model loaded
         record["checkpoint_problem"] = checkpoint_state(record["checkpoint"])
     if study_dir is not None:
@@ -199,17 +210,19 @@ def held_out_metrics(study_dir: StudyDir, number: int) -> dict[str, Any]:
 
 def columns(records: list[dict[str, Any]]) -> list[str]:
     """The report's columns: ``backend`` only when the trials ran on more than one,
-    ``checkpoint_problem`` only when a checkpoint file is unreadable, ``error`` (the whole
-    message) only when a trial has one."""
+    ``checkpoint_problem`` only when a checkpoint file is unreadable, ``given`` (where a
+    configuration given with ``--enqueue`` came from) only when a trial is one, ``error``
+    (the whole message) only when a trial has one."""
     params = sorted({k for r in records for k in r if k.startswith("params_")})
     tests = sorted({k for r in records for k in r if k.startswith("test_")})
     tests += sorted({k for r in records for k in r if k.startswith("final_test_")})
     mixed = len({r.get("backend") for r in records if r.get("backend")}) > 1
     error = any(r.get("error") for r in records)
     rotten = any(r.get("checkpoint_problem") for r in records)
+    given = any(r.get("given") for r in records)
     return [
         *BASE_COLUMNS, *params, *tests, *(["backend"] if mixed else []), "checkpoint",
-        *(["checkpoint_problem"] if rotten else []),
+        *(["checkpoint_problem"] if rotten else []), *(["given"] if given else []),
         *(["error"] if error else []),
     ]  # fmt: skip
 
