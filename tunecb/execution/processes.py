@@ -15,6 +15,8 @@ that dies at any instruction is seen at once and costs nothing but its own trial
   replaced (a long search keeps a flat memory profile);
 - a worker killed by a signal from outside (SIGKILL, the OOM killer, SIGTERM) has its
   running trial failed (``worker_died``) and queued again, and is replaced, however often;
+  but a configuration whose worker dies again and again (the OOM killer's SIGKILL, a crash)
+  fails for good after a stated number of deaths (:mod:`tunecb.oracle.deaths`);
 - a worker that fails on its own (an error in the study file: a one-line message on its
   pipe) stops the search with that message; one that crashes (a segfault) three times in
   a row without finishing a trial stops it with exit code 1;
@@ -56,7 +58,7 @@ from tunecb.execution._base import (
 from tunecb.execution.inline import EventSink, InlineExecutor
 from tunecb.execution.sizing import auto_jobs, capped, cores
 from tunecb.execution.spawning import start_worker
-from tunecb.oracle import attempts, attrs, budget
+from tunecb.oracle import attempts, attrs, budget, deaths
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
@@ -156,6 +158,8 @@ class _Slot:
     crashes: int = 0  # crashes in a row without a finished trial
     last_reason: str | None = None
     done: bool = False
+    rss_mb: float | None = None  # the worker's resident memory, last seen
+    oom_kills: int | None = None  # the cgroup's OOM-kill count when it started
 
 
 class _Supervisor:
@@ -187,6 +191,7 @@ class _Supervisor:
         write.close()  # only the worker holds the write end: its death is our EOF
         slot.process, slot.conn, slot.wid = process, read, attrs.worker_id(process.pid)
         slot.last_reason = None
+        slot.rss_mb, slot.oom_kills = None, deaths.oom_kills()
         log.debug("worker %d (pid %d) started", slot.index, process.pid)
 
     def _step(self, timeout: float) -> None:
@@ -197,6 +202,7 @@ class _Supervisor:
                 waits[slot.conn] = slot
             if slot.process is not None:
                 waits[slot.process.sentinel] = slot
+                slot.rss_mb = deaths.rss_of(slot.process.pid) or slot.rss_mb  # before it dies
         ready = mp.connection.wait(list(waits), timeout)
         for handle in ready:
             slot = waits[handle]
@@ -254,12 +260,13 @@ class _Supervisor:
             )
         else:
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-            rerun = attempts.fail_workers_trials(
-                self.study, [slot.wid], attrs.WORKER_DIED, f"worker {how}"
-            )
+            judged = self._bury(slot, code)
+            rerun = [n for n, what in judged.items() if what == "requeued"]
             log.warning("worker %d (pid %d) died (%s); trials run again: %s",
                         slot.index, process.pid, how, rerun)  # fmt: skip
-            if code not in (130, EXIT_FATAL) and (code > 0 or -code not in OUTSIDE_SIGNALS):
+            if "failed" in judged.values():
+                slot.crashes = 0  # a configuration failed for good: a trial finished
+            elif code not in (130, EXIT_FATAL) and (code > 0 or -code not in OUTSIDE_SIGNALS):
                 slot.crashes += 1
                 if slot.crashes >= MAX_CRASHES_WITHOUT_PROGRESS:
                     raise WorkerFault(
@@ -274,6 +281,24 @@ class _Supervisor:
             self._start(slot)
         else:
             slot.done = True
+
+    def _bury(self, slot: _Slot, code: int) -> dict[int, str]:
+        """The dead worker's trials: run again, or failed for good when their configuration
+        died too often (:mod:`tunecb.oracle.deaths`), judged with what this machine saw."""
+        now = deaths.oom_kills()
+        oom = None if now is None or slot.oom_kills is None else now > slot.oom_kills
+        limit = deaths.memory_limit_mb()
+        death = deaths.Death(
+            signal.Signals(-code).name if code < 0 else f"exit code {code}",
+            None if slot.rss_mb is None else round(slot.rss_mb, 1), oom,
+            None if limit is None else round(limit, 1),
+        )  # fmt: skip
+        judged = attempts.bury_workers_trials(self.study, slot.wid, death)
+        for number, what in judged.items():
+            if what == "failed":
+                error = self.study.get_trials(deepcopy=False)[number].user_attrs.get(attrs.ERROR)
+                log.warning("trial %d failed: %s", number, error)
+        return judged
 
     def _stop_all(self) -> None:
         """Ctrl-C, an error: every worker fails and requeues its trial and exits (SIGINT,

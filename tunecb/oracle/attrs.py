@@ -45,6 +45,10 @@ STUDY_IN_CODE = "study_in_code"  # True: declared in a script or notebook, not a
 # Optuna's system attrs on a rerun trial (as its RetryHeartbeatStaleTrialCallback writes
 # them): the numbers of the attempts it reruns, first first; the attempt it directly reruns.
 RETRY_HISTORY, FAILED_TRIAL = "retry_history", "failed_trial"
+# How an attempt's process died (tunecb.oracle.deaths.Death.record), and what a later run
+# needs to judge a death it finds: the worker's resident memory (MiB) while the trial ran,
+# the cgroup's OOM-kill count when it started.
+DEATH, RSS_MB, OOM_KILLS = "death", "rss_mb", "oom_kills"
 
 # Stop reasons the trial runner sets.
 COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED = (
@@ -59,7 +63,9 @@ RUNNER_FAILED = (FAILED, NAN)  # FAIL reasons of a trial that ran to its end in 
 # interrupted (the trial runs again under a new number), or it was started past the budget.
 WORKER_DIED, INTERRUPTED, DISCARDED = "worker_died", "interrupted", "discarded"
 NOT_COUNTED = (WORKER_DIED, INTERRUPTED, DISCARDED)
-STOP_REASONS = (COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE)
+# A FAIL whose configuration killed its process too often (tunecb.oracle.deaths): counted.
+KILLED = "killed"
+STOP_REASONS = (COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE, KILLED)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -1,0 +1,136 @@
+"""Limits a long unattended search can trust (issue 21), with real processes: a trial whose
+process is killed every time it runs a given parameter value is not rerun forever.
+
+Every search runs in a session of its own; its whole process group is killed afterwards,
+passed or failed, so that no test leaves a process running. They need Linux (/proc).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SEARCH_TIMEOUT_S = float(os.environ.get("TUNECB_TEST_SEARCH_TIMEOUT", 240))
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
+
+# The builder SIGKILLs its own process for one value of a categorical parameter: what the
+# kernel's OOM killer does to a configuration too large for the machine, every time.
+KILLER_STUDY = """
+import os, signal
+import keras
+import numpy as np
+import tunecb
+
+study = tunecb.Study(monitor="val_accuracy", epochs=1, batch_size=32, n_trials={n},
+                     pruner="none", patience=None, seed={seed})
+
+@study.data
+def load():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    return (x[:48], y[:48]), (x[48:], y[48:])
+
+@study.model
+def build(trial):
+    if trial.suggest_categorical("size", ["small", "huge"]) == "huge":
+        os.kill(os.getpid(), signal.SIGKILL)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+"""
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def run_search(path: Path, results: Path, *flags: str, timeout: float = SEARCH_TIMEOUT_S):
+    """``tunecb search`` in a session of its own, to its end (bounded); its group is killed
+    afterwards whatever happened. Returns the completed process."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+               *flags]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        _kill_group(proc.pid)
+        if proc.poll() is None:
+            proc.wait(timeout=30)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def journal_trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / name / "optuna.journal"))
+    )
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def _check_killed_for_good(trials: list, n: int) -> None:
+    """The study ends with its budget: ``n`` counted trials, the "huge" ones FAILED with
+    stop reason ``killed`` after the stated number of deaths, never run again after that."""
+    from tunecb.oracle.deaths import MAX_DEATHS
+
+    counted = [t for t in trials if t.user_attrs.get("stop_reason") not in
+               ("worker_died", "interrupted", "discarded")]  # fmt: skip
+    assert len(counted) == n, [(t.number, t.state.name, t.user_attrs) for t in trials]
+    huge = [t for t in counted if t.params["size"] == "huge"]
+    assert huge, "the seed drew no 'huge' trial: the test would prove nothing"
+    for trial in huge:
+        assert trial.state.name == "FAIL" and trial.user_attrs["stop_reason"] == "killed"
+        assert f"killed {MAX_DEATHS} times" in trial.user_attrs["error"]
+        lineage = trial.system_attrs.get("retry_history", [])
+        assert len(lineage) == MAX_DEATHS - 1  # the earlier deaths, each queued again once
+        for number in lineage:
+            assert trials[number].user_attrs["stop_reason"] == "worker_died"
+    assert all(t.state.name == "COMPLETE" for t in counted if t.params["size"] == "small")
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+
+
+@pytest.mark.slow
+def test_a_trial_that_kills_its_worker_every_time_fails_and_the_jobs_search_ends(tmp_path):
+    """``--jobs 2``: today the same parameters ran 52 times in 150 s and the search never
+    ended. Now the configuration fails after ``MAX_DEATHS`` deaths and the budget ends it."""
+    path = tmp_path / "killer.py"
+    path.write_text(KILLER_STUDY.format(n=2, seed=11))
+    results = tmp_path / "r"
+    proc = run_search(path, results, "--jobs", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _check_killed_for_good(journal_trials(results, "killer"), n=2)
+    assert "killed" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_trial_that_kills_the_search_process_fails_after_repeated_runs(tmp_path):
+    """``--jobs 0``: every run of the command dies with its trial; each next run counts the
+    earlier deaths, and the one after the last death fails the trial and goes on."""
+    from tunecb.oracle.deaths import MAX_DEATHS
+
+    path = tmp_path / "killer.py"
+    path.write_text(KILLER_STUDY.format(n=2, seed=11))
+    results = tmp_path / "r"
+    codes = []
+    for _ in range(2 * MAX_DEATHS + 2):  # bounded: the fault looped forever
+        proc = run_search(path, results, "--jobs", "0")
+        codes.append(proc.returncode)
+        if proc.returncode == 0:
+            break
+    assert codes[-1] == 0, (codes, proc.stderr[-2000:])
+    assert codes.count(-signal.SIGKILL) <= 2 * MAX_DEATHS, codes
+    assert "killed" in proc.stdout
+    _check_killed_for_good(journal_trials(results, "killer"), n=2)
