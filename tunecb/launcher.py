@@ -105,6 +105,10 @@ def run_search(
 
             executor = InlineExecutor()
         executor, sizing = executor.sized(budget.left(trials, settings.n_trials), settings, loaded)
+        from tunecb.execution.choice import where_it_can_be_ended
+
+        executor, moved = where_it_can_be_ended(executor, settings, loaded)  # --trial-timeout
+        sizing = [*sizing, *moved]
         job = _job(loaded, settings, overrides, executor, backend, started_wall)
         emit(_started(settings, study, study_dir, created, executor, [*notes, *sizing]))
         relay = _Relay(study, settings, study_dir, emit)

@@ -134,3 +134,64 @@ def test_a_trial_that_kills_the_search_process_fails_after_repeated_runs(tmp_pat
     assert codes.count(-signal.SIGKILL) <= 2 * MAX_DEATHS, codes
     assert "killed" in proc.stdout
     _check_killed_for_good(journal_trials(results, "killer"), n=2)
+
+
+# A trial that crawls (each epoch sleeps) and one whose builder never returns, by value of
+# a categorical parameter (seed 7 draws "hang" first, then "slow").
+TIMED_STUDY = """
+import time
+import keras
+import numpy as np
+import tunecb
+
+study = tunecb.Study(monitor="val_accuracy", epochs=60, batch_size=32, n_trials=2,
+                     pruner="none", patience=None, seed=7, trial_timeout=3)
+
+@study.data
+def load():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    return (x[:48], y[:48]), (x[48:], y[48:])
+
+class Crawl(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        time.sleep(0.4)
+
+@study.model
+def build(trial):
+    if trial.suggest_categorical("mode", ["slow", "hang"]) == "hang":
+        time.sleep(10**6)  # a builder that never returns (a read from a hung file system)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+@study.callbacks
+def crawl(trial):
+    return [Crawl()]
+"""
+
+
+@pytest.mark.slow
+def test_trials_past_the_time_limit_stop_at_an_epoch_end_or_have_their_process_ended(tmp_path):
+    """``--jobs 0`` with ``trial_timeout=3``: the trials run in one worker process; the one
+    whose epochs still end stops at the first epoch end past 3 s, COMPLETE with its best so
+    far; the one stuck in its builder has its process ended and FAILs; the search ends."""
+    path = tmp_path / "timed.py"
+    path.write_text(TIMED_STUDY)
+    results = tmp_path / "r"
+    proc = run_search(path, results, "--jobs", "0", timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--trial-timeout: trials run one at a time in a worker process" in proc.stdout
+    trials = journal_trials(results, "timed")
+    by_mode = {t.params["mode"]: t for t in trials}
+    assert len(trials) == 2 and set(by_mode) == {"slow", "hang"}, trials
+    slow, hang = by_mode["slow"], by_mode["hang"]
+    assert slow.state.name == "COMPLETE" and slow.user_attrs["stop_reason"] == "time_limit"
+    assert 1 <= slow.user_attrs["epochs_run"] < 60  # stopped long before its 60 epochs
+    assert "trial limit of 3 s passed after epoch" in slow.user_attrs["error"]
+    assert (results / "timed" / slow.user_attrs["checkpoint"]).exists()
+    history = (results / "timed" / "trials" / str(slow.number) / "history.csv").read_text()
+    assert len(history.strip().splitlines()) == 1 + slow.user_attrs["epochs_run"]
+    assert hang.state.name == "FAIL" and hang.user_attrs["stop_reason"] == "time_limit"
+    assert "no epoch ended within the trial limit of 3 s" in hang.user_attrs["error"]

@@ -98,3 +98,35 @@ def choose(options: WorkerOptions) -> Executor:
         gpus=parse_gpus(options.gpus, jobs) if isinstance(jobs, int) else (),
         **workers,
     )
+
+
+def where_it_can_be_ended(executor: Any, settings: Any, loaded: Any) -> tuple[Any, list[str]]:
+    """With a time limit, trials the launcher would run in its own process (``--jobs 0``,
+    ``--jobs auto`` on one core, ``jobs=0`` in a notebook) run in one worker process
+    instead, where a stuck one can be ended; the note that says so. A study that cannot be
+    sent to a worker process keeps running here, with the epoch-end stop only (said too).
+
+    >>> where_it_can_be_ended("executor", None, None)
+    ('executor', [])
+    """
+    limited = settings is not None and (
+        settings.trial_timeout is not None or settings.epoch_timeout is not None
+    )
+    if not limited or not getattr(executor, "in_process", False):
+        return executor, []
+    from tunecb.errors import TunecbError
+    from tunecb.execution.processes import ProcessExecutor
+
+    flag = "--trial-timeout" if settings.trial_timeout is not None else "--epoch-timeout"
+    if loaded.in_code:
+        try:
+            loaded.portable()
+        except TunecbError as exc:
+            return executor, [
+                f"{flag}: trials run in this process, stopped at an epoch end past the limit "
+                f"but not if stuck inside one ({exc})"
+            ]
+    return ProcessExecutor(jobs=1), [
+        f"{flag}: trials run one at a time in a worker process, where a trial stuck past "
+        "its limit can be ended"
+    ]

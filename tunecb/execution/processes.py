@@ -58,6 +58,7 @@ from tunecb.execution._base import (
 from tunecb.execution.inline import EventSink, InlineExecutor
 from tunecb.execution.sizing import auto_jobs, capped, cores
 from tunecb.execution.spawning import start_worker
+from tunecb.execution.timeouts import TrialClock
 from tunecb.oracle import attempts, attrs, budget, deaths
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.declaration import LoadedStudy
@@ -160,6 +161,8 @@ class _Slot:
     done: bool = False
     rss_mb: float | None = None  # the worker's resident memory, last seen
     oom_kills: int | None = None  # the cgroup's OOM-kill count when it started
+    clock: TrialClock | None = None  # its running trial's time (--trial-timeout)
+    timed_out: tuple[int, str] | None = None  # (trial, why) when the clock ended it
 
 
 class _Supervisor:
@@ -168,6 +171,11 @@ class _Supervisor:
         self.ctx = mp.get_context("spawn")
         self.slots = [_Slot(i) for i in range(executor.jobs)]
         self.stopping = False
+        settings = job.settings
+        for slot in self.slots:
+            slot.clock = TrialClock(
+                getattr(settings, "trial_timeout", None), getattr(settings, "epoch_timeout", None)
+            )
 
     def run(self) -> str:
         try:
@@ -175,6 +183,7 @@ class _Supervisor:
                 self._start(slot)
             while any(s.process is not None for s in self.slots):
                 self._step(0.5)
+                self._end_overdue()
         except BaseException:
             self.stopping = True
             self._stop_all()
@@ -191,7 +200,8 @@ class _Supervisor:
         write.close()  # only the worker holds the write end: its death is our EOF
         slot.process, slot.conn, slot.wid = process, read, attrs.worker_id(process.pid)
         slot.last_reason = None
-        slot.rss_mb, slot.oom_kills = None, deaths.oom_kills()
+        slot.rss_mb, slot.oom_kills, slot.timed_out = None, deaths.oom_kills(), None
+        slot.clock.stop()
         log.debug("worker %d (pid %d) started", slot.index, process.pid)
 
     def _step(self, timeout: float) -> None:
@@ -230,6 +240,7 @@ class _Supervisor:
         if kind in ("started", "epoch", "finished"):
             if kind == "finished":
                 slot.crashes = 0
+            _time(slot.clock, kind, message)
             getattr(EventSink(self.emit, slot.wid, self.job.epochs), kind)(*message[1:])
         elif kind == "end":
             slot.last_reason = message[1]
@@ -253,6 +264,10 @@ class _Supervisor:
         elif code == 0 or self.stopping:
             slot.done = True
             return
+        elif slot.timed_out is not None:  # ended here: its trial ran past its time limit
+            number, why = slot.timed_out
+            attempts.fail(self.study, number, attrs.TIME_LIMIT, why)
+            log.warning("trial %d failed: %s", number, why)
         elif code == EXIT_FATAL:  # its one-line reason was lost with its pipe
             raise WorkerFault(
                 f"worker {slot.index} stopped on an error it could not report; "
@@ -281,6 +296,16 @@ class _Supervisor:
             self._start(slot)
         else:
             slot.done = True
+
+    def _end_overdue(self) -> None:
+        """End the worker of a trial past its time limit whose epochs no longer end
+        (:mod:`.timeouts`); :meth:`_exited` fails the trial and starts a new worker."""
+        now = time.monotonic()
+        for slot in self.slots:
+            why = slot.clock.overdue(now) if slot.process is not None else None
+            if why is not None and slot.timed_out is None:
+                slot.timed_out = (slot.clock.number, why)
+                slot.process.kill()
 
     def _bury(self, slot: _Slot, code: int) -> dict[int, str]:
         """The dead worker's trials: run again, or failed for good when their configuration
@@ -325,6 +350,18 @@ class _Supervisor:
             attempts.fail_workers_trials(
                 self.study, [s.wid for s in live], attrs.INTERRUPTED, "the search stopped"
             )
+
+
+def _time(clock: TrialClock, kind: str, message: tuple) -> None:
+    """A worker's report, on its trial's clock (the supervisor's own time)."""
+    if not clock.limited:
+        return
+    if kind == "started":
+        clock.start(message[1], time.monotonic())
+    elif kind == "epoch":
+        clock.epoch(time.monotonic())
+    else:
+        clock.stop()
 
 
 class _PipeSink:

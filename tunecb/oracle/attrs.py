@@ -65,7 +65,12 @@ WORKER_DIED, INTERRUPTED, DISCARDED = "worker_died", "interrupted", "discarded"
 NOT_COUNTED = (WORKER_DIED, INTERRUPTED, DISCARDED)
 # A FAIL whose configuration killed its process too often (tunecb.oracle.deaths): counted.
 KILLED = "killed"
-STOP_REASONS = (COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE, KILLED)
+# A trial that ran past --trial-timeout or --epoch-timeout: COMPLETE with its best so far
+# when it stopped at an epoch end, FAIL when its process had to be ended (no epoch ended).
+TIME_LIMIT = "time_limit"
+STOP_REASONS = (
+    COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE, KILLED, TIME_LIMIT,
+)  # fmt: skip
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -31,6 +31,7 @@ from tunecb.training import backup as backups
 from tunecb.training import constraints
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
+from tunecb.training.time_limit import TimeLimit
 
 log = logging.getLogger("tunecb")
 
@@ -149,6 +150,7 @@ class TrialRunner:
         self.study_dir = study_dir
         self.data = data
         self.on_epoch = on_epoch
+        self._started = time.monotonic()  # when the running trial started (run() resets it)
         if settings.tensorboard:
             tblogs.require(str(keras.backend.backend()))
         self.data_print = data.fingerprint()
@@ -161,6 +163,7 @@ class TrialRunner:
         the study itself is broken; any other error only fails this trial."""
         number = trial.number
         start, started = time.perf_counter(), time.time()
+        self._started = time.monotonic()  # --trial-timeout counts from here (building too)
         seed = trial_seed(self.settings.seed, number) if seed is None else seed
         folder, board = self._prepare(trial, seed)
         schedule = self._schedule(trial)
@@ -235,6 +238,8 @@ class TrialRunner:
             )
             fit.reason = cbs.stop_reason(s.epochs)
             fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED}.get(fit.reason, COMPLETE)
+            if fit.reason == keys.TIME_LIMIT:  # COMPLETE with its best so far: say why
+                outcome["error"] = f"stopped: the {cbs.time_limit.hit}"
             if fit.reason == keys.NAN:
                 outcome["error"] = (
                     f"non-finite loss or {s.monitor} at epoch {cbs.watch.non_finite_epoch}"
@@ -284,6 +289,8 @@ class TrialRunner:
         )  # fmt: skip
         stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
         cbs.backup = backups.TrialBackup(backup, stamp, number, cbs, s.backup_every)
+        if s.trial_timeout is not None or s.epoch_timeout is not None:
+            cbs.time_limit = TimeLimit(s.trial_timeout, s.epoch_timeout, self._started)
         if self.on_epoch is not None:
             hook = self.on_epoch
             cbs.notice = EpochNotice(s.monitor, lambda epoch, value: hook(number, epoch, value))
