@@ -195,3 +195,89 @@ def test_trials_past_the_time_limit_stop_at_an_epoch_end_or_have_their_process_e
     assert len(history.strip().splitlines()) == 1 + slow.user_attrs["epochs_run"]
     assert hang.state.name == "FAIL" and hang.user_attrs["stop_reason"] == "time_limit"
     assert "no epoch ended within the trial limit of 3 s" in hang.user_attrs["error"]
+
+
+# A tf.data pipeline whose py_function never returns from the second epoch on (a read from
+# a hung network file system), its trials in the launcher's process.
+HUNG_PIPELINE_STUDY = """
+import time
+import keras
+import numpy as np
+import tunecb
+
+study = tunecb.Study(monitor="val_accuracy", epochs=50, n_trials=1, pruner="none",
+                     patience=None, seed=0, backup_every=0)
+CALLS = [0]
+
+def read(x, y):
+    CALLS[0] += 1
+    if CALLS[0] > 6:
+        time.sleep(10**6)
+    return x, y
+
+@study.data
+def load():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    train = tf.data.Dataset.from_tensor_slices((x[:48], y[:48])).batch(16).map(
+        lambda a, b: tf.py_function(read, [a, b], [tf.float32, tf.int32]))
+    train = train.map(lambda a, b: (tf.ensure_shape(a, [None, 4]), tf.ensure_shape(b, [None])))
+    val = tf.data.Dataset.from_tensor_slices((x[48:], y[48:])).batch(16)
+    return train, val
+
+@study.model
+def build(trial):
+    trial.suggest_int("units", 2, 4)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_an_in_process_fit_blocked_in_a_py_function(tmp_path, sig, code):
+    """``--jobs 0``: the fit waits in TensorFlow's C++ for a py_function that never returns;
+    Ctrl-C (and SIGTERM) used to be ignored until SIGKILL. Now the trial is queued again and
+    the command exits 130 (143) within seconds, nothing left running."""
+    import time
+
+    path = tmp_path / "hung.py"
+    path.write_text(HUNG_PIPELINE_STUDY)
+    results = tmp_path / "r"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+               "--jobs", "0"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # the first epoch ends; the second one hangs
+            trials = []
+            if (results / "hung" / "optuna.journal").exists():
+                with contextlib.suppress(KeyError):
+                    trials = journal_trials(results, "hung")
+            if trials and trials[0].intermediate_values:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the first epoch never ended")
+        time.sleep(1.0)
+        sent = time.monotonic()
+        os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        _kill_group(proc.pid)
+        if proc.poll() is None:
+            proc.wait(timeout=30)
+    assert proc.returncode == code, err[-2000:]
+    assert took < 20, took
+    trials = journal_trials(results, "hung")
+    assert trials[0].state.name == "FAIL" and trials[0].user_attrs["stop_reason"] == "interrupted"
+    assert trials[1].state.name == "WAITING" and trials[1].params == trials[0].params

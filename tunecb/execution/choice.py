@@ -130,3 +130,23 @@ def where_it_can_be_ended(executor: Any, settings: Any, loaded: Any) -> tuple[An
         f"{flag}: trials run one at a time in a worker process, where a trial stuck past "
         "its limit can be ended"
     ]
+
+
+def within_memory(executor: Any, auto: bool, data_print: object) -> tuple[Any, list[str]]:
+    """``--jobs auto``'s worker processes (sized for the cores) capped at what this machine's memory
+    holds, each with its own copy of the data: its size from the study's data fingerprint
+    (recorded by its first trial; nothing is capped before), the note that says so.
+
+    >>> within_memory(object(), True, None)
+    (<object object at ...>, [])
+    """
+    if not auto or getattr(executor, "mode", "") != "processes":
+        return executor, []
+    from dataclasses import replace
+
+    from tunecb.execution.sizing import available_mb, data_mb, memory_cap
+
+    jobs, note = memory_cap(executor.jobs, data_mb(data_print), available_mb())
+    if not note:
+        return executor, []
+    return replace(executor, jobs=jobs), [note]
