@@ -34,6 +34,7 @@ class WorkerOptions:
     worker_memory: float | None = 4096.0
     gpus: str | None = None
     dask: str | None = None
+    workers_per_gpu: int = 1
 
     @classmethod
     def of(cls, options: Any) -> WorkerOptions:
@@ -86,6 +87,10 @@ def choose(options: WorkerOptions) -> Executor:
         return DaskExecutor(options.dask, jobs=jobs, **workers)
     if options.gpus and not (isinstance(jobs, int) and jobs >= 1):
         raise TunecbError("--gpus needs --jobs N: each worker process gets its GPU")
+    if (options.workers_per_gpu or 1) > 1 and not options.gpus:
+        raise TunecbError(
+            f"--workers-per-gpu {options.workers_per_gpu} needs --gpus: say which GPUs they share"
+        )
     if jobs == 0:
         from tunecb.execution.inline import InlineExecutor
 
@@ -96,6 +101,7 @@ def choose(options: WorkerOptions) -> Executor:
     return ProcessExecutor(
         jobs=None if jobs == "auto" else jobs,
         gpus=parse_gpus(options.gpus, jobs) if isinstance(jobs, int) else (),
+        workers_per_gpu=options.workers_per_gpu or 1,
         **workers,
     )
 

@@ -56,7 +56,7 @@ from tunecb.execution._base import (
     WorkerSpec,
 )
 from tunecb.execution.inline import EventSink, InlineExecutor
-from tunecb.execution.sizing import auto_jobs, capped, cores
+from tunecb.execution.sizing import auto_jobs, capped, cores, gpu_sharing_env
 from tunecb.execution.spawning import start_worker
 from tunecb.execution.timeouts import TrialClock
 from tunecb.oracle import attempts, attrs, budget, deaths
@@ -84,6 +84,7 @@ class ProcessExecutor:
     threads_per_worker: int | None = None
     worker_trials: int | None = 50
     worker_memory_mb: float | None = 4096.0
+    workers_per_gpu: int = 1  # --workers-per-gpu: workers sharing each of --gpus
     mode: ClassVar[str] = "processes"
     in_process: ClassVar[bool] = False
 
@@ -102,7 +103,8 @@ class ProcessExecutor:
         """
         if self.jobs is None:
             return self._auto(left, settings, loaded)
-        jobs, notes = capped(self.jobs, left, room=max(cores(), len(self.gpus)))
+        room = max(cores(), len(self.gpus) * self.workers_per_gpu)
+        jobs, notes = capped(self.jobs, left, room=room)
         return (self if jobs == self.jobs else replace(self, jobs=jobs)), notes
 
     def _auto(
@@ -127,7 +129,7 @@ class ProcessExecutor:
 
     def worker_env(self, slot: int, backend: str = "tensorflow") -> dict[str, str]:
         """Environment of the worker in ``slot``: its backend and threads and, with
-        ``--gpus``, its GPU.
+        ``--gpus``, its GPU (round robin; shared on demand with ``--workers-per-gpu N``).
 
         >>> ProcessExecutor(jobs=2, gpus=("0", "1")).worker_env(1)["CUDA_VISIBLE_DEVICES"]
         '1'
@@ -137,6 +139,7 @@ class ProcessExecutor:
         env = worker_env(backend, self.threads())
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+            env.update(gpu_sharing_env(self.workers_per_gpu))
         return env
 
     def spec(self, job: Job, slot: int) -> WorkerSpec:

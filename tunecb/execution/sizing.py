@@ -185,3 +185,22 @@ def memory_cap(jobs: int, data: float | None, available: float | None) -> tuple[
 
 def _gib(mb: float) -> str:
     return f"{mb / 1024:.1f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
+
+
+def gpu_sharing_env(workers_per_gpu: int) -> dict[str, str]:
+    """What each of ``workers_per_gpu`` (> 1) workers sharing one GPU is told, so that the
+    first does not take the whole GPU: TensorFlow allocates on demand (memory growth), JAX
+    allocates on demand up to its share, PyTorch allocates on demand by default.
+
+    >>> gpu_sharing_env(2)["XLA_PYTHON_CLIENT_MEM_FRACTION"]
+    '0.45'
+    >>> gpu_sharing_env(1)
+    {}
+    """
+    if workers_per_gpu < 2:
+        return {}
+    return {
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / workers_per_gpu:.2f}",
+    }
