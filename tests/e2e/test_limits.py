@@ -281,3 +281,20 @@ def test_a_signal_stops_an_in_process_fit_blocked_in_a_py_function(tmp_path, sig
     trials = journal_trials(results, "hung")
     assert trials[0].state.name == "FAIL" and trials[0].user_attrs["stop_reason"] == "interrupted"
     assert trials[1].state.name == "WAITING" and trials[1].params == trials[0].params
+
+
+@pytest.mark.slow
+def test_a_data_function_that_never_returns_stops_the_search_within_the_limit(tmp_path):
+    """``--jobs 0 --trial-timeout 3``: the worker that runs the trials never gets its data;
+    it is ended and the search stops with exit code 1 and one line, instead of hanging."""
+    path = tmp_path / "stuckdata.py"
+    path.write_text(
+        KILLER_STUDY.format(n=2, seed=11).replace(
+            "def load():\n", "def load():\n    import time\n    time.sleep(10**6)\n"
+        )
+    )
+    results = tmp_path / "r"
+    proc = run_search(path, results, "--jobs", "0", "--trial-timeout", "3", timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "did not load the study and its data within 3 s" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -121,3 +121,15 @@ def test_the_callback_stops_after_an_epoch_longer_than_the_epoch_limit(monkeypat
     now[0] = 2.5
     limit.on_epoch_end(0)
     assert limit.model.stop_training and limit.hit.startswith("epoch limit of 2 s passed")
+
+
+def test_a_new_worker_may_take_one_trials_limit_to_load_its_data():
+    clock = TrialClock(trial_timeout=3.0, epoch_timeout=None)
+    clock.loading(now=0.0)
+    assert clock.overdue(now=3.0 + GRACE_S - 0.1) is None
+    assert "the data function never returned?" in clock.overdue(now=3.0 + GRACE_S + 0.1)
+    clock.start(0, now=4.0)  # its first trial started: the trial's own limit from now
+    assert clock.overdue(now=4.0 + 3.0 + GRACE_S - 0.1) is None
+    unlimited = TrialClock(None, None)
+    unlimited.loading(now=0.0)
+    assert unlimited.overdue(now=1e9) is None

@@ -58,7 +58,7 @@ from tunecb.execution._base import (
 from tunecb.execution.inline import EventSink, InlineExecutor
 from tunecb.execution.sizing import auto_jobs, capped, cores, gpu_sharing_env
 from tunecb.execution.spawning import start_worker
-from tunecb.execution.timeouts import TrialClock
+from tunecb.execution.timeouts import LOADING, TrialClock
 from tunecb.oracle import attempts, attrs, budget, deaths
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.declaration import LoadedStudy
@@ -245,6 +245,8 @@ class _Supervisor:
                 slot.crashes = 0
             _time(slot.clock, kind, message)
             getattr(EventSink(self.emit, slot.wid, self.job.epochs), kind)(*message[1:])
+        elif kind == "loading":  # its backend is up; the study and data load: timed
+            slot.clock.loading(time.monotonic())
         elif kind == "end":
             slot.last_reason = message[1]
         elif kind == "fatal":
@@ -269,6 +271,8 @@ class _Supervisor:
             return
         elif slot.timed_out is not None:  # ended here: its trial ran past its time limit
             number, why = slot.timed_out
+            if number == LOADING:  # every new worker would hang the same way
+                raise WorkerFault(f"{why} The search stops; fix the data function")
             attempts.fail(self.study, number, attrs.TIME_LIMIT, why)
             log.warning("trial %d failed: %s", number, why)
         elif code == EXIT_FATAL:  # its one-line reason was lost with its pipe
@@ -381,6 +385,9 @@ class _PipeSink:
             self.conn.send(message)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise KeyboardInterrupt("the launcher is gone") from exc
+
+    def loading(self) -> None:
+        self._send(("loading",))
 
     def started(self, number: int) -> None:
         self._send(("started", number))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+LOADING = -1  # the clock's "trial" while a new worker loads the study and the data
 GRACE_S = 2.0  # past a limit, how long an epoch end may take to come before the process ends
 EPOCHS_OF_GRACE = 2.0  # ... or this many of the trial's longest epochs, if longer
 
@@ -38,6 +39,12 @@ class TrialClock:
     @property
     def limited(self) -> bool:
         return self.trial_timeout is not None or self.epoch_timeout is not None
+
+    def loading(self, now: float) -> None:
+        """A new worker's backend is up: it must load the study and its data and start its
+        first trial within one trial's limit."""
+        if self.limited:
+            self.start(LOADING, now)
 
     def start(self, number: int, now: float) -> None:
         self.number, self.started, self.last_end, self.longest_epoch = number, now, now, 0.0
@@ -62,6 +69,14 @@ class TrialClock:
             return None
         grace = max(GRACE_S, EPOCHS_OF_GRACE * self.longest_epoch)
         ran = now - self.started
+        if self.number == LOADING:  # loading study and data may take as long as one trial
+            limit = self.trial_timeout or self.epoch_timeout or 0.0
+            if ran <= limit + GRACE_S:
+                return None
+            return (
+                f"a worker did not load the study and its data within {limit:g} s (the limit "
+                f"of one trial; {ran:.1f} s): the data function never returned?"
+            )
         if self.trial_timeout is not None and ran > self.trial_timeout + grace:
             return (
                 f"no epoch ended within the trial limit of {self.trial_timeout:g} s "
