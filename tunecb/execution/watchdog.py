@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 
 log = logging.getLogger("tunecb")
 
-GRACE_S = 3.0  # after a signal, how long a trial has to stop by itself
+GRACE_S = 5.0  # after a signal, how long a trial has to stop by itself
 _WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -66,7 +66,8 @@ class _Guard:
             name = signal.Signals(signum).name
             log.warning(
                 "the trial did not stop within %.0f s of %s (stuck inside its fit): it is "
-                "queued again and this process exits; run the same command again to continue",
+                "queued again and this process exits. Run the same command again to continue "
+                "the study.",
                 self.grace, name,
             )  # fmt: skip
             with contextlib.suppress(BaseException):
