@@ -27,10 +27,10 @@ import optuna
 
 from tunecb.errors import SearchFailed, StorageError, TunecbError, first_line
 from tunecb.execution._base import STOP_BUDGET, Executor, Job, Limits
-from tunecb.execution.choice import WorkerOptions, choose
+from tunecb.execution.choice import WorkerOptions, choose, where_it_can_be_ended, within_memory
 from tunecb.execution.events import SearchEnded, SearchStarted, TrialFinished
 from tunecb.oracle import budget, retention, warm
-from tunecb.oracle.attrs import BEST_EPOCH, CHECKPOINT
+from tunecb.oracle.attrs import BEST_EPOCH, CHECKPOINT, DATA
 from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
 from tunecb.storage.failures import is_storage_failure, storage_reason
@@ -104,7 +104,12 @@ def run_search(
             from tunecb.execution.inline import InlineExecutor
 
             executor = InlineExecutor()
+        auto = getattr(executor, "jobs", 0) is None  # --jobs auto
         executor, sizing = executor.sized(budget.left(trials, settings.n_trials), settings, loaded)
+        executor, capped = within_memory(executor, auto, study.user_attrs.get(DATA))
+        executor, moved = where_it_can_be_ended(executor, settings, loaded)  # --trial-timeout
+        sizing = [n for n in sizing if not (capped and n.startswith("--jobs auto:"))]
+        sizing = [*sizing, *capped, *moved]
         job = _job(loaded, settings, overrides, executor, backend, started_wall)
         tracking = _tracking(settings, study)  # --mlflow: fails fast, before any trial
         emit(_started(settings, study, study_dir, created, executor, [*notes, *sizing]))

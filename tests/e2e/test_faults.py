@@ -294,25 +294,28 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, run: Launch
 
 
 def kill_outside_the_journal_lock(
-    victim: int, journal: Journal, also_stop: tuple[int, ...] = ()
+    victim: int, journal: Journal, also_stop: tuple[int, ...] = (), sig: int = signal.SIGKILL
 ) -> None:
-    """SIGKILL ``victim`` at a moment it does not hold the journal file's lock (stopped, no
-    lock file): a killed lock holder stalls every writer for Optuna's 30 s grace period,
-    another fault than the ones under test. ``also_stop``: processes kept stopped with it."""
+    """SIGKILL (or ``sig``) ``victim`` at a moment it does not hold the journal file's lock
+    (stopped, no lock file): a killed lock holder stalls every writer for Optuna's 30 s grace
+    period, another fault than the ones under test. ``also_stop``: processes kept stopped
+    with it."""
     lock = f"{journal.path}.lock"
     group = [victim, *(p for p in also_stop if p != victim)]
 
-    def signal_all(sig: int) -> None:
+    def signal_all(signum: int) -> None:
         for pid in group:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+                os.kill(pid, signum)
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         signal_all(signal.SIGSTOP)
         wait_for(lambda: all((_stat(p) or "X")[0] in "TtZX" for p in group), 10, "a stop")
         if not os.path.lexists(lock):
-            os.kill(victim, signal.SIGKILL)
+            os.kill(victim, sig)
+            if sig != signal.SIGKILL:
+                os.kill(victim, signal.SIGCONT)  # a stopped process acts on it when continued
             wait_for(lambda: not alive(victim), 10, "the killed worker to go")
             signal_all(signal.SIGCONT)
             return
@@ -474,9 +477,12 @@ def test_a_chaos_of_killed_workers_still_ends_with_exactly_the_budget(tmp_path):
         assert group_ends(run.pid, within=30), f"processes left: {group_members(run.pid)}"
     trials = journal.trials()
     done = counted(trials)
-    assert len(done) == n and {t.state.name for t in done} == {"COMPLETE"}, [
-        (t.number, t.state.name, t.user_attrs.get("stop_reason")) for t in trials
-    ]
+    # A configuration hit by three of the kills fails for good (tunecb.oracle.deaths): the
+    # supervisor cannot tell these SIGKILLs from the OOM killer's. It still uses its unit.
+    assert len(done) == n and all(
+        t.state.name == "COMPLETE" or t.user_attrs.get("stop_reason") == "killed" for t in done
+    ), [(t.number, t.state.name, t.user_attrs.get("stop_reason")) for t in trials]
+    done = [t for t in done if t.state.name == "COMPLETE"]
 
     import keras
 
@@ -640,10 +646,11 @@ def test_ctrl_c_is_answered_within_a_second(tmp_path, jobs):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_worker_killed_over_and_over_is_replaced_and_the_search_ends_with_exit_0(tmp_path):
-    """The single worker is SIGKILLed five times in a row, each time as soon as its trial
-    starts (it never finishes one; never while it holds the journal lock): a worker killed
+    """The single worker is SIGTERMed five times in a row, each time as soon as its trial
+    starts (it never finishes one; never while it holds the journal lock): a worker stopped
     from outside is not a broken study, so the search still ends with its trials and exit
-    code 0. Today the fourth death in a row ends the search with exit code 2."""
+    code 0. Today the fourth death in a row ends the search with exit code 2. (SIGKILL five
+    times on one configuration is what the OOM killer does: tests/e2e/test_limits.py.)"""
     n = 3
     path = write_study(tmp_path, n=n, epochs=20, rows=1088, split=1024)
     results = tmp_path / "r"
@@ -667,7 +674,7 @@ def test_a_worker_killed_over_and_over_is_replaced_and_the_search_ends_with_exit
                 time.sleep(0.05)
             if trial is None:
                 break
-            kill_outside_the_journal_lock(worker_pid(trial), journal)
+            kill_outside_the_journal_lock(worker_pid(trial), journal, sig=signal.SIGTERM)
             victims.append((worker_pid(trial), trial.number))
         code = run.wait(420)
         assert code == 0, f"exit {code} after {len(victims)} kills: {run.err()[-1500:]}"

@@ -30,7 +30,8 @@ FLAGGED = [f for f in FIELDS if f.flag]
 # A valid value of every flagged setting, as the CLI would pass it.
 VALID = {
     "name": "x", "monitor": "val_accuracy", "direction": "max", "epochs": 1, "batch_size": 1,
-    "n_trials": 1, "timeout": 1.5, "sampler": "random", "pruner": "none", "seed": 0,
+    "n_trials": 1, "timeout": 1.5, "trial_timeout": 3.0, "epoch_timeout": 2.5,
+    "sampler": "random", "pruner": "none", "seed": 0,
     "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
     "keep_checkpoints": 1, "max_params": 1000, "storage": "sqlite:///x.db", "results": "r",
     "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e",
@@ -47,6 +48,8 @@ BAD = {
     "fit_kwargs": ([], "must be a dict of model.fit arguments"),
     "n_trials": (True, "must be a positive integer"),
     "timeout": (float("inf"), "must be a positive number of seconds"),
+    "trial_timeout": (0, "must be a positive number of seconds"),
+    "epoch_timeout": (-1.0, "must be a positive number of seconds"),
     "sampler": ("annealing", "use one of ['tpe', 'random', 'cmaes', 'qmc', 'gp', 'nsgaii', "
                 "'bruteforce'] or an optuna.samplers instance"),
     "pruner": (3, "use one of ['median', 'successive_halving', 'hyperband', 'none'] or an "
@@ -77,7 +80,7 @@ BAD = {
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 28
+    assert len(set(names)) == len(names) == 31
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 

@@ -134,6 +134,10 @@ def _add_search(sub: Any, common: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     workers.add_argument("--gpus", metavar="0,1,...", help="give worker i GPU i (round robin)")
     workers.add_argument(
+        "--workers-per-gpu", type=_positive_int, default=1, metavar="N",
+        help="N workers share each of --gpus, each allocating GPU memory on demand (default 1)",
+    )  # fmt: skip
+    workers.add_argument(
         "--dask", metavar="tcp://HOST:PORT",
         help="run the --jobs workers on this Dask cluster (the storage must reach it)",
     )  # fmt: skip

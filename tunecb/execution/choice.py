@@ -34,6 +34,7 @@ class WorkerOptions:
     worker_memory: float | None = 4096.0
     gpus: str | None = None
     dask: str | None = None
+    workers_per_gpu: int = 1
 
     @classmethod
     def of(cls, options: Any) -> WorkerOptions:
@@ -86,6 +87,10 @@ def choose(options: WorkerOptions) -> Executor:
         return DaskExecutor(options.dask, jobs=jobs, **workers)
     if options.gpus and not (isinstance(jobs, int) and jobs >= 1):
         raise TunecbError("--gpus needs --jobs N: each worker process gets its GPU")
+    if (options.workers_per_gpu or 1) > 1 and not options.gpus:
+        raise TunecbError(
+            f"--workers-per-gpu {options.workers_per_gpu} needs --gpus: say which GPUs they share"
+        )
     if jobs == 0:
         from tunecb.execution.inline import InlineExecutor
 
@@ -96,5 +101,58 @@ def choose(options: WorkerOptions) -> Executor:
     return ProcessExecutor(
         jobs=None if jobs == "auto" else jobs,
         gpus=parse_gpus(options.gpus, jobs) if isinstance(jobs, int) else (),
+        workers_per_gpu=options.workers_per_gpu or 1,
         **workers,
     )
+
+
+def where_it_can_be_ended(executor: Any, settings: Any, loaded: Any) -> tuple[Any, list[str]]:
+    """With a time limit, trials the launcher would run in its own process (``--jobs 0``,
+    ``--jobs auto`` on one core, ``jobs=0`` in a notebook) run in one worker process
+    instead, where a stuck one can be ended; the note that says so. A study that cannot be
+    sent to a worker process keeps running here, with the epoch-end stop only (said too).
+
+    >>> where_it_can_be_ended("executor", None, None)
+    ('executor', [])
+    """
+    limited = settings is not None and (
+        settings.trial_timeout is not None or settings.epoch_timeout is not None
+    )
+    if not limited or not getattr(executor, "in_process", False):
+        return executor, []
+    from tunecb.errors import TunecbError
+    from tunecb.execution.processes import ProcessExecutor
+
+    flag = "--trial-timeout" if settings.trial_timeout is not None else "--epoch-timeout"
+    if loaded.in_code:
+        try:
+            loaded.portable()
+        except TunecbError as exc:
+            return executor, [
+                f"{flag}: trials run in this process, stopped at an epoch end past the limit "
+                f"but not if stuck inside one ({exc})"
+            ]
+    return ProcessExecutor(jobs=1), [
+        f"{flag}: trials run one at a time in a worker process, where a trial stuck past "
+        "its limit can be ended"
+    ]
+
+
+def within_memory(executor: Any, auto: bool, data_print: object) -> tuple[Any, list[str]]:
+    """``--jobs auto``'s worker processes (sized for the cores) capped at what this machine's memory
+    holds, each with its own copy of the data: its size from the study's data fingerprint
+    (recorded by its first trial; nothing is capped before), the note that says so.
+
+    >>> within_memory(object(), True, None)
+    (<object object at ...>, [])
+    """
+    if not auto or getattr(executor, "mode", "") != "processes":
+        return executor, []
+    from dataclasses import replace
+
+    from tunecb.execution.sizing import available_mb, data_mb, memory_cap
+
+    jobs, note = memory_cap(executor.jobs, data_mb(data_print), available_mb())
+    if not note:
+        return executor, []
+    return replace(executor, jobs=jobs), [note]

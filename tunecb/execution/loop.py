@@ -31,6 +31,7 @@ from tunecb.execution._base import (
     Limits,
     Sink,
 )
+from tunecb.execution.watchdog import stuck_trial_guard
 from tunecb.oracle import attempts, attrs, budget, given
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.samplers_pruners import reseed
@@ -121,8 +122,11 @@ def _run_trials(
             attempts.discard(study, trial)
             continue  # the next may_ask says whether anything is left
         sink.started(trial.number)
+        stuck = lambda t=trial: attempts.fail_and_requeue(  # noqa: E731
+            study, t.number, attrs.INTERRUPTED, "interrupted while stuck inside its fit"
+        )  # Ctrl-C or SIGTERM the fit cannot answer (blocked in C++): tunecb.execution.watchdog
         try:
-            with attempts.Heartbeat(study._storage, trial._trial_id):
+            with attempts.Heartbeat(study._storage, trial._trial_id), stuck_trial_guard(stuck):
                 outcome = runner.run(trial)
         except KeyboardInterrupt:
             with _interrupts_held():  # a second Ctrl-C must not cut the requeue short

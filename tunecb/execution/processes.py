@@ -15,6 +15,8 @@ that dies at any instruction is seen at once and costs nothing but its own trial
   replaced (a long search keeps a flat memory profile);
 - a worker killed by a signal from outside (SIGKILL, the OOM killer, SIGTERM) has its
   running trial failed (``worker_died``) and queued again, and is replaced, however often;
+  but a configuration whose worker dies again and again (the OOM killer's SIGKILL, a crash)
+  fails for good after a stated number of deaths (:mod:`tunecb.oracle.deaths`);
 - a worker that fails on its own (an error in the study file: a one-line message on its
   pipe) stops the search with that message; one that crashes (a segfault) three times in
   a row without finishing a trial stops it with exit code 1;
@@ -54,9 +56,10 @@ from tunecb.execution._base import (
     WorkerSpec,
 )
 from tunecb.execution.inline import EventSink, InlineExecutor
-from tunecb.execution.sizing import auto_jobs, capped, cores
+from tunecb.execution.sizing import auto_jobs, capped, cores, gpu_sharing_env
 from tunecb.execution.spawning import start_worker
-from tunecb.oracle import attempts, attrs, budget
+from tunecb.execution.timeouts import LOADING, TrialClock
+from tunecb.oracle import attempts, attrs, budget, deaths
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
@@ -81,6 +84,7 @@ class ProcessExecutor:
     threads_per_worker: int | None = None
     worker_trials: int | None = 50
     worker_memory_mb: float | None = 4096.0
+    workers_per_gpu: int = 1  # --workers-per-gpu: workers sharing each of --gpus
     mode: ClassVar[str] = "processes"
     in_process: ClassVar[bool] = False
 
@@ -99,7 +103,8 @@ class ProcessExecutor:
         """
         if self.jobs is None:
             return self._auto(left, settings, loaded)
-        jobs, notes = capped(self.jobs, left, room=max(cores(), len(self.gpus)))
+        room = max(cores(), len(self.gpus) * self.workers_per_gpu)
+        jobs, notes = capped(self.jobs, left, room=room)
         return (self if jobs == self.jobs else replace(self, jobs=jobs)), notes
 
     def _auto(
@@ -124,7 +129,7 @@ class ProcessExecutor:
 
     def worker_env(self, slot: int, backend: str = "tensorflow") -> dict[str, str]:
         """Environment of the worker in ``slot``: its backend and threads and, with
-        ``--gpus``, its GPU.
+        ``--gpus``, its GPU (round robin; shared on demand with ``--workers-per-gpu N``).
 
         >>> ProcessExecutor(jobs=2, gpus=("0", "1")).worker_env(1)["CUDA_VISIBLE_DEVICES"]
         '1'
@@ -134,6 +139,7 @@ class ProcessExecutor:
         env = worker_env(backend, self.threads())
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+            env.update(gpu_sharing_env(self.workers_per_gpu))
         return env
 
     def spec(self, job: Job, slot: int) -> WorkerSpec:
@@ -156,6 +162,10 @@ class _Slot:
     crashes: int = 0  # crashes in a row without a finished trial
     last_reason: str | None = None
     done: bool = False
+    rss_mb: float | None = None  # the worker's resident memory, last seen
+    oom_kills: int | None = None  # the cgroup's OOM-kill count when it started
+    clock: TrialClock | None = None  # its running trial's time (--trial-timeout)
+    timed_out: tuple[int, str] | None = None  # (trial, why) when the clock ended it
 
 
 class _Supervisor:
@@ -164,6 +174,11 @@ class _Supervisor:
         self.ctx = mp.get_context("spawn")
         self.slots = [_Slot(i) for i in range(executor.jobs)]
         self.stopping = False
+        settings = job.settings
+        for slot in self.slots:
+            slot.clock = TrialClock(
+                getattr(settings, "trial_timeout", None), getattr(settings, "epoch_timeout", None)
+            )
 
     def run(self) -> str:
         try:
@@ -171,6 +186,7 @@ class _Supervisor:
                 self._start(slot)
             while any(s.process is not None for s in self.slots):
                 self._step(0.5)
+                self._end_overdue()
         except BaseException:
             self.stopping = True
             self._stop_all()
@@ -187,6 +203,8 @@ class _Supervisor:
         write.close()  # only the worker holds the write end: its death is our EOF
         slot.process, slot.conn, slot.wid = process, read, attrs.worker_id(process.pid)
         slot.last_reason = None
+        slot.rss_mb, slot.oom_kills, slot.timed_out = None, deaths.oom_kills(), None
+        slot.clock.stop()
         log.debug("worker %d (pid %d) started", slot.index, process.pid)
 
     def _step(self, timeout: float) -> None:
@@ -197,6 +215,7 @@ class _Supervisor:
                 waits[slot.conn] = slot
             if slot.process is not None:
                 waits[slot.process.sentinel] = slot
+                slot.rss_mb = deaths.rss_of(slot.process.pid) or slot.rss_mb  # before it dies
         ready = mp.connection.wait(list(waits), timeout)
         for handle in ready:
             slot = waits[handle]
@@ -224,7 +243,10 @@ class _Supervisor:
         if kind in ("started", "epoch", "finished"):
             if kind == "finished":
                 slot.crashes = 0
+            _time(slot.clock, kind, message)
             getattr(EventSink(self.emit, slot.wid, self.job.epochs), kind)(*message[1:])
+        elif kind == "loading":  # its backend is up; the study and data load: timed
+            slot.clock.loading(time.monotonic())
         elif kind == "end":
             slot.last_reason = message[1]
         elif kind == "fatal":
@@ -247,6 +269,12 @@ class _Supervisor:
         elif code == 0 or self.stopping:
             slot.done = True
             return
+        elif slot.timed_out is not None:  # ended here: its trial ran past its time limit
+            number, why = slot.timed_out
+            if number == LOADING:  # every new worker would hang the same way
+                raise WorkerFault(f"{why} The search stops; fix the data function")
+            attempts.fail(self.study, number, attrs.TIME_LIMIT, why)
+            log.warning("trial %d failed: %s", number, why)
         elif code == EXIT_FATAL:  # its one-line reason was lost with its pipe
             raise WorkerFault(
                 f"worker {slot.index} stopped on an error it could not report; "
@@ -254,12 +282,13 @@ class _Supervisor:
             )
         else:
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-            rerun = attempts.fail_workers_trials(
-                self.study, [slot.wid], attrs.WORKER_DIED, f"worker {how}"
-            )
+            judged = self._bury(slot, code)
+            rerun = [n for n, what in judged.items() if what == "requeued"]
             log.warning("worker %d (pid %d) died (%s); trials run again: %s",
                         slot.index, process.pid, how, rerun)  # fmt: skip
-            if code not in (130, EXIT_FATAL) and (code > 0 or -code not in OUTSIDE_SIGNALS):
+            if "failed" in judged.values():
+                slot.crashes = 0  # a configuration failed for good: a trial finished
+            elif code not in (130, EXIT_FATAL) and (code > 0 or -code not in OUTSIDE_SIGNALS):
                 slot.crashes += 1
                 if slot.crashes >= MAX_CRASHES_WITHOUT_PROGRESS:
                     raise WorkerFault(
@@ -274,6 +303,34 @@ class _Supervisor:
             self._start(slot)
         else:
             slot.done = True
+
+    def _end_overdue(self) -> None:
+        """End the worker of a trial past its time limit whose epochs no longer end
+        (:mod:`.timeouts`); :meth:`_exited` fails the trial and starts a new worker."""
+        now = time.monotonic()
+        for slot in self.slots:
+            why = slot.clock.overdue(now) if slot.process is not None else None
+            if why is not None and slot.timed_out is None:
+                slot.timed_out = (slot.clock.number, why)
+                slot.process.kill()
+
+    def _bury(self, slot: _Slot, code: int) -> dict[int, str]:
+        """The dead worker's trials: run again, or failed for good when their configuration
+        died too often (:mod:`tunecb.oracle.deaths`), judged with what this machine saw."""
+        now = deaths.oom_kills()
+        oom = None if now is None or slot.oom_kills is None else now > slot.oom_kills
+        limit = deaths.memory_limit_mb()
+        death = deaths.Death(
+            signal.Signals(-code).name if code < 0 else f"exit code {code}",
+            None if slot.rss_mb is None else round(slot.rss_mb, 1), oom,
+            None if limit is None else round(limit, 1),
+        )  # fmt: skip
+        judged = attempts.bury_workers_trials(self.study, slot.wid, death)
+        for number, what in judged.items():
+            if what == "failed":
+                error = self.study.get_trials(deepcopy=False)[number].user_attrs.get(attrs.ERROR)
+                log.warning("trial %d failed: %s", number, error)
+        return judged
 
     def _stop_all(self) -> None:
         """Ctrl-C, an error: every worker fails and requeues its trial and exits (SIGINT,
@@ -302,6 +359,18 @@ class _Supervisor:
             )
 
 
+def _time(clock: TrialClock, kind: str, message: tuple) -> None:
+    """A worker's report, on its trial's clock (the supervisor's own time)."""
+    if not clock.limited:
+        return
+    if kind == "started":
+        clock.start(message[1], time.monotonic())
+    elif kind == "epoch":
+        clock.epoch(time.monotonic())
+    else:
+        clock.stop()
+
+
 class _PipeSink:
     """The :class:`~tunecb.execution._base.Sink` of a worker process: each report, as
     ``(method, *arguments)``, on its own pipe. A pipe whose reader is gone means the launcher
@@ -316,6 +385,9 @@ class _PipeSink:
             self.conn.send(message)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise KeyboardInterrupt("the launcher is gone") from exc
+
+    def loading(self) -> None:
+        self._send(("loading",))
 
     def started(self, number: int) -> None:
         self._send(("started", number))

@@ -11,6 +11,7 @@ notes they return are shown word for word at the start of a search.
 from __future__ import annotations
 
 import os
+import re
 
 from tunecb.errors import ConfigError
 from tunecb.wording import plural
@@ -98,3 +99,108 @@ def capped(jobs: int, left: int | None, room: int | None = None) -> tuple[int, l
     if limit == jobs:
         return jobs, []
     return limit, [f"--jobs {jobs} capped to {limit}: {why}"]
+
+
+WORKER_BASE_MB = 600.0  # a worker's own memory before its data: Python, Keras, the backend
+DATA_COPIES = 2.0  # the arrays as loaded, and the backend's copy while a trial fits
+_PART = re.compile(r"^(?P<dtype>[a-z]+\d*)\[(?P<dims>[\d,]*)\]$")
+
+
+def data_mb(fingerprint: object) -> float | None:
+    """The size in MiB of the arrays a data fingerprint describes (the study's ``data``
+    attr: ``{"parts": {"train": "float32[1000,64] int64[1000]", ...}}``); ``None`` when it
+    holds something else (a ``tf.data`` dataset, nothing recorded yet).
+
+    >>> data_mb({"parts": {"train": "float32[1024,256] int64[1024]", "validation": None}})
+    1.0078125
+    """
+    import numpy as np
+
+    parts = fingerprint.get("parts") if isinstance(fingerprint, dict) else None
+    if not isinstance(parts, dict):
+        return None
+    total = 0
+    for text in parts.values():
+        for item in str(text or "").split():
+            match = _PART.match(item)
+            if match is None:
+                return None
+            try:
+                size = np.dtype(match["dtype"]).itemsize
+            except TypeError:
+                return None
+            for dim in filter(None, match["dims"].split(",")):
+                size *= int(dim)
+            total += size
+    return total / 2**20 if total else None
+
+
+def available_mb() -> float | None:
+    """Memory this machine can give new processes now (Linux ``MemAvailable``), within the
+    cgroup's limit when there is one; ``None`` where it does not say."""
+    available = None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        with (
+            open("/sys/fs/cgroup/memory.max") as limit,
+            open("/sys/fs/cgroup/memory.current") as used,
+        ):
+            text = limit.read().strip()
+            if text != "max":
+                room = (int(text) - int(used.read().strip())) / 2**20
+                available = room if available is None else min(available, room)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def memory_cap(jobs: int, data: float | None, available: float | None) -> tuple[int, str]:
+    """``jobs`` workers, or fewer when each one's copy of the data (``data`` MiB, times
+    ``DATA_COPIES``, plus ``WORKER_BASE_MB``) would not fit in ``available`` MiB; the note
+    that says so (``""`` when nothing changed).
+
+    >>> memory_cap(8, data=1024.0, available=6000.0)[0]
+    2
+    >>> memory_cap(2, data=1.0, available=6000.0)
+    (2, '')
+    """
+    if data is None or available is None or jobs < 2:
+        return jobs, ""
+    per_worker = WORKER_BASE_MB + DATA_COPIES * data
+    fits = max(1, int(0.9 * available // per_worker))
+    if fits >= jobs:
+        return jobs, ""
+    return fits, (
+        f"--jobs auto: {plural(fits, 'worker')}, not {jobs}: each loads its own copy of the "
+        f"data ({_gib(data)}; about {_gib(per_worker)} a worker) and {_gib(available)} of "
+        "memory is available"
+    )
+
+
+def _gib(mb: float) -> str:
+    return f"{mb / 1024:.1f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
+
+
+def gpu_sharing_env(workers_per_gpu: int) -> dict[str, str]:
+    """What each of ``workers_per_gpu`` (> 1) workers sharing one GPU is told, so that the
+    first does not take the whole GPU: TensorFlow allocates on demand (memory growth), JAX
+    allocates on demand up to its share, PyTorch allocates on demand by default.
+
+    >>> gpu_sharing_env(2)["XLA_PYTHON_CLIENT_MEM_FRACTION"]
+    '0.45'
+    >>> gpu_sharing_env(1)
+    {}
+    """
+    if workers_per_gpu < 2:
+        return {}
+    return {
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / workers_per_gpu:.2f}",
+    }

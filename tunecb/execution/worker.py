@@ -65,6 +65,7 @@ def run_worker(
     """Run trials of the study ``spec`` names until the budget is spent (or the worker's
     recycling limit, or ``should_stop()``); returns why it stopped."""
     prepare_backend(spec.threads, spec.debug)
+    getattr(sink, "loading", lambda: None)()  # a supervisor times what follows (timeouts)
 
     from tunecb.oracle.attempts import constraints_func, recover_dead_trials
     from tunecb.results import StudyDir

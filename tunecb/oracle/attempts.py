@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tunecb.oracle import attrs
+from tunecb.oracle import attrs, deaths
 from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
 
 log = logging.getLogger("tunecb")
@@ -109,6 +109,27 @@ def requeue(study: optuna.Study, failed: Any) -> None:
     )
 
 
+def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
+    """RUNNING trial ``number`` died (``death``): fail it and queue it again, or fail it for
+    good (``killed``) when its configuration died often enough (:mod:`.deaths`). Returns
+    ``"requeued"``, ``"failed"``, or ``None`` when it was no longer RUNNING."""
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    trial = storage.get_trial(trial_id)
+    if trial.state != TrialState.RUNNING:
+        return None
+    counted = [*deaths.earlier_deaths(study, trial), death] if death.counts else []
+    storage.set_trial_user_attr(trial_id, attrs.DEATH, death.record())
+    if counted and deaths.fails_for_good(counted):
+        reason = deaths.failure_reason(counted)
+        return "failed" if fail(study, number, attrs.KILLED, reason) is not None else None
+    failed = fail(study, number, attrs.WORKER_DIED, deaths.died_text(death))
+    if failed is None:
+        return None
+    requeue(study, failed)
+    return "requeued"
+
+
 def fail_workers_trials(
     study: optuna.Study, workers: Iterable[str], reason: str, error: str
 ) -> list[int]:
@@ -123,6 +144,18 @@ def fail_workers_trials(
     return done
 
 
+def bury_workers_trials(study: optuna.Study, worker: str, death: Any) -> dict[int, str]:
+    """Every RUNNING trial of the dead ``worker`` (``host:pid``), judged by its
+    :class:`~tunecb.oracle.deaths.Death`: ``{number: "requeued" or "failed"}``."""
+    done = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(attrs.WORKER) == worker:
+            what = bury(study, trial.number, death)
+            if what is not None:
+                done[trial.number] = what
+    return done
+
+
 def claim(trial: optuna.Trial, worker: str) -> None:
     """Record that this process (``worker``: its ``host:pid``) runs ``trial``, with the
     moment it started, which tells it from a later process with the same pid."""
@@ -130,21 +163,31 @@ def claim(trial: optuna.Trial, worker: str) -> None:
     start = attrs.process_start()
     if start is not None:
         trial.set_user_attr(attrs.WORKER_START, start)
+    deaths.note_start(trial)  # what a later run needs to judge this trial's death, if it dies
 
 
 def recover_dead_trials(study: optuna.Study) -> list[int]:
     """Fail and queue again the RUNNING trials whose process, on this machine, no longer
     exists (a search killed with SIGKILL, a crash, a reboot), also when another process
     has its pid now (this one: a container's entrypoint is PID 1 every run). Trials of
-    other machines are left to their own processes (or to the database heartbeat)."""
-    rerun = []
+    other machines are left to their own processes (or to the database heartbeat).
+    A configuration that died too often is failed for good instead
+    (:mod:`tunecb.oracle.deaths`): those are in :func:`recover_dead_trials_judged`."""
+    return [n for n, what in recover_dead_trials_judged(study).items() if what == "requeued"]
+
+
+def recover_dead_trials_judged(study: optuna.Study) -> dict[int, str]:
+    """:func:`recover_dead_trials`, with what was done to each trial found dead:
+    ``{number: "requeued" or "failed"}`` (failed for good: it died too often)."""
+    done = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = attrs.on_this_host(trial.user_attrs.get(attrs.WORKER))
         if pid is None or owner_alive(pid, trial.user_attrs.get(attrs.WORKER_START)):
             continue
-        if fail_and_requeue(study, trial.number, attrs.WORKER_DIED, f"its process {pid} is gone"):
-            rerun.append(trial.number)
-    return rerun
+        what = bury(study, trial.number, deaths.found_dead(trial, pid))
+        if what is not None:
+            done[trial.number] = what
+    return done
 
 
 def unchecked_owners(study: optuna.Study) -> list[tuple[int, str]]:

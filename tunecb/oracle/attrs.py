@@ -48,6 +48,10 @@ WARM_START = "warm_start"  # {"from": results folder, "number": n}: a trial copi
 # Optuna's system attrs on a rerun trial (as its RetryHeartbeatStaleTrialCallback writes
 # them): the numbers of the attempts it reruns, first first; the attempt it directly reruns.
 RETRY_HISTORY, FAILED_TRIAL = "retry_history", "failed_trial"
+# How an attempt's process died (tunecb.oracle.deaths.Death.record), and what a later run
+# needs to judge a death it finds: the worker's resident memory (MiB) while the trial ran,
+# the cgroup's OOM-kill count when it started.
+DEATH, RSS_MB, OOM_KILLS = "death", "rss_mb", "oom_kills"
 
 # Stop reasons the trial runner sets.
 COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED = (
@@ -64,7 +68,14 @@ WORKER_DIED, INTERRUPTED, DISCARDED = "worker_died", "interrupted", "discarded"
 # A COMPLETE trial copied from an earlier study (--warm-start): prior knowledge, never run.
 WARM_START_REASON = "warm_start"
 NOT_COUNTED = (WORKER_DIED, INTERRUPTED, DISCARDED, WARM_START_REASON)
-STOP_REASONS = (COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE)
+# A FAIL whose configuration killed its process too often (tunecb.oracle.deaths): counted.
+KILLED = "killed"
+# A trial that ran past --trial-timeout or --epoch-timeout: COMPLETE with its best so far
+# when it stopped at an epoch end, FAIL when its process had to be ended (no epoch ended).
+TIME_LIMIT = "time_limit"
+STOP_REASONS = (
+    COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE, KILLED, TIME_LIMIT,
+)  # fmt: skip
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -15,8 +15,9 @@ import optuna
 from tunecb._version import __version__
 from tunecb.errors import ConfigError, StorageError, first_line
 from tunecb.oracle import warm
-from tunecb.oracle.attempts import constraints_func, recover_dead_trials, unchecked_owners
+from tunecb.oracle.attempts import constraints_func, recover_dead_trials_judged, unchecked_owners
 from tunecb.oracle.attrs import (
+    ERROR,
     FINISHED,
     STUDY_EPOCHS,
     STUDY_FILE,
@@ -133,12 +134,14 @@ def _continue(
             f"the study now says {settings.monitor} ({settings.direction}). "
             "Use --study-name NEW for a new study, or restore the old monitor and direction"
         )
-    rerun = recover_dead_trials(study)
+    judged = recover_dead_trials_judged(study)
+    rerun = [n for n, what in judged.items() if what == "requeued"]
     if rerun:
         notes.append(
             f"trials {rerun} were left running by a process on this machine that died; "
             "they run again, resuming from their last backup"
         )
+    notes += _killed_notes(study, [n for n, what in judged.items() if what == "failed"])
     notes += _unchecked_notes(study, settings, study_dir)
     notes += _file_notes(summary, loaded, settings, shown)
     return study, notes
@@ -189,6 +192,15 @@ def _create(
         study.set_user_attr(key, value)
     _write_study_json(study_dir, settings, loaded)
     return study
+
+
+def _killed_notes(study: optuna.Study, numbers: list[int]) -> list[str]:
+    """One note per trial found dead that died too often and failed for good."""
+    notes = []
+    for number in numbers:
+        error = study.get_trials(deepcopy=False)[number].user_attrs.get(ERROR, "")
+        notes.append(f"trial {number} was left running by a process that died, and failed: {error}")
+    return notes
 
 
 def _unchecked_notes(study: optuna.Study, settings: Settings, study_dir: StudyDir) -> list[str]:

@@ -25,6 +25,7 @@ WORKER_OPTIONS = {
     "worker_trials": "replace a worker after N trials (0: never)",
     "worker_memory": "replace a worker above N MiB (0: never)",
     "gpus": "'0,1': give worker i GPU i",
+    "workers_per_gpu": "N workers share each GPU of gpus=, allocating memory on demand",
     "dask": "run the workers on this Dask cluster (tcp://host:port)",
 }
 
@@ -39,6 +40,7 @@ def search(
     worker_trials: int = 50,
     worker_memory: float = 4096.0,
     gpus: str | None = None,
+    workers_per_gpu: int = 1,
     dask: str | None = None,
     **settings: Any,
 ) -> SearchResult:
@@ -68,7 +70,7 @@ def search(
         )
     options = WorkerOptions(
         jobs=jobs, threads_per_worker=threads_per_worker, worker_trials=worker_trials,
-        worker_memory=worker_memory, gpus=gpus, dask=dask,
+        worker_memory=worker_memory, gpus=gpus, dask=dask, workers_per_gpu=workers_per_gpu,
     )  # fmt: skip
     overrides = {k: v for k, v in settings.items() if v is not None}
     display = lambda resolved: choose(quiet, resolved.verbose)  # noqa: E731

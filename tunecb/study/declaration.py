@@ -59,6 +59,9 @@ class Study:
         fit_kwargs: other ``model.fit`` arguments (``class_weight``, ``shuffle``, ...).
         n_trials: trials the study should hold when the search ends (finished ones count).
         timeout: seconds after which no new trial starts.
+        trial_timeout: wall seconds one trial may run (stopped at the next epoch end with its
+            best so far, or its worker process ended when no epoch ends).
+        epoch_timeout: wall seconds one epoch may take (the same two ways).
         sampler: ``"tpe"`` (default), ``"random"``, ``"cmaes"``, ``"qmc"``, ``"gp"``, or an
             ``optuna.samplers`` instance.
         pruner: ``"median"`` (default), ``"successive_halving"``, ``"hyperband"``, ``"none"``,
@@ -110,6 +113,8 @@ class Study:
         fit_kwargs: dict[str, Any] | None = None,
         n_trials: int | None = None,
         timeout: float | None = None,
+        trial_timeout: float | None = None,
+        epoch_timeout: float | None = None,
         sampler: Any = None,
         pruner: Any = None,
         seed: int | None = None,

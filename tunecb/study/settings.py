@@ -127,6 +127,26 @@ FIELDS: tuple[Field, ...] = (
         ),
     ),
     Field(
+        "trial_timeout", None,
+        "wall seconds one trial may run: it stops at the next epoch end (COMPLETE with its "
+        "best so far, `time_limit`), or its worker process is ended when no epoch ends",
+        flag="--trial-timeout", cli_type="positive_float", metavar="S",
+        help="seconds one trial may run (stopped at an epoch end, or its process ended)",
+        check=checks.number(
+            0, "must be a positive number of seconds", above=True, finite=True, none=True
+        ),
+    ),
+    Field(
+        "epoch_timeout", None,
+        "wall seconds one epoch may take: the trial stops at that epoch's end, or its "
+        "worker process is ended when the epoch does not end",
+        flag="--epoch-timeout", cli_type="positive_float", metavar="S",
+        help="seconds one epoch may take (the trial stops, or its process is ended)",
+        check=checks.number(
+            0, "must be a positive number of seconds", above=True, finite=True, none=True
+        ),
+    ),
+    Field(
         "sampler", "tpe",
         "`tpe` (multivariate and grouped, constant liar for parallel workers), `random`, `cmaes` "
         "(needs `cmaes`), `qmc`, `gp` (needs `torch`), `nsgaii`, "
@@ -343,6 +363,8 @@ class Settings:
     fit_kwargs: dict[str, Any]
     n_trials: int | None
     timeout: float | None
+    trial_timeout: float | None
+    epoch_timeout: float | None
     sampler: Any
     pruner: Any
     seed: int | None

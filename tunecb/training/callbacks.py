@@ -319,11 +319,12 @@ class TrialCallbacks:
     backup: keras.callbacks.Callback | None = None  # tunecb.training.backup.TrialBackup
     tensorboard: EpochTensorBoard | None = None
     notice: EpochNotice | None = None  # after pruning: it only reports progress
+    time_limit: keras.callbacks.Callback | None = None  # tunecb.training.time_limit.TimeLimit
 
     def as_list(self) -> list[keras.callbacks.Callback]:
         ours = [self.watch, self.schedule, self.checkpoint, self.early_stopping, self.history,
                 self.tensorboard]  # fmt: skip
-        last = [c for c in (self.backup, self.pruning, self.notice) if c is not None]
+        last = [c for c in (self.backup, self.time_limit, self.pruning, self.notice) if c]
         return [c for c in ours if c is not None] + list(self.user) + last
 
     def stateful(self) -> dict[str, Stateful]:
@@ -340,11 +341,13 @@ class TrialCallbacks:
         return {name: cb for name, cb in named.items() if cb is not None}
 
     def stop_reason(self, epochs: int) -> str:
-        """``nan``, ``pruned``, ``early_stopped`` or ``completed``."""
+        """``nan``, ``pruned``, ``time_limit``, ``early_stopped`` or ``completed``."""
         if self.watch.non_finite_epoch is not None:
             return keys.NAN
         if self.pruning.pruned_at is not None:
             return keys.PRUNED
+        if self.time_limit is not None and self.time_limit.hit is not None:
+            return keys.TIME_LIMIT
         if self.watch.epochs_run < epochs:
             return keys.EARLY_STOPPED
         return keys.COMPLETED

@@ -33,6 +33,7 @@ from tunecb.training import backup as backups
 from tunecb.training import constraints
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
+from tunecb.training.time_limit import TimeLimit
 
 log = logging.getLogger("tunecb")
 
@@ -153,6 +154,7 @@ class TrialRunner:
         self.on_epoch = on_epoch
         self.tracking = TrialTracking.from_settings(settings)  # --mlflow; None: off
         self._space: space.Guard | None = None  # the running trial's suggestions, checked
+        self._started = time.monotonic()  # when the running trial started (run() resets it)
         if settings.tensorboard:
             tblogs.require(str(keras.backend.backend()))
         self.data_print = data.fingerprint()
@@ -165,6 +167,7 @@ class TrialRunner:
         the study itself is broken; any other error only fails this trial."""
         number = trial.number
         start, started = time.perf_counter(), time.time()
+        self._started = time.monotonic()  # --trial-timeout counts from here (building too)
         seed = trial_seed(self.settings.seed, number) if seed is None else seed
         folder, board = self._prepare(trial, seed)
         guarded = isinstance(trial, optuna.Trial)  # not a FixedTrial (tunecb rerun)
@@ -250,6 +253,8 @@ class TrialRunner:
             )
             fit.reason = cbs.stop_reason(s.epochs)
             fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED}.get(fit.reason, COMPLETE)
+            if fit.reason == keys.TIME_LIMIT:  # COMPLETE with its best so far: say why
+                outcome["error"] = f"stopped: the {cbs.time_limit.hit}"
             if fit.reason == keys.NAN:
                 outcome["error"] = (
                     f"non-finite loss or {s.monitor} at epoch {cbs.watch.non_finite_epoch}"
@@ -304,6 +309,8 @@ class TrialRunner:
             cbs.user.append(self.tracking.callback(trial))
         stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
         cbs.backup = backups.TrialBackup(backup, stamp, number, cbs, s.backup_every)
+        if s.trial_timeout is not None or s.epoch_timeout is not None:
+            cbs.time_limit = TimeLimit(s.trial_timeout, s.epoch_timeout, self._started)
         if self.on_epoch is not None:
             hook = self.on_epoch
             cbs.notice = EpochNotice(s.monitor, lambda epoch, value: hook(number, epoch, value))

@@ -103,6 +103,8 @@ SAVED_BY = {
     keys.NAN: "NaN stops",
     keys.FAILED: "failures",
     keys.WORKER_DIED: "dead workers",
+    keys.KILLED: "repeated deaths",
+    keys.TIME_LIMIT: "time limits",
     keys.INTERRUPTED: "interruptions",
 }
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tunecb.oracle.attrs import WORKER
+from tunecb.oracle.attrs import KILLED, STOP_REASON, TIME_LIMIT, WORKER
 from tunecb.reporting.data.overview import THIS_PROCESS
 from tunecb.reporting.data.records import StudyRecords
 from tunecb.reporting.plots.curves import curves_plot, history_plot
@@ -212,6 +212,7 @@ def timeline_plot(result: StudyRecords) -> tuple[Figure, str]:
         a = (start - origin).total_seconds()
         b = ((end or now) - origin).total_seconds()
         by_worker[worker].append((a, max(b - a, 1e-3), state))
+    marked = _limit_marks(result, origin, now)  # stopped by a limit, or killed too often
     lanes = _lanes(by_worker)
     wall = max(a + w for bars in by_worker.values() for a, w, _ in bars) or 1.0
     scale, unit = (60.0, "min") if wall > 600 else (1.0, "s")
@@ -228,6 +229,10 @@ def timeline_plot(result: StudyRecords) -> tuple[Figure, str]:
                 if bars:
                     ax.broken_barh(bars, (row - 0.38, 0.76), color=STATE_COLORS[state],
                                    edgecolor="white", linewidth=0.3)  # fmt: skip
+            if marked.get(worker):
+                ax.broken_barh([(a / scale, w / scale) for a, w in marked[worker]],
+                               (row - 0.38, 0.76), facecolor="none", edgecolor="black",
+                               hatch="////", linewidth=0.5)  # fmt: skip
             busy += sum(w for _, w, _ in by_worker[worker])
         busy_total += busy
         name = workers[0] if len(workers) == 1 else f"{len(workers)} processes"
@@ -237,6 +242,11 @@ def timeline_plot(result: StudyRecords) -> tuple[Figure, str]:
     ax.set_xlabel(f"time since the first trial started ({unit})")
     handles = [patch(c, s.lower()) for s, c in STATE_COLORS.items()
                if any(st == s for bars in by_worker.values() for *_, st in bars)]  # fmt: skip
+    if any(marked.values()):
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="////",
+                             label="time limit / killed"))  # fmt: skip
     ax.legend(handles=handles, loc="upper right", fontsize=8)
     share = busy_total / (wall * len(lanes))
     workers = plural(len(by_worker), "worker process")
@@ -253,6 +263,21 @@ def timeline_plot(result: StudyRecords) -> tuple[Figure, str]:
             f"trials ({share:.0%} on average)."
         )
     return fig, caption
+
+
+def _limit_marks(
+    result: StudyRecords, origin: Any, now: Any
+) -> dict[str, list[tuple[float, float]]]:
+    """Per worker, the spans of trials stopped by ``--trial-timeout``/``--epoch-timeout``
+    or failed for good after killing their process too often: the timeline hatches them."""
+    marks: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for t in result.trials.values():
+        if t.datetime_start is None or t.user_attrs.get(STOP_REASON) not in (TIME_LIMIT, KILLED):
+            continue
+        a = (t.datetime_start - origin).total_seconds()
+        b = ((t.datetime_complete or now) - origin).total_seconds()
+        marks[t.user_attrs.get(WORKER) or THIS_PROCESS].append((a, max(b - a, 1e-3)))
+    return marks
 
 
 def _lanes(by_worker: dict[str, list[tuple[float, float, str]]]) -> list[list[str]]:

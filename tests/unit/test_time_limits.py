@@ -1,0 +1,135 @@
+"""Per-trial and per-epoch time limits (issue 21) without a fit: the supervisor's clock that
+decides when a stuck trial's worker is ended, the epoch-end stop of the trial's callback on
+a stand-in model, and where in-process trials go when a limit is set."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from tunecb.errors import StudyFileError
+from tunecb.execution.choice import where_it_can_be_ended
+from tunecb.execution.inline import InlineExecutor
+from tunecb.execution.processes import ProcessExecutor
+from tunecb.execution.timeouts import GRACE_S, TrialClock
+
+
+def test_a_clock_without_limits_or_without_a_running_trial_never_ends_anything():
+    clock = TrialClock(None, None)
+    clock.start(0, now=0.0)
+    assert clock.overdue(now=1e9) is None
+    limited = TrialClock(1.0, 1.0)
+    assert limited.overdue(now=1e9) is None  # nothing started
+    limited.start(3, now=0.0)
+    limited.stop()
+    assert limited.overdue(now=1e9) is None
+
+
+def test_a_trial_stuck_before_any_epoch_end_is_ended_after_the_limit_and_the_grace():
+    clock = TrialClock(trial_timeout=3.0, epoch_timeout=None)
+    clock.start(5, now=10.0)
+    assert clock.overdue(now=10.0 + 3.0 + GRACE_S - 0.1) is None
+    why = clock.overdue(now=10.0 + 3.0 + GRACE_S + 0.1)
+    assert why is not None and "trial limit of 3 s" in why and "process was ended" in why
+
+
+def test_a_trial_whose_epochs_still_end_gets_time_to_reach_the_next_epoch_end():
+    """Long epochs (10 s): past the limit, the trial's own callback stops it at the next
+    epoch end; the process is ended only when that end is two epochs late."""
+    clock = TrialClock(trial_timeout=15.0, epoch_timeout=None)
+    clock.start(0, now=0.0)
+    clock.epoch(now=10.0)
+    assert clock.overdue(now=15.0 + GRACE_S + 1.0) is None
+    assert clock.overdue(now=15.0 + 2 * 10.0 + 0.1) is not None
+
+
+def test_an_epoch_that_does_not_end_is_ended_after_the_epoch_limit_and_the_grace():
+    clock = TrialClock(trial_timeout=None, epoch_timeout=2.0)
+    clock.start(0, now=0.0)
+    for end in (1.0, 2.5, 4.0):  # each epoch within its limit
+        clock.epoch(now=end)
+        assert clock.overdue(now=end) is None
+    assert clock.overdue(now=4.0 + 2.0 + GRACE_S - 0.1) is None
+    assert "epoch limit of 2 s" in clock.overdue(now=4.0 + 2.0 + GRACE_S + 0.1)
+
+
+def _settings(trial_timeout=None, epoch_timeout=None):
+    return SimpleNamespace(trial_timeout=trial_timeout, epoch_timeout=epoch_timeout)
+
+
+def test_with_a_time_limit_in_process_trials_run_in_one_worker_process():
+    loaded = SimpleNamespace(in_code=False)
+    executor, notes = where_it_can_be_ended(InlineExecutor(), _settings(3.0), loaded)
+    assert isinstance(executor, ProcessExecutor) and executor.jobs == 1
+    assert notes == [
+        "--trial-timeout: trials run one at a time in a worker process, where a trial stuck "
+        "past its limit can be ended"
+    ]
+    executor, notes = where_it_can_be_ended(InlineExecutor(), _settings(None, 2.0), loaded)
+    assert isinstance(executor, ProcessExecutor) and notes[0].startswith("--epoch-timeout:")
+
+
+@pytest.mark.parametrize(
+    "executor, settings",
+    [(InlineExecutor(), _settings()), (ProcessExecutor(jobs=2), _settings(3.0))],
+    ids=["no-limit", "already-in-workers"],
+)
+def test_without_a_limit_or_with_workers_nothing_moves(executor, settings):
+    assert where_it_can_be_ended(executor, settings, SimpleNamespace(in_code=False)) == (
+        executor, [],
+    )  # fmt: skip
+
+
+def test_a_study_that_cannot_travel_stays_here_and_says_what_the_limit_cannot_do():
+    def portable():
+        raise StudyFileError("its functions use a lock")
+
+    loaded = SimpleNamespace(in_code=True, portable=portable)
+    executor, notes = where_it_can_be_ended(InlineExecutor(), _settings(3.0), loaded)
+    assert isinstance(executor, InlineExecutor)
+    assert "not if stuck inside one (its functions use a lock)" in notes[0]
+
+
+def test_the_callback_stops_the_fit_at_the_first_epoch_end_past_a_limit(monkeypatch):
+    from tunecb.training import time_limit
+
+    now = [100.0]
+    monkeypatch.setattr(time_limit.time, "monotonic", lambda: now[0])
+    limit = time_limit.TimeLimit(trial_timeout=3.0, epoch_timeout=None, started=100.0)
+    limit.set_model(SimpleNamespace(stop_training=False))
+    for epoch, end in enumerate((101.0, 102.5)):
+        limit.on_epoch_begin(epoch)
+        now[0] = end
+        limit.on_epoch_end(epoch)
+        assert limit.hit is None and not limit.model.stop_training
+    limit.on_epoch_begin(2)
+    now[0] = 104.0
+    limit.on_epoch_end(2)
+    assert limit.model.stop_training
+    assert limit.hit == "trial limit of 3 s passed after epoch 3"
+
+
+def test_the_callback_stops_after_an_epoch_longer_than_the_epoch_limit(monkeypatch):
+    from tunecb.training import time_limit
+
+    now = [0.0]
+    monkeypatch.setattr(time_limit.time, "monotonic", lambda: now[0])
+    limit = time_limit.TimeLimit(trial_timeout=None, epoch_timeout=2.0, started=0.0)
+    limit.set_model(SimpleNamespace(stop_training=False))
+    limit.on_epoch_begin(0)
+    now[0] = 2.5
+    limit.on_epoch_end(0)
+    assert limit.model.stop_training and limit.hit.startswith("epoch limit of 2 s passed")
+
+
+def test_a_new_worker_may_take_one_trials_limit_to_load_its_data():
+    clock = TrialClock(trial_timeout=3.0, epoch_timeout=None)
+    clock.loading(now=0.0)
+    assert clock.overdue(now=3.0 + GRACE_S - 0.1) is None
+    assert "the data function never returned?" in clock.overdue(now=3.0 + GRACE_S + 0.1)
+    clock.start(0, now=4.0)  # its first trial started: the trial's own limit from now
+    assert clock.overdue(now=4.0 + 3.0 + GRACE_S - 0.1) is None
+    unlimited = TrialClock(None, None)
+    unlimited.loading(now=0.0)
+    assert unlimited.overdue(now=1e9) is None

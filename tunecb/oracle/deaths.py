@@ -1,0 +1,215 @@
+"""A trial whose process dies: run again, or failed for good after a stated number of deaths.
+
+A worker killed from outside says nothing about its trial, and its trial runs again
+(:func:`tunecb.oracle.attempts.fail_and_requeue`). But the kernel's out-of-memory killer
+sends the same SIGKILL as an operator, and a configuration too large for the machine then
+dies every time it runs: before this rule, the same parameters ran again forever.
+
+The deaths of one configuration are counted along its attempts (Optuna's ``retry_history``
+lineage). Each death is recorded on the attempt (``death``: how it died, the worker's last
+resident memory, whether the cgroup's OOM killer acted, and whether it counts):
+
+- SIGTERM, SIGINT, SIGHUP (an operator's or a scheduler's stop) never count: the trial
+  always runs again;
+- any other death counts (SIGKILL, a crash, a process found gone by a later run):
+  the trial FAILs for good (stop reason ``killed``, counted in the budget, told to the
+  sampler as failed) on its ``MAX_DEATHS``-th death, or already on its
+  ``MAX_MEMORY_DEATHS``-th when the system says memory ran out (the cgroup's
+  ``memory.events`` ``oom_kill`` counter moved while it ran, or its last resident memory
+  was at least ``NEAR_LIMIT`` of the memory it may use).
+
+The cost: an operator who SIGKILLs the same configuration ``MAX_DEATHS`` times fails it.
+
+>>> death = Death("SIGKILL", rss_mb=23_500.0, oom=True)
+>>> death.counts, death.memory
+(True, True)
+>>> failure_reason([death, death])
+'killed 2 times (SIGKILL), last at 22.9 GiB RSS, the OOM killer acted: out of memory?'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+
+from tunecb.oracle import attrs
+
+MAX_DEATHS = 3  # deaths of one configuration that fail it for good
+MAX_MEMORY_DEATHS = 2  # ... when the system says memory ran out
+NEAR_LIMIT = 0.9  # of the memory a process may use: resident memory that close is a cause
+# Deaths by these signals are an operator's or a scheduler's stop: they never count.
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+
+
+@dataclass(frozen=True)
+class Death:
+    """How one attempt's process died, as far as this machine can tell.
+
+    ``how``: ``SIGKILL``, ``exit code 1``, ``its process is gone`` (found by a later run);
+    ``rss_mb``: its resident memory last seen; ``oom``: the cgroup's OOM killer acted while
+    it ran (``None``: unknown); ``limit_mb``: the memory it could use (``None``: unknown).
+    """
+
+    how: str
+    rss_mb: float | None = None
+    oom: bool | None = None
+    limit_mb: float | None = None
+
+    @property
+    def counts(self) -> bool:
+        """Whether this death counts towards failing the configuration."""
+        return self.how not in STOP_SIGNALS
+
+    @property
+    def memory(self) -> bool:
+        """Whether the system says memory ran out (the OOM killer, or RSS near the limit).
+
+        >>> Death("SIGKILL", rss_mb=950.0, limit_mb=1000.0).memory
+        True
+        """
+        if self.oom:
+            return True
+        return bool(self.rss_mb and self.limit_mb and self.rss_mb >= NEAR_LIMIT * self.limit_mb)
+
+    def record(self) -> dict[str, Any]:
+        """What is stored on the dead attempt (user attr ``death``)."""
+        return {**asdict(self), "counts": self.counts, "memory": self.memory}
+
+
+def earlier_deaths(study: optuna.Study, trial: Any) -> list[Death]:
+    """The counted deaths of ``trial``'s earlier attempts (its ``retry_history``)."""
+    found = []
+    history = trial.system_attrs.get(attrs.RETRY_HISTORY, ())
+    for number in history:
+        record = _attempt(study, number).user_attrs.get(attrs.DEATH)
+        if isinstance(record, dict) and record.get("counts"):
+            known = {k: record.get(k) for k in ("how", "rss_mb", "oom", "limit_mb")}
+            found.append(Death(**known))
+    return found
+
+
+def _attempt(study: optuna.Study, number: int) -> Any:
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return storage.get_trial(trial_id)
+
+
+def fails_for_good(deaths: list[Death]) -> bool:
+    """Whether these counted deaths (the last one included) end the configuration.
+
+    >>> fails_for_good([Death("SIGKILL")] * 2), fails_for_good([Death("SIGKILL")] * 3)
+    (False, True)
+    """
+    limit = MAX_MEMORY_DEATHS if any(d.memory for d in deaths) else MAX_DEATHS
+    return len(deaths) >= limit
+
+
+def failure_reason(deaths: list[Death]) -> str:
+    """The one line a configuration failed for good with, e.g. ``killed 3 times (SIGKILL),
+    last at 812 MiB RSS: out of memory, or killed from outside?``."""
+    hows = ", ".join(sorted({d.how for d in deaths}))
+    text = f"killed {len(deaths)} times ({hows})"
+    last = deaths[-1]
+    if last.rss_mb:
+        text += f", last at {_size(last.rss_mb)} RSS"
+        if last.limit_mb:
+            text += f" of {_size(last.limit_mb)}"
+    if any(d.oom for d in deaths):
+        return f"{text}, the OOM killer acted: out of memory?"
+    if any(d.memory for d in deaths):
+        return f"{text}: out of memory?"
+    return f"{text}: out of memory, a crash in native code, or killed from outside?"
+
+
+def _size(mb: float) -> str:
+    return f"{mb / 1024:.1f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
+
+
+def died_text(death: Death) -> str:
+    """The error of a dead attempt that runs again, e.g. ``worker killed by SIGKILL at
+    812 MiB RSS``."""
+    text = death.how if death.how.startswith("its ") else f"worker {death.how}"
+    if death.how.startswith("SIG"):
+        text = f"worker killed by {death.how}"
+    if death.rss_mb:
+        text += f" at {_size(death.rss_mb)} RSS"
+    return text + (" (the OOM killer acted)" if death.oom else "")
+
+
+# -- what the system says ------------------------------------------------------------------
+
+
+def oom_kills() -> int | None:
+    """The OOM killer's kills in this process's memory cgroup (cgroup v2 ``memory.events``,
+    v1 ``memory.oom_control``), ``None`` where the system does not say.
+
+    >>> isinstance(oom_kills(), int | None)
+    True
+    """
+    for path, key in _cgroup_files(("memory.events", "memory.oom_control")):
+        with contextlib.suppress(OSError, ValueError), open(path) as handle:
+            for line in handle:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    return None
+
+
+def memory_limit_mb() -> float | None:
+    """The memory this process's cgroup may use (``memory.max``), else the machine's."""
+    for path, _ in _cgroup_files(("memory.max", "memory.limit_in_bytes")):
+        with contextlib.suppress(OSError, ValueError):
+            with open(path) as handle:
+                text = handle.read().strip()
+            if text != "max" and int(text) < 2**60:
+                return int(text) / 2**20
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return None
+
+
+def _cgroup_files(names: tuple[str, str]) -> list[tuple[str, str]]:
+    """Candidate paths of a cgroup v2 file and its v1 twin, with the key each holds."""
+    keys = {"memory.events": "oom_kill", "memory.oom_control": "oom_kill"}
+    found = []
+    with contextlib.suppress(OSError), open("/proc/self/cgroup") as handle:
+        for line in handle:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controllers == "":
+                found.append((f"/sys/fs/cgroup{path}/{names[0]}", keys.get(names[0], "")))
+            elif "memory" in controllers.split(","):
+                base = f"/sys/fs/cgroup/memory{path}/{names[1]}"
+                found.append((base, keys.get(names[1], "")))
+    found.append((f"/sys/fs/cgroup/{names[0]}", keys.get(names[0], "")))
+    return found
+
+
+def rss_of(pid: int) -> float | None:
+    """Resident memory of process ``pid`` in MiB (Linux ``/proc``), ``None`` when gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def note_start(trial: optuna.Trial) -> None:
+    """Record on a starting trial what a later run needs to judge its death: the OOM
+    killer's count now (and the memory it may use)."""
+    kills = oom_kills()
+    if kills is not None:
+        trial.set_user_attr(attrs.OOM_KILLS, kills)
+
+
+def found_dead(trial: Any, pid: int) -> Death:
+    """The death of a RUNNING trial whose process ``pid`` a later run found gone: its last
+    recorded memory, and whether the OOM killer acted since it started."""
+    before, now = trial.user_attrs.get(attrs.OOM_KILLS), oom_kills()
+    oom = None if before is None or now is None else now > before
+    rss = trial.user_attrs.get(attrs.RSS_MB)
+    return Death(f"its process {pid} is gone", rss if isinstance(rss, int | float) else None,
+                 oom, memory_limit_mb())  # fmt: skip
