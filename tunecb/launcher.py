@@ -31,6 +31,7 @@ from tunecb.execution.choice import WorkerOptions, choose
 from tunecb.execution.events import SearchEnded, SearchStarted, TrialFinished
 from tunecb.oracle import budget, retention
 from tunecb.oracle.attrs import BEST_EPOCH, CHECKPOINT
+from tunecb.oracle.front import best_trial, monitor_value
 from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
 from tunecb.storage.failures import is_storage_failure, storage_reason
@@ -264,22 +265,20 @@ def check_some_succeeded(summary: SearchEnded) -> None:
 
 
 def _best(study: optuna.Study) -> tuple[float | None, int | None]:
-    try:
-        best = study.best_trial
-    except ValueError:
+    best = best_trial(study)  # a multi-objective study's: the best on its monitor
+    if best is None:
         return None, None
-    return best.value, best.number
+    return monitor_value(best), best.number
 
 
 def _best_record(study: optuna.Study, study_dir: StudyDir) -> dict[str, Any] | None:
-    try:
-        best = study.best_trial
-    except ValueError:
+    best = best_trial(study)
+    if best is None:
         return None
     checkpoint = best.user_attrs.get(CHECKPOINT)
     return {
         "number": best.number,
-        "value": best.value,
+        "value": monitor_value(best),
         "best_epoch": best.user_attrs.get(BEST_EPOCH),
         "params": best.params,
         "checkpoint": str(study_dir.root / checkpoint) if checkpoint else None,

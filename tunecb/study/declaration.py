@@ -54,6 +54,9 @@ class Study:
         name: study name; defaults to the study file's stem.
         monitor: the logged metric to optimise, e.g. ``"val_accuracy"`` (default ``"val_loss"``).
         direction: ``"maximize"``, ``"minimize"`` or ``"auto"`` (from the metric's name).
+        objectives: a multi-objective search: ``{name: "max" | "min"}`` of logged metrics,
+            the model properties ``params``, ``size_mb``, ``latency_ms``, or
+            ``(direction, function of the model)`` (:mod:`tunecb.study.objectives`).
         epochs: the epoch budget of every trial (also the pruner's maximum resource).
         batch_size: passed to ``fit`` (ignored by Keras for ``tf.data`` inputs).
         fit_kwargs: other ``model.fit`` arguments (``class_weight``, ``shuffle``, ...).
@@ -98,6 +101,7 @@ class Study:
         *,
         monitor: str | None = None,
         direction: str | None = None,
+        objectives: dict[str, Any] | None = None,
         epochs: int | None = None,
         batch_size: int | None = None,
         fit_kwargs: dict[str, Any] | None = None,

@@ -20,11 +20,12 @@ from tunecb.errors import ConfigError
 from tunecb.study import checks
 from tunecb.study.checks import Check, Invalid
 from tunecb.study.direction_check import check_direction
+from tunecb.study.objectives import Objective, monitor_of, parse_objectives
 from tunecb.study.schedules import Schedule
 
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, each also its module's name
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "nsgaii", "bruteforce")
-PRUNERS = ("median", "successive_halving", "hyperband", "none")
+PRUNERS = ("median", "successive_halving", "hyperband", "pareto", "none")
 _PRUNER_ALIASES = {"sha": "successive_halving", "asha": "successive_halving", "nop": "none"}
 
 # How a flag's text becomes a value; tunecb.cli.parser maps each to an argparse type.
@@ -98,6 +99,16 @@ FIELDS: tuple[Field, ...] = (
         ),
     ),
     Field(
+        "objectives", None,
+        "two or more objectives of a multi-objective search, `{name: \"max\" or \"min\"}`: "
+        "logged metrics, `params`, `size_mb`, `latency_ms`, or `(direction, function of the "
+        "model)`; the first metric is the monitor: "
+        "[Multi-objective search](#multi-objective-search)",
+        flag="--objectives", metavar="NAME:DIR,...",
+        help="multi-objective search, e.g. val_accuracy:max,params:min",
+        check=parse_objectives,
+    ),
+    Field(
         "epochs", 20, "epoch budget of every trial; the pruners' resource is the epoch",
         flag="--epochs", cli_type="positive_int", help="epoch budget of every trial",
         check=_POSITIVE,
@@ -137,7 +148,8 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "pruner", "median",
         "`median`, `hyperband` (first rung at a tenth of `epochs`), `successive_halving`, "
-        "`none`, or an `optuna.pruners` instance",
+        "`none`, or an `optuna.pruners` instance; with `objectives=`: `pareto` (the default "
+        "there) or `none`",
         flag="--pruner", help=_one_of(PRUNERS),
         check=checks.optuna_choice("pruner", PRUNERS, _PRUNER_ALIASES),
     ),
@@ -296,6 +308,7 @@ class Settings:
     name: str
     monitor: str
     direction: str
+    objectives: tuple[Objective, ...] | None  # None: a single-objective study
     epochs: int
     batch_size: int | None
     fit_kwargs: dict[str, Any]
@@ -353,9 +366,49 @@ def across_fields(values: dict[str, Any], sources: dict[str, str] | None = None)
     >>> across_fields({"monitor": "val_auc", "direction": "auto"})
     {'direction': 'maximize'}
     """
+    sources = sources or {}
+    objectives = values.get("objectives")
+    if objectives:
+        return _multi(objectives, values, sources)
+    if values.get("pruner") == "pareto":
+        raise ConfigError(
+            f"{sources.get('pruner', 'pruner=')} 'pareto' judges trials on several objectives; "
+            "set objectives= (--objectives), or use another pruner"
+        )
     direction = _direction(values["direction"], values["monitor"])
-    check_direction(values["monitor"], direction, (sources or {}).get("direction", "direction="))
+    check_direction(values["monitor"], direction, sources.get("direction", "direction="))
     return {"direction": direction}
+
+
+def _multi(
+    objectives: tuple[Objective, ...], values: dict[str, Any], sources: dict[str, str]
+) -> dict[str, Any]:
+    """A multi-objective study's monitor, direction and pruner: the first-listed metric
+    with its direction, and ``pareto`` unless the pruner is ``none`` (Optuna's pruners
+    cannot judge a trial on several values)."""
+    where = sources.get("objectives", "objectives=")
+    for o in objectives:
+        if o.per_epoch:
+            check_direction(o.name, o.direction, f"{where} (objective {o.name!r}): direction")
+    first = monitor_of(objectives)
+    for key, wanted in (("monitor", first.name), ("direction", first.direction)):
+        given = values.get(key)
+        if not sources.get(key, "default").startswith("default") and given not in (wanted, "auto"):
+            raise ConfigError(
+                f"{sources[key]} {given!r} contradicts {where}: its first metric "
+                f"{first.name!r} ({first.direction}) is the monitor; drop {key}="
+            )
+    pruner = values.get("pruner")
+    if sources.get("pruner", "default").startswith("default"):
+        pruner = "pareto"
+    elif pruner not in ("pareto", "none"):
+        shown = pruner if isinstance(pruner, str) else type(pruner).__name__
+        raise ConfigError(
+            f"{sources.get('pruner', 'pruner=')} {shown!r} cannot judge a multi-objective "
+            "trial (Optuna's pruners take one value); use 'pareto' (the default with "
+            "objectives=) or 'none'"
+        )
+    return {"monitor": first.name, "direction": first.direction, "pruner": pruner}
 
 
 def _given(
