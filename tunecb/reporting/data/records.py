@@ -140,9 +140,7 @@ def study_records(
     """Every trial of the study as a plain record, best first."""
     study, study_dir, meta = open_report_study(path, storage, study_name)
     objectives = study_objectives(study)
-    maximize = (
-        monitor_of(objectives).maximize if objectives else study.direction.name == "MAXIMIZE"
-    )
+    maximize = monitor_of(objectives).maximize if objectives else study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
     rerun = retried(trials)
     kept = [t for t in trials if t.user_attrs.get(STOP_REASON) != DISCARDED]
