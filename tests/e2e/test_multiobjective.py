@@ -122,3 +122,17 @@ def test_two_workers_share_the_rungs_through_the_journal(tmp_path, cli):
     for t in trials:
         assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
         assert t.state == TrialState.PRUNED or len(t.values) == 2
+
+
+def test_the_html_report_draws_the_front_and_the_hypervolume(mo_study):
+    from tunecb.reporting.data.records import study_records
+    from tunecb.reporting.html.page import html_report
+    from tunecb.reporting.plots.study import render_plots
+
+    result = study_records(mo_study)
+    plots = {p.name: p for p in render_plots(result)}
+    assert list(plots)[:2] == ["front", "hypervolume"]
+    assert plots["front"].png and plots["hypervolume"].png, plots
+    assert plots["learning_curves"].png  # from history.csv: nothing is reported to Optuna
+    assert plots["importance"].png or "complete trials" in plots["importance"].skipped
+    assert "Pareto front" in html_report(result, list(plots.values()))
