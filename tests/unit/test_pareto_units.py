@@ -193,3 +193,27 @@ def test_front_and_best_trial_of_an_in_memory_multi_objective_study():
     assert {t.number for t in study.best_trials} == {0, 1}  # Optuna agrees
     assert front.best_trial(study).number == 0
     assert front.monitor_value(front.best_trial(study)) == 0.9
+
+
+def test_a_resumed_trial_stores_the_rungs_its_carried_over_epochs_passed(tmp_path):
+    from tunecb.training.pareto_pruning import ParetoPruning
+
+    rows = [
+        {"epoch": 1, "loss": 1.0, "val_accuracy": 0.6},
+        {"epoch": 2, "loss": 0.9, "val_accuracy": 0.8},
+        {"epoch": 3, "loss": 0.8, "val_accuracy": 0.7},
+    ]
+    history = _history(tmp_path / "h.csv", rows)
+    others = [_stored(0, TrialState.COMPLETE, 1, [0.99, 1.0])]  # would prune it at rung 1
+    trial = _FakeTrial(7, others)
+    objectives = parse_objectives("val_accuracy:max,params:min")
+    cb = ParetoPruning(trial, objectives, {"params": 5.0}, history, epochs=30)
+    assert cb.rungs == {3, 9, 27}
+    cb.rungs |= {1}
+    cb.set_model(SimpleNamespace(stop_training=False))
+    cb.on_train_begin()
+    assert trial.user_attrs == {  # the best epoch so far at each rung: 1, then 2
+        f"{keys.PARETO_RUNG}1": [0.6, 5.0],
+        f"{keys.PARETO_RUNG}3": [0.8, 5.0],
+    }
+    assert cb.pruned_at is None and not cb.model.stop_training  # judged before the kill

@@ -26,7 +26,6 @@ from tunecb.study import schedules
 from tunecb.study.data import Data, missing_backend_hint, wants_data
 from tunecb.study.data_checks import check_input_shape, data_function
 from tunecb.study.declaration import LoadedStudy
-from tunecb.study.objectives import text_of
 from tunecb.study.settings import Settings
 from tunecb.training import backup as backups
 from tunecb.training import constraints, objectives
@@ -440,7 +439,6 @@ class TrialRunner:
                 "value": outcome.value,
                 "monitor": self.settings.monitor,
                 "direction": self.settings.direction,
-                "objectives": text_of(self.settings.objectives),
                 "params": trial.params,
                 "study": self.settings.name,
                 "study_file": str(self.loaded.path.resolve()),  # rerun and retrain read it
