@@ -111,6 +111,7 @@ def test_an_objective_the_model_does_not_log_is_a_one_line_error(tmp_path, cli):
     assert "'params', 'size_mb', 'latency_ms'" in line
 
 
+@pytest.mark.slow
 def test_two_workers_share_the_rungs_through_the_journal(tmp_path, cli):
     settings = MO.replace("n_trials=5", "n_trials=4").replace("epochs=3", "epochs=2")
     path = write_study(tmp_path, settings=settings)
@@ -136,3 +137,18 @@ def test_the_html_report_draws_the_front_and_the_hypervolume(mo_study):
     assert plots["learning_curves"].png  # from history.csv: nothing is reported to Optuna
     assert plots["importance"].png or "complete trials" in plots["importance"].skipped
     assert "Pareto front" in html_report(result, list(plots.values()))
+
+
+@pytest.mark.slow
+def test_the_pareto_pruner_reads_its_rungs_from_postgresql(tmp_path, cli, postgres_url):
+    settings = MO.replace("n_trials=5", "n_trials=4").replace("epochs=3", "epochs=2")
+    path = write_study(tmp_path, name="pgmo", settings=settings)
+    code, _, err = cli("search", path, "--storage", postgres_url, "--results", tmp_path / "r")
+    assert code == 0, err
+    study = optuna.load_study(study_name="pgmo", storage=postgres_url)
+    assert len(study.directions) == 2 and len(study.trials) == 4
+    assert all(f"{keys.PARETO_RUNG}1" in t.user_attrs for t in study.trials)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert all(t.user_attrs[keys.EPOCHS_RUN] == 1 for t in pruned)
+    df = tunecb.report(str(tmp_path / "r" / "pgmo"), storage=postgres_url)
+    assert df["front"].iloc[0] and "params" in df.columns
