@@ -76,6 +76,8 @@ def test_the_report_puts_the_front_first_with_a_column_per_objective(mo_study, c
         assert code == 0 and "front" in out and "params" in out, err
     rows = json.loads(cli("report", mo_study, "--format", "json")[1])
     assert [r["trial"] for r in rows] == df["trial"].tolist()
+    code, out, _ = cli("report", mo_study, "--trial", df["trial"].iloc[0])
+    assert code == 0 and "on the Pareto front" in " ".join(out.split())
 
 
 def test_keep_checkpoints_never_deletes_a_front_members_checkpoint(mo_study):
