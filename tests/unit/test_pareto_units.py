@@ -217,3 +217,54 @@ def test_a_resumed_trial_stores_the_rungs_its_carried_over_epochs_passed(tmp_pat
         f"{keys.PARETO_RUNG}3": [0.8, 5.0],
     }
     assert cb.pruned_at is None and not cb.model.stop_training  # judged before the kill
+
+
+# --- the model's properties ----------------------------------------------------------------
+
+
+class _FakeModel:
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.weights = [np.zeros((3, 4), "float32"), np.zeros(4, "float64")]
+        self.batches: list = []
+
+    def count_params(self) -> int:
+        return 16
+
+    def predict_on_batch(self, batch) -> None:
+        self.batches.append(len(batch))
+
+
+def test_properties_are_measured_by_name_and_a_users_function_by_its_own():
+    import numpy as np
+
+    from tunecb.training.objectives import LATENCY_BATCH, REPEATS, WARMUP, measure
+
+    objectives = parse_objectives(
+        {"val_accuracy": "max", "params": "min", "size_mb": "min", "latency_ms": "min",
+         "layers": ("min", lambda model: len(model.weights))}
+    )  # fmt: skip
+    model = _FakeModel()
+    data = SimpleNamespace(x=np.zeros((100, 3), "float32"), train=None)
+    found = measure(model, data, objectives, "st.py")
+    assert list(found) == ["params", "size_mb", "latency_ms", "layers"]
+    assert found["params"] == 16.0 and found["layers"] == 2.0
+    assert found["size_mb"] == (12 * 4 + 4 * 8) / 1e6
+    assert found["latency_ms"] >= 0.0
+    assert model.batches == [LATENCY_BATCH] * (WARMUP + REPEATS)  # a fixed batch, warmed up
+
+
+def test_a_users_measure_that_returns_no_number_stops_the_search_in_one_line():
+    from tunecb.errors import ModelError
+    from tunecb.training.objectives import measure
+
+    def flops(model):
+        return float("nan")
+
+    objectives = parse_objectives({"val_accuracy": "max", "flops": ("min", flops)})
+    with pytest.raises(ModelError) as exc:
+        measure(_FakeModel(), None, objectives, "st.py")
+    assert str(exc.value) == (
+        "objective 'flops': flops(model) in st.py returned nan; return a finite number"
+    )
