@@ -154,3 +154,15 @@ def test_the_pareto_pruner_reads_its_rungs_from_postgresql(tmp_path, cli, postgr
     assert all(t.user_attrs[keys.EPOCHS_RUN] == 1 for t in pruned)
     df = tunecb.report(str(tmp_path / "r" / "pgmo"), storage=postgres_url)
     assert df["front"].iloc[0] and "params" in df.columns
+
+
+def test_continuing_under_other_objectives_is_refused_in_one_line(mo_study, cli):
+    study_file = mo_study.parent.parent / "mo.py"
+    code, _, err = cli("search", study_file, "--results", mo_study.parent,
+                       "--objectives", "val_accuracy:max,size_mb:min")  # fmt: skip
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.endswith(
+        "optimises val_accuracy:max,params:min; the study now says "
+        "val_accuracy:max,size_mb:min. Use --study-name NEW for a new study, or restore the "
+        "old objectives"
+    )
