@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError, StudyFileError, cause_line, first_line
+from tunecb.study.objectives import stable_repr
 from tunecb.study.settings import FIELDS
 
 DataFn = Callable[[], Any]
@@ -255,7 +256,7 @@ def study_in_code(study: Study) -> LoadedStudy:
         except (OSError, TypeError):
             code = getattr(fn, "__code__", None)
             texts.append(repr(code.co_code) if code else repr(fn))
-    texts.append(repr(sorted((k, repr(v)) for k, v in study.settings.items())))
+    texts.append(repr(sorted((k, stable_repr(v)) for k, v in study.settings.items())))
     sha256 = hashlib.sha256("\n".join(texts).encode()).hexdigest()
     code = getattr(study.build_fn, "__code__", None)
     path = Path(code.co_filename) if code else Path("<study>")

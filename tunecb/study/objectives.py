@@ -24,7 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunecb.errors import ConfigError
 from tunecb.study.checks import Invalid
+from tunecb.study.direction_check import check_direction
 
 # The model properties tunecb measures itself (tunecb.training.objectives measures them).
 PROPERTIES = ("params", "size_mb", "latency_ms")
@@ -131,3 +133,60 @@ def text_of(objectives: tuple[Objective, ...] | None) -> str | None:
     if not objectives:
         return None
     return ",".join(f"{o.name}:{o.direction[:3]}" for o in objectives)
+
+
+def stable_repr(value: Any) -> str:
+    """``repr`` that names a function by its qualified name, not its address (a measure in
+    ``objectives=``): a study declared in code gets one fingerprint in every process.
+
+    >>> stable_repr({"depth": ("min", len)}), stable_repr([1, (2,)])
+    ("{'depth': ('min', <function builtins.len>)}", '[1, (2,)]')
+    """
+    if not _holds_function(value):
+        return repr(value)  # as before: the fingerprints of existing studies stay
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {stable_repr(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, tuple | list):
+        return "(" + ", ".join(stable_repr(v) for v in value) + ")"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"<function {getattr(value, '__module__', '?')}.{value.__qualname__}>"
+    return repr(value)
+
+
+def _holds_function(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_function(v) for v in value.values())
+    if isinstance(value, tuple | list):
+        return any(_holds_function(v) for v in value)
+    return callable(value) and hasattr(value, "__qualname__")
+
+
+def settle(
+    objectives: tuple[Objective, ...], values: dict[str, Any], sources: dict[str, str]
+) -> dict[str, Any]:
+    """A multi-objective study's monitor, direction and pruner: the first-listed metric
+    with its direction, and ``pareto`` unless the pruner is ``none`` (Optuna's pruners
+    cannot judge a trial on several values)."""
+    where = sources.get("objectives", "objectives=")
+    for o in objectives:
+        if o.per_epoch:
+            check_direction(o.name, o.direction, f"{where} (objective {o.name!r}): direction")
+    first = monitor_of(objectives)
+    for key, wanted in (("monitor", first.name), ("direction", first.direction)):
+        given = values.get(key)
+        if not sources.get(key, "default").startswith("default") and given not in (wanted, "auto"):
+            raise ConfigError(
+                f"{sources[key]} {given!r} contradicts {where}: its first metric "
+                f"{first.name!r} ({first.direction}) is the monitor; drop {key}="
+            )
+    pruner = values.get("pruner")
+    if sources.get("pruner", "default").startswith("default"):
+        pruner = "pareto"
+    elif pruner not in ("pareto", "none"):
+        shown = pruner if isinstance(pruner, str) else type(pruner).__name__
+        raise ConfigError(
+            f"{sources.get('pruner', 'pruner=')} {shown!r} cannot judge a multi-objective "
+            "trial (Optuna's pruners take one value); use 'pareto' (the default with "
+            "objectives=) or 'none'"
+        )
+    return {"monitor": first.name, "direction": first.direction, "pruner": pruner}

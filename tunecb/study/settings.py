@@ -20,7 +20,7 @@ from tunecb.errors import ConfigError
 from tunecb.study import checks
 from tunecb.study.checks import Check, Invalid
 from tunecb.study.direction_check import check_direction
-from tunecb.study.objectives import Objective, monitor_of, parse_objectives
+from tunecb.study.objectives import Objective, parse_objectives, settle
 from tunecb.study.schedules import Schedule
 
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, each also its module's name
@@ -369,7 +369,7 @@ def across_fields(values: dict[str, Any], sources: dict[str, str] | None = None)
     sources = sources or {}
     objectives = values.get("objectives")
     if objectives:
-        return _multi(objectives, values, sources)
+        return settle(objectives, values, sources)
     if values.get("pruner") == "pareto":
         raise ConfigError(
             f"{sources.get('pruner', 'pruner=')} 'pareto' judges trials on several objectives; "
@@ -378,37 +378,6 @@ def across_fields(values: dict[str, Any], sources: dict[str, str] | None = None)
     direction = _direction(values["direction"], values["monitor"])
     check_direction(values["monitor"], direction, sources.get("direction", "direction="))
     return {"direction": direction}
-
-
-def _multi(
-    objectives: tuple[Objective, ...], values: dict[str, Any], sources: dict[str, str]
-) -> dict[str, Any]:
-    """A multi-objective study's monitor, direction and pruner: the first-listed metric
-    with its direction, and ``pareto`` unless the pruner is ``none`` (Optuna's pruners
-    cannot judge a trial on several values)."""
-    where = sources.get("objectives", "objectives=")
-    for o in objectives:
-        if o.per_epoch:
-            check_direction(o.name, o.direction, f"{where} (objective {o.name!r}): direction")
-    first = monitor_of(objectives)
-    for key, wanted in (("monitor", first.name), ("direction", first.direction)):
-        given = values.get(key)
-        if not sources.get(key, "default").startswith("default") and given not in (wanted, "auto"):
-            raise ConfigError(
-                f"{sources[key]} {given!r} contradicts {where}: its first metric "
-                f"{first.name!r} ({first.direction}) is the monitor; drop {key}="
-            )
-    pruner = values.get("pruner")
-    if sources.get("pruner", "default").startswith("default"):
-        pruner = "pareto"
-    elif pruner not in ("pareto", "none"):
-        shown = pruner if isinstance(pruner, str) else type(pruner).__name__
-        raise ConfigError(
-            f"{sources.get('pruner', 'pruner=')} {shown!r} cannot judge a multi-objective "
-            "trial (Optuna's pruners take one value); use 'pareto' (the default with "
-            "objectives=) or 'none'"
-        )
-    return {"monitor": first.name, "direction": first.direction, "pruner": pruner}
 
 
 def _given(
