@@ -29,8 +29,9 @@ from tunecb.errors import SearchFailed, StorageError, TunecbError, first_line
 from tunecb.execution._base import STOP_BUDGET, Executor, Job, Limits
 from tunecb.execution.choice import WorkerOptions, choose, where_it_can_be_ended, within_memory
 from tunecb.execution.events import SearchEnded, SearchStarted, TrialFinished
-from tunecb.oracle import budget, retention, warm
+from tunecb.oracle import budget, retention
 from tunecb.oracle.attrs import BEST_EPOCH, CHECKPOINT, DATA
+from tunecb.oracle.front import best_trial, monitor_value
 from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
 from tunecb.storage.failures import is_storage_failure, storage_reason
@@ -297,18 +298,20 @@ def check_some_succeeded(summary: SearchEnded) -> None:
 
 
 def _best(study: optuna.Study) -> tuple[float | None, int | None]:
-    best = warm.best(study)  # warm-start trials are not this study's own
-    return (None, None) if best is None else (best.value, best.number)
+    best = best_trial(study)  # a multi-objective study's: the best on its monitor
+    if best is None:
+        return None, None
+    return monitor_value(best), best.number
 
 
 def _best_record(study: optuna.Study, study_dir: StudyDir) -> dict[str, Any] | None:
-    best = warm.best(study)
+    best = best_trial(study)
     if best is None:
         return None
     checkpoint = best.user_attrs.get(CHECKPOINT)
     return {
         "number": best.number,
-        "value": best.value,
+        "value": monitor_value(best),
         "best_epoch": best.user_attrs.get(BEST_EPOCH),
         "params": best.params,
         "checkpoint": str(study_dir.root / checkpoint) if checkpoint else None,

@@ -29,7 +29,8 @@ HEADING = "### `tunecb.Study(...)` reference"
 FLAGGED = [f for f in FIELDS if f.flag]
 # A valid value of every flagged setting, as the CLI would pass it.
 VALID = {
-    "name": "x", "monitor": "val_accuracy", "direction": "max", "epochs": 1, "batch_size": 1,
+    "name": "x", "monitor": "val_accuracy", "direction": "max",
+    "objectives": "val_accuracy:max,params:min", "epochs": 1, "batch_size": 1,
     "n_trials": 1, "timeout": 1.5, "trial_timeout": 3.0, "epoch_timeout": 2.5,
     "sampler": "random", "pruner": "none", "seed": 0,
     "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
@@ -43,6 +44,9 @@ BAD = {
     "name": (".x", "a study name is letters, digits, '_', '-' and '.', not first, e.g. 'digits'"),
     "monitor": ("", "name a logged metric, e.g. 'val_accuracy'"),
     "direction": ("up", "use 'maximize', 'minimize' or 'auto'"),
+    "objectives": (3, "give a dict of objective names and directions, e.g. objectives="
+                   "{'val_accuracy': 'max', 'params': 'min'} (--objectives "
+                   "val_accuracy:max,params:min)"),
     "epochs": (None, "must be a positive integer"),
     "batch_size": (0, "must be a positive integer"),
     "fit_kwargs": ([], "must be a dict of model.fit arguments"),
@@ -52,7 +56,8 @@ BAD = {
     "epoch_timeout": (-1.0, "must be a positive number of seconds"),
     "sampler": ("annealing", "use one of ['tpe', 'random', 'cmaes', 'qmc', 'gp', 'nsgaii', "
                 "'bruteforce'] or an optuna.samplers instance"),
-    "pruner": (3, "use one of ['median', 'successive_halving', 'hyperband', 'none'] or an "
+    "pruner": (3, "use one of ['median', 'successive_halving', 'hyperband', 'pareto', 'none'] "
+               "or an "
                "optuna.pruners instance"),
     "seed": (-1, "must be an integer >= 0"),
     "patience": (1.5, "must be an integer >= 0, or None to turn early stopping off"),
@@ -80,7 +85,7 @@ BAD = {
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 31
+    assert len(set(names)) == len(names) == 32
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 

@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from tunecb.errors import ConfigError
-from tunecb.oracle import attrs, budget, warm
+from tunecb.oracle import attrs, budget, front, warm
 from tunecb.storage.urls import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -47,10 +47,10 @@ def test_only_earlier_trials_that_fit_the_new_space_are_added_once_and_not_count
     assert [(t.params["x"], t.user_attrs[attrs.WARM_START]["number"]) for t in trials] == [
         (0.5, 1), (0.9, 2)
     ]  # fmt: skip
-    assert budget.finished(trials) == 0 and warm.best(study) is None
+    assert budget.finished(trials) == 0 and front.best_trial(study) is None
     study.add_trial(optuna.trial.create_trial(params={"x": 0.7}, distributions={"x": X},
                                               value=0.7))  # fmt: skip
-    assert warm.best(study).params == {"x": 0.7}  # better copies are not this study's best
+    assert front.best_trial(study).params == {"x": 0.7}  # better copies are not this study's best
 
 
 @pytest.mark.parametrize(

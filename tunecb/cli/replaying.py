@@ -39,6 +39,15 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, positive_int: Any) ->
     pick.add_argument("--trial", type=positive_or_zero, metavar="N", help=_PICK_HELP)
     pick.add_argument("--rank", type=positive_int, metavar="K", help="the K-th best trial")
     retrain.add_argument(
+        "--best-on", metavar="OBJECTIVE",
+        help="multi-objective study: the front member best on OBJECTIVE (with --within)",
+    )  # fmt: skip
+    retrain.add_argument(
+        "--within", action="append", metavar="NAME=LIMIT",
+        help="multi-objective study: only front members with NAME at most (a minimised "
+        "objective) or at least (a maximised one) LIMIT; repeatable",
+    )  # fmt: skip
+    retrain.add_argument(
         "--epochs", type=positive_int, metavar="N", help="epochs to train (default: the "
         "trial's best epoch)",
     )  # fmt: skip
@@ -111,7 +120,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
     result = retrain(
         args.path, trial=args.trial, rank=args.rank, epochs=args.epochs, study=args.study,
-        merge=not args.train_only,
+        merge=not args.train_only, best_on=args.best_on, within=args.within,
     )  # fmt: skip
     _notes(result.notes)
     data = "training + validation" if result.merged else "training"

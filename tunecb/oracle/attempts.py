@@ -29,7 +29,7 @@ log = logging.getLogger("tunecb")
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
     """Tell Optuna the outcome's state (COMPLETE with the best value, PRUNED or FAIL)."""
     if outcome.state == COMPLETE:
-        study.tell(trial, outcome.value)
+        study.tell(trial, outcome.values() or outcome.value)
     elif outcome.state == PRUNED:
         study.tell(trial, state=TrialState.PRUNED)
     else:

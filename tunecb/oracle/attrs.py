@@ -36,6 +36,10 @@ RESUMED_FROM = "resumed_from_epoch"  # the epoch a rerun resumed from its backup
 # constraint=): > 0 infeasible (the trial never trained), <= 0 feasible. The default
 # sampler reads it (tunecb.oracle.attempts.violation) to learn where models are infeasible.
 CONSTRAINT = "constraint"
+# A multi-objective trial's values, {name: value} in the study's order (at its best epoch);
+# and per rung epoch, the values the Pareto pruner judged it by ("pareto_rung_<epoch>").
+OBJECTIVES = "objectives"
+PARETO_RUNG = "pareto_rung_"
 VERSIONS = "versions"  # {"backend": name, name: version, ...}
 DATA = "data"  # the data function's fingerprint (also a study attr: the first trial's)
 TRAINING = "training"  # the settings that shaped the training (rerun reads them)
@@ -85,6 +89,7 @@ STUDY_FILE, STUDY_VERSION = "study_file", "tunecb_version"
 # The study file hash whose search-space diff was shown (tunecb.oracle.space.notice).
 SPACE_NOTED = "space_noted"
 WARM_FROM = "warm_from"  # {"from": results folder, "study": name}: --warm-start's source
+STUDY_OBJECTIVES = "objectives"  # "val_accuracy:max,params:min" of a multi-objective study
 
 
 def worker_id(pid: int | None = None) -> str:

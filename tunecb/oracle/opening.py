@@ -22,6 +22,7 @@ from tunecb.oracle.attrs import (
     STUDY_EPOCHS,
     STUDY_FILE,
     STUDY_MONITOR,
+    STUDY_OBJECTIVES,
     STUDY_SHA,
     STUDY_VERSION,
 )
@@ -31,6 +32,7 @@ from tunecb.results import StudyDir, write_json
 from tunecb.storage.urls import redact, redact_text
 from tunecb.study.configurations import read as read_configurations
 from tunecb.study.declaration import LoadedStudy
+from tunecb.study.objectives import text_of
 from tunecb.study.samplers_pruners import make_pruner, make_sampler
 from tunecb.study.settings import Settings
 
@@ -113,7 +115,9 @@ def _continue(
     constraints = constraints_func(loaded.study, settings.max_params)
     sampler = make_sampler(settings.sampler, settings.seed, constraints)
     pruner = make_pruner(settings.pruner, settings.epochs)
-    old_direction = summary.direction.name.lower()
+    _check_objectives(summary, settings, shown)  # then a multi-objective one's monitor matches
+    one = len(summary.directions) == 1
+    old_direction = summary.directions[0].name.lower() if one else settings.direction
     old_monitor = summary.user_attrs.get(STUDY_MONITOR, settings.monitor)
     study = optuna.load_study(
         study_name=settings.name, storage=storage, sampler=sampler, pruner=pruner
@@ -176,7 +180,7 @@ def _create(
 ) -> optuna.Study:
     """Create the study with the attributes that later runs check, and its study.json."""
     study = optuna.create_study(
-        storage=storage, study_name=settings.name, direction=settings.direction,
+        storage=storage, study_name=settings.name, directions=directions(settings),
         sampler=make_sampler(
             settings.sampler, settings.seed, constraints_func(loaded.study, settings.max_params)
         ),
@@ -188,6 +192,7 @@ def _create(
         STUDY_SHA: loaded.sha256,
         STUDY_FILE: str(loaded.path.resolve()),
         STUDY_VERSION: __version__,
+        **({STUDY_OBJECTIVES: text_of(settings.objectives)} if settings.objectives else {}),
     }.items():
         study.set_user_attr(key, value)
     _write_study_json(study_dir, settings, loaded)
@@ -201,6 +206,25 @@ def _killed_notes(study: optuna.Study, numbers: list[int]) -> list[str]:
         error = study.get_trials(deepcopy=False)[number].user_attrs.get(ERROR, "")
         notes.append(f"trial {number} was left running by a process that died, and failed: {error}")
     return notes
+
+
+def directions(settings: Settings) -> list[str]:
+    """The Optuna study's directions: one per objective, or the monitor's."""
+    if settings.objectives:
+        return [o.direction for o in settings.objectives]
+    return [settings.direction]
+
+
+def _check_objectives(summary: optuna.study.StudySummary, settings: Settings, shown: str) -> None:
+    """Refuse to continue a study under other objectives than it began with."""
+    old = summary.user_attrs.get(STUDY_OBJECTIVES)
+    new = text_of(settings.objectives)
+    if old != new:
+        raise ConfigError(
+            f"study {settings.name!r} in {shown!r} optimises {old or 'one objective'}; the "
+            f"study now says {new or 'one objective'}. Use --study-name NEW for a new study, "
+            "or restore the old objectives"
+        )
 
 
 def _unchecked_notes(study: optuna.Study, settings: Settings, study_dir: StudyDir) -> list[str]:
@@ -229,6 +253,7 @@ def _write_study_json(study_dir: StudyDir, settings: Settings, loaded: LoadedStu
             "name": settings.name,
             "monitor": settings.monitor,
             "direction": settings.direction,
+            **({"objectives": text_of(settings.objectives)} if settings.objectives else {}),
             "epochs": settings.epochs,
             "storage": redact(settings.storage) if settings.storage else None,
             "study_file": str(loaded.path.resolve()),

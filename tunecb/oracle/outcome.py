@@ -38,6 +38,8 @@ class TrialOutcome:
     lr_schedule: str | None
     resumed_from_epoch: int | None = None
     constraint: float | None = None  # the model's constraint violation (> 0: infeasible)
+    # A multi-objective trial's values at its best epoch, {name: value} in the study's order
+    objectives: dict[str, float | None] | None = None
 
     @property
     def tally(self) -> str:
@@ -57,6 +59,8 @@ class TrialOutcome:
         for key in ("number", "state"):
             data.pop(key)
         data[BEST_VALUE] = data.pop("value")
+        if data[attrs.OBJECTIVES] is None:  # a single-objective trial stores what it always did
+            del data[attrs.OBJECTIVES]
         return data
 
     @classmethod
@@ -67,6 +71,16 @@ class TrialOutcome:
         values["epochs_run"] = values["epochs_run"] or 0
         values["duration_s"] = values["duration_s"] or 0.0
         return cls(number=number, state=state, value=attrs.get(BEST_VALUE), **values)
+
+    def values(self) -> list[float] | None:
+        """What Optuna is told for a COMPLETE trial: its objectives' values in order (a
+        multi-objective study), else ``None`` (its ``value``).
+
+        >>> TrialOutcome(1, "COMPLETE", 0.9, 1, 1, "completed", None, None, 0.1, 9, 1, "none",
+        ...              objectives={"val_accuracy": 0.9, "params": 9.0}).values()
+        [0.9, 9.0]
+        """
+        return None if self.objectives is None else list(self.objectives.values())
 
     @classmethod
     def from_trial(cls, trial: Any) -> TrialOutcome:

@@ -20,7 +20,9 @@ def trial_record(trial: Any, study_dir: StudyDir | None, rerun: bool = False) ->
     ``checkpoint_removed`` (not a column) is ``--keep-checkpoints``' mark when it removed
     the trial's checkpoint (``{"at", "keep_checkpoints", "by"}``), else ``None``."""
     attrs = trial.user_attrs
-    value = attrs.get(keys.BEST_VALUE, trial.value)
+    value = attrs.get(keys.BEST_VALUE)
+    if keys.BEST_VALUE not in attrs:  # (a multi-objective trial has no single ``value``)
+        value = trial.value
     epochs = attrs.get(keys.EPOCHS_RUN)
     if epochs is None and trial.intermediate_values:
         epochs = max(trial.intermediate_values)

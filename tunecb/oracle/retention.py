@@ -63,15 +63,21 @@ from tunecb.oracle.attrs import (
     STOP_REASON,
     worker_id,
 )
+from tunecb.oracle.front import front_numbers, monitor_value, study_objectives
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.results import CHECKPOINT_REMOVED, StudyDir, read_json, write_json
+from tunecb.study.objectives import Objective, monitor_of
 
 log = logging.getLogger("tunecb")
 
 
-def removable(trials: Sequence[Any], maximize: bool, keep: int) -> list[int]:
+def removable(
+    trials: Sequence[Any], maximize: bool, keep: int, objectives: Sequence[Objective] = ()
+) -> list[int]:
     """Numbers of the trials whose checkpoint may be deleted: finished, outside the ``keep``
-    best, not the best, and not an attempt a rerun may still resume from.
+    best, not the best, not on a multi-objective study's Pareto front (``objectives``), and
+    not an attempt a rerun may still resume from. (A trial off the front never comes back
+    to it: it stays dominated as trials are added, so this is as stable as the top K.)
 
     >>> removable([], maximize=True, keep=2)
     []
@@ -83,6 +89,8 @@ def removable(trials: Sequence[Any], maximize: bool, keep: int) -> list[int]:
     ]
     ranked = sorted(finished, key=lambda t: rank_key(trial_record(t, None), maximize))
     protected = {t.number for t in ranked[:keep]} | _best(finished, maximize)
+    if objectives:
+        protected |= front_numbers(finished, objectives)
     ended = {
         n for t in trials if _finished_by_runner(t) for n in t.system_attrs.get(RETRY_HISTORY, ())
     }
@@ -100,9 +108,13 @@ def enforce(study: optuna.Study, study_dir: StudyDir, keep: int | None) -> list[
         return []
     started = time.perf_counter()
     trials = study.get_trials(deepcopy=False)
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    objectives = study_objectives(study) or ()
+    if objectives:
+        maximize = monitor_of(objectives).maximize
+    else:
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     removed = []
-    for number in removable(trials, maximize, keep):
+    for number in removable(trials, maximize, keep, objectives):
         path = study_dir.checkpoint(number)
         if not path.exists():
             continue
@@ -167,7 +179,7 @@ def _finished_by_runner(trial: Any) -> bool:
 
 def _best(finished: Sequence[Any], maximize: bool) -> set[int]:
     """Optuna's best trial (every one tied with it): COMPLETE with the best value."""
-    values = {t.number: t.value for t in finished if t.state == TrialState.COMPLETE}
+    values = {t.number: monitor_value(t) for t in finished if t.state == TrialState.COMPLETE}
     values = {n: v for n, v in values.items() if v is not None}
     if not values:
         return set()

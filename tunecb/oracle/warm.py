@@ -30,7 +30,7 @@ from tunecb.errors import ConfigError
 from tunecb.oracle.attrs import STOP_REASON, WARM_FROM, WARM_START, WARM_START_REASON
 from tunecb.oracle.given import problem
 
-__all__ = ["best", "check", "fits", "prepare", "seed"]
+__all__ = ["check", "fits", "prepare", "seed"]
 
 _FIX = "give a tunecb results folder, e.g. results/<study>"
 
@@ -130,16 +130,3 @@ def seed(study: optuna.Study, asked: dict[str, BaseDistribution], number: int) -
         f"warm start: {added} of the {len(done)} complete trials of {root} fit this "
         "study's space and were added as prior knowledge"
     ]
-
-
-def best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The study's best COMPLETE trial of its own (warm-start trials left out)."""
-    own = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if WARM_START not in t.user_attrs and t.value is not None
-    ]
-    if not own:
-        return None
-    pick = max if study.direction.name == "MAXIMIZE" else min
-    return pick(own, key=lambda t: t.value)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import CheckpointError, ConfigError, ResultsError, first_line
+from tunecb.replay.front_choice import choose
 from tunecb.reporting.data.integrity import CONFIG, checkpoint_problem
 from tunecb.reporting.data.records import study_records
 
@@ -34,12 +35,16 @@ _UNSAFE_BUILTINS = frozenset({"eval", "exec", "compile", "open", "__import__", "
 _SAFE_MODE_WORDS = ("safe_mode", "safe mode", "unsafe", "non-modeling api", "arbitrary code")
 
 
-def best_checkpoint(path: str | Path, rank: int = 1, trial: int | None = None) -> Path:
-    """The checkpoint file of row ``rank`` of the report (1 = best), or of ``trial``.
+def best_checkpoint(
+    path: str | Path, rank: int = 1, trial: int | None = None, **front: Any
+) -> Path:
+    """The checkpoint file of row ``rank`` of the report (1 = best), or of ``trial``, or of
+    a multi-objective study's front member chosen by ``best_on=`` and ``within=``
+    (:func:`tunecb.replay.front_choice.choose`).
 
     Raises :class:`ResultsError` when that trial has no checkpoint, or an unreadable one
     (naming the next best trial whose checkpoint is intact)."""
-    records, index = _select(path, rank, trial)
+    records, index = _select(path, rank, trial, **front)
     record = records[index]
     removed = record.get("checkpoint_removed")
     if not record["checkpoint"] and removed:
@@ -70,27 +75,43 @@ def load_best(
     trial: int | None = None,
     custom_objects: dict[str, Any] | None = None,
     compile: bool = True,
+    best_on: str | None = None,
+    within: dict[str, float] | None = None,
 ) -> keras.Model:
     """The model of the best trial (or ``rank``-th best, or trial number ``trial``) of the
     study in results folder ``path``, loaded with ``safe_mode=True``, compiled as trained,
     ready to ``evaluate``. ``custom_objects`` is passed to Keras for custom layers.
 
+    In a multi-objective study, ``best_on=`` and ``within=`` pick a model from the Pareto
+    front: ``load_best(path, best_on="val_accuracy", within={"params": 20_000})`` is the
+    most accurate with at most 20,000 parameters (``within`` alone: the best on the monitor).
+
     Raises :class:`CheckpointError` naming the trial, the file, what is wrong and the next best
     checkpoint that is intact when the checkpoint is unreadable or cannot be loaded, and when
     it holds code that safe loading refuses (a ``Lambda`` layer, say)."""
-    checkpoint = best_checkpoint(path, rank, trial)
+    front = {"best_on": best_on, "within": within}
+    checkpoint = best_checkpoint(path, rank, trial, **front)
     from tunecb.training.loading import load_model
 
     try:  # on the backend Keras runs on here: any can load any checkpoint
         return load_model(checkpoint, custom_objects=custom_objects, compile=compile)
     except Exception as exc:
-        records, index = _select(path, rank, trial)
+        records, index = _select(path, rank, trial, **front)
         raise CheckpointError(_load_failure(path, records, index, checkpoint, exc)) from exc
 
 
-def _select(path: str | Path, rank: int, trial: int | None) -> tuple[list[dict[str, Any]], int]:
+def _select(
+    path: str | Path,
+    rank: int,
+    trial: int | None,
+    best_on: str | None = None,
+    within: dict[str, float] | None = None,
+) -> tuple[list[dict[str, Any]], int]:
     """The report's records, best first, and the index of the one asked for."""
-    records = study_records(path).records
+    result = study_records(path)
+    records = result.records
+    if best_on is not None or within:
+        trial = choose(records, result.objectives, best_on, within, str(path))["trial"]
     if trial is not None:
         for index, record in enumerate(records):
             if record["trial"] == trial:

@@ -57,6 +57,8 @@ def retrain(
     epochs: int | None = None,
     study: Study | str | Path | None = None,
     merge: bool = True,
+    best_on: str | None = None,
+    within: dict[str, float] | list[str] | None = None,
 ) -> RetrainResult:
     """Retrain trial ``trial`` (or the ``rank``-th best; default the best) of results folder
     ``path`` on its training + validation data (``merge=False``: training data only) for
@@ -64,12 +66,15 @@ def retrain(
     rates; write ``final.keras`` and ``final.json`` beside its checkpoint. ``study`` is the
     study (a :class:`Study` or a study file) when the trial's study file is not where it
     ran from. With a test split, the final model and the trial's best checkpoint are both
-    evaluated on it."""
+    evaluated on it. ``best_on=``/``within=`` pick a multi-objective study's front member
+    (:func:`tunecb.replay.front_choice.choose`)."""
     if epochs is not None and (
         isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
     ):
         raise ConfigError(f"--epochs {epochs!r}: expected a positive integer")
-    source = TrialSource.open(path, rank=rank, trial=trial, study=study)
+    source = TrialSource.open(
+        path, rank=rank, trial=trial, study=study, best_on=best_on, within=within
+    )
     number = source.number
     if epochs is None:
         epochs = source.record.get("best_epoch")

@@ -17,6 +17,7 @@ from typing import Any
 
 from tunecb.errors import ConfigError, ResultsError, StudyFileError
 from tunecb.oracle import attrs as keys
+from tunecb.replay.front_choice import choose
 from tunecb.reporting.data.records import StudyRecords, study_records
 from tunecb.results import StudyDir, read_history, read_json
 from tunecb.study.data import Data, load_data
@@ -32,9 +33,15 @@ log = logging.getLogger("tunecb")
 RECORDED = ("epochs", "batch_size", "patience", "min_delta", "lr_schedule", "seed")
 
 
-def pick(result: StudyRecords, where: str, rank: int | None, trial: int | None) -> dict[str, Any]:
-    """The report record of trial number ``trial``, or of row ``rank`` (1: the best)."""
+def pick(
+    result: StudyRecords, where: str, rank: int | None, trial: int | None, **front: Any
+) -> dict[str, Any]:
+    """The report record of trial number ``trial``, or of row ``rank`` (1: the best), or
+    of a multi-objective study's front member chosen by ``best_on=`` and ``within=``."""
     records = result.records
+    if front.get("best_on") is not None or front.get("within"):
+        trial = choose(records, result.objectives, front.get("best_on"), front.get("within"),
+                       where)["trial"]  # fmt: skip
     if trial is not None:
         found = [r for r in records if r["trial"] == trial]
         if not found:
@@ -75,13 +82,14 @@ class TrialSource:
         rank: int | None = None,
         trial: int | None = None,
         study: Study | str | Path | None = None,
+        **front: Any,
     ) -> TrialSource:
         """Trial ``trial`` (or the ``rank``-th best) of results folder ``path``, with the
         study that declared it: ``study`` (a :class:`Study` or a study file), else the study
         file the trial recorded. Raises :class:`StudyFileError` when there is none."""
         result = study_records(path)
         where = str(path)
-        record = pick(result, where, rank, trial)
+        record = pick(result, where, rank, trial, **front)
         frozen = result.trials[record["trial"]]
         attrs = dict(frozen.user_attrs)
         study_dir = result.study_dir or StudyDir(Path(path))

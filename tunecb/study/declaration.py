@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError, StudyFileError, cause_line, first_line
+from tunecb.study.objectives import stable_repr
 from tunecb.study.settings import FIELDS
 
 DataFn = Callable[[], Any]
@@ -54,6 +55,9 @@ class Study:
         name: study name; defaults to the study file's stem.
         monitor: the logged metric to optimise, e.g. ``"val_accuracy"`` (default ``"val_loss"``).
         direction: ``"maximize"``, ``"minimize"`` or ``"auto"`` (from the metric's name).
+        objectives: a multi-objective search: ``{name: "max" | "min"}`` of logged metrics,
+            the model properties ``params``, ``size_mb``, ``latency_ms``, or
+            ``(direction, function of the model)`` (:mod:`tunecb.study.objectives`).
         epochs: the epoch budget of every trial (also the pruner's maximum resource).
         batch_size: passed to ``fit`` (ignored by Keras for ``tf.data`` inputs).
         fit_kwargs: other ``model.fit`` arguments (``class_weight``, ``shuffle``, ...).
@@ -108,6 +112,7 @@ class Study:
         *,
         monitor: str | None = None,
         direction: str | None = None,
+        objectives: dict[str, Any] | None = None,
         epochs: int | None = None,
         batch_size: int | None = None,
         fit_kwargs: dict[str, Any] | None = None,
@@ -267,7 +272,7 @@ def study_in_code(study: Study) -> LoadedStudy:
         except (OSError, TypeError):
             code = getattr(fn, "__code__", None)
             texts.append(repr(code.co_code) if code else repr(fn))
-    texts.append(repr(sorted((k, repr(v)) for k, v in study.settings.items())))
+    texts.append(repr(sorted((k, stable_repr(v)) for k, v in study.settings.items())))
     sha256 = hashlib.sha256("\n".join(texts).encode()).hexdigest()
     code = getattr(study.build_fn, "__code__", None)
     path = Path(code.co_filename) if code else Path("<study>")

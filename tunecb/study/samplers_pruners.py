@@ -155,7 +155,7 @@ def make_pruner(name_or_pruner: Any, epochs: int) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(
             min_resource=hyperband_min_resource(epochs), max_resource=epochs, reduction_factor=3
         )
-    if name == "none":
+    if name in ("none", "pareto"):  # pareto: tunecb.training.pareto_pruning judges, not Optuna
         return optuna.pruners.NopPruner()
     raise ConfigError(f"unknown pruner {name!r}")
 

@@ -20,11 +20,12 @@ from tunecb.errors import ConfigError
 from tunecb.study import checks, configurations
 from tunecb.study.checks import Check, Invalid
 from tunecb.study.direction_check import check_direction
+from tunecb.study.objectives import Objective, parse_objectives, settle
 from tunecb.study.schedules import Schedule
 
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, each also its module's name
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "nsgaii", "bruteforce")
-PRUNERS = ("median", "successive_halving", "hyperband", "none")
+PRUNERS = ("median", "successive_halving", "hyperband", "pareto", "none")
 _PRUNER_ALIASES = {"sha": "successive_halving", "asha": "successive_halving", "nop": "none"}
 
 # How a flag's text becomes a value; tunecb.cli.parser maps each to an argparse type.
@@ -98,6 +99,16 @@ FIELDS: tuple[Field, ...] = (
         ),
     ),
     Field(
+        "objectives", None,
+        "two or more objectives of a multi-objective search, `{name: \"max\" or \"min\"}`: "
+        "logged metrics, `params`, `size_mb`, `latency_ms`, or `(direction, function of the "
+        "model)`; the first metric is the monitor: "
+        "[Multi-objective search](#multi-objective-search)",
+        flag="--objectives", metavar="NAME:DIR,...",
+        help="multi-objective search, e.g. val_accuracy:max,params:min",
+        check=parse_objectives,
+    ),
+    Field(
         "epochs", 20, "epoch budget of every trial; the pruners' resource is the epoch",
         flag="--epochs", cli_type="positive_int", help="epoch budget of every trial",
         check=_POSITIVE,
@@ -157,7 +168,8 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "pruner", "median",
         "`median`, `hyperband` (first rung at a tenth of `epochs`), `successive_halving`, "
-        "`none`, or an `optuna.pruners` instance",
+        "`none`, or an `optuna.pruners` instance; with `objectives=`: `pareto` (the default "
+        "there) or `none`",
         flag="--pruner", help=_one_of(PRUNERS),
         check=checks.optuna_choice("pruner", PRUNERS, _PRUNER_ALIASES),
     ),
@@ -358,6 +370,7 @@ class Settings:
     name: str
     monitor: str
     direction: str
+    objectives: tuple[Objective, ...] | None  # None: a single-objective study
     epochs: int
     batch_size: int | None
     fit_kwargs: dict[str, Any]
@@ -422,8 +435,17 @@ def across_fields(values: dict[str, Any], sources: dict[str, str] | None = None)
     >>> across_fields({"monitor": "val_auc", "direction": "auto"})
     {'direction': 'maximize'}
     """
+    sources = sources or {}
+    objectives = values.get("objectives")
+    if objectives:
+        return settle(objectives, values, sources)
+    if values.get("pruner") == "pareto":
+        raise ConfigError(
+            f"{sources.get('pruner', 'pruner=')} 'pareto' judges trials on several objectives; "
+            "set objectives= (--objectives), or use another pruner"
+        )
     direction = _direction(values["direction"], values["monitor"])
-    check_direction(values["monitor"], direction, (sources or {}).get("direction", "direction="))
+    check_direction(values["monitor"], direction, sources.get("direction", "direction="))
     return {"direction": direction}
 
 

@@ -176,7 +176,9 @@ def restore(
     if study_dir.trial_dir(source) != study_dir.trial_dir(number):
         _carry_over(study_dir, source, number, epochs)
     backup.pending = callback_states(state, read_json(files.checkpoint_state))
-    for step, value in _monitored(study_dir.history(number), monitor):
+    # A multi-objective study takes no report (tunecb.training.pareto_pruning records its own)
+    single = len(getattr(getattr(trial, "study", None), "directions", ())) <= 1
+    for step, value in _monitored(study_dir.history(number), monitor) if single else ():
         if step <= epochs:
             trial.report(value, step=step)  # the pruner sees the whole curve
     return epochs

@@ -30,9 +30,10 @@ from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
 from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
-from tunecb.training import constraints
+from tunecb.training import constraints, objectives
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
+from tunecb.training.pareto_pruning import ParetoPruning
 from tunecb.training.time_limit import TimeLimit
 
 log = logging.getLogger("tunecb")
@@ -180,8 +181,9 @@ class TrialRunner:
         outcome = dict(
             number=number, value=None, best_epoch=None, epochs_run=0, error=None,
             checkpoint=None, n_params=None, seed=seed, lr_schedule=schedule.name,
-            resumed_from_epoch=None, constraint=None,
+            resumed_from_epoch=None, constraint=None, objectives=None,
         )  # fmt: skip
+        self._properties: dict[str, float] = {}
         backup = self.study_dir.backup(backups.origin(trial))
         fit = self._fit(trial, schedule, board, backup, outcome)
         backups.discard(backup.folder)  # the trial ended: nothing to resume
@@ -242,6 +244,13 @@ class TrialRunner:
                 fit.state, fit.reason = PRUNED, keys.INFEASIBLE
                 return fit
             fit.cbs = cbs = self._callbacks(trial, schedule, board, backup)
+            if s.objectives:  # multi-objective: the Pareto pruner replaces Optuna's
+                where = str(self.loaded.path)
+                self._properties = objectives.measure(model, self.data, s.objectives, where)
+                cbs.pruning = ParetoPruning(
+                    trial, s.objectives, self._properties, self.study_dir.history(trial.number),
+                    s.epochs, prune=s.pruner == "pareto",
+                )  # fmt: skip
             resumed = self._resume(model, cbs, trial)
             outcome["resumed_from_epoch"] = resumed or None
             model.fit(
@@ -339,6 +348,14 @@ class TrialRunner:
         if state == COMPLETE and outcome["value"] is None:
             state, reason = FAIL, keys.NAN
             outcome["error"] = f"no epoch had a finite {self.settings.monitor}"
+        unusable = None
+        if self.settings.objectives and cbs is not None:  # the values at the best epoch
+            history = self.study_dir.history(outcome["number"])
+            outcome["objectives"], unusable = objectives.trial_values(
+                self.settings.objectives, self._properties, history, outcome["best_epoch"]
+            )
+        if state == COMPLETE and unusable:
+            state, reason, outcome["error"] = FAIL, keys.NAN, unusable
         checkpoint = self.study_dir.checkpoint(outcome["number"])
         if checkpoint.exists():
             outcome["checkpoint"] = self.study_dir.relative(checkpoint)

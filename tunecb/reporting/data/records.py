@@ -19,16 +19,19 @@ from tunecb.oracle.attrs import (
     DISCARDED,
     ERROR,
     GIVEN,
+    OBJECTIVES,
     STOP_REASON,
     STUDY_EPOCHS,
     STUDY_MONITOR,
     WARM_START_REASON,
 )
 from tunecb.oracle.budget import retried
+from tunecb.oracle.front import front_numbers, study_objectives
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.reporting.data.integrity import checkpoint_problem
 from tunecb.results import StudyDir, read_history, read_json
 from tunecb.storage.urls import JOURNAL_NAME, redact, redact_text
+from tunecb.study.objectives import Objective, monitor_of
 
 if TYPE_CHECKING:
     import optuna
@@ -48,6 +51,22 @@ class StudyRecords:
     records: list[dict[str, Any]]
     epochs: int | None = None  # the epoch budget of every trial, when tunecb ran the study
     trials: dict[int, Any] = field(default_factory=dict)  # number → optuna FrozenTrial
+    objectives: tuple[Objective, ...] | None = None  # a multi-objective study's
+
+
+def mark_front(
+    records: list[dict[str, Any]], trials: list[Any], objectives: tuple[Objective, ...]
+) -> None:
+    """Give each record of a multi-objective study its ``front`` mark, one column per
+    objective (the values at its best epoch; a pruned trial's at the epoch it stopped at)
+    and the names of those columns (``objectives``, not a column)."""
+    on = front_numbers(trials, objectives)
+    names = tuple(o.name for o in objectives)
+    for record, trial in zip(records, trials, strict=True):
+        values = trial.user_attrs.get(OBJECTIVES) or {}
+        record["front"] = record["trial"] in on
+        record.update({name: values.get(name) for name in names})
+        record["objectives"] = names
 
 
 def open_report_study(
@@ -122,7 +141,8 @@ def study_records(
 ) -> StudyRecords:
     """Every trial of the study as a plain record, best first."""
     study, study_dir, meta = open_report_study(path, storage, study_name)
-    maximize = study.direction.name == "MAXIMIZE"
+    objectives = study_objectives(study)
+    maximize = monitor_of(objectives).maximize if objectives else study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
     rerun = retried(trials)
     # discarded: never ran; warm_start: copied from another study (--warm-start)
@@ -137,7 +157,9 @@ def study_records(
     if study_dir is not None:
         for record in records:
             record.update(held_out_metrics(study_dir, record["trial"]))
-    records.sort(key=lambda r: rank_key(r, maximize))
+    if objectives:
+        mark_front(records, kept, objectives)
+    records.sort(key=lambda r: (not r.get("front", False), rank_key(r, maximize)))
     return StudyRecords(
         name=study.study_name,
         direction="maximize" if maximize else "minimize",
@@ -146,6 +168,7 @@ def study_records(
         records=records,
         epochs=meta.get("epochs") or study.user_attrs.get(STUDY_EPOCHS),
         trials={t.number: t for t in kept},
+        objectives=objectives,
     )
 
 
@@ -220,8 +243,10 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
     error = any(r.get("error") for r in records)
     rotten = any(r.get("checkpoint_problem") for r in records)
     given = any(r.get("given") for r in records)
+    front = next((["front", *r["objectives"]] for r in records if r.get("objectives")), [])
     return [
-        *BASE_COLUMNS, *params, *tests, *(["backend"] if mixed else []), "checkpoint",
+        *BASE_COLUMNS[:3], *front, *BASE_COLUMNS[3:], *params, *tests,
+        *(["backend"] if mixed else []), "checkpoint",
         *(["checkpoint_problem"] if rotten else []), *(["given"] if given else []),
         *(["error"] if error else []),
     ]  # fmt: skip

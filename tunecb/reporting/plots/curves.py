@@ -149,6 +149,10 @@ def curves_plot(result: StudyRecords) -> tuple[Figure, str]:
         for n, t in result.trials.items()
         if t.intermediate_values
     }
+    if result.objectives:  # a multi-objective trial reports nothing: its history.csv
+        monitor = result.monitor or ""
+        curves = {n: [(r["epoch"], r.get(monitor)) for r in trial_history(result, n)]
+                  for n in result.trials}  # fmt: skip
     curves = {n: c for n, c in curves.items() if any(finite_number(v) for _, v in c)}
     if not curves:
         raise PlotSkipped("no trial reported an epoch yet")

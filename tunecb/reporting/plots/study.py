@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunecb.oracle.attrs import KILLED, STOP_REASON, TIME_LIMIT, WORKER
+from tunecb.oracle.front import monitor_value
 from tunecb.reporting.data.overview import THIS_PROCESS
 from tunecb.reporting.data.records import StudyRecords
 from tunecb.reporting.plots.curves import curves_plot, history_plot
+from tunecb.reporting.plots.front import front_steps
 from tunecb.reporting.plots.shared import (
     STATE_COLORS,
     PlotSkipped,
@@ -62,6 +64,7 @@ def render_plots(result: StudyRecords) -> list[Plot]:
         return fig, _importance_caption(evaluator)
 
     steps = (
+        *front_steps(result),  # a multi-objective study's front and hypervolume first
         ("history", "Optimization history", lambda: history_plot(result)),
         ("learning_curves", "Learning curves", lambda: curves_plot(result)),
         ("importance", "Hyperparameter importance", importance_figure),
@@ -93,10 +96,13 @@ def importance_plot(result: StudyRecords) -> tuple[Figure, dict[str, float], str
         get_param_importances,
     )
 
+    values = {t.number: monitor_value(t) for t in result.trials.values()}  # multi-objective too
     complete = [
         t
         for t in result.trials.values()
-        if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)
+        if t.state.name == "COMPLETE"
+        and values[t.number] is not None
+        and math.isfinite(values[t.number])
     ]
     if len(complete) < 2:
         raise PlotSkipped(f"needs 2 or more complete trials; the study has {len(complete)}")
@@ -104,7 +110,9 @@ def importance_plot(result: StudyRecords) -> tuple[Figure, dict[str, float], str
         raise PlotSkipped("the trials have no hyperparameters")
     study = optuna.create_study(direction=result.direction)
     study.add_trials(  # only what the evaluators read: add_trials deep-copies each trial
-        optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.value)
+        optuna.trial.create_trial(
+            params=t.params, distributions=t.distributions, value=values[t.number]
+        )
         for t in complete
     )
     if len(complete) <= FANOVA_MAX_TRIALS:
@@ -134,10 +142,11 @@ def slices_plot(result: StudyRecords, order: list[str] | None = None) -> tuple[F
     from optuna.distributions import IntDistribution
 
     rows = [
-        (t.number, t.params, t.distributions, t.value)
+        (t.number, t.params, t.distributions, monitor_value(t))
         for t in result.trials.values()
-        if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)
+        if t.state.name == "COMPLETE"
     ]
+    rows = [row for row in rows if row[3] is not None and math.isfinite(row[3])]
     if not rows:
         raise PlotSkipped("no complete trial has a value yet")
     names = sorted({p for _, params, _, _ in rows for p in params})

@@ -94,6 +94,10 @@ def _fields(result: StudyRecords, record: dict[str, Any]) -> list[tuple[str, str
     else:
         text = f"{value} (not a finite number)"
     fields = [(monitor, text)]
+    if result.objectives:  # a multi-objective study: every value, and the front
+        shown = ", ".join(f"{o.name} {cell(record.get(o.name))}" for o in result.objectives)
+        where = "on the Pareto front" if record.get("front") else "not on the Pareto front"
+        fields.append(("objectives", f"{shown}; {where}"))
     epochs = record.get("epochs") or 0
     if result.epochs:
         trained = f"{epochs} of {plural(result.epochs, 'epoch')}"

@@ -1,0 +1,168 @@
+"""Multi-objective searches on real fits: values per objective told to a multi-objective
+Optuna study, tunecb's Pareto pruner (in-process and in --jobs workers on the journal), the
+front in the report, a front member picked by load_best and retrain, --keep-checkpoints
+never deleting a front member."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import tunecb
+from tests.conftest import write_study
+from tunecb.oracle import attrs as keys
+from tunecb.reporting.data.records import BASE_COLUMNS
+
+MO = (
+    'objectives={"val_accuracy": "max", "params": "min"}, epochs=3, batch_size=64, '
+    "n_trials=5, seed=0, patience=None"
+)
+
+
+@pytest.fixture(scope="module")
+def mo_study(tmp_path_factory) -> Path:
+    """A finished 5-trial search on accuracy and parameter count, keeping 2 checkpoints
+    (one rung, at epoch 1)."""
+    from tunecb.cli import main
+
+    folder = tmp_path_factory.mktemp("mo")
+    path = write_study(folder, name="mo", settings=MO)
+    results = folder / "results"
+    assert main(["search", str(path), "--results", str(results), "--keep-checkpoints", "2"]) == 0
+    return results / "mo"
+
+
+def _study(folder: Path) -> optuna.Study:
+    return tunecb.load_study(str(folder))
+
+
+def test_trials_are_told_one_value_per_objective_at_the_best_epoch(mo_study):
+    study = _study(mo_study)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete
+    for trial in complete:
+        record = json.loads((mo_study / "trials" / str(trial.number) / "trial.json").read_text())
+        assert trial.values == [record["objectives"]["val_accuracy"], record["n_params"]]
+        assert trial.values[0] == trial.user_attrs[keys.BEST_VALUE]  # the monitor's best epoch
+
+
+def test_the_pareto_pruner_judges_at_its_rungs_from_the_storage(mo_study):
+    trials = _study(mo_study).get_trials()
+    rung1 = [t for t in trials if f"{keys.PARETO_RUNG}1" in t.user_attrs]
+    assert len(rung1) == len(trials)  # every trial reached epoch 1 and stored its values
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "5 trials judged at epoch 1 prune some"
+    for trial in pruned:
+        assert trial.user_attrs[keys.STOP_REASON] == keys.PRUNED
+        assert trial.user_attrs[keys.EPOCHS_RUN] == 1
+        assert (mo_study / "trials" / str(trial.number) / "history.csv").is_file()
+
+
+def test_the_report_puts_the_front_first_with_a_column_per_objective(mo_study, cli):
+    df = tunecb.report(mo_study)
+    assert list(df.columns[:5]) == ["trial", "state", "value", "front", "val_accuracy"]
+    assert "params" in df.columns and set(BASE_COLUMNS) <= set(df.columns)
+    front = df[df["front"]]
+    assert len(front) >= 1 and df["front"].tolist() == sorted(df["front"], reverse=True)
+    assert (front["state"] == "COMPLETE").all()
+    assert front["val_accuracy"].is_monotonic_decreasing  # the front by the monitor
+    for fmt in ("json", "csv", "markdown"):
+        code, out, err = cli("report", mo_study, "--format", fmt)
+        assert code == 0 and "front" in out and "params" in out, err
+    rows = json.loads(cli("report", mo_study, "--format", "json")[1])
+    assert [r["trial"] for r in rows] == df["trial"].tolist()
+    code, out, _ = cli("report", mo_study, "--trial", df["trial"].iloc[0])
+    assert code == 0 and "on the Pareto front" in " ".join(out.split())
+
+
+def test_keep_checkpoints_never_deletes_a_front_members_checkpoint(mo_study):
+    df = tunecb.report(mo_study)
+    for _, row in df[df["front"]].iterrows():
+        assert (mo_study / "trials" / str(row["trial"]) / "best.keras").is_file()
+    kept = {int(p.parent.name) for p in mo_study.glob("trials/*/best.keras")}
+    assert kept == set(df[df["front"]]["trial"]) | set(df["trial"][:2])
+
+
+def test_load_best_and_retrain_pick_a_front_member_within_limits(mo_study, cli):
+    df = tunecb.report(mo_study)
+    front = df[df["front"]]
+    limit = float(front["params"].max())
+    smallest = front.sort_values("params").iloc[0]
+    model = tunecb.load_best(mo_study, best_on="params", within={"val_accuracy": 0.0})
+    assert model.count_params() == smallest["params"]
+    code, out, err = cli(
+        "retrain", mo_study, "--within", f"params={limit:g}", "--epochs", "1", "--train-only"
+    )
+    assert code == 0, err
+    assert out.startswith(f"retrained trial {front.iloc[0]['trial']} ")  # the most accurate
+    code, _, err = cli("retrain", mo_study, "--within", "params=1", "--epochs", "1")
+    assert code == 2 and "no model on the Pareto front" in err and "params <= 1" in err
+
+
+def test_an_objective_the_model_does_not_log_is_a_one_line_error(tmp_path, cli):
+    settings = 'objectives={"val_accuracy": "max", "flops": "min"}, epochs=1, n_trials=1'
+    code, _, err = cli("search", write_study(tmp_path, settings=settings), "--results", tmp_path)
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert "objective 'flops' is neither a metric the model logs" in line
+    assert "'params', 'size_mb', 'latency_ms'" in line
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_rungs_through_the_journal(tmp_path, cli):
+    settings = MO.replace("n_trials=5", "n_trials=4").replace("epochs=3", "epochs=2")
+    path = write_study(tmp_path, settings=settings)
+    code, _, err = cli("search", path, "--results", tmp_path / "r", "--jobs", "2")
+    assert code == 0, err
+    trials = _study(tmp_path / "r" / "tiny").get_trials()
+    assert len({t.user_attrs[keys.WORKER] for t in trials}) == 2
+    assert all(f"{keys.PARETO_RUNG}1" in t.user_attrs for t in trials)
+    for t in trials:
+        assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert t.state == TrialState.PRUNED or len(t.values) == 2
+
+
+def test_the_html_report_draws_the_front_and_the_hypervolume(mo_study):
+    from tunecb.reporting.data.records import study_records
+    from tunecb.reporting.html.page import html_report
+    from tunecb.reporting.plots.study import render_plots
+
+    result = study_records(mo_study)
+    plots = {p.name: p for p in render_plots(result)}
+    assert list(plots)[:2] == ["front", "hypervolume"]
+    assert plots["front"].png and plots["hypervolume"].png, plots
+    assert plots["learning_curves"].png  # from history.csv: nothing is reported to Optuna
+    assert plots["importance"].png or "complete trials" in plots["importance"].skipped
+    assert "Pareto front" in html_report(result, list(plots.values()))
+
+
+@pytest.mark.slow
+def test_the_pareto_pruner_reads_its_rungs_from_postgresql(tmp_path, cli, postgres_url):
+    settings = MO.replace("n_trials=5", "n_trials=4").replace("epochs=3", "epochs=2")
+    path = write_study(tmp_path, name="pgmo", settings=settings)
+    code, _, err = cli("search", path, "--storage", postgres_url, "--results", tmp_path / "r")
+    assert code == 0, err
+    study = optuna.load_study(study_name="pgmo", storage=postgres_url)
+    assert len(study.directions) == 2 and len(study.trials) == 4
+    assert all(f"{keys.PARETO_RUNG}1" in t.user_attrs for t in study.trials)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert all(t.user_attrs[keys.EPOCHS_RUN] == 1 for t in pruned)
+    df = tunecb.report(str(tmp_path / "r" / "pgmo"), storage=postgres_url)
+    assert df["front"].iloc[0] and "params" in df.columns
+
+
+def test_continuing_under_other_objectives_is_refused_in_one_line(mo_study, cli):
+    study_file = mo_study.parent.parent / "mo.py"
+    code, _, err = cli("search", study_file, "--results", mo_study.parent,
+                       "--objectives", "val_accuracy:max,size_mb:min")  # fmt: skip
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.endswith(
+        "optimises val_accuracy:max,params:min; the study now says "
+        "val_accuracy:max,size_mb:min. Use --study-name NEW for a new study, or restore the "
+        "old objectives"
+    )
