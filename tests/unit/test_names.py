@@ -79,5 +79,5 @@ def test_stored_strings_never_change():
     )  # fmt: skip
     assert attrs.STOP_REASONS == ("completed", "early_stopped", "pruned", "nan", "failed",
                                   "worker_died", "interrupted", "discarded",
-                                  "infeasible")  # fmt: skip
+                                  "infeasible", "paused")  # fmt: skip
     assert [s.name for s in attrs.FINISHED] == ["COMPLETE", "PRUNED", "FAIL"]

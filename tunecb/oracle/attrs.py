@@ -45,6 +45,9 @@ STUDY_IN_CODE = "study_in_code"  # True: declared in a script or notebook, not a
 # Optuna's system attrs on a rerun trial (as its RetryHeartbeatStaleTrialCallback writes
 # them): the numbers of the attempts it reruns, first first; the attempt it directly reruns.
 RETRY_HISTORY, FAILED_TRIAL = "retry_history", "failed_trial"
+# System attr of a continuation of a paused trial (tunecb.oracle.promotions): the number of
+# the paused attempt it resumes (it is also the last entry of its retry_history).
+PROMOTED_FROM = "promoted_from"
 
 # Stop reasons the trial runner sets.
 COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED = (
@@ -54,12 +57,17 @@ COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED = (
 # epoch, no checkpoint). It uses a unit of the budget (n_trials counts configurations) and
 # is neither a failure nor a success for the fail-fast and "every trial failed" rules.
 INFEASIBLE = "infeasible"
+# A PRUNED trial that the promotion pruner paused at a rung: its backup is kept, and a free
+# worker resumes it (a new trial, the same configuration) once it ranks high enough there.
+PAUSED = "paused"
 RUNNER_FAILED = (FAILED, NAN)  # FAIL reasons of a trial that ran to its end in the runner
 # Stop reasons of trials that do not use a unit of the budget: their process died or was
 # interrupted (the trial runs again under a new number), or it was started past the budget.
 WORKER_DIED, INTERRUPTED, DISCARDED = "worker_died", "interrupted", "discarded"
 NOT_COUNTED = (WORKER_DIED, INTERRUPTED, DISCARDED)
-STOP_REASONS = (COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE)
+STOP_REASONS = (
+    COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE, PAUSED,
+)  # fmt: skip
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

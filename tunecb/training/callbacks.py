@@ -280,6 +280,10 @@ class OptunaPruning(keras.callbacks.Callback):
         self.trial = trial
         self.monitor = Monitor(monitor)
         self.pruned_at: int | None = None
+        self.paused = False  # the pruner paused the trial at pruned_at (its backup is kept)
+        # Called with the epochs done when the trial pauses, before any on_train_end (early
+        # stopping's restore_best_weights) changes the weights: the runner saves the backup.
+        self.on_pause: Any = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = self.monitor.value(logs)
@@ -287,8 +291,17 @@ class OptunaPruning(keras.callbacks.Callback):
             return
         self.trial.report(value, step=epoch + 1)
         if self.trial.should_prune():
+            # A pruner that pauses (tunecb.study.promotion) means "stop here, resume later",
+            # unless the fit stops here anyway (early stopping, NaN): nothing to resume.
+            pruner = getattr(getattr(self.trial, "study", None), "pruner", None)
+            self.paused = bool(getattr(pruner, "pauses", False))
+            if self.paused and self.model.stop_training:
+                self.paused = False
+                return
             self.pruned_at = epoch + 1
             self.model.stop_training = True
+            if self.paused and self.on_pause is not None:
+                self.on_pause(epoch + 1)
 
 
 class EpochNotice(keras.callbacks.Callback):
@@ -340,11 +353,11 @@ class TrialCallbacks:
         return {name: cb for name, cb in named.items() if cb is not None}
 
     def stop_reason(self, epochs: int) -> str:
-        """``nan``, ``pruned``, ``early_stopped`` or ``completed``."""
+        """``nan``, ``paused``, ``pruned``, ``early_stopped`` or ``completed``."""
         if self.watch.non_finite_epoch is not None:
             return keys.NAN
         if self.pruning.pruned_at is not None:
-            return keys.PRUNED
+            return keys.PAUSED if self.pruning.paused else keys.PRUNED
         if self.watch.epochs_run < epochs:
             return keys.EARLY_STOPPED
         return keys.COMPLETED

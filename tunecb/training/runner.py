@@ -161,7 +161,10 @@ class TrialRunner:
         the study itself is broken; any other error only fails this trial."""
         number = trial.number
         start, started = time.perf_counter(), time.time()
-        seed = trial_seed(self.settings.seed, number) if seed is None else seed
+        # A configuration's attempts (a rerun, a continuation of a paused trial) share its
+        # first attempt's seed, so one resumed from its backup goes on as it would have.
+        first = backups.origin(trial)
+        seed = trial_seed(self.settings.seed, first) if seed is None else seed
         folder, board = self._prepare(trial, seed)
         schedule = self._schedule(trial)
         outcome = dict(
@@ -169,9 +172,10 @@ class TrialRunner:
             checkpoint=None, n_params=None, seed=seed, lr_schedule=schedule.name,
             resumed_from_epoch=None, constraint=None,
         )  # fmt: skip
-        backup = self.study_dir.backup(backups.origin(trial))
+        backup = self.study_dir.backup(first)
         fit = self._fit(trial, schedule, board, backup, outcome)
-        backups.discard(backup.folder)  # the trial ended: nothing to resume
+        if fit.reason != keys.PAUSED:  # paused: its continuation resumes from the backup
+            backups.discard(backup.folder)  # the trial ended: nothing to resume
         state, reason = self._conclude(fit, outcome)
         result = TrialOutcome(
             state=state,
@@ -234,7 +238,9 @@ class TrialRunner:
                 verbose=s.verbose,
             )
             fit.reason = cbs.stop_reason(s.epochs)
-            fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED}.get(fit.reason, COMPLETE)
+            fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED, keys.PAUSED: PRUNED}.get(
+                fit.reason, COMPLETE
+            )
             if fit.reason == keys.NAN:
                 outcome["error"] = (
                     f"non-finite loss or {s.monitor} at epoch {cbs.watch.non_finite_epoch}"
@@ -284,6 +290,7 @@ class TrialRunner:
         )  # fmt: skip
         stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
         cbs.backup = backups.TrialBackup(backup, stamp, number, cbs, s.backup_every)
+        cbs.pruning.on_pause = cbs.backup.save  # a paused trial resumes from that epoch
         if self.on_epoch is not None:
             hook = self.on_epoch
             cbs.notice = EpochNotice(s.monitor, lambda epoch, value: hook(number, epoch, value))
