@@ -117,7 +117,8 @@ def test_the_best_are_promoted_from_their_backups_and_n_trials_counts_configurat
     assert len(runner.trained) < 9 * EPOCHS / 2
     side = promotions._side_id(study, create=False)
     tickets = study._storage.get_all_trials(side, deepcopy=False)
-    assert not promotions.promotable(study, tickets, {t.number: t for t in trials}, trials)
+    by_number = {t.number: t for t in trials}
+    assert not promotions.promotable(study, tickets, by_number, trials, last=True)
     # Each paused attempt was continued at most once, as a trial resuming it.
     continued = [t.system_attrs[attrs.PROMOTED_FROM] for t in trials
                  if attrs.PROMOTED_FROM in t.system_attrs]  # fmt: skip
@@ -216,3 +217,15 @@ def test_paused_is_a_stop_reason_of_its_own():
 @pytest.mark.parametrize("name", ["digits", "a:b"])
 def test_side_studies_are_named_after_their_study(name):
     assert promotions.is_side(promotions.side_name(name)) and not promotions.is_side(name)
+
+
+def test_a_search_too_small_to_fill_the_rungs_still_trains_its_best_to_the_end():
+    # Four configurations: one reaches rung 3 alone. Once the budget is spent, the best
+    # paused configuration of each rung is promoted even where fewer than eta reached it.
+    study, runner = new_study(), ResumingRunner()
+    assert run_trials(study, runner, Limits(n_trials=4), Sink(), seed=0) == STOP_BUDGET
+    trials = study.get_trials(deepcopy=False)
+    best = min(trials, key=lambda t: t.params["x"])
+    assert (promotions_config(best), EPOCHS) in runner.trained
+    assert budget.finished(trials) == 4
+    assert len(runner.trained) == len(set(runner.trained))

@@ -96,24 +96,11 @@ def _run_trials(
         # With an RDB storage and a heartbeat, trials of processes that stopped beating
         # (another machine died) are failed here and queued again by Optuna's callback.
         attempts.fail_stale_trials(study)
-        # A paused configuration that is promotable now goes first (promotion pruner): its
-        # continuation is not a new configuration, so no budget check.
-        trial = promotions.next_continuation(study, me)
-        if trial is None:
-            trials = study.get_trials(deepcopy=False)
-            if not budget.may_ask(trials, limits.n_trials):
-                interval = attempts.heartbeat_interval(study)
-                if interval and any(t.state == TrialState.RUNNING for t in trials):
-                    # Another machine's trial may still die: wait until it finishes or goes
-                    # stale (then its rerun is ours to run), so the study ends complete.
-                    time.sleep(interval)
-                    continue
-                return STOP_BUDGET
-            with warnings.catch_warnings():
-                # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
-                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-                trial = study.ask()
-            reseed(study.sampler, seed, trial.number)
+        trial = _next_trial(study, limits, seed, me)
+        if trial is None:  # waited for another machine's trial
+            continue
+        if isinstance(trial, str):
+            return trial
         try:
             attempts.claim(trial, me)
         except DiskFull as exc:  # a RUNNING trial without its worker: nothing would free it
@@ -155,6 +142,36 @@ def _run_trials(
             return RECYCLE_TRIALS
         if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
             return RECYCLE_MEMORY
+
+
+def _next_trial(
+    study: optuna.Study, limits: Limits, seed: int | None, me: str
+) -> optuna.Trial | str | None:
+    """The trial to run next: a promotable paused configuration's continuation (promotion
+    pruner; not a new configuration, so no budget check), else a new one asked of the
+    sampler. A stop reason when there is nothing to run; ``None`` after waiting."""
+    trial = promotions.next_continuation(study, me)
+    if trial is not None:
+        return trial
+    trials = study.get_trials(deepcopy=False)
+    if not budget.may_ask(trials, limits.n_trials):
+        # No new configuration will come: the best paused ones go on to the end.
+        trial = promotions.next_continuation(study, me, last=True)
+        if trial is not None:
+            return trial
+        interval = attempts.heartbeat_interval(study)
+        if interval and any(t.state == TrialState.RUNNING for t in trials):
+            # Another machine's trial may still die: wait until it finishes or goes
+            # stale (then its rerun is ours to run), so the study ends complete.
+            time.sleep(interval)
+            return None
+        return STOP_BUDGET
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        trial = study.ask()
+    reseed(study.sampler, seed, trial.number)
+    return trial
 
 
 def _continuation(trial: optuna.Trial) -> bool:

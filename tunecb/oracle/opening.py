@@ -21,6 +21,7 @@ from tunecb.oracle.attrs import (
     STUDY_SHA,
     STUDY_VERSION,
 )
+from tunecb.oracle.promotions import is_side
 from tunecb.results import StudyDir, write_json
 from tunecb.storage.urls import redact, redact_text
 from tunecb.study.declaration import LoadedStudy
@@ -51,7 +52,8 @@ def _open_study(
 ) -> tuple[optuna.Study, bool, list[str]]:
     shown = redact(settings.storage) if settings.storage else str(study_dir.root)
     try:
-        existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+        summaries = optuna.get_all_study_summaries(storage)
+        existing = {s.study_name: s for s in summaries if not is_side(s.study_name)}
     except Exception as exc:
         raise StorageError(
             f"storage {shown!r}: cannot list studies: {first_line(redact_text(str(exc)))}"

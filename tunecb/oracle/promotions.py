@@ -79,9 +79,13 @@ def pause(study: optuna.Study, number: int, rung: int) -> None:
     study._storage.create_new_trial(_side_id(study, create=True), template_trial=ticket)
 
 
-def next_continuation(study: optuna.Study, worker: str) -> optuna.Trial | None:
+def next_continuation(study: optuna.Study, worker: str, last: bool = False) -> optuna.Trial | None:
     """Claim the most advanced paused trial that is promotable now and return its
-    continuation (RUNNING, owned by ``worker``), or ``None`` when there is none."""
+    continuation (RUNNING, owned by ``worker``), or ``None`` when there is none.
+
+    ``last``: no new configuration will come (the budget is spent), so the best paused one
+    of a rung is promotable even where fewer than ``eta`` reached it; else a small search
+    would end with its best configurations paused short of the last epoch."""
     if not active(study):
         return None
     side = _side_id(study, create=False)
@@ -94,7 +98,7 @@ def next_continuation(study: optuna.Study, worker: str) -> optuna.Trial | None:
     if _release_dead_claims(study, tickets, trials):
         tickets = storage.get_all_trials(side, deepcopy=False)
     made = {t.system_attrs.get(attrs.PROMOTED_FROM) for t in trials}
-    for ticket, paused in promotable(study, tickets, by_number, trials):
+    for ticket, paused in promotable(study, tickets, by_number, trials, last):
         if paused.number not in made and _claim(storage, ticket._trial_id, worker):
             return _continue(study, ticket._trial_id, paused)
     return None
@@ -102,7 +106,7 @@ def next_continuation(study: optuna.Study, worker: str) -> optuna.Trial | None:
 
 def promotable(
     study: optuna.Study, tickets: list[FrozenTrial], by_number: dict[int, FrozenTrial],
-    trials: list[FrozenTrial],
+    trials: list[FrozenTrial], last: bool = False,
 ) -> list[tuple[FrozenTrial, FrozenTrial]]:  # fmt: skip
     """``(ticket, paused trial)`` of the waiting tickets whose trial is promotable now,
     highest rung first, best first within a rung."""
@@ -117,7 +121,7 @@ def promotable(
         if not _is_paused(paused):
             continue
         rung = int(ticket.user_attrs[TICKET_RUNG])
-        if pruner.promotable_at(trials, paused, rung, maximize):
+        if pruner.promotable_at(trials, paused, rung, maximize, last):
             value = paused.intermediate_values[rung]
             found.append(((-rung, -value if maximize else value), ticket, paused))
     found.sort(key=lambda item: item[0])

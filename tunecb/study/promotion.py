@@ -61,15 +61,19 @@ class PromotionPruner(optuna.pruners.BasePruner):
         trials = study.get_trials(deepcopy=False)
         return not self.promotable_at(trials, trial, step, maximize)
 
-    def promotable_at(self, trials: Sequence[Any], trial: Any, rung: int, maximize: bool) -> bool:
+    def promotable_at(
+        self, trials: Sequence[Any], trial: Any, rung: int, maximize: bool, last: bool = False
+    ) -> bool:
         """Whether ``trial`` (which reached ``rung``) ranks in the top ``n // eta`` of the
-        configurations in ``trials`` that reached it (``trial`` counted once)."""
+        configurations in ``trials`` that reached it (``trial`` counted once); with
+        ``last`` (no new configuration will come: the budget is spent), in the top
+        ``max(1, n // eta)``, so that the best of every rung trains to the end."""
         mine = best_until(trial.intermediate_values, rung, maximize)
         if mine is None:
             return False
         values = rung_values(trials, rung, maximize)
         values[configuration(trial)] = mine
-        return promotable(mine, list(values.values()), maximize, self.eta)
+        return promotable(mine, list(values.values()), maximize, self.eta, last)
 
 
 def configuration(trial: Any) -> int:
@@ -108,14 +112,18 @@ def rung_values(trials: Iterable[Any], rung: int, maximize: bool) -> dict[int, f
     return found
 
 
-def promotable(value: float, values: list[float], maximize: bool = False, eta: int = 3) -> bool:
+def promotable(
+    value: float, values: list[float], maximize: bool = False, eta: int = 3, last: bool = False
+) -> bool:
     """Whether ``value`` is in the top ``len(values) // eta`` of ``values`` (its own among
-    them); ties go up.
+    them; with ``last``, at least the top one); ties go up.
 
     >>> promotable(0.1, [0.1, 0.2]), promotable(0.1, [0.1, 0.2, 0.3])
     (False, True)
+    >>> promotable(0.1, [0.1, 0.2], last=True), promotable(0.2, [0.1, 0.2], last=True)
+    (True, False)
     """
-    top = len(values) // eta
+    top = max(1, len(values) // eta) if last else len(values) // eta
     if top < 1:
         return False
     ranked = sorted(values, reverse=maximize)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tunecb.errors import ResultsError, StorageError
 from tunecb.oracle.attrs import DISCARDED, ERROR, STOP_REASON, STUDY_EPOCHS, STUDY_MONITOR
 from tunecb.oracle.budget import retried
+from tunecb.oracle.promotions import is_side
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.reporting.data.integrity import checkpoint_problem
 from tunecb.results import StudyDir, read_history, read_json
@@ -87,7 +88,8 @@ def open_report_study(
     opened = open_storage(storage, study_dir.root if study_dir else Path("."))
     shown = redact(storage) if storage else str(study_dir.root / JOURNAL_NAME)
     try:
-        names = [s.study_name for s in optuna.get_all_study_summaries(opened)]
+        summaries = optuna.get_all_study_summaries(opened)
+        names = [s.study_name for s in summaries if not is_side(s.study_name)]
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"storage {shown!r}: cannot read it: {redact_text(reason)}") from exc
