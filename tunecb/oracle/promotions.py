@@ -194,3 +194,44 @@ def _release_dead_claims(
             pause(study, paused, int(ticket.user_attrs[TICKET_RUNG]))
             again = True
     return again
+
+
+def continued(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the paused attempts that a continuation took over (a report shows a
+    configuration once: its latest attempt, whose history and checkpoint are whole)."""
+    return {
+        int(t.system_attrs[attrs.PROMOTED_FROM])
+        for t in trials
+        if attrs.PROMOTED_FROM in t.system_attrs
+    }
+
+
+def segments(trials: list[FrozenTrial]) -> dict[int, str]:
+    """``{trial number: "1→3→9"}``: the epochs at which each configuration that was paused
+    stopped, segment by segment, up to its latest attempt (``"1→3 paused"`` while paused).
+
+    >>> first = optuna.trial.create_trial(
+    ...     state=TrialState.PRUNED, user_attrs={"stop_reason": "paused", "epochs_run": 1})
+    >>> then = optuna.trial.create_trial(
+    ...     value=0.9, user_attrs={"epochs_run": 9},
+    ...     system_attrs={"retry_history": [0], "promoted_from": 0})
+    >>> first.number, then.number = 0, 1
+    >>> segments([first, then])
+    {1: '1→9'}
+    """
+    by_number = {t.number: t for t in trials}
+    hidden = continued(trials)
+    found = {}
+    for t in trials:
+        if t.number in hidden:
+            continue
+        ends = [
+            by_number[n].user_attrs.get(attrs.EPOCHS_RUN)
+            for n in t.system_attrs.get(attrs.RETRY_HISTORY, [])
+            if n in by_number and _is_paused(by_number[n])
+        ]
+        if not ends and not _is_paused(t):
+            continue
+        text = "→".join(str(e) for e in [*ends, t.user_attrs.get(attrs.EPOCHS_RUN)])
+        found[t.number] = f"{text} paused" if _is_paused(t) else text
+    return found

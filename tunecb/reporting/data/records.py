@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import ResultsError, StorageError
+from tunecb.oracle import promotions
 from tunecb.oracle.attrs import DISCARDED, ERROR, STOP_REASON, STUDY_EPOCHS, STUDY_MONITOR
 from tunecb.oracle.budget import retried
 from tunecb.oracle.promotions import is_side
@@ -119,8 +120,17 @@ def study_records(
     maximize = study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
     rerun = retried(trials)
-    kept = [t for t in trials if t.user_attrs.get(STOP_REASON) != DISCARDED]
+    # One row per configuration: a paused attempt that was continued shows in its latest
+    # (promotion pruner), with the epochs each segment reached ("rungs").
+    shown_once, rungs = promotions.continued(trials), promotions.segments(trials)
+    kept = [
+        t for t in trials
+        if t.user_attrs.get(STOP_REASON) != DISCARDED and t.number not in shown_once
+    ]  # fmt: skip
     records = [trial_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
+    if rungs:
+        for record in records:
+            record["rungs"] = rungs.get(record["trial"])
     for record, trial in zip(records, kept, strict=True):
         record["error"] = trial.user_attrs.get(ERROR)
     for record in records:  # a cheap zip check of each checkpoint file, no model loaded
@@ -209,8 +219,9 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
     mixed = len({r.get("backend") for r in records if r.get("backend")}) > 1
     error = any(r.get("error") for r in records)
     rotten = any(r.get("checkpoint_problem") for r in records)
+    rungs = ["rungs"] if any("rungs" in r for r in records) else []
     return [
-        *BASE_COLUMNS, *params, *tests, *(["backend"] if mixed else []), "checkpoint",
+        *BASE_COLUMNS, *rungs, *params, *tests, *(["backend"] if mixed else []), "checkpoint",
         *(["checkpoint_problem"] if rotten else []),
         *(["error"] if error else []),
     ]  # fmt: skip
