@@ -229,3 +229,39 @@ def test_a_search_too_small_to_fill_the_rungs_still_trains_its_best_to_the_end()
     assert (promotions_config(best), EPOCHS) in runner.trained
     assert budget.finished(trials) == 4
     assert len(runner.trained) == len(set(runner.trained))
+
+
+def test_a_continuation_whose_worker_died_runs_again_as_the_same_continuation():
+    from tunecb.oracle import attempts
+
+    study, best = paused_study()
+    continuation = promotions.next_continuation(study, attrs.worker_id())
+    assert attempts.fail_and_requeue(study, continuation.number, attrs.WORKER_DIED, "killed")
+    runner = ResumingRunner()
+    assert run_trials(study, runner, Limits(n_trials=3), Sink(), seed=0) == STOP_BUDGET
+    trials = study.get_trials(deepcopy=False)
+    rerun = trials[continuation.number + 1]
+    assert rerun.system_attrs[attrs.PROMOTED_FROM] == best
+    assert rerun.system_attrs[attrs.RETRY_HISTORY] == [best, continuation.number]
+    assert rerun.user_attrs[attrs.STOP_REASON] == attrs.PAUSED  # at rung 3, then resumed
+    assert (best, 1) not in runner.trained  # resumed after the rung, not from epoch 1
+    assert sorted(e for c, e in runner.trained if c == best) == list(range(2, EPOCHS + 1))
+    assert budget.finished(trials) == 3
+    assert promotions.segments(trials)[trials[-1].number] == f"1→3→{EPOCHS}"
+
+
+def test_keep_checkpoints_spares_a_paused_trial_until_its_continuation_ends():
+    from tunecb.oracle.retention import removable
+
+    study, best = paused_study()  # three paused; keep 1: none may go while paused
+    trials = study.get_trials(deepcopy=False)
+    assert removable(trials, maximize=False, keep=1) == []
+    runner = ResumingRunner()
+    run_trials(study, runner, Limits(n_trials=3), Sink(), seed=0)
+    trials = study.get_trials(deepcopy=False)
+    # The resumed one's paused attempts may go now (their continuation has its files); the
+    # two still paused stay for a later, larger run.
+    gone = removable(trials, maximize=False, keep=1)
+    still = {t.number for t in trials if t.number not in promotions.continued(trials)
+             and t.user_attrs.get(attrs.STOP_REASON) == attrs.PAUSED}  # fmt: skip
+    assert gone and best in gone and not still & set(gone)

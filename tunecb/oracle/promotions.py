@@ -226,12 +226,17 @@ def segments(trials: list[FrozenTrial]) -> dict[int, str]:
         if t.number in hidden:
             continue
         ends = [
-            by_number[n].user_attrs.get(attrs.EPOCHS_RUN)
+            _epochs(by_number[n])
             for n in t.system_attrs.get(attrs.RETRY_HISTORY, [])
             if n in by_number and _is_paused(by_number[n])
         ]
         if not ends and not _is_paused(t):
             continue
-        text = "→".join(str(e) for e in [*ends, t.user_attrs.get(attrs.EPOCHS_RUN)])
+        text = "→".join(str(e) for e in [*ends, _epochs(t)])
         found[t.number] = f"{text} paused" if _is_paused(t) else text
     return found
+
+
+def _epochs(trial: FrozenTrial) -> int | None:
+    """The epochs a configuration had trained when this attempt ended."""
+    return trial.user_attrs.get(attrs.EPOCHS_RUN) or trial.last_step
