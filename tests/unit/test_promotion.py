@@ -265,3 +265,11 @@ def test_keep_checkpoints_spares_a_paused_trial_until_its_continuation_ends():
     still = {t.number for t in trials if t.number not in promotions.continued(trials)
              and t.user_attrs.get(attrs.STOP_REASON) == attrs.PAUSED}  # fmt: skip
     assert gone and best in gone and not still & set(gone)
+
+
+def test_a_worker_resumes_only_configurations_whose_backup_it_sees():
+    # Machines with results folders of their own: the backup is on the machine that paused.
+    study, best = paused_study()
+    assert promotions.next_continuation(study, "m:1", resumable=lambda first: False) is None
+    trial = promotions.next_continuation(study, "m:1", resumable=lambda first: first == best)
+    assert trial is not None and trial.params == {"x": 0.1}

@@ -96,7 +96,7 @@ def _run_trials(
         # With an RDB storage and a heartbeat, trials of processes that stopped beating
         # (another machine died) are failed here and queued again by Optuna's callback.
         attempts.fail_stale_trials(study)
-        trial = _next_trial(study, limits, seed, me)
+        trial = _next_trial(study, limits, seed, me, getattr(runner, "can_resume", None))
         if trial is None:  # waited for another machine's trial
             continue
         if isinstance(trial, str):
@@ -145,18 +145,19 @@ def _run_trials(
 
 
 def _next_trial(
-    study: optuna.Study, limits: Limits, seed: int | None, me: str
-) -> optuna.Trial | str | None:
+    study: optuna.Study, limits: Limits, seed: int | None, me: str,
+    resumable: Callable[[int], bool] | None,
+) -> optuna.Trial | str | None:  # fmt: skip
     """The trial to run next: a promotable paused configuration's continuation (promotion
     pruner; not a new configuration, so no budget check), else a new one asked of the
     sampler. A stop reason when there is nothing to run; ``None`` after waiting."""
-    trial = promotions.next_continuation(study, me)
+    trial = promotions.next_continuation(study, me, resumable=resumable)
     if trial is not None:
         return trial
     trials = study.get_trials(deepcopy=False)
     if not budget.may_ask(trials, limits.n_trials):
         # No new configuration will come: the best paused ones go on to the end.
-        trial = promotions.next_continuation(study, me, last=True)
+        trial = promotions.next_continuation(study, me, last=True, resumable=resumable)
         if trial is not None:
             return trial
         interval = attempts.heartbeat_interval(study)

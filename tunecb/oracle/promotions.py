@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -35,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunecb.oracle import attrs
 from tunecb.oracle.attempts import owner_alive
-from tunecb.study.promotion import PromotionPruner
+from tunecb.study.promotion import PromotionPruner, configuration
 
 log = logging.getLogger("tunecb")
 
@@ -79,13 +80,18 @@ def pause(study: optuna.Study, number: int, rung: int) -> None:
     study._storage.create_new_trial(_side_id(study, create=True), template_trial=ticket)
 
 
-def next_continuation(study: optuna.Study, worker: str, last: bool = False) -> optuna.Trial | None:
+def next_continuation(
+    study: optuna.Study, worker: str, last: bool = False,
+    resumable: Callable[[int], bool] | None = None,
+) -> optuna.Trial | None:  # fmt: skip
     """Claim the most advanced paused trial that is promotable now and return its
     continuation (RUNNING, owned by ``worker``), or ``None`` when there is none.
 
     ``last``: no new configuration will come (the budget is spent), so the best paused one
     of a rung is promotable even where fewer than ``eta`` reached it; else a small search
-    would end with its best configurations paused short of the last epoch."""
+    would end with its best configurations paused short of the last epoch.
+    ``resumable(first attempt's number)``: whether this worker sees the configuration's
+    backup (machines with results folders of their own each resume their own)."""
     if not active(study):
         return None
     side = _side_id(study, create=False)
@@ -99,6 +105,8 @@ def next_continuation(study: optuna.Study, worker: str, last: bool = False) -> o
         tickets = storage.get_all_trials(side, deepcopy=False)
     made = {t.system_attrs.get(attrs.PROMOTED_FROM) for t in trials}
     for ticket, paused in promotable(study, tickets, by_number, trials, last):
+        if resumable is not None and not resumable(configuration(paused)):
+            continue
         if paused.number not in made and _claim(storage, ticket._trial_id, worker):
             return _continue(study, ticket._trial_id, paused)
     return None

@@ -190,6 +190,11 @@ class TrialRunner:
             raise fit.fatal
         return result
 
+    def can_resume(self, first: int) -> bool:
+        """Whether this process sees the backup of the configuration whose first attempt is
+        trial ``first`` (a paused one is resumed only where its backup is)."""
+        return self.study_dir.backup(first).state.is_file()
+
     def _prepare(self, trial: optuna.Trial, seed: int) -> tuple[Path, Path | None]:
         """An empty trial folder (and TensorBoard run), the data checked, Keras reset and
         seeded; returns the folder and the TensorBoard run (``None`` without one)."""
