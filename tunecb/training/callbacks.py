@@ -332,10 +332,11 @@ class TrialCallbacks:
     backup: keras.callbacks.Callback | None = None  # tunecb.training.backup.TrialBackup
     tensorboard: EpochTensorBoard | None = None
     notice: EpochNotice | None = None  # after pruning: it only reports progress
+    seeder: keras.callbacks.Callback | None = None  # first: tunecb.training.epoch_seed
 
     def as_list(self) -> list[keras.callbacks.Callback]:
-        ours = [self.watch, self.schedule, self.checkpoint, self.early_stopping, self.history,
-                self.tensorboard]  # fmt: skip
+        ours = [self.seeder, self.watch, self.schedule, self.checkpoint, self.early_stopping,
+                self.history, self.tensorboard]  # fmt: skip
         last = [c for c in (self.backup, self.pruning, self.notice) if c is not None]
         return [c for c in ours if c is not None] + list(self.user) + last
 

@@ -31,6 +31,7 @@ from tunecb.training import backup as backups
 from tunecb.training import constraints
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
+from tunecb.training.epoch_seed import EpochSeed
 
 log = logging.getLogger("tunecb")
 
@@ -233,6 +234,7 @@ class TrialRunner:
                 fit.state, fit.reason = PRUNED, keys.INFEASIBLE
                 return fit
             fit.cbs = cbs = self._callbacks(trial, schedule, board, backup)
+            cbs.seeder = EpochSeed(outcome["seed"])  # an epoch's data order, also resumed
             resumed = self._resume(model, cbs, trial)
             outcome["resumed_from_epoch"] = resumed or None
             model.fit(
