@@ -209,9 +209,11 @@ def test_a_claim_whose_process_died_before_it_continued_is_released():
     assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 1
 
 
-def test_paused_is_a_stop_reason_of_its_own():
+def test_paused_is_a_stop_reason_of_its_own_not_a_crash():
     assert attrs.PAUSED == "paused" and attrs.PAUSED in attrs.STOP_REASONS
     assert attrs.PAUSED not in attrs.NOT_COUNTED
+    paused = outcome(3, PRUNED, attrs.PAUSED, 0.5, 1)
+    assert paused.tally == "PAUSED"  # the run's summary says "paused", fail-fast ignores it
 
 
 @pytest.mark.parametrize("name", ["digits", "a:b"])

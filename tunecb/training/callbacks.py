@@ -1,6 +1,7 @@
 """tunecb's Keras callbacks, and the factory that puts them in order for one trial.
 
-Order (first to last): epoch watch (metric check + non-finite termination), learning-rate
+Order (first to last): epoch seed (:mod:`~tunecb.training.epoch_seed`, set by the runner),
+epoch watch (metric check + non-finite termination), learning-rate
 schedule, best checkpoint, early stopping, history log, TensorBoard logs (``--tensorboard``),
 the user's callbacks, pruning, then the epoch notice (the search's live progress).
 
