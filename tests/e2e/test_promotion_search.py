@@ -160,3 +160,31 @@ def test_two_machines_on_one_postgres_study_each_resume_their_own_paused(tmp_pat
         == 0
     )  # one study listed: no --study-name needed
     assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 1 + 6
+
+
+@pytest.mark.slow
+def test_dask_workers_pause_and_promote(tmp_path):
+    import subprocess
+    import sys
+
+    distributed = pytest.importorskip("dask.distributed")
+    from test_workers import write_fast_study
+
+    path = write_fast_study(tmp_path, name="pd", n=5, epochs=4)
+    results = tmp_path / "r"
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+             "--jobs", "2", "--dask", cluster.scheduler_address, "--pruner", "promotion"],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    trials = journal_study(results, "pd").get_trials(deepcopy=False)
+    assert budget.finished(trials) == 5
+    made = [t.system_attrs[attrs.PROMOTED_FROM] for t in trials
+            if attrs.PROMOTED_FROM in t.system_attrs]  # fmt: skip
+    assert made and len(made) == len(set(made))
+    assert any(t.state.name == "COMPLETE" for t in trials)
