@@ -275,3 +275,26 @@ def test_a_worker_resumes_only_configurations_whose_backup_it_sees():
     assert promotions.next_continuation(study, "m:1", resumable=lambda first: False) is None
     trial = promotions.next_continuation(study, "m:1", resumable=lambda first: first == best)
     assert trial is not None and trial.params == {"x": 0.1}
+
+
+@pytest.mark.parametrize("stopping_anyway", [False, True])
+def test_the_pruning_callback_pauses_unless_the_fit_stops_there_anyway(stopping_anyway):
+    from types import SimpleNamespace
+
+    from tunecb.training.callbacks import OptunaPruning
+
+    saved = []
+    trial = SimpleNamespace(
+        study=SimpleNamespace(pruner=PromotionPruner(1, EPOCHS)),
+        report=lambda value, step: None, should_prune=lambda: True,
+    )  # fmt: skip
+    pruning = OptunaPruning(trial, "val_loss")
+    pruning.on_pause = saved.append
+    model = SimpleNamespace(stop_training=stopping_anyway)  # early stopping said stop
+    pruning.set_model(model)
+    pruning.on_epoch_end(0, {"val_loss": 0.5})
+    if stopping_anyway:  # early stopped (or NaN): it ends here, nothing to resume
+        assert (pruning.paused, pruning.pruned_at, saved) == (False, None, [])
+    else:  # paused: the backup is written now, before on_train_end restores best weights
+        assert (pruning.paused, pruning.pruned_at, saved) == (True, 1, [1])
+        assert model.stop_training
