@@ -79,5 +79,6 @@ def test_stored_strings_never_change():
     )  # fmt: skip
     assert attrs.STOP_REASONS == ("completed", "early_stopped", "pruned", "nan", "failed",
                                   "worker_died", "interrupted", "discarded",
-                                  "warm_start", "infeasible", "killed", "time_limit")  # fmt: skip
+                                  "warm_start", "infeasible", "killed", "time_limit",
+                                  "paused")  # fmt: skip
     assert [s.name for s in attrs.FINISHED] == ["COMPLETE", "PRUNED", "FAIL"]

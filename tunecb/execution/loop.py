@@ -32,7 +32,7 @@ from tunecb.execution._base import (
     Sink,
 )
 from tunecb.execution.watchdog import stuck_trial_guard
-from tunecb.oracle import attempts, attrs, budget, given
+from tunecb.oracle import attempts, attrs, budget, given, promotions
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.samplers_pruners import reseed
 
@@ -97,27 +97,21 @@ def _run_trials(
         # With an RDB storage and a heartbeat, trials of processes that stopped beating
         # (another machine died) are failed here and queued again by Optuna's callback.
         attempts.fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        if not budget.may_ask(trials, limits.n_trials):
-            interval = attempts.heartbeat_interval(study)
-            if interval and any(t.state == TrialState.RUNNING for t in trials):
-                # Another machine's trial may still die: wait until it finishes or goes
-                # stale (then its rerun is ours to run), so the study ends complete.
-                time.sleep(interval)
-                continue
-            return STOP_BUDGET
-        with warnings.catch_warnings():
-            # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-            trial = study.ask()
-        reseed(study.sampler, seed, trial.number)
+        trial = _next_trial(study, limits, seed, me, getattr(runner, "can_resume", None))
+        if trial is None:  # waited for another machine's trial
+            continue
+        if isinstance(trial, str):
+            return trial
         try:
             attempts.claim(trial, me)
         except DiskFull as exc:  # a RUNNING trial without its worker: nothing would free it
             _stopped_by_full_disk(study, trial.number, exc)
             raise
-        if given.repeated(study, trial) or not budget.within_budget(
-            study.get_trials(deepcopy=False), trial.number, limits.n_trials
+        if not _continuation(trial) and (
+            given.repeated(study, trial)
+            or not budget.within_budget(
+                study.get_trials(deepcopy=False), trial.number, limits.n_trials
+            )
         ):
             attempts.discard(study, trial)
             continue  # the next may_ask says whether anything is left
@@ -141,6 +135,8 @@ def _run_trials(
             study.tell(trial, state=TrialState.FAIL)
             raise
         try:
+            if outcome.stop_reason == attrs.PAUSED:  # its ticket first: then it is told
+                promotions.pause(study, trial.number, outcome.epochs_run)
             attempts.tell(study, trial, outcome)
         except DiskFull as exc:  # the journal's disk: the trial is still RUNNING
             _stopped_by_full_disk(study, trial.number, exc)
@@ -153,6 +149,42 @@ def _run_trials(
             return RECYCLE_TRIALS
         if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
             return RECYCLE_MEMORY
+
+
+def _next_trial(
+    study: optuna.Study, limits: Limits, seed: int | None, me: str,
+    resumable: Callable[[int], bool] | None,
+) -> optuna.Trial | str | None:  # fmt: skip
+    """The trial to run next: a promotable paused configuration's continuation (promotion
+    pruner; not a new configuration, so no budget check), else a new one asked of the
+    sampler. A stop reason when there is nothing to run; ``None`` after waiting."""
+    trial = promotions.next_continuation(study, me, resumable=resumable)
+    if trial is not None:
+        return trial
+    trials = study.get_trials(deepcopy=False)
+    if not budget.may_ask(trials, limits.n_trials):
+        # No new configuration will come: the best paused ones go on to the end.
+        trial = promotions.next_continuation(study, me, last=True, resumable=resumable)
+        if trial is not None:
+            return trial
+        interval = attempts.heartbeat_interval(study)
+        if interval and any(t.state == TrialState.RUNNING for t in trials):
+            # Another machine's trial may still die: wait until it finishes or goes
+            # stale (then its rerun is ours to run), so the study ends complete.
+            time.sleep(interval)
+            return None
+        return STOP_BUDGET
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        trial = study.ask()
+    reseed(study.sampler, seed, trial.number)
+    return trial
+
+
+def _continuation(trial: optuna.Trial) -> bool:
+    """Whether ``trial`` resumes a paused configuration (made by :mod:`.promotions`)."""
+    return attrs.PROMOTED_FROM in trial.storage.get_trial_system_attrs(trial._trial_id)
 
 
 def _stopped_by_full_disk(study: optuna.Study, number: int, exc: DiskFull) -> None:

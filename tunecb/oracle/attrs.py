@@ -56,6 +56,9 @@ RETRY_HISTORY, FAILED_TRIAL = "retry_history", "failed_trial"
 # needs to judge a death it finds: the worker's resident memory (MiB) while the trial ran,
 # the cgroup's OOM-kill count when it started.
 DEATH, RSS_MB, OOM_KILLS = "death", "rss_mb", "oom_kills"
+# System attr of a continuation of a paused trial (tunecb.oracle.promotions): the number of
+# the paused attempt it resumes (it is also the last entry of its retry_history).
+PROMOTED_FROM = "promoted_from"
 
 # Stop reasons the trial runner sets.
 COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED = (
@@ -65,6 +68,9 @@ COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED = (
 # epoch, no checkpoint). It uses a unit of the budget (n_trials counts configurations) and
 # is neither a failure nor a success for the fail-fast and "every trial failed" rules.
 INFEASIBLE = "infeasible"
+# A PRUNED trial that the promotion pruner paused at a rung: its backup is kept, and a free
+# worker resumes it (a new trial, the same configuration) once it ranks high enough there.
+PAUSED = "paused"
 RUNNER_FAILED = (FAILED, NAN)  # FAIL reasons of a trial that ran to its end in the runner
 # Stop reasons of trials that do not use a unit of the budget: their process died or was
 # interrupted (the trial runs again under a new number), or it was started past the budget.
@@ -79,6 +85,7 @@ KILLED = "killed"
 TIME_LIMIT = "time_limit"
 STOP_REASONS = (
     COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED, *NOT_COUNTED, INFEASIBLE, KILLED, TIME_LIMIT,
+    PAUSED,
 )  # fmt: skip
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

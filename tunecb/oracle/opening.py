@@ -27,6 +27,7 @@ from tunecb.oracle.attrs import (
     STUDY_VERSION,
 )
 from tunecb.oracle.given import enqueue
+from tunecb.oracle.promotions import is_side
 from tunecb.oracle.space import recorded
 from tunecb.results import StudyDir, write_json
 from tunecb.storage.urls import redact, redact_text
@@ -82,7 +83,8 @@ def _open_study(
 ) -> tuple[optuna.Study, bool, list[str]]:
     shown = redact(settings.storage) if settings.storage else str(study_dir.root)
     try:
-        existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+        summaries = optuna.get_all_study_summaries(storage)
+        existing = {s.study_name: s for s in summaries if not is_side(s.study_name)}
     except Exception as exc:
         raise StorageError(
             f"storage {shown!r}: cannot list studies: {first_line(redact_text(str(exc)))}"

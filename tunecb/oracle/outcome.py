@@ -18,6 +18,7 @@ from tunecb.oracle.attrs import BEST_VALUE
 
 COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
 INFEASIBLE = "INFEASIBLE"  # a tally key, not an Optuna state: see TrialOutcome.tally
+PAUSED = "PAUSED"  # a tally key: a PRUNED trial the promotion pruner paused
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,16 @@ class TrialOutcome:
 
     @property
     def tally(self) -> str:
-        """What this outcome counts as in a run's tally: its state, or ``INFEASIBLE`` for a
-        model that broke the study's constraints (neither a failure nor a success).
+        """What this outcome counts as in a run's tally: its state, ``INFEASIBLE`` for a
+        model that broke the study's constraints (neither a failure nor a success), or
+        ``PAUSED`` for a trial paused at a rung (promotion pruner).
 
         >>> TrialOutcome(1, "PRUNED", None, None, 0, "infeasible", None, None, 0.1, 9, 1,
         ...              "none").tally
         'INFEASIBLE'
         """
+        if self.stop_reason == attrs.PAUSED:
+            return PAUSED
         return INFEASIBLE if self.stop_reason == attrs.INFEASIBLE else self.state
 
     def attrs(self) -> dict[str, Any]:

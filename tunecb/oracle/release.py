@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tunecb.errors import StorageError
 from tunecb.oracle.attempts import release_running
+from tunecb.oracle.promotions import is_side
 from tunecb.storage.urls import JOURNAL_NAME, open_storage, redact
 from tunecb.wording import plural
 
@@ -38,6 +39,8 @@ def release_running_trials(results_dir: str | None, storage_url: str | None) -> 
         shown = redact(storage_url)
     lines = []
     for summary in optuna.get_all_study_summaries(storage):
+        if is_side(summary.study_name):  # the promotion pruner's tickets: not trials
+            continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         released, alive = release_running(study)
         name = summary.study_name

@@ -58,6 +58,7 @@ from tunecb.errors import ResultsError
 from tunecb.oracle.attrs import (
     DISCARDED,
     FINISHED,
+    PAUSED,
     RETRY_HISTORY,
     RUNNER_FAILED,
     STOP_REASON,
@@ -171,7 +172,10 @@ def _mark(study_dir: StudyDir, number: int, keep: int) -> None:
 
 
 def _finished_by_runner(trial: Any) -> bool:
-    """Whether tunecb's runner ended this trial itself (so no rerun will read its files)."""
+    """Whether tunecb's runner ended this trial itself (so no rerun will read its files). A
+    paused trial (promotion pruner) did not end: its continuation copies its checkpoint."""
+    if trial.user_attrs.get(STOP_REASON) == PAUSED:
+        return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and (trial.user_attrs.get(STOP_REASON) in RUNNER_FAILED)

@@ -79,8 +79,9 @@ def rerun(path: str | Path, trial: int, *, study: Study | str | Path | None = No
     resumed = source.attrs.get(RESUMED_FROM)
     if resumed:
         reasons.append(
-            f"the trial resumed from a backup at epoch {resumed} after its worker stopped: its "
-            "shuffling and dropout after that epoch were drawn anew"
+            f"the trial resumed from a backup at epoch {resumed} (paused, or its worker "
+            "stopped): a backup written before tunecb kept each epoch's data order and the "
+            "dropout state drew them anew after that epoch"
         )
     monitor = source.settings.monitor
     recorded_curve = source.history(monitor)

@@ -8,6 +8,8 @@ epoch) and Hyperband's maximum resource is the study's epoch budget.
 27
 >>> make_pruner("hyperband", epochs=30)._min_resource
 3
+>>> make_pruner("promotion", epochs=30).rungs
+(3, 9, 27)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import optuna
 from optuna.samplers._lazy_random_state import LazyRandomState
 
 from tunecb.errors import ConfigError
+from tunecb.study.promotion import PromotionPruner
 
 Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]]
 
@@ -155,6 +158,9 @@ def make_pruner(name_or_pruner: Any, epochs: int) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(
             min_resource=hyperband_min_resource(epochs), max_resource=epochs, reduction_factor=3
         )
+    if name == "promotion":
+        # Pause-and-resume successive halving (tunecb.study.promotion), rungs as Hyperband's.
+        return PromotionPruner(hyperband_min_resource(epochs), epochs, reduction_factor=3)
     if name in ("none", "pareto"):  # pareto: tunecb.training.pareto_pruning judges, not Optuna
         return optuna.pruners.NopPruner()
     raise ConfigError(f"unknown pruner {name!r}")

@@ -25,7 +25,7 @@ from tunecb.study.schedules import Schedule
 
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, each also its module's name
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "nsgaii", "bruteforce")
-PRUNERS = ("median", "successive_halving", "hyperband", "pareto", "none")
+PRUNERS = ("median", "successive_halving", "hyperband", "promotion", "pareto", "none")
 _PRUNER_ALIASES = {"sha": "successive_halving", "asha": "successive_halving", "nop": "none"}
 
 # How a flag's text becomes a value; tunecb.cli.parser maps each to an argparse type.
@@ -168,6 +168,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "pruner", "median",
         "`median`, `hyperband` (first rung at a tenth of `epochs`), `successive_halving`, "
+        "`promotion` (pauses at rungs and resumes the best from their backups), "
         "`none`, or an `optuna.pruners` instance; with `objectives=`: `pareto` (the default "
         "there) or `none`",
         flag="--pruner", help=_one_of(PRUNERS),

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from tunecb.oracle.attrs import RETRY_HISTORY
 from tunecb.results import (
@@ -129,10 +130,31 @@ class TrialBackup(keras.callbacks.Callback):
             "epoch": epochs_done,
             "weights": weights.name,
             "callbacks": collect_states(self.cbs.stateful()),
+            "seeds": seed_states(self.model),
         }
         atomic_write_text(self.files.state, json.dumps(state))
         for old in self.files.stale_weights(keep=weights):
             old.unlink(missing_ok=True)
+
+
+def seed_states(model: keras.Model) -> list[list[int]]:
+    """The states of the model's random seed generators (dropout, noise layers), in layer
+    order: ``model.save`` leaves them out, and a fit resumed without them draws its dropout
+    masks from the start again."""
+    return [
+        np.asarray(keras.ops.convert_to_numpy(v.value)).reshape(-1).tolist()
+        for v in model.variables
+        if v.name == "seed_generator_state"
+    ]
+
+
+def set_seed_states(model: keras.Model, states: list[list[int]] | None) -> None:
+    """Put saved seed-generator states back (none saved, or another layout: left as is)."""
+    found = [v for v in model.variables if v.name == "seed_generator_state"]
+    if not states or len(states) != len(found):
+        return
+    for variable, value in zip(found, states, strict=True):
+        variable.assign(np.asarray(value, dtype=variable.dtype).reshape(variable.shape))
 
 
 def _size(path: Path) -> int:
@@ -172,6 +194,7 @@ def restore(
         log.warning("cannot restore the backup in %s (%s); starting over", files.folder, exc)
         discard(files.folder)
         return 0
+    set_seed_states(model, state.get("seeds"))
     source = int(state["attempt"])
     if study_dir.trial_dir(source) != study_dir.trial_dir(number):
         _carry_over(study_dir, source, number, epochs)

@@ -1,6 +1,7 @@
 """tunecb's Keras callbacks, and the factory that puts them in order for one trial.
 
-Order (first to last): epoch watch (metric check + non-finite termination), learning-rate
+Order (first to last): epoch seed (:mod:`~tunecb.training.epoch_seed`, set by the runner),
+epoch watch (metric check + non-finite termination), learning-rate
 schedule, best checkpoint, early stopping, history log, TensorBoard logs (``--tensorboard``),
 the user's callbacks, pruning, then the epoch notice (the search's live progress).
 
@@ -280,6 +281,10 @@ class OptunaPruning(keras.callbacks.Callback):
         self.trial = trial
         self.monitor = Monitor(monitor)
         self.pruned_at: int | None = None
+        self.paused = False  # the pruner paused the trial at pruned_at (its backup is kept)
+        # Called with the epochs done when the trial pauses, before any on_train_end (early
+        # stopping's restore_best_weights) changes the weights: the runner saves the backup.
+        self.on_pause: Any = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = self.monitor.value(logs)
@@ -287,8 +292,17 @@ class OptunaPruning(keras.callbacks.Callback):
             return
         self.trial.report(value, step=epoch + 1)
         if self.trial.should_prune():
+            # A pruner that pauses (tunecb.study.promotion) means "stop here, resume later",
+            # unless the fit stops here anyway (early stopping, NaN): nothing to resume.
+            pruner = getattr(getattr(self.trial, "study", None), "pruner", None)
+            self.paused = bool(getattr(pruner, "pauses", False))
+            if self.paused and self.model.stop_training:
+                self.paused = False
+                return
             self.pruned_at = epoch + 1
             self.model.stop_training = True
+            if self.paused and self.on_pause is not None:
+                self.on_pause(epoch + 1)
 
 
 class EpochNotice(keras.callbacks.Callback):
@@ -320,10 +334,11 @@ class TrialCallbacks:
     tensorboard: EpochTensorBoard | None = None
     notice: EpochNotice | None = None  # after pruning: it only reports progress
     time_limit: keras.callbacks.Callback | None = None  # tunecb.training.time_limit.TimeLimit
+    seeder: keras.callbacks.Callback | None = None  # first: tunecb.training.epoch_seed
 
     def as_list(self) -> list[keras.callbacks.Callback]:
-        ours = [self.watch, self.schedule, self.checkpoint, self.early_stopping, self.history,
-                self.tensorboard]  # fmt: skip
+        ours = [self.seeder, self.watch, self.schedule, self.checkpoint, self.early_stopping,
+                self.history, self.tensorboard]  # fmt: skip
         last = [c for c in (self.backup, self.time_limit, self.pruning, self.notice) if c]
         return [c for c in ours if c is not None] + list(self.user) + last
 
@@ -341,11 +356,11 @@ class TrialCallbacks:
         return {name: cb for name, cb in named.items() if cb is not None}
 
     def stop_reason(self, epochs: int) -> str:
-        """``nan``, ``pruned``, ``time_limit``, ``early_stopped`` or ``completed``."""
+        """``nan``, ``paused``, ``pruned``, ``time_limit``, ``early_stopped`` or ``completed``."""
         if self.watch.non_finite_epoch is not None:
             return keys.NAN
         if self.pruning.pruned_at is not None:
-            return keys.PRUNED
+            return keys.PAUSED if getattr(self.pruning, "paused", False) else keys.PRUNED
         if self.time_limit is not None and self.time_limit.hit is not None:
             return keys.TIME_LIMIT
         if self.watch.epochs_run < epochs:

@@ -33,6 +33,7 @@ from tunecb.training import backup as backups
 from tunecb.training import constraints, objectives
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
+from tunecb.training.epoch_seed import EpochSeed
 from tunecb.training.pareto_pruning import ParetoPruning
 from tunecb.training.time_limit import TimeLimit
 
@@ -169,7 +170,10 @@ class TrialRunner:
         number = trial.number
         start, started = time.perf_counter(), time.time()
         self._started = time.monotonic()  # --trial-timeout counts from here (building too)
-        seed = trial_seed(self.settings.seed, number) if seed is None else seed
+        # A configuration's attempts (a rerun, a continuation of a paused trial) share its
+        # first attempt's seed, so one resumed from its backup goes on as it would have.
+        first = backups.origin(trial)
+        seed = trial_seed(self.settings.seed, first) if seed is None else seed
         folder, board = self._prepare(trial, seed)
         guarded = isinstance(trial, optuna.Trial)  # not a FixedTrial (tunecb rerun)
         self._space = space.guard(trial, str(self.study_dir.root)) if guarded else None
@@ -184,9 +188,10 @@ class TrialRunner:
             resumed_from_epoch=None, constraint=None, objectives=None,
         )  # fmt: skip
         self._properties: dict[str, float] = {}
-        backup = self.study_dir.backup(backups.origin(trial))
+        backup = self.study_dir.backup(first)
         fit = self._fit(trial, schedule, board, backup, outcome)
-        backups.discard(backup.folder)  # the trial ended: nothing to resume
+        if fit.reason != keys.PAUSED:  # paused: its continuation resumes from the backup
+            backups.discard(backup.folder)  # the trial ended: nothing to resume
         state, reason = self._conclude(fit, outcome)
         result = TrialOutcome(
             state=state,
@@ -202,6 +207,11 @@ class TrialRunner:
         if fit.fatal is not None:
             raise fit.fatal
         return result
+
+    def can_resume(self, first: int) -> bool:
+        """Whether this process sees the backup of the configuration whose first attempt is
+        trial ``first`` (a paused one is resumed only where its backup is)."""
+        return self.study_dir.backup(first).state.is_file()
 
     def _prepare(self, trial: optuna.Trial, seed: int) -> tuple[Path, Path | None]:
         """An empty trial folder (and TensorBoard run), the data checked, Keras reset and
@@ -251,6 +261,7 @@ class TrialRunner:
                     trial, s.objectives, self._properties, self.study_dir.history(trial.number),
                     s.epochs, prune=s.pruner == "pareto",
                 )  # fmt: skip
+            cbs.seeder = EpochSeed(outcome["seed"])  # an epoch's data order, also resumed
             resumed = self._resume(model, cbs, trial)
             outcome["resumed_from_epoch"] = resumed or None
             model.fit(
@@ -261,7 +272,9 @@ class TrialRunner:
                 verbose=s.verbose,
             )
             fit.reason = cbs.stop_reason(s.epochs)
-            fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED}.get(fit.reason, COMPLETE)
+            fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED, keys.PAUSED: PRUNED}.get(
+                fit.reason, COMPLETE
+            )
             if fit.reason == keys.TIME_LIMIT:  # COMPLETE with its best so far: say why
                 outcome["error"] = f"stopped: the {cbs.time_limit.hit}"
             if fit.reason == keys.NAN:
@@ -320,6 +333,7 @@ class TrialRunner:
         cbs.backup = backups.TrialBackup(backup, stamp, number, cbs, s.backup_every)
         if s.trial_timeout is not None or s.epoch_timeout is not None:
             cbs.time_limit = TimeLimit(s.trial_timeout, s.epoch_timeout, self._started)
+        cbs.pruning.on_pause = cbs.backup.save  # a paused trial resumes from that epoch
         if self.on_epoch is not None:
             hook = self.on_epoch
             cbs.notice = EpochNotice(s.monitor, lambda epoch, value: hook(number, epoch, value))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import ResultsError, StorageError
+from tunecb.oracle import promotions
 from tunecb.oracle.attrs import (
     DISCARDED,
     ERROR,
@@ -27,6 +28,7 @@ from tunecb.oracle.attrs import (
 )
 from tunecb.oracle.budget import retried
 from tunecb.oracle.front import front_numbers, study_objectives
+from tunecb.oracle.promotions import is_side
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.reporting.data.integrity import checkpoint_problem
 from tunecb.results import StudyDir, read_history, read_json
@@ -114,7 +116,8 @@ def open_report_study(
     opened = open_storage(storage, study_dir.root if study_dir else Path("."))
     shown = redact(storage) if storage else str(study_dir.root / JOURNAL_NAME)
     try:
-        names = [s.study_name for s in optuna.get_all_study_summaries(opened)]
+        summaries = optuna.get_all_study_summaries(opened)
+        names = [s.study_name for s in summaries if not is_side(s.study_name)]
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"storage {shown!r}: cannot read it: {redact_text(reason)}") from exc
@@ -145,10 +148,19 @@ def study_records(
     maximize = monitor_of(objectives).maximize if objectives else study.direction.name == "MAXIMIZE"
     trials = study.get_trials(deepcopy=False)
     rerun = retried(trials)
-    # discarded: never ran; warm_start: copied from another study (--warm-start)
+    # discarded: never ran; warm_start: copied from another study (--warm-start). One row
+    # per configuration: a paused attempt that was continued shows in its latest (promotion
+    # pruner), with the epochs each segment reached ("rungs").
     hidden = (DISCARDED, WARM_START_REASON)
-    kept = [t for t in trials if t.user_attrs.get(STOP_REASON) not in hidden]
+    shown_once, rungs = promotions.continued(trials), promotions.segments(trials)
+    kept = [
+        t for t in trials
+        if t.user_attrs.get(STOP_REASON) not in hidden and t.number not in shown_once
+    ]  # fmt: skip
     records = [trial_record(t, study_dir, t.number in rerun) for t in kept]  # discarded: never ran
+    if rungs:
+        for record in records:
+            record["rungs"] = rungs.get(record["trial"])
     for record, trial in zip(records, kept, strict=True):
         record["error"] = trial.user_attrs.get(ERROR)
         record["given"] = (trial.user_attrs.get(GIVEN) or {}).get("from")  # --enqueue's
@@ -244,8 +256,9 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
     rotten = any(r.get("checkpoint_problem") for r in records)
     given = any(r.get("given") for r in records)
     front = next((["front", *r["objectives"]] for r in records if r.get("objectives")), [])
+    rungs = ["rungs"] if any("rungs" in r for r in records) else []
     return [
-        *BASE_COLUMNS[:3], *front, *BASE_COLUMNS[3:], *params, *tests,
+        *BASE_COLUMNS[:3], *front, *BASE_COLUMNS[3:], *rungs, *params, *tests,
         *(["backend"] if mixed else []), "checkpoint",
         *(["checkpoint_problem"] if rotten else []), *(["given"] if given else []),
         *(["error"] if error else []),

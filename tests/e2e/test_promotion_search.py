@@ -1,0 +1,190 @@
+"""The promotion pruner in real searches: configurations paused at a rung with their backup
+kept, the best resumed by a free worker, in this process and with ``--jobs 2`` on the journal
+file; a resumed configuration's epochs are those of an uninterrupted fit (``tunecb rerun``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import write_study
+
+from tunecb.oracle import attrs, budget, promotions
+from tunecb.reporting.data.records import study_records
+from tunecb.results import StudyDir, read_history
+
+# Four epochs: rungs at epochs 1 and 3 (a tenth of the budget, at least 1, times 3).
+SETTINGS = (
+    'monitor="val_accuracy", epochs=4, batch_size=64, n_trials={n}, seed=0, '
+    'pruner="promotion", patience=None'
+)
+
+
+def journal_study(results: Path, name: str) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / name / "optuna.journal"))
+    )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def configuration(trial: optuna.trial.FrozenTrial) -> int:
+    history = trial.system_attrs.get(attrs.RETRY_HISTORY) or []
+    return history[0] if history else trial.number
+
+
+def check_promoted(results: Path, name: str, n: int) -> list[optuna.trial.FrozenTrial]:
+    """What every promotion search must hold; returns the configurations' latest attempts
+    that trained to the last epoch."""
+    study = journal_study(results, name)
+    trials = study.get_trials(deepcopy=False)
+    assert budget.finished(trials) == n  # n_trials counts configurations
+    assert len({configuration(t) for t in trials}) == n
+    paused = [t for t in trials if t.user_attrs.get(attrs.STOP_REASON) == attrs.PAUSED]
+    made = [t.system_attrs[attrs.PROMOTED_FROM] for t in trials
+            if attrs.PROMOTED_FROM in t.system_attrs]  # fmt: skip
+    assert paused and made and len(made) == len(set(made))  # each pause resumed at most once
+    assert all(t.state == optuna.trial.TrialState.PRUNED for t in paused)
+    # One report row per configuration; a resumed one shows its segments and whole history.
+    records = study_records(results / name).records
+    assert sorted(r["trial"] for r in records) == sorted(
+        t.number for t in trials if t.number not in set(made)
+    )
+    assert len(records) == n
+    finished = [t for t in trials if t.state.name == "COMPLETE"]
+    assert finished, "the best configuration trained to the last epoch"
+    folder = StudyDir(results / name)
+    rungs = {r["trial"]: r["rungs"] for r in records}
+    for t in finished:
+        rows = read_history(folder.history(t.number))
+        assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+        assert folder.checkpoint(t.number).is_file()
+        if attrs.PROMOTED_FROM in t.system_attrs:
+            assert rungs[t.number].endswith("→4") and not folder.backup_dir(
+                configuration(t)
+            ).exists()  # fmt: skip
+    # Configurations still paused keep their backup (a later, larger run can resume them).
+    for t in trials:
+        if t.number not in set(made) and t.user_attrs.get(attrs.STOP_REASON) == attrs.PAUSED:
+            assert (folder.backup_dir(configuration(t)) / "state.json").is_file()
+            assert rungs[t.number].endswith("paused")
+    return finished
+
+
+def test_an_in_process_search_resumes_its_best_exactly_as_an_uninterrupted_fit(tmp_path, cli):
+    path = write_study(tmp_path, name="promo", settings=SETTINGS.format(n=4),
+                       layers_extra="keras.layers.Dropout(0.2),")  # fmt: skip
+    results = tmp_path / "results"
+    code, out, err = cli("search", path, "--results", results)
+    assert code == 0, err
+    assert " paused " in out
+    finished = check_promoted(results, "promo", 4)
+    resumed = [t for t in finished if attrs.PROMOTED_FROM in t.system_attrs]
+    assert resumed, [t.number for t in finished]
+    # Its seed is its first attempt's; fit again without a pause, every epoch is the same
+    # (array data shuffled by Keras' default, dropout, on the CPU).
+    number = resumed[0].number
+    code, out, err = cli("rerun", results / "promo", number)
+    assert code == 0, err
+    assert "identical: val_accuracy" in out, out
+
+
+@pytest.mark.slow
+def test_two_worker_processes_pause_and_promote_on_one_journal(tmp_path, cli):
+    path = write_study(tmp_path, name="promo2", settings=SETTINGS.format(n=5))
+    results = tmp_path / "results"
+    code, out, err = cli("search", path, "--results", results, "--jobs", "2")
+    assert code == 0, err
+    check_promoted(results, "promo2", 5)
+    workers = {t.user_attrs.get(attrs.WORKER) for t in journal_study(results, "promo2").trials}
+    assert len(workers) == 2
+    side = promotions.side_name("promo2")
+    assert side not in out  # the side study is not shown
+
+
+@pytest.mark.slow
+def test_two_machines_on_one_postgres_study_each_resume_their_own_paused(tmp_path, postgres_url):
+    import subprocess
+    import sys
+
+    from test_workers import write_fast_study
+
+    path = write_fast_study(tmp_path, n=6, epochs=4)
+
+    def machine(folder: str) -> subprocess.Popen:  # results folders of their own
+        command = [
+            sys.executable,
+            "-m",
+            "tunecb",
+            "search",
+            str(path),
+            "--results",
+            str(tmp_path / folder),
+            "--storage",
+            postgres_url,
+            "--pruner",
+            "promotion",
+        ]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+
+    procs = [machine("a"), machine("b")]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    study = optuna.load_study(study_name="par", storage=postgres_url)
+    trials = study.get_trials(deepcopy=False)
+    assert budget.finished(trials) == 6
+    made = [t for t in trials if attrs.PROMOTED_FROM in t.system_attrs]
+    assert made and len({t.system_attrs[attrs.PROMOTED_FROM] for t in made}) == len(made)
+    for t in made:  # resumed where its backup was: on the machine that paused it
+        paused = trials[t.system_attrs[attrs.PROMOTED_FROM]]
+        assert t.user_attrs[attrs.WORKER] == paused.user_attrs[attrs.WORKER]
+        assert t.user_attrs.get(attrs.RESUMED_FROM) == paused.user_attrs[attrs.EPOCHS_RUN]
+    assert any(t.state.name == "COMPLETE" for t in trials)
+    names = [s.study_name for s in optuna.get_all_study_summaries(postgres_url)]
+    assert sorted(names) == ["par", "par:promotions"]
+    from tunecb.cli import main
+
+    assert (
+        main(
+            [
+                "report",
+                "--storage",
+                postgres_url,
+                "--format",
+                "csv",
+                "--output",
+                str(tmp_path / "all.csv"),
+            ]
+        )
+        == 0
+    )  # one study listed: no --study-name needed
+    assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 1 + 6
+
+
+@pytest.mark.slow
+def test_dask_workers_pause_and_promote(tmp_path):
+    import subprocess
+    import sys
+
+    distributed = pytest.importorskip("dask.distributed")
+    from test_workers import write_fast_study
+
+    path = write_fast_study(tmp_path, name="pd", n=5, epochs=4)
+    results = tmp_path / "r"
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+             "--jobs", "2", "--dask", cluster.scheduler_address, "--pruner", "promotion"],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    trials = journal_study(results, "pd").get_trials(deepcopy=False)
+    assert budget.finished(trials) == 5
+    made = [t.system_attrs[attrs.PROMOTED_FROM] for t in trials
+            if attrs.PROMOTED_FROM in t.system_attrs]  # fmt: skip
+    assert made and len(made) == len(set(made))
+    assert any(t.state.name == "COMPLETE" for t in trials)
