@@ -177,9 +177,11 @@ def run_dask(cfg: dict, n: int, kills: int, limit_s: float, procs: int) -> dict:
         pids_seen: set[int] = set()
         memory: list[dict] = []
         while True:
-            done, _ = wait(futures, timeout=0.2, return_when="ALL_COMPLETED")
-            if len(done) == len(futures):
+            try:
+                wait(futures, timeout=0.2)
                 break
+            except TimeoutError:
+                pass
             now = time.monotonic() - t0
             if kill_at and now >= kill_at[0]:
                 kill_at.pop(0)
@@ -269,7 +271,7 @@ def summarize(run: dict, check: dict, n: int) -> dict:
         "errors": len(errors) + check["failed_trials"],
         "error_samples": errors[:5],
         "traceback_sample": next((r["traceback"] for r in results if r.get("traceback")), None),
-        **{k: v for k, v in run.items() if k not in ("results", "process_memory_kib")},
+        **{k: v for k, v in run.items() if k not in ("results", "process_memory_kib", "wall_s")},
         **check,
     }
 
@@ -319,7 +321,7 @@ def detail(r: dict) -> str:
         f"{op} {v['p50']}/{v['p99']}" for op, v in r["latency_ms"].items() if v["n"]
     )
     return (
-        f"  {r['storage']} N={r['workers']} faults={r['faults']}: wall {r["wall_s"]} s, "
+        f"  {r['storage']} N={r['workers']} faults={r['faults']}: wall {r['wall_s']} s, "
         f"{r['ops_per_s']} ops/s, {r['trials_per_min']} trials/min, cpu/worker "
         f"{r['cpu_core_share_per_worker']} core ({r['cpu_ms_per_trial']} ms/trial), mem/worker "
         f"{r['memory_mib']} MiB, killed {r['killed']}, restarts {r['restarts']}, "
