@@ -243,9 +243,12 @@ def pct(values: list[float], q: float) -> float:
 def summarize(run: dict, check: dict, n: int) -> dict:
     results = run["results"]
     ms: dict[str, list[float]] = {}
+    cpu_ms: dict[str, float] = {}
     for result in results:
         for op, values in result["ms"].items():
             ms.setdefault(op, []).extend(values)
+        for op, value in result.get("cpu_ms", {}).items():
+            cpu_ms[op] = cpu_ms.get(op, 0.0) + value
     wall = run["wall_s"]
     ops = sum(len(ms.get(op, [])) for op in STORAGE_OPS)
     cpu = [r["cpu_s"] / r["wall_s"] for r in results if r["wall_s"] > 0]
@@ -260,14 +263,21 @@ def summarize(run: dict, check: dict, n: int) -> dict:
         "ops_per_s": round(ops / wall, 1),
         "trials_per_min": round(check["finished"] / wall * 60, 1),
         "latency_ms": {
-            op: {"n": len(v), "p50": round(pct(v, 0.5), 2), "p99": round(pct(v, 0.99), 2)}
+            op: {
+                "n": len(v),
+                "p50": round(pct(v, 0.5), 2),
+                "p99": round(pct(v, 0.99), 2),
+                "cpu": round(cpu_ms.get(op, math.nan) / len(v), 3),
+            }
             for op, v in sorted(ms.items())
         },
         "cpu_core_share_per_worker": round(statistics.mean(cpu), 4) if cpu else None,
         "cpu_ms_per_trial": round(1000 * sum(r["cpu_s"] for r in results) / max(1, trials_run), 1),
         "memory_mib": {
             k: round(statistics.median(m[k] for m in mem) / 1024, 1) for k in ("uss", "pss", "rss")
-        } if mem else {},  # fmt: skip
+        }
+        if mem
+        else {},  # fmt: skip
         "errors": len(errors) + check["failed_trials"],
         "error_samples": errors[:5],
         "traceback_sample": next((r["traceback"] for r in results if r.get("traceback")), None),
@@ -276,7 +286,9 @@ def summarize(run: dict, check: dict, n: int) -> dict:
     }
 
 
-def one_run(storage: str, n: int, faults: str, args: argparse.Namespace, pg: Any) -> dict:
+def one_run(
+    storage: str, n: int, faults: str, args: argparse.Namespace, pg: Any, fixes: bool
+) -> dict:
     trials = args.trials_per_worker * n
     name = f"scale_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="tunecb-scale-"))
@@ -288,7 +300,7 @@ def one_run(storage: str, n: int, faults: str, args: argparse.Namespace, pg: Any
         cfg = {
             "storage": url, "study": name, "trials": trials, "epochs": args.epochs,
             "epoch_s": args.epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
-            "pruner": args.pruner, "estimate_s": estimate,
+            "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
         }  # fmt: skip
         limit = estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
@@ -303,7 +315,8 @@ def one_run(storage: str, n: int, faults: str, args: argparse.Namespace, pg: Any
                 if backend == "journal" else None
             )  # fmt: skip
         summary = summarize(run, check_study(url, name, trials), n)
-        return {"storage": storage, "faults": faults, "trials": trials, **summary}
+        tunecb = "after" if fixes else "before"
+        return {"storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials, **summary}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -312,22 +325,23 @@ def line(r: dict) -> str:
     p99 = r["latency_ms"].get(KEY, {}).get("p99", math.nan)
     return (
         f"{r['storage']} workers={r['workers']} trials={r['finished']} errors={r['errors']} "
-        f"repeated={r['repeated']} lost={r['lost']} p99_report_ms={p99} faults={r['faults']}"
+        f"repeated={r['repeated']} lost={r['lost']} p99_report_ms={p99} faults={r['faults']} "
+        f"tunecb={r['tunecb']}"
     )
 
 
 def detail(r: dict) -> str:
     ops = ", ".join(
-        f"{op} {v['p50']}/{v['p99']}" for op, v in r["latency_ms"].items() if v["n"]
+        f"{op} {v['p50']}/{v['p99']} ({v['cpu']})" for op, v in r["latency_ms"].items() if v["n"]
     )
     return (
-        f"  {r['storage']} N={r['workers']} faults={r['faults']}: wall {r['wall_s']} s, "
+        f"  {r['storage']} N={r['workers']} faults={r['faults']} tunecb={r['tunecb']}: wall {r['wall_s']} s, "
         f"{r['ops_per_s']} ops/s, {r['trials_per_min']} trials/min, cpu/worker "
         f"{r['cpu_core_share_per_worker']} core ({r['cpu_ms_per_trial']} ms/trial), mem/worker "
         f"{r['memory_mib']} MiB, killed {r['killed']}, restarts {r['restarts']}, "
         f"requeued {r['requeued']}, discarded {r['discarded']}, left {r['left_unfinished']}, "
         f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB\n"
-        f"    p50/p99 ms: {ops}"
+        f"    p50/p99 ms (CPU ms per call): {ops}"
     )
 
 
@@ -346,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dask-processes", type=int, default=4)
     parser.add_argument("--dask-storage", default="journal", choices=["journal", "postgresql"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run each case twice: tunecb before this benchmark's fixes, and after",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "scale.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -364,10 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         for storage in args.storage:
             for n in args.workers:
                 for faults in args.faults:
-                    r = one_run(storage, n, faults, args, pg)
-                    runs.append(r)
-                    print(detail(r), flush=True)
-                    print(line(r), flush=True)
+                    for fixes in [False, True] if args.compare else [True]:
+                        r = one_run(storage, n, faults, args, pg, fixes)
+                        runs.append(r)
+                        print(detail(r), flush=True)
+                        print(line(r), flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                      "runs": runs}, indent=1))  # fmt: skip

@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import ROOT  # noqa: F401  (puts tests/ on sys.path)
-from pgfixture import PG_HOST, PG_PASSWORD, PG_USER, _run, _stop_when_gone, _tail, find_bindir, free_port
+from pgfixture import (
+    PG_HOST,
+    PG_PASSWORD,
+    PG_USER,
+    _run,
+    _stop_when_gone,
+    _tail,
+    find_bindir,
+    free_port,
+)
 
 
 @dataclass

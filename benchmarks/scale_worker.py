@@ -42,17 +42,21 @@ class Timers:
 
     def __init__(self) -> None:
         self.ms: dict[str, list[float]] = {}
+        self.cpu_ms: dict[str, float] = {}  # this thread's CPU time in the op, summed
 
-    def add(self, name: str, started: float) -> None:
+    def add(self, name: str, started: float, cpu_started: float | None = None) -> None:
         self.ms.setdefault(name, []).append((time.perf_counter() - started) * 1000.0)
+        if cpu_started is not None:
+            cpu = (time.thread_time() - cpu_started) * 1000.0
+            self.cpu_ms[name] = self.cpu_ms.get(name, 0.0) + cpu
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.add(name, started)
+                self.add(name, started, cpu_started)
 
         return timed
 
@@ -86,10 +90,10 @@ class StandInRunner:
             value = quality + 1.0 - 1.0 / epoch + self.rng.gauss(0, 0.02)
             if value > best:
                 best, best_epoch = value, epoch
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             trial.report(value, step=epoch)
             prune = trial.should_prune()
-            self.timers.add("epoch_report", t0)  # what a trial waits per epoch
+            self.timers.add("epoch_report", t0, c0)  # what a trial waits per epoch
             if prune:
                 state = PRUNED
                 break
@@ -153,6 +157,13 @@ def open_study(storage_url: str, study_name: str, heartbeat: int, pruner: str) -
     )  # fmt: skip
 
 
+def disable_fixes() -> None:
+    """tunecb as it was before this benchmark's fixes (``--compare``'s "before" runs)."""
+    from tunecb.storage.reconnect import ReconnectingRDBStorage
+
+    ReconnectingRDBStorage.reconnect_s = 0.0  # a lost connection fails the call at once
+
+
 def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
     """Run the loop until the budget is spent; the measurements (also written to
     ``out_path`` as JSON when given)."""
@@ -161,6 +172,8 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
     result: dict[str, Any] = {"pid": os.getpid(), "error": None, "trials": 0}
     sink = NullSink()
     try:
+        if not config.get("fixes", True):
+            disable_fixes()
         time_recovery(timers)
         study = open_study(
             config["storage"], config["study"], config["heartbeat"], config["pruner"]
@@ -180,7 +193,7 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
     result.update(
         trials=sink.finished_trials, wall_s=time.time() - wall0,
         cpu_s=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
-        memory_kib=memory_kib(), ms=timers.ms,
+        memory_kib=memory_kib(), ms=timers.ms, cpu_ms=timers.cpu_ms,
     )  # fmt: skip
     if out_path is not None:
         tmp = f"{out_path}.tmp"

@@ -147,6 +147,8 @@ def open_storage(
             f"--storage {redact(url)!r}: unknown scheme {scheme!r}; use an Optuna storage URL "
             "such as sqlite:///study.db, postgresql://user:pass@host/db or a .journal file path"
         )
+    from tunecb.storage.reconnect import ReconnectingRDBStorage
+
     engine_kwargs = None
     target = _quote_at(url)
     if scheme in ("postgresql", "postgres"):
@@ -156,7 +158,8 @@ def open_storage(
             with warnings.catch_warnings():
                 # heartbeat_interval is "experimental" in Optuna; we ask for it on purpose.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(target, engine_kwargs=engine_kwargs, **heartbeat)
+                # Its calls wait out a restart of the server (tunecb.storage.reconnect).
+                return ReconnectingRDBStorage(target, engine_kwargs=engine_kwargs, **heartbeat)
         except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot open"
             if attempt < _CREATE_RETRIES and _creation_race(exc):
                 # Workers starting together on an empty database all create Optuna's tables;
