@@ -54,13 +54,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import optuna  # noqa: E402  (imported before forking: the workers share its pages)
-import scale_worker  # noqa: E402
-from common import ROOT  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
+import optuna
+import scale_worker
+from common import ROOT
+from optuna.trial import TrialState
 
-from tunecb.oracle import attrs, budget  # noqa: E402
-from tunecb.storage.urls import open_storage  # noqa: E402
+from tunecb.oracle import attrs, budget
+from tunecb.storage.urls import open_storage
 
 STORAGE_OPS = scale_worker.TIMED
 KEY = "epoch_report"
@@ -164,7 +164,9 @@ def run_dask(cfg: dict, n: int, kills: int, limit_s: float, procs: int) -> dict:
     watch = Watch()
     errors: list[str] = []
     with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 100, "logging.distributed": "error"}),
+        dask.config.set(
+            {"distributed.scheduler.allowed-failures": 100, "logging.distributed": "error"}
+        ),
         LocalCluster(
             n_workers=procs, threads_per_worker=threads, processes=True, host="127.0.0.1",
             dashboard_address=None, memory_limit=None,
@@ -277,7 +279,7 @@ def summarize(run: dict, check: dict, n: int) -> dict:
             k: round(statistics.median(m[k] for m in mem) / 1024, 1) for k in ("uss", "pss", "rss")
         }
         if mem
-        else {},  # fmt: skip
+        else {},
         "errors": len(errors) + check["failed_trials"],
         "error_samples": errors[:5],
         "traceback_sample": next((r["traceback"] for r in results if r.get("traceback")), None),
@@ -335,7 +337,8 @@ def detail(r: dict) -> str:
         f"{op} {v['p50']}/{v['p99']} ({v['cpu']})" for op, v in r["latency_ms"].items() if v["n"]
     )
     return (
-        f"  {r['storage']} N={r['workers']} faults={r['faults']} tunecb={r['tunecb']}: wall {r['wall_s']} s, "
+        f"  {r['storage']} N={r['workers']} faults={r['faults']} tunecb={r['tunecb']}: "
+        f"wall {r['wall_s']} s, "
         f"{r['ops_per_s']} ops/s, {r['trials_per_min']} trials/min, cpu/worker "
         f"{r['cpu_core_share_per_worker']} core ({r['cpu_ms_per_trial']} ms/trial), mem/worker "
         f"{r['memory_mib']} MiB, killed {r['killed']}, restarts {r['restarts']}, "

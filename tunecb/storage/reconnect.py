@@ -6,9 +6,9 @@ are refused until the server is back. In a search that is every worker's current
 attribute or heartbeat: every worker died with it (``benchmarks/scale.py``: a 0.4 s restart
 under 5 workers failed all 5 and left their trials RUNNING). :class:`ReconnectingRDBStorage`
 retries a call that failed on the connection (SQLAlchemy's ``OperationalError``, or a
-connection it invalidated), with backoff, for up to :data:`RECONNECT_S` seconds (a restart takes a few; a server that stays away
-still fails the search within that time); the pool's
-pre-ping replaces the dead connections. Any other error is raised at once.
+connection it invalidated), with backoff, for up to :data:`RECONNECT_S` seconds per outage (a
+restart takes a few; a server that stays away still fails the search within that time); the
+pool's pre-ping replaces the dead connections. Any other error is raised at once.
 
 Each call of the storage is one transaction: a call cut by the restart was rolled back by the
 server, so running it again is safe. The one ambiguous case is a commit that reached the
