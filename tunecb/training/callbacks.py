@@ -37,6 +37,7 @@ import numpy as np
 from tunecb import interrupts
 from tunecb.errors import MonitorError
 from tunecb.oracle import attrs as keys
+from tunecb.oracle.pruning import should_prune
 from tunecb.results import atomic_write, space_for
 from tunecb.study import schedules
 from tunecb.study.settings import Settings
@@ -286,7 +287,7 @@ class OptunaPruning(keras.callbacks.Callback):
         if value is None:
             return
         self.trial.report(value, step=epoch + 1)
-        if self.trial.should_prune():
+        if should_prune(self.trial):  # Optuna's decision; finished trials read cheaply
             self.pruned_at = epoch + 1
             self.model.stop_training = True
 
