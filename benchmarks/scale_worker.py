@@ -159,7 +159,10 @@ def open_study(storage_url: str, study_name: str, heartbeat: int, pruner: str) -
 
 def disable_fixes() -> None:
     """tunecb as it was before this benchmark's fixes (``--compare``'s "before" runs)."""
+    from tunecb.storage import urls
     from tunecb.storage.reconnect import ReconnectingRDBStorage
+
+    urls._Journal.fsync_under_lock = True  # writers wait for each other's fsync
 
     ReconnectingRDBStorage.reconnect_s = 0.0  # a lost connection fails the call at once
     pruning.should_prune = lambda trial: trial.should_prune()  # every running trial read again
