@@ -221,7 +221,8 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
     counted = [t for t in trials if t.state in attrs.FINISHED and budget.counts(t, again)]
     params = [tuple(sorted(t.params.items())) for t in counted]
     left = [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    reasons = [t.user_attrs.get(attrs.STOP_REASON) for t in trials if t.state == TrialState.FAIL]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    reasons = [t.user_attrs.get(attrs.STOP_REASON) for t in failed if t.number not in again]
     return {
         "finished": len(counted),
         "repeated": len(params) - len(set(params)),
@@ -229,7 +230,7 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         "over_budget": max(0, len(counted) - n_trials),
         "left_unfinished": left,
         "failed_trials": len([r for r in reasons if r not in attrs.NOT_COUNTED]),
-        "requeued": len([r for r in reasons if r in (attrs.WORKER_DIED, attrs.INTERRUPTED)]),
+        "requeued": len([t for t in failed if t.number in again]),
         "discarded": reasons.count(attrs.DISCARDED),
         "stored_trials": len(trials),
     }

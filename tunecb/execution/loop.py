@@ -133,11 +133,15 @@ def _run_trials(
         except DiskFull as exc:
             _stopped_by_full_disk(study, trial.number, exc)
             raise
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            attempts.taken(exc, trial.number)  # failed as stale meanwhile: it runs again
+            continue
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
         try:
-            attempts.tell(study, trial, outcome)
+            if not attempts.tell(study, trial, outcome):
+                continue  # failed as stale meanwhile (attempts.taken): it runs again
         except DiskFull as exc:  # the journal's disk: the trial is still RUNNING
             _stopped_by_full_disk(study, trial.number, exc)
             raise

@@ -26,14 +26,38 @@ from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
 log = logging.getLogger("tunecb")
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
-    """Tell Optuna the outcome's state (COMPLETE with the best value, PRUNED or FAIL)."""
-    if outcome.state == COMPLETE:
-        study.tell(trial, outcome.value)
-    elif outcome.state == PRUNED:
-        study.tell(trial, state=TrialState.PRUNED)
-    else:
-        study.tell(trial, state=TrialState.FAIL)
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> bool:
+    """Tell Optuna the outcome's state (COMPLETE with the best value, PRUNED or FAIL).
+    ``False`` when the trial was no longer ours to tell (see :func:`taken`)."""
+    try:
+        if outcome.state == COMPLETE:
+            study.tell(trial, outcome.value)
+        elif outcome.state == PRUNED:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+        if not taken(exc, trial.number):
+            raise
+        return False
+    return True
+
+
+def taken(exc: BaseException, number: int) -> bool:
+    """Whether ``exc`` says that trial ``number`` was finished by another process while it
+    ran here: its heartbeat came late (a machine too busy, a storage too slow), so another
+    worker failed it as stale and queued its parameters again (Optuna's retry callback).
+    Logged: the trial runs again under a new number; this worker goes on with the next."""
+    text = str(exc)
+    if not isinstance(exc, optuna.exceptions.UpdateFinishedTrialError) and not (
+        isinstance(exc, ValueError) and text.startswith("Cannot tell a ")
+    ):
+        return False
+    log.warning(
+        "trial %d was failed by another worker (its heartbeat came late) and runs again "
+        "as a new trial: %s", number, text.splitlines()[0] if text else type(exc).__name__,
+    )  # fmt: skip
+    return True
 
 
 def violation(trial: optuna.trial.FrozenTrial) -> tuple[float]:
