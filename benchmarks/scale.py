@@ -82,14 +82,51 @@ def meminfo_available_mib() -> float:
     return math.nan
 
 
-class Watch:
-    """Samples the machine's available memory while a run goes."""
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot (/proc/stat)."""
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / tick, sum(fields) / tick
 
-    def __init__(self) -> None:
+
+def postgres_cpu_s() -> float:
+    """CPU seconds used so far by the PostgreSQL server's processes, ended ones included."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if name.startswith("postgres"):
+            parts = rest.split()
+            # utime, stime, and cutime, cstime: the backends the postmaster reaped
+            total += sum(int(v) for v in parts[11:15]) / tick
+    return total
+
+
+class Watch:
+    """Samples the machine's available memory while a run goes; its CPU use over the run."""
+
+    def __init__(self, pg: bool = False) -> None:
         self.min_available = meminfo_available_mib()
+        self.cpu0, self.pg = machine_cpu_s(), pg
+        self.pg0 = postgres_cpu_s() if pg else 0.0
 
     def sample(self) -> None:
         self.min_available = min(self.min_available, meminfo_available_mib())
+
+    def cpu(self) -> dict:
+        busy, total = machine_cpu_s()
+        found = {"machine_busy": round((busy - self.cpu0[0]) / max(1e-9, total - self.cpu0[1]), 3)}
+        if self.pg:
+            found["server_cpu_s"] = round(postgres_cpu_s() - self.pg0, 1)
+        return found
 
 
 def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: Path) -> dict:
@@ -110,7 +147,8 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
     estimate = cfg["estimate_s"]
     kill_at = sorted(random.uniform(0.1, 0.7) * estimate for _ in range(kills))
     restart_at = estimate / 3 if pg is not None and kills else None
-    watch, facts = Watch(), {"killed": 0, "restarts": 0, "hang": False, "restart_s": None}
+    watch = Watch(pg=cfg["heartbeat"] > 0)
+    facts = {"killed": 0, "restarts": 0, "hang": False, "restart_s": None}
     t0 = time.monotonic()
     try:
         for _ in range(n):
@@ -144,6 +182,7 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
             proc.join()
     facts["wall_s"] = time.monotonic() - t0
     facts["min_available_mib"] = watch.min_available
+    facts.update(watch.cpu())
     results = [json.loads(p.read_text()) for p in sorted(out.glob("w*.json"))]
     facts["started"] = started
     return {"results": results, **facts}
@@ -161,7 +200,7 @@ def run_dask(cfg: dict, n: int, kills: int, limit_s: float, procs: int) -> dict:
         [str(ROOT / "benchmarks"), str(ROOT), os.environ.get("PYTHONPATH", "")]
     )
     facts = {"killed": 0, "restarts": 0, "hang": False, "dask_processes": procs}
-    watch = Watch()
+    watch = Watch(pg=cfg["heartbeat"] > 0)
     errors: list[str] = []
     with (
         dask.config.set(
@@ -209,6 +248,7 @@ def run_dask(cfg: dict, n: int, kills: int, limit_s: float, procs: int) -> dict:
             future.cancel()
     facts["process_memory_kib"] = memory
     facts["min_available_mib"] = watch.min_available
+    facts.update(watch.cpu())
     facts["task_errors"] = errors
     return {"results": results, **facts}
 
@@ -264,6 +304,9 @@ def summarize(run: dict, check: dict, n: int) -> dict:
         "workers": n,
         "wall_s": round(wall, 1),
         "ops_per_s": round(ops / wall, 1),
+        "server_cpu_ms_per_op": round(1000 * run["server_cpu_s"] / max(1, ops), 2)
+        if "server_cpu_s" in run
+        else None,
         "trials_per_min": round(check["finished"] / wall * 60, 1),
         "latency_ms": {
             op: {
@@ -340,7 +383,8 @@ def detail(r: dict) -> str:
     return (
         f"  {r['storage']} N={r['workers']} faults={r['faults']} tunecb={r['tunecb']}: "
         f"wall {r['wall_s']} s, "
-        f"{r['ops_per_s']} ops/s, {r['trials_per_min']} trials/min, cpu/worker "
+        f"{r['ops_per_s']} ops/s, {r['trials_per_min']} trials/min, machine busy "
+        f"{r['machine_busy']}, server {r['server_cpu_ms_per_op']} CPU ms/op, cpu/worker "
         f"{r['cpu_core_share_per_worker']} core ({r['cpu_ms_per_trial']} ms/trial), mem/worker "
         f"{r['memory_mib']} MiB, killed {r['killed']}, restarts {r['restarts']}, "
         f"requeued {r['requeued']}, discarded {r['discarded']}, left {r['left_unfinished']}, "
