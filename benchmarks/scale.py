@@ -367,6 +367,45 @@ def one_run(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def replay_cost(trials: int, epochs: int = 10) -> dict:
+    """The journal's cost against its length: a journal of ``trials`` finished trials
+    (``epochs`` reports and 12 attributes each, as the stand-in writes), then the time a new
+    worker takes to open it (a full replay) and the time of one report + its read after that
+    (the offset cache: only new records are read)."""
+    work = Path(tempfile.mkdtemp(prefix="tunecb-replay-"))
+    try:
+        path = str(work / "optuna.journal")
+        storage = open_storage(path, work)
+        study = optuna.create_study(study_name="r", storage=storage, direction="maximize")
+        for number in range(trials):
+            trial = study.ask()
+            trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+            for epoch in range(1, epochs + 1):
+                trial.report(epoch / 10, step=epoch)
+            for key in range(12):
+                trial.set_user_attr(f"a{key}", number)
+            study.tell(trial, 1.0)
+        records = Path(path).read_bytes().count(b"\n")
+        t0 = time.perf_counter()
+        fresh = optuna.load_study(study_name="r", storage=open_storage(path, work))
+        fresh.get_trials(deepcopy=False)
+        opened = time.perf_counter() - t0
+        trial = fresh.ask()
+        times = []
+        for epoch in range(1, 21):
+            t0 = time.perf_counter()
+            trial.report(0.5, step=epoch)
+            fresh.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            times.append((time.perf_counter() - t0) * 1000)
+        return {
+            "trials": trials, "records": records,
+            "mib": round(Path(path).stat().st_size / 2**20, 1), "open_s": round(opened, 2),
+            "report_read_ms_p50": round(pct(times, 0.5), 2),
+        }  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def line(r: dict) -> str:
     p99 = r["latency_ms"].get(KEY, {}).get("p99", math.nan)
     return (
@@ -414,6 +453,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run each case twice: tunecb before this benchmark's fixes, and after",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "scale.json")
+    parser.add_argument(
+        "--replay",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also: the journal's open and report cost at these lengths (trials)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.epoch_s = 6, 0.25
@@ -427,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     import scale_pg
 
     runs: list[dict] = []
+    replays = [replay_cost(n) for n in args.replay]
+    for r in replays:
+        print(f"journal replay: {r}", flush=True)
     with scale_pg.server() if need_pg else contextlib.nullcontext() as pg:
         for storage in args.storage:
             for n in args.workers:
@@ -438,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(line(r), flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                     "runs": runs}, indent=1))  # fmt: skip
+                                     "runs": runs, "replay": replays}, indent=1))  # fmt: skip
     print()
     for r in runs:
         print(line(r))
