@@ -31,7 +31,7 @@ def study(tmp_path) -> optuna.Study:
 
 
 def test_decisions_are_optunas_on_a_database_study(study):
-    for value in (0.0, 0.1, 0.15, 0.3, 0.5):
+    for value in (0.1, 0.3, 0.5):  # below, at and above the median
         trial = study.ask()
         trial.report(value, step=2)
         assert should_prune(trial) == trial.should_prune()

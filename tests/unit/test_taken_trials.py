@@ -5,7 +5,10 @@ other worker queued its parameters again), instead of dying on "Cannot tell a FA
 
 from __future__ import annotations
 
+import logging
+
 import optuna
+import pytest
 from optuna.trial import TrialState
 from test_loop import FakeRunner, RecordingSink
 
@@ -37,6 +40,24 @@ class TakenRunner(FakeRunner):
             if self.when == "report":
                 trial.report(0.1, step=1)  # raises: the trial is finished
         return result
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text += record.getMessage() + "\n"
+
+
+@pytest.fixture
+def caplog():
+    """tunecb's log (another test may have stopped it from propagating to pytest's)."""
+    lines, logger = Lines(), logging.getLogger("tunecb")
+    logger.addHandler(lines)
+    yield lines
+    logger.removeHandler(lines)
 
 
 def run_with(when: str, caplog):
