@@ -55,6 +55,7 @@ def test_a_lost_connection_is_transient_other_errors_are_not():
 
 
 def test_a_call_cut_by_a_restart_runs_again_and_answers(caplog):
+    caplog.set_level("INFO", logger="tunecb")
     storage = FakeStorage(failures=3)
     assert storage.get("k") == "k"
     assert storage.calls == 4 and storage._down_since is None

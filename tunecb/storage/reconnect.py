@@ -81,7 +81,7 @@ def retrying(method: Callable[..., Any]) -> Callable[..., Any]:
                 now = time.monotonic()
                 if getattr(self, "_down_since", None) is None:
                     self._down_since = now
-                    log.warning(
+                    log.info(  # info: a storage that stays away ends in ONE line
                         "lost the connection to the storage (%s); retrying for up to %.0f s",
                         type(exc.__cause__ or exc).__name__, self.reconnect_s,
                     )  # fmt: skip
