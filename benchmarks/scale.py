@@ -473,9 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     import scale_pg
 
     runs: list[dict] = []
-    replays = [replay_cost(n) for n in args.replay]
-    for r in replays:
-        print(f"journal replay: {r}", flush=True)
+    replays = []
+    for n in args.replay:
+        replays.append(replay_cost(n))
+        print(f"journal replay: {replays[-1]}", flush=True)
     with scale_pg.server() if need_pg else contextlib.nullcontext() as pg:
         for storage in args.storage:
             for n in args.workers:
