@@ -260,7 +260,23 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
     again = budget.retried(trials)
     counted = [t for t in trials if t.state in attrs.FINISHED and budget.counts(t, again)]
     params = [tuple(sorted(t.params.items())) for t in counted]
-    left = [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    left = [
+        (
+            t.number,
+            t.state.name,
+            t.user_attrs.get(attrs.WORKER),
+            t.system_attrs.get(attrs.FAILED_TRIAL),
+        )
+        for t in trials
+        if t.state in (TrialState.RUNNING, TrialState.WAITING)
+    ]
+    bad_fails = [
+        (t.number, t.user_attrs.get(attrs.STOP_REASON), t.user_attrs.get(attrs.WORKER))
+        for t in trials
+        if t.state == TrialState.FAIL
+        and t.number not in again
+        and t.user_attrs.get(attrs.STOP_REASON) not in attrs.NOT_COUNTED
+    ]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     reasons = [t.user_attrs.get(attrs.STOP_REASON) for t in failed if t.number not in again]
     return {
@@ -273,6 +289,7 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         "requeued": len([t for t in failed if t.number in again]),
         "discarded": reasons.count(attrs.DISCARDED),
         "stored_trials": len(trials),
+        "failed_sample": bad_fails[:5],
     }
 
 
@@ -485,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
                         r = one_run(storage, n, faults, args, pg, fixes)
                         runs.append(r)
                         print(detail(r), flush=True)
+                        if r["errors"] or r["lost"] or r["repeated"]:
+                            print(f"    errors: {r['error_samples']} {r['failed_sample']}")
                         print(line(r), flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},

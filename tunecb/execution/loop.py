@@ -98,6 +98,9 @@ def _run_trials(
         attempts.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         if not budget.may_ask(trials, limits.n_trials):
+            if attempts.recover_unclaimed(study, trials):  # a worker died after ask
+                time.sleep(1.0)
+                continue
             interval = attempts.heartbeat_interval(study)
             if interval and any(t.state == TrialState.RUNNING for t in trials):
                 # Another machine's trial may still die: wait until it finishes or goes

@@ -171,6 +171,30 @@ def recover_dead_trials(study: optuna.Study) -> list[int]:
     return rerun
 
 
+UNCLAIMED_S = 60.0  # a RUNNING trial unclaimed this long after its start lost its worker
+
+
+def recover_unclaimed(study: optuna.Study, trials: list[Any]) -> bool:
+    """Fail and queue again the RUNNING trials that no worker claimed (:func:`claim`)
+    within :data:`UNCLAIMED_S` of their start: their worker died between asking for them
+    and claiming them, so no pid, owner or heartbeat would ever free them (the study would
+    stay short of its budget, or wait for them forever). ``True`` when there are unclaimed
+    trials (queued again now, or still young): the caller looks again before it stops."""
+    import time
+
+    found = False
+    for trial in trials:
+        if trial.state != TrialState.RUNNING or attrs.WORKER in trial.user_attrs:
+            continue
+        found = True
+        start = trial.datetime_start
+        if start is None or time.time() - start.timestamp() < UNCLAIMED_S:
+            continue
+        error = f"its worker died before it claimed it (unclaimed for {UNCLAIMED_S:.0f} s)"
+        fail_and_requeue(study, trial.number, attrs.WORKER_DIED, error)
+    return found
+
+
 def unchecked_owners(study: optuna.Study) -> list[tuple[int, str]]:
     """The RUNNING trials whose process this machine cannot check, with their owner's
     ``host:pid``: those of other machines, when the storage has no heartbeat that would
