@@ -92,7 +92,9 @@ def server(max_connections: int = 1000) -> Iterator[Server]:
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(
                 f"\nlisten_addresses = '{PG_HOST}'\nport = {port}\n"
-                f"unix_socket_directories = '{root}'\nfsync = off\nsynchronous_commit = off\n"
+                # fsync off: a crash of the server's processes (the restart) loses nothing;
+                # synchronous_commit on: no commit is acknowledged before it is in the WAL
+                f"unix_socket_directories = '{root}'\nfsync = off\nsynchronous_commit = on\n"
                 f"full_page_writes = off\nmax_connections = {max_connections}\n"
                 "shared_buffers = 128MB\n"
             )

@@ -91,3 +91,15 @@ def test_only_a_finished_trial_counts_as_taken():
     assert attempts.taken(ValueError("Cannot tell a FAIL trial."), 1)
     assert not attempts.taken(ValueError("The number of the values 1 did not match"), 1)
     assert not attempts.taken(RuntimeError("Cannot tell a FAIL trial."), 1)
+
+
+def test_two_workers_recovering_one_dead_trial_do_not_crash_the_second():
+    """The second finds it RUNNING, then failed by the first before it writes: it leaves it
+    (benchmarks/scale.py: two replacements of killed workers starting together)."""
+    study = optuna.create_study()
+    trial = study.ask()
+    running = study._storage.get_trial(trial._trial_id)  # what the second saw
+    assert attempts.fail_and_requeue(study, trial.number, "worker_died", "gone")  # the first
+    study._storage.get_trial = lambda trial_id: running
+    assert attempts.fail_and_requeue(study, trial.number, "worker_died", "gone") is False
+    assert len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) == 1

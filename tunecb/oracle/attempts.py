@@ -106,9 +106,9 @@ def fail(study: optuna.Study, number: int, reason: str, error: str) -> Any:
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     if storage.get_trial(trial_id).state != TrialState.RUNNING:
         return None
-    storage.set_trial_user_attr(trial_id, attrs.STOP_REASON, reason)
-    storage.set_trial_user_attr(trial_id, attrs.ERROR, error)
-    try:
+    try:  # another worker may finish or fail it meanwhile (two recover the same dead trial)
+        storage.set_trial_user_attr(trial_id, attrs.STOP_REASON, reason)
+        storage.set_trial_user_attr(trial_id, attrs.ERROR, error)
         if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return None
     except RuntimeError:  # finished meanwhile ("Trial#n has already finished")

@@ -44,6 +44,8 @@ _RETRIED = (
     "set_trial_user_attr", "set_trial_system_attr", "get_trial_id_from_study_id_trial_number",
     "get_trial", "get_all_trials", "_get_trials", "get_best_trial", "record_heartbeat",
     "_get_stale_trial_ids",
+    # called directly by Optuna's cache in front of the storage (_CachedStorage)
+    "_create_new_trial", "_set_trial_param", "_get_best_trial_id",
 )  # fmt: skip
 
 
