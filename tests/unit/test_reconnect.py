@@ -49,6 +49,9 @@ def no_sleep(monkeypatch):
 def test_a_lost_connection_is_transient_other_errors_are_not():
     assert transient(lost())
     assert transient(sa.OperationalError("x", {}, Exception("connection refused")))
+    # Optuna's _get_trials runs its query again after an OperationalError (it takes it for
+    # "too many variables"): on a lost connection that raises this (scale.py's restart)
+    assert transient(sa.PendingRollbackError("Can't reconnect until invalid transaction"))
     assert not transient(sa.IntegrityError("x", {}, Exception("duplicate key")))
     assert not transient(optuna.exceptions.StorageInternalError("max length"))
     assert not transient(ValueError("x"))

@@ -61,6 +61,8 @@ def transient(exc: BaseException) -> bool:
             return True
         if isinstance(seen, sa.DBAPIError) and seen.connection_invalidated:
             return True
+        if isinstance(seen, sa.PendingRollbackError):  # a query retried on a lost connection
+            return True  # (Optuna's _get_trials does): the rollback that follows frees it
         seen = seen.__cause__
     return False
 
