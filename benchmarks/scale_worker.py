@@ -147,10 +147,11 @@ def time_recovery(timers: Timers) -> None:
 def open_study(storage_url: str, study_name: str, heartbeat: int, pruner: str) -> optuna.Study:
     from pathlib import Path
 
+    from tunecb.storage.reconnect import opening
     from tunecb.storage.urls import study_storage
     from tunecb.study.samplers_pruners import make_pruner, make_sampler
 
-    storage = study_storage(storage_url, Path("."), heartbeat or None)
+    storage = opening(lambda: study_storage(storage_url, Path("."), heartbeat or None))
     return optuna.load_study(
         study_name=study_name, storage=storage, sampler=make_sampler("tpe", 0),
         pruner=make_pruner(pruner, 10),

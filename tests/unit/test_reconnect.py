@@ -96,3 +96,17 @@ def test_the_rdb_storage_tunecb_opens_reconnects(tmp_path):
     study = optuna.create_study(storage=storage)  # Optuna still caches it, as an RDBStorage
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert len(study.trials) == 2
+
+
+def test_a_worker_opening_the_storage_during_a_restart_waits_for_it(no_sleep):
+    tries = []
+
+    def open_storage():
+        tries.append(1)
+        if len(tries) < 3:
+            raise RuntimeError("cannot open the storage") from lost()
+        return "storage"
+
+    assert reconnect.opening(open_storage, wait_s=5.0) == "storage" and len(tries) == 3
+    with pytest.raises(ValueError):  # not the connection: at once
+        reconnect.opening(lambda: (_ for _ in ()).throw(ValueError("bad url")), wait_s=5.0)

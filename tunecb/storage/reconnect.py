@@ -101,6 +101,22 @@ def retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def opening(open_storage: Callable[[], Any], wait_s: float | None = None) -> Any:
+    """``open_storage()``, run again while it fails on the connection, for up to ``wait_s``
+    (default :data:`RECONNECT_S`): a worker that starts while the server restarts (a
+    replacement, a Dask task run again) waits for it as the running workers do. The
+    launcher opens its storage without it: a wrong address fails in seconds there."""
+    deadline, delay = time.monotonic() + (RECONNECT_S if wait_s is None else wait_s), 0.1
+    while True:
+        try:
+            return open_storage()
+        except Exception as exc:
+            if not transient(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, _MAX_DELAY_S)
+
+
 class ReconnectingRDBStorage(optuna.storages.RDBStorage):
     """Optuna's ``RDBStorage`` whose calls wait out a lost connection (see the module)."""
 
