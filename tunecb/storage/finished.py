@@ -22,6 +22,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tunecb.storage.reconnect import transient
+
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -46,7 +48,12 @@ class FinishedTrials:
         backend = getattr(study._storage, "_backend", None)
         if not isinstance(backend, optuna.storages.RDBStorage):
             return study.get_trials(deepcopy=False, states=states)  # type: ignore[arg-type]
-        ids = _finished_ids(backend, study._study_id)
+        try:
+            ids = _finished_ids(backend, study._study_id)
+        except Exception as exc:  # the server restarts: the storage's own reads wait for it
+            if not transient(exc):
+                raise
+            return study.get_trials(deepcopy=False, states=states)  # type: ignore[arg-type]
         with self._lock:
             new = ids.difference(self._trials)
         if new:
