@@ -134,6 +134,7 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
     server restart a third of the way in. Returns the workers' results and the run's facts."""
     ctx = multiprocessing.get_context("fork")
     live: list[Any] = []
+    busy: dict[int, Path] = {}  # pid -> the file its worker writes when it starts a trial
     started = 0
 
     def start() -> None:
@@ -143,11 +144,13 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
         proc = ctx.Process(target=scale_worker.process_main, args=(cfg, str(path)), daemon=True)
         proc.start()
         live.append(proc)
+        busy[proc.pid] = Path(f"{path}.busy")
 
     estimate = cfg["estimate_s"]
+    # at random moments once workers run trials (the clock starts at the first one)
     kill_at = sorted(random.uniform(0.1, 0.7) * estimate for _ in range(kills))
     restart_at = estimate / 3 if pg is not None and kills else None
-    watch = Watch(pg=cfg["heartbeat"] > 0)
+    watch, first_trial = Watch(pg=cfg["heartbeat"] > 0), None
     facts = {"killed": 0, "restarts": 0, "hang": False, "restart_s": None}
     t0 = time.monotonic()
     try:
@@ -158,9 +161,12 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
             for proc in [p for p in live if not p.is_alive()]:
                 proc.join()
                 live.remove(proc)
-            if kill_at and now >= kill_at[0] and live:
+            mid_trial = [p for p in live if busy[p.pid].exists()]  # started a trial
+            if mid_trial and first_trial is None:
+                first_trial = now
+            if kill_at and mid_trial and now - first_trial >= kill_at[0]:
                 kill_at.pop(0)
-                victim = random.choice(live)
+                victim = random.choice(mid_trial)
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.join()  # reaped: its pid is gone when the replacement looks
                 live.remove(victim)

@@ -74,9 +74,13 @@ class StandInRunner:
 
     def __init__(self, epochs: int, epoch_s: float, timers: Timers, rng: random.Random) -> None:
         self.epochs, self.epoch_s, self.timers, self.rng = epochs, epoch_s, timers, rng
+        self.busy_path: str | None = None
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         started = time.time()
+        if self.busy_path is not None:  # the parent kills workers that are mid-trial
+            with open(self.busy_path, "w") as handle:
+                handle.write(str(trial.number))
         lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
         units = trial.suggest_int("units", 8, 512)
         dropout = trial.suggest_float("dropout", 0.0, 0.5)
@@ -188,6 +192,8 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
         runner = StandInRunner(
             config["epochs"], config["epoch_s"], timers, random.Random(os.getpid())
         )
+        if out_path is not None:
+            runner.busy_path = f"{out_path}.busy"
         result["reason"] = loop.run_trials(
             study, runner, Limits(n_trials=config["trials"]), sink, seed=0
         )
