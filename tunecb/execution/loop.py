@@ -131,13 +131,17 @@ def _run_trials(
         except DiskFull as exc:
             _stopped_by_full_disk(study, trial.number, exc)
             raise
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            attempts.taken(exc, trial.number)  # failed as stale meanwhile: it runs again
+            continue
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
         try:
             if outcome.stop_reason == attrs.PAUSED:  # its ticket first: then it is told
                 promotions.pause(study, trial.number, outcome.epochs_run)
-            attempts.tell(study, trial, outcome)
+            if not attempts.tell(study, trial, outcome):
+                continue  # failed as stale meanwhile (attempts.taken): it runs again
         except DiskFull as exc:  # the journal's disk: the trial is still RUNNING
             _stopped_by_full_disk(study, trial.number, exc)
             raise
@@ -167,6 +171,9 @@ def _next_trial(
         trial = promotions.next_continuation(study, me, last=True, resumable=resumable)
         if trial is not None:
             return trial
+        if attempts.recover_unclaimed(study, trials):  # a worker died after ask
+            time.sleep(1.0)
+            return None
         interval = attempts.heartbeat_interval(study)
         if interval and any(t.state == TrialState.RUNNING for t in trials):
             # Another machine's trial may still die: wait until it finishes or goes

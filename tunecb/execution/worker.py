@@ -69,6 +69,7 @@ def run_worker(
 
     from tunecb.oracle.attempts import constraints_func, recover_dead_trials
     from tunecb.results import StudyDir
+    from tunecb.storage.reconnect import opening
     from tunecb.storage.urls import study_storage
     from tunecb.study.declaration import from_portable, load_study_file
     from tunecb.study.samplers_pruners import make_pruner, make_sampler
@@ -83,7 +84,9 @@ def run_worker(
         study_path=loaded.path,
     )  # fmt: skip
     study_dir = StudyDir(settings.results / settings.name)
-    storage = study_storage(settings.storage, study_dir.root, settings.heartbeat)
+    storage = opening(  # started while the database restarts: wait for it, as the others
+        lambda: study_storage(settings.storage, study_dir.root, settings.heartbeat)
+    )
     study = optuna.load_study(
         study_name=settings.name,
         storage=storage,

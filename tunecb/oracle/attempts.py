@@ -26,14 +26,38 @@ from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
 log = logging.getLogger("tunecb")
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
-    """Tell Optuna the outcome's state (COMPLETE with the best value, PRUNED or FAIL)."""
-    if outcome.state == COMPLETE:
-        study.tell(trial, outcome.values() or outcome.value)
-    elif outcome.state == PRUNED:
-        study.tell(trial, state=TrialState.PRUNED)
-    else:
-        study.tell(trial, state=TrialState.FAIL)
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> bool:
+    """Tell Optuna the outcome's state (COMPLETE with the best value, PRUNED or FAIL).
+    ``False`` when the trial was no longer ours to tell (see :func:`taken`)."""
+    try:
+        if outcome.state == COMPLETE:
+            study.tell(trial, outcome.values() or outcome.value)
+        elif outcome.state == PRUNED:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+        if not taken(exc, trial.number):
+            raise
+        return False
+    return True
+
+
+def taken(exc: BaseException, number: int) -> bool:
+    """Whether ``exc`` says that trial ``number`` was finished by another process while it
+    ran here: its heartbeat came late (a machine too busy, a storage too slow), so another
+    worker failed it as stale and queued its parameters again (Optuna's retry callback).
+    Logged: the trial runs again under a new number; this worker goes on with the next."""
+    text = str(exc)
+    if not isinstance(exc, optuna.exceptions.UpdateFinishedTrialError) and not (
+        isinstance(exc, ValueError) and text.startswith("Cannot tell a ")
+    ):
+        return False
+    log.warning(
+        "trial %d was failed by another worker (its heartbeat came late) and runs again "
+        "as a new trial: %s", number, text.splitlines()[0] if text else type(exc).__name__,
+    )  # fmt: skip
+    return True
 
 
 def violation(trial: optuna.trial.FrozenTrial) -> tuple[float]:
@@ -82,9 +106,9 @@ def fail(study: optuna.Study, number: int, reason: str, error: str) -> Any:
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     if storage.get_trial(trial_id).state != TrialState.RUNNING:
         return None
-    storage.set_trial_user_attr(trial_id, attrs.STOP_REASON, reason)
-    storage.set_trial_user_attr(trial_id, attrs.ERROR, error)
-    try:
+    try:  # another worker may finish or fail it meanwhile (two recover the same dead trial)
+        storage.set_trial_user_attr(trial_id, attrs.STOP_REASON, reason)
+        storage.set_trial_user_attr(trial_id, attrs.ERROR, error)
         if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return None
     except RuntimeError:  # finished meanwhile ("Trial#n has already finished")
@@ -188,6 +212,30 @@ def recover_dead_trials_judged(study: optuna.Study) -> dict[int, str]:
         if what is not None:
             done[trial.number] = what
     return done
+
+
+UNCLAIMED_S = 60.0  # a RUNNING trial unclaimed this long after its start lost its worker
+
+
+def recover_unclaimed(study: optuna.Study, trials: list[Any]) -> bool:
+    """Fail and queue again the RUNNING trials that no worker claimed (:func:`claim`)
+    within :data:`UNCLAIMED_S` of their start: their worker died between asking for them
+    and claiming them, so no pid, owner or heartbeat would ever free them (the study would
+    stay short of its budget, or wait for them forever). ``True`` when there are unclaimed
+    trials (queued again now, or still young): the caller looks again before it stops."""
+    import time
+
+    found = False
+    for trial in trials:
+        if trial.state != TrialState.RUNNING or attrs.WORKER in trial.user_attrs:
+            continue
+        found = True
+        start = trial.datetime_start
+        if start is None or time.time() - start.timestamp() < UNCLAIMED_S:
+            continue
+        error = f"its worker died before it claimed it (unclaimed for {UNCLAIMED_S:.0f} s)"
+        fail_and_requeue(study, trial.number, attrs.WORKER_DIED, error)
+    return found
 
 
 def unchecked_owners(study: optuna.Study) -> list[tuple[int, str]]:

@@ -38,6 +38,7 @@ import numpy as np
 from tunecb import interrupts
 from tunecb.errors import MonitorError
 from tunecb.oracle import attrs as keys
+from tunecb.oracle.pruning import should_prune
 from tunecb.results import atomic_write, space_for
 from tunecb.study import schedules
 from tunecb.study.settings import Settings
@@ -291,7 +292,7 @@ class OptunaPruning(keras.callbacks.Callback):
         if value is None:
             return
         self.trial.report(value, step=epoch + 1)
-        if self.trial.should_prune():
+        if should_prune(self.trial):  # Optuna's decision; finished trials read cheaply
             # A pruner that pauses (tunecb.study.promotion) means "stop here, resume later",
             # unless the fit stops here anyway (early stopping, NaN): nothing to resume.
             pruner = getattr(getattr(self.trial, "study", None), "pruner", None)

@@ -1,0 +1,525 @@
+"""Hundreds of workers on one study: throughput, latency, memory and the budget's guarantees,
+per storage, with and without faults.
+
+Run it from the repository root (Linux; PostgreSQL's server binaries for ``postgresql``)::
+
+    python benchmarks/scale.py --workers 20 50 --storage journal postgresql dask [--quick]
+        [--faults none kill] [--trials-per-worker 3 --epochs 8 --epoch-s 0.25] [--json PATH]
+
+Each simulated worker is a real process (``dask``: a thread of a Dask worker process on a
+LocalCluster on loopback) running tunecb's real trial loop (:mod:`benchmarks.scale_worker`):
+the dead-trial recovery a worker starts with, ask, claim, per-epoch report and pruning
+decision, attributes, heartbeats (PostgreSQL), tell, Optuna's stale-trial check. Training is
+a stand-in that sleeps ``--epoch-s`` per epoch, so hundreds of workers fit in memory: the
+processes are forked from this one after it imported Optuna and tunecb, sharing those pages.
+
+Storages: ``journal`` (tunecb's journal file, flock), ``postgresql`` (a server this script
+starts and always stops; heartbeat 2 s), ``dask`` (a LocalCluster on 127.0.0.1 whose tasks
+use the journal file; ``--dask-storage postgresql`` for PostgreSQL).
+
+Faults (``--faults kill``): a share of the workers (``--kill-share``) SIGKILLed at random
+moments and replaced; with PostgreSQL also a server restart (immediate stop, start) a third
+of the way in; with Dask, whole Dask worker processes (each running several workers) killed
+mid-trial and restarted by their nanny, their tasks rescheduled.
+
+Measured per run: storage operations per second, p50/p99 of each timed storage method and
+of the per-epoch ``report + should_prune`` (``epoch_report``: what a trial waits per epoch),
+trials finished per minute, CPU per worker (share of a core; ms per trial), memory per worker
+(USS/PSS from ``/proc/PID/smaps_rollup``), errors, and the invariants read back from the
+storage: finished trials that count == the budget, no parameter set twice, none lost, none
+left RUNNING/WAITING, no hang. The last lines are one summary per run::
+
+    STORAGE workers=N trials=T errors=E repeated=R lost=L p99_report_ms=X faults=F
+
+Writes everything as JSON to ``benchmarks/out/scale.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import optuna
+import scale_worker
+from common import ROOT
+from optuna.trial import TrialState
+
+from tunecb.oracle import attrs, budget
+from tunecb.storage.urls import open_storage
+
+STORAGE_OPS = scale_worker.TIMED
+KEY = "epoch_report"
+
+
+def create_study(url: str, name: str) -> None:
+    storage = open_storage(url, Path("."))
+    optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    if engine is not None:
+        engine.dispose()  # no connection crosses a fork
+
+
+def meminfo_available_mib() -> float:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot (/proc/stat)."""
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds used so far by the PostgreSQL server's processes, ended ones included."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if name.startswith("postgres"):
+            parts = rest.split()
+            # utime, stime, and cutime, cstime: the backends the postmaster reaped
+            total += sum(int(v) for v in parts[11:15]) / tick
+    return total
+
+
+class Watch:
+    """Samples the machine's available memory while a run goes; its CPU use over the run."""
+
+    def __init__(self, pg: bool = False) -> None:
+        self.min_available = meminfo_available_mib()
+        self.cpu0, self.pg = machine_cpu_s(), pg
+        self.pg0 = postgres_cpu_s() if pg else 0.0
+
+    def sample(self) -> None:
+        self.min_available = min(self.min_available, meminfo_available_mib())
+
+    def cpu(self) -> dict:
+        busy, total = machine_cpu_s()
+        found = {"machine_busy": round((busy - self.cpu0[0]) / max(1e-9, total - self.cpu0[1]), 3)}
+        if self.pg:
+            found["server_cpu_s"] = round(postgres_cpu_s() - self.pg0, 1)
+        return found
+
+
+def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: Path) -> dict:
+    """N forked workers; ``kills`` of them SIGKILLed at random and replaced; with ``pg``, a
+    server restart a third of the way in. Returns the workers' results and the run's facts."""
+    ctx = multiprocessing.get_context("fork")
+    live: list[Any] = []
+    busy: dict[int, Path] = {}  # pid -> the file its worker writes when it starts a trial
+    started = 0
+
+    def start() -> None:
+        nonlocal started
+        path = out / f"w{started}.json"
+        started += 1
+        proc = ctx.Process(target=scale_worker.process_main, args=(cfg, str(path)), daemon=True)
+        proc.start()
+        live.append(proc)
+        busy[proc.pid] = Path(f"{path}.busy")
+
+    estimate = cfg["estimate_s"]
+    # at random moments once workers run trials (the clock starts at the first one)
+    kill_at = sorted(random.uniform(0.1, 0.7) * estimate for _ in range(kills))
+    restart_at = estimate / 3 if pg is not None and kills else None
+    watch, first_trial = Watch(pg=cfg["heartbeat"] > 0), None
+    facts = {"killed": 0, "restarts": 0, "hang": False, "restart_s": None}
+    t0 = time.monotonic()
+    try:
+        for _ in range(n):
+            start()
+        while live:
+            now = time.monotonic() - t0
+            for proc in [p for p in live if not p.is_alive()]:
+                proc.join()
+                live.remove(proc)
+            mid_trial = [p for p in live if busy[p.pid].exists()]  # started a trial
+            if mid_trial and first_trial is None:
+                first_trial = now
+            if kill_at and mid_trial and now - first_trial >= kill_at[0]:
+                kill_at.pop(0)
+                victim = random.choice(mid_trial)
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.join()  # reaped: its pid is gone when the replacement looks
+                live.remove(victim)
+                facts["killed"] += 1
+                start()
+            if restart_at is not None and now >= restart_at:
+                restart_at, r0 = None, time.monotonic()
+                facts["restarts"] += pg.restart() == 0
+                facts["restart_s"] = round(time.monotonic() - r0, 2)
+            if now > limit_s:
+                facts["hang"] = True
+                break
+            watch.sample()
+            time.sleep(0.05)
+    finally:
+        for proc in live:  # only ours, by pid
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.join()
+    facts["wall_s"] = time.monotonic() - t0
+    facts["min_available_mib"] = watch.min_available
+    facts.update(watch.cpu())
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("w*.json"))]
+    facts["started"] = started
+    return {"results": results, **facts}
+
+
+def run_dask(cfg: dict, n: int, kills: int, limit_s: float, procs: int) -> dict:
+    """N workers as tasks on a LocalCluster of ``procs`` processes (threads: the rest);
+    ``kills`` Dask worker processes SIGKILLed mid-run (their nanny restarts them)."""
+    import dask
+    from dask.distributed import Client, LocalCluster, wait
+
+    procs = max(1, min(n, procs))
+    threads = math.ceil(n / procs)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "benchmarks"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    )
+    facts = {"killed": 0, "restarts": 0, "hang": False, "dask_processes": procs}
+    watch = Watch(pg=cfg["heartbeat"] > 0)
+    errors: list[str] = []
+    with (
+        dask.config.set(
+            {"distributed.scheduler.allowed-failures": 100, "logging.distributed": "error"}
+        ),
+        LocalCluster(
+            n_workers=procs, threads_per_worker=threads, processes=True, host="127.0.0.1",
+            dashboard_address=None, memory_limit=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        t0 = time.monotonic()
+        futures = [client.submit(scale_worker.work, cfg, None, pure=False) for _ in range(n)]
+        kill_at = sorted(random.uniform(0.15, 0.6) * cfg["estimate_s"] for _ in range(kills))
+        pids_seen: set[int] = set()
+        memory: list[dict] = []
+        while True:
+            try:
+                wait(futures, timeout=0.2)
+                break
+            except TimeoutError:
+                pass
+            now = time.monotonic() - t0
+            if kill_at and now >= kill_at[0]:
+                kill_at.pop(0)
+                pids = client.run(os.getpid)
+                pids_seen.update(pids.values())
+                memory = list(client.run(scale_worker.memory_kib).values())
+                os.kill(random.choice(list(pids.values())), signal.SIGKILL)
+                facts["killed"] += 1
+            if now > limit_s:
+                facts["hang"] = True
+                break
+            watch.sample()
+        facts["wall_s"] = time.monotonic() - t0
+        if not memory:
+            memory = list(client.run(scale_worker.memory_kib).values())
+        results = []
+        for future in futures:
+            if future.status == "finished":
+                results.append(future.result())
+            elif future.status == "error":
+                errors.append(repr(future.exception())[:200])
+        for future in futures:
+            future.cancel()
+    facts["process_memory_kib"] = memory
+    facts["min_available_mib"] = watch.min_available
+    facts.update(watch.cpu())
+    facts["task_errors"] = errors
+    return {"results": results, **facts}
+
+
+def check_study(url: str, name: str, n_trials: int) -> dict:
+    """The invariants, read back from the storage."""
+    study = optuna.load_study(study_name=name, storage=open_storage(url, Path(".")))
+    trials = study.get_trials(deepcopy=False)
+    again = budget.retried(trials)
+    counted = [t for t in trials if t.state in attrs.FINISHED and budget.counts(t, again)]
+    params = [tuple(sorted(t.params.items())) for t in counted]
+    left = [
+        (
+            t.number,
+            t.state.name,
+            t.user_attrs.get(attrs.WORKER),
+            t.system_attrs.get(attrs.FAILED_TRIAL),
+        )
+        for t in trials
+        if t.state in (TrialState.RUNNING, TrialState.WAITING)
+    ]
+    bad_fails = [
+        (t.number, t.user_attrs.get(attrs.STOP_REASON), t.user_attrs.get(attrs.WORKER))
+        for t in trials
+        if t.state == TrialState.FAIL
+        and t.number not in again
+        and t.user_attrs.get(attrs.STOP_REASON) not in attrs.NOT_COUNTED
+    ]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    reasons = [t.user_attrs.get(attrs.STOP_REASON) for t in failed if t.number not in again]
+    return {
+        "finished": len(counted),
+        "repeated": len(params) - len(set(params)),
+        "lost": max(0, n_trials - len(counted)),
+        "over_budget": max(0, len(counted) - n_trials),
+        "left_unfinished": left,
+        "failed_trials": len([r for r in reasons if r not in attrs.NOT_COUNTED]),
+        "requeued": len([t for t in failed if t.number in again]),
+        "discarded": reasons.count(attrs.DISCARDED),
+        "stored_trials": len(trials),
+        "failed_sample": bad_fails[:5],
+    }
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summarize(run: dict, check: dict, n: int) -> dict:
+    results = run["results"]
+    ms: dict[str, list[float]] = {}
+    cpu_ms: dict[str, float] = {}
+    for result in results:
+        for op, values in result["ms"].items():
+            ms.setdefault(op, []).extend(values)
+        for op, value in result.get("cpu_ms", {}).items():
+            cpu_ms[op] = cpu_ms.get(op, 0.0) + value
+    wall = run["wall_s"]
+    ops = sum(len(ms.get(op, [])) for op in STORAGE_OPS)
+    cpu = [r["cpu_s"] / r["wall_s"] for r in results if r["wall_s"] > 0]
+    trials_run = sum(r["trials"] for r in results)
+    mem = [r["memory_kib"] for r in results if r.get("memory_kib")]
+    if "process_memory_kib" in run:  # Dask: per process, shared by its threads
+        mem = run["process_memory_kib"]
+    errors = [r["error"] for r in results if r["error"]] + run.get("task_errors", [])
+    return {
+        "workers": n,
+        "wall_s": round(wall, 1),
+        "ops_per_s": round(ops / wall, 1),
+        "server_cpu_ms_per_op": round(1000 * run["server_cpu_s"] / max(1, ops), 2)
+        if "server_cpu_s" in run
+        else None,
+        "trials_per_min": round(check["finished"] / wall * 60, 1),
+        "latency_ms": {
+            op: {
+                "n": len(v),
+                "p50": round(pct(v, 0.5), 2),
+                "p99": round(pct(v, 0.99), 2),
+                "cpu": round(cpu_ms.get(op, math.nan) / len(v), 3),
+            }
+            for op, v in sorted(ms.items())
+        },
+        "cpu_core_share_per_worker": round(statistics.mean(cpu), 4) if cpu else None,
+        "cpu_ms_per_trial": round(1000 * sum(r["cpu_s"] for r in results) / max(1, trials_run), 1),
+        "memory_mib": {
+            k: round(statistics.median(m[k] for m in mem) / 1024, 1) for k in ("uss", "pss", "rss")
+        }
+        if mem
+        else {},
+        "errors": len(errors) + check["failed_trials"],
+        "error_samples": errors[:5],
+        "traceback_sample": next((r["traceback"] for r in results if r.get("traceback")), None),
+        **{k: v for k, v in run.items() if k not in ("results", "process_memory_kib", "wall_s")},
+        **check,
+    }
+
+
+def one_run(
+    storage: str, n: int, faults: str, args: argparse.Namespace, pg: Any, fixes: bool
+) -> dict:
+    trials = args.trials_per_worker * n
+    name = f"scale_{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix="tunecb-scale-"))
+    try:
+        backend = args.dask_storage if storage == "dask" else storage
+        url = pg.create_database(name) if backend == "postgresql" else str(work / "optuna.journal")
+        create_study(url, name)
+        estimate = args.trials_per_worker * args.epochs * args.epoch_s
+        cfg = {
+            "storage": url, "study": name, "trials": trials, "epochs": args.epochs,
+            "epoch_s": args.epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
+            "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
+        }  # fmt: skip
+        limit = estimate * 8 + 120
+        kills = round(args.kill_share * n) if faults == "kill" else 0
+        if storage == "dask":
+            dask_kills = max(1, round(args.kill_share * args.dask_processes)) if kills else 0
+            run = run_dask(cfg, n, dask_kills, limit, args.dask_processes)
+        else:
+            run = run_processes(cfg, n, kills, pg if backend == "postgresql" else None, limit, work)
+        if storage != "dask" or backend == "journal":
+            run["journal_mib"] = (
+                round((work / "optuna.journal").stat().st_size / 2**20, 2)
+                if backend == "journal" else None
+            )  # fmt: skip
+        summary = summarize(run, check_study(url, name, trials), n)
+        tunecb = "after" if fixes else "before"
+        return {"storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials, **summary}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def replay_cost(trials: int, epochs: int = 10) -> dict:
+    """The journal's cost against its length: a journal of ``trials`` finished trials
+    (``epochs`` reports and 12 attributes each, as the stand-in writes), then the time a new
+    worker takes to open it (a full replay) and the time of one report + its read after that
+    (the offset cache: only new records are read)."""
+    work = Path(tempfile.mkdtemp(prefix="tunecb-replay-"))
+    try:
+        path = str(work / "optuna.journal")
+        storage = open_storage(path, work)
+        study = optuna.create_study(study_name="r", storage=storage, direction="maximize")
+        for number in range(trials):
+            trial = study.ask()
+            trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+            for epoch in range(1, epochs + 1):
+                trial.report(epoch / 10, step=epoch)
+            for key in range(12):
+                trial.set_user_attr(f"a{key}", number)
+            study.tell(trial, 1.0)
+        records = Path(path).read_bytes().count(b"\n")
+        t0 = time.perf_counter()
+        fresh = optuna.load_study(study_name="r", storage=open_storage(path, work))
+        fresh.get_trials(deepcopy=False)
+        opened = time.perf_counter() - t0
+        trial = fresh.ask()
+        times = []
+        for epoch in range(1, 21):
+            t0 = time.perf_counter()
+            trial.report(0.5, step=epoch)
+            fresh.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            times.append((time.perf_counter() - t0) * 1000)
+        return {
+            "trials": trials, "records": records,
+            "mib": round(Path(path).stat().st_size / 2**20, 1), "open_s": round(opened, 2),
+            "report_read_ms_p50": round(pct(times, 0.5), 2),
+        }  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def line(r: dict) -> str:
+    p99 = r["latency_ms"].get(KEY, {}).get("p99", math.nan)
+    return (
+        f"{r['storage']} workers={r['workers']} trials={r['finished']} errors={r['errors']} "
+        f"repeated={r['repeated']} lost={r['lost']} p99_report_ms={p99} faults={r['faults']} "
+        f"tunecb={r['tunecb']}"
+    )
+
+
+def detail(r: dict) -> str:
+    ops = ", ".join(
+        f"{op} {v['p50']}/{v['p99']} ({v['cpu']})" for op, v in r["latency_ms"].items() if v["n"]
+    )
+    return (
+        f"  {r['storage']} N={r['workers']} faults={r['faults']} tunecb={r['tunecb']}: "
+        f"wall {r['wall_s']} s, "
+        f"{r['ops_per_s']} ops/s, {r['trials_per_min']} trials/min, machine busy "
+        f"{r['machine_busy']}, server {r['server_cpu_ms_per_op']} CPU ms/op, cpu/worker "
+        f"{r['cpu_core_share_per_worker']} core ({r['cpu_ms_per_trial']} ms/trial), mem/worker "
+        f"{r['memory_mib']} MiB, killed {r['killed']}, restarts {r['restarts']}, "
+        f"requeued {r['requeued']}, discarded {r['discarded']}, left {r['left_unfinished']}, "
+        f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB\n"
+        f"    p50/p99 ms (CPU ms per call): {ops}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--storage", nargs="+", default=["journal", "postgresql", "dask"],
+                        choices=["journal", "postgresql", "dask"])  # fmt: skip
+    parser.add_argument("--faults", nargs="+", default=["none", "kill"], choices=["none", "kill"])
+    parser.add_argument("--quick", action="store_true", help="short trials: a few minutes")
+    parser.add_argument("--trials-per-worker", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epoch-s", type=float, default=0.5)
+    parser.add_argument("--pruner", default="median")
+    parser.add_argument("--kill-share", type=float, default=0.2)
+    parser.add_argument("--dask-processes", type=int, default=4)
+    parser.add_argument("--dask-storage", default="journal", choices=["journal", "postgresql"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run each case twice: tunecb before this benchmark's fixes, and after",
+    )
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "scale.json")
+    parser.add_argument(
+        "--replay",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also: the journal's open and report cost at these lengths (trials)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.epoch_s = 6, 0.25
+    random.seed(args.seed)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    need_pg = "postgresql" in args.storage or (
+        "dask" in args.storage and args.dask_storage == "postgresql"
+    )
+    import contextlib
+
+    import scale_pg
+
+    runs: list[dict] = []
+    replays = []
+    for n in args.replay:
+        replays.append(replay_cost(n))
+        print(f"journal replay: {replays[-1]}", flush=True)
+    with scale_pg.server() if need_pg else contextlib.nullcontext() as pg:
+        for storage in args.storage:
+            for n in args.workers:
+                for faults in args.faults:
+                    for fixes in [False, True] if args.compare else [True]:
+                        r = one_run(storage, n, faults, args, pg, fixes)
+                        runs.append(r)
+                        print(detail(r), flush=True)
+                        if r["errors"] or r["lost"] or r["repeated"]:
+                            print(f"    errors: {r['error_samples']} {r['failed_sample']}")
+                        print(line(r), flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                     "runs": runs, "replay": replays}, indent=1))  # fmt: skip
+    print()
+    for r in runs:
+        print(line(r))
+    bad = [r for r in runs if r["lost"] or r["repeated"] or r["errors"] or r["hang"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""A database storage that waits out a lost connection instead of failing the worker.
+
+A PostgreSQL server that restarts (a crash, a failover, a maintenance restart) cuts every
+connection; Optuna's ``RDBStorage`` then raises from the one call in flight, and the next calls
+are refused until the server is back. In a search that is every worker's current report,
+attribute or heartbeat: every worker died with it (``benchmarks/scale.py``: a 0.4 s restart
+under 5 workers failed all 5 and left their trials RUNNING). :class:`ReconnectingRDBStorage`
+retries a call that failed on the connection (SQLAlchemy's ``OperationalError``, or a
+connection it invalidated), with backoff, for up to :data:`RECONNECT_S` seconds per outage (a
+restart takes a few; a server that stays away still fails the search within that time); the
+pool's pre-ping replaces the dead connections. Any other error is raised at once.
+
+Each call of the storage is one transaction: a call cut by the restart was rolled back by the
+server, so running it again is safe. The one ambiguous case is a commit that reached the
+server but whose answer was lost; a retried ``create_new_trial`` could then create a second
+trial (left RUNNING without heartbeat, for ``tunecb repair --release-running``).
+
+>>> transient(ValueError("x"))
+False
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+log = logging.getLogger("tunecb")
+
+RECONNECT_S = 20.0  # how long the calls wait for the server to come back
+_FIRST_DELAY_S, _MAX_DELAY_S = 0.1, 2.0
+
+# The RDBStorage methods a search calls (each one transaction).
+_RETRIED = (
+    "create_new_study", "set_study_user_attr", "set_study_system_attr",
+    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
+    "get_study_user_attrs", "get_study_system_attrs", "get_trial_user_attrs",
+    "get_trial_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
+    "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
+    "set_trial_user_attr", "set_trial_system_attr", "get_trial_id_from_study_id_trial_number",
+    "get_trial", "get_all_trials", "_get_trials", "get_best_trial", "record_heartbeat",
+    "_get_stale_trial_ids",
+    # called directly by Optuna's cache in front of the storage (_CachedStorage)
+    "_create_new_trial", "_set_trial_param", "_get_best_trial_id",
+)  # fmt: skip
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a lost or refused connection."""
+    try:
+        from sqlalchemy import exc as sa
+    except ImportError:
+        return False
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa.OperationalError):
+            return True
+        if isinstance(seen, sa.DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, sa.PendingRollbackError):  # a query retried on a lost connection
+            return True  # (Optuna's _get_trials does): the rollback that follows frees it
+        seen = seen.__cause__
+    return False
+
+
+def retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` of a storage run again while it fails on the connection, until the
+    storage's outage (``self._down_since``, shared by its calls and threads) is
+    ``self.reconnect_s`` old: a server that stays away fails the search within that time,
+    not that time per call."""
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        delay = _FIRST_DELAY_S
+        while True:
+            try:
+                result = method(self, *args, **kwargs)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                now = time.monotonic()
+                if getattr(self, "_down_since", None) is None:
+                    self._down_since = now
+                    log.info(  # info: a storage that stays away ends in ONE line
+                        "lost the connection to the storage (%s); retrying for up to %.0f s",
+                        type(exc.__cause__ or exc).__name__, self.reconnect_s,
+                    )  # fmt: skip
+                left = self._down_since + self.reconnect_s - now
+                if left <= 0:
+                    raise
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, _MAX_DELAY_S)
+            else:
+                self._down_since = None
+                return result
+
+    return call
+
+
+def opening(open_storage: Callable[[], Any], wait_s: float | None = None) -> Any:
+    """``open_storage()``, run again while it fails on the connection, for up to ``wait_s``
+    (default :data:`RECONNECT_S`): a worker that starts while the server restarts (a
+    replacement, a Dask task run again) waits for it as the running workers do. The
+    launcher opens its storage without it: a wrong address fails in seconds there."""
+    deadline, delay = time.monotonic() + (RECONNECT_S if wait_s is None else wait_s), 0.1
+    while True:
+        try:
+            return open_storage()
+        except Exception as exc:
+            if not transient(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, _MAX_DELAY_S)
+
+
+class ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's ``RDBStorage`` whose calls wait out a lost connection (see the module)."""
+
+    reconnect_s: float = RECONNECT_S
+    _down_since: float | None = None  # when the current outage began (time.monotonic)
+
+
+for _name in _RETRIED:
+    setattr(ReconnectingRDBStorage, _name, retrying(getattr(optuna.storages.RDBStorage, _name)))
