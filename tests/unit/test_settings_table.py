@@ -56,8 +56,8 @@ BAD = {
     "epoch_timeout": (-1.0, "must be a positive number of seconds"),
     "sampler": ("annealing", "use one of ['tpe', 'random', 'cmaes', 'qmc', 'gp', 'nsgaii', "
                 "'bruteforce'] or an optuna.samplers instance"),
-    "pruner": (3, "use one of ['median', 'successive_halving', 'hyperband', 'pareto', "
-               "'promotion', 'none'] or an optuna.pruners instance"),
+    "pruner": (3, "use one of ['median', 'successive_halving', 'hyperband', 'promotion', "
+               "'pareto', 'none'] or an optuna.pruners instance"),
     "seed": (-1, "must be an integer >= 0"),
     "patience": (1.5, "must be an integer >= 0, or None to turn early stopping off"),
     "min_delta": (-0.1, "must be a number >= 0"),

@@ -53,7 +53,25 @@ def _child(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, Path]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     assert proc.stdout.readline().strip() == "ready"
+    if mode != "answers":
+        _wait_until_asleep_in_c(proc.pid)
     return proc, marker
+
+
+def _wait_until_asleep_in_c(pid: int) -> None:
+    """Until the child's main thread sleeps in libc (``/proc/PID/syscall``: nanosleep 35
+    or clock_nanosleep 230). A signal that came while it still ran Python between
+    ``print`` and ``sleep`` would be answered by Python's own handler there (the flag is
+    process-wide), and the test would not test the watchdog."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            call = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+        except (OSError, IndexError):
+            return  # not Linux, or no access: the short window stays
+        if call in ("35", "230"):
+            return
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(

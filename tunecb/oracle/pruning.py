@@ -28,6 +28,8 @@ _finished = FinishedTrials()  # one per process: the finished trials it has read
 
 def should_prune(trial: optuna.Trial) -> bool:
     """What ``trial.should_prune()`` answers, with finished trials read cheaply."""
+    if not isinstance(trial, optuna.Trial):  # a FixedTrial, or a stand-in: its own answer
+        return trial.should_prune()
     study = trial.study
     if len(study.directions) > 1:
         raise NotImplementedError("pruning is not supported for multi-objective studies")
