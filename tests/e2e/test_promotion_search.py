@@ -135,7 +135,11 @@ def test_two_machines_on_one_postgres_study_each_resume_their_own_paused(tmp_pat
     trials = study.get_trials(deepcopy=False)
     assert budget.finished(trials) == 6
     made = [t for t in trials if attrs.PROMOTED_FROM in t.system_attrs]
-    assert made and len({t.system_attrs[attrs.PROMOTED_FROM] for t in made}) == len(made)
+    # Which configurations get promoted depends on the two machines' timing: the best paused
+    # one of a rung may be the other machine's, which had already ended (its backup is not
+    # here). Whatever was continued, was continued once, on the machine that paused it.
+    assert any(t.user_attrs.get(attrs.STOP_REASON) == attrs.PAUSED for t in trials)
+    assert len({t.system_attrs[attrs.PROMOTED_FROM] for t in made}) == len(made)
     for t in made:  # resumed where its backup was: on the machine that paused it
         paused = trials[t.system_attrs[attrs.PROMOTED_FROM]]
         assert t.user_attrs[attrs.WORKER] == paused.user_attrs[attrs.WORKER]
