@@ -67,3 +67,14 @@ def test_other_storages_are_read_as_they_are():
     study = optuna.create_study()
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert len(FinishedTrials().read(study, (TrialState.COMPLETE,))) == 2
+
+
+def test_two_databases_in_one_process_are_never_mixed(tmp_path):
+    # Trial ids start at 1 in every database: a cache keyed by id alone answered the second
+    # database's pruner with the first one's trials (seen when tests shared a process).
+    reader = FinishedTrials()
+    for name, value in (("a", 0.25), ("b", 0.75)):
+        storage = open_storage(f"sqlite:///{tmp_path}/{name}.db", tmp_path)
+        study = optuna.create_study(storage=storage)
+        study.optimize(lambda t, v=value: v + 0 * t.suggest_float("x", 0, 1), n_trials=2)
+        assert [t.value for t in reader.read(study, (TrialState.COMPLETE,))] == [value, value]

@@ -16,6 +16,7 @@ finished ones (one indexed query of integers) and loads only the new ones. Other
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Container
 from typing import Any
 
@@ -40,7 +41,11 @@ class FinishedTrials:
     """The finished trials of the studies this process reads, kept once read (thread-safe)."""
 
     def __init__(self) -> None:
-        self._trials: dict[int, FrozenTrial] = {}  # trial_id -> finished trial
+        # per storage object: trial ids are only unique within one database, and a process
+        # (a notebook, a test run) may open several
+        self._by_storage: weakref.WeakKeyDictionary[Any, dict[int, FrozenTrial]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def read(self, study: optuna.Study, states: Container[TrialState]) -> list[FrozenTrial]:
@@ -55,15 +60,16 @@ class FinishedTrials:
                 raise
             return study.get_trials(deepcopy=False, states=states)  # type: ignore[arg-type]
         with self._lock:
-            new = ids.difference(self._trials)
+            known = self._by_storage.setdefault(backend, {})  # trial_id -> finished trial
+            new = ids.difference(known)
         if new:
             loaded = backend._get_trials(
                 study._study_id, None, included_trial_ids=new, trial_id_greater_than=max(new)
             )
             with self._lock:
-                self._trials.update({t._trial_id: t for t in loaded if t.state in _FINISHED})
+                known.update({t._trial_id: t for t in loaded if t.state in _FINISHED})
         with self._lock:
-            found = [self._trials[i] for i in ids if i in self._trials]
+            found = [known[i] for i in ids if i in known]
         return sorted((t for t in found if t.state in states), key=lambda t: t.number)
 
 
