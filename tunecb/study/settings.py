@@ -76,6 +76,11 @@ def _one_of(names: tuple[str, ...]) -> str:
 _POSITIVE = checks.integer(1, "must be a positive integer")
 _POSITIVE_OR_NONE = checks.integer(1, "must be a positive integer", none=True)
 
+# A number of seconds > 0, or None (no limit): --timeout, --trial-timeout, --epoch-timeout.
+_SECONDS = checks.number(
+    0, "must be a positive number of seconds", above=True, finite=True, none=True
+)
+
 FIELDS: tuple[Field, ...] = (
     Field(
         "name", FILE_STEM, "study name; results go to `results/<name>/`",
@@ -133,9 +138,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "timeout", None, "seconds after which no new trial starts",
         flag="--timeout", cli_type="positive_float", help="seconds; no trial starts after",
-        check=checks.number(
-            0, "must be a positive number of seconds", above=True, finite=True, none=True
-        ),
+        check=_SECONDS,
     ),
     Field(
         "trial_timeout", None,
@@ -143,9 +146,7 @@ FIELDS: tuple[Field, ...] = (
         "best so far, `time_limit`), or its worker process is ended when no epoch ends",
         flag="--trial-timeout", cli_type="positive_float", metavar="S",
         help="seconds one trial may run (stopped at an epoch end, or its process ended)",
-        check=checks.number(
-            0, "must be a positive number of seconds", above=True, finite=True, none=True
-        ),
+        check=_SECONDS,
     ),
     Field(
         "epoch_timeout", None,
@@ -153,9 +154,7 @@ FIELDS: tuple[Field, ...] = (
         "worker process is ended when the epoch does not end",
         flag="--epoch-timeout", cli_type="positive_float", metavar="S",
         help="seconds one epoch may take (the trial stops, or its process is ended)",
-        check=checks.number(
-            0, "must be a positive number of seconds", above=True, finite=True, none=True
-        ),
+        check=_SECONDS,
     ),
     Field(
         "sampler", "tpe",

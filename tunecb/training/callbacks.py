@@ -133,12 +133,17 @@ def model_bytes(model: keras.Model) -> int:
     its variables and its optimizer's, plus HDF5's ~1.5 KiB a variable and the config."""
     optimizer = getattr(model, "optimizer", None)
     variables = list(model.variables) + list(getattr(optimizer, "variables", None) or [])
-    total = 8192 + 1536 * len(variables)
+    return 8192 + 1536 * len(variables) + variables_bytes(variables)
+
+
+def variables_bytes(variables: Any) -> int:
+    """Bytes of these variables' values (their shapes times their dtypes' sizes)."""
+    total = 0
     for variable in variables:
         try:
             itemsize = np.dtype(variable.dtype).itemsize
-        except TypeError:  # bfloat16 and the like
-            itemsize = 4
+        except TypeError:  # bfloat16 and the like: 2 bytes
+            itemsize = 2
         total += math.prod(variable.shape) * itemsize
     return total
 

@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tunecb.errors import ModelError
 from tunecb.results import read_history
 from tunecb.study.objectives import Objective
+from tunecb.training.callbacks import variables_bytes
 
 LATENCY_BATCH, WARMUP, REPEATS = 32, 3, 15
 
@@ -70,14 +69,7 @@ def _user_value(o: Objective, model: Any, where: str) -> float:
 
 def weights_bytes(model: Any) -> int:
     """Bytes of the model's weights (no optimizer state)."""
-    total = 0
-    for variable in model.weights:
-        try:
-            itemsize = np.dtype(variable.dtype).itemsize
-        except TypeError:  # bfloat16 and the like
-            itemsize = 2
-        total += math.prod(variable.shape) * itemsize
-    return total
+    return variables_bytes(model.weights)
 
 
 def latency_ms(model: Any, data: Any) -> float:
