@@ -198,9 +198,12 @@ def test_trials_past_the_time_limit_stop_at_an_epoch_end_or_have_their_process_e
 
 
 # A tf.data pipeline whose py_function never returns from the second epoch on (a read from
-# a hung network file system), its trials in the launcher's process.
+# a hung network file system), its trials in the launcher's process. Its top imports
+# TensorFlow, then Keras: with --jobs 0 that failed with "module 'keras' has no attribute
+# 'backend'" (tests/unit/test_lazy_backends.py).
 HUNG_PIPELINE_STUDY = """
 import time
+import tensorflow as tf
 import keras
 import numpy as np
 import tunecb

@@ -429,9 +429,32 @@ class _DeferHeavy(importlib.abc.MetaPathFinder):
                 continue
             if spec.loader is None or not hasattr(spec.loader, "exec_module"):
                 return None
-            spec.loader = importlib.util.LazyLoader(spec.loader)
+            spec.loader = _KerasFirstLoader(spec.loader)
             return spec
         return None
+
+
+class _KerasFirst(importlib.util._LazyModule):
+    """A lazily imported Keras or backend that, whatever touches it first (the search's
+    backend check, ``importlib.util.find_spec``, user code), runs a lazy Keras first: a
+    backend run first looks Keras up while half imported (TensorFlow does), which ran Keras
+    then and left it empty ("module 'keras' has no attribute 'backend'")."""
+
+    def __getattribute__(self, attr: str) -> Any:
+        keras = sys.modules.get("keras")
+        if keras is not self and type(keras) is _KerasFirst:
+            _ = keras.__spec__  # runs Keras, which imports (and so runs) its backend
+        if type(self) is not _KerasFirst:  # already run, by Keras just now
+            return getattr(self, attr)
+        return super().__getattribute__(attr)
+
+
+class _KerasFirstLoader(importlib.util.LazyLoader):
+    """Python's ``LazyLoader``, its modules :class:`_KerasFirst`."""
+
+    def exec_module(self, module: Any) -> None:
+        super().exec_module(module)
+        module.__class__ = _KerasFirst
 
 
 def _imported_by_heavy() -> bool:

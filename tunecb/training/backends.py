@@ -82,7 +82,7 @@ def chosen(setting: str | None) -> str:
             f"backend {name!r} ({source}): tunecb trains on tensorflow, jax or torch; "
             "choose one of them"
         )
-    if importlib.util.find_spec(name) is None:
+    if not found(name):
         raise ConfigError(
             f"backend {name!r} ({source}) is not installed: {INSTALL[name]}, "
             f"or choose another with --backend {{{','.join(installed()) or 'tensorflow'}}}"
@@ -92,7 +92,21 @@ def chosen(setting: str | None) -> str:
 
 def installed() -> list[str]:
     """The backends installed here (found, not imported)."""
-    return [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+    return [b for b in BACKENDS if found(b)]
+
+
+def found(name: str) -> bool:
+    """Whether module ``name`` is installed, without running it when a study file imported
+    it lazily (``importlib.util.find_spec`` reads the ``__spec__`` of a module already in
+    ``sys.modules``, which runs a lazy one: a backend before Keras' backend is chosen).
+
+    >>> found("tensorflow_but_not_installed")
+    False
+    """
+    module = sys.modules.get(name)
+    if module is not None and _lazy(module):
+        return True
+    return importlib.util.find_spec(name) is not None
 
 
 def select(backend: str) -> None:

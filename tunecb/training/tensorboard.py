@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError
+from tunecb.training.backends import found
 
 log = logging.getLogger("tunecb")
 
@@ -47,7 +48,7 @@ def require(backend: str = "tensorflow") -> None:
 
     >>> require()  # doctest: +SKIP
     """
-    if importlib.util.find_spec("tensorflow") is None:
+    if not found("tensorflow"):  # a lazy import of the study file stays lazy
         raise ConfigError(
             f"--tensorboard / tensorboard=True on the {backend!r} backend needs TensorFlow "
             "installed as well (Keras' TensorBoard callback writes with tf.summary on every "
