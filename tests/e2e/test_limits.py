@@ -84,13 +84,15 @@ def journal_trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
 def _check_killed_for_good(trials: list, n: int) -> None:
     """The study ends with its budget: ``n`` counted trials, the "huge" ones FAILED with
     stop reason ``killed`` after the stated number of deaths, never run again after that."""
+    from tunecb.oracle.attrs import NOT_COUNTED
     from tunecb.oracle.deaths import MAX_DEATHS
 
-    counted = [t for t in trials if t.user_attrs.get("stop_reason") not in
-               ("worker_died", "interrupted", "discarded")]  # fmt: skip
+    counted = [t for t in trials if t.user_attrs.get("stop_reason") not in NOT_COUNTED]
     assert len(counted) == n, [(t.number, t.state.name, t.user_attrs) for t in trials]
     huge = [t for t in counted if t.params["size"] == "huge"]
     assert huge, "the seed drew no 'huge' trial: the test would prove nothing"
+    priors = {t.user_attrs["warm_start"]["number"] for t in trials if "warm_start" in t.user_attrs}
+    assert priors == {t.number for t in huge}  # the sampler was told (oracle.deaths)
     for trial in huge:
         assert trial.state.name == "FAIL" and trial.user_attrs["stop_reason"] == "killed"
         assert f"killed {MAX_DEATHS} times" in trial.user_attrs["error"]

@@ -32,6 +32,11 @@ def _dead_worker() -> str:
     return attrs.worker_id(proc.pid)
 
 
+def _own(trials: list) -> list:
+    """The trials that ran (not the prior a killed configuration adds for the sampler)."""
+    return [t for t in trials if attrs.WARM_START not in t.user_attrs]
+
+
 def _bury_until_failed(study: optuna.Study, death: Death, limit: int = 10) -> list[str]:
     done = []
     for _ in range(limit):
@@ -48,7 +53,7 @@ def test_a_configuration_killed_again_and_again_fails_on_its_last_stated_death(h
     done = _bury_until_failed(study, Death(how))
     assert done == ["requeued"] * (MAX_DEATHS - 1) + ["failed"]
     trials = study.get_trials()
-    last = trials[-1]
+    last = _own(trials)[-1]  # after it: the prior that tells the sampler (test_killed_region)
     assert last.state.name == "FAIL" and last.user_attrs[attrs.STOP_REASON] == attrs.KILLED
     assert last.user_attrs[attrs.ERROR].startswith(f"killed {MAX_DEATHS} times ({how})")
     assert {t.params["size"] for t in trials} == {trials[0].params["size"]}  # one lineage
@@ -115,7 +120,7 @@ def test_the_next_run_counts_the_deaths_of_a_search_process_that_kept_dying():
         found.append(attempts.recover_dead_trials_judged(study))
     values = [next(iter(f.values())) for f in found]
     assert values == ["requeued"] * (MAX_DEATHS - 1) + ["failed"]
-    last = study.get_trials()[-1]
+    last = _own(study.get_trials())[-1]
     assert last.user_attrs[attrs.STOP_REASON] == attrs.KILLED
     assert "is gone" in last.user_attrs[attrs.ERROR]
     assert attempts.recover_dead_trials(study) == []  # nothing left to recover

@@ -146,7 +146,10 @@ def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
     storage.set_trial_user_attr(trial_id, attrs.DEATH, death.record())
     if counted and deaths.fails_for_good(counted):
         reason = deaths.failure_reason(counted)
-        return "failed" if fail(study, number, attrs.KILLED, reason) is not None else None
+        if fail(study, number, attrs.KILLED, reason) is None:
+            return None
+        deaths.tell_sampler(study, trial, reason)  # TPE ignores FAIL trials
+        return "failed"
     failed = fail(study, number, attrs.WORKER_DIED, deaths.died_text(death))
     if failed is None:
         return None

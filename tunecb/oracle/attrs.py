@@ -48,6 +48,9 @@ STUDY_IN_CODE = "study_in_code"  # True: declared in a script or notebook, not a
 # A configuration the user gave to run first (--enqueue): {"from": "FILE line N", "params"}
 GIVEN = "given"
 WARM_START = "warm_start"  # {"from": results folder, "number": n}: a trial copied from there
+# ... or {"from": "killed", "number": n}: the prior that tells the sampler trial n's
+# configuration kept killing its process (tunecb.oracle.deaths.tell_sampler)
+KILLED_PRIOR = "killed"
 
 # Optuna's system attrs on a rerun trial (as its RetryHeartbeatStaleTrialCallback writes
 # them): the numbers of the attempts it reruns, first first; the attempt it directly reruns.

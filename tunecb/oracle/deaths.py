@@ -20,6 +20,17 @@ resident memory, whether the cgroup's OOM killer acted, and whether it counts):
 
 The cost: an operator who SIGKILLs the same configuration ``MAX_DEATHS`` times fails it.
 
+The sampler learns it (:func:`tell_sampler`): TPE ignores FAIL trials, and would propose
+the same region again, each proposal costing up to ``MAX_DEATHS`` more deaths. So a
+configuration failed for good is also added as a finished prior trial with its parameters,
+marked infeasible (a positive constraint, which Optuna 5's TPE and NSGA-II read from every
+trial, whether or not the study states constraints). It is marked as a warm-start prior is
+(:mod:`tunecb.oracle.warm`): stop reason ``warm_start``, ``warm_start`` ``{"from":
+"killed", "number": n}``; so it is not counted in the budget, not shown by the report, and
+never the best. Its value, which those samplers do not read for an infeasible trial, is
+the worst the study has seen. Samplers that read values only (random, QMC, CMA-ES, GP) get
+no such trial.
+
 >>> death = Death("SIGKILL", rss_mb=23_500.0, oom=True)
 >>> death.counts, death.memory
 (True, True)
@@ -123,6 +134,58 @@ def failure_reason(deaths: list[Death]) -> str:
     if any(d.memory for d in deaths):
         return f"{text}: out of memory?"
     return f"{text}: out of memory, a crash in native code, or killed from outside?"
+
+
+def tell_sampler(study: optuna.Study, trial: Any, reason: str) -> None:
+    """Tell ``study``'s sampler that ``trial``'s configuration (failed for good as killed,
+    for ``reason``) is infeasible: a finished prior trial with its parameters, a positive
+    constraint and the study's worst value, not counted and never the best (see the module
+    docstring). Nothing when the sampler reads no constraints from trials."""
+    if not trial.params or not _reads_constraints(study.sampler):
+        return
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=trial.params,
+            distributions=trial.distributions,
+            values=_worst_values(study),
+            user_attrs={
+                attrs.WARM_START: {"from": attrs.KILLED_PRIOR, "number": trial.number},
+                attrs.STOP_REASON: attrs.WARM_START_REASON,
+                attrs.ERROR: reason,
+            },
+            system_attrs={_CONSTRAINTS: [1.0]},  # Optuna 4's form; Optuna 5 reads it too
+        )
+    )
+
+
+_CONSTRAINTS = "constraints"  # optuna.study._constrained_optimization._CONSTRAINTS_KEY
+
+
+def _reads_constraints(sampler: Any) -> bool:
+    """Whether ``sampler`` learns from the constraints stored on trials: Optuna 5's TPE
+    and NSGA-II always, Optuna 4's only with a ``constraints_func``."""
+    if not isinstance(sampler, optuna.samplers.TPESampler | optuna.samplers.NSGAIISampler):
+        return False
+    optuna5 = hasattr(optuna.trial.FrozenTrial, "constraints")
+    return optuna5 or getattr(sampler, "_constraints_func", None) is not None
+
+
+def _worst_values(study: optuna.Study) -> list[float]:
+    """Per objective, the worst finite value of the study's own COMPLETE trials (0.0
+    before one)."""
+    import math
+
+    own = [
+        t.values
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if attrs.WARM_START not in t.user_attrs and t.values
+    ]
+    worst = []
+    for i, direction in enumerate(study.directions):
+        seen = [v[i] for v in own if math.isfinite(v[i])]
+        pick = min if direction == optuna.study.StudyDirection.MAXIMIZE else max
+        worst.append(pick(seen) if seen else 0.0)
+    return worst
 
 
 def _size(mb: float) -> str:

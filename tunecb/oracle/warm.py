@@ -86,6 +86,14 @@ def fits(params: dict[str, Any], asked: dict[str, BaseDistribution]) -> bool:
     )
 
 
+def _from_a_folder(trial: Any) -> bool:
+    """Whether ``trial`` is a warm-start prior from a results folder (not the prior that
+    tells the sampler of a killed configuration: :func:`tunecb.oracle.deaths.tell_sampler`)."""
+    from tunecb.oracle.attrs import KILLED_PRIOR
+
+    return (trial.user_attrs.get(WARM_START) or {}).get("from") not in (None, KILLED_PRIOR)
+
+
 def seed(study: optuna.Study, asked: dict[str, BaseDistribution], number: int) -> list[str]:
     """Add the warm-start source's COMPLETE trials that fit ``asked`` (the space trial
     ``number`` asked); the note to log (empty: nothing done). Once per study: not when
@@ -95,7 +103,7 @@ def seed(study: optuna.Study, asked: dict[str, BaseDistribution], number: int) -
     if not source or "added" in source:  # no warm start, or done (perhaps with none fitting)
         return []
     trials = study.get_trials(deepcopy=False)
-    if any(WARM_START in t.user_attrs for t in trials):
+    if any(_from_a_folder(t) for t in trials):
         return []
     running = [t.number for t in trials if t.state == TrialState.RUNNING]
     if running and min(running) < number:
