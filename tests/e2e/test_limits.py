@@ -304,3 +304,58 @@ def test_a_data_function_that_never_returns_stops_the_search_within_the_limit(tm
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "did not load the study and its data within 3 s" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# A callback raises TensorFlow's own out-of-memory error for one value (what a GPU too
+# small for the configuration does, at every attempt).
+OOM_STUDY = KILLER_STUDY.replace(
+    """    if trial.suggest_categorical("size", ["small", "huge"]) == "huge":
+        os.kill(os.getpid(), signal.SIGKILL)
+""",
+    """    huge = trial.suggest_categorical("size", ["small", "huge"]) == "huge"
+""",
+).replace(
+    "    return model\n",
+    """    if huge:
+        model.fit = out_of_memory(model.fit)
+    return model
+
+def out_of_memory(fit):
+    import tensorflow as tf
+
+    class Oom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise tf.errors.ResourceExhaustedError(
+                None, None, "OOM when allocating tensor with shape[65536,65536] and type "
+                "float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc")
+
+    def fit_with(*args, callbacks=(), **kwargs):
+        return fit(*args, callbacks=[*callbacks, Oom()], **kwargs)
+    return fit_with
+""",
+)
+
+
+@pytest.mark.slow
+def test_a_trial_out_of_gpu_memory_runs_again_once_then_fails_and_the_search_ends(tmp_path):
+    """``--jobs 0``: TensorFlow's ``ResourceExhaustedError`` raised from a callback during
+    the fit is a memory death: queued again once, then FAIL ``killed`` saying so."""
+    from tunecb.oracle.deaths import MAX_MEMORY_DEATHS
+
+    path = tmp_path / "oom.py"
+    path.write_text(OOM_STUDY.format(n=2, seed=11))
+    results = tmp_path / "r"
+    proc = run_search(path, results, "--jobs", "0", timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = journal_trials(results, "oom")
+    huge = [t for t in trials if t.params["size"] == "huge" and "warm_start" not in t.user_attrs]
+    assert huge, "the seed drew no 'huge' trial: the test would prove nothing"
+    *again, last = huge
+    assert len(again) == MAX_MEMORY_DEATHS - 1
+    assert all(t.user_attrs["stop_reason"] == "worker_died" for t in again)
+    assert last.state.name == "FAIL" and last.user_attrs["stop_reason"] == "killed"
+    assert last.user_attrs["error"].startswith(
+        f"out of memory {MAX_MEMORY_DEATHS} times (ResourceExhaustedError: OOM when allocating"
+    )
+    small = [t for t in trials if t.params["size"] == "small"]
+    assert [t.state.name for t in small] == ["COMPLETE"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import optuna
 import pytest
@@ -100,7 +101,7 @@ def test_each_dead_attempt_records_how_it_died():
     assert dead.user_attrs[attrs.ERROR] == "worker killed by SIGKILL at 812 MiB RSS"
     assert dead.user_attrs[attrs.DEATH] == {
         "how": "SIGKILL", "rss_mb": 812.0, "oom": False, "limit_mb": 4096.0,
-        "counts": True, "memory": False,
+        "error": None, "counts": True, "memory": False,
     }  # fmt: skip
 
 
@@ -136,3 +137,57 @@ def test_the_oom_count_recorded_at_start_tells_the_next_run_the_oom_killer_acted
     frozen = study.get_trials()[0]
     death = deaths.found_dead(frozen, 1234)
     assert death.oom is True and death.memory and death.how == "its process 1234 is gone"
+
+
+# -- out-of-memory errors raised inside a trial (its worker lives on) ----------------------
+
+OOM_TEXTS = {
+    "tensorflow": "ResourceExhaustedError: OOM when allocating tensor with shape[8192,8192] "
+    "and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc",
+    "jax": "XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+    "17179869184 bytes.",
+    "torch": "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 "
+    "GiB total capacity; 5.01 GiB already allocated)",
+}
+
+
+@pytest.mark.parametrize("backend", sorted(OOM_TEXTS))
+def test_an_out_of_memory_error_is_a_memory_death(backend):
+    death = deaths.from_error(OOM_TEXTS[backend] + "\n(the whole message)")
+    assert death is not None and death.memory and death.counts
+    assert death.error == OOM_TEXTS[backend]
+
+
+@pytest.mark.parametrize("text", [None, "", "ValueError: shapes (4,) and (3,) differ"])
+def test_other_errors_are_no_death(text):
+    assert deaths.from_error(text) is None
+
+
+def _failed_outcome(number: int, error: str) -> Any:
+    from tunecb.oracle.outcome import TrialOutcome
+
+    return TrialOutcome(number, "FAIL", None, None, 1, attrs.FAILED, error, None, 0.1, 10, 1,
+                        "none")  # fmt: skip
+
+
+def test_a_trial_out_of_memory_runs_again_once_then_fails_saying_so():
+    study = optuna.create_study()
+    told = []
+    for _ in range(MAX_MEMORY_DEATHS):
+        trial = study.ask(SPACE)
+        told.append(attempts.tell(study, trial, _failed_outcome(trial.number, OOM_TEXTS["jax"])))
+    assert told == [True] * MAX_MEMORY_DEATHS
+    first, last = _own(study.get_trials())
+    assert first.user_attrs[attrs.STOP_REASON] == attrs.WORKER_DIED
+    assert first.user_attrs[attrs.ERROR].startswith("out of memory (XlaRuntimeError: ")
+    assert last.state.name == "FAIL" and last.user_attrs[attrs.STOP_REASON] == attrs.KILLED
+    assert last.user_attrs[attrs.ERROR].startswith("out of memory 2 times (XlaRuntimeError")
+    assert last.system_attrs["retry_history"] == [first.number]
+    assert budget.finished(study.get_trials()) == 1
+
+
+def test_a_plain_failure_is_told_as_before():
+    study = optuna.create_study()
+    trial = study.ask(SPACE)
+    assert attempts.tell(study, trial, _failed_outcome(trial.number, "ValueError: bad"))
+    assert [t.state.name for t in study.get_trials()] == ["FAIL"]

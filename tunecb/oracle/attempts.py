@@ -28,7 +28,12 @@ log = logging.getLogger("tunecb")
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> bool:
     """Tell Optuna the outcome's state (COMPLETE with the best value, PRUNED or FAIL).
-    ``False`` when the trial was no longer ours to tell (see :func:`taken`)."""
+    ``False`` when the trial was no longer ours to tell (see :func:`taken`). A trial that
+    failed with an out-of-memory error is judged as a memory death instead (:func:`bury`)."""
+    if outcome.state != COMPLETE and outcome.stop_reason == attrs.FAILED:
+        death = deaths.from_error(outcome.error)
+        if death is not None:
+            return bury(study, trial.number, death) is not None
     try:
         if outcome.state == COMPLETE:
             study.tell(trial, outcome.values() or outcome.value)

@@ -16,7 +16,12 @@ resident memory, whether the cgroup's OOM killer acted, and whether it counts):
   sampler as failed) on its ``MAX_DEATHS``-th death, or already on its
   ``MAX_MEMORY_DEATHS``-th when the system says memory ran out (the cgroup's
   ``memory.events`` ``oom_kill`` counter moved while it ran, or its last resident memory
-  was at least ``NEAR_LIMIT`` of the memory it may use).
+  was at least ``NEAR_LIMIT`` of the memory it may use);
+- an out-of-memory error raised inside the trial (TensorFlow's ``ResourceExhaustedError``
+  / "OOM when allocating", JAX's "RESOURCE_EXHAUSTED: Out of memory", PyTorch's "CUDA out
+  of memory", :data:`OOM_ERRORS`) is a memory death too (:func:`from_error`): its worker
+  lives on, but the trial is queued again the first time (the memory may have been
+  another trial's, on a shared GPU), and FAILs as ``killed`` on the ``MAX_MEMORY_DEATHS``-th.
 
 The cost: an operator who SIGKILLs the same configuration ``MAX_DEATHS`` times fails it.
 
@@ -60,15 +65,18 @@ STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 class Death:
     """How one attempt's process died, as far as this machine can tell.
 
-    ``how``: ``SIGKILL``, ``exit code 1``, ``its process is gone`` (found by a later run);
-    ``rss_mb``: its resident memory last seen; ``oom``: the cgroup's OOM killer acted while
-    it ran (``None``: unknown); ``limit_mb``: the memory it could use (``None``: unknown).
+    ``how``: ``SIGKILL``, ``exit code 1``, ``its process is gone`` (found by a later run),
+    ``out of memory`` (an error raised in the trial); ``rss_mb``: its resident memory last
+    seen; ``oom``: the cgroup's OOM killer acted while it ran (``None``: unknown);
+    ``limit_mb``: the memory it could use (``None``: unknown); ``error``: the first line of
+    the out-of-memory error it raised.
     """
 
     how: str
     rss_mb: float | None = None
     oom: bool | None = None
     limit_mb: float | None = None
+    error: str | None = None
 
     @property
     def counts(self) -> bool:
@@ -82,7 +90,7 @@ class Death:
         >>> Death("SIGKILL", rss_mb=950.0, limit_mb=1000.0).memory
         True
         """
-        if self.oom:
+        if self.oom or self.error:
             return True
         return bool(self.rss_mb and self.limit_mb and self.rss_mb >= NEAR_LIMIT * self.limit_mb)
 
@@ -98,7 +106,7 @@ def earlier_deaths(study: optuna.Study, trial: Any) -> list[Death]:
     for number in history:
         record = _attempt(study, number).user_attrs.get(attrs.DEATH)
         if isinstance(record, dict) and record.get("counts"):
-            known = {k: record.get(k) for k in ("how", "rss_mb", "oom", "limit_mb")}
+            known = {k: record.get(k) for k in ("how", "rss_mb", "oom", "limit_mb", "error")}
             found.append(Death(**known))
     return found
 
@@ -122,8 +130,13 @@ def fails_for_good(deaths: list[Death]) -> bool:
 def failure_reason(deaths: list[Death]) -> str:
     """The one line a configuration failed for good with, e.g. ``killed 3 times (SIGKILL),
     last at 812 MiB RSS: out of memory, or killed from outside?``."""
+    errors = [d.error for d in deaths if d.error]
+    if len(errors) == len(deaths):  # all raised inside the trial: its process lived on
+        return f"out of memory {len(deaths)} times ({errors[-1]}): too large for the device?"
     hows = ", ".join(sorted({d.how for d in deaths}))
     text = f"killed {len(deaths)} times ({hows})"
+    if errors:
+        text += f", out of memory ({errors[-1]})"
     last = deaths[-1]
     if last.rss_mb:
         text += f", last at {_size(last.rss_mb)} RSS"
@@ -195,12 +208,40 @@ def _size(mb: float) -> str:
 def died_text(death: Death) -> str:
     """The error of a dead attempt that runs again, e.g. ``worker killed by SIGKILL at
     812 MiB RSS``."""
+    if death.error:
+        return f"out of memory ({death.error}); it runs again"
     text = death.how if death.how.startswith("its ") else f"worker {death.how}"
     if death.how.startswith("SIG"):
         text = f"worker killed by {death.how}"
     if death.rss_mb:
         text += f" at {_size(death.rss_mb)} RSS"
     return text + (" (the OOM killer acted)" if death.oom else "")
+
+
+# Out-of-memory errors a trial raises (the text of a stored error holds one of these):
+# TensorFlow's (GPU or host), JAX/XLA's, PyTorch's.
+OOM_ERRORS = (
+    "ResourceExhaustedError",
+    "OOM when allocating",
+    "RESOURCE_EXHAUSTED: Out of memory",
+    "CUDA out of memory",
+    "OutOfMemoryError",
+)
+
+
+def from_error(error: str | None) -> Death | None:
+    """The memory death an error raised inside a trial stands for (``error``: the stored
+    text, :func:`tunecb.errors.describe_error`), ``None`` for any other error.
+
+    >>> from_error("ResourceExhaustedError: OOM when allocating tensor\\nmore").error
+    'ResourceExhaustedError: OOM when allocating tensor'
+    >>> from_error("ValueError: bad shape") is None
+    True
+    """
+    if not error or not any(pattern in error for pattern in OOM_ERRORS):
+        return None
+    first = error.strip().splitlines()[0]
+    return Death("out of memory", error=first if len(first) <= 200 else first[:197] + "...")
 
 
 # -- what the system says ------------------------------------------------------------------
