@@ -133,3 +133,48 @@ def test_a_new_worker_may_take_one_trials_limit_to_load_its_data():
     unlimited = TrialClock(None, None)
     unlimited.loading(now=0.0)
     assert unlimited.overdue(now=1e9) is None
+
+
+def test_a_rerun_resumed_from_its_backup_counts_the_time_before_it(monkeypatch):
+    """The backup keeps the time the trial had run; the rerun that resumes from it stops
+    at its first epoch end past the limit, not after a whole new limit."""
+    from tunecb.training import time_limit
+
+    now = [100.0]
+    monkeypatch.setattr(time_limit.time, "monotonic", lambda: now[0])
+    first = time_limit.TimeLimit(trial_timeout=10.0, epoch_timeout=None, started=100.0)
+    now[0] = 108.0  # its backup, after 8 s; then its worker died
+    saved = first.get_state()
+    assert saved == {"elapsed_s": 8.0}
+    now[0] = 500.0  # the rerun, much later
+    rerun = time_limit.TimeLimit(trial_timeout=10.0, epoch_timeout=None, started=500.0)
+    rerun.set_model(SimpleNamespace(stop_training=False))
+    rerun.set_state(saved)
+    rerun.on_epoch_begin(4)
+    now[0] = 501.5
+    rerun.on_epoch_end(4)
+    assert not rerun.model.stop_training  # 9.5 s in all
+    rerun.on_epoch_begin(5)
+    now[0] = 503.0
+    rerun.on_epoch_end(5)
+    assert rerun.model.stop_training
+    assert rerun.hit == "trial limit of 10 s passed after epoch 6 (8.0 s of it in earlier attempts)"
+
+
+def test_the_trials_backup_holds_the_time_limits_state():
+    from pathlib import Path
+
+    from tunecb.training.callbacks import (
+        BestCheckpoint,
+        EpochWatch,
+        HistoryLog,
+        OptunaPruning,
+        TrialCallbacks,
+    )
+    from tunecb.training.time_limit import TimeLimit
+
+    cbs = TrialCallbacks(EpochWatch("loss"), BestCheckpoint(Path("b"), "loss", False),
+                         HistoryLog(Path("h")), OptunaPruning(None, "loss"))  # fmt: skip
+    assert "time_limit" not in cbs.stateful()  # no limit: nothing to keep
+    cbs.time_limit = TimeLimit(trial_timeout=5.0, epoch_timeout=None)
+    assert cbs.stateful()["time_limit"] is cbs.time_limit

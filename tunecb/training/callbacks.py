@@ -358,7 +358,8 @@ class TrialCallbacks:
         # The schedule's name says its kind: a backup of one never restores the other.
         lr = "plateau" if isinstance(self.schedule, TrialReduceLROnPlateau) else "lr_schedule"
         named = {"watch": self.watch, lr: self.schedule, "checkpoint": self.checkpoint,
-                 "early_stopping": self.early_stopping, "history": self.history}  # fmt: skip
+                 "early_stopping": self.early_stopping, "history": self.history,
+                 "time_limit": self.time_limit}  # fmt: skip
         return {name: cb for name, cb in named.items() if cb is not None}
 
     def stop_reason(self, epochs: int) -> str:
