@@ -359,3 +359,53 @@ def test_a_trial_out_of_gpu_memory_runs_again_once_then_fails_and_the_search_end
     )
     small = [t for t in trials if t.params["size"] == "small"]
     assert [t.state.name for t in small] == ["COMPLETE"]
+
+
+# For one value, a callback keeps 100 MiB more each epoch (a leak that grows with the fit).
+GROWING_STUDY = OOM_STUDY.replace(
+    "model.fit = out_of_memory(model.fit)", "model.fit = grow(model.fit)"
+)
+GROWING_STUDY = GROWING_STUDY.replace(
+    "def out_of_memory(fit):",
+    """def grow(fit):
+    kept = []
+
+    class Grow(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            kept.append(np.ones(100 * 2**20, dtype=np.uint8))  # written: resident
+
+    def fit_with(*args, callbacks=(), **kwargs):
+        return fit(*args, callbacks=[*callbacks, Grow()], **kwargs)
+    return fit_with
+
+def out_of_memory(fit):""",
+).replace("epochs=1,", "epochs=30,")
+
+
+@pytest.mark.slow
+def test_a_trial_that_grows_past_worker_memory_is_stopped_and_fails_after_two(tmp_path):
+    """``--jobs 1 --worker-memory``: the worker passes its limit within a trial; the trial
+    stops at that epoch end, runs again once in a fresh worker, then FAILs ``killed``."""
+    from tunecb.oracle.deaths import MAX_MEMORY_DEATHS
+
+    limit = 1400  # MiB: above a worker's own (about 600 MiB with TensorFlow), reached in epochs
+    path = tmp_path / "grow.py"
+    path.write_text(GROWING_STUDY.format(n=2, seed=11))
+    results = tmp_path / "r"
+    proc = run_search(path, results, "--jobs", "1", "--worker-memory", str(limit), timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = journal_trials(results, "grow")
+    huge = [t for t in trials if t.params["size"] == "huge" and "warm_start" not in t.user_attrs]
+    assert huge, "the seed drew no 'huge' trial: the test would prove nothing"
+    *again, last = huge
+    assert len(again) == MAX_MEMORY_DEATHS - 1
+    assert all(t.user_attrs["stop_reason"] == "worker_died" for t in again)
+    assert last.state.name == "FAIL" and last.user_attrs["stop_reason"] == "killed"
+    error = last.user_attrs["error"]
+    assert error.startswith(f"out of memory {MAX_MEMORY_DEATHS} times (WorkerMemoryExceeded: ")
+    assert f"over --worker-memory {limit} MiB" in error
+    assert 1 <= last.user_attrs["epochs_run"] < 30  # stopped long before its 30 epochs
+    workers = {t.user_attrs["worker"] for t in huge}
+    assert len(workers) == len(huge)  # each attempt in a fresh worker
+    small = [t for t in trials if t.params["size"] == "small"]
+    assert [t.state.name for t in small] == ["COMPLETE"]

@@ -53,6 +53,7 @@ def run_trials_of(
     study_dir = StudyDir(settings.results / settings.name)
     data = load_data(loaded, settings)
     runner = TrialRunner(loaded, settings, study_dir, data, sink.epoch)
+    runner.memory_limit_mb = limits.max_rss_mb  # --worker-memory, also within a trial
     after_tell = keeper(study_dir, settings.keep_checkpoints)  # --keep-checkpoints K
     return run_trials(study, runner, limits, sink, settings.seed, should_stop, after_tell)
 

@@ -132,7 +132,7 @@ def failure_reason(deaths: list[Death]) -> str:
     last at 812 MiB RSS: out of memory, or killed from outside?``."""
     errors = [d.error for d in deaths if d.error]
     if len(errors) == len(deaths):  # all raised inside the trial: its process lived on
-        return f"out of memory {len(deaths)} times ({errors[-1]}): too large for the device?"
+        return f"out of memory {len(deaths)} times ({errors[-1]}): too large for its memory?"
     hows = ", ".join(sorted({d.how for d in deaths}))
     text = f"killed {len(deaths)} times ({hows})"
     if errors:
@@ -226,6 +226,7 @@ OOM_ERRORS = (
     "RESOURCE_EXHAUSTED: Out of memory",
     "CUDA out of memory",
     "OutOfMemoryError",
+    "WorkerMemoryExceeded",  # tunecb.training.memory_limit: past --worker-memory mid-trial
 )
 
 

@@ -34,6 +34,7 @@ from tunecb.training import constraints, objectives
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 from tunecb.training.epoch_seed import EpochSeed
+from tunecb.training.memory_limit import MemoryLimit
 from tunecb.training.pareto_pruning import ParetoPruning
 from tunecb.training.time_limit import TimeLimit
 
@@ -155,6 +156,7 @@ class TrialRunner:
         self.data = data
         self.on_epoch = on_epoch
         self.tracking = TrialTracking.from_settings(settings)  # --mlflow; None: off
+        self.memory_limit_mb: float | None = None  # --worker-memory (its worker sets it)
         self._space: space.Guard | None = None  # the running trial's suggestions, checked
         self._started = time.monotonic()  # when the running trial started (run() resets it)
         if settings.tensorboard:
@@ -329,6 +331,8 @@ class TrialRunner:
         )  # fmt: skip
         if self.tracking is not None:
             cbs.user.append(self.tracking.callback(trial))
+        if self.memory_limit_mb is not None:  # past it mid-trial: a memory death
+            cbs.user.append(MemoryLimit(self.memory_limit_mb))
         stamp = backups.fingerprint(trial.params, self.loaded.sha256, s.epochs)
         cbs.backup = backups.TrialBackup(backup, stamp, number, cbs, s.backup_every)
         if s.trial_timeout is not None or s.epoch_timeout is not None:
