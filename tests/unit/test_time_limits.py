@@ -178,3 +178,36 @@ def test_the_trials_backup_holds_the_time_limits_state():
     assert "time_limit" not in cbs.stateful()  # no limit: nothing to keep
     cbs.time_limit = TimeLimit(trial_timeout=5.0, epoch_timeout=None)
     assert cbs.stateful()["time_limit"] is cbs.time_limit
+
+
+def test_a_worker_that_grows_past_its_memory_limit_mid_trial_stops_the_trial(monkeypatch):
+    from tunecb.oracle import deaths
+    from tunecb.training import memory_limit
+
+    rss = [500.0]
+    monkeypatch.setattr(memory_limit, "rss_of", lambda pid: rss[0])
+    limit = memory_limit.MemoryLimit(limit_mb=1000.0)
+    limit.on_train_begin()
+    limit.on_epoch_end(0)  # within its limit: nothing
+    rss[0] = 1200.0
+    with pytest.raises(memory_limit.WorkerMemoryExceeded) as raised:
+        limit.on_epoch_end(1)
+    text = f"WorkerMemoryExceeded: {raised.value}"
+    assert text == (
+        "WorkerMemoryExceeded: the worker grew to 1200 MiB RSS by epoch 2, over "
+        "--worker-memory 1000 MiB"
+    )
+    assert deaths.from_error(text).memory  # a memory death: run again once, then killed
+
+
+def test_a_worker_above_its_limit_before_the_fit_leaves_the_trial_alone(monkeypatch):
+    """Its data alone is that large: not the trial's doing (replaced after it, as before)."""
+    from tunecb.training import memory_limit
+
+    monkeypatch.setattr(memory_limit, "rss_of", lambda pid: 1500.0)
+    limit = memory_limit.MemoryLimit(limit_mb=1000.0)
+    limit.on_train_begin()
+    limit.on_epoch_end(0)
+    unlimited = memory_limit.MemoryLimit(limit_mb=None)
+    unlimited.on_train_begin()
+    unlimited.on_epoch_end(0)
