@@ -135,3 +135,33 @@ def test_ctrl_c_on_a_dask_search_is_answered_at_once(cluster, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.slow
+def test_time_limits_and_memory_deaths_hold_on_a_dask_cluster(cluster, tmp_path):
+    """Issue 21 under ``--dask``: a trial past ``trial_timeout`` stops at its next epoch end
+    (COMPLETE, ``time_limit``); one out of memory (a real ``ResourceExhaustedError``) runs
+    again once, then FAILs ``killed``; the search ends with its budget."""
+    from test_limits import OOM_STUDY
+
+    study = OOM_STUDY.format(n=2, seed=11).replace("epochs=1,", "epochs=40, trial_timeout=2,")
+    study += (
+        "\nimport time\n\nclass Crawl(keras.callbacks.Callback):\n"
+        "    def on_epoch_end(self, epoch, logs=None):\n        time.sleep(0.3)\n\n"
+        "@study.callbacks\ndef crawl(trial):\n    return [Crawl()]\n"
+    )
+    path = tmp_path / "oom.py"
+    path.write_text(study)
+    results = tmp_path / "r"
+    proc = run(str(path), "--results", str(results), "--jobs", "1",
+               "--dask", cluster.scheduler_address, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = journal_study(results, "oom").trials
+    small = [t for t in trials if t.params["size"] == "small"]
+    assert [(t.state.name, t.user_attrs["stop_reason"]) for t in small] == [
+        ("COMPLETE", "time_limit")
+    ]
+    assert 1 <= small[0].user_attrs["epochs_run"] < 40
+    huge = [t for t in trials if t.params["size"] == "huge" and "warm_start" not in t.user_attrs]
+    assert [t.user_attrs["stop_reason"] for t in huge] == ["worker_died", "killed"]
+    assert huge[-1].user_attrs["error"].startswith("out of memory 2 times (ResourceExhausted")
