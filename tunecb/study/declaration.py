@@ -446,7 +446,8 @@ class _KerasFirst(importlib.util._LazyModule):
             _ = keras.__spec__  # runs Keras, which imports (and so runs) its backend
         if type(self) is not _KerasFirst:  # already run, by Keras just now
             return getattr(self, attr)
-        return super().__getattribute__(attr)
+        self.__class__ = importlib.util._LazyModule  # the class Python's loading expects
+        return importlib.util._LazyModule.__getattribute__(self, attr)
 
 
 class _KerasFirstLoader(importlib.util.LazyLoader):
