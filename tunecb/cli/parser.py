@@ -151,7 +151,8 @@ def _add_search(sub: Any, common: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     workers.add_argument(
         "--worker-memory", type=_non_negative_int, default=4096, metavar="MIB",
-        help="replace a worker above this resident memory (0: never; default 4096)",
+        help="replace a worker above this resident memory, and stop a trial that grows it "
+        "past it (0: never; default 4096)",
     )  # fmt: skip
 
 
