@@ -273,9 +273,7 @@ def test_a_study_keeps_its_parent_run_and_a_resumed_trial_its_child_run(tmp_path
     assert SearchTracking.open(uri, "again", study).parent == first
     tracker = MlflowTracker.open(uri, "again")
     run = tracker.start_trial(first, 0, None)
-    for epoch in (1, 2):
-        tracker.log_epoch(run, epoch, {"loss": 1.0 / epoch})
-    assert tracker.flush(run)
+    tracker.log_epochs(run, [{"epoch": e, "loss": 1.0 / e} for e in (1, 2)])
     assert tracker.start_trial(first, 1, run) == run  # the rerun continues it
     history = [{"epoch": e, "loss": 1.0 / e} for e in (1, 2, 3)]
     record = TrialRecord(number=1, state="COMPLETE", params={"units": 8}, history=history)
@@ -284,3 +282,46 @@ def test_a_study_keeps_its_parent_run_and_a_resumed_trial_its_child_run(tmp_path
     assert sorted(steps) == [1, 2, 3]
     assert tracker.recorded(first) == {1}
     assert tracker.client.get_run(run).info.status == "FINISHED"
+
+
+# Ctrl-C during trial 1's second epoch (a real SIGINT, as from the terminal).
+CTRL_C = """
+import signal
+
+import keras
+
+
+class CtrlC(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            signal.raise_signal(signal.SIGINT)
+
+
+@study.callbacks
+def callbacks(trial):
+    return [CtrlC()] if trial.number == 1 else []
+"""
+
+
+def test_ctrl_c_ends_the_runs_killed_and_the_next_search_continues_them(
+    tmp_path, mlflow_url, cli
+):
+    results = tmp_path / "results"
+    settings = DEFAULT_SETTINGS.replace("epochs=3", "epochs=4")
+    path = write_study(tmp_path, name="ctrlc", settings=settings, extra=CTRL_C)
+    code, out, err = cli("search", path, "--results", results, "--mlflow", mlflow_url)
+    assert code == 130, err
+    client, parent, children = runs(mlflow_url, "ctrlc")
+    assert parent.info.status == "KILLED"
+    assert children[0].info.status == "FINISHED"
+    assert children[1].info.status == "KILLED"  # the interrupted trial's run
+    interrupted = children[1].info.run_id
+    path.write_text(path.read_text().replace("if epoch == 1", "if False"))
+    code, out, err = cli("search", path, "--results", results, "--mlflow", mlflow_url)
+    assert code == 0, err
+    client, again, children = runs(mlflow_url, "ctrlc")
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    # three counted trials, three runs: trial 1's rerun continued its run (now its record)
+    assert len(children) == 3 and interrupted in {r.info.run_id for r in children.values()}
+    for number, run in children.items():
+        check_child(client, run, results, "ctrlc", number)
