@@ -303,9 +303,7 @@ def callbacks(trial):
 """
 
 
-def test_ctrl_c_ends_the_runs_killed_and_the_next_search_continues_them(
-    tmp_path, mlflow_url, cli
-):
+def test_ctrl_c_ends_the_runs_killed_and_the_next_search_continues_them(tmp_path, mlflow_url, cli):
     results = tmp_path / "results"
     settings = DEFAULT_SETTINGS.replace("epochs=3", "epochs=4")
     path = write_study(tmp_path, name="ctrlc", settings=settings, extra=CTRL_C)
@@ -325,3 +323,61 @@ def test_ctrl_c_ends_the_runs_killed_and_the_next_search_continues_them(
     assert len(children) == 3 and interrupted in {r.info.run_id for r in children.values()}
     for number, run in children.items():
         check_child(client, run, results, "ctrlc", number)
+
+
+def test_dask_workers_record_a_complete_child_run_per_trial(tmp_path, mlflow_url):
+    distributed = pytest.importorskip("dask.distributed")
+    from test_workers import write_fast_study
+
+    path = write_fast_study(tmp_path, name="daskrun", n=3, epochs=2)
+    results = tmp_path / "results"
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host=HOST, dashboard_address=None
+    ) as cluster:  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+             "--jobs", "1", "--dask", cluster.scheduler_address, "--mlflow", mlflow_url],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "MLflow" not in proc.stderr  # no gap
+    client, parent, children = runs(mlflow_url, "daskrun")
+    assert sorted(children) == [0, 1, 2] and parent.info.status == "FINISHED"
+    for number, run in children.items():
+        check_child(client, run, results, "daskrun", number)
+
+
+def test_a_killed_worker_s_trial_continues_its_child_run(tmp_path, mlflow_url):
+    from test_workers import trials_so_far, write_fast_study
+
+    path = write_fast_study(tmp_path, name="killed", n=2, epochs=20, rows=2048, split=1536)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+               "--jobs", "2", "--backup-every", "0", "--mlflow", mlflow_url]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        victim, deadline = None, time.monotonic() + 300
+        while victim is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            for t in trials_so_far(results, "killed"):
+                if (
+                    t.state.name == "RUNNING"
+                    and len(t.intermediate_values) >= 3
+                    and ("mlflow_run" in t.user_attrs)
+                ):
+                    victim = t
+                    break
+        assert victim is not None, "no trial with its run reached epoch 3"
+        os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "MLflow" not in err  # no gap
+    client, parent, children = runs(mlflow_url, "killed")
+    assert len(children) == 2  # the rerun continued the dead attempt's run: no third run
+    assert victim.user_attrs["mlflow_run"] in {r.info.run_id for r in children.values()}
+    for number, run in children.items():
+        check_child(client, run, results, "killed", number)  # every epoch, once

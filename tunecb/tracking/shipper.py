@@ -50,6 +50,7 @@ class Shipper:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._pending: dict[Any, list[dict[str, Any]]] = {}  # run (id, future) -> rows
         self._sent: dict[str, int] = {}  # run id -> last epoch it holds (-1: some lost)
+        self.held: dict[str, int] = {}  # run id -> epochs it held before (not sent again)
         self._thread = threading.Thread(target=self._loop, name="tunecb-tracker", daemon=True)
         self._thread.start()
 
@@ -70,6 +71,8 @@ class Shipper:
         """The last epoch of ``run_id`` sent (``None``: some were lost; 0: none sent).
         Read it from a task (in the thread); ``forget``: the run is over."""
         last = self._sent.pop(run_id, 0) if forget else self._sent.get(run_id, 0)
+        if forget:
+            self.held.pop(run_id, None)
         return None if last < 0 else last
 
     def close(self, timeout: float) -> bool:
@@ -112,6 +115,9 @@ class Shipper:
                 continue  # lost some already: the run's end fills in from the server
             if tracker is None or not tracker.available():
                 self._sent[run_id] = -1
+                continue
+            rows = [row for row in rows if row["epoch"] > self.held.get(run_id, 0)]
+            if not rows:
                 continue
             try:
                 tracker.log_epochs(run_id, rows)

@@ -78,6 +78,7 @@ class TrialTracking:
             # what the run holds already: the epochs of the attempt this one continues
             held = tracker.logged_epochs(run_id) if run_id == previous else 0
             shipper.state[run_id] = (held, resumed)
+            shipper.held[run_id] = held  # a worker that died after its backup sent more
             _note(trial, run_id)
             return run_id
 
