@@ -40,12 +40,13 @@ END_WAIT = 30.0  # the most seconds a trial's end waits for its run to be comple
 
 class TrialTracking:
     """The child runs of the trials this process runs, through one :class:`Shipper`
-    (started with the runner, so ``import mlflow`` and the first request overlap the
-    first fit); the fit only queues."""
+    (started when the first fit begins, so ``import mlflow`` and the first request overlap
+    it; a ``tunecb rerun``, which tracks nothing, never starts it); the fit only queues."""
 
     def __init__(self, uri: str, experiment: str, make: Callable[[], Any] | None = None) -> None:
         self.uri, self.experiment = uri, experiment
-        self.shipper = Shipper(make or self._open)
+        self._make = make or self._open
+        self.shipper: Shipper | None = None
         self._runs: dict[int, Future] = {}  # number -> the future of its run id
 
     @classmethod
@@ -82,6 +83,8 @@ class TrialTracking:
             _note(trial, run_id)
             return run_id
 
+        if self.shipper is None:
+            self.shipper = Shipper(self._make)
         self._runs[number] = self.shipper.call(start)
 
     def log_epoch(self, trial: Any, epoch: int, logs: dict[str, Any]) -> None:
@@ -95,7 +98,7 @@ class TrialTracking:
                 values[key] = float(value)
             except (TypeError, ValueError):
                 continue
-        self.shipper.epoch(future, epoch, values)  # sent once the run is open
+        self.shipper.epoch(future, epoch, values)  # type: ignore[union-attr]  # begun
 
     def trial_ended(self, trial: Any, outcome: Any, study_dir: StudyDir) -> None:
         """Complete the trial's run from its records (opened here if its fit never
@@ -118,7 +121,7 @@ class TrialTracking:
             tracker.finish_trial(run_id, dataclasses.replace(record, history=rows), 0)
             return True
 
-        done = self.shipper.call(finish)
+        done = self.shipper.call(finish)  # type: ignore[union-attr]  # begun
         try:
             done.result(timeout=END_WAIT)
         except FutureTimeout:
@@ -126,7 +129,8 @@ class TrialTracking:
 
     def close(self, timeout: float = END_WAIT) -> bool:
         """Send what is queued and stop the thread (``timeout`` seconds at most)."""
-        return self.shipper.close(timeout)
+        shipper, self.shipper = self.shipper, None
+        return shipper is None or shipper.close(timeout)
 
 
 def _previous_run(trial: Any) -> str | None:
