@@ -103,6 +103,7 @@ def runs(url: str, experiment: str):
     parents = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1, [r.info.run_name for r in parents]
     children = {int(r.data.tags["tunecb.trial"]): r for r in every if r not in parents}
+    assert len(children) == len(every) - 1, "two runs of one trial"
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
                for r in children.values())  # fmt: skip
     return client, parents[0], children

@@ -193,6 +193,18 @@ class MlflowTracker:
             self.client.update_run(run.info.run_id, status=status)
         self.client.update_run(parent, status=status)
 
+    def strays(self, parent: str, number: int) -> list[str]:
+        """The runs of trial ``number`` under ``parent`` that were never completed: one
+        whose creation's answer was lost with the connection (so its id is not on the
+        trial) is one of them."""
+        query = f"tags.mlflow.parentRunId = '{parent}' and tags.`{TAG_TRIAL}` = '{number}'"
+        found = self.client.search_runs([self.experiment_id()], query, max_results=100)
+        return [run.info.run_id for run in found if TAG_RECORDED not in run.data.tags]
+
+    def discard(self, run_id: str) -> None:
+        """Delete a stray run (MLflow keeps it restorable)."""
+        self.client.delete_run(run_id)
+
     def recorded(self, parent: str) -> set[int]:
         numbers: set[int] = set()
         token = None

@@ -167,8 +167,13 @@ def sync_study(
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     written = 0
     for number in sorted(_counted(study) - have):
-        trial = trials[number]
-        run_id = tracker.start_trial(parent, number, trial.user_attrs.get(TRIAL_RUN))
+        trial, strays = trials[number], tracker.strays(parent, number)
+        # a run created on the server whose answer was lost with the connection: a stray
+        noted = trial.user_attrs.get(TRIAL_RUN) or (strays[0] if strays else None)
+        for stray in strays:
+            if stray != noted:
+                tracker.discard(stray)
+        run_id = tracker.start_trial(parent, number, noted)
         logged = tracker.logged_epochs(run_id)
         tracker.finish_trial(run_id, trial_record(study_dir, number, trial), logged)
         written += 1
