@@ -226,3 +226,34 @@ def test_without_mlflow_nothing_is_tracked():
     settings = SimpleNamespace(mlflow=None, mlflow_experiment=None, name="s")
     assert TrialTracking.from_settings(settings) is None
     assert SearchTracking.start(settings, None) is None
+
+
+def test_sync_reuses_a_run_whose_creation_lost_its_answer_and_deletes_other_strays(
+    tmp_path, monkeypatch
+):
+    from tunecb.tracking import search
+    from tunecb.tracking.mlflow_tracker import MlflowTracker
+
+    class Stranded(FakeTracker):
+        experiment = "exp"
+        deleted: list[str] = []
+
+        def start_search(self, name, previous):
+            return "parent"
+
+        def strays(self, parent, number):
+            return ["lost-1", "lost-2"] if number == 1 else []
+
+        def discard(self, run_id):
+            self.deleted.append(run_id)
+
+    tracker = Stranded()
+    monkeypatch.setattr(MlflowTracker, "open", classmethod(lambda cls, uri, exp: tracker))
+    study = optuna.create_study()
+    for number in range(2):
+        trial = study.ask()
+        study.tell(trial, 0.5)
+    written, had = search.sync_study("http://h:5000", None, study, StudyDir(tmp_path))
+    assert (written, had) == (2, 0)
+    assert sorted(tracker.runs) == ["lost-1", "run-0"]  # trial 1: the stray, not a new run
+    assert tracker.deleted == ["lost-2"]
