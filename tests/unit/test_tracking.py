@@ -236,7 +236,10 @@ def test_sync_reuses_a_run_whose_creation_lost_its_answer_and_deletes_other_stra
 
     class Stranded(FakeTracker):
         experiment = "exp"
-        deleted: list[str] = []
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.deleted: list[str] = []
 
         def start_search(self, name, previous):
             return "parent"
@@ -250,9 +253,8 @@ def test_sync_reuses_a_run_whose_creation_lost_its_answer_and_deletes_other_stra
     tracker = Stranded()
     monkeypatch.setattr(MlflowTracker, "open", classmethod(lambda cls, uri, exp: tracker))
     study = optuna.create_study()
-    for number in range(2):
-        trial = study.ask()
-        study.tell(trial, 0.5)
+    for _ in range(2):
+        study.tell(study.ask(), 0.5)
     written, had = search.sync_study("http://h:5000", None, study, StudyDir(tmp_path))
     assert (written, had) == (2, 0)
     assert sorted(tracker.runs) == ["lost-1", "run-0"]  # trial 1: the stray, not a new run
