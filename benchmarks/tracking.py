@@ -8,11 +8,13 @@ It starts a real MLflow tracking server on loopback (SQLite backend, artifacts s
 it, one worker; stopped at the end), then times ``tunecb search
 benchmarks/overhead_study.py --n-trials N --pruner none --jobs 0`` (a fixed MLP on the
 bundled digits, 30 epochs a trial) R times with ``--mlflow URL`` and R times without, the
-order alternating. Both sides run as subprocesses and pay Python start-up and the
-TensorFlow import; the tracked side also pays ``import mlflow`` (about 2 s on an idle
-2-core machine). It prints the medians, their ratio (goal <= 1.02) and the extra seconds
-per trial, and writes JSON to ``benchmarks/out/tracking.json``. Rough numbers on a shared
-machine: the spread of the repeats is printed.
+order alternating; it also takes each search's CPU seconds (its process and workers) and
+the server's, steadier than wall time on a shared machine. Both sides run as subprocesses
+and pay Python start-up and the TensorFlow import; the tracked side also pays ``import
+mlflow`` (about 2 s on an idle 2-core machine, in a thread of its own). It prints the
+medians, their ratio (goal <= 1.02) and the extra seconds per trial, and writes JSON to
+``benchmarks/out/tracking.json``. Rough numbers on a shared machine: the spread of the
+repeats is printed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -78,6 +81,27 @@ def stop_server(proc: subprocess.Popen) -> None:
             continue
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def server_seconds(proc: subprocess.Popen) -> float:
+    """CPU seconds the server's processes (uvicorn's worker too) have used so far."""
+    import psutil
+
+    try:
+        top = psutil.Process(proc.pid)
+        total = 0.0
+        for p in [top, *top.children(recursive=True)]:
+            times = p.cpu_times()
+            total += times.user + times.system
+        return total
+    except psutil.Error:
+        return float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6, help="trials per search (6)")
@@ -90,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     proc, url = start_server(tmp)
     walls: dict[str, list[float]] = {"plain": [], "mlflow": []}
+    cpus: dict[str, list[float]] = {"plain": [], "mlflow": []}  # the search's CPU seconds
+    server_cpu: list[float] = []  # the server's CPU seconds during each tracked search
     try:
         run_timed([sys.executable, "-c", "import tensorflow, keras, optuna, mlflow"], env)
         for repeat in range(args.repeats):
@@ -103,19 +129,28 @@ def main(argv: list[str] | None = None) -> int:
                 ]  # fmt: skip
                 if side == "mlflow":
                     cmd += ["--mlflow", url, "--mlflow-experiment", f"bench-{repeat}"]
+                cpu_before, server_before = children_cpu(), server_seconds(proc)
                 wall, _ = run_timed(cmd, env)
                 walls[side].append(wall)
-                print(f"{side:7s} repeat {repeat}: {wall:.1f} s", flush=True)
+                cpus[side].append(children_cpu() - cpu_before)
+                if side == "mlflow":
+                    server_cpu.append(server_seconds(proc) - server_before)
+                print(f"{side:7s} repeat {repeat}: {wall:.1f} s wall, "
+                      f"{cpus[side][-1]:.1f} s CPU", flush=True)  # fmt: skip
     finally:
         stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     plain, tracked = (statistics.median(walls[s]) for s in ("plain", "mlflow"))
+    cpu_plain, cpu_tracked = (statistics.median(cpus[s]) for s in ("plain", "mlflow"))
     result = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine(load_before, os.getloadavg()),
         "settings": {"trials": args.trials, "repeats": args.repeats},
         "wall_s": walls,
+        "cpu_s": cpus,
+        "server_cpu_s": server_cpu,
         "ratio": round(tracked / plain, 4),
+        "cpu_ratio": round(cpu_tracked / cpu_plain, 4),
         "extra_s_per_trial": round((tracked - plain) / args.trials, 3),
         "total_s": round(time.perf_counter() - started, 1),
     }
@@ -125,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  without tracking  {plain:7.1f} s",
         f"  --mlflow          {tracked:7.1f} s",
         f"  ratio             {tracked / plain:7.3f}  (goal <= {GOAL})",
+        f"  CPU of the search {cpu_plain:7.1f} s without, {cpu_tracked:.1f} s with "
+        f"(ratio {cpu_tracked / cpu_plain:.3f}, spread {spread(cpus['plain']):.0%} / "
+        f"{spread(cpus['mlflow']):.0%}); the server {statistics.median(server_cpu):.1f} s",
         f"  extra per trial   {result['extra_s_per_trial']:7.3f} s",
     ])  # fmt: skip
     write_result(result, args.json, table)

@@ -98,6 +98,7 @@ def run_search(
     with _storage_failures(settings):
         emit = on_event or (lambda event: None)
         backend = _prepare_backend(settings)
+        connecting = _tracking(settings)  # --mlflow: import and connect in the background
         started, started_wall = time.perf_counter(), time.time()
         study_dir, study, created, notes = _open(loaded, settings)
         trials = study.get_trials(deepcopy=False)
@@ -112,12 +113,17 @@ def run_search(
         sizing = [n for n in sizing if not (capped and n.startswith("--jobs auto:"))]
         sizing = [*sizing, *capped, *moved]
         job = _job(loaded, settings, overrides, executor, backend, started_wall)
-        tracking = _tracking(settings, study)  # --mlflow: fails fast, before any trial
+        tracking = connecting and connecting.join(study)  # fails fast, before any trial
         emit(_started(settings, study, study_dir, created, executor, [*notes, *sizing]))
         relay = _Relay(study, settings, study_dir, emit)
         stopped_by = STOP_BUDGET
-        if budget.work_left(trials, settings.n_trials, None):
-            stopped_by = executor.run(study, job, relay)
+        try:
+            if budget.work_left(trials, settings.n_trials, None):
+                stopped_by = executor.run(study, job, relay)
+        except BaseException as exc:  # Ctrl-C, a storage gone: the parent run ends too
+            if tracking is not None:
+                tracking.abort(exc)
+            raise
         if tracking is not None:
             for line in tracking.end(study, study_dir, _report_writer(settings)):
                 log.warning(line)
@@ -154,13 +160,13 @@ def _open(
     return study_dir, study, created, notes
 
 
-def _tracking(settings: Settings, study: optuna.Study) -> Any:
-    """The study's parent run in the tracker (``None`` without ``--mlflow``)."""
+def _tracking(settings: Settings) -> Any:
+    """The tracker connecting in the background (``None`` without ``--mlflow``)."""
     if not settings.mlflow:
         return None
     from tunecb.tracking.search import SearchTracking
 
-    return SearchTracking.start(settings, study)
+    return SearchTracking.connect(settings, settings.name)
 
 
 def _report_writer(settings: Settings) -> Callable[[Any], None]:

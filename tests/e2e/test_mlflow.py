@@ -103,6 +103,7 @@ def runs(url: str, experiment: str):
     parents = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1, [r.info.run_name for r in parents]
     children = {int(r.data.tags["tunecb.trial"]): r for r in every if r not in parents}
+    assert len(children) == len(every) - 1, "two runs of one trial"
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
                for r in children.values())  # fmt: skip
     return client, parents[0], children
@@ -273,9 +274,7 @@ def test_a_study_keeps_its_parent_run_and_a_resumed_trial_its_child_run(tmp_path
     assert SearchTracking.open(uri, "again", study).parent == first
     tracker = MlflowTracker.open(uri, "again")
     run = tracker.start_trial(first, 0, None)
-    for epoch in (1, 2):
-        tracker.log_epoch(run, epoch, {"loss": 1.0 / epoch})
-    assert tracker.flush(run)
+    tracker.log_epochs(run, [{"epoch": e, "loss": 1.0 / e} for e in (1, 2)])
     assert tracker.start_trial(first, 1, run) == run  # the rerun continues it
     history = [{"epoch": e, "loss": 1.0 / e} for e in (1, 2, 3)]
     record = TrialRecord(number=1, state="COMPLETE", params={"units": 8}, history=history)
@@ -284,3 +283,102 @@ def test_a_study_keeps_its_parent_run_and_a_resumed_trial_its_child_run(tmp_path
     assert sorted(steps) == [1, 2, 3]
     assert tracker.recorded(first) == {1}
     assert tracker.client.get_run(run).info.status == "FINISHED"
+
+
+# Ctrl-C during trial 1's second epoch (a real SIGINT, as from the terminal).
+CTRL_C = """
+import signal
+
+import keras
+
+
+class CtrlC(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            signal.raise_signal(signal.SIGINT)
+
+
+@study.callbacks
+def callbacks(trial):
+    return [CtrlC()] if trial.number == 1 else []
+"""
+
+
+def test_ctrl_c_ends_the_runs_killed_and_the_next_search_continues_them(tmp_path, mlflow_url, cli):
+    results = tmp_path / "results"
+    settings = DEFAULT_SETTINGS.replace("epochs=3", "epochs=4")
+    path = write_study(tmp_path, name="ctrlc", settings=settings, extra=CTRL_C)
+    code, out, err = cli("search", path, "--results", results, "--mlflow", mlflow_url)
+    assert code == 130, err
+    client, parent, children = runs(mlflow_url, "ctrlc")
+    assert parent.info.status == "KILLED"
+    assert children[0].info.status == "FINISHED"
+    assert children[1].info.status == "KILLED"  # the interrupted trial's run
+    interrupted = children[1].info.run_id
+    path.write_text(path.read_text().replace("if epoch == 1", "if False"))
+    code, out, err = cli("search", path, "--results", results, "--mlflow", mlflow_url)
+    assert code == 0, err
+    client, again, children = runs(mlflow_url, "ctrlc")
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    # three counted trials, three runs: trial 1's rerun continued its run (now its record)
+    assert len(children) == 3 and interrupted in {r.info.run_id for r in children.values()}
+    for number, run in children.items():
+        check_child(client, run, results, "ctrlc", number)
+
+
+def test_dask_workers_record_a_complete_child_run_per_trial(tmp_path, mlflow_url):
+    distributed = pytest.importorskip("dask.distributed")
+    from test_workers import write_fast_study
+
+    path = write_fast_study(tmp_path, name="daskrun", n=3, epochs=2)
+    results = tmp_path / "results"
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host=HOST, dashboard_address=None
+    ) as cluster:  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+             "--jobs", "1", "--dask", cluster.scheduler_address, "--mlflow", mlflow_url],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "MLflow" not in proc.stderr  # no gap
+    client, parent, children = runs(mlflow_url, "daskrun")
+    assert sorted(children) == [0, 1, 2] and parent.info.status == "FINISHED"
+    for number, run in children.items():
+        check_child(client, run, results, "daskrun", number)
+
+
+def test_a_killed_worker_s_trial_continues_its_child_run(tmp_path, mlflow_url):
+    from test_workers import trials_so_far, write_fast_study
+
+    path = write_fast_study(tmp_path, name="killed", n=2, epochs=20, rows=2048, split=1536)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+               "--jobs", "2", "--backup-every", "0", "--mlflow", mlflow_url]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        victim, deadline = None, time.monotonic() + 300
+        while victim is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            for t in trials_so_far(results, "killed"):
+                if (
+                    t.state.name == "RUNNING"
+                    and len(t.intermediate_values) >= 3
+                    and ("mlflow_run" in t.user_attrs)
+                ):
+                    victim = t
+                    break
+        assert victim is not None, "no trial with its run reached epoch 3"
+        os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "MLflow" not in err  # no gap
+    client, parent, children = runs(mlflow_url, "killed")
+    assert len(children) == 2  # the rerun continued the dead attempt's run: no third run
+    assert victim.user_attrs["mlflow_run"] in {r.info.run_id for r in children.values()}
+    for number, run in children.items():
+        check_child(client, run, results, "killed", number)  # every epoch, once

@@ -5,6 +5,7 @@ real MLflow server is in tests/e2e/test_mlflow.py."""
 from __future__ import annotations
 
 import json
+import time
 from types import SimpleNamespace
 
 import optuna
@@ -16,6 +17,7 @@ from tunecb.tracking import PARENT_RUN, TRIAL_RUN
 from tunecb.tracking.mlflow_tracker import reason
 from tunecb.tracking.records import trial_record
 from tunecb.tracking.search import SearchTracking
+from tunecb.tracking.shipper import Shipper
 from tunecb.tracking.trial import TrialTracking
 
 
@@ -29,7 +31,8 @@ class FakeTracker:
         self.down, self.paused = down, False
         self.runs: dict[str, dict] = {}
         self.epochs: list[tuple[str, int]] = []
-        self.finished: list[tuple[str, int, int]] = []
+        self.batches: list[int] = []  # rows per log_epochs call
+        self.finished: list[tuple[str, int, list[int]]] = []
 
     def _call(self) -> None:
         if self.down:
@@ -47,16 +50,18 @@ class FakeTracker:
         self.runs[run_id] = {"parent": parent, "number": number}
         return run_id
 
-    def log_epoch(self, run_id: str, epoch: int, metrics: dict) -> None:
+    def log_epochs(self, run_id: str, rows: list[dict]) -> None:
         self._call()
-        self.epochs.append((run_id, epoch))
+        self.batches.append(len(rows))
+        self.epochs += [(run_id, row["epoch"]) for row in rows]
 
-    def flush(self, run_id: str) -> bool:
-        return True
+    def logged_epochs(self, run_id: str) -> int:
+        return max((e for r, e in self.epochs if r == run_id), default=0)
 
     def finish_trial(self, run_id: str, record, logged: int) -> None:
         self._call()
-        self.finished.append((run_id, record.number, logged))
+        epochs = [row["epoch"] for row in record.history if row["epoch"] > logged]
+        self.finished.append((run_id, record.number, epochs))
 
     def end_search(self, parent, best, report) -> None:
         self._call()
@@ -66,10 +71,25 @@ class FakeTracker:
         return {number for _, number, _ in self.finished}
 
 
-def tracking_with(tracker: FakeTracker) -> TrialTracking:
-    tracking = TrialTracking("http://h:5000", "exp")
-    tracking._tracker = tracker
-    return tracking
+@pytest.fixture
+def trackings():
+    """``make(tracker)``: a TrialTracking on the fake; their threads stopped at the end."""
+    made: list[TrialTracking] = []
+
+    def make(tracker: FakeTracker) -> TrialTracking:
+        made.append(TrialTracking("http://h:5000", "exp", make=lambda: tracker))
+        return made[-1]
+
+    yield make
+    for tracking in made:
+        assert tracking.close(timeout=10)
+
+
+def history(folder: StudyDir, number: int, epochs: range) -> None:
+    """``trials/<number>/history.csv`` with those epochs (the trial's own record)."""
+    folder.trial_dir(number).mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{e},{1.0 / e}\n" for e in epochs)
+    folder.history(number).write_text("epoch,loss\n" + rows)
 
 
 def study_with_parent() -> optuna.Study:
@@ -78,10 +98,11 @@ def study_with_parent() -> optuna.Study:
     return study
 
 
-def test_a_trial_is_a_child_run_with_its_epochs_and_its_record(tmp_path):
+def test_a_trial_is_a_child_run_with_its_epochs_in_one_batch_and_its_record(tmp_path, trackings):
     tracker = FakeTracker()
-    tracking, study = tracking_with(tracker), study_with_parent()
+    tracking, study = trackings(tracker), study_with_parent()
     trial = study.ask()
+    history(StudyDir(tmp_path), 0, range(1, 4))
     callback = tracking.callback(trial)
     for epoch in range(3):
         callback.on_epoch_begin(epoch)
@@ -89,13 +110,44 @@ def test_a_trial_is_a_child_run_with_its_epochs_and_its_record(tmp_path):
     tracking.trial_ended(trial, None, StudyDir(tmp_path))
     assert tracker.runs == {"run-0": {"parent": "parent", "number": 0}}
     assert tracker.epochs == [("run-0", 1), ("run-0", 2), ("run-0", 3)]
-    assert tracker.finished == [("run-0", 0, 3)]  # the record adds no epoch already sent
+    assert tracker.batches == [3]  # one request for the three epochs (sent within 2 s)
+    assert tracker.finished == [("run-0", 0, [])]  # the record adds no epoch already sent
     assert study.trials[0].user_attrs[TRIAL_RUN] == "run-0"
 
 
-def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path):
+class SlowTracker(FakeTracker):
+    """A second to open (``import mlflow``), a fifth of a second a request."""
+
+    def __init__(self) -> None:
+        time.sleep(1.0)
+        super().__init__()
+
+    def _call(self) -> None:
+        time.sleep(0.2)
+
+
+def test_the_fit_never_waits_on_the_tracker_and_loses_no_epoch(tmp_path, trackings):
+    tracking, study = trackings(None), study_with_parent()
+    tracking.shipper = Shipper(SlowTracker, interval=0.1)
+    tracker_epochs = range(1, 21)
+    history(StudyDir(tmp_path), 0, tracker_epochs)
+    trial = study.ask()
+    callback = tracking.callback(trial)
+    started = time.perf_counter()
+    for epoch in range(20):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
+    assert time.perf_counter() - started < 0.5  # the epochs only queue
+    tracking.trial_ended(trial, None, StudyDir(tmp_path))  # waits for the run's end
+    done = tracking.shipper.call(lambda tracker, shipper: tracker).result(timeout=10)
+    assert done is not None
+    assert sorted(e for _, e in done.epochs) == list(tracker_epochs)
+    assert done.finished == [("run-0", 0, [])] and len(done.batches) < 5
+
+
+def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path, trackings):
     tracker = FakeTracker(down=True)
-    tracking, study = tracking_with(tracker), study_with_parent()
+    tracking, study = trackings(tracker), study_with_parent()
     trial = study.ask()
     callback = tracking.callback(trial)
     callback.on_epoch_begin(0)
@@ -107,9 +159,10 @@ def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path):
     assert not tracker.finished
 
 
-def test_a_resumed_trial_continues_the_run_of_the_attempt_it_reruns(tmp_path):
+def test_a_resumed_trial_continues_the_run_of_the_attempt_it_reruns(tmp_path, trackings):
     tracker = FakeTracker()
-    tracking, study = tracking_with(tracker), study_with_parent()
+    tracker.epochs = [("run-of-0", 1)]  # the dead attempt's worker sent epoch 1, not 2
+    tracking, study = trackings(tracker), study_with_parent()
     first = study.ask()
     first.set_user_attr(TRIAL_RUN, "run-of-0")
     study.tell(first, state=optuna.trial.TrialState.FAIL)
@@ -117,12 +170,13 @@ def test_a_resumed_trial_continues_the_run_of_the_attempt_it_reruns(tmp_path):
     rerun = study.ask()
     study._storage.set_trial_system_attr(rerun._trial_id, keys.FAILED_TRIAL, 0)
     study._storage.set_trial_system_attr(rerun._trial_id, keys.RETRY_HISTORY, [0])
+    history(StudyDir(tmp_path), 1, range(1, 5))
     callback = tracking.callback(rerun)
     callback.on_epoch_begin(2)  # fit(initial_epoch=2): the backup had two epochs
     callback.on_epoch_end(2, {"loss": 0.1})
-    tracking.trial_ended(rerun, None, StudyDir(tmp_path))
+    tracking.trial_ended(rerun, None, StudyDir(tmp_path))  # epoch 4: not sent live
     assert list(tracker.runs) == ["run-of-0"]
-    assert tracker.finished == [("run-of-0", 1, 3)]
+    assert tracker.finished == [("run-of-0", 1, [2, 4])]  # the gaps, and no epoch twice
 
 
 def test_the_record_comes_from_the_trial_files(tmp_path):
@@ -172,3 +226,36 @@ def test_without_mlflow_nothing_is_tracked():
     settings = SimpleNamespace(mlflow=None, mlflow_experiment=None, name="s")
     assert TrialTracking.from_settings(settings) is None
     assert SearchTracking.start(settings, None) is None
+
+
+def test_sync_reuses_a_run_whose_creation_lost_its_answer_and_deletes_other_strays(
+    tmp_path, monkeypatch
+):
+    from tunecb.tracking import search
+    from tunecb.tracking.mlflow_tracker import MlflowTracker
+
+    class Stranded(FakeTracker):
+        experiment = "exp"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.deleted: list[str] = []
+
+        def start_search(self, name, previous):
+            return "parent"
+
+        def strays(self, parent, number):
+            return ["lost-1", "lost-2"] if number == 1 else []
+
+        def discard(self, run_id):
+            self.deleted.append(run_id)
+
+    tracker = Stranded()
+    monkeypatch.setattr(MlflowTracker, "open", classmethod(lambda cls, uri, exp: tracker))
+    study = optuna.create_study()
+    for _ in range(2):
+        study.tell(study.ask(), 0.5)
+    written, had = search.sync_study("http://h:5000", None, study, StudyDir(tmp_path))
+    assert (written, had) == (2, 0)
+    assert sorted(tracker.runs) == ["lost-1", "run-0"]  # trial 1: the stray, not a new run
+    assert tracker.deleted == ["lost-2"]

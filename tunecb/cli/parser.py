@@ -62,13 +62,14 @@ CONVERTERS: dict[CliType, Callable[[str], Any] | None] = {
 }
 
 
-def add_setting_flag(group: Any, f: Field) -> None:
+def add_setting_flag(group: Any, f: Field) -> argparse.Action:
     """Add the ``tunecb search`` flag of one study setting; not given, it parses as None."""
     assert f.flag is not None
     if f.cli_type == "switch":
-        group.add_argument(f.flag, action="store_const", const=True, default=None, help=f.help)
-        return
-    group.add_argument(
+        return group.add_argument(
+            f.flag, action="store_const", const=True, default=None, help=f.help
+        )
+    return group.add_argument(
         f.flag, type=CONVERTERS[f.cli_type], choices=f.choices, metavar=f.metavar, help=f.help
     )
 

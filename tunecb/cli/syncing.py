@@ -11,7 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tunecb.cli.parser import add_setting_flag
 from tunecb.cli.printers import err
+from tunecb.study.settings import FIELDS_BY_NAME
 from tunecb.wording import plural
 
 
@@ -27,10 +29,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "holds are left as they are.",
     )
     sync.add_argument("path", metavar="RESULTS_DIR", help="e.g. results/digits")
-    sync.add_argument("--mlflow", required=True, metavar="URI", help="the tracking URI")
-    sync.add_argument(
-        "--mlflow-experiment", metavar="NAME", help="the experiment (default: the study's name)"
-    )
+    # the search's own flags (one definition, one check: tunecb.study.settings)
+    add_setting_flag(sync, FIELDS_BY_NAME["mlflow"]).required = True
+    add_setting_flag(sync, FIELDS_BY_NAME["mlflow_experiment"])
     sync.add_argument("--storage", metavar="URL", help="the study's storage, if not the folder's")
 
 

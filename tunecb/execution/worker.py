@@ -55,7 +55,11 @@ def run_trials_of(
     runner = TrialRunner(loaded, settings, study_dir, data, sink.epoch)
     runner.memory_limit_mb = limits.max_rss_mb  # --worker-memory, also within a trial
     after_tell = keeper(study_dir, settings.keep_checkpoints)  # --keep-checkpoints K
-    return run_trials(study, runner, limits, sink, settings.seed, should_stop, after_tell)
+    try:
+        return run_trials(study, runner, limits, sink, settings.seed, should_stop, after_tell)
+    finally:
+        if runner.tracking is not None:  # --mlflow: its thread (a Dask worker lives on)
+            runner.tracking.close(timeout=5.0)
 
 
 def run_worker(

@@ -75,8 +75,9 @@ class Tracker(Protocol):
         """The trial's child run id (``run_id`` reopened: a resumed trial)."""
         ...
 
-    def log_epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None:
-        """One epoch's metrics (step = epoch), without waiting for the tracker."""
+    def log_epochs(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Epoch rows ``{"epoch": n, metric: value}`` (step = epoch); called from the
+        tracker's own thread (:mod:`tunecb.tracking.shipper`), so it may wait."""
         ...
 
     def finish_trial(self, run_id: str, record: TrialRecord, logged: int) -> None:
@@ -85,6 +86,18 @@ class Tracker(Protocol):
 
     def end_search(self, parent: str, best: dict[str, Any] | None, report: Path | None) -> None:
         """The study's best and its HTML report on the parent run."""
+        ...
+
+    def abort(self, parent: str, status: str) -> None:
+        """End the parent run with ``status`` (``KILLED``, ``FAILED``): the search stopped."""
+        ...
+
+    def available(self) -> bool:
+        """False for a while after a request failed (the tracker is left alone)."""
+        ...
+
+    def failed(self) -> None:
+        """A request failed: pause the tracker."""
         ...
 
     def recorded(self, parent: str) -> set[int]:

@@ -1,10 +1,11 @@
 """The MLflow tracker: a search as a parent run, each trial a child run (see :mod:`._base`).
 
 ``mlflow`` is imported here only, when a search or ``tunecb sync`` names a tracking URI
-(``import mlflow`` takes about 2 s). Epoch metrics go out asynchronously (MLflow's own
-queue); a trial's end is a few requests. A tracker that fails mid-search is left alone for
-:data:`PAUSE` seconds, so that a server that went away costs each trial at most one timeout;
-the search never waits on it for long and never fails because of it.
+(``import mlflow`` takes about 2 s). A worker's tracker lives in a thread of its own
+(:mod:`.shipper`), which sends epoch metrics in batches; a trial's end is a few requests.
+A tracker that fails mid-search is left alone for :data:`PAUSE` seconds, so that a server
+that went away costs each trial at most one timeout; the search never waits on it for long
+and never fails because of it.
 
 Example::
 
@@ -73,7 +74,6 @@ class MlflowTracker:
         self.shown = redact(uri)
         self.client = _client(uri)
         self._experiment_id: str | None = None
-        self._pending: dict[str, list[Any]] = {}
         self._down_until = 0.0
 
     @classmethod
@@ -143,22 +143,11 @@ class MlflowTracker:
             raise
         return None if run.info.lifecycle_stage == "deleted" else run
 
-    def log_epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None:
-        batch = _metrics([{"epoch": epoch, **metrics}])
-        if batch:
-            op = self.client.log_batch(run_id, metrics=batch, synchronous=False)
-            self._pending.setdefault(run_id, []).append(op)
-
-    def flush(self, run_id: str) -> bool:
-        """Wait for the run's epoch metrics in flight; False when some were lost."""
-        ok = True
-        for op in self._pending.pop(run_id, []):
-            try:
-                op.wait()
-            except Exception as exc:
-                log.debug("MLflow: an epoch of run %s was not logged: %s", run_id, exc)
-                ok = False
-        return ok
+    def log_epochs(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Epoch rows (``{"epoch": n, metric: value, ...}``, step = epoch) in batches."""
+        metrics = _metrics(rows)
+        for start in range(0, len(metrics), _BATCH):
+            self.client.log_batch(run_id, metrics=metrics[start : start + _BATCH])
 
     def logged_epochs(self, run_id: str, key: str = "loss") -> int:
         """The last epoch the run holds of metric ``key`` (0: none)."""
@@ -195,6 +184,26 @@ class MlflowTracker:
         if report is not None and report.exists():
             self.client.log_artifact(parent, str(report))
         self.client.update_run(parent, status="FINISHED")
+
+    def abort(self, parent: str, status: str) -> None:
+        """End the parent run and its running children ``KILLED`` (Ctrl-C) or ``FAILED``
+        (the search failed); a resumed trial reopens its run."""
+        query = f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
+        for run in self.client.search_runs([self.experiment_id()], query, max_results=1000):
+            self.client.update_run(run.info.run_id, status=status)
+        self.client.update_run(parent, status=status)
+
+    def strays(self, parent: str, number: int) -> list[str]:
+        """The runs of trial ``number`` under ``parent`` that were never completed: one
+        whose creation's answer was lost with the connection (so its id is not on the
+        trial) is one of them."""
+        query = f"tags.mlflow.parentRunId = '{parent}' and tags.`{TAG_TRIAL}` = '{number}'"
+        found = self.client.search_runs([self.experiment_id()], query, max_results=100)
+        return [run.info.run_id for run in found if TAG_RECORDED not in run.data.tags]
+
+    def discard(self, run_id: str) -> None:
+        """Delete a stray run (MLflow keeps it restorable)."""
+        self.client.delete_run(run_id)
 
     def recorded(self, parent: str) -> set[int]:
         numbers: set[int] = set()

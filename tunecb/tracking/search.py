@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,34 @@ log = logging.getLogger("tunecb")
 ReportWriter = Callable[[Path], None]  # writes the study's HTML report to the path given
 
 
+class Connecting:
+    """``import mlflow`` and the tracker's first requests, in a thread started with the
+    search; :meth:`join` waits for it (before the first trial) and opens the parent run."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        self.uri, self.experiment = uri, experiment
+        self._tracker: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._open, name="tunecb-connect", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> None:
+        from tunecb.tracking.mlflow_tracker import MlflowTracker
+
+        try:
+            self._tracker = MlflowTracker.open(self.uri, self.experiment)
+        except BaseException as exc:  # re-raised in the caller's thread by join()
+            self._error = exc
+
+    def join(self, study: optuna.Study) -> SearchTracking:
+        """The study's parent run; raises :class:`~tunecb.tracking._base.TrackingError`
+        when the tracker cannot be reached (its requests time out within seconds)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return SearchTracking.opened(self._tracker, study)
+
+
 class SearchTracking:
     """The parent run of one study in one tracker."""
 
@@ -43,16 +72,29 @@ class SearchTracking:
     def start(cls, settings: Settings, study: optuna.Study) -> SearchTracking | None:
         """Open the tracker and the study's parent run (``None`` without ``mlflow``);
         raises :class:`~tunecb.tracking._base.TrackingError` when it cannot be reached."""
+        connecting = cls.connect(settings, study.study_name if study else settings.name)
+        return None if connecting is None else connecting.join(study)
+
+    @classmethod
+    def connect(cls, settings: Settings, name: str) -> Connecting | None:
+        """Start connecting in the background (``None`` without ``mlflow``)."""
         if not settings.mlflow:
             return None
-        return cls.open(settings.mlflow, settings.mlflow_experiment or study.study_name, study)
+        return Connecting(settings.mlflow, settings.mlflow_experiment or name)
 
     @classmethod
     def open(cls, uri: str, experiment: str, study: optuna.Study) -> SearchTracking:
-        from tunecb.tracking._base import TrackingError
-        from tunecb.tracking.mlflow_tracker import MlflowTracker, reason
+        from tunecb.tracking.mlflow_tracker import MlflowTracker
 
-        tracker = MlflowTracker.open(uri, experiment)
+        return cls.opened(MlflowTracker.open(uri, experiment), study)
+
+    @classmethod
+    def opened(cls, tracker: Any, study: optuna.Study) -> SearchTracking:
+        """The study's parent run on an open tracker (its id noted on the study)."""
+        from tunecb.tracking._base import TrackingError
+        from tunecb.tracking.mlflow_tracker import reason
+
+        uri, experiment = tracker.uri, tracker.experiment
         previous = study.user_attrs.get(PARENT_RUN)
         try:
             parent = tracker.start_search(study.study_name, previous)
@@ -90,6 +132,15 @@ class SearchTracking:
             f"from this study's records with: tunecb sync {study_dir.root} --mlflow {shown}"
         ]
 
+    def abort(self, exc: BaseException) -> None:
+        """The search stopped on ``exc``: the parent run and its running children end
+        ``KILLED`` (Ctrl-C, SIGTERM) or ``FAILED``; a tracker that fails is only logged."""
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        try:
+            self.tracker.abort(self.parent, status)
+        except Exception as error:
+            log.debug("MLflow %s: the run not ended %s: %s", self.tracker.shown, status, error)
+
     def _finish(self, study: optuna.Study, report: ReportWriter | None) -> None:
         best = _best(study)
         if report is None:
@@ -116,8 +167,13 @@ def sync_study(
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     written = 0
     for number in sorted(_counted(study) - have):
-        trial = trials[number]
-        run_id = tracker.start_trial(parent, number, trial.user_attrs.get(TRIAL_RUN))
+        trial, strays = trials[number], tracker.strays(parent, number)
+        # a run created on the server whose answer was lost with the connection: a stray
+        noted = trial.user_attrs.get(TRIAL_RUN) or (strays[0] if strays else None)
+        for stray in strays:
+            if stray != noted:
+                tracker.discard(stray)
+        run_id = tracker.start_trial(parent, number, noted)
         logged = tracker.logged_epochs(run_id)
         tracker.finish_trial(run_id, trial_record(study_dir, number, trial), logged)
         written += 1

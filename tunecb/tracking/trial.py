@@ -1,5 +1,6 @@
-"""A trial's child run, from a worker process: opened when its fit begins, every epoch
-logged as it ends, completed from the trial's records when the trial is over.
+"""A trial's child run, from a worker process: opened when its fit begins, its epochs
+queued as they end and sent in batches by the tracker's own thread (:mod:`.shipper`),
+completed from the trial's records when the trial is over (the trial waits for that).
 
 The trial runner holds one :class:`TrialTracking` per process (``None`` without
 ``--mlflow``). Nothing here fails a trial: a tracker that fails is logged at debug level,
@@ -16,7 +17,11 @@ Example (the trial runner does this)::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import keras
@@ -26,17 +31,23 @@ from tunecb.results import StudyDir
 from tunecb.study.settings import Settings
 from tunecb.tracking._base import PARENT_RUN, TRIAL_RUN
 from tunecb.tracking.records import trial_record
+from tunecb.tracking.shipper import Shipper
 
 log = logging.getLogger("tunecb")
 
+END_WAIT = 30.0  # the most seconds a trial's end waits for its run to be completed
+
 
 class TrialTracking:
-    """The child runs of the trials this process runs."""
+    """The child runs of the trials this process runs, through one :class:`Shipper`
+    (started when the first fit begins, so ``import mlflow`` and the first request overlap
+    it; a ``tunecb rerun``, which tracks nothing, never starts it); the fit only queues."""
 
-    def __init__(self, uri: str, experiment: str) -> None:
+    def __init__(self, uri: str, experiment: str, make: Callable[[], Any] | None = None) -> None:
         self.uri, self.experiment = uri, experiment
-        self._tracker: Any = None
-        self._runs: dict[int, tuple[str, list[int]]] = {}  # number -> (run id, [last epoch])
+        self._make = make or self._open
+        self.shipper: Shipper | None = None
+        self._runs: dict[int, Future] = {}  # number -> the future of its run id
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrialTracking | None:
@@ -44,39 +55,42 @@ class TrialTracking:
             return None
         return cls(settings.mlflow, settings.mlflow_experiment or settings.name)
 
-    def tracker(self) -> Any:
-        if self._tracker is None:
-            from tunecb.tracking.mlflow_tracker import MlflowTracker
+    def _open(self) -> Any:
+        from tunecb.tracking.mlflow_tracker import MlflowTracker
 
-            self._tracker = MlflowTracker(self.uri, self.experiment)
-        return self._tracker
+        return MlflowTracker(self.uri, self.experiment)
 
     def callback(self, trial: Any) -> keras.callbacks.Callback:
         """The Keras callback that opens the trial's run and logs its epochs."""
         return _EpochLogger(self, trial)
 
     def begin(self, trial: Any, resumed: int) -> None:
-        """Open (or, for a resumed trial, reopen) the trial's child run."""
+        """Open (or, for a resumed trial, reopen) the trial's child run, in the thread."""
         study = getattr(trial, "study", None)  # a FixedTrial (tunecb rerun) has none
         if study is None or trial.number in self._runs:
             return
-        tracker = self.tracker()
         parent = (study.user_attrs.get(PARENT_RUN) or {}).get("run_id")
-        if not parent or not tracker.available():
+        if not parent:
             return
-        try:
-            previous = _previous_run(trial)
-            run_id = tracker.start_trial(parent, trial.number, previous)
-            trial.set_user_attr(TRIAL_RUN, run_id)
-        except Exception as exc:
-            self._failed(trial.number, "open its run", exc)
-            return
-        # a resumed trial's first epochs are in the run it continues; a new run gets them all
-        self._runs[trial.number] = (run_id, [resumed if run_id == previous else 0])
+        previous, number = _previous_run(trial), trial.number
 
-    def log_epoch(self, number: int, epoch: int, logs: dict[str, Any]) -> None:
-        run = self._runs.get(number)
-        if run is None or not self.tracker().available():
+        def start(tracker: Any, shipper: Shipper) -> str:
+            run_id = tracker.start_trial(parent, number, previous)
+            # what the run holds already: the epochs of the attempt this one continues
+            held = tracker.logged_epochs(run_id) if run_id == previous else 0
+            shipper.state[run_id] = (held, resumed)
+            shipper.held[run_id] = held  # a worker that died after its backup sent more
+            _note(trial, run_id)
+            return run_id
+
+        if self.shipper is None:
+            self.shipper = Shipper(self._make)
+        self._runs[number] = self.shipper.call(start)
+
+    def log_epoch(self, trial: Any, epoch: int, logs: dict[str, Any]) -> None:
+        """Queue one epoch (never waits)."""
+        future = self._runs.get(trial.number)
+        if future is None:
             return
         values = {}
         for key, value in logs.items():
@@ -84,36 +98,39 @@ class TrialTracking:
                 values[key] = float(value)
             except (TypeError, ValueError):
                 continue
-        try:
-            self.tracker().log_epoch(run[0], epoch, values)
-            run[1][0] = epoch
-        except Exception as exc:
-            self._failed(number, f"log epoch {epoch}", exc)
+        self.shipper.epoch(future, epoch, values)  # type: ignore[union-attr]  # begun
 
     def trial_ended(self, trial: Any, outcome: Any, study_dir: StudyDir) -> None:
-        """Complete the trial's run from its records (opened here if its fit never began)."""
+        """Complete the trial's run from its records (opened here if its fit never
+        began); waits for it :data:`END_WAIT` seconds at most."""
         self.begin(trial, 0)
-        run = self._runs.pop(trial.number, None)
-        if run is None:
+        future = self._runs.pop(trial.number, None)
+        if future is None:
             return
-        run_id, (last,) = run
-        tracker = self.tracker()
-        if not tracker.available():  # failed a moment ago: the gap is named at the end
-            return
+        record = trial_record(study_dir, trial.number, outcome)
+
+        def finish(tracker: Any, shipper: Shipper) -> bool:
+            run_id = future.result()
+            if run_id is None:
+                return False
+            held, resumed = shipper.state.pop(run_id, (0, 0))
+            sent = shipper.sent(run_id, forget=True)
+            if sent is None:  # some epochs were lost: ask the run what it holds
+                sent, resumed = tracker.logged_epochs(run_id), -1
+            rows = [row for row in record.history if _missing(row, held, resumed, sent)]
+            tracker.finish_trial(run_id, dataclasses.replace(record, history=rows), 0)
+            return True
+
+        done = self.shipper.call(finish)  # type: ignore[union-attr]  # begun
         try:
-            if not tracker.flush(run_id):
-                last = tracker.logged_epochs(run_id)
-            tracker.finish_trial(run_id, trial_record(study_dir, trial.number, outcome), last)
-        except Exception as exc:
-            self._failed(trial.number, "record its end", exc)
+            done.result(timeout=END_WAIT)
+        except FutureTimeout:
+            log.debug("tracker: trial %d's run not completed in %s s", trial.number, END_WAIT)
 
-    def _failed(self, number: int, what: str, exc: BaseException) -> None:
-        from tunecb.tracking.mlflow_tracker import reason
-
-        tracker = self.tracker()
-        tracker.failed()
-        log.debug("MLflow %s: trial %d: cannot %s: %s", tracker.shown, number, what,
-                  reason(exc, self.uri))  # fmt: skip
+    def close(self, timeout: float = END_WAIT) -> bool:
+        """Send what is queued and stop the thread (``timeout`` seconds at most)."""
+        shipper, self.shipper = self.shipper, None
+        return shipper is None or shipper.close(timeout)
 
 
 def _previous_run(trial: Any) -> str | None:
@@ -130,6 +147,26 @@ def _previous_run(trial: Any) -> str | None:
     return None
 
 
+def _note(trial: Any, run_id: str) -> None:
+    """The run's id on the trial, from the tracker's thread (a rerun continues the run)."""
+    try:
+        trial.set_user_attr(TRIAL_RUN, run_id)
+    except Exception as exc:  # told already (its end did not wait that long): no rerun
+        log.debug("trial %d: its run's id not noted: %s", trial.number, exc)
+
+
+def _missing(row: dict[str, Any], held: int, resumed: int, sent: int) -> bool:
+    """Whether a history row is not in the run yet: the run held epochs up to ``held``
+    when this attempt opened it, and this attempt (whose fit began after epoch
+    ``resumed``) sent those up to ``sent``.
+
+    >>> [e for e in range(1, 8) if _missing({"epoch": e}, 2, 4, 6)]
+    [3, 4, 7]
+    """
+    epoch = int(row.get("epoch") or 0)
+    return epoch > held and not resumed < epoch <= sent
+
+
 class _EpochLogger(keras.callbacks.Callback):
     """Opens the trial's run when training begins and logs each epoch (no batch hook)."""
 
@@ -142,4 +179,4 @@ class _EpochLogger(keras.callbacks.Callback):
             self.tracking.begin(self.trial, epoch)  # epoch: where a resumed fit starts
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.tracking.log_epoch(self.trial.number, epoch + 1, dict(logs or {}))
+        self.tracking.log_epoch(self.trial, epoch + 1, dict(logs or {}))
