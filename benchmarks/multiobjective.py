@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import statistics
 import subprocess
@@ -149,6 +150,8 @@ def measure_search(args: argparse.Namespace, tmp: Path) -> list[dict]:
                 "runs": runs,
             }  # fmt: skip
             rows.append(row)
+            if args.partial is not None:  # a long run keeps what it measured so far
+                args.partial.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
             print(f"{task:8} {'+'.join(objectives):40} seed {seed}: " + "; ".join(
                 f"{p} hv {row['hv_ratio'][p]:.3f} time {row['time_ratio'][p]:.2f} "
                 f"epochs {runs[p]['epochs']} front {runs[p]['front']} "
@@ -262,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-repeats", type=int, default=5)
     parser.add_argument("--report-against", type=Path, default=None,
                         help="another tunecb source tree to time side by side")  # fmt: skip
+    parser.add_argument("--partial", type=Path, default=None,
+                        help="write the search rows here after each case")  # fmt: skip
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/out/multiobjective.json")
     args = parser.parse_args(argv)
     if args.pruners[0] != "none":
