@@ -1,18 +1,36 @@
-"""Multi-objective search with and without tunecb's Pareto pruner: accuracy against the
-parameter count on the tasks of ``benchmarks/search.py`` (digits and tabular by default),
-the same seeds for both. Per task and seed: the hypervolume each run's complete trials
-reach (reference point: the worst accuracy and the largest parameter count of both runs),
-the wall time, and whether every front member's checkpoint evaluates to its recorded
-accuracy. Prints a table and writes JSON.
+"""Multi-objective search with and without pruning, and `tunecb report` on a big
+multi-objective study.
 
-    python benchmarks/multiobjective.py --seeds 0 1 2 --trials 30 --epochs 20
+1. Search. On the tasks of ``benchmarks/search.py`` (digits and tabular by default), seeds
+   0-2, objectives val_accuracy (max) and params (min), plus one task (seed 0) with
+   latency_ms (min) as a third: the same search (same seed, sampler, budget) with each pruner of
+   ``--pruners`` (default: none, pareto, promotion), in this process, side by side, the
+   order rotated from case to case. Per case: the hypervolume each run's complete trials
+   reach (reference point: the worst value of each objective among all runs of the case,
+   a tenth of its range further),
+   its ratio to the unpruned run's, the wall time ratio and the epochs-trained ratio (the
+   machine-independent part of the time), and whether every front member's checkpoint
+   evaluates to its recorded accuracy and parameter count.
+2. Report. A finished 1,000-trial multi-objective study and a single-objective one of the
+   same size (``tests/synthetic.py``, no training), each reported R times by fresh
+   ``python -m tunecb report`` processes, alternating; with ``--report-against TREE`` a
+   second source tree (e.g. the code before a change) is timed side by side. Wall and CPU
+   seconds, medians and spread.
+
+    python benchmarks/multiobjective.py --seeds 0 1 2 --trials 10 --epochs 6
+    python benchmarks/multiobjective.py --only report --report-against /tmp/before
+
+Prints tables and writes ``benchmarks/out/multiobjective.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,21 +38,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import ROOT, machine, spread, write_result
 from search_tasks import TASKS, build, suggest
 
 import tunecb
-from tunecb.oracle.pareto import hypervolume_2d
 
-UP_DOWN = [True, False]
+PRUNERS = ("none", "pareto", "promotion")
 
 
-def run(task_name: str, seed: int, pruner: str, trials: int, epochs: int, folder: Path) -> dict:
-    """One search; its complete trials' (accuracy, params), its time and its front check."""
+# --- 1. search ------------------------------------------------------------------------------
+
+
+def run(task_name: str, seed: int, pruner: str, objectives: dict, trials: int, epochs: int,
+        folder: Path) -> dict:  # fmt: skip
+    """One search: its complete trials' objective vectors, its time, epochs and front check."""
     task = TASKS[task_name]
+    tag = "_".join(objectives).replace("val_", "")
     study = tunecb.Study(
-        f"{task_name}_{pruner}_{seed}",
-        objectives={task.monitor: "max", "params": "min"},
-        epochs=epochs, n_trials=trials, seed=seed, pruner=pruner, batch_size=64,
+        f"{task_name}_{tag}_{pruner}_{seed}", objectives=objectives, epochs=epochs,
+        n_trials=trials, seed=seed, pruner=pruner, batch_size=64, patience=None,
     )  # fmt: skip
     study.data(task.load)
     study.model(lambda trial: build(task, **suggest(trial)))
@@ -44,54 +66,223 @@ def run(task_name: str, seed: int, pruner: str, trials: int, epochs: int, folder
     path = folder / study.settings["name"]
     df = tunecb.report(str(path))
     done = df[df["state"] == "COMPLETE"]
-    points = [(float(a), float(p)) for a, p in zip(done[task.monitor], done["params"], strict=True)]
+    names = list(objectives)
+    points = [[float(v) for v in row] for row in done[names].itertuples(index=False)]
+    return {
+        "points": points, "seconds": round(seconds, 2),
+        "epochs": int(df["epochs"].fillna(0).sum()), "front": int(df["front"].sum()),
+        "front_error": front_error(path, df, task), "complete": len(points),
+    }  # fmt: skip
+
+
+def front_error(path: Path, df, task) -> dict:
+    """The largest gap between a front member's checkpoint, evaluated again, and its
+    recorded accuracy and parameter count."""
     (_, _), (x_val, y_val) = task.load()
-    worst = 0.0
+    worst = {"accuracy": 0.0, "params": 0}
     for number in df[df["front"]]["trial"]:
         model = tunecb.load_best(str(path), trial=int(number))
         now = model.evaluate(x_val, y_val, verbose=0, return_dict=True)
-        recorded = float(df[df["trial"] == number][task.monitor].iloc[0])
-        worst = max(worst, abs(now[task.monitor.removeprefix("val_")] - recorded))
-    epochs_run = int(df["epochs"].fillna(0).sum())
-    return {"points": points, "seconds": seconds, "front_error": worst, "epochs": epochs_run}
+        row = df[df["trial"] == number].iloc[0]
+        gap = abs(now[task.monitor.removeprefix("val_")] - float(row[task.monitor]))
+        worst["accuracy"] = max(worst["accuracy"], gap)
+        worst["params"] = max(worst["params"], abs(model.count_params() - int(row["params"])))
+    return worst
+
+
+def hypervolume(points: list[list[float]], maximize: list[bool], ref: list[float]) -> float:
+    """The volume ``points`` dominate up to ``ref`` (Optuna's exact algorithm, any dims)."""
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    def costs(v):
+        return [-x if up else x for x, up in zip(v, maximize, strict=True)]
+
+    r = np.array(costs(ref), dtype=float)
+    inside = [c for c in map(costs, points) if (np.array(c) < r).all()]
+    return float(compute_hypervolume(np.array(inside), r)) if inside else 0.0
+
+
+def reference(points: list[list[float]], maximize: list[bool]) -> list[float]:
+    """The worst value of each objective among ``points``, a tenth of its range further
+    (so that the extreme points of a front count too).
+
+    >>> reference([[0.9, 100.0], [0.5, 300.0]], [True, False])
+    [0.46, 320.0]
+    """
+    ref = []
+    for column, up in zip(zip(*points, strict=True), maximize, strict=True):
+        margin = (max(column) - min(column)) / 10 or 1e-9
+        ref.append(round(min(column) - margin if up else max(column) + margin, 12))
+    return ref
+
+
+def search_cases(args: argparse.Namespace) -> list[tuple[str, dict, list[int]]]:
+    two = {"val_accuracy": "max", "params": "min"}
+    cases = [(task, two, args.seeds) for task in args.tasks]
+    if args.latency_task:
+        cases.append((args.latency_task, {**two, "latency_ms": "min"}, args.latency_seeds))
+    return cases
+
+
+def measure_search(args: argparse.Namespace, tmp: Path) -> list[dict]:
+    rows = []
+    k = 0
+    for task, objectives, seeds in search_cases(args):
+        maximize = [way == "max" for way in objectives.values()]
+        for seed in seeds:
+            order = list(args.pruners[k % len(args.pruners) :]) + list(
+                args.pruners[: k % len(args.pruners)]
+            )  # rotated: no system always runs first (or last) on a busy machine
+            k += 1
+            runs = {p: run(task, seed, p, objectives, args.trials, args.epochs, tmp)
+                    for p in order}  # fmt: skip
+            every = [pt for r in runs.values() for pt in r["points"]]
+            ref = reference(every, maximize)
+            hv = {p: hypervolume(r["points"], maximize, ref) for p, r in runs.items()}
+            base = runs["none"]
+            row = {
+                "task": task, "objectives": list(objectives), "seed": seed, "order": order,
+                "hypervolume": hv, "reference": ref,
+                "hv_ratio": {p: hv[p] / hv["none"] if hv["none"] else None for p in runs},
+                "time_ratio": {p: r["seconds"] / base["seconds"] for p, r in runs.items()},
+                "epochs_ratio": {p: r["epochs"] / base["epochs"] for p, r in runs.items()},
+                "runs": runs,
+            }  # fmt: skip
+            rows.append(row)
+            if args.partial is not None:  # a long run keeps what it measured so far
+                args.partial.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+            print(f"{task:8} {'+'.join(objectives):40} seed {seed}: " + "; ".join(
+                f"{p} hv {row['hv_ratio'][p]:.3f} time {row['time_ratio'][p]:.2f} "
+                f"epochs {runs[p]['epochs']} front {runs[p]['front']} "
+                f"err {runs[p]['front_error']['accuracy']:.1g}/{runs[p]['front_error']['params']}"
+                for p in args.pruners
+            ), flush=True)  # fmt: skip
+    return rows
+
+
+# --- 2. report ------------------------------------------------------------------------------
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, this child only) of one run of ``cmd``."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{cmd} failed: {proc.stderr.read().decode()[-800:]}")
+    proc.stderr.close()
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def measure_report(args: argparse.Namespace, tmp: Path) -> dict:
+    from synthetic import make_big_study
+
+    studies = {"multi": tmp / "multi", "single": tmp / "single"}
+    make_big_study(studies["multi"], args.report_trials, workers=4, objectives=True)
+    make_big_study(studies["single"], args.report_trials, workers=4)
+    trees = {"this": ROOT, **({"against": args.report_against} if args.report_against else {})}
+    runs: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(args.report_repeats):
+        for tree, root in trees.items():
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            for kind, folder in studies.items():
+                cmd = [sys.executable, "-m", "tunecb", "report", str(folder),
+                       "--output", str(tmp / "report.txt")]  # fmt: skip
+                runs.setdefault(f"{tree}/{kind}", []).append(timed(cmd, env))
+    return {
+        "trials": args.report_trials, "repeats": args.report_repeats,
+        "against": str(args.report_against) if args.report_against else None,
+        "median_wall_s": {k: round(statistics.median(w for w, _ in v), 3) for k, v in runs.items()},
+        "median_cpu_s": {k: round(statistics.median(c for _, c in v), 3) for k, v in runs.items()},
+        "spread_wall": {k: round(spread([w for w, _ in v]), 2) for k, v in runs.items()},
+        "runs": {k: [[round(w, 3), round(c, 3)] for w, c in v] for k, v in runs.items()},
+    }  # fmt: skip
+
+
+# --- table ----------------------------------------------------------------------------------
+
+
+def table(result: dict) -> str:
+    lines = []
+    rows = result.get("search") or []
+    pruners = result["pruners"]
+    if rows:
+        lines += [
+            f"search: {result['trials']} trials x {result['epochs']} epochs, seeds "
+            f"{result['seeds']}; medians over seeds [min-max]",
+            "",
+            "| task | objectives | pruner | hypervolume / unpruned | time / unpruned | "
+            "epochs / unpruned | front checkpoints off by (acc / params) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        cases = dict.fromkeys((r["task"], "+".join(r["objectives"])) for r in rows)
+        for task, objectives in cases:
+            mine = [r for r in rows if (r["task"], "+".join(r["objectives"])) == (task, objectives)]
+            for p in pruners[1:]:
+                cells = [cell([r[key][p] for r in mine]) for key in
+                         ("hv_ratio", "time_ratio", "epochs_ratio")]  # fmt: skip
+                acc = max(r["runs"][p]["front_error"]["accuracy"] for r in mine)
+                par = max(r["runs"][p]["front_error"]["params"] for r in mine)
+                lines.append(f"| {task} | {objectives} | {p} | {' | '.join(cells)} | "
+                             f"{acc:.1g} / {par} |")  # fmt: skip
+    report = result.get("report")
+    if report:
+        lines += [
+            "",
+            f"tunecb report on {report['trials']:,}-trial studies, "
+            f"{report['repeats']} alternating fresh processes (median wall / CPU s):",
+        ]
+        for k in report["median_wall_s"]:
+            lines.append(f"  {k:16} {report['median_wall_s'][k]:6.2f} wall  "
+                         f"{report['median_cpu_s'][k]:6.2f} cpu  spread "
+                         f"{report['spread_wall'][k]:.0%}")  # fmt: skip
+    m = result["machine"]
+    lines += ["", f"load average before {m['loadavg_1_5_15_before']}, after "
+              f"{m['loadavg_1_5_15_after']}"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def cell(values: list[float | None]) -> str:
+    found = [v for v in values if v is not None]
+    if not found:
+        return "-"
+    return f"{statistics.median(found):.3f} [{min(found):.2f}-{max(found):.2f}]"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("search", "report"), default=None)
     parser.add_argument("--tasks", nargs="+", default=["digits", "tabular"])
+    parser.add_argument("--latency-task", default="digits", help="'' for none")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/multiobjective.json"))
+    parser.add_argument("--latency-seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--pruners", nargs="+", default=list(PRUNERS), choices=PRUNERS)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--report-trials", type=int, default=1000)
+    parser.add_argument("--report-repeats", type=int, default=5)
+    parser.add_argument("--report-against", type=Path, default=None,
+                        help="another tunecb source tree to time side by side")  # fmt: skip
+    parser.add_argument("--partial", type=Path, default=None,
+                        help="write the search rows here after each case")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/out/multiobjective.json")
     args = parser.parse_args(argv)
-    rows = []
+    if args.pruners[0] != "none":
+        parser.error("--pruners must start with none (the ratios are to the unpruned search)")
+    load_before, started = os.getloadavg(), time.perf_counter()
+    result: dict = {"date": dt.datetime.now().isoformat(timespec="seconds"),
+                    "trials": args.trials, "epochs": args.epochs, "seeds": args.seeds,
+                    "pruners": args.pruners}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for task in args.tasks:
-            for seed in args.seeds:
-                runs = {p: run(task, seed, p, args.trials, args.epochs, Path(tmp))
-                        for p in ("none", "pareto")}  # fmt: skip
-                every = [pt for r in runs.values() for pt in r["points"]]
-                ref = (min(a for a, _ in every), max(p for _, p in every))
-                hv = {p: hypervolume_2d(r["points"], UP_DOWN, ref) for p, r in runs.items()}
-                rows.append({
-                    "task": task, "seed": seed,
-                    "hv_ratio": hv["pareto"] / hv["none"] if hv["none"] else None,
-                    "time_ratio": runs["pareto"]["seconds"] / runs["none"]["seconds"],
-                    "epochs": {p: r["epochs"] for p, r in runs.items()},
-                    "front_error": max(r["front_error"] for r in runs.values()),
-                    "runs": runs,
-                })  # fmt: skip
-                r = rows[-1]
-                print(f"{task:8} seed {seed}: hypervolume ratio {r['hv_ratio']:.3f}, time "
-                      f"ratio {r['time_ratio']:.2f}, epochs {r['epochs']['pareto']} / "
-                      f"{r['epochs']['none']}, front checkpoints off by at most "
-                      f"{r['front_error']:.2g}", flush=True)  # fmt: skip
-    for task in args.tasks:
-        mine = [r for r in rows if r["task"] == task]
-        print(f"{task:8} median: hypervolume ratio "
-              f"{statistics.median(r['hv_ratio'] for r in mine):.3f}, time ratio "
-              f"{statistics.median(r['time_ratio'] for r in mine):.2f}")  # fmt: skip
-    args.out.write_text(json.dumps(rows, indent=2))
+        if args.only != "report":
+            result["search"] = measure_search(args, Path(tmp) / "search")
+        if args.only != "search":
+            result["report"] = measure_report(args, Path(tmp))
+    result["machine"] = machine(load_before, os.getloadavg())
+    result["total_s"] = round(time.perf_counter() - started, 1)
+    write_result(result, args.json, table(result))
     return 0
 
 

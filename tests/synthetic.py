@@ -21,6 +21,7 @@ def make_big_study(
     seed: int = 0,
     workers: int = 0,
     states: tuple[float, float] = (0.6, 0.9),
+    objectives: bool = False,
 ) -> None:
     """A finished study as ``tunecb search`` leaves it, made with Optuna's API (no training):
     ``optuna.journal``, ``study.json``, and per trial the user attributes tunecb records,
@@ -28,7 +29,8 @@ def make_big_study(
 
     ``workers``: trials name one of this many worker processes and overlap in time (0: none,
     one after another); ``states``: the draws below which a trial is COMPLETE, then PRUNED
-    (the rest FAIL), e.g. ``(0, 0)`` for a study of failed trials only."""
+    (the rest FAIL), e.g. ``(0, 0)`` for a study of failed trials only; ``objectives``: a
+    multi-objective study (val_accuracy:max, params:min) with its Pareto-pruner rung values."""
     import optuna
     from optuna.distributions import (
         CategoricalDistribution,
@@ -45,7 +47,8 @@ def make_big_study(
     study_dir = StudyDir(folder)
     study_dir.trials.mkdir(parents=True)
     storage = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
-    study = optuna.create_study(storage=storage, study_name="big", direction="maximize")
+    directions = ["maximize", "minimize"] if objectives else ["maximize"]
+    study = optuna.create_study(storage=storage, study_name="big", directions=directions)
     sha = "0" * 64
     study_attrs = {
         "monitor": "val_accuracy",
@@ -53,6 +56,7 @@ def make_big_study(
         "study_sha256": sha,
         "study_file": "studies/big.py",
         "tunecb_version": __version__,
+        **({"objectives": "val_accuracy:max,params:min"} if objectives else {}),
     }
     for key, value in study_attrs.items():
         study.set_user_attr(key, value)
@@ -127,8 +131,17 @@ def make_big_study(
         value = None
         if state == TrialState.COMPLETE:
             value = best
-        elif state == TrialState.PRUNED:
+        elif state == TrialState.PRUNED and not objectives:
             value = curve[max(curve)]  # Optuna's value of a pruned trial is its last report
+        values = None if value is None else [value]
+        if objectives and best is not None:
+            attrs["objectives"] = {"val_accuracy": best, "params": attrs["n_params"]}
+            for rung in (1, 3, 9):  # the Pareto pruner's rungs of a 10-epoch budget
+                if rung <= epochs:
+                    attrs[f"pareto_rung_{rung}"] = [max(curve[e] for e in range(1, rung + 1)),
+                                                    attrs["n_params"]]  # fmt: skip
+            if value is not None:
+                values = [value, attrs["n_params"]]
         if workers:
             attrs["worker"] = f"host{number % 2}:{1000 + number % workers}"
             began = start + dt.timedelta(seconds=30 * (number // workers))
@@ -137,7 +150,7 @@ def make_big_study(
         trials.append(
             create_trial(
                 state=state,
-                value=value,
+                values=values,
                 params=params,
                 distributions=distributions,
                 user_attrs=attrs,

@@ -1,5 +1,6 @@
 """Pareto dominance for multi-objective studies: the front, non-dominated ranks, the rung
-decision of the Pareto pruner, and the hypervolume of a front. Plain Python, no Optuna.
+decisions of the Pareto pruner and of the promotion scheduler (MOASHA's ranking), and the
+hypervolume of a front. No Optuna; numpy for the non-dominated sort.
 
 Every function takes ``maximize``: one bool per objective (``True``: higher is better).
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 Vector = Sequence[float]
 
@@ -55,18 +57,100 @@ def front(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[bool]:
 
 
 def ranks(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
-    """Each vector's non-dominated rank: 0 on the front, 1 on the front of the rest, ..."""
-    result = [-1] * len(vectors)
-    left = list(range(len(vectors)))
+    """Each vector's non-dominated rank: 0 on the front, 1 on the front of the rest, ...
+
+    One dominance matrix (numpy), then the fronts peeled off it: a 1,000-trial rung in
+    milliseconds, however many fronts it has.
+
+    >>> ranks([(1, 1), (2, 2), (3, 3), (1, 3)], [False, False])
+    [0, 1, 2, 1]
+    """
+    import numpy as np
+
+    if not vectors:
+        return []
+    costs = np.array([_costs(v, maximize) for v in vectors], dtype=float)
+    dominated_by = dominance(costs)  # [i, j]: i dominates j
+    count = dominated_by.sum(axis=0)
+    result = np.full(len(costs), -1)
+    left = np.ones(len(costs), dtype=bool)
     rank = 0
-    while left:
-        on = front([vectors[i] for i in left], maximize)
-        result_left = [i for i, o in zip(left, on, strict=True) if o]
-        for i in result_left:
-            result[i] = rank
-        left = [i for i, o in zip(left, on, strict=True) if not o]
+    while left.any():
+        now = left & (count == 0)
+        result[now] = rank
+        left &= ~now
+        count -= dominated_by[now].sum(axis=0)
         rank += 1
-    return result
+    return result.tolist()
+
+
+def dominance(costs: Any) -> Any:
+    """``[i, j]``: whether cost vector ``i`` dominates ``j`` (lower is better everywhere)."""
+    at_most = (costs[:, None, :] <= costs[None, :, :]).all(axis=-1)
+    below = (costs[:, None, :] < costs[None, :, :]).any(axis=-1)
+    return at_most & below
+
+
+def crowding(vectors: Sequence[Vector]) -> list[float]:
+    """NSGA-II's crowding distance of each vector among ``vectors`` (one front): the
+    normalised side lengths of the box its neighbours span, infinite at an end of an axis.
+
+    >>> crowding([(0, 3), (1, 1), (3, 0)])
+    [inf, 2.0, inf]
+    """
+    n = len(vectors)
+    distance = [0.0] * n
+    if n <= 2:
+        return [math.inf] * n
+    for axis in range(len(vectors[0])):
+        order = sorted(range(n), key=lambda i: vectors[i][axis])
+        low, high = vectors[order[0]][axis], vectors[order[-1]][axis]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        if high == low:
+            continue
+        for k in range(1, n - 1):
+            gap = vectors[order[k + 1]][axis] - vectors[order[k - 1]][axis]
+            distance[order[k]] += gap / (high - low)
+    return distance
+
+
+def promotion_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
+    """The indices of ``vectors`` best first, as MOASHA ranks the configurations at a rung:
+    by non-dominated rank, within a rank by crowding distance (the most isolated first,
+    so the top keeps the front's spread), then by index.
+
+    >>> promotion_order([(0.5, 100), (0.9, 10), (0.8, 50), (0.95, 80)], [True, False])
+    [1, 3, 2, 0]
+    """
+    rank = ranks(vectors, maximize)
+    spread: dict[int, float] = {}
+    for r in set(rank):
+        members = [i for i in range(len(vectors)) if rank[i] == r]
+        for i, d in zip(members, crowding([vectors[i] for i in members]), strict=True):
+            spread[i] = d
+    return sorted(range(len(vectors)), key=lambda i: (rank[i], -spread[i], i))
+
+
+def promotable(
+    own: int,
+    vectors: Sequence[Vector],
+    maximize: Sequence[bool],
+    eta: int = 3,
+    last: bool = False,
+) -> bool:
+    """The promotion scheduler's multi-objective rule (Syne Tune's MOASHA): whether
+    ``vectors[own]`` is in the top ``len(vectors) // eta`` of :func:`promotion_order`
+    (with ``last``, no new configuration will come: at least the top one).
+
+    >>> at_rung = [(0.5, 100), (0.9, 10), (0.8, 50)]
+    >>> promotable(1, at_rung, [True, False]), promotable(0, at_rung, [True, False])
+    (True, False)
+    >>> two = at_rung[:2]
+    >>> promotable(1, two, [True, False]), promotable(1, two, [True, False], last=True)
+    (False, True)
+    """
+    top = max(1, len(vectors) // eta) if last else len(vectors) // eta
+    return own in promotion_order(vectors, maximize)[:top]
 
 
 def survives(

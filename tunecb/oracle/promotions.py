@@ -18,6 +18,12 @@ A ticket claimed by a process of this machine that died before it made the conti
 released (a new WAITING ticket); one claimed on another machine that died in that window
 stays claimed (that configuration stays paused).
 
+A multi-objective study (``objectives=``; Optuna takes no ``trial.report`` there) is ranked
+at a rung as Syne Tune's MOASHA ranks it: the values each configuration stored at the rung
+(``pareto_rung_<epoch>``, by :mod:`tunecb.training.pareto_pruning`) sorted by non-dominated
+rank, ties by crowding distance; the top ``n // eta`` are promotable
+(:func:`pareto_promotable`).
+
 >>> side_name("digits"), is_side("digits:promotions"), is_side("digits")
 ('digits:promotions', True, False)
 """
@@ -34,8 +40,9 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecb.oracle import attrs
+from tunecb.oracle import attrs, pareto
 from tunecb.oracle.attempts import owner_alive
+from tunecb.oracle.front import study_objectives
 from tunecb.study.promotion import PromotionPruner, configuration
 
 log = logging.getLogger("tunecb")
@@ -120,7 +127,9 @@ def promotable(
     highest rung first, best first within a rung."""
     pruner = study.pruner
     assert isinstance(pruner, PromotionPruner)
-    maximize = study.direction == StudyDirection.MAXIMIZE
+    objectives = study_objectives(study)
+    maximize = objectives is None and study.direction == StudyDirection.MAXIMIZE
+    ups = [o.maximize for o in objectives] if objectives else []
     found = []
     for ticket in tickets:
         if ticket.state != TrialState.WAITING:
@@ -129,11 +138,69 @@ def promotable(
         if not _is_paused(paused):
             continue
         rung = int(ticket.user_attrs[TICKET_RUNG])
-        if pruner.promotable_at(trials, paused, rung, maximize, last):
+        if objectives:
+            own = paused.user_attrs.get(f"{attrs.PARETO_RUNG}{rung}")
+            placed = pareto_place(trials, configuration(paused), own, rung, ups)
+            if placed is not None and placed[0] < _top(placed[1], pruner.eta, last):
+                found.append(((-rung, placed[0]), ticket, paused))
+        elif pruner.promotable_at(trials, paused, rung, maximize, last):
             value = paused.intermediate_values[rung]
             found.append(((-rung, -value if maximize else value), ticket, paused))
     found.sort(key=lambda item: item[0])
     return [(ticket, paused) for _, ticket, paused in found]
+
+
+def _top(n: int, eta: int, last: bool) -> int:
+    return max(1, n // eta) if last else n // eta
+
+
+def rung_vectors(trials: list[Any], rung: int) -> dict[int, list[float]]:
+    """``{configuration: values it stored at rung}`` of a multi-objective study (a failed
+    attempt's left out: its rerun stores them anew; a configuration counted once)."""
+    key = f"{attrs.PARETO_RUNG}{rung}"
+    found: dict[int, list[float]] = {}
+    for t in trials:
+        value = t.user_attrs.get(key)
+        if t.state != TrialState.FAIL and isinstance(value, list) and pareto.finite(value):
+            found[configuration(t)] = value
+    return found
+
+
+def pareto_place(
+    trials: list[Any], config: int, own: Any, rung: int, maximize: list[bool]
+) -> tuple[int, int] | None:
+    """Configuration ``config``'s place (0: best) at ``rung`` by MOASHA's order
+    (:func:`tunecb.oracle.pareto.promotion_order`), its values there ``own``, and how many
+    configurations reached the rung; ``None`` when ``own`` are not finite numbers."""
+    if not isinstance(own, list | tuple) or not pareto.finite(own):
+        return None
+    vectors = rung_vectors(trials, rung)
+    vectors[config] = list(own)
+    configs = list(vectors)
+    order = pareto.promotion_order([vectors[c] for c in configs], maximize)
+    return order.index(configs.index(config)), len(configs)
+
+
+def pareto_promotable(
+    trials: list[Any], config: int, own: Any, rung: int, maximize: list[bool], eta: int,
+    last: bool = False,
+) -> bool:  # fmt: skip
+    """Whether configuration ``config`` with values ``own`` at ``rung`` is in the top
+    ``n // eta`` of the configurations that reached it (MOASHA; with ``last``, at least
+    the top one).
+
+    >>> from optuna.trial import create_trial
+    >>> others = [create_trial(state=TrialState.PRUNED, user_attrs={"pareto_rung_1": v})
+    ...           for v in ([0.5, 100], [0.6, 90])]
+    >>> for number, trial in enumerate(others):
+    ...     trial.number = number
+    >>> pareto_promotable(others, 2, [0.9, 10], 1, [True, False], eta=3)
+    True
+    >>> pareto_promotable(others, 2, [0.4, 200], 1, [True, False], eta=3)
+    False
+    """
+    placed = pareto_place(trials, config, own, rung, maximize)
+    return placed is not None and placed[0] < _top(placed[1], eta, last)
 
 
 def _is_paused(trial: FrozenTrial | None) -> bool:

@@ -165,8 +165,8 @@ def settle(
     objectives: tuple[Objective, ...], values: dict[str, Any], sources: dict[str, str]
 ) -> dict[str, Any]:
     """A multi-objective study's monitor, direction and pruner: the first-listed metric
-    with its direction, and ``pareto`` unless the pruner is ``none`` (Optuna's pruners
-    cannot judge a trial on several values)."""
+    with its direction, and ``pareto`` unless the pruner is ``promotion`` (MOASHA) or
+    ``none`` (Optuna's pruners cannot judge a trial on several values)."""
     where = sources.get("objectives", "objectives=")
     for o in objectives:
         if o.per_epoch:
@@ -182,11 +182,11 @@ def settle(
     pruner = values.get("pruner")
     if sources.get("pruner", "default").startswith("default"):
         pruner = "pareto"
-    elif pruner not in ("pareto", "none"):
+    elif pruner not in ("pareto", "promotion", "none"):
         shown = pruner if isinstance(pruner, str) else type(pruner).__name__
         raise ConfigError(
             f"{sources.get('pruner', 'pruner=')} {shown!r} cannot judge a multi-objective "
             "trial (Optuna's pruners take one value); use 'pareto' (the default with "
-            "objectives=) or 'none'"
+            "objectives=), 'promotion' (pauses and resumes by Pareto rank) or 'none'"
         )
     return {"monitor": first.name, "direction": first.direction, "pruner": pruner}

@@ -169,7 +169,7 @@ FIELDS: tuple[Field, ...] = (
         "`median`, `hyperband` (first rung at a tenth of `epochs`), `successive_halving`, "
         "`promotion` (pauses at rungs and resumes the best from their backups), "
         "`none`, or an `optuna.pruners` instance; with `objectives=`: `pareto` (the default "
-        "there) or `none`",
+        "there), `promotion` (ranked by Pareto rank) or `none`",
         flag="--pruner", help=_one_of(PRUNERS),
         check=checks.optuna_choice("pruner", PRUNERS, _PRUNER_ALIASES),
     ),

@@ -8,6 +8,13 @@ values every other trial stored at that rung from the study's storage (so it wor
 in-process, in ``--jobs`` workers, on Dask and on PostgreSQL), and stops training when the
 trial is not in the top third by non-dominated rank (:func:`tunecb.oracle.pareto.survives`).
 
+With ``pruner="promotion"`` (the study's pruner a :class:`~tunecb.study.promotion.PromotionPruner`),
+it judges at that pruner's rungs by MOASHA's rule
+(:func:`tunecb.oracle.promotions.pareto_promotable`) and PAUSES a trial that is not
+promotable (``paused``; ``on_pause`` saves its backup), as the single-objective
+:class:`~tunecb.training.callbacks.OptunaPruning` does: a free worker resumes it when it
+has become promotable.
+
 As :class:`tunecb.training.callbacks.OptunaPruning`, it never raises to prune: it sets
 ``stop_training`` and ``pruned_at``; the runner marks the trial PRUNED after ``fit``.
 """
@@ -25,9 +32,11 @@ from optuna.trial import TrialState
 
 from tunecb.errors import MonitorError
 from tunecb.oracle import attrs as keys
-from tunecb.oracle import pareto
+from tunecb.oracle import pareto, promotions
 from tunecb.results import read_history
 from tunecb.study.objectives import PROPERTIES, Objective
+from tunecb.study.promotion import PromotionPruner
+from tunecb.training.backup import origin
 from tunecb.training.monitor import Monitor
 from tunecb.training.objectives import best_row, values_at
 
@@ -60,8 +69,13 @@ class ParetoPruning(keras.callbacks.Callback):
         self.maximize = [o.maximize for o in self.objectives]
         first = next(o for o in self.objectives if o.per_epoch)
         self.monitor = Monitor(first.name, first.maximize)
-        self.rungs = set(pareto.rung_epochs(epochs)) if prune else set()
+        pruner = getattr(getattr(trial, "study", None), "pruner", None)
+        self.scheduler = pruner if prune and isinstance(pruner, PromotionPruner) else None
+        rungs = self.scheduler.rungs if self.scheduler else pareto.rung_epochs(epochs)
+        self.rungs = set(rungs) if prune else set()
         self.pruned_at: int | None = None
+        self.paused = False  # the promotion scheduler paused the trial at pruned_at
+        self.on_pause: Any = None  # called with the epochs done on a pause (saves the backup)
         self._checked = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -80,12 +94,24 @@ class ParetoPruning(keras.callbacks.Callback):
         own = self._record(done)
         if own is None:
             return
-        others = rung_values(self.trial.study.get_trials(deepcopy=False), done, self.trial.number)
-        if not pareto.survives(own, others, self.maximize):
-            log.debug("trial %d pruned at epoch %d: dominated by the trials at that rung "
-                      "(%d others)", self.trial.number, done, len(others))  # fmt: skip
-            self.pruned_at = done
-            self.model.stop_training = True
+        trials = self.trial.study.get_trials(deepcopy=False)
+        if self.scheduler is not None:
+            if (
+                promotions.pareto_promotable(
+                    trials, origin(self.trial), own, done, self.maximize, self.scheduler.eta
+                )
+                or self.model.stop_training
+            ):  # promotable, or stops here anyway: no pause
+                return
+            self.paused = True
+        elif pareto.survives(own, rung_values(trials, done, self.trial.number), self.maximize):
+            return
+        log.debug("trial %d %s at epoch %d by its rank among the trials at that rung",
+                  self.trial.number, "paused" if self.paused else "pruned", done)  # fmt: skip
+        self.pruned_at = done
+        self.model.stop_training = True
+        if self.paused and self.on_pause is not None:
+            self.on_pause(done)
 
     def _record(self, rung: int) -> list[float] | None:
         """Store the trial's values at its best epoch up to ``rung``; ``None`` (nothing

@@ -261,8 +261,9 @@ class TrialRunner:
                 self._properties = objectives.measure(model, self.data, s.objectives, where)
                 cbs.pruning = ParetoPruning(
                     trial, s.objectives, self._properties, self.study_dir.history(trial.number),
-                    s.epochs, prune=s.pruner == "pareto",
+                    s.epochs, prune=s.pruner in ("pareto", "promotion"),
                 )  # fmt: skip
+                cbs.pruning.on_pause = cbs.backup.save  # promotion: resumes from there
             cbs.seeder = EpochSeed(outcome["seed"])  # an epoch's data order, also resumed
             resumed = self._resume(model, cbs, trial)
             outcome["resumed_from_epoch"] = resumed or None

@@ -116,8 +116,8 @@ def open_report_study(
     opened = open_storage(storage, study_dir.root if study_dir else Path("."))
     shown = redact(storage) if storage else str(study_dir.root / JOURNAL_NAME)
     try:
-        summaries = optuna.get_all_study_summaries(opened)
-        names = [s.study_name for s in summaries if not is_side(s.study_name)]
+        # names only: the summaries would deep-copy every trial (a third of a 1,000-trial report)
+        names = [n for n in optuna.get_all_study_names(opened) if not is_side(n)]
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"storage {shown!r}: cannot read it: {redact_text(reason)}") from exc
