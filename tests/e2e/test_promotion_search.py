@@ -2,7 +2,8 @@
 kept, the best resumed by a free worker, in this process and with ``--jobs 2`` on the journal
 file; a resumed configuration's epochs are those of an uninterrupted fit (``tunecb rerun``).
 Two machines on one PostgreSQL study, each resuming its own paused configurations:
-tests/e2e/test_machines.py::test_two_searches_on_one_postgres_study_run_the_budget_exactly."""
+tests/e2e/test_machines.py::test_two_searches_on_one_postgres_study_run_the_budget_exactly;
+Dask workers pausing and promoting: tests/e2e/test_dask.py (on that file's shared cluster)."""
 
 from __future__ import annotations
 
@@ -102,31 +103,3 @@ def test_two_worker_processes_pause_and_promote_on_one_journal(tmp_path, cli):
     assert len(workers) == 2
     side = promotions.side_name("promo2")
     assert side not in out  # the side study is not shown
-
-
-@pytest.mark.slow
-def test_dask_workers_pause_and_promote(tmp_path):
-    import subprocess
-    import sys
-
-    distributed = pytest.importorskip("dask.distributed")
-    from test_workers import write_fast_study
-
-    path = write_fast_study(tmp_path, name="pd", n=5, epochs=4)
-    results = tmp_path / "r"
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:  # fmt: skip
-        proc = subprocess.run(
-            [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
-             "--jobs", "2", "--dask", cluster.scheduler_address, "--pruner", "promotion"],
-            capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    trials = journal_study(results, "pd").get_trials(deepcopy=False)
-    assert budget.finished(trials) == 5
-    made = [t.system_attrs[attrs.PROMOTED_FROM] for t in trials
-            if attrs.PROMOTED_FROM in t.system_attrs]  # fmt: skip
-    assert made and len(made) == len(set(made))
-    assert any(t.state.name == "COMPLETE" for t in trials)
