@@ -20,6 +20,7 @@ def start(path, results, url, *flags):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # as the promotion test it absorbed: ~5 min under a load of 80
 def test_two_searches_on_one_postgres_study_run_the_budget_exactly(tmp_path, postgres_url):
     """Two machines (results folders of their own) on one study, with the promotion pruner:
     the budget of configurations is run exactly, each paused configuration is resumed once,
@@ -30,7 +31,7 @@ def test_two_searches_on_one_postgres_study_run_the_budget_exactly(tmp_path, pos
     path = write_fast_study(tmp_path, n=8, epochs=4)  # promotion rungs at epochs 1 and 3
     first = start(path, tmp_path / "a", postgres_url, "--pruner", "promotion")
     second = start(path, tmp_path / "b", postgres_url, "--pruner", "promotion")
-    outs = [p.communicate(timeout=600) for p in (first, second)]
+    outs = [p.communicate(timeout=840) for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outs
     study = optuna.load_study(study_name="par", storage=postgres_url)
     trials = [t for t in study.trials if t.user_attrs.get("stop_reason") != "discarded"]
