@@ -1,5 +1,5 @@
 """Multi-objective searches on real fits: values per objective told to a multi-objective
-Optuna study, tunecb's Pareto pruner (in-process, and in --jobs workers on PostgreSQL), the
+Optuna study, tunecb's Pareto pruner (in-process and in --jobs workers on the journal), the
 front in the report, a front member picked by load_best and retrain, --keep-checkpoints
 never deleting a front member."""
 
@@ -113,6 +113,20 @@ def test_an_objective_the_model_does_not_log_is_a_one_line_error(tmp_path, cli):
     assert "'params', 'size_mb', 'latency_ms'" in line
 
 
+@pytest.mark.slow
+def test_two_workers_share_the_rungs_through_the_journal(tmp_path, cli):
+    settings = MO.replace("n_trials=5", "n_trials=4").replace("epochs=3", "epochs=2")
+    path = write_study(tmp_path, settings=settings)
+    code, _, err = cli("search", path, "--results", tmp_path / "r", "--jobs", "2")
+    assert code == 0, err
+    trials = _study(tmp_path / "r" / "tiny").get_trials()
+    assert len({t.user_attrs[keys.WORKER] for t in trials}) == 2
+    assert all(f"{keys.PARETO_RUNG}1" in t.user_attrs for t in trials)
+    for t in trials:
+        assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert t.state == TrialState.PRUNED or len(t.values) == 2
+
+
 def test_the_html_report_draws_the_front_and_the_hypervolume(mo_study):
     from tunecb.reporting.data.records import study_records
     from tunecb.reporting.html.page import html_report
@@ -128,22 +142,14 @@ def test_the_html_report_draws_the_front_and_the_hypervolume(mo_study):
 
 
 @pytest.mark.slow
-def test_two_workers_share_the_rungs_through_postgresql(tmp_path, cli, postgres_url):
-    """``--jobs 2`` on a PostgreSQL study: each worker's Pareto pruner reads the rung values
-    the other stored. (Was two searches, one with two workers on the journal, one in-process
-    on PostgreSQL; the in-process journal search is ``mo_study``.)"""
+def test_the_pareto_pruner_reads_its_rungs_from_postgresql(tmp_path, cli, postgres_url):
     settings = MO.replace("n_trials=5", "n_trials=4").replace("epochs=3", "epochs=2")
     path = write_study(tmp_path, name="pgmo", settings=settings)
-    code, _, err = cli("search", path, "--storage", postgres_url, "--results", tmp_path / "r",
-                       "--jobs", "2")  # fmt: skip
+    code, _, err = cli("search", path, "--storage", postgres_url, "--results", tmp_path / "r")
     assert code == 0, err
     study = optuna.load_study(study_name="pgmo", storage=postgres_url)
     assert len(study.directions) == 2 and len(study.trials) == 4
-    assert len({t.user_attrs[keys.WORKER] for t in study.trials}) == 2
     assert all(f"{keys.PARETO_RUNG}1" in t.user_attrs for t in study.trials)
-    for t in study.trials:
-        assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        assert t.state == TrialState.PRUNED or len(t.values) == 2
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert all(t.user_attrs[keys.EPOCHS_RUN] == 1 for t in pruned)
     df = tunecb.report(str(tmp_path / "r" / "pgmo"), storage=postgres_url)
