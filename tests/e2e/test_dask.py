@@ -102,6 +102,25 @@ def test_every_mode_sends_the_same_events_with_the_same_fields(cluster, tmp_path
 
 
 @pytest.mark.slow
+def test_dask_workers_pause_and_promote(cluster, tmp_path):
+    """The promotion pruner on the Dask workers (this file's cluster, shared: its worker
+    processes have imported Keras already)."""
+    from tunecb.oracle import attrs, budget
+
+    path = write_fast_study(tmp_path, name="pd", n=5, epochs=4)
+    results = tmp_path / "r"
+    proc = run(str(path), "--results", str(results), "--jobs", "2",
+               "--dask", cluster.scheduler_address, "--pruner", "promotion")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    trials = journal_study(results, "pd").get_trials(deepcopy=False)
+    assert budget.finished(trials) == 5
+    made = [t.system_attrs[attrs.PROMOTED_FROM] for t in trials
+            if attrs.PROMOTED_FROM in t.system_attrs]  # fmt: skip
+    assert made and len(made) == len(set(made))
+    assert any(t.state.name == "COMPLETE" for t in trials)
+
+
+@pytest.mark.slow
 def test_ctrl_c_on_a_dask_search_is_answered_at_once(cluster, tmp_path):
     """The launcher answers within seconds; the tasks stop after their current trial."""
     import signal

@@ -55,23 +55,40 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def run_search(path: Path, results: Path, *flags: str, timeout: float = SEARCH_TIMEOUT_S):
-    """``tunecb search`` in a session of its own, to its end (bounded); its group is killed
-    afterwards whatever happened. Returns the completed process."""
+def write_study_file(folder: Path, name: str, text: str) -> tuple[Path, Path]:
+    """``folder/<name>.py`` holding ``text``, and the results folder beside it."""
+    path = folder / f"{name}.py"
+    path.write_text(text)
+    return path, folder / "r"
+
+
+def start_search(path: Path, results: Path, *flags: str) -> subprocess.Popen:
+    """``tunecb search`` in a session of its own (stop it with :func:`end_search`)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
                *flags]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)  # fmt: skip
+
+
+def end_search(proc: subprocess.Popen) -> None:
+    """Kill the search's whole process group, whatever happened, and reap it."""
+    _kill_group(proc.pid)
+    if proc.poll() is None:
+        proc.wait(timeout=30)
+
+
+def run_search(path: Path, results: Path, *flags: str, timeout: float = SEARCH_TIMEOUT_S):
+    """:func:`start_search` to its end (bounded), then :func:`end_search`. Returns the
+    completed process."""
+    proc = start_search(path, results, *flags)
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
-        _kill_group(proc.pid)
-        if proc.poll() is None:
-            proc.wait(timeout=30)
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+        end_search(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def journal_trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -107,35 +124,15 @@ def _check_killed_for_good(trials: list, n: int) -> None:
 @pytest.mark.slow
 def test_a_trial_that_kills_its_worker_every_time_fails_and_the_jobs_search_ends(tmp_path):
     """``--jobs 2``: today the same parameters ran 52 times in 150 s and the search never
-    ended. Now the configuration fails after ``MAX_DEATHS`` deaths and the budget ends it."""
-    path = tmp_path / "killer.py"
-    path.write_text(KILLER_STUDY.format(n=2, seed=11))
-    results = tmp_path / "r"
+    ended. Now the configuration fails after ``MAX_DEATHS`` deaths and the budget ends it.
+    (``--jobs 0``, where each run of the command dies with its trial: the next run's count is
+    tests/unit/test_deaths.py, with real dead processes; the next run finding the killed
+    process: test_workers.py::test_a_killed_search_process_is_recovered_by_the_next_run.)"""
+    path, results = write_study_file(tmp_path, "killer", KILLER_STUDY.format(n=2, seed=11))
     proc = run_search(path, results, "--jobs", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     _check_killed_for_good(journal_trials(results, "killer"), n=2)
     assert "killed" in proc.stdout + proc.stderr
-
-
-@pytest.mark.slow
-def test_a_trial_that_kills_the_search_process_fails_after_repeated_runs(tmp_path):
-    """``--jobs 0``: every run of the command dies with its trial; each next run counts the
-    earlier deaths, and the one after the last death fails the trial and goes on."""
-    from tunecb.oracle.deaths import MAX_DEATHS
-
-    path = tmp_path / "killer.py"
-    path.write_text(KILLER_STUDY.format(n=2, seed=11))
-    results = tmp_path / "r"
-    codes = []
-    for _ in range(2 * MAX_DEATHS + 2):  # bounded: the fault looped forever
-        proc = run_search(path, results, "--jobs", "0")
-        codes.append(proc.returncode)
-        if proc.returncode == 0:
-            break
-    assert codes[-1] == 0, (codes, proc.stderr[-2000:])
-    assert codes.count(-signal.SIGKILL) <= 2 * MAX_DEATHS, codes
-    assert "killed" in proc.stdout
-    _check_killed_for_good(journal_trials(results, "killer"), n=2)
 
 
 # A trial that crawls (each epoch sleeps) and one whose builder never returns, by value of
@@ -179,9 +176,7 @@ def test_trials_past_the_time_limit_stop_at_an_epoch_end_or_have_their_process_e
     """``--jobs 0`` with ``trial_timeout=3``: the trials run in one worker process; the one
     whose epochs still end stops at the first epoch end past 3 s, COMPLETE with its best so
     far; the one stuck in its builder has its process ended and FAILs; the search ends."""
-    path = tmp_path / "timed.py"
-    path.write_text(TIMED_STUDY)
-    results = tmp_path / "r"
+    path, results = write_study_file(tmp_path, "timed", TIMED_STUDY)
     proc = run_search(path, results, "--jobs", "0", timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--trial-timeout: trials run one at a time in a worker process" in proc.stdout
@@ -251,15 +246,8 @@ def test_ctrl_c_stops_an_in_process_fit_blocked_in_a_py_function(tmp_path):
     sig, code = signal.SIGINT, 130
     import time
 
-    path = tmp_path / "hung.py"
-    path.write_text(HUNG_PIPELINE_STUDY)
-    results = tmp_path / "r"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
-               "--jobs", "0"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)  # fmt: skip
+    path, results = write_study_file(tmp_path, "hung", HUNG_PIPELINE_STUDY)
+    proc = start_search(path, results, "--jobs", "0")
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:  # the first epoch ends; the second one hangs
@@ -279,9 +267,7 @@ def test_ctrl_c_stops_an_in_process_fit_blocked_in_a_py_function(tmp_path):
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - sent
     finally:
-        _kill_group(proc.pid)
-        if proc.poll() is None:
-            proc.wait(timeout=30)
+        end_search(proc)
     assert proc.returncode == code, err[-2000:]
     assert took < 20, took
     trials = journal_trials(results, "hung")
@@ -293,13 +279,10 @@ def test_ctrl_c_stops_an_in_process_fit_blocked_in_a_py_function(tmp_path):
 def test_a_data_function_that_never_returns_stops_the_search_within_the_limit(tmp_path):
     """``--jobs 0 --trial-timeout 3``: the worker that runs the trials never gets its data;
     it is ended and the search stops with exit code 1 and one line, instead of hanging."""
-    path = tmp_path / "stuckdata.py"
-    path.write_text(
-        KILLER_STUDY.format(n=2, seed=11).replace(
-            "def load():\n", "def load():\n    import time\n    time.sleep(10**6)\n"
-        )
+    stuck = KILLER_STUDY.format(n=2, seed=11).replace(
+        "def load():\n", "def load():\n    import time\n    time.sleep(10**6)\n"
     )
-    results = tmp_path / "r"
+    path, results = write_study_file(tmp_path, "stuckdata", stuck)
     proc = run_search(path, results, "--jobs", "0", "--trial-timeout", "3", timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "did not load the study and its data within 3 s" in proc.stderr

@@ -122,7 +122,8 @@ def test_a_log_gets_one_plain_line_per_finished_trial(study_file, tmp_path, cli)
 
 
 def test_quiet_prints_only_the_summary(study_file, tmp_path, cli):
-    code, out, err = cli("search", study_file(), "--results", tmp_path / "r", "--quiet")
+    code, out, err = cli("search", study_file(), "--results", tmp_path / "r", "--quiet",
+                         "--n-trials", "1", "--epochs", "1")  # fmt: skip
     assert code == 0, err
     assert out.lstrip().startswith("search done in") and "created study" not in out
     assert not any(line.startswith("[") for line in out.splitlines())  # no trial lines

@@ -1,6 +1,9 @@
 """The promotion pruner in real searches: configurations paused at a rung with their backup
 kept, the best resumed by a free worker, in this process and with ``--jobs 2`` on the journal
-file; a resumed configuration's epochs are those of an uninterrupted fit (``tunecb rerun``)."""
+file; a resumed configuration's epochs are those of an uninterrupted fit (``tunecb rerun``).
+Two machines on one PostgreSQL study, each resuming its own paused configurations:
+tests/e2e/test_machines.py::test_two_searches_on_one_postgres_study_run_the_budget_exactly;
+Dask workers pausing and promoting: tests/e2e/test_dask.py (on that file's shared cluster)."""
 
 from __future__ import annotations
 
@@ -100,95 +103,3 @@ def test_two_worker_processes_pause_and_promote_on_one_journal(tmp_path, cli):
     assert len(workers) == 2
     side = promotions.side_name("promo2")
     assert side not in out  # the side study is not shown
-
-
-@pytest.mark.slow
-def test_two_machines_on_one_postgres_study_each_resume_their_own_paused(tmp_path, postgres_url):
-    import subprocess
-    import sys
-
-    from test_workers import write_fast_study
-
-    path = write_fast_study(tmp_path, n=6, epochs=4)
-
-    def machine(folder: str) -> subprocess.Popen:  # results folders of their own
-        command = [
-            sys.executable,
-            "-m",
-            "tunecb",
-            "search",
-            str(path),
-            "--results",
-            str(tmp_path / folder),
-            "--storage",
-            postgres_url,
-            "--pruner",
-            "promotion",
-        ]
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)  # fmt: skip
-
-    procs = [machine("a"), machine("b")]
-    outs = [p.communicate(timeout=900) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    study = optuna.load_study(study_name="par", storage=postgres_url)
-    trials = study.get_trials(deepcopy=False)
-    assert budget.finished(trials) == 6
-    made = [t for t in trials if attrs.PROMOTED_FROM in t.system_attrs]
-    # Which configurations get promoted depends on the two machines' timing: the best paused
-    # one of a rung may be the other machine's, which had already ended (its backup is not
-    # here). Whatever was continued, was continued once, on the machine that paused it.
-    assert any(t.user_attrs.get(attrs.STOP_REASON) == attrs.PAUSED for t in trials)
-    assert len({t.system_attrs[attrs.PROMOTED_FROM] for t in made}) == len(made)
-    for t in made:  # resumed where its backup was: on the machine that paused it
-        paused = trials[t.system_attrs[attrs.PROMOTED_FROM]]
-        assert t.user_attrs[attrs.WORKER] == paused.user_attrs[attrs.WORKER]
-        assert t.user_attrs.get(attrs.RESUMED_FROM) == paused.user_attrs[attrs.EPOCHS_RUN]
-    assert any(t.state.name == "COMPLETE" for t in trials)
-    names = [s.study_name for s in optuna.get_all_study_summaries(postgres_url)]
-    assert sorted(names) == ["par", "par:promotions"]
-    from tunecb.cli import main
-
-    assert (
-        main(
-            [
-                "report",
-                "--storage",
-                postgres_url,
-                "--format",
-                "csv",
-                "--output",
-                str(tmp_path / "all.csv"),
-            ]
-        )
-        == 0
-    )  # one study listed: no --study-name needed
-    assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 1 + 6
-
-
-@pytest.mark.slow
-def test_dask_workers_pause_and_promote(tmp_path):
-    import subprocess
-    import sys
-
-    distributed = pytest.importorskip("dask.distributed")
-    from test_workers import write_fast_study
-
-    path = write_fast_study(tmp_path, name="pd", n=5, epochs=4)
-    results = tmp_path / "r"
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:  # fmt: skip
-        proc = subprocess.run(
-            [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
-             "--jobs", "2", "--dask", cluster.scheduler_address, "--pruner", "promotion"],
-            capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    trials = journal_study(results, "pd").get_trials(deepcopy=False)
-    assert budget.finished(trials) == 5
-    made = [t.system_attrs[attrs.PROMOTED_FROM] for t in trials
-            if attrs.PROMOTED_FROM in t.system_attrs]  # fmt: skip
-    assert made and len(made) == len(set(made))
-    assert any(t.state.name == "COMPLETE" for t in trials)

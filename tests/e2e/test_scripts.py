@@ -147,41 +147,44 @@ print("SEARCHED", len(result.trials))
 """
 
 
-def tunecb_cli(*args: object, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "tunecb", *map(str, args)], cwd, **env)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_a_study_declared_in_a_script_is_retrained_and_rerun_without_its_search(tmp_path):
+def test_a_study_declared_in_a_script_is_retrained_and_rerun_without_its_search(
+    tmp_path, cli, monkeypatch
+):
+    """The script searches in a process of its own; ``retrain`` and ``rerun`` run in this
+    process (the same code as the command's, without three more start-ups of Keras)."""
     script = tmp_path / "search.py"
     script.write_text(SEARCHING_SCRIPT)
     proc = run([sys.executable, str(script), str(tmp_path / "results")], tmp_path)
     assert proc.returncode == 0 and "SEARCHED 2" in proc.stdout, proc.stderr[-3000:]
     results = tmp_path / "results" / "scripted"
     script.write_text(SEARCHING_SCRIPT + "# edited outside the study's functions\n")
+    monkeypatch.chdir(tmp_path)
 
     # The script recorded by the trials is used; its search is not run (TRIALS=4 would
     # train two more trials); no false "changed" note.
-    proc = tunecb_cli("retrain", results, "--trial", 0, "--epochs", 1, cwd=tmp_path, TRIALS="4")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "changed" not in proc.stderr and "SEARCHED" not in proc.stdout
+    monkeypatch.setenv("TRIALS", "4")
+    code, out, err = cli("retrain", results, "--trial", 0, "--epochs", 1)
+    assert code == 0, err[-3000:]
+    assert "changed" not in err and "SEARCHED" not in out
     assert "changed" not in (results / "trials" / "0" / "final.json").read_text()
-    proc = tunecb_cli("rerun", results, 1, "--study", script, cwd=tmp_path, TRIALS="4")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "identical" in proc.stdout and "changed" not in proc.stdout + proc.stderr
+    code, out, err = cli("rerun", results, 1, "--study", script)
+    assert code == 0, err[-3000:]
+    assert "identical" in out and "changed" not in out + err and "SEARCHED" not in out
     assert len(journal_study(tmp_path / "results", "scripted").trials) == 2
+    monkeypatch.delenv("TRIALS")
 
     # A changed builder is said.
     script.write_text(SEARCHING_SCRIPT.replace('"units", 4, 8', '"units", 4, 9'))
-    proc = tunecb_cli("retrain", results, "--trial", 0, "--epochs", 1, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"note: the study declared in {script} changed since trial 0 ran" in proc.stderr
+    code, out, err = cli("retrain", results, "--trial", 0, "--epochs", 1)
+    assert code == 0, err[-3000:]
+    assert f"note: the study declared in {script} changed since trial 0 ran" in err
 
     # A notebook cannot be imported: its study must be passed, in one line.
     record = results / "trials" / "0" / "trial.json"
     data = json.loads(record.read_text())
     record.write_text(json.dumps({**data, "study_file": "/tmp/ipykernel_1/2.py"}))
-    proc = tunecb_cli("retrain", results, "--trial", 0, cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert "declared in a notebook" in proc.stderr and "--study FILE" in proc.stderr
+    code, out, err = cli("retrain", results, "--trial", 0)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "declared in a notebook" in err and "--study FILE" in err
