@@ -130,3 +130,15 @@ def finished_study(tmp_path_factory) -> Path:
     code = main(["search", str(path), "--results", str(folder / "results")])
     assert code == 0
     return folder / "results" / "fin"
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One real dask.distributed LocalCluster (2 worker processes) for every Dask test of a
+    pytest process: its workers import TensorFlow once, not once per test file."""
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as local:  # fmt: skip
+        yield local

@@ -14,13 +14,10 @@ from test_workers import journal_study, write_fast_study
 distributed = pytest.importorskip("dask.distributed")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
-    ) as local:  # fmt: skip
-        yield local
+@pytest.fixture
+def cluster(dask_cluster):
+    """The session's cluster (tests/conftest.py), shared with the other files' Dask tests."""
+    return dask_cluster
 
 
 def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

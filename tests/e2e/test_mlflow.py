@@ -326,20 +326,16 @@ def test_ctrl_c_ends_the_runs_killed_and_the_next_search_continues_them(tmp_path
         check_child(client, run, results, "ctrlc", number)
 
 
-def test_dask_workers_record_a_complete_child_run_per_trial(tmp_path, mlflow_url):
-    distributed = pytest.importorskip("dask.distributed")
+def test_dask_workers_record_a_complete_child_run_per_trial(tmp_path, mlflow_url, dask_cluster):
     from test_workers import write_fast_study
 
     path = write_fast_study(tmp_path, name="daskrun", n=3, epochs=2)
     results = tmp_path / "results"
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, host=HOST, dashboard_address=None
-    ) as cluster:  # fmt: skip
-        proc = subprocess.run(
-            [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
-             "--jobs", "1", "--dask", cluster.scheduler_address, "--mlflow", mlflow_url],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
+         "--jobs", "1", "--dask", dask_cluster.scheduler_address, "--mlflow", mlflow_url],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "MLflow" not in proc.stderr  # no gap
     client, parent, children = runs(mlflow_url, "daskrun")

@@ -121,18 +121,14 @@ def search(path: Path, results: Path, *flags: str, env=None, timeout=600):
 
 
 @pytest.mark.slow
-def test_a_pruned_multi_objective_search_runs_on_dask_workers(tmp_path):
+def test_a_pruned_multi_objective_search_runs_on_dask_workers(tmp_path, dask_cluster):
     distributed = pytest.importorskip("dask.distributed")
     path = tmp_path / "dmo.py"
     path.write_text(FAST_MO.format(epochs=2, n=5))
     results = tmp_path / "r"
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:  # fmt: skip
-        with distributed.Client(cluster) as client:
-            dask_pids = {str(pid) for pid in client.run(os.getpid).values()}
-        proc = search(path, results, "--jobs", "2", "--dask", cluster.scheduler_address)
+    with distributed.Client(dask_cluster) as client:
+        dask_pids = {str(pid) for pid in client.run(os.getpid).values()}
+    proc = search(path, results, "--jobs", "2", "--dask", dask_cluster.scheduler_address)
     assert proc.returncode == 0, proc.stderr
     trials = journal_study(results, "dmo").get_trials(deepcopy=False)
     assert len(trials) == 5
