@@ -94,6 +94,7 @@ def test_a_moved_range_is_described_with_the_trials_outside_it(first_run, tmp_pa
     assert "the search space differs from its earlier trials'" in shown
     assert f"lr: range 0.001..0.03 (log) is now {low:g}..0.05 (log)" in shown
     assert "1 finished trial falls outside" in shown
+    assert "1 finished trial falls outside the new space; the sampler ignores it" in shown
     assert f"--study-name NEW --warm-start {results / 'tiny'}" in shown
 
 
