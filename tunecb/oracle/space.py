@@ -304,16 +304,18 @@ def sampler_use(
     return f"{text}; this sampler ({type(sampler).__name__}) may still learn from {them}"
 
 
-def built(trial: Any, found: Guard | None, study_sha: str, folder: str) -> list[str]:
+def built(
+    trial: Any, found: Guard | None, study_sha: str, folder: str, warm_start: str | None = None
+) -> list[str]:
     """After the builder ran: refuse a given configuration it did not fully ask, seed a
-    warm start (:func:`tunecb.oracle.warm.seed`), and the texts to log (the warm start's,
-    and the space's changes, :func:`notice`); nothing for an unguarded trial (``found``
-    ``None``: a FixedTrial)."""
+    warm start (:func:`tunecb.oracle.warm.seed`; ``warm_start``: this process's source),
+    and the texts to log (the warm start's, and the space's changes, :func:`notice`);
+    nothing for an unguarded trial (``found`` ``None``: a FixedTrial)."""
     from tunecb.oracle import warm
 
     if found is None:
         return []
     check_given(found)
-    texts = warm.seed(trial.study, found.asked, trial.number)
+    texts = warm.seed(trial.study, found.asked, trial.number, warm_start)
     lines = notice(trial.study, found, study_sha, folder)
     return [*texts, "\n".join(lines)] if lines else texts
