@@ -83,6 +83,23 @@ def test_a_change_optuna_cannot_store_stops_before_any_trial_counts(
     assert budget.left(trials, 4) == 3
 
 
+@pytest.mark.slow  # two worker processes, each importing Keras
+def test_a_change_optuna_cannot_store_is_refused_once_with_two_worker_processes(
+    first_run, tmp_path, cli
+):
+    with _changed(first_run, tmp_path, "1e-3, 3e-2, log=True", "1e-3, 3e-2") as (path, results):
+        code, out, err = cli("search", path, "--results", results, "--n-trials", "4",
+                             "--jobs", "2")  # fmt: skip
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if "error:" in line]
+    assert len(lines) == 1, err  # one line, though both workers may have met the change
+    assert "parameter 'lr' was float 0.001..0.03 (log)" in lines[0]
+    assert "Traceback" not in err
+    trials = _trials(results)
+    assert budget.finished(trials) == 1  # the first run's trial only: nothing was spent
+    assert budget.left(trials, 4) == 3
+
+
 def test_a_moved_range_is_described_with_the_trials_outside_it(first_run, tmp_path, cli):
     (lr,) = [t.params["lr"] for t in _trials(first_run / "results")]
     low = lr * 1.5  # the first trial's lr now falls outside

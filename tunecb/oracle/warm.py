@@ -72,7 +72,10 @@ class Source:
     def load(self, url: str | None = None) -> optuna.Study:
         """The earlier study (``url``: this source's URL with its password, when the source
         stored none)."""
-        storage = open_storage(self.url or url, self.root or Path("."))
+        if self.root is not None:
+            storage = open_storage(None, self.root)
+        else:
+            storage = open_storage(self.url or url, Path("."))
         return optuna.load_study(study_name=self.study, storage=storage)
 
 
