@@ -85,7 +85,7 @@ def _own_values(result: Any) -> list[float | None]:
     return [t.value for t in sorted(own, key=lambda t: t.number)]
 
 
-MODES = {"cold": {}, "warm": {"warm_start_enqueue": 0}, "warm+best": {"warm_start_enqueue": 1}}
+MODES = {"cold": {}, "warm": {"warm_start_enqueue": 0}, "warm_best": {"warm_start_enqueue": 1}}
 
 
 def _until(study: Any, name: str, target: float | None, maximize: bool, trials: int,

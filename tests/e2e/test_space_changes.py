@@ -202,6 +202,30 @@ def test_a_warm_start_adds_the_earlier_trials_that_fit_as_prior_knowledge(first_
     assert code == 0 and '"warm_start"' not in out  # the report lists the study's own trials
 
 
+def test_a_warm_start_from_a_journal_file_queues_its_best_first_marked_given(
+    first_run, tmp_path, cli
+):
+    journal = first_run / "results" / "tiny" / "optuna.journal"  # a storage, not a folder
+    code, out, err = cli(
+        "search", first_run / "tiny.py", "--results", tmp_path / "results",
+        "--study-name", "warm2", "--warm-start", journal, "--warm-start-enqueue", "1",
+        "--n-trials", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"warm start from journal:{journal.resolve()} (study 'tiny')" in out + err
+    assert "its best 1 queued to run next" in out + err
+    storage = open_storage(None, tmp_path / "results" / "warm2")
+    trials = optuna.load_study(study_name="warm2", storage=storage).get_trials()
+    (earlier,) = _trials(first_run / "results")
+    own = [t for t in trials if budget.counts(t)]
+    assert len(own) == 2 and "given" not in own[0].user_attrs  # the one that learnt the space
+    given = own[1]  # then the earlier best: trained, counted
+    assert {k: given.params[k] for k in earlier.params} == earlier.params
+    assert given.user_attrs["given"]["from"] == (
+        f"--warm-start-enqueue: journal:{journal.resolve()} trial 0"
+    )
+
+
 @pytest.mark.slow  # two worker processes, each importing Keras
 def test_given_configurations_run_first_once_each_with_two_worker_processes(tmp_path, cli):
     path = write_study(tmp_path, settings=SETTINGS)
