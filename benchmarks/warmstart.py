@@ -85,7 +85,7 @@ def _own_values(result: Any) -> list[float | None]:
     return [t.value for t in sorted(own, key=lambda t: t.number)]
 
 
-MODES = {"cold": {}, "warm": {"warm_start_enqueue": 0}, "warm_best": {"warm_start_enqueue": 1}}
+MODES = {"cold": {}, "warm": {"warm_start_enqueue": 0}, "warm_k1": {"warm_start_enqueue": 1}}
 
 
 def _until(study: Any, name: str, target: float | None, maximize: bool, trials: int,
@@ -119,7 +119,7 @@ def run_one(task: search_tasks.Task, seed: int, trials: int, epochs: int, root: 
         reached, result = _until(narrowed, f"{mode}-{seed}", target, task.maximize, trials,
                                  seed=seed + 1, **common, **extra)  # fmt: skip
         row[mode] = reached
-        row[f"{mode}_best"] = result.best_value
+        row[f"{mode}_value"] = result.best_value
         row[f"{mode}_s"] = round(time.perf_counter() - started, 1)
     return row
 
@@ -156,26 +156,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tasks", default="digits,diabetes")
+    parser.add_argument("--out", help="the JSON to write (default benchmarks/out/warmstart.json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.trials, args.epochs, args.seeds, args.tasks = 4, 2, 1, "digits"
     import os
 
     load_before, started = os.getloadavg(), time.perf_counter()
-    rows = []
+    rows: list[dict] = []
+    out = Path(args.out or Path(__file__).resolve().parent / "out" / "warmstart.json")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.tasks.split(","):
             for seed in range(args.seeds):
                 rows.append(run_one(search_tasks.TASKS[name], seed, args.trials, args.epochs,
                                     Path(folder)))  # fmt: skip
                 print(rows[-1], flush=True)
-    result = {
-        "settings": vars(args), "rows": rows, "versions": versions(),
-        "machine": machine(load_before, os.getloadavg()),
-        "total_s": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
-    out = Path(__file__).resolve().parent / "out" / "warmstart.json"
-    write_result(result, out, table(rows))
+                result = {
+                    "settings": vars(args), "rows": rows, "versions": versions(),
+                    "machine": machine(load_before, os.getloadavg()),
+                    "total_s": round(time.perf_counter() - started, 1),
+                }  # fmt: skip
+                write_result(result, out, table(rows))  # after each row: a partial run counts
     return 0
 
 
