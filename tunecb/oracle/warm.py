@@ -37,7 +37,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecb.errors import ConfigError, StorageError
+from tunecb.errors import ConfigError
 from tunecb.oracle.attrs import (
     GIVEN,
     STOP_REASON,
@@ -100,12 +100,9 @@ def locate(source: str, study: str | None = None) -> Source:
         url = f"journal:{file.resolve()}"
     elif source.startswith("sqlite:///") and not Path(source[10:]).expanduser().is_file():
         raise ConfigError(f"--warm-start {source}: no such SQLite file; {_FIX}")
-    shown = redact(url)
-    try:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(url, Path(".")))]
-    except StorageError as exc:
-        raise ConfigError(f"--warm-start {shown}: {exc}") from None
-    names = [n for n in names if not is_side(n)]
+    shown = redact(url)  # a storage that cannot be reached: its StorageError (exit 1)
+    summaries = optuna.get_all_study_summaries(open_storage(url, Path(".")))
+    names = [s.study_name for s in summaries if not is_side(s.study_name)]
     if study is None and len(names) == 1:
         study = names[0]
     if study is None or study not in names:
