@@ -101,7 +101,9 @@ def _until(study: Any, name: str, target: float | None, maximize: bool, trials: 
     return None, result
 
 
-def run_one(task: search_tasks.Task, seed: int, trials: int, epochs: int, root: Path) -> dict:
+def run_one(
+    task: search_tasks.Task, seed: int, trials: int, epochs: int, root: Path, modes: list[str]
+) -> dict:
     import tunecb
 
     common = {"jobs": 0, "quiet": True, "results": str(root)}
@@ -112,8 +114,8 @@ def run_one(task: search_tasks.Task, seed: int, trials: int, epochs: int, root: 
     target = first.best_value
     narrowed = _study(task, epochs, NARROWED_LR)
     row: dict[str, Any] = {"task": task.name, "seed": seed, "target": target}
-    names = list(MODES)
-    for mode in names[seed % 3 :] + names[: seed % 3]:  # the order rotates with the seed
+    names = [m for m in MODES if m in modes]
+    for mode in names[seed % len(names) :] + names[: seed % len(names)]:  # rotates with the seed
         extra = {} if mode == "cold" else {"warm_start": str(first.study_dir), **MODES[mode]}
         started = time.perf_counter()
         reached, result = _until(narrowed, f"{mode}-{seed}", target, task.maximize, trials,
@@ -130,11 +132,13 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = " | ".join(_n(r[m]) for m in MODES)
+        cells = " | ".join(_n(r[m]) if m in r else "-" for m in MODES)
         lines.append(f"| {r['task']} | {r['seed']} | {r['target']:.4g} | {cells} |")
     for name in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == name]
-        cells = " | ".join(_median([r[m] for r in mine]) for m in MODES)
+        cells = " | ".join(
+            _median([r[m] for r in mine]) if all(m in r for r in mine) else "-" for m in MODES
+        )
         lines.append(f"| {name} | median | | {cells} |")
     return "\n".join(lines)
 
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-list", help="these seeds (e.g. 1,2) instead of 0..seeds-1")
+    parser.add_argument("--modes", default=",".join(MODES), help="of " + ", ".join(MODES))
     parser.add_argument("--tasks", default="digits,diabetes")
     parser.add_argument("--out", help="the JSON to write (default benchmarks/out/warmstart.json)")
     args = parser.parse_args(argv)
@@ -167,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or Path(__file__).resolve().parent / "out" / "warmstart.json")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.tasks.split(","):
-            for seed in range(args.seeds):
+            seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else None
+            for seed in seeds or range(args.seeds):
                 rows.append(run_one(search_tasks.TASKS[name], seed, args.trials, args.epochs,
-                                    Path(folder)))  # fmt: skip
+                                    Path(folder), args.modes.split(",")))  # fmt: skip
                 print(rows[-1], flush=True)
                 result = {
                     "settings": vars(args), "rows": rows, "versions": versions(),

@@ -173,3 +173,21 @@ def test_the_best_k_that_fit_are_queued_as_given_configurations(tmp_path):
         for n, x in ((3, 0.4), (1, 0.5))
     ]
     assert budget.left(study.get_trials(), 5) == 5  # queued, not run: they count when run
+
+
+def test_the_pruner_does_not_count_the_copies_as_finished_trials(tmp_path):
+    # Copies have no epochs: counted by the median pruner's start-up, they let it prune
+    # every trial against the first real one (measured in benchmarks/warmstart.py).
+    from tunecb.oracle.pruning import should_prune
+    from tunecb.study.samplers_pruners import make_pruner
+
+    root = _source(tmp_path, values=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6))
+    study = optuna.create_study(direction="minimize", pruner=make_pruner("median", epochs=5))
+    warm.prepare(study, str(root), "val_loss", "minimize")
+    warm.seed(study, {"x": X}, 0)
+    first = study.ask()
+    first.report(0.2, 1)
+    study.tell(first, 0.2)
+    trial = study.ask()
+    trial.report(0.9, 1)
+    assert not should_prune(trial)  # one real finished trial: the pruner is still starting
