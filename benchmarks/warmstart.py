@@ -2,14 +2,18 @@
 
 For each task and seed: a first study of ``--trials`` trials on the space of
 :mod:`search_tasks` (its best value is the target); then the same study with Adam's
-learning-rate range narrowed to 3e-4..1e-2 (log), run twice, cold and warm-started from the
-first (``warm_start=``, its trials that fit the narrowed range as prior knowledge), each up to
-``--trials`` trials. The figure is the number of the second study's own trials until one
-reaches the target (``never`` when none does); the table shows each seed and the median.
+learning-rate range narrowed to 3e-4..1e-2 (log), run three ways: cold, warm-started from
+the first (``warm_start=``: its trials that fit the narrowed range as prior knowledge), and
+warm with the first study's best fitting configuration queued first
+(``warm_start_enqueue=1``). Each second study runs one trial at a time (the study continued
+trial by trial) until a trial reaches the target or ``--trials`` trials ran. The figure is
+the number of the second study's own trials until one reaches the target (``never`` when
+none does); the table shows each seed and the median. The order of the three second studies
+rotates with the seed.
 
 Run from the repository root::
 
-    python benchmarks/warmstart.py              # 2 tasks x 3 seeds x 20 trials x 10 epochs
+    python benchmarks/warmstart.py              # 2 tasks x 3 seeds x 20 trials x 5 epochs
     python benchmarks/warmstart.py --quick      # smoke run: 1 task x 1 seed x 4 trials x 2 epochs
 
 Every search runs in this process (``jobs=0``), seeded, with tunecb's default sampler and
@@ -81,42 +85,61 @@ def _own_values(result: Any) -> list[float | None]:
     return [t.value for t in sorted(own, key=lambda t: t.number)]
 
 
-def run_one(task: search_tasks.Task, seed: int, trials: int, epochs: int, root: Path) -> dict:
+MODES = {"cold": {}, "warm": {"warm_start_enqueue": 0}, "warm_k1": {"warm_start_enqueue": 1}}
+
+
+def _until(study: Any, name: str, target: float | None, maximize: bool, trials: int,
+           **kwargs: Any) -> tuple[int | None, Any]:  # fmt: skip
+    """Continue study ``name`` one trial at a time until a trial reaches ``target``."""
     import tunecb
 
-    common = {"n_trials": trials, "jobs": 0, "quiet": True, "results": str(root)}
+    for n in range(1, trials + 1):
+        result = tunecb.search(study, name=name, n_trials=n, **kwargs)
+        reached = trials_to_reach(_own_values(result), target, maximize)
+        if target is None or reached is not None:
+            return reached, result
+    return None, result
+
+
+def run_one(
+    task: search_tasks.Task, seed: int, trials: int, epochs: int, root: Path, modes: list[str]
+) -> dict:
+    import tunecb
+
+    common = {"jobs": 0, "quiet": True, "results": str(root)}
     first = tunecb.search(
         _study(task, epochs, search_tasks.LEARNING_RATE), name=f"first-{seed}", seed=seed,
-        **common,
+        n_trials=trials, **common,
     )  # fmt: skip
     target = first.best_value
     narrowed = _study(task, epochs, NARROWED_LR)
     row: dict[str, Any] = {"task": task.name, "seed": seed, "target": target}
-    for mode, extra in (("cold", {}), ("warm", {"warm_start": str(first.study_dir)})):
+    names = [m for m in MODES if m in modes]
+    for mode in names[seed % len(names) :] + names[: seed % len(names)]:  # rotates with the seed
+        extra = {} if mode == "cold" else {"warm_start": str(first.study_dir), **MODES[mode]}
         started = time.perf_counter()
-        result = tunecb.search(narrowed, name=f"{mode}-{seed}", seed=seed + 1, **common, **extra)
-        values = _own_values(result)
-        row[mode] = trials_to_reach(values, target, task.maximize) if target is not None else None
-        row[f"{mode}_best"] = result.best_value
+        reached, result = _until(narrowed, f"{mode}-{seed}", target, task.maximize, trials,
+                                 seed=seed + 1, **common, **extra)  # fmt: skip
+        row[mode] = reached
+        row[f"{mode}_value"] = result.best_value
         row[f"{mode}_s"] = round(time.perf_counter() - started, 1)
     return row
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| task | seed | first study's best | cold: trials to reach | warm: trials to reach |",
-        "|---|---|---|---|---|",
+        "| task | seed | first study's best | cold | warm | warm, its best queued first |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(
-            f"| {r['task']} | {r['seed']} | {r['target']:.4g} | {_n(r['cold'])} | {_n(r['warm'])} |"
-        )
+        cells = " | ".join(_n(r[m]) if m in r else "-" for m in MODES)
+        lines.append(f"| {r['task']} | {r['seed']} | {r['target']:.4g} | {cells} |")
     for name in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == name]
-        lines.append(
-            f"| {name} | median | | {_median([r['cold'] for r in mine])} | "
-            f"{_median([r['warm'] for r in mine])} |"
+        cells = " | ".join(
+            _median([r[m] for r in mine]) if all(m in r for r in mine) else "-" for m in MODES
         )
+        lines.append(f"| {name} | median | | {cells} |")
     return "\n".join(lines)
 
 
@@ -134,29 +157,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 task x 1 seed x 4 trials")
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-list", help="these seeds (e.g. 1,2) instead of 0..seeds-1")
+    parser.add_argument("--modes", default=",".join(MODES), help="of " + ", ".join(MODES))
     parser.add_argument("--tasks", default="digits,diabetes")
+    parser.add_argument("--out", help="the JSON to write (default benchmarks/out/warmstart.json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.trials, args.epochs, args.seeds, args.tasks = 4, 2, 1, "digits"
     import os
 
     load_before, started = os.getloadavg(), time.perf_counter()
-    rows = []
+    rows: list[dict] = []
+    out = Path(args.out or Path(__file__).resolve().parent / "out" / "warmstart.json")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.tasks.split(","):
-            for seed in range(args.seeds):
+            seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else None
+            for seed in seeds or range(args.seeds):
                 rows.append(run_one(search_tasks.TASKS[name], seed, args.trials, args.epochs,
-                                    Path(folder)))  # fmt: skip
+                                    Path(folder), args.modes.split(",")))  # fmt: skip
                 print(rows[-1], flush=True)
-    result = {
-        "settings": vars(args), "rows": rows, "versions": versions(),
-        "machine": machine(load_before, os.getloadavg()),
-        "total_s": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
-    out = Path(__file__).resolve().parent / "out" / "warmstart.json"
-    write_result(result, out, table(rows))
+                result = {
+                    "settings": vars(args), "rows": rows, "versions": versions(),
+                    "machine": machine(load_before, os.getloadavg()),
+                    "total_s": round(time.perf_counter() - started, 1),
+                }  # fmt: skip
+                write_result(result, out, table(rows))  # after each row: a partial run counts
     return 0
 
 

@@ -83,6 +83,23 @@ def test_a_change_optuna_cannot_store_stops_before_any_trial_counts(
     assert budget.left(trials, 4) == 3
 
 
+@pytest.mark.slow  # two worker processes, each importing Keras
+def test_a_change_optuna_cannot_store_is_refused_once_with_two_worker_processes(
+    first_run, tmp_path, cli
+):
+    with _changed(first_run, tmp_path, "1e-3, 3e-2, log=True", "1e-3, 3e-2") as (path, results):
+        code, out, err = cli("search", path, "--results", results, "--n-trials", "4",
+                             "--jobs", "2")  # fmt: skip
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if "error:" in line]
+    assert len(lines) == 1, err  # one line, though both workers may have met the change
+    assert "parameter 'lr' was float 0.001..0.03 (log)" in lines[0]
+    assert "Traceback" not in err
+    trials = _trials(results)
+    assert budget.finished(trials) == 1  # the first run's trial only: nothing was spent
+    assert budget.left(trials, 4) == 3
+
+
 def test_a_moved_range_is_described_with_the_trials_outside_it(first_run, tmp_path, cli):
     (lr,) = [t.params["lr"] for t in _trials(first_run / "results")]
     low = lr * 1.5  # the first trial's lr now falls outside
@@ -94,6 +111,7 @@ def test_a_moved_range_is_described_with_the_trials_outside_it(first_run, tmp_pa
     assert "the search space differs from its earlier trials'" in shown
     assert f"lr: range 0.001..0.03 (log) is now {low:g}..0.05 (log)" in shown
     assert "1 finished trial falls outside" in shown
+    assert "1 finished trial falls outside the new space; the sampler ignores it" in shown
     assert f"--study-name NEW --warm-start {results / 'tiny'}" in shown
 
 
@@ -182,6 +200,30 @@ def test_a_warm_start_adds_the_earlier_trials_that_fit_as_prior_knowledge(first_
     ]
     code, out, err = cli("report", tmp_path / "results" / "warm", "--format", "json")
     assert code == 0 and '"warm_start"' not in out  # the report lists the study's own trials
+
+
+def test_a_warm_start_from_a_journal_file_queues_its_best_first_marked_given(
+    first_run, tmp_path, cli
+):
+    journal = first_run / "results" / "tiny" / "optuna.journal"  # a storage, not a folder
+    code, out, err = cli(
+        "search", first_run / "tiny.py", "--results", tmp_path / "results",
+        "--study-name", "warm2", "--warm-start", journal, "--warm-start-enqueue", "1",
+        "--n-trials", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"warm start from journal:{journal.resolve()} (study 'tiny')" in out + err
+    assert "its best 1 queued to run next" in out + err
+    storage = open_storage(None, tmp_path / "results" / "warm2")
+    trials = optuna.load_study(study_name="warm2", storage=storage).get_trials()
+    (earlier,) = _trials(first_run / "results")
+    own = [t for t in trials if budget.counts(t)]
+    assert len(own) == 2 and "given" not in own[0].user_attrs  # the one that learnt the space
+    given = own[1]  # then the earlier best: trained, counted
+    assert {k: given.params[k] for k in earlier.params} == earlier.params
+    assert given.user_attrs["given"]["from"] == (
+        f"--warm-start-enqueue: journal:{journal.resolve()} trial 0"
+    )
 
 
 @pytest.mark.slow  # two worker processes, each importing Keras

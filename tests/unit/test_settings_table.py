@@ -37,6 +37,7 @@ VALID = {
     "keep_checkpoints": 1, "max_params": 1000, "storage": "sqlite:///x.db", "results": "r",
     "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e",
     "enqueue": "first.jsonl", "warm_start": "results/old", "allow_other_file": True,
+    "warm_start_study": "old", "warm_start_enqueue": 2,
 }  # fmt: skip
 # A value each setting refuses, and the one line that says what it takes (as it was worded
 # when resolve() was a list of ifs: these texts are what users and scripts see).
@@ -77,14 +78,16 @@ BAD = {
     "enqueue": (
         3, "must be a .jsonl or .csv file of configurations, or a list of dicts of parameters"
     ),
-    "warm_start": (3, "must be a tunecb results folder, e.g. results/digits"),
+    "warm_start": (3, "must be a tunecb results folder (results/digits) or a storage URL"),
+    "warm_start_study": (3, "must be the name of a study in --warm-start's storage"),
+    "warm_start_enqueue": (-1, "must be a number of trials to queue, 0 or more"),
     "allow_other_file": ("yes", "True continues a study another study file began; False refuses"),
 }  # fmt: skip
 
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 31
+    assert len(set(names)) == len(names) == 33
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 

@@ -14,6 +14,7 @@ from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
 from tunecb.storage.urls import open_storage
 from tunecb.study.declaration import load_study_file
+from tunecb.study.samplers_pruners import make_sampler
 from tunecb.study.settings import resolve
 
 LR = FloatDistribution(1e-3, 1e-1, log=True)
@@ -59,8 +60,24 @@ def test_a_compatible_change_is_stored_and_described_once_per_study_file():
         "  lr: range 0.001..0.1 (log) is now 0.01..0.1 (log); 1 finished trial falls outside"
     )
     assert lines[2] == "  units: new parameter (the earlier trials have no value for it)"
+    assert lines[3].startswith(  # a plain Optuna TPE (this study's): what it does is said
+        "  1 finished trial falls outside the new space; this sampler (Optuna's TPE) still "
+        "learns from it, truncated to the new range"
+    )
     assert space.notice(study, found, "sha-1") == []  # said once
     assert space.notice(study, found, "sha-2")  # a newer file version: said again
+
+
+def test_with_tunecbs_default_sampler_the_trials_outside_are_said_to_be_ignored():
+    study = _study(0.002, 0.003, 0.05)
+    study.sampler = make_sampler("tpe", 0)
+    trial = study.ask()
+    found = space.guard(trial)
+    trial.suggest_float("lr", 1e-2, 1e-1, log=True)
+    assert space.notice(study, found, "sha-1")[-1].startswith(
+        "  2 finished trials fall outside the new space; the sampler ignores them; to learn "
+        "only from the trials that fit, in a new study: --study-name NEW --warm-start "
+    )
 
 
 def test_a_conditional_space_of_the_same_study_file_says_nothing():

@@ -47,7 +47,7 @@ TRIAL_STUDY_SHA = "study_sha256"  # the study file's hash when the trial ran
 STUDY_IN_CODE = "study_in_code"  # True: declared in a script or notebook, not a study file
 # A configuration the user gave to run first (--enqueue): {"from": "FILE line N", "params"}
 GIVEN = "given"
-WARM_START = "warm_start"  # {"from": results folder, "number": n}: a trial copied from there
+WARM_START = "warm_start"  # {"from": folder or URL, "number": n, "epoch"}: a copied trial
 # ... or {"from": "killed", "number": n}: the prior that tells the sampler trial n's
 # configuration kept killing its process (tunecb.oracle.deaths.tell_sampler)
 KILLED_PRIOR = "killed"

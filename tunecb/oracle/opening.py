@@ -51,14 +51,15 @@ def open_study(
     enqueued = _near_study(settings.enqueue, "enqueue", settings, loaded)
     configurations = read_configurations(enqueued) if enqueued else []
     source = _near_study(settings.warm_start, "warm_start", settings, loaded)
-    if source:  # a bad folder is refused before the study is created
-        warm.check(source, settings.monitor, settings.direction)
+    if source:  # a bad source is refused before the study is created
+        warm.check(source, settings.monitor, settings.direction, settings.warm_start_study)
     try:
         study, created, notes = _open_study(loaded, settings, study_dir, storage)
     except optuna.exceptions.DuplicatedStudyError:
         study, created, notes = _open_study(loaded, settings, study_dir, storage)
     if source:
-        notes = [*notes, *warm.prepare(study, source, settings.monitor, settings.direction)]
+        more = (settings.warm_start_study, settings.warm_start_enqueue)
+        notes = [*notes, *warm.prepare(study, source, settings.monitor, settings.direction, *more)]
     if configurations:
         earlier = recorded(study.get_trials(deepcopy=False))
         notes = [*notes, *enqueue(study, configurations, earlier)]
@@ -70,7 +71,8 @@ def _near_study(value: Any, key: str, settings: Settings, loaded: LoadedStudy) -
     from pathlib import Path
 
     from_file = settings.sources.get(key, "").endswith(f"{key}=") and not loaded.in_code
-    if isinstance(value, str) and from_file and not Path(value).expanduser().is_absolute():
+    relative = isinstance(value, str) and "://" not in value
+    if relative and from_file and not Path(value).expanduser().is_absolute():
         return str(loaded.path.parent / value)
     return value
 

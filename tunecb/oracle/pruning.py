@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from tunecb.oracle.attrs import WARM_START
 from tunecb.storage.finished import FinishedTrials, only_finished
 
 _finished = FinishedTrials()  # one per process: the finished trials it has read
@@ -46,16 +47,22 @@ class _FinishedView:
         self, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[Any]:
         if not only_finished(states):
-            return self._study.get_trials(deepcopy=deepcopy, states=states)
-        trials = _finished.read(self._study, states)  # type: ignore[arg-type]
+            return _own(self._study.get_trials(deepcopy=deepcopy, states=states))
+        trials = _own(_finished.read(self._study, states))  # type: ignore[arg-type]
         return [_copy(t) for t in trials] if deepcopy else trials
 
     @property
     def trials(self) -> list[Any]:
-        return self._study.trials
+        return _own(self._study.trials)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
+
+
+def _own(trials: list[Any]) -> list[Any]:
+    """The study's own trials: not the copies of another study's (``--warm-start``), which
+    have no epochs to compare and would end a pruner's start-up early."""
+    return [t for t in trials if WARM_START not in t.user_attrs]
 
 
 def _copy(trial: Any) -> Any:

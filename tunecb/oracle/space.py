@@ -11,9 +11,10 @@ trials that fall outside the new space.
 What Optuna's TPE does with those trials (optuna 4-5, ``samplers/_tpe``): it keeps them.
 For a parameter whose range moved, each earlier value becomes a kernel of the Parzen
 estimator truncated to the new range, so a good earlier trial outside it pulls new draws
-towards the nearest bound of the new range (and a bad one pushes them away). A trial that
-lacks a newly added parameter is left out of the multivariate model and of that
-parameter's own model (its other parameters still count).
+towards the nearest bound of the new range. tunecb's default sampler
+(:class:`tunecb.study.space_sampler.InSpaceTPESampler`) leaves those trials out: the
+sampler learns only from the trials inside the space asked now. A trial that lacks a newly
+added parameter is left out of that parameter's model (its other parameters still count).
 
 >>> old = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "units": IntDistribution(8, 32)}
 >>> new = {"lr": FloatDistribution(1e-3, 1e-2, log=True), "drop": FloatDistribution(0, 0.5)}
@@ -41,6 +42,7 @@ from optuna.distributions import (
 from tunecb.errors import ConfigError
 from tunecb.oracle import given
 from tunecb.oracle.attrs import FINISHED, GIVEN, SPACE_NOTED, TRIAL_STUDY_SHA
+from tunecb.study.space_sampler import InSpaceTPESampler, inside
 
 __all__ = [
     "GivenInvalid",
@@ -54,6 +56,7 @@ __all__ = [
     "notice",
     "outside",
     "recorded",
+    "sampler_use",
 ]
 
 
@@ -266,22 +269,53 @@ def notice(
     return [
         f"study {study.study_name!r}: the search space differs from its earlier trials':",
         *(f"  {line}" for line in lines),
-        "  the sampler still learns from the earlier trials: TPE truncates a value outside "
-        "a new range to that range, so a good trial outside pulls draws towards its edge; "
-        f"to learn only from the trials that fit: --study-name NEW --warm-start {folder}",
+        f"  {sampler_use(study.sampler, trials, found.asked)}; to learn only from the "
+        f"trials that fit, in a new study: --study-name NEW --warm-start {folder}",
     ]
 
 
-def built(trial: Any, found: Guard | None, study_sha: str, folder: str) -> list[str]:
+def sampler_use(
+    sampler: optuna.samplers.BaseSampler, trials: Iterable[Any], asked: dict[str, BaseDistribution]
+) -> str:
+    """How many finished ``trials`` fall outside the space ``asked``, and what the sampler
+    does with them.
+
+    >>> t = optuna.trial.create_trial(params={"x": 8}, distributions={"x": IntDistribution(0, 9)},
+    ...                               value=0.0)
+    >>> from tunecb.study.samplers_pruners import make_sampler
+    >>> sampler_use(make_sampler("tpe", 0), [t], {"x": IntDistribution(0, 5)})
+    '1 finished trial falls outside the new space; the sampler ignores it'
+    >>> sampler_use(optuna.samplers.TPESampler(), [t], {"x": IntDistribution(0, 5)})[-76:]
+    'still learns from it, truncated to the new range (pulling draws to its edge)'
+    """
+    n = sum(t.state in FINISHED and not inside(t, asked) for t in trials)
+    if n == 1:
+        falls, them = "1 finished trial falls", "it"
+    else:
+        falls, them = f"{n} finished trials fall", "them"
+    text = f"{falls} outside the new space"
+    if n == 0:
+        return text
+    if isinstance(sampler, InSpaceTPESampler):
+        return f"{text}; the sampler ignores {them}"
+    if isinstance(sampler, optuna.samplers.TPESampler):
+        return (f"{text}; this sampler (Optuna's TPE) still learns from {them}, "
+                "truncated to the new range (pulling draws to its edge)")  # fmt: skip
+    return f"{text}; this sampler ({type(sampler).__name__}) may still learn from {them}"
+
+
+def built(
+    trial: Any, found: Guard | None, study_sha: str, folder: str, warm_start: str | None = None
+) -> list[str]:
     """After the builder ran: refuse a given configuration it did not fully ask, seed a
-    warm start (:func:`tunecb.oracle.warm.seed`), and the texts to log (the warm start's,
-    and the space's changes, :func:`notice`); nothing for an unguarded trial (``found``
-    ``None``: a FixedTrial)."""
+    warm start (:func:`tunecb.oracle.warm.seed`; ``warm_start``: this process's source),
+    and the texts to log (the warm start's, and the space's changes, :func:`notice`);
+    nothing for an unguarded trial (``found`` ``None``: a FixedTrial)."""
     from tunecb.oracle import warm
 
     if found is None:
         return []
     check_given(found)
-    texts = warm.seed(trial.study, found.asked, trial.number)
+    texts = warm.seed(trial.study, found.asked, trial.number, warm_start)
     lines = notice(trial.study, found, study_sha, folder)
     return [*texts, "\n".join(lines)] if lines else texts

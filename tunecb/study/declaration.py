@@ -91,8 +91,11 @@ class Study:
             rejected before it trains, as ``infeasible`` (default ``None``: no limit).
         enqueue: configurations to run first, once each, counted in ``n_trials``: a list
             of dicts of parameters, or a ``.jsonl`` / ``.csv`` file of them.
-        warm_start: an earlier study's results folder, whose complete trials that fit this
-            study's space become prior knowledge for the sampler (not trained or counted).
+        warm_start: an earlier study's results folder or storage URL, whose finished trials
+            that fit this study's space become prior knowledge for the sampler (not trained
+            or counted).
+        warm_start_study: the earlier study's name, in a storage that holds several.
+        warm_start_enqueue: queue the earlier study's K best trials that fit, to train first.
         data / model / callbacks: the three functions, here or with the decorators.
         constraint: a function of the built model, here or with ``@study.constraint``:
             ``True``/``False`` (feasible or not), or a violation number (> 0 infeasible).
@@ -136,6 +139,8 @@ class Study:
         max_params: int | None = None,
         enqueue: Any = None,
         warm_start: str | None = None,
+        warm_start_study: str | None = None,
+        warm_start_enqueue: int | None = None,
         data: DataFn | None = None,
         model: BuildFn | None = None,
         callbacks: CallbacksFn | None = None,

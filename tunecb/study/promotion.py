@@ -26,6 +26,7 @@ import optuna
 from optuna.study import StudyDirection
 
 RETRY_HISTORY = "retry_history"  # Optuna's system attr (tunecb.oracle.attrs names it too)
+WARM_START = "warm_start"  # tunecb.oracle.attrs.WARM_START: a copy from another study
 
 
 class PromotionPruner(optuna.pruners.BasePruner):
@@ -102,6 +103,8 @@ def rung_values(trials: Iterable[Any], rung: int, maximize: bool) -> dict[int, f
     """``{configuration: best value up to rung}`` of the configurations that reached it."""
     found: dict[int, float] = {}
     for t in trials:
+        if WARM_START in t.user_attrs:  # a pruned trial of another study (--warm-start)
+            continue
         value = best_until(t.intermediate_values, rung, maximize)
         if value is None:
             continue

@@ -26,6 +26,7 @@ from optuna.samplers._lazy_random_state import LazyRandomState
 
 from tunecb.errors import ConfigError
 from tunecb.study.promotion import PromotionPruner
+from tunecb.study.space_sampler import InSpaceTPESampler
 
 Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]]
 
@@ -63,8 +64,9 @@ def make_sampler(
             # benchmarks/search.py. Grouped: a space whose parameters depend on others
             # (units per layer of a sampled number of layers) is split into the subspaces
             # that trials share, each sampled jointly; without it, every parameter outside
-            # the intersection of all trials' spaces was sampled alone.
-            return optuna.samplers.TPESampler(
+            # the intersection of all trials' spaces was sampled alone. In space: trials
+            # outside the ranges asked now are left out (tunecb.study.space_sampler).
+            return InSpaceTPESampler(
                 seed=seed, constant_liar=True, multivariate=True, group=True, **extra
             )
         if name == "nsgaii":

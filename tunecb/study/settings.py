@@ -302,12 +302,32 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "warm_start", None,
-        "an earlier study's results folder: its complete trials that fit this study's space "
-        "become prior knowledge for the sampler (not trained, not counted in `n_trials`)",
-        flag="--warm-start", metavar="DIR",
-        help="seed the sampler with the complete trials of an earlier study's results folder "
-        "that fit this study's space",
-        check=checks.text("must be a tunecb results folder, e.g. results/digits", none=True),
+        "an earlier study's results folder, or a storage URL (`sqlite:///old.db`, "
+        "`postgresql://...`, a `.journal` file): its complete and pruned trials that fit this "
+        "study's space become prior knowledge for the sampler (not trained, not counted in "
+        "`n_trials`)",
+        flag="--warm-start", metavar="DIR|URL",
+        help="seed the sampler with the finished trials of an earlier study (its results "
+        "folder, or a storage URL) that fit this study's space",
+        check=checks.text(
+            "must be a tunecb results folder (results/digits) or a storage URL", none=True
+        ),
+    ),
+    Field(
+        "warm_start_study", None,
+        "the study to warm-start from in `warm_start`'s storage; none: the only one in it",
+        flag="--warm-start-study", metavar="NAME",
+        help="the study to warm-start from, when --warm-start's storage holds several",
+        check=checks.text("must be the name of a study in --warm-start's storage", none=True),
+    ),
+    Field(
+        "warm_start_enqueue", 0,
+        "queue the K best complete trials of `warm_start` that fit this study's space to run "
+        "(again) first, counted in `n_trials`; 0: none",
+        flag="--warm-start-enqueue", cli_type="non_negative_int", metavar="K",
+        help="also queue the K best trials of --warm-start that fit, to train first "
+        "(default 0)",
+        check=checks.integer(0, "must be a number of trials to queue, 0 or more"),
     ),
     Field(
         "allow_other_file", False,
@@ -397,6 +417,8 @@ class Settings:
     results: Path
     enqueue: Any = None
     warm_start: str | None = None
+    warm_start_study: str | None = None
+    warm_start_enqueue: int = 0
     allow_other_file: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 

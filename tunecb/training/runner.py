@@ -398,7 +398,8 @@ class TrialRunner:
 
     def _note_space(self, trial: optuna.Trial) -> None:
         """The space the builder asked, checked and told (:func:`tunecb.oracle.space.built`)."""
-        for text in space.built(trial, self._space, self.loaded.sha256, str(self.study_dir.root)):
+        folder, source = str(self.study_dir.root), self.settings.warm_start
+        for text in space.built(trial, self._space, self.loaded.sha256, folder, source):
             log.warning(text)
 
     def _user_callbacks(self, trial: optuna.Trial) -> list:
