@@ -284,6 +284,11 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         and t.user_attrs.get(attrs.STOP_REASON) not in attrs.NOT_COUNTED
     ]
     failed = [t for t in trials if t.state == TrialState.FAIL]
+    same: dict[tuple, list] = {}
+    for t in trials:
+        same.setdefault(tuple(sorted(t.params.items())), []).append(t)
+    twice = {key for key in params if params.count(key) > 1}
+    repeats = [group for key, group in same.items() if key in twice]
     reasons = [t.user_attrs.get(attrs.STOP_REASON) for t in failed if t.number not in again]
     return {
         "finished": len(counted),
@@ -296,7 +301,23 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         "discarded": reasons.count(attrs.DISCARDED),
         "stored_trials": len(trials),
         "failed_sample": bad_fails[:5],
+        "repeated_sample": [[record(t) for t in group] for group in repeats][:10],
+        "trials_dump": [record(t) for t in trials] if twice or left else [],
     }
+
+
+def record(t: Any) -> dict:
+    """What the study keeps of a trial: enough to tell how its parameters came twice."""
+    return {
+        "number": t.number, "state": t.state.name, "counts": t.user_attrs.get(attrs.STOP_REASON),
+        "worker": t.user_attrs.get(attrs.WORKER),
+        "failed_trial": t.system_attrs.get(attrs.FAILED_TRIAL),
+        "retry_history": t.system_attrs.get(attrs.RETRY_HISTORY),
+        "start": str(t.datetime_start), "end": str(t.datetime_complete),
+        "params": t.params, "worker_start": t.user_attrs.get(attrs.WORKER_START),
+        "error": str(t.user_attrs.get(attrs.ERROR))[:200],
+        "death": str(t.user_attrs.get(attrs.DEATH))[:200],
+    }  # fmt: skip
 
 
 def pct(values: list[float], q: float) -> float:
@@ -371,7 +392,7 @@ def one_run(
             "epoch_s": args.epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
         }  # fmt: skip
-        limit = estimate * 8 + 120
+        limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
         if storage == "dask":
             dask_kills = max(1, round(args.kill_share * args.dask_processes)) if kills else 0
@@ -470,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dask-processes", type=int, default=4)
     parser.add_argument("--dask-storage", default="journal", choices=["journal", "postgresql"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit-s", type=float, default=None, help="a run longer is a hang")
     parser.add_argument(
         "--compare",
         action="store_true",
@@ -510,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(detail(r), flush=True)
                         if r["errors"] or r["lost"] or r["repeated"]:
                             print(f"    errors: {r['error_samples']} {r['failed_sample']}")
+                            print(f"    repeated: {json.dumps(r['repeated_sample'])}")
                         print(line(r), flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},

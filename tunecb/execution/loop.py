@@ -107,6 +107,9 @@ def _run_trials(
         except DiskFull as exc:  # a RUNNING trial without its worker: nothing would free it
             _stopped_by_full_disk(study, trial.number, exc)
             raise
+        except optuna.exceptions.UpdateFinishedTrialError as exc:  # failed before its claim
+            attempts.taken(exc, trial.number)
+            continue
         if not _continuation(trial) and (
             given.repeated(study, trial)
             or not budget.within_budget(

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from tunecb.oracle import attrs, deaths
 from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
+from tunecb.storage import stale
 
 log = logging.getLogger("tunecb")
 
@@ -119,18 +120,9 @@ def fail(study: optuna.Study, number: int, reason: str, error: str) -> Any:
 def requeue(study: optuna.Study, failed: Any) -> None:
     """Queue a WAITING copy of a failed trial (same parameters), linked to it the way
     Optuna's ``RetryHeartbeatStaleTrialCallback`` links its retries (``failed_trial``,
-    ``retry_history`` system attrs), so one rule finds the attempts of a trial."""
-    history = [*failed.system_attrs.get(attrs.RETRY_HISTORY, []), failed.number]
-    system_attrs = {**failed.system_attrs, attrs.FAILED_TRIAL: failed.number}
-    system_attrs[attrs.RETRY_HISTORY] = history
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=failed.params,
-            distributions=failed.distributions,
-            system_attrs=system_attrs,
-        )
-    )
+    ``retry_history`` system attrs), so one rule finds the attempts of a trial; never two
+    copies of one attempt (:func:`tunecb.storage.stale.requeue`)."""
+    stale.requeue(study, failed)
 
 
 def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
@@ -143,7 +135,10 @@ def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
     if trial.state != TrialState.RUNNING:
         return None
     counted = [*deaths.earlier_deaths(study, trial), death] if death.counts else []
-    storage.set_trial_user_attr(trial_id, attrs.DEATH, death.record())
+    try:
+        storage.set_trial_user_attr(trial_id, attrs.DEATH, death.record())
+    except RuntimeError:  # finished meanwhile: another worker buried it first
+        return None
     if counted and deaths.fails_for_good(counted):
         reason = deaths.failure_reason(counted)
         return "failed" if fail(study, number, attrs.KILLED, reason) is not None else None

@@ -201,11 +201,9 @@ def _heartbeat_kwargs(interval: int | None, grace: int | None) -> dict[str, Any]
         raise StorageError("grace_period needs heartbeat_interval: pass both, or neither")
     if kwargs:
         # A trial whose heartbeat stopped is failed and queued again with its parameters.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            kwargs["heartbeat_stale_trial_callback"] = (
-                optuna.storages.RetryHeartbeatStaleTrialCallback()
-            )
+        from tunecb.storage.stale import on_stale
+
+        kwargs["heartbeat_stale_trial_callback"] = on_stale
     return kwargs
 
 
