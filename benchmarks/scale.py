@@ -265,7 +265,8 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
     trials = study.get_trials(deepcopy=False)
     again = budget.retried(trials)
     counted = [t for t in trials if t.state in attrs.FINISHED and budget.counts(t, again)]
-    params = [tuple(sorted(t.params.items())) for t in counted]
+    # a trial failed before it drew its parameters has none: no parameter set (it is lost)
+    params = [tuple(sorted(t.params.items())) for t in counted if t.params]
     left = [
         (
             t.number,

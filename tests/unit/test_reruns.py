@@ -10,6 +10,7 @@ import copy
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tunecb.oracle import attempts, attrs, budget, deaths
@@ -95,3 +96,62 @@ def test_burying_a_trial_another_worker_buried_first_does_nothing():
     finally:
         study._storage = real
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+
+
+class _Dies:
+    """A heartbeat storage that reports ``stale`` trial ids and whose process dies (an
+    exception) at the FAIL of ``dies_at``."""
+
+    def __init__(self, storage, stale_ids, dies_at):
+        self._storage, self._stale, self._dies_at = storage, stale_ids, dies_at
+
+    def __getattr__(self, name):
+        return getattr(self._storage, name)
+
+    def get_heartbeat_interval(self):
+        return 5
+
+    def _get_stale_trial_ids(self, study_id):
+        return list(self._stale)
+
+    def set_trial_state_values(self, trial_id, state, values=None):
+        if trial_id == self._dies_at:
+            raise SystemExit("killed")
+        return self._storage.set_trial_state_values(trial_id, state, values)
+
+
+def _running(study: optuna.Study, n: int) -> list[optuna.Trial]:
+    trials = [study.ask() for _ in range(n)]
+    for trial in trials:
+        trial.suggest_float("x", 0.0, 1.0)
+    return trials
+
+
+def test_each_stale_trial_is_queued_again_right_after_its_fail():
+    study = optuna.create_study()
+    a, b = _running(study, 2)
+    real = study._storage
+    study._storage = _Dies(real, [a._trial_id, b._trial_id], dies_at=b._trial_id)
+    try:
+        with pytest.raises(SystemExit):
+            attempts.fail_stale_trials(study)
+    finally:
+        study._storage = real
+    first, rerun = study.trials[0], study.trials[-1]
+    assert first.state == TrialState.FAIL and attrs.RERUN_DUE in first.system_attrs
+    assert rerun.state == TrialState.WAITING and rerun.params == first.params
+
+
+def test_a_fail_whose_rerun_was_lost_is_queued_again_later(monkeypatch):
+    study = optuna.create_study()
+    lost, own, died = _running(study, 3)
+    study._storage.set_trial_system_attr(lost._trial_id, attrs.RERUN_DUE, "stale heartbeat")
+    died.set_user_attr(attrs.STOP_REASON, attrs.WORKER_DIED)
+    for trial in (lost, own, died):
+        study.tell(trial, state=TrialState.FAIL)  # the worker that failed them died here
+    assert not attempts.rerun_abandoned(study, study.trials)  # too recent: maybe on its way
+    monkeypatch.setattr(attempts, "UNCLAIMED_S", 0.0)
+    assert attempts.rerun_abandoned(study, study.trials)
+    reruns = {t.system_attrs[attrs.FAILED_TRIAL] for t in study.trials if t.state.name == "WAITING"}
+    assert reruns == {lost.number, died.number}  # a trial's own failure is not rerun
+    assert not attempts.rerun_abandoned(study, study.trials)  # once

@@ -169,12 +169,15 @@ def _next_trial(
     if trial is not None:
         return trial
     trials = study.get_trials(deepcopy=False)
+    if attempts.rerun_abandoned(study, trials):  # its worker died between a FAIL and its rerun
+        trials = study.get_trials(deepcopy=False)
     if not budget.may_ask(trials, limits.n_trials):
         # No new configuration will come: the best paused ones go on to the end.
         trial = promotions.next_continuation(study, me, last=True, resumable=resumable)
         if trial is not None:
             return trial
-        if attempts.recover_unclaimed(study, trials):  # a worker died after ask
+        # A worker died after ask, or after its claim but before its first heartbeat.
+        if attempts.recover_unclaimed(study, trials) or attempts.recover_dead_trials(study):
             time.sleep(1.0)
             return None
         interval = attempts.heartbeat_interval(study)
