@@ -172,7 +172,13 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
                 live.remove(victim)
                 facts["killed"] += 1
                 start()
-            if restart_at is not None and now >= restart_at:
+            # a third of the way in, counted from the first trial, as the kills are (from
+            # the start, it came while 200 workers still opened the storage)
+            if (
+                restart_at is not None
+                and first_trial is not None
+                and now - first_trial >= restart_at
+            ):
                 restart_at, r0 = None, time.monotonic()
                 facts["restarts"] += pg.restart() == 0
                 facts["restart_s"] = round(time.monotonic() - r0, 2)
@@ -412,7 +418,7 @@ def one_run(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def replay_cost(trials: int, epochs: int = 10) -> dict:
+def replay_cost(trials: int, epochs: int = 10, repeats: int = 4) -> dict:
     """The journal's cost against its length: a journal of ``trials`` finished trials
     (``epochs`` reports and 12 attributes each, as the stand-in writes), then the time a new
     worker takes to open it (a full replay) and the time of one report + its read after that
@@ -431,10 +437,26 @@ def replay_cost(trials: int, epochs: int = 10) -> dict:
                 trial.set_user_attr(f"a{key}", number)
             study.tell(trial, 1.0)
         records = Path(path).read_bytes().count(b"\n")
+        from tunecb.storage import journal_snapshot
+        from tunecb.storage.urls import _Journal
+
+        def open_s(snapshots: bool) -> float:
+            _Journal.snapshots = snapshots
+            t0 = time.perf_counter()
+            optuna.load_study(study_name="r", storage=open_storage(path, work))
+            return time.perf_counter() - t0
+
         t0 = time.perf_counter()
+        open_s(True)  # the first opening replays all and writes the snapshot
+        first = time.perf_counter() - t0
+        full, snap = [], []
+        for i in range(repeats):  # alternating, the order rotated
+            for snapshots in (True, False) if i % 2 else (False, True):
+                (snap if snapshots else full).append(open_s(snapshots))
+        _Journal.snapshots = True
+        snapshot_mib = journal_snapshot.snapshot_path(Path(path)).stat().st_size / 2**20
         fresh = optuna.load_study(study_name="r", storage=open_storage(path, work))
-        fresh.get_trials(deepcopy=False)
-        opened = time.perf_counter() - t0
+        opened = statistics.median(full)
         trial = fresh.ask()
         times = []
         for epoch in range(1, 21):
@@ -445,6 +467,10 @@ def replay_cost(trials: int, epochs: int = 10) -> dict:
         return {
             "trials": trials, "records": records,
             "mib": round(Path(path).stat().st_size / 2**20, 1), "open_s": round(opened, 2),
+            "open_full_s": [round(v, 3) for v in full],
+            "open_snapshot_s": [round(v, 3) for v in snap],
+            "open_snapshot_median_s": round(statistics.median(snap), 3),
+            "first_open_with_write_s": round(first, 2), "snapshot_mib": round(snapshot_mib, 2),
             "report_read_ms_p50": round(pct(times, 0.5), 2),
         }  # fmt: skip
     finally:

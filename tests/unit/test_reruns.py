@@ -138,20 +138,5 @@ def test_each_stale_trial_is_queued_again_right_after_its_fail():
     finally:
         study._storage = real
     first, rerun = study.trials[0], study.trials[-1]
-    assert first.state == TrialState.FAIL and attrs.RERUN_DUE in first.system_attrs
+    assert first.state == TrialState.FAIL
     assert rerun.state == TrialState.WAITING and rerun.params == first.params
-
-
-def test_a_fail_whose_rerun_was_lost_is_queued_again_later(monkeypatch):
-    study = optuna.create_study()
-    lost, own, died = _running(study, 3)
-    study._storage.set_trial_system_attr(lost._trial_id, attrs.RERUN_DUE, "stale heartbeat")
-    died.set_user_attr(attrs.STOP_REASON, attrs.WORKER_DIED)
-    for trial in (lost, own, died):
-        study.tell(trial, state=TrialState.FAIL)  # the worker that failed them died here
-    assert not attempts.rerun_abandoned(study, study.trials)  # too recent: maybe on its way
-    monkeypatch.setattr(attempts, "UNCLAIMED_S", 0.0)
-    assert attempts.rerun_abandoned(study, study.trials)
-    reruns = {t.system_attrs[attrs.FAILED_TRIAL] for t in study.trials if t.state.name == "WAITING"}
-    assert reruns == {lost.number, died.number}  # a trial's own failure is not rerun
-    assert not attempts.rerun_abandoned(study, study.trials)  # once

@@ -169,8 +169,6 @@ def _next_trial(
     if trial is not None:
         return trial
     trials = study.get_trials(deepcopy=False)
-    if attempts.rerun_abandoned(study, trials):  # its worker died between a FAIL and its rerun
-        trials = study.get_trials(deepcopy=False)
     if not budget.may_ask(trials, limits.n_trials):
         # No new configuration will come: the best paused ones go on to the end.
         trial = promotions.next_continuation(study, me, last=True, resumable=resumable)

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tunecb.oracle import attrs, budget, deaths
+from tunecb.oracle import attrs, deaths
 from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
 from tunecb.storage import stale
 
@@ -299,41 +299,17 @@ def fail_stale_trials(study: optuna.Study) -> None:
     """Optuna's ``fail_stale_trials``, only for storages with a heartbeat, but each stale
     trial queued again at once after its FAIL (Optuna fails them all, then queues them: a
     worker that died between left a batch of FAILs without rerun, 46 with 200 workers on
-    PostgreSQL), and marked :data:`~tunecb.oracle.attrs.RERUN_DUE` before its FAIL, so
-    that :func:`rerun_abandoned` finds one whose worker died between the two."""
+    PostgreSQL). A worker that dies between one FAIL and its rerun still loses that rerun."""
     if heartbeat_interval(study) is None:
         return
     storage = study._storage
     for trial_id in storage._get_stale_trial_ids(study._study_id):
         try:
-            storage.set_trial_system_attr(trial_id, attrs.RERUN_DUE, "stale heartbeat")
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except RuntimeError:  # finished or failed by another process meanwhile
             continue
         stale.requeue(study, storage.get_trial(trial_id))
-
-
-def rerun_abandoned(study: optuna.Study, trials: list[Any]) -> bool:
-    """Queue again the attempts failed for a reason not their own (a stale heartbeat, a
-    dead worker, an interrupt) whose rerun was never queued: the process that failed them
-    died before it queued it. Only those failed :data:`UNCLAIMED_S` ago or more (the
-    process that failed one queues its rerun within moments). ``True`` when any was."""
-    import time
-
-    again = budget.retried(trials)
-    found = False
-    for trial in trials:
-        if trial.state != TrialState.FAIL or trial.number in again:
-            continue
-        due = attrs.RERUN_DUE in trial.system_attrs or trial.user_attrs.get(attrs.STOP_REASON) in (
-            attrs.WORKER_DIED,
-            attrs.INTERRUPTED,
-        )
-        end = trial.datetime_complete
-        if due and end is not None and time.time() - end.timestamp() >= UNCLAIMED_S:
-            found = stale.requeue(study, trial) or found
-    return found
 
 
 class Heartbeat:

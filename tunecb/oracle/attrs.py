@@ -17,7 +17,7 @@ import socket
 
 from optuna.trial import TrialState
 
-from tunecb.storage.stale import FAILED_TRIAL, RERUN_DUE, RETRY_HISTORY  # noqa: F401
+from tunecb.storage.stale import FAILED_TRIAL, RETRY_HISTORY  # noqa: F401 (re-exported)
 
 # Trial user attrs. The runner's outcome (tunecb.oracle.outcome.TrialOutcome) is stored
 # field by field under its own names, the objective as ``best_value``.

@@ -35,9 +35,6 @@ from optuna.trial import TrialState
 
 # Optuna's names (its RetryHeartbeatStaleTrialCallback writes them too).
 RETRY_HISTORY, FAILED_TRIAL = "retry_history", "failed_trial"
-# System attr written on a RUNNING attempt just before another worker fails it as stale: a
-# FAIL that carries it and has no rerun lost its rerun (the worker died in between).
-RERUN_DUE = "rerun_due"
 
 
 def requeue(study: optuna.Study, failed: Any) -> bool:
