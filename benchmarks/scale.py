@@ -172,7 +172,13 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
                 live.remove(victim)
                 facts["killed"] += 1
                 start()
-            if restart_at is not None and now >= restart_at:
+            # a third of the way in, counted from the first trial, as the kills are (from
+            # the start, it came while 200 workers still opened the storage)
+            if (
+                restart_at is not None
+                and first_trial is not None
+                and now - first_trial >= restart_at
+            ):
                 restart_at, r0 = None, time.monotonic()
                 facts["restarts"] += pg.restart() == 0
                 facts["restart_s"] = round(time.monotonic() - r0, 2)
@@ -265,7 +271,8 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
     trials = study.get_trials(deepcopy=False)
     again = budget.retried(trials)
     counted = [t for t in trials if t.state in attrs.FINISHED and budget.counts(t, again)]
-    params = [tuple(sorted(t.params.items())) for t in counted]
+    # a trial failed before it drew its parameters has none: no parameter set (it is lost)
+    params = [tuple(sorted(t.params.items())) for t in counted if t.params]
     left = [
         (
             t.number,
@@ -284,6 +291,11 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         and t.user_attrs.get(attrs.STOP_REASON) not in attrs.NOT_COUNTED
     ]
     failed = [t for t in trials if t.state == TrialState.FAIL]
+    same: dict[tuple, list] = {}
+    for t in trials:
+        same.setdefault(tuple(sorted(t.params.items())), []).append(t)
+    twice = {key for key in params if params.count(key) > 1}
+    repeats = [group for key, group in same.items() if key in twice]
     reasons = [t.user_attrs.get(attrs.STOP_REASON) for t in failed if t.number not in again]
     return {
         "finished": len(counted),
@@ -296,7 +308,23 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         "discarded": reasons.count(attrs.DISCARDED),
         "stored_trials": len(trials),
         "failed_sample": bad_fails[:5],
+        "repeated_sample": [[record(t) for t in group] for group in repeats][:10],
+        "trials_dump": [record(t) for t in trials] if twice or left else [],
     }
+
+
+def record(t: Any) -> dict:
+    """What the study keeps of a trial: enough to tell how its parameters came twice."""
+    return {
+        "number": t.number, "state": t.state.name, "counts": t.user_attrs.get(attrs.STOP_REASON),
+        "worker": t.user_attrs.get(attrs.WORKER),
+        "failed_trial": t.system_attrs.get(attrs.FAILED_TRIAL),
+        "retry_history": t.system_attrs.get(attrs.RETRY_HISTORY),
+        "start": str(t.datetime_start), "end": str(t.datetime_complete),
+        "params": t.params, "worker_start": t.user_attrs.get(attrs.WORKER_START),
+        "error": str(t.user_attrs.get(attrs.ERROR))[:200],
+        "death": str(t.user_attrs.get(attrs.DEATH))[:200],
+    }  # fmt: skip
 
 
 def pct(values: list[float], q: float) -> float:
@@ -371,7 +399,7 @@ def one_run(
             "epoch_s": args.epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
         }  # fmt: skip
-        limit = estimate * 8 + 120
+        limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
         if storage == "dask":
             dask_kills = max(1, round(args.kill_share * args.dask_processes)) if kills else 0
@@ -390,7 +418,7 @@ def one_run(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def replay_cost(trials: int, epochs: int = 10) -> dict:
+def replay_cost(trials: int, epochs: int = 10, repeats: int = 4) -> dict:
     """The journal's cost against its length: a journal of ``trials`` finished trials
     (``epochs`` reports and 12 attributes each, as the stand-in writes), then the time a new
     worker takes to open it (a full replay) and the time of one report + its read after that
@@ -409,10 +437,26 @@ def replay_cost(trials: int, epochs: int = 10) -> dict:
                 trial.set_user_attr(f"a{key}", number)
             study.tell(trial, 1.0)
         records = Path(path).read_bytes().count(b"\n")
+        from tunecb.storage import journal_snapshot
+        from tunecb.storage.urls import _Journal
+
+        def open_s(snapshots: bool) -> float:
+            _Journal.snapshots = snapshots
+            t0 = time.perf_counter()
+            optuna.load_study(study_name="r", storage=open_storage(path, work))
+            return time.perf_counter() - t0
+
         t0 = time.perf_counter()
+        open_s(True)  # the first opening replays all and writes the snapshot
+        first = time.perf_counter() - t0
+        full, snap = [], []
+        for i in range(repeats):  # alternating, the order rotated
+            for snapshots in (True, False) if i % 2 else (False, True):
+                (snap if snapshots else full).append(open_s(snapshots))
+        _Journal.snapshots = True
+        snapshot_mib = journal_snapshot.snapshot_path(Path(path)).stat().st_size / 2**20
         fresh = optuna.load_study(study_name="r", storage=open_storage(path, work))
-        fresh.get_trials(deepcopy=False)
-        opened = time.perf_counter() - t0
+        opened = statistics.median(full)
         trial = fresh.ask()
         times = []
         for epoch in range(1, 21):
@@ -423,6 +467,10 @@ def replay_cost(trials: int, epochs: int = 10) -> dict:
         return {
             "trials": trials, "records": records,
             "mib": round(Path(path).stat().st_size / 2**20, 1), "open_s": round(opened, 2),
+            "open_full_s": [round(v, 3) for v in full],
+            "open_snapshot_s": [round(v, 3) for v in snap],
+            "open_snapshot_median_s": round(statistics.median(snap), 3),
+            "first_open_with_write_s": round(first, 2), "snapshot_mib": round(snapshot_mib, 2),
             "report_read_ms_p50": round(pct(times, 0.5), 2),
         }  # fmt: skip
     finally:
@@ -470,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dask-processes", type=int, default=4)
     parser.add_argument("--dask-storage", default="journal", choices=["journal", "postgresql"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit-s", type=float, default=None, help="a run longer is a hang")
     parser.add_argument(
         "--compare",
         action="store_true",
@@ -510,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(detail(r), flush=True)
                         if r["errors"] or r["lost"] or r["repeated"]:
                             print(f"    errors: {r['error_samples']} {r['failed_sample']}")
+                            print(f"    repeated: {json.dumps(r['repeated_sample'])}")
                         print(line(r), flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},

@@ -16,6 +16,7 @@ never pass without running them.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -25,6 +26,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,25 +141,58 @@ def _stop_when_gone(pid: int, stop: list[str], as_user: str | None, root: Path):
     )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A PostgreSQL cluster of our own on 127.0.0.1 (see the module docstring)."""
+class ServerUnavailable(RuntimeError):
+    """No server binaries here, or no user to run them as (a skip, or a failure in CI)."""
+
+
+class ServerFailed(RuntimeError):
+    """``initdb`` or ``pg_ctl start`` failed; the message ends with the logs' tails."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A server started by :func:`running_server`: its binaries, folders and port."""
+
+    bindir: Path
+    data: Path
+    root: Path
+    port: int
+    as_user: str | None
+
+    def ctl(self, *args: str) -> int:
+        """``pg_ctl -D DATA ARGS`` (as the server's user), its output in ``setup.log``."""
+        argv = [str(self.bindir / "pg_ctl"), "-D", str(self.data), *args]
+        return _run(argv, self.as_user, self.root, self.root / "setup.log")
+
+    def start(self) -> int:
+        log = str(self.root / "server.log")
+        return self.ctl("-l", log, "-w", "-t", str(START_TIMEOUT_S), "start")
+
+    def stop(self) -> int:
+        """Stop at once (connections cut, as a crash would)."""
+        return self.ctl("-m", "immediate", "-w", "stop")
+
+
+@contextlib.contextmanager
+def running_server(
+    max_connections: int = 100, synchronous_commit: str = "off", extra_conf: str = ""
+) -> Iterator[Cluster]:
+    """A throwaway server (see the module docstring), stopped and its folder removed when the
+    block ends, and by a watchdog if this process is killed first. Shared by the fixture and
+    ``benchmarks/scale_pg.py``. Raises :class:`ServerUnavailable` or :class:`ServerFailed`."""
     bindir = find_bindir()
     if bindir is None:
-        _unavailable("no initdb/pg_ctl (looked in /usr/lib/postgresql/*/bin and PATH)")
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        _unavailable("psycopg2 is not installed (pip install 'tunecb[postgres]')")
-
+        raise ServerUnavailable("no initdb/pg_ctl (looked in /usr/lib/postgresql/*/bin and PATH)")
     # PostgreSQL refuses to run as root: as root, run it as the postgres system user.
     as_user = None
     if os.geteuid() == 0:
         as_user = "postgres"
         try:
             owner = pwd.getpwnam(as_user)
-        except KeyError:
-            _unavailable("running as root and there is no 'postgres' system user")
+        except KeyError as exc:
+            raise ServerUnavailable(
+                "running as root and there is no 'postgres' system user"
+            ) from exc
     root = Path(tempfile.mkdtemp(prefix="tunecb-pg-"))
     data, log, setup_log = root / "data", root / "server.log", root / "setup.log"
     started, watchdog = False, None
@@ -182,7 +217,7 @@ def postgres_server():
             as_user, root, setup_log,
         )  # fmt: skip
         if code != 0:
-            pytest.fail(f"initdb failed ({code}):\n{_tail(setup_log)}", pytrace=False)
+            raise ServerFailed(f"initdb failed ({code}):\n{_tail(setup_log)}")
         (data / "pg_hba.conf").write_text(
             "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n"
         )
@@ -192,37 +227,46 @@ def postgres_server():
             (data / "postgresql.conf").write_text(
                 base_conf + f"\nlisten_addresses = '{PG_HOST}'\nport = {port}\n"
                 f"unix_socket_directories = '{root}'\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                "max_connections = 100\n"
+                f"fsync = off\nsynchronous_commit = {synchronous_commit}\n"
+                f"full_page_writes = off\nmax_connections = {max_connections}\n{extra_conf}"
             )
-            code = _run(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
-                 "-t", str(START_TIMEOUT_S), "start"],
-                as_user, root, setup_log,
-            )  # fmt: skip
-            if code == 0:
+            cluster = Cluster(bindir, data, root, port, as_user)
+            if cluster.start() == 0:
                 started = True
                 break
             if "already in use" not in _tail(log, 50):
                 break
         if not started:
-            pytest.fail(
-                f"pg_ctl start failed:\n{_tail(setup_log)}\n--- server log ---\n{_tail(log)}",
-                pytrace=False,
+            raise ServerFailed(
+                f"pg_ctl start failed:\n{_tail(setup_log)}\n--- server log ---\n{_tail(log)}"
             )
         stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
         watchdog = _stop_when_gone(os.getpid(), stop, as_user, root)
-        yield PostgresServer(PG_HOST, port, PG_USER, PG_PASSWORD, root)
+        yield cluster
     finally:
         if watchdog is not None:
             watchdog.kill()
             watchdog.wait()
         if started:
-            _run(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                as_user, root, setup_log,
-            )  # fmt: skip
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                Cluster(bindir, data, root, 0, as_user).stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL cluster of our own on 127.0.0.1 (see the module docstring)."""
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        _unavailable("psycopg2 is not installed (pip install 'tunecb[postgres]')")
+    try:
+        with running_server() as cluster:
+            yield PostgresServer(PG_HOST, cluster.port, PG_USER, PG_PASSWORD, cluster.root)
+    except ServerUnavailable as exc:
+        _unavailable(str(exc))
+    except ServerFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

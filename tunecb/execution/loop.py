@@ -107,6 +107,9 @@ def _run_trials(
         except DiskFull as exc:  # a RUNNING trial without its worker: nothing would free it
             _stopped_by_full_disk(study, trial.number, exc)
             raise
+        except optuna.exceptions.UpdateFinishedTrialError as exc:  # failed before its claim
+            attempts.taken(exc, trial.number)
+            continue
         if not _continuation(trial) and (
             given.repeated(study, trial)
             or not budget.within_budget(
@@ -171,7 +174,8 @@ def _next_trial(
         trial = promotions.next_continuation(study, me, last=True, resumable=resumable)
         if trial is not None:
             return trial
-        if attempts.recover_unclaimed(study, trials):  # a worker died after ask
+        # A worker died after ask, or after its claim but before its first heartbeat.
+        if attempts.recover_unclaimed(study, trials) or attempts.recover_dead_trials(study):
             time.sleep(1.0)
             return None
         interval = attempts.heartbeat_interval(study)

@@ -17,6 +17,8 @@ import socket
 
 from optuna.trial import TrialState
 
+from tunecb.storage.stale import FAILED_TRIAL, RETRY_HISTORY  # noqa: F401 (re-exported)
+
 # Trial user attrs. The runner's outcome (tunecb.oracle.outcome.TrialOutcome) is stored
 # field by field under its own names, the objective as ``best_value``.
 WORKER = "worker"  # ``host:pid`` of the process that ran the trial
@@ -52,9 +54,9 @@ WARM_START = "warm_start"  # {"from": folder or URL, "number": n, "epoch"}: a co
 # configuration kept killing its process (tunecb.oracle.deaths.tell_sampler)
 KILLED_PRIOR = "killed"
 
-# Optuna's system attrs on a rerun trial (as its RetryHeartbeatStaleTrialCallback writes
-# them): the numbers of the attempts it reruns, first first; the attempt it directly reruns.
-RETRY_HISTORY, FAILED_TRIAL = "retry_history", "failed_trial"
+# RETRY_HISTORY, FAILED_TRIAL (imported above): Optuna's system attrs on a rerun trial (as
+# its RetryHeartbeatStaleTrialCallback writes them): the numbers of the attempts it reruns,
+# first first; the attempt it directly reruns.
 # How an attempt's process died (tunecb.oracle.deaths.Death.record), and what a later run
 # needs to judge a death it finds: the worker's resident memory (MiB) while the trial ran,
 # the cgroup's OOM-kill count when it started.

@@ -22,6 +22,7 @@ import optuna
 
 from tunecb.errors import StorageError
 from tunecb.results import space_for
+from tunecb.storage import journal_snapshot
 
 JOURNAL_NAME = "optuna.journal"
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
@@ -201,11 +202,9 @@ def _heartbeat_kwargs(interval: int | None, grace: int | None) -> dict[str, Any]
         raise StorageError("grace_period needs heartbeat_interval: pass both, or neither")
     if kwargs:
         # A trial whose heartbeat stopped is failed and queued again with its parameters.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            kwargs["heartbeat_stale_trial_callback"] = (
-                optuna.storages.RetryHeartbeatStaleTrialCallback()
-            )
+        from tunecb.storage.stale import on_stale
+
+        kwargs["heartbeat_stale_trial_callback"] = on_stale
     return kwargs
 
 
@@ -372,7 +371,9 @@ def _journal(path: Path, shown: str) -> optuna.storages.BaseStorage:
         # A lock that dies with its holder (flock), not Optuna's symlink, which a killed
         # writer leaves behind for 30 s; on an absolute path (a relative one breaks links).
         absolute = str(path.absolute())
-        return JournalStorage(_Journal(absolute, lock_obj=_lock(absolute)))
+        storage = JournalStorage(_Journal(absolute, lock_obj=_lock(absolute)))
+        journal_snapshot.refresh(storage)  # the next opening replays from here
+        return storage
     except Exception as exc:
         raise StorageError(
             f"storage {shown!r}: cannot open the journal: {_first_line(exc)}"
@@ -382,7 +383,7 @@ def _journal(path: Path, shown: str) -> optuna.storages.BaseStorage:
 _NO_FSYNC_OPS = frozenset({7, 8, 9})  # intermediate value, trial user / system attribute
 
 
-class _Journal(optuna.storages.journal.JournalFileBackend):
+class _Journal(journal_snapshot.SnapshotJournal):
     """Optuna's journal file, but ``fsync`` only for records that change a study or a trial's
     state (Optuna fsyncs every record, 30 reports and 20 attributes a trial: 0.55 ms a
     record against 0.11 ms on this machine's disk, far more on network disks). Without
