@@ -181,3 +181,29 @@ def test_time_limits_and_memory_deaths_hold_on_a_dask_cluster(cluster, tmp_path)
     huge = [t for t in trials if t.params["size"] == "huge" and "warm_start" not in t.user_attrs]
     assert [t.user_attrs["stop_reason"] for t in huge] == ["worker_died", "killed"]
     assert huge[-1].user_attrs["error"].startswith("out of memory 2 times (ResourceExhausted")
+
+
+@pytest.mark.slow
+def test_a_trial_stuck_in_its_builder_on_dask_fails_and_its_worker_is_restarted(
+    cluster, tmp_path
+):
+    """Issue 21 under ``--dask``: a trial whose builder never returns never reaches an epoch
+    end; past ``trial_timeout`` and its grace the launcher fails it (``time_limit``) and has
+    its Dask worker restarted; the rescheduled task runs the rest of the budget."""
+    path = write_fast_study(tmp_path, name="stuck", n=3, epochs=2)
+    text = path.read_text().replace("pruner=\"none\",", "pruner=\"none\", trial_timeout=3,")
+    text = text.replace(
+        "    units = trial.suggest_int",
+        "    if trial.number == 0:\n        import time\n        time.sleep(3600)\n"
+        "    units = trial.suggest_int",
+    )
+    path.write_text(text)
+    results = tmp_path / "r"
+    proc = run(str(path), "--results", str(results), "--jobs", "1",
+               "--dask", cluster.scheduler_address, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = journal_study(results, "stuck").trials
+    first = trials[0]
+    assert (first.state.name, first.user_attrs["stop_reason"]) == ("FAIL", "time_limit")
+    assert "its process was ended" in first.user_attrs["error"]
+    assert [t.state.name for t in trials[1:]] == ["COMPLETE", "COMPLETE"]

@@ -11,6 +11,14 @@ storage and sends the same events as the other executors (a trial's start and ep
 they are stored, its outcome rebuilt from its user attributes). To stop (Ctrl-C, the
 first trials all failing) it marks the study so that every task stops after its current
 trial.
+
+Time limits (``trial_timeout``, ``epoch_timeout``): a trial stops itself at the first epoch
+end past its limit; one whose epochs no longer end (stuck in its builder, its data or a C++
+op) is timed here from its stored epochs, as the ``--jobs`` supervisor times its workers
+(:class:`tunecb.execution.timeouts.TrialClock`): past the limit and its grace, the trial
+FAILs (``time_limit``) and its Dask worker is restarted by its nanny; the task it ran is
+rescheduled by Dask and goes on with the next trial. A data function that never returns is
+not seen here (no trial is running yet): Dask's own timeouts apply.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,7 +38,8 @@ from tunecb.errors import ConfigError
 from tunecb.execution._base import STOP_BUDGET, STOP_TIMEOUT, Emit, Executor, Job, WorkerSpec
 from tunecb.execution.events import EpochEnded, TrialFinished, TrialStarted
 from tunecb.execution.sizing import capped
-from tunecb.oracle import attrs, budget
+from tunecb.execution.timeouts import TrialClock
+from tunecb.oracle import attempts, attrs, budget
 from tunecb.oracle.outcome import TrialOutcome
 
 if TYPE_CHECKING:
@@ -117,7 +127,10 @@ class DaskExecutor:
 
         client = connect(self.address)
         run_id = uuid.uuid4().hex
-        follower = _Follower(study, job.epochs, emit)
+        settings = job.settings
+        follower = _Follower(study, job.epochs, emit, lambda: TrialClock(
+            getattr(settings, "trial_timeout", None), getattr(settings, "epoch_timeout", None)
+        ))  # fmt: skip
         errors: list[BaseException] = []
         reasons: list[str] = []
         env = {
@@ -153,6 +166,8 @@ class DaskExecutor:
             while thread.is_alive():
                 thread.join(self.poll_s)
                 follower.poll()
+                for number, worker, why in follower.overdue():
+                    _end_overdue(client, study, number, worker, why)
             follower.poll()
         except BaseException:
             study.set_user_attr(STOP_ATTR, run_id)  # tasks stop after their current trial
@@ -166,13 +181,46 @@ class DaskExecutor:
         return STOP_TIMEOUT if STOP_TIMEOUT in reasons else STOP_BUDGET
 
 
-class _Follower:
-    """Events from the storage: trials seen running, their stored epochs, their outcome."""
+def _end_overdue(client: Any, study: optuna.Study, number: int, worker: str, why: str) -> None:
+    """Fail trial ``number`` (past its time limit, its epochs no longer ending) and restart
+    the Dask worker that runs it (``worker``: the trial's ``host:pid``)."""
+    if attempts.fail(study, number, attrs.TIME_LIMIT, why) is None:
+        return  # it finished meanwhile
+    log.warning("trial %d failed: %s", number, why)
+    pid = worker.rpartition(":")[2]
+    try:  # the worker's event loop answers while a task thread of it is stuck
+        pids = client.run(os.getpid, on_error="return")
+        found = [address for address, got in pids.items() if str(got) == pid]
+        if found:
+            client.restart_workers(found, timeout=60, raise_for_error=False)
+    except Exception as exc:  # the trial is failed: its worker only holds a core
+        log.warning("the Dask worker of trial %d was not restarted: %s", number, exc)
 
-    def __init__(self, study: optuna.Study, epochs: int, emit: Emit) -> None:
+
+class _Follower:
+    """Events from the storage: trials seen running, their stored epochs, their outcome;
+    and each running trial's clock (``clock()`` makes one), when a time limit is set."""
+
+    def __init__(
+        self, study: optuna.Study, epochs: int, emit: Emit,
+        clock: Any = None,
+    ) -> None:  # fmt: skip
         self.study, self.epochs, self.emit = study, epochs, emit
         self.seen = {t.number for t in study.get_trials(deepcopy=False, states=attrs.FINISHED)}
         self.started: dict[int, int] = {}  # running trial → epochs sent
+        self.clock = clock
+        self.clocks: dict[int, tuple[TrialClock, str]] = {}  # running trial → (clock, worker)
+
+    def overdue(self) -> list[tuple[int, str, str]]:
+        """``(trial, worker, why)`` of the running trials past their limit and grace."""
+        now = time.monotonic()
+        found = []
+        for number, (clock, worker) in list(self.clocks.items()):
+            why = clock.overdue(now)
+            if why is not None:
+                del self.clocks[number]
+                found.append((number, worker, why))
+        return found
 
     def poll(self) -> None:
         for trial in self.study.get_trials(deepcopy=False):
@@ -184,6 +232,7 @@ class _Follower:
             if trial.state not in attrs.FINISHED:
                 continue
             self.seen.add(trial.number)
+            self.clocks.pop(trial.number, None)
             if attrs.STOP_REASON not in trial.user_attrs:
                 continue
             if trial.user_attrs[attrs.STOP_REASON] in attrs.NOT_COUNTED:
@@ -194,8 +243,14 @@ class _Follower:
         if trial.number not in self.started:
             self.started[trial.number] = 0
             self.emit(TrialStarted(trial.number, worker))
+            clock = self.clock() if self.clock is not None else None
+            if clock is not None and clock.limited and trial.state == TrialState.RUNNING:
+                clock.start(trial.number, time.monotonic())
+                self.clocks[trial.number] = (clock, worker)
         for step in sorted(trial.intermediate_values):
             if step > self.started[trial.number]:
                 self.started[trial.number] = step
+                if trial.number in self.clocks:
+                    self.clocks[trial.number][0].epoch(time.monotonic())
                 value = trial.intermediate_values[step]
                 self.emit(EpochEnded(trial.number, step, self.epochs, value, worker))
