@@ -26,8 +26,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+from tunecb.oracle.attrs import NOT_COUNTED  # dead attempts, discards, sampler priors
+
 ROOT = Path(__file__).resolve().parents[2]
-NOT_COUNTED = ("worker_died", "interrupted", "discarded")
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
