@@ -158,7 +158,7 @@ def test_time_limits_and_memory_deaths_hold_on_a_dask_cluster(cluster, tmp_path)
     """Issue 21 under ``--dask``: a trial past ``trial_timeout`` stops at its next epoch end
     (COMPLETE, ``time_limit``); one out of memory (a real ``ResourceExhaustedError``) runs
     again once, then FAILs ``killed``; the search ends with its budget."""
-    from test_limits import OOM_STUDY
+    from test_limits import OOM_STUDY, memory_deaths_then_killed
 
     study = OOM_STUDY.format(n=2, seed=11).replace("epochs=1,", "epochs=40, trial_timeout=2,")
     study += (
@@ -178,9 +178,8 @@ def test_time_limits_and_memory_deaths_hold_on_a_dask_cluster(cluster, tmp_path)
         ("COMPLETE", "time_limit")
     ]
     assert 1 <= small[0].user_attrs["epochs_run"] < 40
-    huge = [t for t in trials if t.params["size"] == "huge" and "warm_start" not in t.user_attrs]
-    assert [t.user_attrs["stop_reason"] for t in huge] == ["worker_died", "killed"]
-    assert huge[-1].user_attrs["error"].startswith("out of memory 2 times (ResourceExhausted")
+    _, last = memory_deaths_then_killed(trials)
+    assert last.user_attrs["error"].startswith("out of memory 2 times (ResourceExhausted")
 
 
 @pytest.mark.slow

@@ -98,6 +98,20 @@ def journal_trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 
 
+def memory_deaths_then_killed(trials: list) -> tuple[list, optuna.trial.FrozenTrial]:
+    """The attempts of the "huge" configuration (the sampler's prior left out): run again
+    after each memory death but the last, then FAILed ``killed``; and that last attempt."""
+    from tunecb.oracle.deaths import MAX_MEMORY_DEATHS
+
+    huge = [t for t in trials if t.params["size"] == "huge" and "warm_start" not in t.user_attrs]
+    assert huge, "the seed drew no 'huge' trial: the test would prove nothing"
+    *again, last = huge
+    assert len(again) == MAX_MEMORY_DEATHS - 1
+    assert all(t.user_attrs["stop_reason"] == "worker_died" for t in again)
+    assert last.state.name == "FAIL" and last.user_attrs["stop_reason"] == "killed"
+    return huge, last
+
+
 def _check_killed_for_good(trials: list, n: int) -> None:
     """The study ends with its budget: ``n`` counted trials, the "huge" ones FAILED with
     stop reason ``killed`` after the stated number of deaths, never run again after that."""
@@ -331,12 +345,7 @@ def test_a_trial_out_of_gpu_memory_runs_again_once_then_fails_and_the_search_end
     proc = run_search(path, results, "--jobs", "0", timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     trials = journal_trials(results, "oom")
-    huge = [t for t in trials if t.params["size"] == "huge" and "warm_start" not in t.user_attrs]
-    assert huge, "the seed drew no 'huge' trial: the test would prove nothing"
-    *again, last = huge
-    assert len(again) == MAX_MEMORY_DEATHS - 1
-    assert all(t.user_attrs["stop_reason"] == "worker_died" for t in again)
-    assert last.state.name == "FAIL" and last.user_attrs["stop_reason"] == "killed"
+    huge, last = memory_deaths_then_killed(trials)
     assert last.user_attrs["error"].startswith(
         f"out of memory {MAX_MEMORY_DEATHS} times (ResourceExhaustedError: OOM when allocating"
     )
@@ -378,12 +387,7 @@ def test_a_trial_that_grows_past_worker_memory_is_stopped_and_fails_after_two(tm
     proc = run_search(path, results, "--jobs", "1", "--worker-memory", str(limit), timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     trials = journal_trials(results, "grow")
-    huge = [t for t in trials if t.params["size"] == "huge" and "warm_start" not in t.user_attrs]
-    assert huge, "the seed drew no 'huge' trial: the test would prove nothing"
-    *again, last = huge
-    assert len(again) == MAX_MEMORY_DEATHS - 1
-    assert all(t.user_attrs["stop_reason"] == "worker_died" for t in again)
-    assert last.state.name == "FAIL" and last.user_attrs["stop_reason"] == "killed"
+    huge, last = memory_deaths_then_killed(trials)
     error = last.user_attrs["error"]
     assert error.startswith(f"out of memory {MAX_MEMORY_DEATHS} times (WorkerMemoryExceeded: ")
     assert f"over --worker-memory {limit} MiB" in error

@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 from conftest import write_study
 from optuna.trial import TrialState
+from test_promotion_search import configuration
+from test_workers import journal_study
 
 from tunecb.oracle import attrs, budget
 from tunecb.reporting.data.records import study_records
@@ -26,17 +27,6 @@ MO = (
     "n_trials={n}, seed=0, patience=None{more}"
 )
 
-
-def journal_study(results: Path, name: str) -> optuna.Study:
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(results / name / "optuna.journal"))
-    )
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-def configuration(trial: optuna.trial.FrozenTrial) -> int:
-    history = trial.system_attrs.get(attrs.RETRY_HISTORY) or []
-    return history[0] if history else trial.number
 
 
 def test_the_promotion_scheduler_pauses_and_resumes_by_pareto_rank(tmp_path, cli):
