@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_repair(sub, common)
     from tunecb.cli import syncing
 
-    syncing.add_parser(sub, common)
+    syncing.add_parser(sub, common, add_setting_flag)
     return parser
 
 

@@ -11,14 +11,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tunecb.cli.parser import add_setting_flag
 from tunecb.cli.printers import err
 from tunecb.study.settings import FIELDS_BY_NAME
 from tunecb.wording import plural
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``sync`` to the ``tunecb`` subparsers."""
+def add_parser(sub: Any, common: argparse.ArgumentParser, add_setting_flag: Any) -> None:
+    """Add ``sync`` to the ``tunecb`` subparsers; ``add_setting_flag``: the parser's
+    (:func:`tunecb.cli.parser.add_setting_flag`), so ``--mlflow`` parses as in ``search``."""
     sync = sub.add_parser(
         "sync",
         parents=[common],
