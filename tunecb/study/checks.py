@@ -67,6 +67,28 @@ def integer(low: int, expected: str, *, none: bool = False) -> Check:
     return check
 
 
+def auto_or_integer(low: int, expected: str) -> Check:
+    """``"auto"``, or a whole number ``>= low`` (also as text, as a flag gives it).
+
+    >>> check = auto_or_integer(1, "auto or a positive integer")
+    >>> check("auto"), check(" AUTO "), check(8), check("8")
+    ('auto', 'auto', 8, 8)
+    """
+    whole = integer(low, expected)
+
+    def check(value: Any) -> int | str:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "auto":
+                return "auto"
+            if not text.isdigit():
+                raise Invalid(expected)
+            value = int(text)
+        return whole(value)
+
+    return check
+
+
 def number(
     low: float, expected: str, *, above: bool = False, finite: bool = False, none: bool = False
 ) -> Check:

@@ -96,6 +96,9 @@ class Study:
             or counted).
         warm_start_study: the earlier study's name, in a storage that holds several.
         warm_start_enqueue: queue the earlier study's K best trials that fit, to train first.
+        steps_per_execution: batches per call into the backend during ``fit``: ``"auto"``
+            (default: 16 on TensorFlow when nothing needs per-batch callbacks), or a number
+            (``1``: one call per batch, Keras' default).
         data / model / callbacks: the three functions, here or with the decorators.
         constraint: a function of the built model, here or with ``@study.constraint``:
             ``True``/``False`` (feasible or not), or a violation number (> 0 infeasible).
@@ -141,6 +144,7 @@ class Study:
         warm_start: str | None = None,
         warm_start_study: str | None = None,
         warm_start_enqueue: int | None = None,
+        steps_per_execution: int | str | None = None,
         data: DataFn | None = None,
         model: BuildFn | None = None,
         callbacks: CallbacksFn | None = None,

@@ -338,6 +338,17 @@ FIELDS: tuple[Field, ...] = (
         in_study=False,
         check=checks.boolean("True continues a study another study file began; False refuses"),
     ),
+    Field(
+        "steps_per_execution", "auto",
+        "batches per call into the backend during `fit` (Keras' `steps_per_execution`); "
+        '`"auto"`: 16 on TensorFlow when the model was compiled with 1 and no callback has a '
+        "per-batch hook, else as compiled ([What one trial does](#what-one-trial-does)); "
+        "`1`: off",
+        flag="--steps-per-execution", metavar="N",
+        help="batches per call into the backend during fit (default auto: 16 on TensorFlow "
+        "when nothing needs per-batch callbacks; 1: off)",
+        check=checks.auto_or_integer(1, "is 'auto' or a positive number of batches per call"),
+    ),
 )  # fmt: skip
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
@@ -420,6 +431,7 @@ class Settings:
     warm_start_study: str | None = None
     warm_start_enqueue: int = 0
     allow_other_file: bool = False
+    steps_per_execution: int | str = "auto"
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

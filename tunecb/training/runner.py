@@ -30,7 +30,7 @@ from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
 from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
-from tunecb.training import constraints, objectives
+from tunecb.training import constraints, fast_fit, objectives
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 from tunecb.training.epoch_seed import EpochSeed
@@ -267,6 +267,7 @@ class TrialRunner:
             cbs.seeder = EpochSeed(outcome["seed"])  # an epoch's data order, also resumed
             resumed = self._resume(model, cbs, trial)
             outcome["resumed_from_epoch"] = resumed or None
+            fast_fit.apply(model, s.steps_per_execution, cbs.as_list())
             model.fit(
                 **{**self.data.fit_arguments(s.batch_size), **s.fit_kwargs},
                 epochs=s.epochs,

@@ -1,0 +1,102 @@
+"""Several batches per backend call (``steps_per_execution``): the same fit, faster; never
+where a callback needs every batch. Real tiny fits on TensorFlow (the suite's backend)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from tunecb.training import fast_fit
+from tunecb.training.callbacks import make_callbacks
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    x = (x[:600] / 16.0).astype("float32")
+    return (x[:500], y[:500]), (x[500:], y[500:600])
+
+
+def model():
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([
+        keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dropout(0.2),
+        keras.layers.Dense(10, activation="softmax"),
+    ])  # fmt: skip
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])  # fmt: skip
+    return m
+
+
+def fit(m, data, callbacks=()):
+    (x, y), val = data
+    keras.utils.set_random_seed(1)
+    history = m.fit(x, y, validation_data=val, epochs=3, batch_size=32, verbose=0,
+                    callbacks=list(callbacks))  # fmt: skip
+    return history.history
+
+
+class CountBatches(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_auto_fits_exactly_as_one_batch_per_call_and_the_checkpoint_keeps_the_compile(
+    tmp_path, digits
+):
+    plain, fast = model(), model()
+    assert keras.backend.backend() == "tensorflow"
+    assert fast_fit.apply(fast, "auto", []) == fast_fit.AUTO_STEPS
+    assert fast.steps_per_execution == fast_fit.AUTO_STEPS
+    assert fit(fast, digits) == fit(plain, digits)  # every epoch's metrics, to the bit
+    for a, b in zip(plain.get_weights(), fast.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    fast.save(tmp_path / "m.keras")  # what a trial's checkpoint holds: the user's compile
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert loaded.steps_per_execution == 1
+
+
+def test_a_callback_with_a_batch_hook_keeps_one_batch_per_call(tmp_path, digits):
+    m, counter = model(), CountBatches()
+    assert fast_fit.apply(m, "auto", [counter]) == 1
+    fit(m, digits, [counter])
+    assert counter.batches == 3 * 16  # 500 rows / 32: 16 batches an epoch, each seen
+
+
+def test_tunecbs_own_callbacks_have_no_batch_hook(tmp_path):
+    import optuna
+
+    from tunecb.study import schedules
+    from tunecb.study.settings import resolve
+
+    trial = optuna.create_study(direction="maximize").ask()
+    s = resolve({"monitor": "val_accuracy", "epochs": 3, "tensorboard": True}, {},
+                default_name="t")  # fmt: skip
+    cbs = make_callbacks(
+        trial, s, schedules.parse_schedule("plateau"), tmp_path / "best.keras",
+        tmp_path / "history.csv", tensorboard_dir=tmp_path / "tb",
+    )  # fmt: skip
+    assert not fast_fit.has_batch_hooks(cbs.as_list())
+
+
+def test_a_forced_number_and_off(digits):
+    m = model()
+    assert fast_fit.apply(m, 4, []) == 4
+    m = model()
+    assert fast_fit.apply(m, 1, []) == 1 and m.steps_per_execution == 1
+
+
+def test_a_search_fits_with_auto(tmp_path, study_file, caplog):
+    import logging
+
+    import tunecb
+
+    caplog.set_level(logging.DEBUG, logger="tunecb")
+    tunecb.search(study_file(), n_trials=1, results=tmp_path / "r", jobs=0)
+    assert f"fit with {fast_fit.AUTO_STEPS} batches per call" in caplog.text

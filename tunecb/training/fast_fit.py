@@ -1,0 +1,100 @@
+"""Several batches per call into the backend (Keras' ``steps_per_execution``) for a trial's fit.
+
+Keras runs one compiled call per batch by default. For the small models a search tries by
+the hundred, much of an epoch is the Python and dispatch around those calls: on the 2-core
+development machine, 16 batches per call cut the CPU time of a steady TensorFlow epoch of a
+small MLP by a quarter to a third (digits 0.102 -> 0.077 s, 4,000 x 40 tabular 0.145 -> 0.095 s),
+and cost about 0.2 s once per trial (the loop is traced with the step).
+
+``steps_per_execution="auto"`` (the default) uses :data:`AUTO_STEPS` only where that changes
+neither what the fit computes nor what a callback sees:
+
+- the TensorFlow backend (Keras' JAX trainer unrolls the steps into one compiled program, so
+  compiling grows with them; PyTorch's takes only 1);
+- a model compiled with Keras' default of 1, not run eagerly, with Keras' own ``train_step``
+  and ``test_step`` (a custom step may count calls or act in Python);
+- no callback with a per-batch hook (Keras calls those once per call, not once per batch;
+  tunecb's own callbacks have none).
+
+The weights, metrics and history are those of ``steps_per_execution=1``: the same batches in
+the same order, in a loop inside one call. The checkpoint keeps the user's compile settings.
+An integer forces that many batches per call (``1``: off) on any backend Keras allows.
+
+>>> from tunecb.training.fast_fit import choose
+>>> choose("auto", backend="torch", compiled_steps=1, eager=False, custom_step=False,
+...        batch_hooks=False)
+1
+>>> choose("auto", backend="tensorflow", compiled_steps=1, eager=False, custom_step=False,
+...        batch_hooks=False)
+16
+>>> choose(4, backend="jax", compiled_steps=1, eager=False, custom_step=True, batch_hooks=True)
+4
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("tunecb")
+
+AUTO_STEPS = 16
+
+_BATCH_HOOKS = (
+    "on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end",
+    "on_test_batch_begin", "on_test_batch_end",
+)  # fmt: skip
+
+
+def choose(
+    setting: int | str, *, backend: str, compiled_steps: int, eager: bool, custom_step: bool,
+    batch_hooks: bool,
+) -> int:  # fmt: skip
+    """The batches per call for a fit: ``setting`` when it is a number, else (``"auto"``)
+    :data:`AUTO_STEPS` when nothing rules it out, else what the model was compiled with."""
+    if setting != "auto":
+        return int(setting)
+    if backend != "tensorflow" or compiled_steps != 1 or eager or custom_step or batch_hooks:
+        return compiled_steps
+    return AUTO_STEPS
+
+
+def has_batch_hooks(callbacks: list[Any]) -> bool:
+    """Whether any of ``callbacks`` overrides one of Keras' per-batch hooks."""
+    import keras
+
+    base = keras.callbacks.Callback
+    return any(
+        getattr(type(cb), hook, None) is not getattr(base, hook)
+        for cb in callbacks
+        for hook in _BATCH_HOOKS
+    )
+
+
+def _custom_step(model: Any) -> bool:
+    import keras
+
+    kind = type(model)
+    return any(
+        getattr(kind, name) is not getattr(keras.Model, name)
+        for name in ("train_step", "test_step")
+    )
+
+
+def apply(model: Any, setting: int | str, callbacks: list[Any]) -> int:
+    """Set the batches per call of ``model``'s next fit (compiled, not yet fitted) by
+    ``setting``; the number set. The model's compile config, which its checkpoint keeps,
+    is not changed."""
+    import keras
+
+    compiled = int(getattr(model, "steps_per_execution", 1) or 1)
+    steps = choose(
+        setting, backend=keras.backend.backend(), compiled_steps=compiled,
+        eager=bool(getattr(model, "run_eagerly", False)), custom_step=_custom_step(model),
+        batch_hooks=has_batch_hooks(callbacks),
+    )  # fmt: skip
+    if steps != compiled and getattr(model, "train_function", None) is None:
+        model.steps_per_execution = steps
+        log.debug("fit with %d batches per call (compiled with %d)", steps, compiled)
+        return steps
+    return compiled
