@@ -25,7 +25,6 @@ import optuna
 from optuna.samplers._lazy_random_state import LazyRandomState
 
 from tunecb.errors import ConfigError
-from tunecb.study.median_pruner import EpochMedianPruner, warmup_epochs
 from tunecb.study.promotion import PromotionPruner
 from tunecb.study.space_sampler import InSpaceTPESampler
 
@@ -148,8 +147,7 @@ def make_pruner(name_or_pruner: Any, epochs: int) -> optuna.pruners.BasePruner:
         return name_or_pruner
     name = name_or_pruner
     if name == "median":
-        # Best so far against the others' bests by the same epoch (tunecb.study.median_pruner)
-        return EpochMedianPruner(warmup=warmup_epochs(epochs))
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 5))
     if name == "successive_halving":
         # Rungs at min_resource * 3**k: start low enough that three rungs fit the budget.
         return optuna.pruners.SuccessiveHalvingPruner(
