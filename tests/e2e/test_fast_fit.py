@@ -92,11 +92,25 @@ def test_a_forced_number_and_off(digits):
     assert fast_fit.apply(m, 1, []) == 1 and m.steps_per_execution == 1
 
 
-def test_a_search_fits_with_auto(tmp_path, study_file, caplog):
-    import logging
+SEES_STEPS = """
+class Sees(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        with open("steps.txt", "a") as handle:
+            handle.write(f"{self.model.steps_per_execution}\\n")
 
-    import tunecb
 
-    caplog.set_level(logging.DEBUG, logger="tunecb")
-    tunecb.search(study_file(), n_trials=1, results=tmp_path / "r", jobs=0)
-    assert f"fit with {fast_fit.AUTO_STEPS} batches per call" in caplog.text
+@study.callbacks
+def callbacks(trial):
+    return [Sees()]
+"""
+
+
+def test_a_search_fits_with_auto_and_the_flag_turns_it_off(tmp_path, study_file, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = study_file(extra=SEES_STEPS)
+    code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "a")
+    assert code == 0, err
+    code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "b",
+                       "--steps-per-execution", "1")  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "steps.txt").read_text().split() == [str(fast_fit.AUTO_STEPS), "1"]
