@@ -322,11 +322,11 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "warm_start_enqueue", 0,
-        "queue the K best complete trials of `warm_start` that fit this study's space to run "
-        "(again) first, counted in `n_trials`; 0: none",
+        "queue the K best complete trials of `warm_start` to run (again) first, counted in "
+        "`n_trials` (a value outside this study's space is sampled instead); 0: none",
         flag="--warm-start-enqueue", cli_type="non_negative_int", metavar="K",
-        help="also queue the K best trials of --warm-start that fit, to train first "
-        "(default 0)",
+        help="also queue the K best trials of --warm-start to train first; a value outside "
+        "this study's space is sampled instead (default 0)",
         check=checks.integer(0, "must be a number of trials to queue, 0 or more"),
     ),
     Field(
