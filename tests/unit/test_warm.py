@@ -207,3 +207,16 @@ def test_the_pruner_does_not_count_the_copies_as_finished_trials(tmp_path):
     trial = study.ask()
     trial.report(0.9, 1)
     assert not should_prune(trial)  # one real finished trial: the pruner is still starting
+
+
+def test_the_reports_dataframe_names_the_warm_start_source_without_its_url(tmp_path):
+    from tunecb.reporting.data.records import study_report
+
+    root = _source(tmp_path)
+    study = optuna.load_study(study_name="s", storage=open_storage(None, root))
+    assert study_report(root).attrs == {}
+    mark = {"from": "old/s", "study": "s", "url": "sqlite:///old.db", "added": 2, "queued": 0}
+    study.set_user_attr(attrs.WARM_FROM, mark)
+    assert study_report(root).attrs["warm_start"] == {
+        "from": "old/s", "study": "s", "added": 2, "queued": 0
+    }  # fmt: skip
