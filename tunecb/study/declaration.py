@@ -95,7 +95,7 @@ class Study:
             that fit this study's space become prior knowledge for the sampler (not trained
             or counted).
         warm_start_study: the earlier study's name, in a storage that holds several.
-        warm_start_enqueue: queue the earlier study's K best trials to train first.
+        warm_start_enqueue: queue the earlier study's K best trials to train first (3).
         data / model / callbacks: the three functions, here or with the decorators.
         constraint: a function of the built model, here or with ``@study.constraint``:
             ``True``/``False`` (feasible or not), or a violation number (> 0 infeasible).
