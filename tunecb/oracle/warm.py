@@ -152,8 +152,9 @@ def prepare(
     name: str | None = None,
     best: int = 0,
 ) -> list[str]:
-    """Check ``source`` (:func:`check`; ``name``: its study) and name it on ``study`` for
-    :func:`seed`, with the number of ``best`` configurations to queue; the note to show."""
+    """Check ``source`` (:func:`check`; ``name``: its study), name it on ``study`` for
+    :func:`seed`, and queue its ``best`` configurations to run first (:func:`queue_best`;
+    once, when the study is first warm-started); the note to show."""
     found, source_study = check(source, monitor, direction, name)
     earlier = study.user_attrs.get(WARM_FROM)
     if earlier and (earlier["from"], earlier["study"]) != (found.shown, found.study):
@@ -252,11 +253,10 @@ def seed(
     study: optuna.Study, asked: dict[str, BaseDistribution], number: int, given: str | None = None
 ) -> list[str]:
     """Add the warm-start source's finished trials that fit ``asked`` (the space trial
-    ``number`` asked), and queue its best ones if asked to; the note to log (empty: nothing
-    done). ``given``: this process's ``--warm-start`` (a URL whose password the study does not
-    store). Once per study: not when trials of that source are in it already, and only by
-    the lowest-numbered running trial (workers whose first trials build at the same moment
-    do not both add them)."""
+    ``number`` asked); the note to log (empty: nothing done). ``given``: this process's
+    ``--warm-start`` (a URL whose password the study does not store). Once per study: not
+    when trials of that source are in it already, and only by the lowest-numbered running
+    trial (workers whose first trials build at the same moment do not both add them)."""
     source = study.user_attrs.get(WARM_FROM)
     if not source or "added" in source:  # no warm start, or done (perhaps with none fitting)
         return []
