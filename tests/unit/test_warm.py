@@ -217,6 +217,6 @@ def test_the_reports_dataframe_names_the_warm_start_source_without_its_url(tmp_p
     assert study_report(root).attrs == {}
     mark = {"from": "old/s", "study": "s", "url": "sqlite:///old.db", "added": 2, "queued": 0}
     study.set_user_attr(attrs.WARM_FROM, mark)
-    assert study_report(root).attrs["warm_start"] == {
+    assert study_report(root).attrs["warm_from"] == {
         "from": "old/s", "study": "s", "added": 2, "queued": 0
     }  # fmt: skip

@@ -203,8 +203,8 @@ def study_report(
     """
     result = study_records(path, storage=storage, study_name=study_name)
     frame = to_dataframe(result.records, top)
-    if result.warm_start:  # --warm-start's source: frame.attrs["warm_start"]["from"]
-        frame.attrs["warm_start"] = {k: v for k, v in result.warm_start.items() if k != "url"}
+    if result.warm_start:  # --warm-start's source: frame.attrs["warm_from"]["from"]
+        frame.attrs[WARM_FROM] = {k: v for k, v in result.warm_start.items() if k != "url"}
     return frame
 
 
