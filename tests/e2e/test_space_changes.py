@@ -202,28 +202,41 @@ def test_a_warm_start_adds_the_earlier_trials_that_fit_as_prior_knowledge(first_
     assert code == 0 and '"warm_start"' not in out  # the report lists the study's own trials
 
 
-def test_a_warm_start_from_a_journal_file_queues_its_best_first_marked_given(
+def test_a_warm_start_runs_its_best_first_marked_given_a_value_outside_sampled(
     first_run, tmp_path, cli
 ):
     journal = first_run / "results" / "tiny" / "optuna.journal"  # a storage, not a folder
-    code, out, err = cli(
-        "search", first_run / "tiny.py", "--results", tmp_path / "results",
-        "--study-name", "warm2", "--warm-start", journal, "--warm-start-enqueue", "1",
-        "--n-trials", "2",
-    )  # fmt: skip
-    assert code == 0, err
-    assert f"warm start from journal:{journal.resolve()} (study 'tiny')" in out + err
-    assert "its best 1 queued to run next" in out + err
-    storage = open_storage(None, tmp_path / "results" / "warm2")
-    trials = optuna.load_study(study_name="warm2", storage=storage).get_trials()
     (earlier,) = _trials(first_run / "results")
+    low = earlier.params["lr"] * 1.5  # narrowed: the earlier best's lr falls outside
+    new = f"{low!r}, 0.05, log=True"
+    with _changed(first_run, tmp_path, "1e-3, 3e-2, log=True", new) as (path, results):
+        code, out, err = cli(
+            "search", path, "--results", results, "--study-name", "warm2",
+            "--warm-start", journal, "--warm-start-enqueue", "1", "--n-trials", "2",
+        )  # fmt: skip
+        assert code == 0, err
+        assert f"warm start from journal:{journal.resolve()} (study 'tiny')" in out + err
+        assert "its best 1 complete trial queued to run first" in out + err
+        storage = open_storage(None, results / "warm2")
+        trials = optuna.load_study(study_name="warm2", storage=storage).get_trials()
+        said = out + err
+        code, report, err = cli("report", results / "warm2", "--wide")
     own = [t for t in trials if budget.counts(t)]
-    assert len(own) == 2 and "given" not in own[0].user_attrs  # the one that learnt the space
-    given = own[1]  # then the earlier best: trained, counted
-    assert {k: given.params[k] for k in earlier.params} == earlier.params
-    assert given.user_attrs["given"]["from"] == (
-        f"--warm-start-enqueue: journal:{journal.resolve()} trial 0"
-    )
+    assert len(own) == 2 and own[0].number == 0  # the earlier best ran first: trained, counted
+    mark = own[0].user_attrs["given"]
+    assert mark["from"] == f"--warm-start-enqueue: journal:{journal.resolve()} trial 0"
+    assert mark["dropped"] == [
+        f"lr={earlier.params['lr']!r} is outside float {low:g}..0.05 (log): sampled instead"
+    ]
+    assert f"trial 0: {mark['from']}: {mark['dropped'][0]}" in said
+    kept = {k: v for k, v in earlier.params.items() if k != "lr"}
+    assert {k: own[0].params[k] for k in kept} == kept and low <= own[0].params["lr"] <= 0.05
+    assert "given" not in own[1].user_attrs  # then the sampler's own
+    assert code == 0, err
+    assert (
+        f"warm start from journal:{journal.resolve()} (study 'tiny'): 0 of its trials as "
+        "prior knowledge (not trained, not listed); its best 1 queued first: trial 0 (given)"
+    ) in report  # its one trial's lr is outside: no prior
 
 
 @pytest.mark.slow  # two worker processes, each importing Keras

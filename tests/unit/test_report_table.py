@@ -91,3 +91,31 @@ def test_ties_are_ranked_by_trial_number_and_the_table_says_so():
     assert "ranked by trial number" not in narrow_table(_conditional(4), columns(records), 200)
     page = html_report(StudyRecords("s", "maximize", None, None, records), plots=[])
     assert "Equal values are ranked by trial number" in page
+
+
+def test_the_header_and_html_summary_say_where_the_trials_came_from():
+    from tunecb.reporting.text.header import report_header
+
+    records = _conditional(3)
+    records[0]["given"] = "--warm-start-enqueue: old/first trial 7"
+    records[2]["given"] = "--enqueue a.csv line 2"
+    warm = {"from": "old/first", "study": "first", "url": "x", "added": 12, "queued": 1}
+    result = StudyRecords("s", "maximize", "val_accuracy", None, records, warm_start=warm)
+    header = report_header(result, 60)
+    assert all(len(line) <= 60 for line in header)
+    assert header[-4:] == [
+        "warm start from old/first (study 'first'): 12 of its trials",
+        "as prior knowledge (not trained, not listed)",
+        "its best 1 queued first: trial 0 (given)",
+        "given with --enqueue: trial 2",
+    ]
+    page = html_report(result, plots=[])
+    assert (
+        "<dt>Trials from</dt><dd>warm start from old/first (study &#x27;first&#x27;): 12 of "
+        "its trials as prior knowledge (not trained, not listed); its best 1 queued first: "
+        "trial 0 (given)</dd>"
+    ) in page
+    assert "<dt>Trials from</dt><dd>given with --enqueue: trial 2</dd>" in page
+    plain = StudyRecords("s", "maximize", "val_accuracy", None, _conditional(3))
+    assert "Trials from" not in html_report(plain, plots=[])
+    assert report_header(plain, None)[-1].startswith("trained")  # nothing more to say

@@ -159,20 +159,36 @@ def test_a_storage_that_does_not_exist_is_refused_and_not_created(tmp_path, miss
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_best_k_that_fit_are_queued_as_given_configurations(tmp_path):
+def test_the_best_k_are_queued_first_as_given_and_a_value_outside_is_sampled(tmp_path):
+    from tunecb.oracle import space
+
     root = _source(tmp_path, values=(0.1, 0.5, 0.9, 0.4))
-    study = optuna.create_study(direction="minimize")
-    assert "its best 2 then queued" in warm.prepare(
-        study, str(root), "val_loss", "minimize", best=2
-    )[0]  # fmt: skip
-    narrowed = {"x": FloatDistribution(0.3, 1.0)}  # 0.1, the best, no longer fits
-    assert warm.seed(study, narrowed, 0)[0].endswith("; its best 2 queued to run next")
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(0))
+    note = warm.prepare(study, str(root), "val_loss", "minimize", best=2)[0]
+    assert note.endswith("its best 2 complete trials queued to run first (a value outside "
+                         "this study's space is sampled instead)")  # fmt: skip
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [t.user_attrs[attrs.GIVEN] for t in waiting] == [
-        {"from": f"--warm-start-enqueue: {root} trial {n}", "params": {"x": x}}
-        for n, x in ((3, 0.4), (1, 0.5))
-    ]
+        {"from": f"--warm-start-enqueue: {root} trial {n}", "params": {"x": x}, "warm": True}
+        for n, x in ((0, 0.1), (3, 0.4))
+    ]  # queued before any trial ran, with the values as the source holds them
     assert budget.left(study.get_trials(), 5) == 5  # queued, not run: they count when run
+    assert warm.prepare(study, str(root), "val_loss", "minimize", best=2)  # continued:
+    assert len(study.get_trials()) == 2  # not queued again
+    ran = []
+    for _ in range(3):
+        trial = study.ask()
+        found = space.guard(trial)
+        x = trial.suggest_float("x", 0.3, 1.0)  # narrowed: 0.1, the best, no longer fits
+        texts = space.built(trial, found, "sha", "RESULTS/s")
+        study.tell(trial, x)
+        ran.append((x, trial.user_attrs.get(attrs.GIVEN, {}).get("dropped"), texts))
+    (x0, dropped, texts), second, third = ran
+    assert 0.3 <= x0 <= 1.0 and dropped == ["x=0.1 is outside float 0.3..1: sampled instead"]
+    assert texts[0].startswith("warm start: 3 of the 4 complete trials")  # the priors: once
+    assert texts[1] == f"trial 0: --warm-start-enqueue: {root} trial 0: {dropped[0]}"
+    assert second == (0.4, None, [])  # the second best, as given
+    assert third[0] not in (0.1, 0.4) and third[1:] == (None, [])  # then the sampler's own
 
 
 def test_the_pruner_does_not_count_the_copies_as_finished_trials(tmp_path):
@@ -191,3 +207,16 @@ def test_the_pruner_does_not_count_the_copies_as_finished_trials(tmp_path):
     trial = study.ask()
     trial.report(0.9, 1)
     assert not should_prune(trial)  # one real finished trial: the pruner is still starting
+
+
+def test_the_reports_dataframe_names_the_warm_start_source_without_its_url(tmp_path):
+    from tunecb.reporting.data.records import study_report
+
+    root = _source(tmp_path)
+    study = optuna.load_study(study_name="s", storage=open_storage(None, root))
+    assert study_report(root).attrs == {}
+    mark = {"from": "old/s", "study": "s", "url": "sqlite:///old.db", "added": 2, "queued": 0}
+    study.set_user_attr(attrs.WARM_FROM, mark)
+    assert study_report(root).attrs["warm_from"] == {
+        "from": "old/s", "study": "s", "added": 2, "queued": 0
+    }  # fmt: skip

@@ -196,6 +196,7 @@ class Guard:
         self.earlier = earlier
         self.given = given
         self.asked: dict[str, BaseDistribution] = {}
+        self.dropped: list[str] = []  # a warm start's given values outside the space asked
         self.refused: Refused | None = None  # raised before the builder ran (tunecb's own asks)
 
 
@@ -228,8 +229,11 @@ def guard(trial: optuna.Trial, folder: str = "RESULTS/STUDY") -> Guard:
                 raise error
         if found.given is not None and name in found.given["params"]:
             wrong = given.problem(name, found.given["params"][name], distribution)
-            if wrong:
+            if wrong and not found.given.get("warm"):
                 raise GivenInvalid(f"{found.given['from']}: {wrong}; fix the value or remove it")
+            if wrong:  # an earlier study's best (--warm-start-enqueue): sampled instead
+                found.dropped.append(f"{wrong}: sampled instead")
+                trial._fixed_params = {k: v for k, v in trial._fixed_params.items() if k != name}
         found.asked[name] = distribution
         return suggest(name, distribution)
 
@@ -239,11 +243,14 @@ def guard(trial: optuna.Trial, folder: str = "RESULTS/STUDY") -> Guard:
 
 def check_given(found: Guard) -> None:
     """After the build: refuse a given configuration with a parameter the builder never
-    asked for it (a typo, or a parameter of another study)."""
+    asked for it (a typo, or a parameter of another study); an earlier study's best
+    (``--warm-start-enqueue``) only loses it."""
     if found.given is None:
         return
     never = sorted(set(found.given["params"]) - set(found.asked))
-    if never:
+    if never and found.given.get("warm"):
+        found.dropped += [f"{name} is not asked now: left out" for name in never]
+    elif never:
         raise GivenInvalid(
             f"{found.given['from']}: the builder never asks {', '.join(never)} (it asks "
             f"{', '.join(found.asked) or 'nothing'}); fix the names or remove them"
@@ -317,5 +324,8 @@ def built(
         return []
     check_given(found)
     texts = warm.seed(trial.study, found.asked, trial.number, warm_start)
+    if found.dropped and found.given is not None:  # said, and kept on the trial
+        trial.set_user_attr(GIVEN, {**found.given, "dropped": found.dropped})
+        texts.append(f"trial {trial.number}: {found.given['from']}: {'; '.join(found.dropped)}")
     lines = notice(trial.study, found, study_sha, folder)
     return [*texts, "\n".join(lines)] if lines else texts

@@ -16,8 +16,12 @@ with the new distributions and the user attribute ``warm_start`` (``{"from": sou
 "number": n}``, and ``"epoch"`` for a pruned one). They are not trained, do not count in
 ``n_trials`` (stop reason ``warm_start``), and are never the study's best: their values come
 from another study, and they have no checkpoint here. With ``--warm-start-enqueue K`` the K
-best COMPLETE ones that fit are then queued as given configurations (trained, counted,
-marked ``given``), run next.
+best COMPLETE ones are queued when the study is created (:func:`queue_best`), with their
+values as the source holds them, as given configurations (trained, counted, marked
+``given`` with ``"warm": true``): they run first. The new space is not known then: a value
+it does not contain (a narrowed range) is dropped when the trial asks it and sampled
+instead, and a parameter it no longer asks is left out; the trial says so and records it
+(``"dropped"``), where a configuration given with ``--enqueue`` is refused.
 
 >>> fits({"lr": 0.01}, {"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)})
 True
@@ -50,7 +54,7 @@ from tunecb.oracle.given import problem
 from tunecb.oracle.promotions import is_side
 from tunecb.storage.urls import is_journal_url, open_storage, redact
 
-__all__ = ["Source", "check", "fits", "locate", "prepare", "seed"]
+__all__ = ["Source", "check", "fits", "locate", "prepare", "queue_best", "seed"]
 
 _FIX = (
     "give a tunecb results folder (results/<study>), or a storage URL (sqlite:///old.db, "
@@ -148,9 +152,10 @@ def prepare(
     name: str | None = None,
     best: int = 0,
 ) -> list[str]:
-    """Check ``source`` (:func:`check`; ``name``: its study) and name it on ``study`` for
-    :func:`seed`, with the number of ``best`` configurations to queue; the note to show."""
-    found, _ = check(source, monitor, direction, name)
+    """Check ``source`` (:func:`check`; ``name``: its study), name it on ``study`` for
+    :func:`seed`, and queue its ``best`` configurations to run first (:func:`queue_best`;
+    once, when the study is first warm-started); the note to show."""
+    found, source_study = check(source, monitor, direction, name)
     earlier = study.user_attrs.get(WARM_FROM)
     if earlier and (earlier["from"], earlier["study"]) != (found.shown, found.study):
         raise ConfigError(
@@ -158,16 +163,43 @@ def prepare(
             f"{earlier['from']} (study {earlier['study']!r}); use --study-name NEW to start "
             "from another study"
         )
-    if not earlier:
-        url = None if found.root else found.url
-        study.set_user_attr(WARM_FROM, {"from": found.shown, "study": found.study, "url": url,
-                                        "enqueue": best})  # fmt: skip
-    queued = f"; its best {best} then queued to run next" if best else ""
-    return [
+    if earlier:  # continued: its best were queued when the study began
+        return [_noted(found, 0)]
+    url = None if found.root else found.url
+    queued = queue_best(study, source_study, best, found.shown)
+    study.set_user_attr(WARM_FROM, {"from": found.shown, "study": found.study, "url": url,
+                                    "enqueue": best, "queued": queued})  # fmt: skip
+    return [_noted(found, queued)]
+
+
+def _noted(found: Source, queued: int) -> str:
+    first = ""
+    if queued:
+        first = (f"; its best {queued} complete trial{'s' * (queued != 1)} queued to run "
+                 "first (a value outside this study's space is sampled instead)")  # fmt: skip
+    return (
         f"warm start from {found.shown} (study {found.study!r}): its finished trials that "
         "fit this study's space are added when the first trial builds its model (not "
-        f"trained, not counted in n_trials){queued}"
-    ]
+        f"trained, not counted in n_trials){first}"
+    )
+
+
+def queue_best(study: optuna.Study, source: optuna.Study, k: int, shown: str) -> int:
+    """Queue the ``k`` best COMPLETE trials of ``source`` as given configurations, with
+    their parameters as the source holds them, to run before the sampler's own; how many.
+    The new space is not known yet: a value it does not contain is dropped when the trial
+    asks it (:func:`tunecb.oracle.space.guard`), and sampled instead."""
+    if k <= 0:
+        return 0
+    complete = [t for t in source.get_trials(deepcopy=False)
+                if t.state == TrialState.COMPLETE and _usable(t)]  # fmt: skip
+    maximize = source.direction == optuna.study.StudyDirection.MAXIMIZE
+    ranked = sorted(complete, key=lambda t: float(t.value or 0.0), reverse=maximize)
+    for t in ranked[:k]:
+        where = f"--warm-start-enqueue: {shown} trial {t.number}"
+        mark = {"from": where, "params": t.params, "warm": True}
+        study.enqueue_trial(t.params, user_attrs={GIVEN: mark})
+    return len(ranked[:k])
 
 
 def fits(params: dict[str, Any], asked: dict[str, BaseDistribution]) -> bool:
@@ -183,7 +215,6 @@ def _from_a_folder(trial: Any) -> bool:
     from tunecb.oracle.attrs import KILLED_PRIOR
 
     return (trial.user_attrs.get(WARM_START) or {}).get("from") not in (None, KILLED_PRIOR)
-
 
 
 def _last(trial: FrozenTrial) -> tuple[int, float] | None:
@@ -222,11 +253,10 @@ def seed(
     study: optuna.Study, asked: dict[str, BaseDistribution], number: int, given: str | None = None
 ) -> list[str]:
     """Add the warm-start source's finished trials that fit ``asked`` (the space trial
-    ``number`` asked), and queue its best ones if asked to; the note to log (empty: nothing
-    done). ``given``: this process's ``--warm-start`` (a URL whose password the study does not
-    store). Once per study: not when trials of that source are in it already, and only by
-    the lowest-numbered running trial (workers whose first trials build at the same moment
-    do not both add them)."""
+    ``number`` asked); the note to log (empty: nothing done). ``given``: this process's
+    ``--warm-start`` (a URL whose password the study does not store). Once per study: not
+    when trials of that source are in it already, and only by the lowest-numbered running
+    trial (workers whose first trials build at the same moment do not both add them)."""
     source = study.user_attrs.get(WARM_FROM)
     if not source or "added" in source:  # no warm start, or done (perhaps with none fitting)
         return []
@@ -248,8 +278,7 @@ def seed(
     copies = [_copy(t, asked, shown) for t in done if fits(t.params, asked)]
     for copy in copies:
         study.add_trial(copy)
-    queued = _queue_best(study, copies, source.get("enqueue", 0), shown)
-    study.set_user_attr(WARM_FROM, {**source, "added": len(copies), "queued": queued})
+    study.set_user_attr(WARM_FROM, {**source, "added": len(copies)})
     complete = sum(t.state == TrialState.COMPLETE for t in done)
     fit = sum(t.state == TrialState.COMPLETE for t in copies)
     text = (
@@ -257,19 +286,4 @@ def seed(
         f"{len(done) - complete} pruned trials of {shown} fit this study's space and were "
         "added as prior knowledge"
     )
-    if queued:
-        text += f"; its best {queued} queued to run next"
     return [text]
-
-
-def _queue_best(study: optuna.Study, copies: list[FrozenTrial], k: int, shown: str) -> int:
-    """Queue the ``k`` best COMPLETE ``copies`` as given configurations; how many."""
-    complete = [t for t in copies if t.state == TrialState.COMPLETE]
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    ranked = sorted(complete, key=lambda t: float(t.value or 0.0), reverse=maximize)
-    best = ranked[:k]
-    for t in best:
-        n = t.user_attrs[WARM_START]["number"]
-        where = f"--warm-start-enqueue: {shown} trial {n}"
-        study.enqueue_trial(t.params, user_attrs={GIVEN: {"from": where, "params": t.params}})
-    return len(best)

@@ -95,7 +95,7 @@ class Study:
             that fit this study's space become prior knowledge for the sampler (not trained
             or counted).
         warm_start_study: the earlier study's name, in a storage that holds several.
-        warm_start_enqueue: queue the earlier study's K best trials that fit, to train first.
+        warm_start_enqueue: queue the earlier study's K best trials to train first (3).
         steps_per_execution: batches per call into the backend during ``fit``: ``"auto"``
             (default: 16 on TensorFlow when nothing needs per-batch callbacks), or a number
             (``1``: one call per batch, Keras' default).

@@ -321,12 +321,13 @@ FIELDS: tuple[Field, ...] = (
         check=checks.text("must be the name of a study in --warm-start's storage", none=True),
     ),
     Field(
-        "warm_start_enqueue", 0,
-        "queue the K best complete trials of `warm_start` that fit this study's space to run "
-        "(again) first, counted in `n_trials`; 0: none",
+        "warm_start_enqueue", 3,
+        "queue the K best complete trials of `warm_start` to run (again) first, counted in "
+        "`n_trials` (a value outside this study's space is sampled instead); 0: none, prior "
+        "knowledge only",
         flag="--warm-start-enqueue", cli_type="non_negative_int", metavar="K",
-        help="also queue the K best trials of --warm-start that fit, to train first "
-        "(default 0)",
+        help="queue the K best trials of --warm-start to train first; a value outside "
+        "this study's space is sampled instead (default 3; 0: none)",
         check=checks.integer(0, "must be a number of trials to queue, 0 or more"),
     ),
     Field(
@@ -429,7 +430,7 @@ class Settings:
     enqueue: Any = None
     warm_start: str | None = None
     warm_start_study: str | None = None
-    warm_start_enqueue: int = 0
+    warm_start_enqueue: int = 3
     allow_other_file: bool = False
     steps_per_execution: int | str = "auto"
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -167,3 +167,45 @@ def line_parts(info: Overview) -> list[str]:
     if info.checkpoints_removed:
         disk += f", {len(info.checkpoints_removed)} removed by --keep-checkpoints"
     return [*parts, disk]
+
+
+def sources(result: StudyRecords) -> list[str]:
+    """Where the trials came from, when not all from the sampler: the warm-start source
+    (``--warm-start``) with the trials it added as prior knowledge (not listed) and those of
+    its best that ran first, and the configurations given with ``--enqueue``.
+
+    >>> records = [{"trial": 0, "given": "--warm-start-enqueue: o trial 7"},
+    ...            {"trial": 2, "given": "--enqueue a.csv line 2"}, {"trial": 1}]
+    >>> warm, given = sources(StudyRecords("s", "minimize", None, None, records, warm_start={
+    ...     "from": "o", "study": "s", "added": 19, "queued": 1}))
+    >>> for part in warm.split("; "):
+    ...     print(part)
+    warm start from o (study 's'): 19 of its trials as prior knowledge (not trained, not listed)
+    its best 1 queued first: trial 0 (given)
+    >>> given
+    'given with --enqueue: trial 2'
+    """
+    warm, lines = result.warm_start, []
+    queued = [r["trial"] for r in result.records if (r.get("given") or "").startswith(_WARM)]
+    if warm:
+        added = warm.get("added")
+        prior = "none of its trials yet" if added is None else f"{added} of its trials"
+        text = (f"warm start from {warm['from']} (study {warm['study']!r}): {prior} as prior "
+                "knowledge (not trained, not listed)")  # fmt: skip
+        if warm.get("queued"):
+            text += f"; its best {warm['queued']} queued first: {_trials(queued)} (given)"
+        lines.append(text)
+    given = [r["trial"] for r in result.records
+             if r.get("given") and not r["given"].startswith(_WARM)]  # fmt: skip
+    if given:
+        lines.append(f"given with --enqueue: {_trials(given)}")
+    return lines
+
+
+_WARM = "--warm-start-enqueue"
+
+
+def _trials(numbers: list[int]) -> str:
+    if not numbers:
+        return "none run yet"
+    return f"trial{'s' * (len(numbers) > 1)} {', '.join(map(str, sorted(numbers)))}"

@@ -24,6 +24,7 @@ from tunecb.oracle.attrs import (
     STOP_REASON,
     STUDY_EPOCHS,
     STUDY_MONITOR,
+    WARM_FROM,
     WARM_START_REASON,
 )
 from tunecb.oracle.budget import retried
@@ -54,6 +55,7 @@ class StudyRecords:
     epochs: int | None = None  # the epoch budget of every trial, when tunecb ran the study
     trials: dict[int, Any] = field(default_factory=dict)  # number → optuna FrozenTrial
     objectives: tuple[Objective, ...] | None = None  # a multi-objective study's
+    warm_start: dict[str, Any] | None = None  # --warm-start's source (tunecb.oracle.warm)
 
 
 def mark_front(
@@ -181,6 +183,7 @@ def study_records(
         epochs=meta.get("epochs") or study.user_attrs.get(STUDY_EPOCHS),
         trials={t.number: t for t in kept},
         objectives=objectives,
+        warm_start=study.user_attrs.get(WARM_FROM),
     )
 
 
@@ -198,7 +201,11 @@ def study_report(
 
     >>> tunecb.report("results/digits", top=5)  # doctest: +SKIP
     """
-    return to_dataframe(study_records(path, storage=storage, study_name=study_name).records, top)
+    result = study_records(path, storage=storage, study_name=study_name)
+    frame = to_dataframe(result.records, top)
+    if result.warm_start:  # --warm-start's source: frame.attrs["warm_from"]["from"]
+        frame.attrs[WARM_FROM] = {k: v for k, v in result.warm_start.items() if k != "url"}
+    return frame
 
 
 def to_dataframe(records: list[dict[str, Any]], top: int | None = None) -> pandas.DataFrame:

@@ -16,7 +16,7 @@ from typing import Any
 
 from tunecb._version import __version__
 from tunecb.errors import first_line
-from tunecb.reporting.data.overview import Overview, backend_line, overview, saved_text
+from tunecb.reporting.data.overview import Overview, backend_line, overview, saved_text, sources
 from tunecb.reporting.data.records import TIES_NOTE, StudyRecords, columns, has_ties
 from tunecb.reporting.plots.study import Plot, render_plots
 from tunecb.reporting.text.cells import cell, checkpoint_cell, clipped
@@ -87,6 +87,7 @@ def _summary(info: Overview, result: StudyRecords) -> str:
             or "none",
         )
     )
+    items += [("Trials from", _e(text)) for text in sources(result)]  # warm start, given
     if info.epochs_budget:
         saved = _e(saved_text(info))
         items.append(

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from tunecb.oracle.attrs import INFEASIBLE
-from tunecb.reporting.data.overview import line_parts, overview
+from tunecb.reporting.data.overview import line_parts, overview, sources
 from tunecb.reporting.text.cells import wrap_parts
 
 if TYPE_CHECKING:
@@ -21,14 +21,17 @@ if TYPE_CHECKING:
 
 
 def report_header(result: StudyRecords, width: int | None) -> list[str]:
-    """The study line, then the overview's lines (none for a study without trials), each at
+    """The study line, then the overview's lines (none for a study without trials), and
+    where the trials came from when not all from the sampler (warm start, given), each at
     most ``width`` characters (``None``: the study line and the overview, one line each).
 
     >>> report_header(study_records("results/digits"), 60)  # doctest: +SKIP
     ["study 'digits': val_accuracy (maximize); 12 complete, 4 pruned", ...]
     """
-    return study_line(result, width) + (
-        wrap_parts(line_parts(overview(result)), width) if result.records else []
+    return (
+        study_line(result, width)
+        + (wrap_parts(line_parts(overview(result)), width) if result.records else [])
+        + [line for text in sources(result) for line in wrap_parts(text.split("; "), width, "; ")]
     )
 
 
