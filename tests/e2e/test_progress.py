@@ -273,14 +273,19 @@ def test_json_records_have_null_for_non_finite_numbers_and_text_for_objects():
 
 
 @pytest.mark.slow
-def test_a_dask_search_reports_epochs_seen_in_the_storage(study_file, tmp_path, dask_cluster):
+def test_a_dask_search_reports_epochs_seen_in_the_storage(study_file, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
     path = study_file(settings=TWO_TRIALS, extra=SLOW_EPOCHS)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tunecb", "search", str(path), "--results",
-         str(tmp_path / "r"), "--jobs", "1", "--dask", dask_cluster.scheduler_address,
-         "--log-format", "json"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "tunecb", "search", str(path), "--results",
+             str(tmp_path / "r"), "--jobs", "1", "--dask", cluster.scheduler_address,
+             "--log-format", "json"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     events = parse_lines(proc.stdout)
     assert sorted(e["trial"] for e in events if e["event"] == "trial") == [0, 1]
