@@ -142,3 +142,22 @@ def dask_cluster():
         dashboard_address=None,
     ) as local:  # fmt: skip
         yield local
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep the tests that share a costly fixture in one pytest process, so that it is built
+    once (pyproject runs ``-n 2`` with ``--dist loadgroup``; every other test is scheduled
+    on its own): a module-scoped fixture's tests by module (a search, an MLflow server),
+    the tests of the shared Dask cluster together. Without ``-n`` the marks do nothing."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:  # doctests
+            continue
+        module_scoped = any(
+            defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values()
+        )
+        if module_scoped:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        elif "dask_cluster" in info.names_closure:
+            item.add_marker(pytest.mark.xdist_group("dask_cluster"))

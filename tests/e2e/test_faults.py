@@ -27,6 +27,7 @@ import optuna
 import pytest
 
 from tunecb.oracle.attrs import NOT_COUNTED  # dead attempts, discards, sampler priors
+from tunecb.oracle.deaths import MAX_DEATHS  # deaths that fail a configuration for good
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -647,12 +648,13 @@ def test_ctrl_c_is_answered_within_a_second(tmp_path, jobs):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_worker_killed_over_and_over_is_replaced_and_the_search_ends_with_exit_0(tmp_path):
-    """The single worker is SIGTERMed five times in a row, each time as soon as its trial
-    starts (it never finishes one; never while it holds the journal lock): a worker stopped
-    from outside is not a broken study, so the search still ends with its trials and exit
-    code 0. Today the fourth death in a row ends the search with exit code 2. (SIGKILL five
-    times on one configuration is what the OOM killer does: tests/e2e/test_limits.py.)"""
-    n = 3
+    """The single worker is SIGTERMed ``MAX_DEATHS + 1`` times in a row (one more than the
+    deaths that fail a configuration for good), each time as soon as its trial starts (it
+    never finishes one; never while it holds the journal lock): a worker stopped from
+    outside is not a broken study, so the search still ends with its trials and exit code 0.
+    Today the fourth death in a row ends the search with exit code 2. (SIGKILL that often on
+    one configuration is what the OOM killer does: tests/e2e/test_limits.py.)"""
+    n, kills = 3, MAX_DEATHS + 1  # each kill costs a fresh worker (a TensorFlow import)
     path = write_study(tmp_path, n=n, epochs=20, rows=1088, split=1024)
     results = tmp_path / "r"
     journal = Journal(results)
@@ -664,7 +666,7 @@ def test_a_worker_killed_over_and_over_is_replaced_and_the_search_ends_with_exit
                 if worker_pid(t) not in killed and alive(worker_pid(t))]  # fmt: skip
 
     with launched(path, results, "--jobs", "1") as run:
-        while len(victims) < 5 and run.proc.poll() is None:
+        while len(victims) < kills and run.proc.poll() is None:
             deadline = time.monotonic() + 240
             trial = None
             while run.proc.poll() is None and time.monotonic() < deadline:
@@ -679,7 +681,7 @@ def test_a_worker_killed_over_and_over_is_replaced_and_the_search_ends_with_exit
             victims.append((worker_pid(trial), trial.number))
         code = run.wait(420)
         assert code == 0, f"exit {code} after {len(victims)} kills: {run.err()[-1500:]}"
-        assert len(victims) == 5
+        assert len(victims) == kills
         assert group_ends(run.pid, within=30), f"processes left: {group_members(run.pid)}"
     trials = journal.trials()
     for _, number in victims:  # every kill hit a running trial

@@ -2,7 +2,8 @@
 an error of the framework whose cause is its last line), at import, in the data function,
 in the builder and in a user callback: one line naming the function and file, the trial
 recorded, and the search goes on or stops with a summary and a non-zero exit code. Data
-that cannot be right is refused once, at load. Real CLI processes and real fits."""
+that cannot be right is refused once, at load. Real fits, the CLI run in this process
+except where worker processes or another backend need a process of its own."""
 
 from __future__ import annotations
 
@@ -19,10 +20,24 @@ from test_workers import journal_study
 
 
 def tunecb(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    """The real CLI in a fresh process: for what needs one (worker processes, a backend)."""
     return subprocess.run(
         [sys.executable, "-m", "tunecb", *map(str, args)], capture_output=True, text=True,
         cwd=cwd, timeout=300, env={**os.environ, "TUNECB_JOBS": "0"},
     )  # fmt: skip
+
+
+@pytest.fixture
+def here(cli, tmp_path, monkeypatch):
+    """The CLI in this process, run in the test's folder (as ``tunecb`` for everything
+    that is not about processes): ``here(*args) -> CompletedProcess``."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: object) -> subprocess.CompletedProcess:
+        code, out, err = cli(*args)
+        return subprocess.CompletedProcess(["tunecb", *map(str, args)], code, out, err)
+
+    return run
 
 
 ENDINGS = """
@@ -50,12 +65,15 @@ if trial.number == 2:
 
 
 @pytest.mark.parametrize("jobs", [0, 2])
-def test_user_code_that_exits_fails_its_trial_and_the_search_goes_on(tmp_path, jobs):
+def test_user_code_that_exits_fails_its_trial_and_the_search_goes_on(tmp_path, jobs, here):
     settings = DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=5")
     path = write_study(tmp_path, settings=settings, build_extra=BUILD_ENDINGS, extra=ENDINGS)
     text = path.read_text().replace("import keras\n", "import sys\n\nimport keras\n", 1)
     path.write_text(text)
-    proc = tunecb("search", path.name, "--jobs", jobs, cwd=tmp_path)
+    if jobs:  # worker processes
+        proc = tunecb("search", path.name, "--jobs", jobs, cwd=tmp_path)
+    else:  # the trials in the search's own process: this one
+        proc = here("search", path.name, "--jobs", jobs)
     assert proc.returncode == 0, proc.stderr  # trials 0 and 4 completed
     assert "search done" in proc.stdout, proc.stdout
     results = tmp_path / "results"
@@ -113,9 +131,9 @@ def test_a_ctrl_c_whose_keyboardinterrupt_is_lost_inside_fit_still_stops_the_sea
     assert code == 0, out + err
 
 
-def test_a_study_file_or_data_function_that_exits_is_a_one_line_error(tmp_path):
+def test_a_study_file_or_data_function_that_exits_is_a_one_line_error(tmp_path, here):
     path = write_study(tmp_path, extra="import sys\nsys.exit(3)\n")
-    proc = tunecb("search", path.name, cwd=tmp_path)
+    proc = here("search", path.name)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "tiny.py:" in proc.stderr
@@ -124,7 +142,7 @@ def test_a_study_file_or_data_function_that_exits_is_a_one_line_error(tmp_path):
     path.write_text(path.read_text().replace("sys.exit(3)\n", "").replace(
         "    x, y = load_digits(return_X_y=True)", "    import sys\n    sys.exit('no data here')"
     ))  # fmt: skip
-    proc = tunecb("search", path.name, cwd=tmp_path)
+    proc = here("search", path.name)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "the data function load() in tiny.py raised SystemExit: sys.exit('no data here') " in (
         proc.stderr
@@ -133,7 +151,7 @@ def test_a_study_file_or_data_function_that_exits_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "results" / "tiny" / "trials" / "0").exists()  # no trial spent
 
 
-def test_a_framework_error_keeps_its_cause_and_a_search_of_failures_exits_1(tmp_path):
+def test_a_framework_error_keeps_its_cause_and_a_search_of_failures_exits_1(tmp_path, here):
     # Labels 0..19 for a 10-way softmax, in tf.data datasets (arrays are checked before
     # the fit): TensorFlow's "Graph execution error:" has the reason on its last line.
     path = write_study(tmp_path, settings=DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=2"))
@@ -143,7 +161,7 @@ def test_a_framework_error_keeps_its_cause_and_a_search_of_failures_exits_1(tmp_
         "    ds = lambda a, b: tf.data.Dataset.from_tensor_slices((a, b)).batch(64)\n"
         "    return ds(x[:400], y[:400]), ds(x[400:], y[400:])",
     ))  # fmt: skip
-    proc = tunecb("search", path.name, cwd=tmp_path)
+    proc = here("search", path.name)
     assert proc.returncode == 1, proc.stderr
     assert "search done" in proc.stdout  # the summary, then the error
     assert "all 2 trials of this run failed" in proc.stderr
@@ -151,7 +169,7 @@ def test_a_framework_error_keeps_its_cause_and_a_search_of_failures_exits_1(tmp_
     assert "Graph execution error" not in proc.stdout
     error = trial_json(tmp_path / "results", "tiny", 0)["error"]
     assert error.startswith("InvalidArgumentError: Received a label value of 1")
-    report = tunecb("report", "results/tiny", "--format", "json", cwd=tmp_path)
+    report = here("report", "results/tiny", "--format", "json")
     rows = json.loads(report.stdout)
     assert all("outside the valid range" in r["error"] for r in rows)
 

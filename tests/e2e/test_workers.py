@@ -95,10 +95,10 @@ def test_worker_environment_divides_threads_and_assigns_gpus():
 
 @pytest.mark.slow
 def test_four_workers_run_exactly_the_budget_without_losing_or_repeating_a_trial(tmp_path):
-    # 32 trials (8 queued, 24 sampled) go through the same paths as 100 did (queued trials
+    # 16 trials (8 queued, 8 sampled) go through the same paths as 100 did (queued trials
     # taken by every worker at once, many asks and tells, the end of the budget) for a
-    # third of the cost.
-    path = write_fast_study(tmp_path, n=32)
+    # sixth of the cost.
+    path = write_fast_study(tmp_path, n=16)
     results = tmp_path / "r"
     # Create the study first, with 8 enqueued trials that must each run exactly once.
     (results / "par").mkdir(parents=True)
@@ -115,7 +115,7 @@ def test_four_workers_run_exactly_the_budget_without_losing_or_repeating_a_trial
     assert "locked" not in proc.stderr
     trials = [t for t in journal_study(results, "par").trials
               if t.user_attrs.get("stop_reason") != "discarded"]  # fmt: skip
-    assert len(trials) == 32
+    assert len(trials) == 16
     assert {t.state.name for t in trials} == {"COMPLETE"}
     ran = [t.params for t in trials]
     for params in queued:
@@ -128,7 +128,7 @@ def test_four_workers_run_exactly_the_budget_without_losing_or_repeating_a_trial
         meta = json.loads((results / "par" / "trials" / str(t.number) / "trial.json").read_text())
         assert meta["state"] == "COMPLETE" and meta["params"] == t.params
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
-    assert len(lines) == 32 and lines[-1].startswith("[32/32]")
+    assert len(lines) == 16 and lines[-1].startswith("[16/16]")
 
 
 @pytest.mark.slow
