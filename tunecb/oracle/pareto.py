@@ -194,14 +194,15 @@ def survives(
     return better < max(1, len(vectors) // reduction)
 
 
-def rung_epochs(epochs: int, reduction: int = 3) -> list[int]:
-    """The epochs at which the Pareto pruner judges a trial: a tenth of the budget (at
-    least 1, as Hyperband's first rung), then times ``reduction``, before the last epoch.
+def rung_epochs(epochs: int, reduction: int = 3, first: int | None = None) -> list[int]:
+    """The epochs at which the Pareto pruner judges a trial: ``first`` (by default a tenth
+    of the budget, at least 1, as Hyperband's first rung), then times ``reduction``, before
+    the last epoch.
 
-    >>> rung_epochs(20), rung_epochs(5), rung_epochs(100)
-    ([2, 6, 18], [1, 3], [10, 30, 90])
+    >>> rung_epochs(20), rung_epochs(5), rung_epochs(100), rung_epochs(20, first=1)
+    ([2, 6, 18], [1, 3], [10, 30, 90], [1, 3, 9])
     """
-    rung, found = max(1, epochs // 10), []
+    rung, found = first or max(1, epochs // 10), []
     while rung < epochs:
         found.append(rung)
         rung *= reduction
