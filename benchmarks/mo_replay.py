@@ -110,8 +110,11 @@ def add_replays(rows: list[dict], epochs: int) -> None:
         maximize = [True, False]
         full = hypervolume(base["points"], maximize, row["reference"])
         row["replay"] = {}
+        in_order = sorted(
+            base["curves"], key=lambda t: t["trial"]
+        )  # the report sorts the front first
         for name, rule in REPLAYED.items():
-            found = replay(base["curves"], epochs, rule(epochs), True)
+            found = replay(in_order, epochs, rule(epochs), True)
             row["replay"][name] = {
                 "rungs": rule(epochs),
                 "hv_ratio": hypervolume(found["points"], maximize, row["reference"]) / full,

@@ -105,7 +105,7 @@ def curves(path: Path, df, monitor: str) -> list[dict]:
         rows = read_history(path / "trials" / str(int(number)) / "history.csv")
         found.append({"trial": int(number), "params": float(params),
                       "curve": [float(r[monitor]) for r in rows]})  # fmt: skip
-    return found
+    return sorted(found, key=lambda t: t["trial"])  # the report sorts the front first
 
 
 def front_error(path: Path, df, task) -> dict:
