@@ -8,9 +8,15 @@ multi-objective study.
    order rotated from case to case. Per case: the hypervolume each run's complete trials
    reach (reference point: the worst value of each objective among all runs of the case,
    a tenth of its range further),
-   its ratio to the unpruned run's, the wall time ratio and the epochs-trained ratio (the
-   machine-independent part of the time), and whether every front member's checkpoint
-   evaluates to its recorded accuracy and parameter count.
+   its ratio to the unpruned run's, the CPU-seconds ratio (this process and its children,
+   user + system, during the search only: with ``jobs=0`` the search runs in this one
+   process, so its CPU seconds stand for its wall time on an idle core, whatever the load),
+   the wall time ratio and the epochs-trained ratio, and whether every front member's
+   checkpoint evaluates to its recorded accuracy and parameter count.
+   A pruner ``pareto:RULE`` is the Pareto pruner with another rung rule
+   (``mo_replay.RUNG_RULES``; swapped in for that search only, in this process). Each
+   two-objective case also gets the rung rules replayed on its unpruned run's curves
+   (``mo_replay.replay``: same trials, no training).
 2. Report. A finished 1,000-trial multi-objective study and a single-objective one of the
    same size (``tests/synthetic.py``, no training), each reported R times by fresh
    ``python -m tunecb report`` processes, alternating; with ``--report-against TREE`` a
@@ -19,6 +25,9 @@ multi-objective study.
 
     python benchmarks/multiobjective.py --seeds 0 1 2 --trials 10 --epochs 6
     python benchmarks/multiobjective.py --only report --report-against /tmp/before
+    python benchmarks/multiobjective.py --only search --tasks digits --trials 20 --epochs 20 \
+        --pruners none pareto pareto:sha --latency-task '' --json /tmp/digits.json
+    python benchmarks/multiobjective.py --combine /tmp/digits.json /tmp/tabular.json
 
 Prints tables and writes ``benchmarks/out/multiobjective.json``.
 """
@@ -29,6 +38,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,11 +49,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, machine, spread, write_result
+from mo_replay import PRUNERS, REPLAYED, add_replays, hypervolume, rung_rule
 from search_tasks import TASKS, build, suggest
 
 import tunecb
 
-PRUNERS = ("none", "pareto", "promotion")
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads) and its waited children."""
+    me, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 # --- 1. search ------------------------------------------------------------------------------
@@ -54,25 +72,40 @@ def run(task_name: str, seed: int, pruner: str, objectives: dict, trials: int, e
     """One search: its complete trials' objective vectors, its time, epochs and front check."""
     task = TASKS[task_name]
     tag = "_".join(objectives).replace("val_", "")
-    study = tunecb.Study(
-        f"{task_name}_{tag}_{pruner}_{seed}", objectives=objectives, epochs=epochs,
-        n_trials=trials, seed=seed, pruner=pruner, batch_size=64, patience=None,
-    )  # fmt: skip
-    study.data(task.load)
-    study.model(lambda trial: build(task, **suggest(trial)))
-    start = time.perf_counter()
-    tunecb.search(study, jobs=0, quiet=True, results=str(folder))
-    seconds = time.perf_counter() - start
+    with rung_rule(pruner) as base:
+        study = tunecb.Study(
+            f"{task_name}_{tag}_{pruner.replace(':', '-')}_{seed}", objectives=objectives,
+            epochs=epochs, n_trials=trials, seed=seed, pruner=base, batch_size=64,
+            patience=None,
+        )  # fmt: skip
+        study.data(task.load)
+        study.model(lambda trial: build(task, **suggest(trial)))
+        cpu, start = cpu_seconds(), time.perf_counter()
+        tunecb.search(study, jobs=0, quiet=True, results=str(folder))
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     path = folder / study.settings["name"]
     df = tunecb.report(str(path))
     done = df[df["state"] == "COMPLETE"]
     names = list(objectives)
     points = [[float(v) for v in row] for row in done[names].itertuples(index=False)]
     return {
-        "points": points, "seconds": round(seconds, 2),
+        "points": points, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
         "epochs": int(df["epochs"].fillna(0).sum()), "front": int(df["front"].sum()),
         "front_error": front_error(path, df, task), "complete": len(points),
+        "curves": curves(path, df, task.monitor),
     }  # fmt: skip
+
+
+def curves(path: Path, df, monitor: str) -> list[dict]:
+    """Each trial's parameter count and monitored value per epoch (for :func:`replay`)."""
+    from tunecb.results import read_history
+
+    found = []
+    for number, params in zip(df["trial"], df["params"], strict=True):
+        rows = read_history(path / "trials" / str(int(number)) / "history.csv")
+        found.append({"trial": int(number), "params": float(params),
+                      "curve": [float(r[monitor]) for r in rows]})  # fmt: skip
+    return sorted(found, key=lambda t: t["trial"])  # the report sorts the front first
 
 
 def front_error(path: Path, df, task) -> dict:
@@ -88,19 +121,6 @@ def front_error(path: Path, df, task) -> dict:
         worst["accuracy"] = max(worst["accuracy"], gap)
         worst["params"] = max(worst["params"], abs(model.count_params() - int(row["params"])))
     return worst
-
-
-def hypervolume(points: list[list[float]], maximize: list[bool], ref: list[float]) -> float:
-    """The volume ``points`` dominate up to ``ref`` (Optuna's exact algorithm, any dims)."""
-    import numpy as np
-    from optuna._hypervolume import compute_hypervolume
-
-    def costs(v):
-        return [-x if up else x for x, up in zip(v, maximize, strict=True)]
-
-    r = np.array(costs(ref), dtype=float)
-    inside = [c for c in map(costs, points) if (np.array(c) < r).all()]
-    return float(compute_hypervolume(np.array(inside), r)) if inside else 0.0
 
 
 def reference(points: list[list[float]], maximize: list[bool]) -> list[float]:
@@ -146,14 +166,16 @@ def measure_search(args: argparse.Namespace, tmp: Path) -> list[dict]:
                 "hypervolume": hv, "reference": ref,
                 "hv_ratio": {p: hv[p] / hv["none"] if hv["none"] else None for p in runs},
                 "time_ratio": {p: r["seconds"] / base["seconds"] for p, r in runs.items()},
+                "cpu_ratio": {p: r["cpu_s"] / base["cpu_s"] for p, r in runs.items()},
                 "epochs_ratio": {p: r["epochs"] / base["epochs"] for p, r in runs.items()},
-                "runs": runs,
+                "runs": runs, "loadavg_after": [round(x, 1) for x in os.getloadavg()],
             }  # fmt: skip
             rows.append(row)
             if args.partial is not None:  # a long run keeps what it measured so far
                 args.partial.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
             print(f"{task:8} {'+'.join(objectives):40} seed {seed}: " + "; ".join(
-                f"{p} hv {row['hv_ratio'][p]:.3f} time {row['time_ratio'][p]:.2f} "
+                f"{p} hv {row['hv_ratio'][p]:.3f} cpu {row['cpu_ratio'][p]:.2f} "
+                f"time {row['time_ratio'][p]:.2f} "
                 f"epochs {runs[p]['epochs']} front {runs[p]['front']} "
                 f"err {runs[p]['front_error']['accuracy']:.1g}/{runs[p]['front_error']['params']}"
                 for p in args.pruners
@@ -213,20 +235,40 @@ def table(result: dict) -> str:
             f"search: {result['trials']} trials x {result['epochs']} epochs, seeds "
             f"{result['seeds']}; medians over seeds [min-max]",
             "",
-            "| task | objectives | pruner | hypervolume / unpruned | time / unpruned | "
-            "epochs / unpruned | front checkpoints off by (acc / params) |",
-            "|---|---|---|---|---|---|---|",
+            "| task | objectives | pruner | hypervolume / unpruned | CPU s / unpruned | "
+            "wall time / unpruned | epochs / unpruned | front checkpoints off by (acc / params) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         cases = dict.fromkeys((r["task"], "+".join(r["objectives"])) for r in rows)
         for task, objectives in cases:
             mine = [r for r in rows if (r["task"], "+".join(r["objectives"])) == (task, objectives)]
             for p in pruners[1:]:
-                cells = [cell([r[key][p] for r in mine]) for key in
-                         ("hv_ratio", "time_ratio", "epochs_ratio")]  # fmt: skip
+                cells = [cell([r.get(key, {}).get(p) for r in mine]) for key in
+                         ("hv_ratio", "cpu_ratio", "time_ratio", "epochs_ratio")]  # fmt: skip
                 acc = max(r["runs"][p]["front_error"]["accuracy"] for r in mine)
                 par = max(r["runs"][p]["front_error"]["params"] for r in mine)
                 lines.append(f"| {task} | {objectives} | {p} | {' | '.join(cells)} | "
                              f"{acc:.1g} / {par} |")  # fmt: skip
+        lines += ["", "per seed: hypervolume / CPU / wall / epochs ratios (load average after)"]
+        for r in rows:
+            cells = "; ".join(
+                f"{p} {r['hv_ratio'][p]:.3f} / {r.get('cpu_ratio', {}).get(p, 0):.2f} / "
+                f"{r['time_ratio'][p]:.2f} / {r['epochs_ratio'][p]:.2f}"
+                for p in pruners[1:]
+            )
+            load = r.get("loadavg_after", ["?"])[0]
+            name = f"{r['task']} {len(r['objectives'])} obj seed {r['seed']}"
+            lines.append(f"  {name}: {cells} ({load})")
+    replayed = [r for r in rows if r.get("replay")]
+    if replayed:
+        lines += ["", "rung rules replayed on the unpruned runs' curves (the sampler does not "
+                  "see the pruning): hypervolume / epochs against unpruned, per seed"]  # fmt: skip
+        for name in REPLAYED:
+            mine = [r["replay"][name] for r in replayed]
+            lines.append(f"  {name:16} rungs {mine[0]['rungs']}: " + "; ".join(
+                f"{r['task']} {r['seed']} {x['hv_ratio']:.3f} / {x['epochs_ratio']:.2f}"
+                for r, x in zip(replayed, mine, strict=True)
+            ))  # fmt: skip
     report = result.get("report")
     if report:
         lines += [
@@ -251,6 +293,25 @@ def cell(values: list[float | None]) -> str:
     return f"{statistics.median(found):.3f} [{min(found):.2f}-{max(found):.2f}]"
 
 
+def combine(parts: list[dict]) -> dict:
+    """One result of several runs of the same search settings (their rows in order)."""
+    first = parts[0]
+    for part in parts[1:]:
+        for key in ("trials", "epochs", "pruners"):
+            if part[key] != first[key]:
+                sys.exit(f"--combine: {key} differ ({first[key]} and {part[key]})")
+    loads = [p["machine"] for p in parts]
+    return {
+        **first, "search": [row for p in parts for row in p.get("search", [])],
+        "seeds": sorted({s for p in parts for s in p["seeds"]}),
+        "date": min(p["date"] for p in parts), "total_s": max(p["total_s"] for p in parts),
+        "combined_from": [p["date"] for p in parts], "parts_machine": loads,
+        "machine": {**loads[0],
+                    "loadavg_1_5_15_before": max(m["loadavg_1_5_15_before"] for m in loads),
+                    "loadavg_1_5_15_after": max(m["loadavg_1_5_15_after"] for m in loads)},
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("search", "report"), default=None)
@@ -258,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-task", default="digits", help="'' for none")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--latency-seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--pruners", nargs="+", default=list(PRUNERS), choices=PRUNERS)
+    parser.add_argument("--pruners", nargs="+", default=["none", "pareto", "promotion"],
+                        choices=PRUNERS)  # fmt: skip
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--report-trials", type=int, default=1000)
@@ -268,7 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partial", type=Path, default=None,
                         help="write the search rows here after each case")  # fmt: skip
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/out/multiobjective.json")
+    parser.add_argument("--combine", nargs="+", type=Path, default=None,
+                        help="merge the search rows of these result files (runs made side by "
+                        "side, e.g. one per task) into --json and print the table")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.combine:
+        result = combine([json.loads(path.read_text()) for path in args.combine])
+        add_replays(result["search"], result["epochs"])
+        write_result(result, args.json, table(result))
+        return 0
     if args.pruners[0] != "none":
         parser.error("--pruners must start with none (the ratios are to the unpruned search)")
     load_before, started = os.getloadavg(), time.perf_counter()
@@ -278,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "report":
             result["search"] = measure_search(args, Path(tmp) / "search")
+            add_replays(result["search"], args.epochs)
         if args.only != "search":
             result["report"] = measure_report(args, Path(tmp))
     result["machine"] = machine(load_before, os.getloadavg())

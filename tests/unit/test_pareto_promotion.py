@@ -5,6 +5,7 @@ a fake study, and a whole search loop with a fake runner: pauses, tickets, conti
 from __future__ import annotations
 
 import csv
+import math
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -58,6 +59,29 @@ def test_the_order_is_by_rank_then_the_most_isolated_first():
     order = pareto.promotion_order(at_rung, UP_DOWN)
     assert set(order[:4]) == {0, 2, 3, 4} and order[4:] == [5, 1]
     assert set(order[:2]) == {2, 3}  # the ends of the front (infinite crowding distance)
+
+
+def test_crowding_is_the_same_whatever_the_scale_of_an_objective():
+    front = [(0.5, 1e3), (0.6, 4e3), (0.7, 2e5), (0.9, 5e5), (0.95, 9e5)]
+    scaled = [(a * 1e4, b / 1e6) for a, b in front]
+    assert pareto.crowding(scaled) == pytest.approx(pareto.crowding(front))
+    # and so the order: point 1 spans 0.9 of the accuracy range but 2 parameters, point 2
+    # 0.1 of the accuracy and a thousand parameters: on raw values 2 would come first
+    spans = [(0.0, 1000), (0.8, 1001), (0.85, 1002), (0.9, 2000), (0.95, 3000)]
+    assert pareto.promotion_order(spans, UP_DOWN)[2:] == [3, 1, 2]
+
+
+def test_crowding_depends_on_the_points_not_their_order_nor_a_constant_objective():
+    # 3 objectives, the last the same for all: it marks no end. (Before, the first and
+    # last by index got an infinite distance from it: here the two middle points.)
+    front = [(2.0, 4.0, 7.0), (1.0, 5.0, 7.0), (4.0, 2.0, 7.0), (3.0, 3.0, 7.0)]
+    assert pareto.crowding(front) == [pytest.approx(4 / 3), math.inf, math.inf, 4 / 3]
+    # equal vectors get one distance, whatever their places in the list
+    with_twins = [(1.0, 5.0), (2.0, 4.0), (2.0, 4.0), (3.0, 3.0), (5.0, 1.0)]
+    for shuffled in (with_twins, with_twins[::-1], [with_twins[i] for i in (2, 0, 4, 1, 3)]):
+        at = dict(zip(shuffled, pareto.crowding(shuffled), strict=True))
+        assert at == dict(zip(with_twins, pareto.crowding(with_twins), strict=True))
+    assert pareto.crowding(with_twins)[1:3] == [1.0, 1.0]
 
 
 def test_only_the_top_n_over_eta_are_promotable_and_the_best_when_nothing_more_comes():

@@ -92,26 +92,37 @@ def dominance(costs: Any) -> Any:
 
 
 def crowding(vectors: Sequence[Vector]) -> list[float]:
-    """NSGA-II's crowding distance of each vector among ``vectors`` (one front): the
-    normalised side lengths of the box its neighbours span, infinite at an end of an axis.
+    """NSGA-II's crowding distance of each vector among ``vectors`` (one front): the side
+    lengths of the box its neighbours span, each divided by its objective's range among
+    ``vectors`` (so the scale of an objective does not matter: parameters in the 1e5s
+    weigh as much as an accuracy), infinite at an end of an axis.
+
+    It depends on the points only, not on their order: equal vectors get one distance,
+    and an objective on which all vectors are equal counts for none (no end to mark).
 
     >>> crowding([(0, 3), (1, 1), (3, 0)])
     [inf, 2.0, inf]
+    >>> crowding([(0, 3e5), (1, 1e5), (3, 0)])  # the same, scaled
+    [inf, 2.0, inf]
     """
-    n = len(vectors)
+    unique = sorted(set(map(tuple, vectors)))
+    n = len(unique)
     distance = [0.0] * n
     if n <= 2:
-        return [math.inf] * n
-    for axis in range(len(vectors[0])):
-        order = sorted(range(n), key=lambda i: vectors[i][axis])
-        low, high = vectors[order[0]][axis], vectors[order[-1]][axis]
-        distance[order[0]] = distance[order[-1]] = math.inf
+        return [math.inf] * len(vectors)
+    for axis in range(len(unique[0])):
+        order = sorted(range(n), key=lambda i: unique[i][axis])
+        low, high = unique[order[0]][axis], unique[order[-1]][axis]
         if high == low:
             continue
-        for k in range(1, n - 1):
-            gap = vectors[order[k + 1]][axis] - vectors[order[k - 1]][axis]
+        for k in range(n):
+            if unique[order[k]][axis] in (low, high):
+                distance[order[k]] = math.inf  # every vector at an end, not one by index
+                continue
+            gap = unique[order[k + 1]][axis] - unique[order[k - 1]][axis]
             distance[order[k]] += gap / (high - low)
-    return distance
+    at = {v: d for v, d in zip(unique, distance, strict=True)}
+    return [at[tuple(v)] for v in vectors]
 
 
 def promotion_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
@@ -183,14 +194,15 @@ def survives(
     return better < max(1, len(vectors) // reduction)
 
 
-def rung_epochs(epochs: int, reduction: int = 3) -> list[int]:
-    """The epochs at which the Pareto pruner judges a trial: a tenth of the budget (at
-    least 1, as Hyperband's first rung), then times ``reduction``, before the last epoch.
+def rung_epochs(epochs: int, reduction: int = 3, first: int | None = None) -> list[int]:
+    """The epochs at which the Pareto pruner judges a trial: ``first`` (by default a tenth
+    of the budget, at least 1, as Hyperband's first rung), then times ``reduction``, before
+    the last epoch.
 
-    >>> rung_epochs(20), rung_epochs(5), rung_epochs(100)
-    ([2, 6, 18], [1, 3], [10, 30, 90])
+    >>> rung_epochs(20), rung_epochs(5), rung_epochs(100), rung_epochs(20, first=1)
+    ([2, 6, 18], [1, 3], [10, 30, 90], [1, 3, 9])
     """
-    rung, found = max(1, epochs // 10), []
+    rung, found = first or max(1, epochs // 10), []
     while rung < epochs:
         found.append(rung)
         rung *= reduction

@@ -1,0 +1,122 @@
+"""The Pareto pruner's rung rules for ``benchmarks/multiobjective.py``: the rules it can swap in
+for a live search (``--pruners pareto:RULE``), and a replay of the pruner's decisions on an
+unpruned search's recorded curves, which compares rung rules on the same trials without
+training again.
+
+    python benchmarks/multiobjective.py --combine out/a.json out/b.json  # adds the replays
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+from tunecb.oracle import pareto
+
+# The Pareto pruner's rung rules: "pareto" is tunecb's default (pareto.rung_epochs: the first
+# rung at a tenth of the budget, then times 3); "sha" is Optuna's SuccessiveHalvingPruner's
+# geometry with its automatic minimum resource (1 epoch below 100): rungs 1, 3, 9, ...
+RUNG_RULES = {"sha": functools.partial(pareto.rung_epochs, first=1)}
+PRUNERS = ("none", "pareto", "promotion", *(f"pareto:{rule}" for rule in RUNG_RULES))
+
+
+@contextlib.contextmanager
+def rung_rule(pruner: str):
+    """The pruner's name for the study, with its rung rule swapped in while it runs."""
+    base, _, rule = pruner.partition(":")
+    if not rule:
+        yield base
+        return
+    default = pareto.rung_epochs
+    pareto.rung_epochs = RUNG_RULES[rule]
+    try:
+        yield base
+    finally:
+        pareto.rung_epochs = default
+
+
+def hypervolume(points: list[list[float]], maximize: list[bool], ref: list[float]) -> float:
+    """The volume ``points`` dominate up to ``ref`` (Optuna's exact algorithm, any dims)."""
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    def costs(v):
+        return [-x if up else x for x, up in zip(v, maximize, strict=True)]
+
+    r = np.array(costs(ref), dtype=float)
+    inside = [c for c in map(costs, points) if (np.array(c) < r).all()]
+    return float(compute_hypervolume(np.array(inside), r)) if inside else 0.0
+
+
+def top_down(epochs: int, reduction: int = 3) -> list[int]:
+    """ASHA's rungs counted down from the budget: ``epochs / reduction**k`` (k >= 1), at
+    least 1 epoch.
+
+    >>> top_down(20), top_down(6), top_down(100)
+    ([2, 6], [2], [1, 3, 11, 33])
+    """
+    found, k = [], 1
+    while epochs // reduction**k >= 1:
+        found.append(epochs // reduction**k)
+        k += 1
+    return sorted(set(found))
+
+
+REPLAYED = {
+    "pareto": pareto.rung_epochs,
+    "pareto:sha": RUNG_RULES["sha"],
+    "pareto:top-down": top_down,
+}
+
+
+def replay(trials: list[dict], epochs: int, rungs: list[int], maximize: bool) -> dict:
+    """The Pareto pruner's decisions replayed on an unpruned search's curves (accuracy per
+    epoch and parameter count of each trial, in trial order, as ``jobs=0`` runs them): at
+    each rung a trial's values (best accuracy so far, parameters) are stored and judged
+    against the earlier trials' values there (:func:`tunecb.oracle.pareto.survives`). The
+    sampler does not see the pruning here: a cheap side-by-side of rung rules on the same
+    trials, not a search. The complete trials' points and the epochs trained.
+
+    >>> up = [{"params": 10.0, "curve": [0.5, 0.9]}, {"params": 20.0, "curve": [0.4, 0.6]}]
+    >>> replay(up * 2, 2, [1], True)["epochs"]  # the fourth is dominated at epoch 1
+    7
+    """
+    ways = [maximize, False]
+    at: dict[int, list[list[float]]] = {r: [] for r in rungs}
+    points, trained = [], 0
+    for trial in trials:
+        curve, stopped = trial["curve"], None
+        best = max if maximize else min
+        for rung in (r for r in rungs if r <= len(curve)):
+            own = [best(curve[:rung]), trial["params"]]
+            judged = pareto.survives(own, at[rung], ways)
+            at[rung].append(own)
+            if not judged:
+                stopped = rung
+                break
+        trained += stopped or len(curve)
+        if stopped is None and curve:
+            points.append([best(curve), trial["params"]])
+    return {"points": points, "epochs": trained}
+
+
+def add_replays(rows: list[dict], epochs: int) -> None:
+    """Each two-objective case's replayed rung rules (:func:`replay`) on its unpruned run:
+    hypervolume and epochs against the unpruned run's."""
+    for row in rows:
+        base = row["runs"]["none"]
+        if len(row["objectives"]) != 2 or "curves" not in base:
+            continue
+        maximize = [True, False]
+        full = hypervolume(base["points"], maximize, row["reference"])
+        row["replay"] = {}
+        in_order = sorted(
+            base["curves"], key=lambda t: t["trial"]
+        )  # the report sorts the front first
+        for name, rule in REPLAYED.items():
+            found = replay(in_order, epochs, rule(epochs), True)
+            row["replay"][name] = {
+                "rungs": rule(epochs),
+                "hv_ratio": hypervolume(found["points"], maximize, row["reference"]) / full,
+                "epochs_ratio": found["epochs"] / base["epochs"],
+            }
