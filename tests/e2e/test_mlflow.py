@@ -59,7 +59,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def mlflow_url(tmp_path_factory):
-    """``http://127.0.0.1:PORT`` of a real MLflow server of this module."""
+    """``http://127.0.0.1:PORT`` of a real MLflow server of this module
+    (``TUNECB_TEST_MLFLOW_URL``: one already running, with none of these experiments yet,
+    where starting one takes minutes, as on a loaded machine)."""
+    if os.environ.get("TUNECB_TEST_MLFLOW_URL"):
+        yield os.environ["TUNECB_TEST_MLFLOW_URL"]
+        return
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     argv = [
