@@ -10,8 +10,8 @@ benchmarks/overhead_study.py --n-trials N --pruner none --jobs 0`` (a fixed MLP 
 bundled digits, 30 epochs a trial) R times with ``--mlflow URL`` and R times without, the
 order alternating; it also takes each search's CPU seconds (its process and workers) and
 the server's, steadier than wall time on a shared machine. Both sides run as subprocesses
-and pay Python start-up and the TensorFlow import; the tracked side also pays ``import
-mlflow`` (about 2 s on an idle 2-core machine, in a thread of its own). It prints the
+and pay Python start-up and the TensorFlow import; the tracked side speaks to the server
+through tunecb's REST client (no ``import mlflow`` in the search's processes). It prints the
 medians, their ratio (goal <= 1.02) and the extra seconds per trial, and writes JSON to
 ``benchmarks/out/tracking.json``. Rough numbers on a shared machine: the spread of the
 repeats is printed.
@@ -87,10 +87,13 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def server_seconds(proc: subprocess.Popen) -> float:
-    """CPU seconds the server's processes (uvicorn's worker too) have used so far."""
+def server_seconds(proc: subprocess.Popen | None) -> float:
+    """CPU seconds the server's processes (uvicorn's worker too) have used so far (NaN:
+    a server not started here)."""
     import psutil
 
+    if proc is None:
+        return float("nan")
     try:
         top = psutil.Process(proc.pid)
         total = 0.0
@@ -107,17 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=6, help="trials per search (6)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side (2)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
+    parser.add_argument("--url", help="an MLflow server already running (none: start one)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="tunecb-tracking-"))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     load_before = os.getloadavg()
-    proc, url = start_server(tmp)
+    proc, url = (None, args.url) if args.url else start_server(tmp)
     walls: dict[str, list[float]] = {"plain": [], "mlflow": []}
     cpus: dict[str, list[float]] = {"plain": [], "mlflow": []}  # the search's CPU seconds
     server_cpu: list[float] = []  # the server's CPU seconds during each tracked search
     try:
-        run_timed([sys.executable, "-c", "import tensorflow, keras, optuna, mlflow"], env)
+        run_timed([sys.executable, "-c", "import tensorflow, keras, optuna"], env)
         for repeat in range(args.repeats):
             sides = ("plain", "mlflow") if repeat % 2 == 0 else ("mlflow", "plain")
             for side in sides:
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--quiet",
                 ]  # fmt: skip
                 if side == "mlflow":
-                    cmd += ["--mlflow", url, "--mlflow-experiment", f"bench-{repeat}"]
+                    cmd += ["--mlflow", url, "--mlflow-experiment", f"bench-{tmp.name}-{repeat}"]
                 cpu_before, server_before = children_cpu(), server_seconds(proc)
                 wall, _ = run_timed(cmd, env)
                 walls[side].append(wall)
@@ -138,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{side:7s} repeat {repeat}: {wall:.1f} s wall, "
                       f"{cpus[side][-1]:.1f} s CPU", flush=True)  # fmt: skip
     finally:
-        stop_server(proc)
+        if proc is not None:
+            stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     plain, tracked = (statistics.median(walls[s]) for s in ("plain", "mlflow"))
     cpu_plain, cpu_tracked = (statistics.median(cpus[s]) for s in ("plain", "mlflow"))

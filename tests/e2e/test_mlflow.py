@@ -59,7 +59,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def mlflow_url(tmp_path_factory):
-    """``http://127.0.0.1:PORT`` of a real MLflow server of this module."""
+    """``http://127.0.0.1:PORT`` of a real MLflow server of this module
+    (``TUNECB_TEST_MLFLOW_URL``: one already running, with none of these experiments yet,
+    where starting one takes minutes, as on a loaded machine)."""
+    if os.environ.get("TUNECB_TEST_MLFLOW_URL"):
+        yield os.environ["TUNECB_TEST_MLFLOW_URL"]
+        return
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     argv = [
@@ -123,14 +128,23 @@ def check_child(client, run, results: Path, study: str, number: int) -> None:
     assert run.info.status == "FINISHED"
 
 
+def without_mlflow(tmp_path: Path) -> dict[str, str]:
+    """An environment in which ``import mlflow`` fails: tunecb's REST client must do."""
+    blocker = tmp_path / "blocker" / "mlflow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('a search imported mlflow')\n")
+    path = os.pathsep.join([str(blocker.parent), *sys.path])
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def test_search_with_two_workers_is_one_parent_with_a_child_per_trial(tmp_path, mlflow_url):
+    """The launcher and both workers record through the REST client: none imports mlflow."""
     results = tmp_path / "results"
     path = write_study(tmp_path, name="tracked")
     proc = subprocess.run(
         [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
          "--jobs", "2", "--mlflow", mlflow_url],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True, text=True, timeout=600, env=without_mlflow(tmp_path),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "MLflow" not in proc.stderr  # no gap
@@ -279,10 +293,65 @@ def test_a_study_keeps_its_parent_run_and_a_resumed_trial_its_child_run(tmp_path
     history = [{"epoch": e, "loss": 1.0 / e} for e in (1, 2, 3)]
     record = TrialRecord(number=1, state="COMPLETE", params={"units": 8}, history=history)
     tracker.finish_trial(run, record, tracker.logged_epochs(run))
-    steps = [m.step for m in tracker.client.get_metric_history(run, "loss")]
+    client = mlflow.tracking.MlflowClient(uri)
+    steps = [m.step for m in client.get_metric_history(run, "loss")]
     assert sorted(steps) == [1, 2, 3]
     assert tracker.recorded(first) == {1}
-    assert tracker.client.get_run(run).info.status == "FINISHED"
+    assert client.get_run(run).info.status == "FINISHED"
+    assert type(tracker.client).__name__ == "MlflowClientAdapter"  # MLflow's own client
+
+
+@pytest.mark.parametrize("kind", ["rest", "mlflow"])
+def test_both_clients_leave_the_same_record_on_a_server(tmp_path, mlflow_url, kind):
+    """Every request of the tracker, through tunecb's REST client and through MLflow's,
+    against the real server: more params than one log-batch takes, a reopened
+    run, a stray deleted, an artifact that downloads to the same bytes, a search aborted."""
+    from tunecb.tracking import TrialRecord
+    from tunecb.tracking.mlflow_client import MlflowClientAdapter
+    from tunecb.tracking.mlflow_tracker import MlflowTracker
+    from tunecb.tracking.rest_client import RestClient
+
+    client = RestClient(mlflow_url) if kind == "rest" else MlflowClientAdapter(mlflow_url)
+    tracker = MlflowTracker(mlflow_url, f"clients-{kind}", client)
+    parent = tracker.start_search("s", None)
+    run = tracker.start_trial(parent, 0, None)
+    tracker.log_epochs(run, [{"epoch": e, "loss": 1.0 / e} for e in (1, 2, 3)])
+    assert tracker.start_trial(parent, 0, run) == run and tracker.logged_epochs(run) == 3
+    assert tracker.start_trial(parent, 1, "0" * 32) != "0" * 32  # unknown: a new run
+    checkpoint = tmp_path / "best.keras"
+    checkpoint.write_bytes(bytes(range(256)) * 40)
+    params = {f"p{i}": i for i in range(120)}  # MLflow takes 100 params a request
+    history = [{"epoch": e, "loss": 1.0 / e} for e in range(1, 41)]
+    record = TrialRecord(0, "COMPLETE", params=params, value=0.5, best_epoch=2, seed=7,
+                         history=history, checkpoint=checkpoint)  # fmt: skip
+    tracker.finish_trial(run, record, tracker.logged_epochs(run))
+    assert tracker.strays(parent, 0) == []
+    (stray,) = tracker.strays(parent, 1)
+    tracker.discard(stray)
+    report = tmp_path / "report.html"
+    report.write_text("<html>report</html>")
+    tracker.end_search(parent, {"number": 0, "value": 0.5, "params": {"p0": 0}}, report)
+    assert tracker.recorded(parent) == {0}
+
+    own = mlflow.tracking.MlflowClient(mlflow_url)
+    child = own.get_run(run)
+    assert child.data.params == {k: str(v) for k, v in params.items()}
+    assert child.data.tags["tunecb.recorded"] == "true" and child.data.tags["tunecb.seed"] == "7"
+    steps = sorted(m.step for m in own.get_metric_history(run, "loss"))
+    assert steps == list(range(1, 41))  # every epoch once
+    assert child.data.metrics["best_value"] == 0.5
+    assert child.info.status == "FINISHED" and child.info.end_time is not None
+    local = own.download_artifacts(run, "checkpoint/best.keras", str(tmp_path / "down"))
+    assert Path(local).read_bytes() == checkpoint.read_bytes()
+    assert own.get_run(stray).info.lifecycle_stage == "deleted"
+    top = own.get_run(parent)
+    assert top.info.status == "FINISHED" and top.data.tags["tunecb.best.p0"] == "0"
+    assert [a.path for a in own.list_artifacts(parent)] == ["report.html"]
+
+    second = tracker.start_search("s2", None)
+    running = tracker.start_trial(second, 0, None)
+    tracker.abort(second, "KILLED")
+    assert {own.get_run(r).info.status for r in (second, running)} == {"KILLED"}
 
 
 # Ctrl-C during trial 1's second epoch (a real SIGINT, as from the terminal).

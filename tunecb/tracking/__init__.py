@@ -3,7 +3,9 @@ trial (``--mlflow URI``). Nothing here imports ``mlflow`` until a search or ``tu
 names a tracking URI.
 
 The modules: :mod:`._base` (the contract, the stored names), :mod:`.mlflow_tracker` (the
-MLflow client), :mod:`.records` (a trial's record from tunecb's files), :mod:`.trial` (a
+MLflow tracker), :mod:`.client` (its seam to the wire: :mod:`.rest_client` for
+``http(s)://`` servers, without ``mlflow``; :mod:`.mlflow_client`, MLflow's own client, for
+other URIs), :mod:`.records` (a trial's record from tunecb's files), :mod:`.trial` (a
 trial's child run, in the worker), :mod:`.search` (the parent run, the gap, sync).
 
 >>> TrialRecord(number=0, state="COMPLETE").tags()["tunecb.state"]

@@ -35,8 +35,9 @@ ReportWriter = Callable[[Path], None]  # writes the study's HTML report to the p
 
 
 class Connecting:
-    """``import mlflow`` and the tracker's first requests, in a thread started with the
-    search; :meth:`join` waits for it (before the first trial) and opens the parent run."""
+    """The tracker's client (``import mlflow`` for a non-HTTP URI) and its first requests,
+    in a thread started with the search; :meth:`join` waits for it (before the first
+    trial) and opens the parent run."""
 
     def __init__(self, uri: str, experiment: str) -> None:
         self.uri, self.experiment = uri, experiment

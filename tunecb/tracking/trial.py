@@ -40,7 +40,7 @@ END_WAIT = 30.0  # the most seconds a trial's end waits for its run to be comple
 
 class TrialTracking:
     """The child runs of the trials this process runs, through one :class:`Shipper`
-    (started when the first fit begins, so ``import mlflow`` and the first request overlap
+    (started when the first fit begins, so opening the client and its first request overlap
     it; a ``tunecb rerun``, which tracks nothing, never starts it); the fit only queues."""
 
     def __init__(self, uri: str, experiment: str, make: Callable[[], Any] | None = None) -> None:
