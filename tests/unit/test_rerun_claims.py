@@ -26,7 +26,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 WRITES = ("create_new_trial", "set_trial_state_values", "set_trial_user_attr",
           "set_trial_system_attr")  # fmt: skip
-KILL_POINTS = range(1, 7)  # after the 1st .. 6th write (a recovery writes at most 5)
+KILL_POINTS = range(1, 8)  # after the 1st .. 7th write (a recovery writes at most 6)
 
 
 @pytest.fixture(params=["journal", "postgresql"])
@@ -68,7 +68,7 @@ def _recover_then_die(url: str, tmp_path: Path, name: str, kind: str, kill_after
 
     for method in WRITES:
         setattr(study._storage, method, counted(getattr(study._storage, method)))
-    stale._claim_row = counted(stale._claim_row)
+    stale._write = counted(stale._write)
     if kind == "stale":
         attempts.fail_stale_trials(study)
     else:
@@ -118,32 +118,32 @@ def _killed_at_each_write(url: str, tmp_path: Path, kind: str) -> None:
         assert child.exitcode in (0, -signal.SIGKILL), (k, child.exitcode)
         study = _open(url, tmp_path, name, heartbeat=kind == "stale")  # a fresh process's view
         _next_worker(study, kind)
-        _ran_once(_open(url, tmp_path, name))
+        _ran_once(study)
 
 
-def test_a_dead_trial_reruns_once_whichever_write_its_recoverer_was_killed_after(url, tmp_path):
+def test_a_dead_trial_reruns_once_whichever_write_its_recoverer_was_killed_after(
+    url, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(stale, "PENDING_S", 0.0)
     _killed_at_each_write(url, tmp_path, "dead")
 
 
 def test_a_stale_trial_reruns_once_whichever_write_its_recoverer_was_killed_after(
-    postgres_url, tmp_path
+    postgres_url, tmp_path, monkeypatch
 ):
+    monkeypatch.setattr(stale, "PENDING_S", 0.0)
     _killed_at_each_write(postgres_url, tmp_path, "stale")
 
 
 def _two_copies(study: optuna.Study) -> tuple[int, int]:
-    """Two recoverers found the attempt at once: each queued a copy (the second read the
-    attempt's claim before the first wrote it)."""
+    """Two recoverers found the attempt at once: each queued a copy, one holds the claim
+    (the other took over a claim it found pending too long, or read before the first
+    wrote: on the journal)."""
     attempt = study.trials[0]
     first = stale.queue(study, attempt)
-    real, stale.claimed = stale.claimed, lambda study, attempt_id: None
-    try:
-        assert stale.queue(study, attempt) == first  # its own copy lost the claim
-    finally:
-        stale.claimed = real
-    copies = [t._trial_id for t in study.get_trials(deepcopy=False)[1:]]
-    assert len(copies) == 2
-    return first, next(c for c in copies if c != first)
+    second = stale.copy(study, attempt, token="another recoverer's")._trial_id
+    assert stale.queue(study, attempt) == first
+    return first, second
 
 
 @pytest.mark.parametrize("popped", ["claimed first", "second copy first"])

@@ -102,6 +102,8 @@ def fail_and_requeue(study: optuna.Study, number: int, reason: str, error: str) 
     if attempt is None:
         return False
     rerun = stale.queue(study, attempt)
+    if rerun is None:  # another recoverer is queueing its rerun: it fails it too
+        return False
     if fail(study, number, reason, error) is None:
         _drop(study, attempt._trial_id, rerun)
         return False
@@ -149,13 +151,15 @@ def rerun_due(study: optuna.Study, trial: optuna.Trial) -> bool:
     attempt_id = stale.rerun_of(child.system_attrs)
     while attempt_id is not None:
         attempt = storage.get_trial(attempt_id)
+        if attempt.state not in (TrialState.RUNNING, TrialState.FAIL):
+            return False
+        if stale.claim(study, attempt_id, child) != child._trial_id:
+            return False
         if attempt.state == TrialState.RUNNING:
             _fail_state(storage, attempt_id)  # lost: another process finished it first
             attempt = storage.get_trial(attempt_id)
-        if attempt.state != TrialState.FAIL:
-            return False
-        if stale.claim(study, attempt_id, child._trial_id) != child._trial_id:
-            return False
+            if attempt.state != TrialState.FAIL:
+                return False
         child, attempt_id = attempt, stale.rerun_of(attempt.system_attrs)
     return True
 
@@ -206,6 +210,8 @@ def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
         deaths.tell_sampler(study, trial, reason)  # TPE ignores FAIL trials
         return "failed"
     rerun = stale.queue(study, storage.get_trial(trial_id))  # first: see fail_and_requeue
+    if rerun is None:
+        return None
     if fail(study, number, attrs.WORKER_DIED, deaths.died_text(death)) is None:
         _drop(study, trial_id, rerun)
         return None
@@ -373,6 +379,8 @@ def fail_stale_trials(study: optuna.Study) -> None:
         if attempt.state != TrialState.RUNNING:
             continue
         rerun = stale.queue(study, attempt)
+        if rerun is None:  # another worker is recovering it
+            continue
         if not _fail_state(storage, trial_id):
             _drop(study, trial_id, rerun)
 

@@ -15,12 +15,18 @@ recoverer finds the rerun and only fails the attempt; whoever pops the rerun fir
 attempt itself (:func:`tunecb.oracle.attempts.rerun_due`). Failing first and queueing next
 lost the rerun of a recoverer killed between (10 counted FAILs with 200 workers).
 
-**Run once.** Two recoverers may queue a copy each; exactly one runs, the attempt's *claimed*
-rerun (:func:`claim`), the others are discarded by whoever pops them. The claim is a write
-with a check, final once made:
+**Run once.** Two recoverers may queue a copy each: exactly one runs, the attempt's
+*claimed* rerun (:func:`claim`); whoever pops another one discards it. The claim is a write
+with a check, final once it names a copy:
 
 - a database: a row ``(attempt, "tunecb_rerun")`` in Optuna's ``trial_system_attributes``,
-  whose ``(trial_id, key)`` is unique: the first INSERT wins, every other one fails;
+  written by compare-and-set (an INSERT that the unique ``(trial_id, key)`` refuses a second
+  time; an UPDATE only where the row still holds what was read). A recoverer first claims it
+  *pending* (a token and a time), then queues its copy (carrying the token), then sets the
+  claim to the copy's id; a popper of that copy may do the last step. The others find the
+  claim pending and leave the attempt to its holder: under load, dozens of workers polled
+  one dead trial within the seconds its copy took to commit, and queued one copy each. A
+  pending claim older than :data:`PENDING_S` lost its recoverer and is taken over;
 - the journal file and in-memory storages: the copy written first (the smallest trial id).
   Every process replays the same log in the same order, and a read sees every record written
   before it: a copy written earlier than yours is always visible to you.
@@ -39,16 +45,18 @@ itself, never through the cache.
 >>> attempt = study.trials[0]
 >>> first = queue(study, attempt); queue(study, attempt) == first
 True
->>> copy = study.trials[1]
->>> copy.state.name, copy.params == attempt.params, copy.user_attrs
+>>> rerun = study.trials[1]
+>>> rerun.state.name, rerun.params == attempt.params, rerun.user_attrs
 ('WAITING', True, {})
->>> copy.system_attrs[FAILED_TRIAL], copy.system_attrs[RETRY_HISTORY], claim(study, 0, first)
+>>> rerun.system_attrs[FAILED_TRIAL], rerun.system_attrs[RETRY_HISTORY], claim(study, 0, rerun)
 (0, [0], 1)
 """
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 import optuna
@@ -59,7 +67,9 @@ from tunecb.storage.reconnect import retrying
 # Optuna's names (its RetryHeartbeatStaleTrialCallback writes them too).
 RETRY_HISTORY, FAILED_TRIAL = "retry_history", "failed_trial"
 RERUN_OF = "tunecb_rerun_of"  # on a copy: its attempt's trial id
-CLAIM = "tunecb_rerun"  # on an attempt (a database): its one rerun's trial id
+TOKEN = "tunecb_rerun_token"  # on a copy: the pending claim it was queued under
+CLAIM = "tunecb_rerun"  # on an attempt (a database): its one rerun's trial id, or pending
+PENDING_S = 30.0  # a pending claim this old lost its recoverer: another one takes it over
 
 
 def rerun_of(system_attrs: dict[str, Any]) -> int | None:
@@ -68,18 +78,39 @@ def rerun_of(system_attrs: dict[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def queue(study: optuna.Study, attempt: Any) -> int:
-    """The trial id of ``attempt``'s rerun (a frozen trial, RUNNING or FAIL): the claimed one
-    if any, else a WAITING copy queued now and claimed. A copy that lost its claim to another
-    recoverer's (queued at the same moment) is left WAITING: whoever pops it discards it."""
-    known = claimed(study, attempt._trial_id)
-    if known is not None:
-        return known
+def queue(study: optuna.Study, attempt: Any) -> int | None:
+    """The trial id of ``attempt``'s claimed rerun (a frozen trial, RUNNING or FAIL): the
+    one claimed already, else a WAITING copy queued now and claimed. ``None`` when another
+    recoverer is queueing it right now (a database): leave the attempt to that one."""
+    backend = _database(study)
+    if backend is None:
+        known = claimed(study, attempt._trial_id)
+        return known if known is not None else claim(study, attempt._trial_id, copy(study, attempt))
+    for _ in range(3):  # a lost race for a pending claim: read it again
+        raw = _retried(_read, backend, attempt._trial_id)
+        value = _parse(raw)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, dict) and time.time() - value.get("at", 0) < PENDING_S:
+            return None
+        pending = {"pending": uuid.uuid4().hex, "at": time.time()}
+        mine = json.dumps(pending, sort_keys=True)
+        if not _retried(_write, backend, attempt._trial_id, raw, mine):
+            continue
+        made = copy(study, attempt, token=pending["pending"])
+        _retried(_write, backend, attempt._trial_id, mine, json.dumps(made._trial_id))
+        value = _parse(_retried(_read, backend, attempt._trial_id))
+        return value if isinstance(value, int) else None  # ours, or a later recoverer's
+    return None
+
+
+def copy(study: optuna.Study, attempt: Any, token: str | None = None) -> Any:
+    """Queue a WAITING copy of ``attempt`` (no claim: :func:`queue` claims it); the copy."""
     history = [*attempt.system_attrs.get(RETRY_HISTORY, []), attempt.number]
-    inherited = {k: v for k, v in attempt.system_attrs.items() if k not in (CLAIM, RERUN_OF)}
+    inherited = {k: v for k, v in attempt.system_attrs.items() if k not in (CLAIM, RERUN_OF, TOKEN)}
     system_attrs = {
         **inherited, FAILED_TRIAL: attempt.number, RETRY_HISTORY: history,
-        RERUN_OF: attempt._trial_id,
+        RERUN_OF: attempt._trial_id, **({TOKEN: token} if token else {}),
     }  # fmt: skip
     copy_id = study._storage.create_new_trial(
         study._study_id,
@@ -90,17 +121,25 @@ def queue(study: optuna.Study, attempt: Any) -> int:
             system_attrs=system_attrs,
         ),
     )
-    return claim(study, attempt._trial_id, copy_id)
+    return study._storage.get_trial(copy_id)
 
 
-def claim(study: optuna.Study, attempt_id: int, copy_id: int) -> int:
-    """Claim the rerun of attempt ``attempt_id`` for copy ``copy_id``; the trial id of the
-    copy that holds the claim (``copy_id`` when it won, or had won already)."""
+def claim(study: optuna.Study, attempt_id: int, rerun: Any) -> int | None:
+    """Claim the rerun of attempt ``attempt_id`` for the copy ``rerun`` (a frozen trial,
+    just popped); the trial id of the copy that holds the claim (``rerun``'s when it won or
+    had won already), ``None`` while another recoverer's claim is pending."""
     backend = _database(study)
     if backend is None:
         found = _copies(study, attempt_id)
-        return min(found) if found else copy_id
-    return _retried(_claim_row, backend, attempt_id, copy_id)
+        return min(found) if found else rerun._trial_id
+    raw = _retried(_read, backend, attempt_id)
+    value = _parse(raw)
+    if isinstance(value, dict) and value.get("pending") != rerun.system_attrs.get(TOKEN):
+        return None  # another recoverer's copy is on its way
+    if not isinstance(value, int):  # unclaimed, or pending for this copy: claim it
+        _retried(_write, backend, attempt_id, raw, json.dumps(rerun._trial_id))
+        value = _parse(_retried(_read, backend, attempt_id))
+    return value if isinstance(value, int) else None
 
 
 def claimed(study: optuna.Study, attempt_id: int) -> int | None:
@@ -109,7 +148,8 @@ def claimed(study: optuna.Study, attempt_id: int) -> int | None:
     if backend is None:
         found = _copies(study, attempt_id)
         return min(found) if found else None
-    return _retried(_claim_read, backend, attempt_id)
+    value = _parse(_retried(_read, backend, attempt_id))
+    return value if isinstance(value, int) else None
 
 
 def _copies(study: optuna.Study, attempt_id: int) -> list[int]:
@@ -126,42 +166,57 @@ def _database(study: optuna.Study) -> Any:
     return backend if isinstance(backend, optuna.storages.RDBStorage) else None
 
 
+def _parse(raw: str | None) -> Any:
+    value = None if raw is None else json.loads(raw)
+    return None if isinstance(value, bool) else value
+
+
 def _retried(call: Any, backend: Any, *args: Any) -> Any:
     """``call(backend, *args)``, waiting out a lost connection as the storage's own calls do
-    (:mod:`tunecb.storage.reconnect`; an INSERT retried after a lost answer finds its row)."""
+    (:mod:`tunecb.storage.reconnect`; a write retried after a lost answer finds its row)."""
     if hasattr(backend, "reconnect_s"):
         return retrying(call)(backend, *args)
     return call(backend, *args)
 
 
-def _claim_row(backend: Any, attempt_id: int, copy_id: int) -> int:
+def _write(backend: Any, attempt_id: int, old: str | None, new: str) -> bool:
+    """Compare and set the attempt's claim row: INSERT when there is none (``old`` None;
+    the unique ``(trial_id, key)`` refuses a second), else UPDATE only if it still holds
+    ``old``. ``True`` when this call wrote it."""
     import sqlalchemy
     from optuna.storages._rdb import models
 
     table = models.TrialSystemAttributeModel.__table__
-    row = {"trial_id": attempt_id, "key": CLAIM, "value_json": json.dumps(copy_id)}
     try:
         with backend.engine.begin() as connection:
-            connection.execute(sqlalchemy.insert(table).values(**row))
-    except sqlalchemy.exc.IntegrityError:  # claimed by another copy (or by this one, retried)
-        pass
-    winner = _claim_read(backend, attempt_id)
-    if winner is None:  # the attempt is gone (the study was deleted)
-        raise RuntimeError(f"trial id {attempt_id} has no claimed rerun after a claim")
-    return winner
+            if old is None:
+                connection.execute(
+                    sqlalchemy.insert(table).values(trial_id=attempt_id, key=CLAIM, value_json=new)
+                )
+                return True
+            done = connection.execute(
+                sqlalchemy.update(table)
+                .where(
+                    table.c.trial_id == attempt_id, table.c.key == CLAIM,
+                    table.c.value_json == old,
+                )
+                .values(value_json=new)
+            )  # fmt: skip
+            return done.rowcount == 1
+    except sqlalchemy.exc.IntegrityError:  # another one inserted first
+        return False
 
 
-def _claim_read(backend: Any, attempt_id: int) -> int | None:
+def _read(backend: Any, attempt_id: int) -> str | None:
     import sqlalchemy
     from optuna.storages._rdb import models
 
-    model = models.TrialSystemAttributeModel
-    query = sqlalchemy.select(model.value_json).where(
-        model.trial_id == attempt_id, model.key == CLAIM
+    table = models.TrialSystemAttributeModel.__table__
+    query = sqlalchemy.select(table.c.value_json).where(
+        table.c.trial_id == attempt_id, table.c.key == CLAIM
     )
     with backend.engine.connect() as connection:
-        value = connection.execute(query).scalar()
-    return None if value is None else int(json.loads(value))
+        return connection.execute(query).scalar()
 
 
 def requeue(study: optuna.Study, failed: Any) -> bool:
