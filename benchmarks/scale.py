@@ -298,11 +298,16 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
     twice = {key for key in params if params.count(key) > 1}
     repeats = [group for key, group in same.items() if key in twice]
     reasons = [t.user_attrs.get(attrs.STOP_REASON) for t in failed if t.number not in again]
-    second_copies = [
+    state = {t._trial_id: t.state for t in trials}
+    dropped = [  # reruns discarded before they ran
         t
         for t in failed
         if t.user_attrs.get(attrs.STOP_REASON) == attrs.DISCARDED
         and stale.rerun_of(t.system_attrs) is not None
+    ]
+    # ... because another copy of the attempt held its claim (two recoverers at once)
+    second_copies = [
+        t for t in dropped if state.get(stale.rerun_of(t.system_attrs)) == TrialState.FAIL
     ]
     return {
         "finished": len(counted),
@@ -315,6 +320,8 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         "discarded": reasons.count(attrs.DISCARDED),
         # reruns queued twice (two recoverers at once): discarded when popped, never run
         "second_copies": len(second_copies),
+        # ... because their attempt finished by itself (a live trial judged stale)
+        "reruns_of_finished": len(dropped) - len(second_copies),
         # failed by the stale-trial check (no stop reason written) and queued again
         "stale_failed": len(
             [t for t in failed if t.number in again and not t.user_attrs.get(attrs.STOP_REASON)]
@@ -516,7 +523,8 @@ def detail(r: dict) -> str:
         f"{r['memory_mib']} MiB, killed {r['killed']}, restarts {r['restarts']}, "
         f"requeued {r['requeued']} ({r['stale_failed']} stale, {r['taken_live']} of live "
         f"workers; beats late by up to {r['beat_late_max_s']} s, p99 {r['beat_late_p99_s']} s), "
-        f"discarded {r['discarded']} ({r['second_copies']} second copies), "
+        f"discarded {r['discarded']} ({r['second_copies']} second copies, "
+        f"{r['reruns_of_finished']} reruns of trials that finished), "
         f"left {r['left_unfinished']}, "
         f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB\n"
         f"    p50/p99 ms (CPU ms per call): {ops}"
