@@ -60,6 +60,7 @@ from common import ROOT
 from optuna.trial import TrialState
 
 from tunecb.oracle import attrs, budget
+from tunecb.storage import stale
 from tunecb.storage.urls import open_storage
 
 STORAGE_OPS = scale_worker.TIMED
@@ -297,6 +298,17 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
     twice = {key for key in params if params.count(key) > 1}
     repeats = [group for key, group in same.items() if key in twice]
     reasons = [t.user_attrs.get(attrs.STOP_REASON) for t in failed if t.number not in again]
+    state = {t._trial_id: t.state for t in trials}
+    dropped = [  # reruns discarded before they ran
+        t
+        for t in failed
+        if t.user_attrs.get(attrs.STOP_REASON) == attrs.DISCARDED
+        and stale.rerun_of(t.system_attrs) is not None
+    ]
+    # ... because another copy of the attempt held its claim (two recoverers at once)
+    second_copies = [
+        t for t in dropped if state.get(stale.rerun_of(t.system_attrs)) == TrialState.FAIL
+    ]
     return {
         "finished": len(counted),
         "repeated": len(params) - len(set(params)),
@@ -306,6 +318,14 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         "failed_trials": len([r for r in reasons if r not in attrs.NOT_COUNTED]),
         "requeued": len([t for t in failed if t.number in again]),
         "discarded": reasons.count(attrs.DISCARDED),
+        # reruns queued twice (two recoverers at once): discarded when popped, never run
+        "second_copies": len(second_copies),
+        # ... because their attempt finished by itself (a live trial judged stale)
+        "reruns_of_finished": len(dropped) - len(second_copies),
+        # failed by the stale-trial check (no stop reason written) and queued again
+        "stale_failed": len(
+            [t for t in failed if t.number in again and not t.user_attrs.get(attrs.STOP_REASON)]
+        ),
         "stored_trials": len(trials),
         "failed_sample": bad_fails[:5],
         "repeated_sample": [[record(t) for t in group] for group in repeats][:10],
@@ -351,6 +371,7 @@ def summarize(run: dict, check: dict, n: int) -> dict:
     if "process_memory_kib" in run:  # Dask: per process, shared by its threads
         mem = run["process_memory_kib"]
     errors = [r["error"] for r in results if r["error"]] + run.get("task_errors", [])
+    late = [v for r in results for v in r.get("beat_late_s", [])]
     return {
         "workers": n,
         "wall_s": round(wall, 1),
@@ -375,6 +396,9 @@ def summarize(run: dict, check: dict, n: int) -> dict:
         }
         if mem
         else {},
+        "taken_live": sum(r.get("taken", 0) for r in results),
+        "beat_late_max_s": round(max(late), 2) if late else None,
+        "beat_late_p99_s": round(pct(late, 0.99), 2) if late else None,
         "errors": len(errors) + check["failed_trials"],
         "error_samples": errors[:5],
         "traceback_sample": next((r["traceback"] for r in results if r.get("traceback")), None),
@@ -497,7 +521,11 @@ def detail(r: dict) -> str:
         f"{r['machine_busy']}, server {r['server_cpu_ms_per_op']} CPU ms/op, cpu/worker "
         f"{r['cpu_core_share_per_worker']} core ({r['cpu_ms_per_trial']} ms/trial), mem/worker "
         f"{r['memory_mib']} MiB, killed {r['killed']}, restarts {r['restarts']}, "
-        f"requeued {r['requeued']}, discarded {r['discarded']}, left {r['left_unfinished']}, "
+        f"requeued {r['requeued']} ({r['stale_failed']} stale, {r['taken_live']} of live "
+        f"workers; beats late by up to {r['beat_late_max_s']} s, p99 {r['beat_late_p99_s']} s), "
+        f"discarded {r['discarded']} ({r['second_copies']} second copies, "
+        f"{r['reruns_of_finished']} reruns of trials that finished), "
+        f"left {r['left_unfinished']}, "
         f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB\n"
         f"    p50/p99 ms (CPU ms per call): {ops}"
     )

@@ -148,6 +148,43 @@ def time_recovery(timers: Timers) -> None:
         setattr(attempts, name, timers.wrap(name, original))
 
 
+ONE_PER_PROCESS = False  # set by process_main: this process is one worker
+
+
+class Beats:
+    """How late each heartbeat of this worker came: the gap between two beats of one trial
+    beyond the interval (a trial is failed as stale when a gap passes the grace period,
+    3 intervals here), and how often another worker failed a trial of this live one."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, float] = {}
+        self.late_s: list[float] = []
+        self.taken = 0
+
+    def watch(self, storage: Any, interval: int) -> None:
+        beat = storage.record_heartbeat
+
+        def record_heartbeat(trial_id: int) -> None:
+            beat(trial_id)
+            now = time.monotonic()
+            if trial_id in self.last:
+                self.late_s.append(now - self.last[trial_id] - interval)
+            self.last[trial_id] = now
+
+        storage.record_heartbeat = record_heartbeat
+        if not ONE_PER_PROCESS or hasattr(attempts.taken, "counted"):
+            return  # a Dask worker's thread (its process's count would be every thread's)
+        taken = attempts.taken
+
+        def counted(exc: BaseException, number: int) -> bool:
+            found = taken(exc, number)
+            self.taken += found
+            return found
+
+        counted.counted = True  # type: ignore[attr-defined]
+        attempts.taken = counted
+
+
 def open_study(storage_url: str, study_name: str, heartbeat: int, pruner: str) -> optuna.Study:
     from pathlib import Path
 
@@ -179,7 +216,7 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
     timers = Timers()
     cpu0, wall0 = os.times(), time.time()
     result: dict[str, Any] = {"pid": os.getpid(), "error": None, "trials": 0}
-    sink = NullSink()
+    sink, beats = NullSink(), Beats()
     try:
         if not config.get("fixes", True):
             disable_fixes()
@@ -188,6 +225,8 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             config["storage"], config["study"], config["heartbeat"], config["pruner"]
         )
         time_storage(study._storage, timers)
+        if config["heartbeat"]:
+            beats.watch(study._storage, config["heartbeat"])
         attempts.recover_dead_trials(study)  # as run_worker does at its start
         runner = StandInRunner(
             config["epochs"], config["epoch_s"], timers, random.Random(os.getpid())
@@ -205,6 +244,7 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
         trials=sink.finished_trials, wall_s=time.time() - wall0,
         cpu_s=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
         memory_kib=memory_kib(), ms=timers.ms, cpu_ms=timers.cpu_ms,
+        taken=beats.taken, beat_late_s=sorted(beats.late_s)[-20:],
     )  # fmt: skip
     if out_path is not None:
         tmp = f"{out_path}.tmp"
@@ -216,6 +256,8 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
 
 def process_main(config: dict[str, Any], out_path: str) -> None:
     """A forked worker process: work, write the result, exit 0 (1 on an error)."""
+    global ONE_PER_PROCESS
+    ONE_PER_PROCESS = True
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     result = work(config, out_path)
     os._exit(1 if result["error"] else 0)

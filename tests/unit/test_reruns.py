@@ -127,7 +127,7 @@ def _running(study: optuna.Study, n: int) -> list[optuna.Trial]:
     return trials
 
 
-def test_each_stale_trial_is_queued_again_right_after_its_fail():
+def test_each_stale_trial_is_queued_again_before_its_fail():
     study = optuna.create_study()
     a, b = _running(study, 2)
     real = study._storage
@@ -137,6 +137,8 @@ def test_each_stale_trial_is_queued_again_right_after_its_fail():
             attempts.fail_stale_trials(study)
     finally:
         study._storage = real
-    first, rerun = study.trials[0], study.trials[-1]
-    assert first.state == TrialState.FAIL
-    assert rerun.state == TrialState.WAITING and rerun.params == first.params
+    first, second, rerun_a, rerun_b = study.trials
+    assert first.state == TrialState.FAIL and rerun_a.params == first.params
+    assert second.state == TrialState.RUNNING  # died before its FAIL: still stale, and
+    assert rerun_b.state == TrialState.WAITING and rerun_b.params == second.params  # queued
+    assert stale.claimed(study, second._trial_id) == rerun_b._trial_id

@@ -112,6 +112,7 @@ def _run_trials(
             continue
         if not _continuation(trial) and (
             given.repeated(study, trial)
+            or not attempts.rerun_due(study, trial)  # a second copy of one attempt's rerun
             or not budget.within_budget(
                 study.get_trials(deepcopy=False), trial.number, limits.n_trials
             )

@@ -94,13 +94,73 @@ def discard(study: optuna.Study, trial: optuna.Trial) -> None:
 
 def fail_and_requeue(study: optuna.Study, number: int, reason: str, error: str) -> bool:
     """Mark RUNNING trial ``number`` FAIL for a reason that is not its own (``reason``:
-    ``worker_died`` or ``interrupted``) and queue a WAITING copy with its parameters.
+    ``worker_died`` or ``interrupted``), its WAITING rerun queued first (a process killed
+    between the two leaves both to the next recoverer: :mod:`tunecb.storage.stale`).
     Returns ``False`` when the trial was no longer RUNNING (another process got there
-    first, or it finished): nothing is done then."""
-    failed = fail(study, number, reason, error)
-    if failed is None:
+    first, or it finished): its rerun is then left to that process, or dropped."""
+    attempt = _running(study, number)
+    if attempt is None:
         return False
-    requeue(study, failed)
+    rerun = stale.queue(study, attempt)
+    if rerun is None:  # another recoverer is queueing its rerun: it fails it too
+        return False
+    if fail(study, number, reason, error) is None:
+        _drop(study, attempt._trial_id, rerun)
+        return False
+    return True
+
+
+def _running(study: optuna.Study, number: int) -> Any:
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    trial = storage.get_trial(trial_id)
+    return trial if trial.state == TrialState.RUNNING else None
+
+
+def _fail_state(storage: Any, trial_id: int) -> bool:
+    """FAIL RUNNING trial ``trial_id``, no attribute written (its live worker, if any, may
+    be writing its own); ``False`` when another process finished it first."""
+    try:
+        return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
+    except RuntimeError:  # finished meanwhile ("Trial#n has already finished")
+        return False
+
+
+def _drop(study: optuna.Study, attempt_id: int, rerun_id: int) -> None:
+    """A rerun queued for an attempt that then finished by itself (not FAIL): discard it,
+    unless a worker popped it already (that worker discards it: :func:`rerun_due`)."""
+    storage = study._storage
+    if storage.get_trial(attempt_id).state not in (TrialState.COMPLETE, TrialState.PRUNED):
+        return  # failed by another recoverer: this is its rerun
+    try:
+        if storage.set_trial_state_values(rerun_id, state=TrialState.RUNNING):
+            storage.set_trial_user_attr(rerun_id, attrs.STOP_REASON, attrs.DISCARDED)
+            storage.set_trial_state_values(rerun_id, state=TrialState.FAIL)
+    except RuntimeError:  # finished meanwhile
+        return
+
+
+def rerun_due(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Whether the just-asked ``trial`` should run: not a rerun, or the one claimed rerun
+    of a FAIL attempt, up its chain of attempts (:mod:`tunecb.storage.stale`). Otherwise
+    the caller discards it: a second copy of one attempt (two recoverers queued one each),
+    or the rerun of an attempt that finished by itself. An attempt still RUNNING is failed
+    here: its recoverer stopped (or was killed) between queueing this rerun and failing it."""
+    storage = study._storage
+    child = storage.get_trial(trial._trial_id)
+    attempt_id = stale.rerun_of(child.system_attrs)
+    while attempt_id is not None:
+        attempt = storage.get_trial(attempt_id)
+        if attempt.state not in (TrialState.RUNNING, TrialState.FAIL):
+            return False
+        if stale.claim(study, attempt_id, child) != child._trial_id:
+            return False
+        if attempt.state == TrialState.RUNNING:
+            _fail_state(storage, attempt_id)  # lost: another process finished it first
+            attempt = storage.get_trial(attempt_id)
+            if attempt.state != TrialState.FAIL:
+                return False
+        child, attempt_id = attempt, stale.rerun_of(attempt.system_attrs)
     return True
 
 
@@ -122,11 +182,11 @@ def fail(study: optuna.Study, number: int, reason: str, error: str) -> Any:
 
 
 def requeue(study: optuna.Study, failed: Any) -> None:
-    """Queue a WAITING copy of a failed trial (same parameters), linked to it the way
-    Optuna's ``RetryHeartbeatStaleTrialCallback`` links its retries (``failed_trial``,
-    ``retry_history`` system attrs), so one rule finds the attempts of a trial; never two
-    copies of one attempt (:func:`tunecb.storage.stale.requeue`)."""
-    stale.requeue(study, failed)
+    """Queue the rerun of a failed trial (same parameters), linked to it the way Optuna's
+    ``RetryHeartbeatStaleTrialCallback`` links its retries (``failed_trial``,
+    ``retry_history`` system attrs), so one rule finds the attempts of a trial; one claimed
+    rerun per attempt (:func:`tunecb.storage.stale.queue`)."""
+    stale.queue(study, failed)
 
 
 def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
@@ -149,10 +209,12 @@ def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
             return None
         deaths.tell_sampler(study, trial, reason)  # TPE ignores FAIL trials
         return "failed"
-    failed = fail(study, number, attrs.WORKER_DIED, deaths.died_text(death))
-    if failed is None:
+    rerun = stale.queue(study, storage.get_trial(trial_id))  # first: see fail_and_requeue
+    if rerun is None:
         return None
-    requeue(study, failed)
+    if fail(study, number, attrs.WORKER_DIED, deaths.died_text(death)) is None:
+        _drop(study, trial_id, rerun)
+        return None
     return "requeued"
 
 
@@ -305,19 +367,22 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 
 def fail_stale_trials(study: optuna.Study) -> None:
     """Optuna's ``fail_stale_trials``, only for storages with a heartbeat, but each stale
-    trial queued again at once after its FAIL (Optuna fails them all, then queues them: a
-    worker that died between left a batch of FAILs without rerun, 46 with 200 workers on
-    PostgreSQL). A worker that dies between one FAIL and its rerun still loses that rerun."""
+    trial's rerun queued *before* its FAIL (Optuna fails them all, then queues them: a
+    worker that died between left FAILs without rerun, 46 with 200 workers on PostgreSQL).
+    A worker killed at any point leaves the trial RUNNING (stale: the next worker fails it,
+    its rerun found by its claim) or FAIL with its rerun queued."""
     if heartbeat_interval(study) is None:
         return
     storage = study._storage
     for trial_id in storage._get_stale_trial_ids(study._study_id):
-        try:
-            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                continue
-        except RuntimeError:  # finished or failed by another process meanwhile
+        attempt = storage.get_trial(trial_id)
+        if attempt.state != TrialState.RUNNING:
             continue
-        stale.requeue(study, storage.get_trial(trial_id))
+        rerun = stale.queue(study, attempt)
+        if rerun is None:  # another worker is recovering it
+            continue
+        if not _fail_state(storage, trial_id):
+            _drop(study, trial_id, rerun)
 
 
 class Heartbeat:

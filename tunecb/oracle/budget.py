@@ -20,14 +20,20 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from tunecb.oracle.attrs import FINISHED, NOT_COUNTED, RETRY_HISTORY, STOP_REASON
+from tunecb.oracle.attrs import DISCARDED, FINISHED, NOT_COUNTED, RETRY_HISTORY, STOP_REASON
 
 _COUNTED_STATES = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
 
 
 def retried(trials: list) -> set[int]:
-    """Numbers of trials that were run again (Optuna's ``retry_history`` system attr)."""
-    return {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY, ())}
+    """Numbers of trials that were run again (Optuna's ``retry_history`` system attr); a
+    rerun discarded (a second copy, or its attempt finished by itself) runs nothing again."""
+    return {
+        n
+        for t in trials
+        if t.user_attrs.get(STOP_REASON) != DISCARDED
+        for n in t.system_attrs.get(RETRY_HISTORY, ())
+    }
 
 
 def counts(trial: Any, retried_numbers: set[int] = frozenset()) -> bool:
