@@ -52,7 +52,7 @@ def test_auto_fits_exactly_as_one_batch_per_call_and_the_checkpoint_keeps_the_co
 ):
     plain, fast = model(), model()
     assert keras.backend.backend() == "tensorflow"
-    assert fast_fit.apply(fast, "auto", []) == fast_fit.AUTO_STEPS
+    assert fast_fit.apply(fast, "auto", [], {}) == fast_fit.AUTO_STEPS
     assert fast.steps_per_execution == fast_fit.AUTO_STEPS
     assert fit(fast, digits) == fit(plain, digits)  # every epoch's metrics, to the bit
     for a, b in zip(plain.get_weights(), fast.get_weights(), strict=True):
@@ -64,9 +64,28 @@ def test_auto_fits_exactly_as_one_batch_per_call_and_the_checkpoint_keeps_the_co
 
 def test_a_callback_with_a_batch_hook_keeps_one_batch_per_call(tmp_path, digits):
     m, counter = model(), CountBatches()
-    assert fast_fit.apply(m, "auto", [counter]) == 1
+    assert fast_fit.apply(m, "auto", [counter], {}) == 1
     fit(m, digits, [counter])
     assert counter.batches == 3 * 16  # 500 rows / 32: 16 batches an epoch, each seen
+
+
+def test_a_fit_that_counts_its_steps_keeps_one_batch_per_call():
+    # Keras runs whole calls: with steps_per_epoch=1 on a repeated dataset, 16 batches per
+    # call trained 16 batches an epoch
+    import tensorflow as tf
+
+    (x, y), _ = load_digits_small()
+    m = model()
+    assert fast_fit.apply(m, "auto", [], {"steps_per_epoch": 1}) == 1
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).repeat()
+    m.fit(data, epochs=3, steps_per_epoch=1, verbose=0)
+    assert int(m.optimizer.iterations.numpy()) == 3
+
+
+def load_digits_small():
+    x, y = load_digits(return_X_y=True)
+    x = (x[:600] / 16.0).astype("float32")
+    return (x[:500], y[:500]), (x[500:], y[500:600])
 
 
 def test_tunecbs_own_callbacks_have_no_batch_hook(tmp_path):
@@ -87,9 +106,9 @@ def test_tunecbs_own_callbacks_have_no_batch_hook(tmp_path):
 
 def test_a_forced_number_and_off(digits):
     m = model()
-    assert fast_fit.apply(m, 4, []) == 4
+    assert fast_fit.apply(m, 4, [], {}) == 4
     m = model()
-    assert fast_fit.apply(m, 1, []) == 1 and m.steps_per_execution == 1
+    assert fast_fit.apply(m, 1, [], {}) == 1 and m.steps_per_execution == 1
 
 
 SEES_STEPS = """

@@ -14,7 +14,10 @@ neither what the fit computes nor what a callback sees:
 - a model compiled with Keras' default of 1, not run eagerly, with Keras' own ``train_step``
   and ``test_step`` (a custom step may count calls or act in Python);
 - no callback with a per-batch hook (Keras calls those once per call, not once per batch;
-  tunecb's own callbacks have none).
+  tunecb's own callbacks have none);
+- no ``steps_per_epoch`` or ``validation_steps`` in the fit's arguments: Keras' loop then runs
+  whole calls, so a repeated dataset with ``steps_per_epoch=1`` trained 16 batches an epoch
+  (found by a test whose epochs took twice as long).
 
 The weights, metrics and history are those of ``steps_per_execution=1``: the same batches in
 the same order, in a loop inside one call. The checkpoint keeps the user's compile settings.
@@ -22,12 +25,13 @@ An integer forces that many batches per call (``1``: off) on any backend Keras a
 
 >>> from tunecb.training.fast_fit import choose
 >>> choose("auto", backend="torch", compiled_steps=1, eager=False, custom_step=False,
-...        batch_hooks=False)
+...        batch_hooks=False, counted_steps=False)
 1
 >>> choose("auto", backend="tensorflow", compiled_steps=1, eager=False, custom_step=False,
-...        batch_hooks=False)
+...        batch_hooks=False, counted_steps=False)
 16
->>> choose(4, backend="jax", compiled_steps=1, eager=False, custom_step=True, batch_hooks=True)
+>>> choose(4, backend="jax", compiled_steps=1, eager=False, custom_step=True, batch_hooks=True,
+...        counted_steps=True)
 4
 """
 
@@ -39,6 +43,7 @@ from typing import Any
 log = logging.getLogger("tunecb")
 
 AUTO_STEPS = 16
+_COUNTED = ("steps_per_epoch", "validation_steps")  # fit arguments that count batches
 
 _BATCH_HOOKS = (
     "on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end",
@@ -48,13 +53,14 @@ _BATCH_HOOKS = (
 
 def choose(
     setting: int | str, *, backend: str, compiled_steps: int, eager: bool, custom_step: bool,
-    batch_hooks: bool,
+    batch_hooks: bool, counted_steps: bool,
 ) -> int:  # fmt: skip
     """The batches per call for a fit: ``setting`` when it is a number, else (``"auto"``)
     :data:`AUTO_STEPS` when nothing rules it out, else what the model was compiled with."""
     if setting != "auto":
         return int(setting)
-    if backend != "tensorflow" or compiled_steps != 1 or eager or custom_step or batch_hooks:
+    ruled_out = eager or custom_step or batch_hooks or counted_steps
+    if backend != "tensorflow" or compiled_steps != 1 or ruled_out:
         return compiled_steps
     return AUTO_STEPS
 
@@ -81,10 +87,12 @@ def _custom_step(model: Any) -> bool:
     )
 
 
-def apply(model: Any, setting: int | str, callbacks: list[Any]) -> int:
+def apply(
+    model: Any, setting: int | str, callbacks: list[Any], fit_arguments: dict[str, Any]
+) -> int:
     """Set the batches per call of ``model``'s next fit (compiled, not yet fitted) by
-    ``setting``; the number set. The model's compile config, which its checkpoint keeps,
-    is not changed."""
+    ``setting``, for a fit with ``callbacks`` and ``fit_arguments``; the number set. The
+    model's compile config, which its checkpoint keeps, is not changed."""
     import keras
 
     compiled = int(getattr(model, "steps_per_execution", 1) or 1)
@@ -92,6 +100,7 @@ def apply(model: Any, setting: int | str, callbacks: list[Any]) -> int:
         setting, backend=keras.backend.backend(), compiled_steps=compiled,
         eager=bool(getattr(model, "run_eagerly", False)), custom_step=_custom_step(model),
         batch_hooks=has_batch_hooks(callbacks),
+        counted_steps=any(fit_arguments.get(k) is not None for k in _COUNTED),
     )  # fmt: skip
     if steps != compiled and getattr(model, "train_function", None) is None:
         model.steps_per_execution = steps

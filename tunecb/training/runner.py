@@ -267,9 +267,10 @@ class TrialRunner:
             cbs.seeder = EpochSeed(outcome["seed"])  # an epoch's data order, also resumed
             resumed = self._resume(model, cbs, trial)
             outcome["resumed_from_epoch"] = resumed or None
-            fast_fit.apply(model, s.steps_per_execution, cbs.as_list())
+            arguments = {**self.data.fit_arguments(s.batch_size), **s.fit_kwargs}
+            fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments)
             model.fit(
-                **{**self.data.fit_arguments(s.batch_size), **s.fit_kwargs},
+                **arguments,
                 epochs=s.epochs,
                 initial_epoch=resumed,
                 callbacks=cbs.as_list(),
