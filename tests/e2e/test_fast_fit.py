@@ -69,23 +69,17 @@ def test_a_callback_with_a_batch_hook_keeps_one_batch_per_call(tmp_path, digits)
     assert counter.batches == 3 * 16  # 500 rows / 32: 16 batches an epoch, each seen
 
 
-def test_a_fit_that_counts_its_steps_keeps_one_batch_per_call():
+def test_a_fit_that_counts_its_steps_keeps_one_batch_per_call(digits):
     # Keras runs whole calls: with steps_per_epoch=1 on a repeated dataset, 16 batches per
     # call trained 16 batches an epoch
     import tensorflow as tf
 
-    (x, y), _ = load_digits_small()
+    (x, y), _ = digits
     m = model()
     assert fast_fit.apply(m, "auto", [], {"steps_per_epoch": 1}) == 1
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).repeat()
     m.fit(data, epochs=3, steps_per_epoch=1, verbose=0)
     assert int(m.optimizer.iterations.numpy()) == 3
-
-
-def load_digits_small():
-    x, y = load_digits(return_X_y=True)
-    x = (x[:600] / 16.0).astype("float32")
-    return (x[:500], y[:500]), (x[500:], y[500:600])
 
 
 def test_tunecbs_own_callbacks_have_no_batch_hook(tmp_path):

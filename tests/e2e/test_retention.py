@@ -16,11 +16,12 @@ from conftest import DEFAULT_SETTINGS, write_study
 from optuna.trial import TrialState
 
 import tunecb
-from tunecb.oracle.attempts import fail, requeue
+from tunecb.oracle.attempts import fail
 from tunecb.oracle.retention import enforce, removable
 from tunecb.replay.load import best_checkpoint
 from tunecb.reporting.data.records import study_records
 from tunecb.results import StudyDir, write_json
+from tunecb.storage.stale import queue as requeue
 from tunecb.storage.urls import open_storage
 
 

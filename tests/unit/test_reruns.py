@@ -30,7 +30,7 @@ def _failed(study: optuna.Study, **user_attrs) -> optuna.trial.FrozenTrial:
 def test_rerun_keeps_the_parameters_and_none_of_the_claim():
     study = optuna.create_study()
     failed = _failed(study, **{attrs.WORKER: "elsewhere:4242", attrs.STOP_REASON: "pruned"})
-    assert stale.requeue(study, failed)
+    assert stale.queue(study, failed) is not None
     rerun = study.trials[-1]
     assert rerun.state == TrialState.WAITING and rerun.params == failed.params
     assert rerun.user_attrs == {}  # not claimed by the old process, no old stop reason
@@ -41,19 +41,20 @@ def test_rerun_keeps_the_parameters_and_none_of_the_claim():
 def test_an_attempt_is_queued_once_whoever_asks():
     study = optuna.create_study()
     failed = _failed(study)
-    assert stale.requeue(study, failed) is True
-    attempts.requeue(study, failed)  # a second path (the dead-process one) asks too
-    assert stale.requeue(study, failed) is False
+    first = stale.queue(study, failed)
+    assert first is not None
+    assert stale.queue(study, failed) == first  # a second path (the dead-process one) asks too
+    assert stale.queue(study, failed) == first
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
 
 
 def test_a_rerun_of_a_rerun_is_a_new_attempt():
     study = optuna.create_study()
     first = _failed(study)
-    stale.requeue(study, first)
+    stale.queue(study, first)
     second = study.ask()  # pops the copy
     study.tell(second, state=TrialState.FAIL)
-    assert stale.requeue(study, study.trials[second.number])
+    assert stale.queue(study, study.trials[second.number]) is not None
     assert study.trials[-1].system_attrs[attrs.RETRY_HISTORY] == [first.number, second.number]
 
 

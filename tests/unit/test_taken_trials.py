@@ -15,6 +15,7 @@ from test_loop import FakeRunner, RecordingSink
 from tunecb.execution._base import STOP_BUDGET, Limits
 from tunecb.execution.loop import run_trials
 from tunecb.oracle import attempts, budget
+from tunecb.storage import stale as reruns
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -22,7 +23,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def stale(study: optuna.Study, trial: optuna.Trial) -> None:
     """What another worker's stale-trial check does: FAIL, and a WAITING copy."""
     study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-    attempts.requeue(study, study._storage.get_trial(trial._trial_id))
+    reruns.queue(study, study._storage.get_trial(trial._trial_id))
 
 
 class TakenRunner(FakeRunner):

@@ -181,14 +181,6 @@ def fail(study: optuna.Study, number: int, reason: str, error: str) -> Any:
     return storage.get_trial(trial_id)
 
 
-def requeue(study: optuna.Study, failed: Any) -> None:
-    """Queue the rerun of a failed trial (same parameters), linked to it the way Optuna's
-    ``RetryHeartbeatStaleTrialCallback`` links its retries (``failed_trial``,
-    ``retry_history`` system attrs), so one rule finds the attempts of a trial; one claimed
-    rerun per attempt (:func:`tunecb.storage.stale.queue`)."""
-    stale.queue(study, failed)
-
-
 def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
     """RUNNING trial ``number`` died (``death``): fail it and queue it again, or fail it for
     good (``killed``) when its configuration died often enough (:mod:`.deaths`). Returns

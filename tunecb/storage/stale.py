@@ -219,13 +219,6 @@ def _read(backend: Any, attempt_id: int) -> str | None:
         return connection.execute(query).scalar()
 
 
-def requeue(study: optuna.Study, failed: Any) -> bool:
-    """:func:`queue` for an attempt failed already; ``True`` when this call's copy holds the
-    claim and no other did before (the first call for that attempt)."""
-    before = claimed(study, failed._trial_id)
-    return before is None and queue(study, failed) is not None
-
-
 def on_stale(study: optuna.Study, trial: Any) -> None:
     """The storage's ``heartbeat_stale_trial_callback`` (Optuna's own ``fail_stale_trials``,
     which fails the trial first): queue its rerun."""
