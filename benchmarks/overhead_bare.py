@@ -34,7 +34,7 @@ import optuna  # noqa: E402
 from tunecb.study.samplers_pruners import make_pruner, make_sampler  # noqa: E402
 from tunecb.study.settings import resolve  # noqa: E402
 from tunecb.training.callbacks import make_callbacks  # noqa: E402
-from tunecb.training.runner import trial_seed  # noqa: E402
+from tunecb.training.trial_env import trial_seed  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead_study  # noqa: E402

@@ -12,7 +12,7 @@ from tunecb.results import atomic_write, atomic_write_text, finite
 from tunecb.storage.urls import redact
 from tunecb.study import schedules
 from tunecb.study.settings import resolve
-from tunecb.training.runner import trial_seed
+from tunecb.training.trial_env import trial_seed
 
 
 def test_cli_overrides_study_file_overrides_defaults():

@@ -101,7 +101,7 @@ def retrain(
         test = refit.evaluate_on_test(model, data, source.settings.batch_size)
         checkpoint_test = _checkpoint_test(source, data)
     duration = round(time.perf_counter() - started, 3)
-    from tunecb.training.runner import versions
+    from tunecb.training.trial_env import versions
 
     write_json(
         study_dir.guard(study_dir.final_json(number)),

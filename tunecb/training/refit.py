@@ -22,7 +22,8 @@ from tunecb.results import atomic_write
 from tunecb.study.data import Data
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
-from tunecb.training.runner import build_model, clear_session
+from tunecb.training.building import build_model
+from tunecb.training.trial_env import clear_session
 
 log = logging.getLogger("tunecb")
 

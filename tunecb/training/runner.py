@@ -17,20 +17,19 @@ import keras
 import optuna
 
 from tunecb import interrupts
-from tunecb._version import __version__
-from tunecb.errors import ConfigError, DiskFull, ModelError, TunecbError, describe_error
+from tunecb.errors import DiskFull, TunecbError, describe_error
 from tunecb.oracle import attrs as keys
 from tunecb.oracle import space
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.study import schedules
-from tunecb.study.data import Data, missing_backend_hint, wants_data
+from tunecb.study.data import Data
 from tunecb.study.data_checks import check_input_shape, data_function
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
 from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
-from tunecb.training import constraints, fast_fit, objectives
+from tunecb.training import building, constraints, fast_fit, objectives, trial_env
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 from tunecb.training.epoch_seed import EpochSeed
@@ -45,76 +44,8 @@ EpochHook = Callable[[int, int, float | None], None]
 value ``None`` when not finite)."""
 
 
-def trial_seed(study_seed: int | None, number: int) -> int:
-    """The Keras seed of trial ``number``: fixed by the study seed, else fresh.
-
-    >>> trial_seed(0, 3) == trial_seed(0, 3) != trial_seed(1, 3)
-    True
-    """
-    if study_seed is None:
-        import secrets
-
-        return secrets.randbelow(2**31)
-    return (study_seed * 1_000_003 + number * 7_919) % (2**31 - 1)
-
-
-def clear_session() -> None:
-    """Reset Keras' global state without the full ``gc.collect()`` (slow in a big process)."""
-    try:
-        keras.backend.clear_session(free_memory=False)
-    except TypeError:  # Keras before 3.6 has no free_memory argument
-        keras.backend.clear_session()
-
-
-def _error_text(exc: BaseException, limit: int = 2000) -> str:
-    """``Type: message``, bounded (TensorFlow errors can run to pages)."""
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _parts(fingerprint: dict) -> str:
     return "; ".join(f"{k} {v}" for k, v in (fingerprint.get("parts") or {}).items())
-
-
-_VERSIONS: dict[str, str] = {}
-
-
-def versions() -> dict[str, str]:
-    """The Keras backend and the versions of the libraries that shaped a trial (the
-    backend's own under its name: ``{"backend": "jax", "jax": "0.10.2", ...}``)."""
-    if not _VERSIONS:
-        from tunecb.training.backends import device, version
-
-        backend = str(keras.backend.backend())
-        _VERSIONS.update(
-            {"backend": backend, backend: version(backend), "device": device(backend)},
-            keras=keras.__version__,
-            optuna=optuna.__version__,
-            tunecb=__version__,
-        )
-    return dict(_VERSIONS)
-
-
-def build_model(loaded: LoadedStudy, trial: Any, data: Data) -> keras.Model:
-    """Call the study's model builder (``build(trial)`` or ``build(trial, data)``) and check
-    it returned a compiled model; raises :class:`ModelError` otherwise."""
-    build = loaded.study.build_fn
-    where = f"the model builder {getattr(build, '__name__', 'build')}() in {loaded.path}"
-    try:
-        model = build(trial, data) if wants_data(build) else build(trial)
-    except ModuleNotFoundError as exc:  # every trial would fail alike: stop the search
-        hint = missing_backend_hint(exc) or "; install it"
-        raise ModelError(f"{where} raised ModuleNotFoundError: {exc}{hint}") from exc
-    if not isinstance(model, keras.Model):
-        raise ModelError(
-            f"{where} returned {type(model).__name__}, not a keras.Model; return the compiled model"
-        )
-    if not model.compiled:
-        raise ModelError(
-            f"{where} returned an uncompiled model; call "
-            "model.compile(optimizer=..., loss=..., metrics=[...]) before returning it"
-        )
-    return model
 
 
 @dataclass
@@ -167,7 +98,7 @@ class TrialRunner:
 
     def run(self, trial: optuna.Trial, seed: int | None = None) -> TrialOutcome:
         """Train one trial (with Keras seed ``seed``, else the trial's own: see
-        :func:`trial_seed`). Raises :class:`TunecbError` (after recording the trial) when
+        :func:`.trial_env.trial_seed`). Raises :class:`TunecbError` (after recording the trial) when
         the study itself is broken; any other error only fails this trial."""
         number = trial.number
         start, started = time.perf_counter(), time.time()
@@ -175,7 +106,7 @@ class TrialRunner:
         # A configuration's attempts (a rerun, a continuation of a paused trial) share its
         # first attempt's seed, so one resumed from its backup goes on as it would have.
         first = backups.origin(trial)
-        seed = trial_seed(self.settings.seed, first) if seed is None else seed
+        seed = trial_env.trial_seed(self.settings.seed, first) if seed is None else seed
         folder, board = self._prepare(trial, seed)
         guarded = isinstance(trial, optuna.Trial)  # not a FixedTrial (tunecb rerun)
         self._space = space.guard(trial, str(self.study_dir.root)) if guarded else None
@@ -224,7 +155,7 @@ class TrialRunner:
         if board is not None:
             tblogs.reset_run(board)
         self._check_data(trial)
-        clear_session()
+        trial_env.clear_session()
         keras.utils.set_random_seed(seed)
         return folder, board
 
@@ -249,7 +180,7 @@ class TrialRunner:
                 raise self._space.refused
             model = self._build(trial)
             self._note_space(trial)
-            self._check_labels(model, trial.number)
+            building.check_labels(model, trial.number, self.loaded, self._label_range)
             check_input_shape(model, self.data, trial.number, data_function(self.loaded))
             outcome["n_params"] = int(model.count_params())
             if not self._feasible(model, outcome):
@@ -328,9 +259,10 @@ class TrialRunner:
     ) -> TrialCallbacks:  # fmt: skip
         """Our callbacks and the user's, with the trial's backup and live-progress notice."""
         s, number = self.settings, trial.number
+        user = building.user_callbacks(self.loaded, trial)
         cbs = make_callbacks(
             trial, s, schedule, self.study_dir.checkpoint(number),
-            self.study_dir.history(number), self._user_callbacks(trial), tensorboard_dir=board,
+            self.study_dir.history(number), user, tensorboard_dir=board,
         )  # fmt: skip
         if self.tracking is not None:
             cbs.user.append(self.tracking.callback(trial))
@@ -393,59 +325,22 @@ class TrialRunner:
             )  # fmt: skip
         except Exception as exc:
             log.warning("trial %d: cannot write its TensorBoard session in %s: %s",
-                        outcome.number, board, _error_text(exc))  # fmt: skip
+                        outcome.number, board, trial_env.error_text(exc))  # fmt: skip
 
     def _build(self, trial: optuna.Trial) -> keras.Model:
-        return build_model(self.loaded, trial, self.data)
+        return building.build_model(self.loaded, trial, self.data)
+
+    def _label_range(self) -> tuple[float, float] | None:
+        """The data's lowest and highest class label, computed once per process."""
+        if self._labels is None:
+            self._labels = (self.data.label_range(),)
+        return self._labels[0]
 
     def _note_space(self, trial: optuna.Trial) -> None:
         """The space the builder asked, checked and told (:func:`tunecb.oracle.space.built`)."""
         folder, source = str(self.study_dir.root), self.settings.warm_start
         for text in space.built(trial, self._space, self.loaded.sha256, folder, source):
             log.warning(text)
-
-    def _user_callbacks(self, trial: optuna.Trial) -> list:
-        fn = self.loaded.study.callbacks_fn
-        if fn is None:
-            return []
-        result = fn(trial)
-        items = [result] if isinstance(result, keras.callbacks.Callback) else list(result or [])
-        for item in items:
-            if not isinstance(item, keras.callbacks.Callback):
-                raise ConfigError(
-                    f"@study.callbacks in {self.loaded.path} returned {type(item).__name__}; "
-                    "return a list of keras.callbacks.Callback"
-                )
-        return items
-
-    def _check_labels(self, model: keras.Model, number: int) -> None:
-        """Refuse class labels that the model's sparse categorical loss cannot take (below 0,
-        or at least its output width): TensorFlow fails every trial on them, JAX trains on
-        them silently (it clamps)."""
-        loss = getattr(model, "loss", None)
-        name = loss if isinstance(loss, str) else getattr(loss, "name", None)
-        name = name or getattr(loss, "__name__", "")
-        outputs = getattr(model, "outputs", None)  # a subclassed model has none: not checked
-        if "sparse_categorical" not in str(name) or not outputs or len(outputs) != 1:
-            return
-        if getattr(loss, "ignore_class", None) is not None:  # labels such as -1 are meant
-            return
-        units = outputs[0].shape[-1]
-        if not isinstance(units, int):
-            return
-        if self._labels is None:
-            self._labels = (self.data.label_range(),)
-        found = self._labels[0]
-        if found is None or (found[0] >= 0 and found[1] < units):
-            return
-        fn = self.loaded.study.data_fn
-        raise ConfigError(
-            f"the model of trial {number} ends in {units} units, but the data function "
-            f"{getattr(fn, '__name__', 'data')}() in {self.loaded.path} returns class labels "
-            f"from {found[0]:g} to {found[1]:g}; {name} needs labels in [0, {units}): give "
-            f"the last layer one unit per class (data.n_classes, in build(trial, data)) or "
-            "fix the labels"
-        )
 
     def _check_data(self, trial: optuna.Trial) -> None:
         """Say (once per process) when the data differ from the study's first trials'; the
@@ -478,7 +373,7 @@ class TrialRunner:
         """Store the outcome on the Optuna trial and in ``trials/<n>/trial.json``."""
         attrs = outcome.attrs()
         attrs[keys.TRIAL_STUDY_SHA] = self.loaded.sha256
-        attrs[keys.VERSIONS] = versions()
+        attrs[keys.VERSIONS] = trial_env.versions()
         attrs[keys.DATA] = self.data_print
         attrs[keys.TRAINING] = self.training_settings()
         if self.loaded.in_code:  # its file is a script or a notebook, not a study file
