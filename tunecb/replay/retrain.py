@@ -112,6 +112,7 @@ def retrain(
             "rows": train.rows("train"), "data_fingerprint": train.fingerprint(),
             "learning_rates": "replayed from the trial's history" if rates else "as compiled",
             "final_loss": (history.get("loss") or [None])[-1], "test": test,
+            "batches_per_call": int(getattr(model, "steps_per_execution", 1) or 1),
             "checkpoint_test": checkpoint_test, "backend": backend, "versions": versions(),
             "study_file": str(source.loaded.path), "study_sha256": source.loaded.sha256,
             "notes": source.notes, "duration_s": duration, "at": time.time(),

@@ -22,6 +22,7 @@ from tunecb.results import atomic_write
 from tunecb.study.data import Data
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
+from tunecb.training import fast_fit
 from tunecb.training.building import build_model
 from tunecb.training.trial_env import clear_session
 
@@ -40,6 +41,17 @@ class ReplayRates(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self.rates:
             self.model.optimizer.learning_rate = self.rates[min(epoch, len(self.rates) - 1)]
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops the fit at the end of the first epoch whose loss is NaN or infinite: Keras'
+    ``TerminateOnNaN`` checks every batch, and a per-batch hook keeps the fit at one batch
+    per backend call (:mod:`tunecb.training.fast_fit`)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
 
 
 def fit_final(
@@ -62,10 +74,12 @@ def fit_final(
     fit = data.fit_arguments(settings.batch_size)
     fit.pop("validation_data", None)
     kwargs = {k: v for k, v in settings.fit_kwargs.items() if k != "validation_split"}
+    callbacks = [ReplayRates(rates), StopOnNonFinite()]
+    # As in the search: several batches per backend call where that changes nothing.
+    fast_fit.apply(model, settings.steps_per_execution, callbacks, {**fit, **kwargs})
     history = model.fit(
-        **fit, **kwargs, epochs=epochs, verbose=settings.verbose,
-        callbacks=[ReplayRates(rates), keras.callbacks.TerminateOnNaN()],
-    )  # fmt: skip
+        **fit, **kwargs, epochs=epochs, verbose=settings.verbose, callbacks=callbacks
+    )
     losses = history.history.get("loss") or []
     if len(losses) < epochs or not all(math.isfinite(v) for v in losses):
         raise ValueError(f"the loss was not finite at epoch {len(losses)}; nothing was saved")
