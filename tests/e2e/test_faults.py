@@ -488,7 +488,7 @@ def test_a_chaos_of_killed_workers_still_ends_with_exactly_the_budget(tmp_path):
 
     import keras
 
-    from tunecb.study.declaration import load_study_file
+    from tunecb.study.study_file import load_study_file
 
     _, (x_val, y_val) = load_study_file(path).study.data_fn()
     for trial in done:

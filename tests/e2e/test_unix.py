@@ -103,8 +103,8 @@ def test_a_study_file_named_in_any_script_names_its_study(unicode_study, cli):
 
 @pytest.mark.parametrize("stem", ["模型", "_scratch", "run-2.v1"])
 def test_names_python_or_the_shell_accept_are_study_names(stem, study_file):
-    from tunecb.study.declaration import load_study_file
     from tunecb.study.settings import resolve
+    from tunecb.study.study_file import load_study_file
 
     loaded = load_study_file(study_file(name=stem))
     assert resolve(loaded.study.settings, {}, default_name=loaded.default_name).name == stem

@@ -146,8 +146,8 @@ def test_a_file_the_study_file_names_is_found_beside_it(tmp_path, monkeypatch):
     from tunecb.oracle.opening import open_study
     from tunecb.results import StudyDir
     from tunecb.storage.urls import open_storage
-    from tunecb.study.declaration import load_study_file
     from tunecb.study.settings import resolve
+    from tunecb.study.study_file import load_study_file
 
     (tmp_path / "first.jsonl").write_text('{"lr": 0.01, "units": 16}\n')
     loaded = load_study_file(

@@ -44,7 +44,7 @@ backend = "tensorflow " + _tf.VERSION
 # The study file's top, then what the search does before and at its first trial.
 SCRIPT = """
 import importlib.util, sys
-from tunecb.study.declaration import load_study_file
+from tunecb.study.study_file import load_study_file
 from tunecb.training import backends
 
 loaded = load_study_file(sys.argv[1])

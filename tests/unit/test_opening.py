@@ -8,8 +8,8 @@ from conftest import write_study
 
 from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
-from tunecb.study.declaration import load_study_file
 from tunecb.study.settings import resolve
+from tunecb.study.study_file import load_study_file
 
 
 def test_the_second_of_two_simultaneous_creates_continues_the_first_ones_study(

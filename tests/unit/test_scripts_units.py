@@ -17,7 +17,7 @@ import pytest
 import tunecb
 from tunecb.execution.spawning import main_left_out, start_worker
 from tunecb.session.quiet import quiet, quieted
-from tunecb.study.declaration import load_study_file
+from tunecb.study.study_file import load_study_file
 
 SCRIPT = """
 import tunecb

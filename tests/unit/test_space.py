@@ -13,9 +13,9 @@ from tunecb.oracle import attrs, space
 from tunecb.oracle.opening import open_study
 from tunecb.results import StudyDir
 from tunecb.storage.urls import open_storage
-from tunecb.study.declaration import load_study_file
 from tunecb.study.samplers_pruners import make_sampler
 from tunecb.study.settings import resolve
+from tunecb.study.study_file import load_study_file
 
 LR = FloatDistribution(1e-3, 1e-1, log=True)
 

@@ -76,9 +76,10 @@ def run_worker(
     from tunecb.results import StudyDir
     from tunecb.storage.reconnect import opening
     from tunecb.storage.urls import study_storage
-    from tunecb.study.declaration import from_portable, load_study_file
+    from tunecb.study.declaration import from_portable
     from tunecb.study.samplers_pruners import make_pruner, make_sampler
     from tunecb.study.settings import resolve
+    from tunecb.study.study_file import load_study_file
 
     if spec.study_blob is not None:
         loaded = from_portable(spec.study_blob)

@@ -181,7 +181,7 @@ def _study_of(
     """The study passed (``--study FILE``, ``study=``), else the file the trial recorded:
     a study file, or the script that declared the study in code and searched it. A script
     is imported with its ``tunecb.search`` call stopped (its study taken, nothing searched,
-    :func:`~tunecb.study.declaration.load_study_file`). A notebook cannot be imported: its
+    :func:`~tunecb.study.study_file.load_study_file`). A notebook cannot be imported: its
     study must be passed."""
     if isinstance(study, Study):
         return study_in_code(study)

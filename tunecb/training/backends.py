@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError
-from tunecb.study.declaration import LoadedStudy, load_study_file
+from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import BACKENDS  # the module of each backend has its name
+from tunecb.study.study_file import load_study_file
 
 log = logging.getLogger("tunecb")
 
@@ -313,5 +314,5 @@ def realize_lazy_backends() -> None:
 
 def _lazy(module: object) -> bool:
     """Whether ``module`` was imported lazily and has not run yet (see
-    :func:`tunecb.study.declaration.load_study_file`)."""
+    :func:`tunecb.study.study_file.load_study_file`)."""
     return isinstance(module, importlib.util._LazyModule)
