@@ -235,3 +235,14 @@ def test_a_worker_that_lost_the_storage_for_good_leaves_its_trial_to_recovery():
     finally:
         attempts.fail_and_requeue = requeue
     assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["RUNNING"]
+
+
+def test_the_window_is_one_setting_of_the_settings_table(tmp_path):
+    from tunecb.storage.urls import study_storage
+    from tunecb.study.settings import FIELDS
+
+    field = next(f for f in FIELDS if f.name == "reconnect")
+    assert field.default == reconnect.RECONNECT_S and field.flag == "--reconnect"
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert study_storage(url, tmp_path, 1, reconnect_s=5.0).reconnect_s == 5.0
+    assert study_storage(url, tmp_path, 1).reconnect_s == reconnect.RECONNECT_S
