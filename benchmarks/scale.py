@@ -181,7 +181,7 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
                 and now - first_trial >= restart_at
             ):
                 restart_at, r0 = None, time.monotonic()
-                facts["restarts"] += pg.restart() == 0
+                facts["restarts"] += pg.restart(cfg["down_s"]) == 0
                 facts["restart_s"] = round(time.monotonic() - r0, 2)
             if now > limit_s:
                 facts["hang"] = True
@@ -408,7 +408,13 @@ def summarize(run: dict, check: dict, n: int) -> dict:
 
 
 def one_run(
-    storage: str, n: int, faults: str, args: argparse.Namespace, pg: Any, fixes: bool
+    storage: str,
+    n: int,
+    faults: str,
+    args: argparse.Namespace,
+    pg: Any,
+    fixes: bool,
+    policy: str = "new",
 ) -> dict:
     trials = args.trials_per_worker * n
     name = f"scale_{uuid.uuid4().hex[:8]}"
@@ -422,6 +428,7 @@ def one_run(
             "storage": url, "study": name, "trials": trials, "epochs": args.epochs,
             "epoch_s": args.epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
+            "down_s": args.down_s, "reconnect": policy,
         }  # fmt: skip
         limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
@@ -437,7 +444,10 @@ def one_run(
             )  # fmt: skip
         summary = summarize(run, check_study(url, name, trials), n)
         tunecb = "after" if fixes else "before"
-        return {"storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials, **summary}
+        return {
+            "storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials,
+            "reconnect": policy, "down_s": args.down_s, **summary,
+        }  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -506,7 +516,7 @@ def line(r: dict) -> str:
     return (
         f"{r['storage']} workers={r['workers']} trials={r['finished']} errors={r['errors']} "
         f"repeated={r['repeated']} lost={r['lost']} p99_report_ms={p99} faults={r['faults']} "
-        f"tunecb={r['tunecb']}"
+        f"tunecb={r['tunecb']} reconnect={r.get('reconnect', 'new')}"
     )
 
 
@@ -552,6 +562,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run each case twice: tunecb before this benchmark's fixes, and after",
     )
+    parser.add_argument("--down-s", type=float, default=0.0,
+                        help="the PostgreSQL restart keeps the server down this long (a "
+                        "failover: 30-60 s)")  # fmt: skip
+    parser.add_argument("--reconnect-policy", nargs="+", default=["new"], choices=["old", "new"],
+                        help="old: tunecb's reconnect before issue 24's last round (a 20 s "
+                        "window, backoff without jitter, no stale pause after an outage); "
+                        "several: each case with each, alternating")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=1, help="each case this many times")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "scale.json")
     parser.add_argument(
         "--replay",
@@ -581,8 +599,14 @@ def main(argv: list[str] | None = None) -> int:
         for storage in args.storage:
             for n in args.workers:
                 for faults in args.faults:
-                    for fixes in [False, True] if args.compare else [True]:
-                        r = one_run(storage, n, faults, args, pg, fixes)
+                    cases = [
+                        (fixes, policy)
+                        for fixes in ([False, True] if args.compare else [True])
+                        for policy in args.reconnect_policy
+                    ]
+                    rotated = [c for i in range(args.repeats) for c in cases[:: 1 - 2 * (i % 2)]]
+                    for fixes, policy in rotated:  # alternating: A B B A ...
+                        r = one_run(storage, n, faults, args, pg, fixes, policy)
                         runs.append(r)
                         print(detail(r), flush=True)
                         if r["errors"] or r["lost"] or r["repeated"]:

@@ -141,7 +141,10 @@ def opening(open_storage: Callable[[], Any], wait_s: float | None = None) -> Any
     attempt = 0
     while True:
         try:
-            return open_storage()
+            storage = open_storage()
+            if attempt and hasattr(storage, "_up_since"):  # opened after an outage: no
+                storage._up_since = time.monotonic()  # stale judgement for a grace period
+            return storage
         except Exception as exc:
             if not transient(exc) or time.monotonic() >= deadline:
                 raise
