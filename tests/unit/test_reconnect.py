@@ -198,6 +198,14 @@ def test_after_an_outage_no_trial_is_judged_stale_for_one_grace_period(tmp_path,
     assert storage._get_stale_trial_ids(study._study_id) == [trial_id]
 
 
+class Sink:
+    def started(self, number): ...
+
+    def epoch(self, number, epoch, value): ...
+
+    def finished(self, outcome): ...
+
+
 def test_a_worker_that_lost_the_storage_for_good_leaves_its_trial_to_recovery():
     """The error escapes the trial (the worker stops, exit 1 in one line); the trial is not
     failed as its own (a FAIL that counts, never run again): it is queued again when the
@@ -210,14 +218,7 @@ def test_a_worker_that_lost_the_storage_for_good_leaves_its_trial_to_recovery():
     class Runner:
         def run(self, trial):
             trial.suggest_float("x", 0.0, 1.0)
-            raise lost()  # a report inside the fit, after the window
-
-    class Sink:
-        def started(self, number): ...
-
-        def epoch(self, number, epoch, value): ...
-
-        def finished(self, outcome): ...
+            FakeStorage(failures=10**6).get("report")  # a report inside the fit: gives up
 
     study = optuna.create_study()
     with pytest.raises(optuna.exceptions.StorageInternalError) as raised:
@@ -250,3 +251,19 @@ def test_the_window_is_one_setting_of_the_settings_table(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     assert study_storage(url, tmp_path, 1, reconnect_s=5.0).reconnect_s == 5.0
     assert study_storage(url, tmp_path, 1).reconnect_s == reconnect.RECONNECT_S
+
+
+def test_a_database_error_of_the_users_own_code_fails_only_its_trial():
+    from tunecb.execution._base import Limits
+    from tunecb.execution.loop import run_trials
+
+    class Runner:
+        def run(self, trial):
+            trial.suggest_float("x", 0.0, 1.0)
+            raise lost()  # the user's data loader lost its own database: not the storage
+
+    study = optuna.create_study()
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        run_trials(study, Runner(), Limits(n_trials=2), Sink(), seed=0)
+    assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["FAIL"]
+    assert not reconnect.lost_for_good(lost())

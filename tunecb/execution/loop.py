@@ -34,7 +34,7 @@ from tunecb.execution._base import (
 from tunecb.execution.watchdog import stuck_trial_guard
 from tunecb.oracle import attempts, attrs, budget, given, promotions
 from tunecb.oracle.outcome import TrialOutcome
-from tunecb.storage.reconnect import transient
+from tunecb.storage.reconnect import lost_for_good
 from tunecb.study.samplers_pruners import reseed
 
 
@@ -140,7 +140,7 @@ def _run_trials(
             attempts.taken(exc, trial.number)  # failed as stale meanwhile: it runs again
             continue
         except BaseException as exc:
-            if transient(exc):  # the storage stayed away past its window: not the trial's
+            if lost_for_good(exc):  # the storage stayed away past its window: not the trial's
                 _left_to_recovery(study, trial.number)  # fault; this worker stops (exit 1)
                 raise
             study.tell(trial, state=TrialState.FAIL)

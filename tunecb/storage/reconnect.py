@@ -29,7 +29,8 @@ is raised at once.
   failed during the search: ...", exit 1), and its trial is left to recovery, never failed
   as its own: queued again at once if the server answers, else left RUNNING for the others
   (its heartbeat stops: stale after the grace period; its process is gone: found dead on its
-  machine) (:func:`tunecb.execution.loop.run_trials`).
+  machine) (:func:`tunecb.execution.loop.run_trials`). Only a call that gave up is told apart
+  so (:func:`lost_for_good`): a database error of the user's own code fails its trial.
 
 Each call of the storage is one transaction: a call cut by the restart was rolled back by the
 server, so running it again is safe. The one ambiguous case is a commit that reached the
@@ -90,6 +91,20 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
+def lost_for_good(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from, or during) is a storage call that
+    gave up after its window (:func:`retrying`): not a fault of the trial, nor a database
+    error of the user's own code (which fails only its trial)."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        if getattr(found, "tunecb_storage_lost", False):
+            return True
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return False
+
+
 def backoff(attempt: int) -> float:
     """Seconds to wait before try ``attempt + 1`` (0 first): full jitter, a uniform draw
     below an exponential ceiling capped at :data:`_MAX_DELAY_S`."""
@@ -120,6 +135,7 @@ def retrying(method: Callable[..., Any]) -> Callable[..., Any]:
                     )  # fmt: skip
                 left = self._down_since + self.reconnect_s - now
                 if left <= 0:
+                    exc.tunecb_storage_lost = True  # type: ignore[attr-defined]
                     raise
                 time.sleep(min(backoff(attempt), left))
                 attempt += 1

@@ -23,7 +23,7 @@ from tunecb.oracle import attrs as keys
 from tunecb.oracle import space
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
-from tunecb.storage.reconnect import transient
+from tunecb.storage.reconnect import lost_for_good
 from tunecb.study import schedules
 from tunecb.study.data import Data, missing_backend_hint, wants_data
 from tunecb.study.data_checks import check_input_shape, data_function
@@ -304,7 +304,7 @@ class TrialRunner:
             outcome["error"] = describe_error(exc, self.loaded.path)
         except BaseException as exc:  # Exception, SystemExit, ...: user code failed
             interrupts.raise_if_interrupted(exc)  # unless a Ctrl-C is behind it: queued
-            if transient(exc):  # the storage is gone (a report, a pruning decision): the
+            if lost_for_good(exc):  # the storage is gone (a report, a pruning decision): the
                 raise  # worker stops, the trial is left to recovery (execution/loop)
             fit.state, fit.reason = FAIL, keys.FAILED
             outcome["error"] = describe_error(exc, self.loaded.path)
