@@ -399,7 +399,10 @@ def summarize(run: dict, check: dict, n: int) -> dict:
         "taken_live": sum(r.get("taken", 0) for r in results),
         "beat_late_max_s": round(max(late), 2) if late else None,
         "beat_late_p99_s": round(pct(late, 0.99), 2) if late else None,
+        # a worker that stopped on an error (one that gave up on the storage: its trial is
+        # recovered by the others), plus trials failed for good that count
         "errors": len(errors) + check["failed_trials"],
+        "worker_errors": len(errors),
         "error_samples": errors[:5],
         "traceback_sample": next((r["traceback"] for r in results if r.get("traceback")), None),
         **{k: v for k, v in run.items() if k not in ("results", "process_memory_kib", "wall_s")},
@@ -536,7 +539,8 @@ def detail(r: dict) -> str:
         f"discarded {r['discarded']} ({r['second_copies']} second copies, "
         f"{r['reruns_of_finished']} reruns of trials that finished), "
         f"left {r['left_unfinished']}, "
-        f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB\n"
+        f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB, errors "
+        f"{r.get('worker_errors')} workers + {r['failed_trials']} counted FAILs\n"
         f"    p50/p99 ms (CPU ms per call): {ops}"
     )
 
