@@ -181,7 +181,7 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
                 and now - first_trial >= restart_at
             ):
                 restart_at, r0 = None, time.monotonic()
-                facts["restarts"] += pg.restart() == 0
+                facts["restarts"] += pg.restart(cfg["down_s"]) == 0
                 facts["restart_s"] = round(time.monotonic() - r0, 2)
             if now > limit_s:
                 facts["hang"] = True
@@ -399,7 +399,10 @@ def summarize(run: dict, check: dict, n: int) -> dict:
         "taken_live": sum(r.get("taken", 0) for r in results),
         "beat_late_max_s": round(max(late), 2) if late else None,
         "beat_late_p99_s": round(pct(late, 0.99), 2) if late else None,
+        # a worker that stopped on an error (one that gave up on the storage: its trial is
+        # recovered by the others), plus trials failed for good that count
         "errors": len(errors) + check["failed_trials"],
+        "worker_errors": len(errors),
         "error_samples": errors[:5],
         "traceback_sample": next((r["traceback"] for r in results if r.get("traceback")), None),
         **{k: v for k, v in run.items() if k not in ("results", "process_memory_kib", "wall_s")},
@@ -408,7 +411,13 @@ def summarize(run: dict, check: dict, n: int) -> dict:
 
 
 def one_run(
-    storage: str, n: int, faults: str, args: argparse.Namespace, pg: Any, fixes: bool
+    storage: str,
+    n: int,
+    faults: str,
+    args: argparse.Namespace,
+    pg: Any,
+    fixes: bool,
+    policy: str = "new",
 ) -> dict:
     trials = args.trials_per_worker * n
     name = f"scale_{uuid.uuid4().hex[:8]}"
@@ -422,6 +431,7 @@ def one_run(
             "storage": url, "study": name, "trials": trials, "epochs": args.epochs,
             "epoch_s": args.epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
+            "down_s": args.down_s, "reconnect": policy,
         }  # fmt: skip
         limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
@@ -437,7 +447,10 @@ def one_run(
             )  # fmt: skip
         summary = summarize(run, check_study(url, name, trials), n)
         tunecb = "after" if fixes else "before"
-        return {"storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials, **summary}
+        return {
+            "storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials,
+            "reconnect": policy, "down_s": args.down_s, **summary,
+        }  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -506,7 +519,7 @@ def line(r: dict) -> str:
     return (
         f"{r['storage']} workers={r['workers']} trials={r['finished']} errors={r['errors']} "
         f"repeated={r['repeated']} lost={r['lost']} p99_report_ms={p99} faults={r['faults']} "
-        f"tunecb={r['tunecb']}"
+        f"tunecb={r['tunecb']} reconnect={r.get('reconnect', 'new')}"
     )
 
 
@@ -526,7 +539,8 @@ def detail(r: dict) -> str:
         f"discarded {r['discarded']} ({r['second_copies']} second copies, "
         f"{r['reruns_of_finished']} reruns of trials that finished), "
         f"left {r['left_unfinished']}, "
-        f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB\n"
+        f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB, errors "
+        f"{r.get('worker_errors')} workers + {r['failed_trials']} counted FAILs\n"
         f"    p50/p99 ms (CPU ms per call): {ops}"
     )
 
@@ -552,6 +566,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run each case twice: tunecb before this benchmark's fixes, and after",
     )
+    parser.add_argument("--down-s", type=float, default=0.0,
+                        help="the PostgreSQL restart keeps the server down this long (a "
+                        "failover: 30-60 s)")  # fmt: skip
+    parser.add_argument("--reconnect-policy", nargs="+", default=["new"], choices=["old", "new"],
+                        help="old: tunecb's reconnect before issue 24's last round (a 20 s "
+                        "window, backoff without jitter, no stale pause after an outage); "
+                        "several: each case with each, alternating")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=1, help="each case this many times")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "scale.json")
     parser.add_argument(
         "--replay",
@@ -581,8 +603,14 @@ def main(argv: list[str] | None = None) -> int:
         for storage in args.storage:
             for n in args.workers:
                 for faults in args.faults:
-                    for fixes in [False, True] if args.compare else [True]:
-                        r = one_run(storage, n, faults, args, pg, fixes)
+                    cases = [
+                        (fixes, policy)
+                        for fixes in ([False, True] if args.compare else [True])
+                        for policy in args.reconnect_policy
+                    ]
+                    rotated = [c for i in range(args.repeats) for c in cases[:: 1 - 2 * (i % 2)]]
+                    for fixes, policy in rotated:  # alternating: A B B A ...
+                        r = one_run(storage, n, faults, args, pg, fixes, policy)
                         runs.append(r)
                         print(detail(r), flush=True)
                         if r["errors"] or r["lost"] or r["repeated"]:

@@ -29,9 +29,14 @@ class Server:
         port = self.cluster.port
         return f"postgresql+psycopg2://{PG_USER}:{PG_PASSWORD}@{PG_HOST}:{port}/{database}"
 
-    def restart(self) -> int:
-        """Stop at once (connections cut, as a crash or a failover would) and start again."""
-        return self.cluster.stop() or self.cluster.start()
+    def restart(self, down_s: float = 0.0) -> int:
+        """Stop at once (connections cut, as a crash or a failover would), stay down for
+        ``down_s`` seconds (a failover takes 30-60 s), and start again."""
+        import time
+
+        code = self.cluster.stop()
+        time.sleep(down_s)
+        return code or self.cluster.start()
 
     def create_database(self, name: str) -> str:
         import psycopg2

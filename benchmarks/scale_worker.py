@@ -210,6 +210,19 @@ def disable_fixes() -> None:
     pruning.should_prune = lambda trial: trial.should_prune()  # every running trial read again
 
 
+def old_reconnect() -> None:
+    """tunecb's reconnect before issue 24's last round (``--reconnect-policy old``): a 20 s
+    window, a backoff doubling from 0.1 s to 2 s without jitter (every worker knocks again
+    at the same moments), and stale trials judged at once after an outage."""
+    from tunecb.storage import reconnect
+
+    reconnect.RECONNECT_S = 20.0  # opening()'s default
+    reconnect.ReconnectingRDBStorage.reconnect_s = 20.0
+    reconnect.backoff = lambda attempt: min(2.0, 0.1 * 2**attempt)
+    stale_ids = optuna.storages.RDBStorage._get_stale_trial_ids
+    reconnect.ReconnectingRDBStorage._get_stale_trial_ids = reconnect.retrying(stale_ids)
+
+
 def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
     """Run the loop until the budget is spent; the measurements (also written to
     ``out_path`` as JSON when given)."""
@@ -220,6 +233,8 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
     try:
         if not config.get("fixes", True):
             disable_fixes()
+        if config.get("reconnect") == "old":
+            old_reconnect()
         time_recovery(timers)
         study = open_study(
             config["storage"], config["study"], config["heartbeat"], config["pruner"]

@@ -47,6 +47,7 @@ class PostgresServer:
     user: str
     password: str
     root: Path
+    cluster: Cluster | None = None  # to stop and start it (a restart test)
 
     def url(self, database: str, password: str | None = None) -> str:
         pw = self.password if password is None else password
@@ -262,7 +263,7 @@ def postgres_server():
         _unavailable("psycopg2 is not installed (pip install 'tunecb[postgres]')")
     try:
         with running_server() as cluster:
-            yield PostgresServer(PG_HOST, cluster.port, PG_USER, PG_PASSWORD, cluster.root)
+            yield PostgresServer(PG_HOST, cluster.port, PG_USER, PG_PASSWORD, cluster.root, cluster)
     except ServerUnavailable as exc:
         _unavailable(str(exc))
     except ServerFailed as exc:

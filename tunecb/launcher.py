@@ -153,7 +153,9 @@ def _open(
     study_dir = StudyDir(settings.results / settings.name)
     storage = None
     if settings.storage:
-        storage = study_storage(settings.storage, study_dir.root, settings.heartbeat)
+        storage = study_storage(
+            settings.storage, study_dir.root, settings.heartbeat, settings.reconnect
+        )
     study_dir.prepare()
     storage = storage or open_storage(None, study_dir.root)
     study, created, notes = open_study(loaded, settings, study_dir, storage)

@@ -111,7 +111,8 @@ def test_a_storage_that_goes_away_mid_search_ends_it_with_one_clear_line(
     tmp_path, postgres_url, postgres_server
 ):
     path = write_fast_study(tmp_path, n=200, epochs=2)
-    search = start(path, tmp_path / "r", postgres_url)
+    # --reconnect 5: its calls wait 5 s for the server (default 180 s, a failover's length)
+    search = start(path, tmp_path / "r", postgres_url, "--reconnect", "5")
     database = postgres_url.rsplit("/", 1)[1]
     deadline = time.monotonic() + 180
     done = 0

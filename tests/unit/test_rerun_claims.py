@@ -209,3 +209,41 @@ def test_a_second_copys_own_rerun_is_not_due(tmp_path):
         assert study._storage.set_trial_state_values(t._trial_id, TrialState.RUNNING)
     due = [attempts.rerun_due(study, optuna.Trial(study, t._trial_id)) for t in reruns]
     assert due == [True, False]
+
+
+def test_two_recoverers_at_once_on_a_journal_queue_one_copy(tmp_path, monkeypatch):
+    """Two processes (here two threads, each with the journal opened as a process opens it)
+    find one dead trial at the same moment: the second reads the study while the first is
+    between its read and its copy. Only one copy is queued, and both name it."""
+    import threading
+
+    url = str(tmp_path / "journal.log")
+    _attempt(url, tmp_path, "both")
+    first_read, second_done = threading.Event(), threading.Event()
+    copy = stale.copy
+
+    def slow_copy(study, attempt, token=None):
+        if threading.current_thread().name == "first":
+            first_read.set()  # it found no copy: now the second one looks
+            second_done.wait(0.5)  # (it waits for the first, once the first holds a lock)
+        return copy(study, attempt, token)
+
+    monkeypatch.setattr(stale, "copy", slow_copy)
+    found: dict[str, int | None] = {}
+
+    def recover(name: str) -> None:
+        study = _open(url, tmp_path, name="both")
+        if name == "second":
+            first_read.wait(10)
+        found[name] = stale.queue(study, study.get_trials(deepcopy=False)[0])
+        if name == "second":
+            second_done.set()
+
+    threads = [threading.Thread(target=recover, args=(n,), name=n) for n in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    study = _open(url, tmp_path, "both")
+    copies = [t for t in study.get_trials(deepcopy=False) if stale.rerun_of(t.system_attrs) == 0]
+    assert len(copies) == 1 and found["first"] == found["second"] == copies[0]._trial_id

@@ -33,7 +33,8 @@ VALID = {
     "objectives": "val_accuracy:max,params:min", "epochs": 1, "batch_size": 1,
     "n_trials": 1, "timeout": 1.5, "trial_timeout": 3.0, "epoch_timeout": 2.5,
     "sampler": "random", "pruner": "none", "seed": 0,
-    "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
+    "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "reconnect": 0.0,
+    "tensorboard": True,
     "keep_checkpoints": 1, "max_params": 1000, "storage": "sqlite:///x.db", "results": "r",
     "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e",
     "enqueue": "first.jsonl", "warm_start": "results/old", "allow_other_file": True,
@@ -67,6 +68,7 @@ BAD = {
     "verbose": (3, "Keras fit verbosity is 0, 1, 2 or 'auto'"),
     "backup_every": (-1, "seconds between trial backups: a number >= 0"),
     "heartbeat": (0.5, "seconds between heartbeats: an integer >= 0 (0: off)"),
+    "reconnect": (-1, "seconds to wait for the database: a number >= 0"),
     "tensorboard": (1, "True writes TensorBoard logs with HParams; False (default) does not"),
     "keep_checkpoints": (0, "keep the checkpoints of the K best trials: a positive integer, or "
                          "None to keep all"),
@@ -88,7 +90,7 @@ BAD = {
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 34
+    assert len(set(names)) == len(names) == 35
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 

@@ -34,6 +34,7 @@ from tunecb.execution._base import (
 from tunecb.execution.watchdog import stuck_trial_guard
 from tunecb.oracle import attempts, attrs, budget, given, promotions
 from tunecb.oracle.outcome import TrialOutcome
+from tunecb.storage.reconnect import lost_for_good
 from tunecb.study.samplers_pruners import reseed
 
 
@@ -138,7 +139,10 @@ def _run_trials(
         except optuna.exceptions.UpdateFinishedTrialError as exc:
             attempts.taken(exc, trial.number)  # failed as stale meanwhile: it runs again
             continue
-        except BaseException:
+        except BaseException as exc:
+            if lost_for_good(exc):  # the storage stayed away past its window: not the trial's
+                _left_to_recovery(study, trial.number)  # fault; this worker stops (exit 1)
+                raise
             study.tell(trial, state=TrialState.FAIL)
             raise
         try:
@@ -157,6 +161,15 @@ def _run_trials(
             return RECYCLE_TRIALS
         if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
             return RECYCLE_MEMORY
+
+
+def _left_to_recovery(study: optuna.Study, number: int) -> None:
+    """A trial whose worker lost the storage for good: queued again if the storage answers
+    now, else left RUNNING for the others (its heartbeat stops; its process is gone)."""
+    with contextlib.suppress(Exception):
+        attempts.fail_and_requeue(
+            study, number, attrs.WORKER_DIED, "its worker lost the connection to the storage"
+        )
 
 
 def _next_trial(

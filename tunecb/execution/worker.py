@@ -91,7 +91,10 @@ def run_worker(
     )  # fmt: skip
     study_dir = StudyDir(settings.results / settings.name)
     storage = opening(  # started while the database restarts: wait for it, as the others
-        lambda: study_storage(settings.storage, study_dir.root, settings.heartbeat)
+        lambda: study_storage(
+            settings.storage, study_dir.root, settings.heartbeat, settings.reconnect
+        ),
+        wait_s=settings.reconnect,
     )
     study = optuna.load_study(
         study_name=settings.name,

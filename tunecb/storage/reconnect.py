@@ -6,9 +6,31 @@ are refused until the server is back. In a search that is every worker's current
 attribute or heartbeat: every worker died with it (``benchmarks/scale.py``: a 0.4 s restart
 under 5 workers failed all 5 and left their trials RUNNING). :class:`ReconnectingRDBStorage`
 retries a call that failed on the connection (SQLAlchemy's ``OperationalError``, or a
-connection it invalidated), with backoff, for up to :data:`RECONNECT_S` seconds per outage (a
-restart takes a few; a server that stays away still fails the search within that time); the
-pool's pre-ping replaces the dead connections. Any other error is raised at once.
+connection it invalidated); the pool's pre-ping replaces the dead connections. Any other error
+is raised at once.
+
+**The policy, and why.**
+
+- *How long*: :data:`RECONNECT_S` (180 s) per outage, shared by all the calls and threads of
+  a process. A failover takes 30-60 s (a standby promoted by Patroni, a managed database's
+  failover; some take up to two minutes), and on a busy machine reconnecting takes longer
+  still: 200 workers that reconnect at once on 2 cores waited more than 20 s, the earlier
+  window (49 of them gave up, ``benchmarks/scale.py``). A worker that gives up too early
+  loses its trial's training so far; one that waits too long only keeps its machine idle a
+  little longer before the search says the database is gone. So the window is long.
+- *How often*: exponential backoff with full jitter (a random wait between 0 and
+  ``min(5 s, 0.25 s * 2**attempt)``): 200 workers that lost the server at the same instant
+  do not knock again in lock-step, so the server that comes back sees tens of connections a
+  second, not 200 at once (each one a password authentication that costs CPU).
+- *After it*: for one grace period after an outage a process does not judge other trials
+  stale (:meth:`ReconnectingRDBStorage._get_stale_trial_ids`): their workers could not beat
+  during the outage either, and the first worker back would fail every live trial.
+- *When the window ends*: the call raises; the worker stops with one line ("the storage
+  failed during the search: ...", exit 1), and its trial is left to recovery, never failed
+  as its own: queued again at once if the server answers, else left RUNNING for the others
+  (its heartbeat stops: stale after the grace period; its process is gone: found dead on its
+  machine) (:func:`tunecb.execution.loop.run_trials`). Only a call that gave up is told apart
+  so (:func:`lost_for_good`): a database error of the user's own code fails its trial.
 
 Each call of the storage is one transaction: a call cut by the restart was rolled back by the
 server, so running it again is safe. The one ambiguous case is a commit that reached the
@@ -17,12 +39,15 @@ trial (left RUNNING without heartbeat, for ``tunecb repair --release-running``).
 
 >>> transient(ValueError("x"))
 False
+>>> all(0.0 <= backoff(attempt) <= _MAX_DELAY_S for attempt in range(20))
+True
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,8 +56,8 @@ import optuna
 
 log = logging.getLogger("tunecb")
 
-RECONNECT_S = 20.0  # how long the calls wait for the server to come back
-_FIRST_DELAY_S, _MAX_DELAY_S = 0.1, 2.0
+RECONNECT_S = 180.0  # how long the calls wait for the server to come back (per outage)
+_FIRST_DELAY_S, _MAX_DELAY_S = 0.25, 5.0  # the backoff's first ceiling and its cap
 
 # The RDBStorage methods a search calls (each one transaction).
 _RETRIED = (
@@ -43,7 +68,6 @@ _RETRIED = (
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial_id_from_study_id_trial_number",
     "get_trial", "get_all_trials", "_get_trials", "get_best_trial", "record_heartbeat",
-    "_get_stale_trial_ids",
     # called directly by Optuna's cache in front of the storage (_CachedStorage)
     "_create_new_trial", "_set_trial_param", "_get_best_trial_id",
 )  # fmt: skip
@@ -67,15 +91,35 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
+def lost_for_good(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from, or during) is a storage call that
+    gave up after its window (:func:`retrying`): not a fault of the trial, nor a database
+    error of the user's own code (which fails only its trial)."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        if getattr(found, "tunecb_storage_lost", False):
+            return True
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return False
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before try ``attempt + 1`` (0 first): full jitter, a uniform draw
+    below an exponential ceiling capped at :data:`_MAX_DELAY_S`."""
+    return random.uniform(0.0, min(_MAX_DELAY_S, _FIRST_DELAY_S * 2 ** min(attempt, 16)))
+
+
 def retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     """``method`` of a storage run again while it fails on the connection, until the
     storage's outage (``self._down_since``, shared by its calls and threads) is
     ``self.reconnect_s`` old: a server that stays away fails the search within that time,
-    not that time per call."""
+    not that time per call. The first success after an outage sets ``self._up_since``."""
 
     @functools.wraps(method)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        delay = _FIRST_DELAY_S
+        attempt = 0
         while True:
             try:
                 result = method(self, *args, **kwargs)
@@ -91,11 +135,13 @@ def retrying(method: Callable[..., Any]) -> Callable[..., Any]:
                     )  # fmt: skip
                 left = self._down_since + self.reconnect_s - now
                 if left <= 0:
+                    exc.tunecb_storage_lost = True  # type: ignore[attr-defined]
                     raise
-                time.sleep(min(delay, left))
-                delay = min(delay * 2, _MAX_DELAY_S)
+                time.sleep(min(backoff(attempt), left))
+                attempt += 1
             else:
-                self._down_since = None
+                if getattr(self, "_down_since", None) is not None:
+                    self._down_since, self._up_since = None, time.monotonic()
                 return result
 
     return call
@@ -103,18 +149,23 @@ def retrying(method: Callable[..., Any]) -> Callable[..., Any]:
 
 def opening(open_storage: Callable[[], Any], wait_s: float | None = None) -> Any:
     """``open_storage()``, run again while it fails on the connection, for up to ``wait_s``
-    (default :data:`RECONNECT_S`): a worker that starts while the server restarts (a
-    replacement, a Dask task run again) waits for it as the running workers do. The
-    launcher opens its storage without it: a wrong address fails in seconds there."""
-    deadline, delay = time.monotonic() + (RECONNECT_S if wait_s is None else wait_s), 0.1
+    (default :data:`RECONNECT_S`), with the same backoff: a worker that starts while the
+    server restarts (a replacement, a Dask task run again) waits for it as the running
+    workers do. The launcher opens its storage without it: a wrong address fails in
+    seconds there."""
+    deadline = time.monotonic() + (RECONNECT_S if wait_s is None else wait_s)
+    attempt = 0
     while True:
         try:
-            return open_storage()
+            storage = open_storage()
+            if attempt and hasattr(storage, "_up_since"):  # opened after an outage: no
+                storage._up_since = time.monotonic()  # stale judgement for a grace period
+            return storage
         except Exception as exc:
             if not transient(exc) or time.monotonic() >= deadline:
                 raise
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, _MAX_DELAY_S)
+            time.sleep(min(backoff(attempt), max(0.0, deadline - time.monotonic())))
+            attempt += 1
 
 
 class ReconnectingRDBStorage(optuna.storages.RDBStorage):
@@ -122,6 +173,18 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
 
     reconnect_s: float = RECONNECT_S
     _down_since: float | None = None  # when the current outage began (time.monotonic)
+    _up_since: float | None = None  # when the last one ended
+
+    @retrying
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """The trials whose heartbeat is older than the grace period, but none for one grace
+        period after this process's last outage: no worker could beat during it, and the
+        first one back would take every live trial for dead (they beat again as soon as
+        their own calls get through; a trial whose worker died meanwhile is found after)."""
+        grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
+        if self._up_since is not None and time.monotonic() - self._up_since < grace:
+            return []
+        return super()._get_stale_trial_ids(study_id)
 
 
 for _name in _RETRIED:

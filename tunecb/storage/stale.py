@@ -27,9 +27,13 @@ with a check, final once it names a copy:
   claim pending and leave the attempt to its holder: under load, dozens of workers polled
   one dead trial within the seconds its copy took to commit, and queued one copy each. A
   pending claim older than :data:`PENDING_S` lost its recoverer and is taken over;
-- the journal file and in-memory storages: the copy written first (the smallest trial id).
-  Every process replays the same log in the same order, and a read sees every record written
-  before it: a copy written earlier than yours is always visible to you.
+- the journal file and in-memory storages: one copy only. A recoverer looks for a copy and
+  queues its own under one lock (:func:`_one_recoverer`: a ``flock`` beside the journal
+  file, freed by the kernel when its holder dies), and a read sees every record written
+  before it, so the next one finds the copy (two recoverers at once queued one each before,
+  ``benchmarks/scale.py``: discarded when popped, never run). Should there be more (a
+  recoverer of an older tunecb), the copy written first (the smallest trial id) is the
+  claimed one: every process replays the same log in the same order.
 
 Why not "queue it unless the study holds a copy already" (the earlier sweep, which queued one
 attempt up to 175 times with 200 workers on PostgreSQL): a worker reads a database through
@@ -54,9 +58,12 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -84,8 +91,11 @@ def queue(study: optuna.Study, attempt: Any) -> int | None:
     recoverer is queueing it right now (a database): leave the attempt to that one."""
     backend = _database(study)
     if backend is None:
-        known = claimed(study, attempt._trial_id)
-        return known if known is not None else claim(study, attempt._trial_id, copy(study, attempt))
+        with _one_recoverer(study):
+            known = claimed(study, attempt._trial_id)
+            if known is not None:
+                return known
+            return claim(study, attempt._trial_id, copy(study, attempt))
     for _ in range(3):  # a lost race for a pending claim: read it again
         raw = _retried(_read, backend, attempt._trial_id)
         value = _parse(raw)
@@ -150,6 +160,29 @@ def claimed(study: optuna.Study, attempt_id: int) -> int | None:
         return min(found) if found else None
     value = _parse(_retried(_read, backend, attempt_id))
     return value if isinstance(value, int) else None
+
+
+_IN_PROCESS = threading.Lock()  # the recoverers of an in-memory study (its threads)
+
+
+@contextlib.contextmanager
+def _one_recoverer(study: optuna.Study) -> Iterator[None]:
+    """Hold the study's recoverers' lock: on a journal file a ``flock`` on ``PATH.rerun.flock``
+    (the kernel frees it when its holder dies), else a lock of this process. A copy queued
+    under it is in the file before the next holder reads the file (:func:`queue`)."""
+    path = getattr(getattr(study._storage, "_backend", None), "_file_path", None)
+    if path is None:
+        with _IN_PROCESS:
+            yield
+        return
+    from tunecb.storage.flock import FlockLock
+
+    lock = FlockLock(f"{path}.rerun")  # its own file: the writers' lock is taken inside
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _copies(study: optuna.Study, attempt_id: int) -> list[int]:

@@ -175,14 +175,20 @@ def open_storage(
     raise AssertionError("unreachable")
 
 
-def study_storage(url: str | None, study_dir: Path, heartbeat: int | None) -> Any:
+def study_storage(
+    url: str | None, study_dir: Path, heartbeat: int | None, reconnect_s: float | None = None
+) -> Any:
     """The storage of a search: with a heartbeat every ``heartbeat`` seconds when it is a
     database (so that the trials of a machine that died are found and run again by the
     others, after three missed beats); the journal needs none (see
-    :mod:`tunecb.execution.processes`)."""
-    if url is None or is_journal_url(url) or not heartbeat:
-        return open_storage(url, study_dir)
-    return open_storage(url, study_dir, heartbeat_interval=heartbeat, grace_period=3 * heartbeat)
+    :mod:`tunecb.execution.processes`). A database's calls wait up to ``reconnect_s``
+    (``--reconnect``) for a server that went away (:mod:`tunecb.storage.reconnect`)."""
+    beat = {"heartbeat_interval": heartbeat, "grace_period": 3 * (heartbeat or 0)}
+    journal = url is None or is_journal_url(url) or not heartbeat
+    storage = open_storage(url, study_dir, **({} if journal else beat))
+    if reconnect_s is not None and hasattr(storage, "reconnect_s"):
+        storage.reconnect_s = reconnect_s
+    return storage
 
 
 def _creation_race(exc: BaseException) -> bool:

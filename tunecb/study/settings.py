@@ -232,6 +232,16 @@ FIELDS: tuple[Field, ...] = (
         check=checks.integer(0, "seconds between heartbeats: an integer >= 0 (0: off)"),
     ),
     Field(
+        "reconnect", 180.0,
+        "with a database storage, seconds a worker waits for a server that went away (a "
+        "restart, a failover) before it stops; its trial runs again",
+        flag="--reconnect", cli_type="non_negative_float", metavar="S",
+        help="with a database storage: wait up to S seconds for a server that went away (a "
+        "restart, a failover) before the worker stops (default 180)",
+        in_study=False,
+        check=checks.number(0, "seconds to wait for the database: a number >= 0", finite=True),
+    ),
+    Field(
         "tensorboard", False,
         "`True` writes TensorBoard logs with HParams: [In TensorBoard](#in-tensorboard)",
         flag="--tensorboard", cli_type="switch",
@@ -420,6 +430,7 @@ class Settings:
     verbose: int
     backup_every: float
     heartbeat: int
+    reconnect: float
     tensorboard: bool
     mlflow: str | None
     mlflow_experiment: str | None

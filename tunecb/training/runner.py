@@ -22,6 +22,7 @@ from tunecb.oracle import attrs as keys
 from tunecb.oracle import space
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
+from tunecb.storage.reconnect import lost_for_good
 from tunecb.study import schedules
 from tunecb.study.data import Data
 from tunecb.study.data_checks import check_input_shape, data_function
@@ -234,6 +235,8 @@ class TrialRunner:
             outcome["error"] = describe_error(exc, self.loaded.path)
         except BaseException as exc:  # Exception, SystemExit, ...: user code failed
             interrupts.raise_if_interrupted(exc)  # unless a Ctrl-C is behind it: queued
+            if lost_for_good(exc):  # the storage is gone (a report, a pruning decision): the
+                raise  # worker stops, the trial is left to recovery (execution/loop)
             fit.state, fit.reason = FAIL, keys.FAILED
             outcome["error"] = describe_error(exc, self.loaded.path)
             log.debug("trial %d failed", trial.number, exc_info=True)
