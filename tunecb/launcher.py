@@ -98,7 +98,7 @@ def run_search(
     with _storage_failures(settings):
         emit = on_event or (lambda event: None)
         backend = _prepare_backend(settings)
-        connecting = _tracking(settings)  # --mlflow: import and connect in the background
+        connecting = _tracking(settings)  # --mlflow, --wandb: connect in the background
         started, started_wall = time.perf_counter(), time.time()
         study_dir, study, created, notes = _open(loaded, settings)
         trials = study.get_trials(deepcopy=False)
@@ -161,8 +161,8 @@ def _open(
 
 
 def _tracking(settings: Settings) -> Any:
-    """The tracker connecting in the background (``None`` without ``--mlflow``)."""
-    if not settings.mlflow:
+    """The trackers connecting in the background (``None`` without ``--mlflow``, ``--wandb``)."""
+    if not (settings.mlflow or settings.wandb):
         return None
     from tunecb.tracking.search import SearchTracking
 

@@ -35,7 +35,7 @@ VALID = {
     "sampler": "random", "pruner": "none", "seed": 0,
     "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "tensorboard": True,
     "keep_checkpoints": 1, "max_params": 1000, "storage": "sqlite:///x.db", "results": "r",
-    "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e",
+    "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e", "wandb": "digits-mlp",
     "enqueue": "first.jsonl", "warm_start": "results/old", "allow_other_file": True,
     "warm_start_study": "old", "warm_start_enqueue": 2, "steps_per_execution": 8,
 }  # fmt: skip
@@ -72,6 +72,8 @@ BAD = {
                          "None to keep all"),
     "mlflow": (" ", "must be an MLflow tracking URI, e.g. http://127.0.0.1:5000"),
     "mlflow_experiment": ("", "must be an MLflow experiment name"),
+    "wandb": ("team/digits", "is not a W&B project name (at most 128 characters, none of "
+              "/ \\ # ? % :); the entity comes from WANDB_ENTITY"),
     "max_params": (0, "must be a positive number of parameters, or None for no limit"),
     "storage": (" ", "must be an Optuna storage URL, e.g. sqlite:///study.db"),
     "results": ("", "must be a folder path"),
@@ -88,7 +90,7 @@ BAD = {
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 34
+    assert len(set(names)) == len(names) == 35
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 
