@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,11 @@ def artifact_name(group: str, number: int) -> str:
     'digits-mlp-v2-trial-3'
     """
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', group)}-trial-{number}"
+
+
+def _new_id() -> str:
+    """A new run id (W&B's are 8 lowercase letters and digits; tunecb's 12 hex digits)."""
+    return uuid.uuid4().hex[:12]
 
 
 def summary(record: TrialRecord) -> dict[str, Any]:
@@ -129,12 +135,12 @@ class WandbTracker(Pausing):
         same = previous and (previous.get("uri"), previous.get("experiment")) == (
             self.uri, self.experiment,
         )  # fmt: skip
-        run_id = previous["run_id"] if same else self.wandb.util.generate_id()  # type: ignore[index]
+        run_id = previous["run_id"] if same else _new_id()  # type: ignore[index]
         self._init(run_id, f"search {name}", "search", {TAG_STUDY: name})
         return run_id
 
     def start_trial(self, parent: str, number: int, run_id: str | None) -> str:
-        run_id = run_id or self.wandb.util.generate_id()
+        run_id = run_id or _new_id()
         if run_id not in self._runs:
             config = {"tunecb.trial": number, "tunecb.search_run": parent}
             self._init(run_id, f"trial {number}", "trial", config)
