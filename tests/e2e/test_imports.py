@@ -10,7 +10,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-HEAVY = "('tensorflow', 'keras', 'mlflow')"  # mlflow: only with --mlflow or sync
+HEAVY = "('tensorflow', 'keras', 'mlflow', 'wandb')"  # mlflow, wandb: only when tracking
 
 
 def test_import_tunecb_does_not_import_tensorflow():
