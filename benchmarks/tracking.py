@@ -15,6 +15,12 @@ through tunecb's REST client (no ``import mlflow`` in the search's processes). I
 medians, their ratio (goal <= 1.02) and the extra seconds per trial, and writes JSON to
 ``benchmarks/out/tracking.json``. Rough numbers on a shared machine: the spread of the
 repeats is printed.
+
+``--fixed wandb`` measures instead what ``--wandb`` costs one process, fixed (no fit, no
+server: W&B's offline mode under a temporary ``WANDB_DIR``): a fresh process each repeat
+imports the tracker, opens the search's run and one trial's run, logs 30 epochs in three
+batches, ends both and stops W&B's service; it prints the CPU seconds of the process and
+of W&B's service process (``wandb-core``, its child), medians and spread.
 """
 
 from __future__ import annotations
@@ -105,13 +111,73 @@ def server_seconds(proc: subprocess.Popen | None) -> float:
         return float("nan")
 
 
+# One tracking process's fixed work under W&B offline; prints "self_cpu children_cpu wall".
+FIXED_WANDB = """
+import resource, time
+t0, w0 = time.process_time(), time.perf_counter()
+from tunecb.tracking._base import TrialRecord
+from tunecb.tracking.wandb_tracker import WandbTracker
+tracker = WandbTracker.open("bench", "fixed")
+search = tracker.start_search("fixed", None)
+run = tracker.start_trial(search, 0, None)
+rows = [{"epoch": e, "loss": 1.0 / e, "val_loss": 2.0 / e} for e in range(1, 31)]
+for part in range(3):
+    tracker.log_epochs(run, rows[10 * part : 10 * part + 10])
+tracker.finish_trial(run, TrialRecord(number=0, state="COMPLETE", history=rows), 30)
+tracker.end_search(search, {"number": 0, "value": 0.5, "params": {}}, None)
+import wandb
+wandb.teardown()
+c = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(time.process_time() - t0, c.ru_utime + c.ru_stime, time.perf_counter() - w0)
+"""
+
+
+def fixed_cost(repeats: int, json_path: Path) -> int:
+    """``--fixed wandb``: W&B's fixed cost per tracking process (see the module's text)."""
+    load_before, started = os.getloadavg(), time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="tunecb-wandb-"))
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.update({k: str(tmp) for k in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR",
+                                       "WANDB_CONFIG_DIR")})  # fmt: skip
+    own, service, wall = [], [], []
+    try:
+        for repeat in range(repeats):
+            _, out = run_timed([sys.executable, "-c", FIXED_WANDB], env)
+            values = [float(v) for v in out.split()[-3:]]
+            own.append(values[0])
+            service.append(values[1])
+            wall.append(values[2])
+            print(f"repeat {repeat}: {values[0]:.2f} s CPU, wandb-core {values[1]:.2f} s, "
+                  f"{values[2]:.1f} s wall", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(load_before, os.getloadavg()),
+        "settings": {"fixed": "wandb", "repeats": repeats},
+        "cpu_s": own, "service_cpu_s": service, "wall_s": wall,
+        "total_s": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    table = (
+        f"W&B offline, fixed per process, median of {repeats}: "
+        f"{statistics.median(own):.2f} s CPU (spread {spread(own):.0%}) + wandb-core "
+        f"{statistics.median(service):.2f} s (spread {spread(service):.0%}); "
+        f"{statistics.median(wall):.1f} s wall"
+    )
+    write_result(result, json_path, table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6, help="trials per search (6)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side (2)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     parser.add_argument("--url", help="an MLflow server already running (none: start one)")
+    parser.add_argument("--fixed", choices=["wandb"], help="W&B's fixed cost per process")
     args = parser.parse_args(argv)
+    if args.fixed:
+        return fixed_cost(args.repeats, args.json.with_name("tracking_wandb_fixed.json"))
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="tunecb-tracking-"))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
