@@ -175,11 +175,13 @@ def _report_writer(settings: Settings) -> Callable[[Any], None]:
     def write(path: Any) -> None:
         from tunecb.reporting.data.records import study_records
         from tunecb.reporting.html.page import html_report
+        from tunecb.reporting.plots.study import TRACKER_LEAVES_OUT, render_plots
 
         records = study_records(
             settings.results / settings.name, storage=settings.storage, study_name=settings.name
         )
-        path.write_text(html_report(records), encoding="utf-8")
+        plots = render_plots(records, leave_out=TRACKER_LEAVES_OUT)
+        path.write_text(html_report(records, plots), encoding="utf-8")
 
     return write
 

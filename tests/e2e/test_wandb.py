@@ -156,6 +156,7 @@ def test_a_search_is_a_group_with_a_run_per_trial_and_the_search_s_run(tmp_path,
     (report,) = [row["report.path"] for row in search.history if "report.path" in row]
     html = (search.folders[0] / "files" / report).read_text()
     assert "<html" in html.lower() and search.exit_codes == [0]
+    assert "tunecb report draws it" in html  # the importance plot: not in the tracker's copy
 
 
 def _keras_copy(staged: Path, folder: Path) -> Path:

@@ -40,6 +40,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, add_setting_flag: Any)
 def run(args: argparse.Namespace) -> int:
     from tunecb.reporting.data.records import open_report_study, study_records
     from tunecb.reporting.html.page import html_report
+    from tunecb.reporting.plots.study import TRACKER_LEAVES_OUT, render_plots
     from tunecb.results import StudyDir
     from tunecb.tracking.search import sync_study
     from tunecb.tracking.targets import targets
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     def report(path: Path) -> None:
         records = study_records(args.path, storage=args.storage, study_name=study.study_name)
-        path.write_text(html_report(records), encoding="utf-8")
+        plots = render_plots(records, leave_out=TRACKER_LEAVES_OUT)
+        path.write_text(html_report(records, plots), encoding="utf-8")
 
     for target in targets(args, study.study_name):
         written, had = sync_study(
