@@ -175,30 +175,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     parser.add_argument("--url", help="an MLflow server already running (none: start one)")
     parser.add_argument("--fixed", choices=["wandb"], help="W&B's fixed cost per process")
+    parser.add_argument(
+        "--sides",
+        default="plain,mlflow",
+        help="the searches compared, rotating: plain, mlflow, wandb (W&B offline) (plain,mlflow)",
+    )
+    parser.add_argument("--epochs", type=int, help="epochs a trial (the study's 30)")
     args = parser.parse_args(argv)
     if args.fixed:
         return fixed_cost(args.repeats, args.json.with_name("tracking_wandb_fixed.json"))
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="tunecb-tracking-"))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    sides = args.sides.split(",")
+    if "wandb" in sides:
+        env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+        env.update(
+            {
+                k: str(tmp / "wandb")
+                for k in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR")
+            }
+        )
+        (tmp / "wandb").mkdir()
     load_before = os.getloadavg()
-    proc, url = (None, args.url) if args.url else start_server(tmp)
-    walls: dict[str, list[float]] = {"plain": [], "mlflow": []}
-    cpus: dict[str, list[float]] = {"plain": [], "mlflow": []}  # the search's CPU seconds
+    proc, url = (None, args.url) if args.url or "mlflow" not in sides else start_server(tmp)
+    walls: dict[str, list[float]] = {side: [] for side in sides}
+    cpus: dict[str, list[float]] = {side: [] for side in sides}  # the search's CPU seconds
     server_cpu: list[float] = []  # the server's CPU seconds during each tracked search
     try:
         run_timed([sys.executable, "-c", "import tensorflow, keras, optuna"], env)
         for repeat in range(args.repeats):
-            sides = ("plain", "mlflow") if repeat % 2 == 0 else ("mlflow", "plain")
-            for side in sides:
+            for side in sides[repeat % len(sides) :] + sides[: repeat % len(sides)]:
                 results = tmp / f"{side}-{repeat}"
                 cmd = [
                     *_tunecb(), "search", _shown(STUDY_FILE), "--results", str(results),
                     "--n-trials", str(args.trials), "--pruner", "none", "--jobs", "0",
                     "--quiet",
                 ]  # fmt: skip
+                if args.epochs:
+                    cmd += ["--epochs", str(args.epochs)]
                 if side == "mlflow":
                     cmd += ["--mlflow", url, "--mlflow-experiment", f"bench-{tmp.name}-{repeat}"]
+                elif side == "wandb":
+                    cmd += ["--wandb", f"bench-{repeat}"]
                 cpu_before, server_before = children_cpu(), server_seconds(proc)
                 wall, _ = run_timed(cmd, env)
                 walls[side].append(wall)
@@ -211,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         if proc is not None:
             stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+    if sides != ["plain", "mlflow"]:
+        return _sides_table(args, sides, walls, cpus, load_before, started)
     plain, tracked = (statistics.median(walls[s]) for s in ("plain", "mlflow"))
     cpu_plain, cpu_tracked = (statistics.median(cpus[s]) for s in ("plain", "mlflow"))
     result = {
@@ -237,6 +258,30 @@ def main(argv: list[str] | None = None) -> int:
         f"  extra per trial   {result['extra_s_per_trial']:7.3f} s",
     ])  # fmt: skip
     write_result(result, args.json, table)
+    return 0
+
+
+def _sides_table(
+    args: argparse.Namespace, sides: list[str], walls: dict[str, list[float]],
+    cpus: dict[str, list[float]], load_before: tuple[float, ...], started: float,
+) -> int:  # fmt: skip
+    """Medians of each side, and each tracked side's ratio to ``plain`` (if measured)."""
+    result = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(load_before, os.getloadavg()),
+        "settings": {"trials": args.trials, "repeats": args.repeats, "sides": sides,
+                     "epochs": args.epochs or 30},
+        "wall_s": walls, "cpu_s": cpus, "total_s": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    rows = [f"search of {args.trials} trials x {args.epochs or 30} epochs, median of "
+            f"{args.repeats}, sides rotating"]  # fmt: skip
+    base = statistics.median(cpus["plain"]) if "plain" in cpus else None
+    for side in sides:
+        cpu, wall = statistics.median(cpus[side]), statistics.median(walls[side])
+        ratio = f", CPU ratio {cpu / base:.3f}" if base else ""
+        rows.append(f"  {side:7s} {cpu:6.1f} s CPU (spread {spread(cpus[side]):.0%}), "
+                    f"{wall:6.1f} s wall (spread {spread(walls[side]):.0%}){ratio}")  # fmt: skip
+    write_result(result, args.json.with_name("tracking_sides.json"), "\n".join(rows))
     return 0
 
 
