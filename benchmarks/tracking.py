@@ -15,6 +15,12 @@ through tunecb's REST client (no ``import mlflow`` in the search's processes). I
 medians, their ratio (goal <= 1.02) and the extra seconds per trial, and writes JSON to
 ``benchmarks/out/tracking.json``. Rough numbers on a shared machine: the spread of the
 repeats is printed.
+
+``--fixed wandb`` measures instead what ``--wandb`` costs one process, fixed (no fit, no
+server: W&B's offline mode under a temporary ``WANDB_DIR``): a fresh process each repeat
+imports the tracker, opens the search's run and one trial's run, logs 30 epochs in three
+batches, ends both and stops W&B's service; it prints the CPU seconds of the process and
+of W&B's service process (``wandb-core``, its child), medians and spread.
 """
 
 from __future__ import annotations
@@ -105,34 +111,113 @@ def server_seconds(proc: subprocess.Popen | None) -> float:
         return float("nan")
 
 
+# One tracking process's fixed work under W&B offline; prints "self_cpu children_cpu wall".
+FIXED_WANDB = """
+import resource, time
+t0, w0 = time.process_time(), time.perf_counter()
+from tunecb.tracking._base import TrialRecord
+from tunecb.tracking.wandb_tracker import WandbTracker
+tracker = WandbTracker.open("bench", "fixed")
+search = tracker.start_search("fixed", None)
+run = tracker.start_trial(search, 0, None)
+rows = [{"epoch": e, "loss": 1.0 / e, "val_loss": 2.0 / e} for e in range(1, 31)]
+for part in range(3):
+    tracker.log_epochs(run, rows[10 * part : 10 * part + 10])
+tracker.finish_trial(run, TrialRecord(number=0, state="COMPLETE", history=rows), 30)
+tracker.end_search(search, {"number": 0, "value": 0.5, "params": {}}, None)
+import wandb
+wandb.teardown()
+c = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(time.process_time() - t0, c.ru_utime + c.ru_stime, time.perf_counter() - w0)
+"""
+
+
+def fixed_cost(repeats: int, json_path: Path) -> int:
+    """``--fixed wandb``: W&B's fixed cost per tracking process (see the module's text)."""
+    load_before, started = os.getloadavg(), time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="tunecb-wandb-"))
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.update({k: str(tmp) for k in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR",
+                                       "WANDB_CONFIG_DIR")})  # fmt: skip
+    own, service, wall = [], [], []
+    try:
+        for repeat in range(repeats):
+            _, out = run_timed([sys.executable, "-c", FIXED_WANDB], env)
+            values = [float(v) for v in out.split()[-3:]]
+            own.append(values[0])
+            service.append(values[1])
+            wall.append(values[2])
+            print(f"repeat {repeat}: {values[0]:.2f} s CPU, wandb-core {values[1]:.2f} s, "
+                  f"{values[2]:.1f} s wall", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(load_before, os.getloadavg()),
+        "settings": {"fixed": "wandb", "repeats": repeats},
+        "cpu_s": own, "service_cpu_s": service, "wall_s": wall,
+        "total_s": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    table = (
+        f"W&B offline, fixed per process, median of {repeats}: "
+        f"{statistics.median(own):.2f} s CPU (spread {spread(own):.0%}) + wandb-core "
+        f"{statistics.median(service):.2f} s (spread {spread(service):.0%}); "
+        f"{statistics.median(wall):.1f} s wall"
+    )
+    write_result(result, json_path, table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6, help="trials per search (6)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side (2)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     parser.add_argument("--url", help="an MLflow server already running (none: start one)")
+    parser.add_argument("--fixed", choices=["wandb"], help="W&B's fixed cost per process")
+    parser.add_argument(
+        "--sides",
+        default="plain,mlflow",
+        help="the searches compared, rotating: plain, mlflow, wandb (W&B offline) (plain,mlflow)",
+    )
+    parser.add_argument("--epochs", type=int, help="epochs a trial (the study's 30)")
     args = parser.parse_args(argv)
+    if args.fixed:
+        return fixed_cost(args.repeats, args.json.with_name("tracking_wandb_fixed.json"))
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="tunecb-tracking-"))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    sides = args.sides.split(",")
+    if "wandb" in sides:
+        env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+        env.update(
+            {
+                k: str(tmp / "wandb")
+                for k in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR")
+            }
+        )
+        (tmp / "wandb").mkdir()
     load_before = os.getloadavg()
-    proc, url = (None, args.url) if args.url else start_server(tmp)
-    walls: dict[str, list[float]] = {"plain": [], "mlflow": []}
-    cpus: dict[str, list[float]] = {"plain": [], "mlflow": []}  # the search's CPU seconds
+    proc, url = (None, args.url) if args.url or "mlflow" not in sides else start_server(tmp)
+    walls: dict[str, list[float]] = {side: [] for side in sides}
+    cpus: dict[str, list[float]] = {side: [] for side in sides}  # the search's CPU seconds
     server_cpu: list[float] = []  # the server's CPU seconds during each tracked search
     try:
         run_timed([sys.executable, "-c", "import tensorflow, keras, optuna"], env)
         for repeat in range(args.repeats):
-            sides = ("plain", "mlflow") if repeat % 2 == 0 else ("mlflow", "plain")
-            for side in sides:
+            for side in sides[repeat % len(sides) :] + sides[: repeat % len(sides)]:
                 results = tmp / f"{side}-{repeat}"
                 cmd = [
                     *_tunecb(), "search", _shown(STUDY_FILE), "--results", str(results),
                     "--n-trials", str(args.trials), "--pruner", "none", "--jobs", "0",
                     "--quiet",
                 ]  # fmt: skip
+                if args.epochs:
+                    cmd += ["--epochs", str(args.epochs)]
                 if side == "mlflow":
                     cmd += ["--mlflow", url, "--mlflow-experiment", f"bench-{tmp.name}-{repeat}"]
+                elif side == "wandb":
+                    cmd += ["--wandb", f"bench-{repeat}"]
                 cpu_before, server_before = children_cpu(), server_seconds(proc)
                 wall, _ = run_timed(cmd, env)
                 walls[side].append(wall)
@@ -145,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         if proc is not None:
             stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+    if sides != ["plain", "mlflow"]:
+        return _sides_table(args, sides, walls, cpus, load_before, started)
     plain, tracked = (statistics.median(walls[s]) for s in ("plain", "mlflow"))
     cpu_plain, cpu_tracked = (statistics.median(cpus[s]) for s in ("plain", "mlflow"))
     result = {
@@ -171,6 +258,30 @@ def main(argv: list[str] | None = None) -> int:
         f"  extra per trial   {result['extra_s_per_trial']:7.3f} s",
     ])  # fmt: skip
     write_result(result, args.json, table)
+    return 0
+
+
+def _sides_table(
+    args: argparse.Namespace, sides: list[str], walls: dict[str, list[float]],
+    cpus: dict[str, list[float]], load_before: tuple[float, ...], started: float,
+) -> int:  # fmt: skip
+    """Medians of each side, and each tracked side's ratio to ``plain`` (if measured)."""
+    result = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(load_before, os.getloadavg()),
+        "settings": {"trials": args.trials, "repeats": args.repeats, "sides": sides,
+                     "epochs": args.epochs or 30},
+        "wall_s": walls, "cpu_s": cpus, "total_s": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    rows = [f"search of {args.trials} trials x {args.epochs or 30} epochs, median of "
+            f"{args.repeats}, sides rotating"]  # fmt: skip
+    base = statistics.median(cpus["plain"]) if "plain" in cpus else None
+    for side in sides:
+        cpu, wall = statistics.median(cpus[side]), statistics.median(walls[side])
+        ratio = f", CPU ratio {cpu / base:.3f}" if base else ""
+        rows.append(f"  {side:7s} {cpu:6.1f} s CPU (spread {spread(cpus[side]):.0%}), "
+                    f"{wall:6.1f} s wall (spread {spread(walls[side]):.0%}){ratio}")  # fmt: skip
+    write_result(result, args.json.with_name("tracking_sides.json"), "\n".join(rows))
     return 0
 
 

@@ -98,7 +98,7 @@ def run_search(
     with _storage_failures(settings):
         emit = on_event or (lambda event: None)
         backend = _prepare_backend(settings)
-        connecting = _tracking(settings)  # --mlflow: import and connect in the background
+        connecting = _tracking(settings)  # --mlflow, --wandb: connect in the background
         started, started_wall = time.perf_counter(), time.time()
         study_dir, study, created, notes = _open(loaded, settings)
         trials = study.get_trials(deepcopy=False)
@@ -163,8 +163,8 @@ def _open(
 
 
 def _tracking(settings: Settings) -> Any:
-    """The tracker connecting in the background (``None`` without ``--mlflow``)."""
-    if not settings.mlflow:
+    """The trackers connecting in the background (``None`` without ``--mlflow``, ``--wandb``)."""
+    if not (settings.mlflow or settings.wandb):
         return None
     from tunecb.tracking.search import SearchTracking
 
@@ -177,11 +177,13 @@ def _report_writer(settings: Settings) -> Callable[[Any], None]:
     def write(path: Any) -> None:
         from tunecb.reporting.data.records import study_records
         from tunecb.reporting.html.page import html_report
+        from tunecb.reporting.plots.study import TRACKER_LEAVES_OUT, render_plots
 
         records = study_records(
             settings.results / settings.name, storage=settings.storage, study_name=settings.name
         )
-        path.write_text(html_report(records), encoding="utf-8")
+        plots = render_plots(records, leave_out=TRACKER_LEAVES_OUT)
+        path.write_text(html_report(records, plots), encoding="utf-8")
 
     return write
 

@@ -10,7 +10,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-HEAVY = "('tensorflow', 'keras', 'mlflow')"  # mlflow: only with --mlflow or sync
+HEAVY = "('tensorflow', 'keras', 'mlflow', 'wandb')"  # mlflow, wandb: only when tracking
 
 
 def test_import_tunecb_does_not_import_tensorflow():
@@ -65,3 +65,20 @@ def test_report_dataframe_does_not_import_tensorflow(finished_study):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "4 []"
+
+
+def test_the_tracker_s_copy_of_the_report_does_not_import_the_importance_evaluators(
+    finished_study,
+):
+    """Drawn at the end of every tracked search: without optuna.importance (1.6 s of CPU)."""
+    proc = run_python(
+        "import sys\nfrom tunecb.reporting.data.records import study_records\n"
+        "from tunecb.reporting.html.page import html_report\n"
+        "from tunecb.reporting.plots.study import TRACKER_LEAVES_OUT, render_plots\n"
+        f"records = study_records({str(finished_study)!r})\n"
+        "page = html_report(records, render_plots(records, leave_out=TRACKER_LEAVES_OUT))\n"
+        "print([m for m in ('optuna.importance', 'sklearn', 'tensorflow') if m in sys.modules],"
+        " 'tunecb report draws it' in page, page.count('<img'))"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[] True 4"

@@ -36,7 +36,7 @@ VALID = {
     "backend": "jax", "verbose": 1, "backup_every": 0.0, "heartbeat": 0, "reconnect": 0.0,
     "tensorboard": True,
     "keep_checkpoints": 1, "max_params": 1000, "storage": "sqlite:///x.db", "results": "r",
-    "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e",
+    "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e", "wandb": "digits-mlp",
     "enqueue": "first.jsonl", "warm_start": "results/old", "allow_other_file": True,
     "warm_start_study": "old", "warm_start_enqueue": 2, "steps_per_execution": 8,
 }  # fmt: skip
@@ -74,6 +74,8 @@ BAD = {
                          "None to keep all"),
     "mlflow": (" ", "must be an MLflow tracking URI, e.g. http://127.0.0.1:5000"),
     "mlflow_experiment": ("", "must be an MLflow experiment name"),
+    "wandb": ("team/digits", "is not a W&B project name (at most 128 characters, none of "
+              "/ \\ # ? % :); the entity comes from WANDB_ENTITY"),
     "max_params": (0, "must be a positive number of parameters, or None for no limit"),
     "storage": (" ", "must be an Optuna storage URL, e.g. sqlite:///study.db"),
     "results": ("", "must be a folder path"),

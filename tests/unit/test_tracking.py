@@ -14,6 +14,7 @@ import pytest
 from tunecb.oracle import attrs as keys
 from tunecb.results import StudyDir
 from tunecb.tracking import PARENT_RUN, TRIAL_RUN
+from tunecb.tracking._base import MLFLOW
 from tunecb.tracking.mlflow_tracker import reason
 from tunecb.tracking.records import trial_record
 from tunecb.tracking.search import SearchTracking
@@ -24,6 +25,7 @@ from tunecb.tracking.trial import TrialTracking
 class FakeTracker:
     """Records the calls; ``down`` makes every call fail as a server that went away."""
 
+    kind, experiment = MLFLOW, "exp"
     shown = "http://u:***@h:5000"
     uri = "http://u:pw@h:5000"
 
@@ -235,8 +237,6 @@ def test_sync_reuses_a_run_whose_creation_lost_its_answer_and_deletes_other_stra
     from tunecb.tracking.mlflow_tracker import MlflowTracker
 
     class Stranded(FakeTracker):
-        experiment = "exp"
-
         def __init__(self) -> None:
             super().__init__()
             self.deleted: list[str] = []

@@ -174,6 +174,24 @@ def text(expected: str, *, none: bool = False) -> Check:
     return check
 
 
+def wandb_project(value: Any) -> str | None:
+    """A W&B project name (none of ``/ \\ # ? % :``, at most 128 characters), or ``None``.
+
+    >>> wandb_project("digits-mlp")
+    'digits-mlp'
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid("must be a W&B project name, e.g. digits")
+    if len(value) > 128 or any(c in value for c in "/\\#?%:"):
+        raise Invalid(
+            "is not a W&B project name (at most 128 characters, none of / \\ # ? % :); "
+            "the entity comes from WANDB_ENTITY"
+        )
+    return value
+
+
 def folder(expected: str) -> Check:
     """A path (a string or a :class:`~pathlib.Path`, not empty), as a ``Path``."""
 

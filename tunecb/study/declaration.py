@@ -81,6 +81,8 @@ class Study:
         mlflow: an MLflow tracking URI: the search as a parent run, each trial a child
             run (needs the ``mlflow`` package).
         mlflow_experiment: the MLflow experiment (default: the study's name).
+        wandb: a W&B project: a run per trial and one for the search, grouped by the
+            study's name (needs the ``wandb`` package; ``WANDB_MODE=offline``: no account).
         keep_checkpoints: keep the best checkpoints of the K best trials only and delete
             the others during the search (default ``None``: keep all).
         max_params: the most parameters a built model may have; a model with more is
@@ -134,6 +136,7 @@ class Study:
         tensorboard: bool | None = None,
         mlflow: str | None = None,
         mlflow_experiment: str | None = None,
+        wandb: str | None = None,
         keep_checkpoints: int | None = None,
         max_params: int | None = None,
         enqueue: Any = None,

@@ -266,6 +266,16 @@ FIELDS: tuple[Field, ...] = (
         check=checks.text("must be an MLflow experiment name", none=True),
     ),
     Field(
+        "wandb", None,
+        "a W&B project: the search as a group of runs, one per trial and one for the "
+        "search ([In W&B](#in-wb)); W&B's `WANDB_MODE`, `WANDB_ENTITY`, `WANDB_DIR` apply; "
+        "none: off",
+        flag="--wandb", metavar="PROJECT",
+        help="record the search in the W&B project PROJECT: a run per trial, grouped by study "
+        "(WANDB_MODE=offline: no account needed)",
+        check=checks.wandb_project,
+    ),
+    Field(
         "keep_checkpoints", None,
         "keep the best checkpoints of the K best trials only, deleting the others as the "
         "search runs; none keeps all",
@@ -434,6 +444,7 @@ class Settings:
     tensorboard: bool
     mlflow: str | None
     mlflow_experiment: str | None
+    wandb: str | None
     keep_checkpoints: int | None
     max_params: int | None
     storage: str | None

@@ -1,6 +1,7 @@
 """The contract of an experiment tracker, and the names tunecb stores about it.
 
-A tracker records a search as one parent run and each trial as a child run. The launcher
+A tracker records a search as one parent run (W&B: the search's run in the study's group)
+and each trial as a child run. The launcher
 opens it once (:meth:`Tracker.start_search`, which must fail fast when the tracker is
 unreachable) and writes the parent run's id on the study, where every worker process reads
 it; each worker's trial runner opens its own client on the same URI.
@@ -11,6 +12,7 @@ it; each worker's trial runner opens its own client on the same URI.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +25,28 @@ PARENT_RUN = "mlflow_parent_run"
 TRIAL_RUN = "mlflow_run"
 # Tags on a child run; RECORDED is set last, so a run without it has a gap.
 TAG_TRIAL, TAG_RECORDED, TAG_STUDY = "tunecb.trial", "tunecb.recorded", "tunecb.study"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the search's flow names differently per tracker: its messages, its flag and
+    the study and trial attributes that hold its run ids.
+
+    >>> WANDB.flag, WANDB.trial_attr
+    ('--wandb', 'wandb_run')
+    """
+
+    label: str  # in messages: "MLflow 'uri' misses ..."
+    flag: str  # the setting's flag, for the `tunecb sync` line
+    parent_attr: str  # study user attr: {"uri", "experiment", "run_id"} of the search's run
+    trial_attr: str  # trial user attr: the trial's run id
+    # trial user attr noted once a trial's run is complete, for a tracker that cannot be
+    # asked which runs it holds (W&B offline); None: ask the tracker (Tracker.recorded)
+    recorded_attr: str | None = None
+
+
+MLFLOW = Kind("MLflow", "--mlflow", PARENT_RUN, TRIAL_RUN)
+WANDB = Kind("W&B", "--wandb", "wandb_search_run", "wandb_run", "wandb_recorded")
 
 
 class TrackingError(TunecbError):
@@ -65,6 +89,9 @@ class TrialRecord:
 class Tracker(Protocol):
     """One tracking client (one per process)."""
 
+    kind: Kind
+    uri: str  # MLflow: the tracking URI; W&B: the project
+    experiment: str  # MLflow: the experiment; W&B: the group (the study's name)
     shown: str  # the URI with its credentials redacted, for messages
 
     def start_search(self, name: str, previous: dict[str, Any] | None) -> str:
@@ -101,5 +128,30 @@ class Tracker(Protocol):
         ...
 
     def recorded(self, parent: str) -> set[int]:
-        """The numbers of the trials whose child run is complete."""
+        """The numbers of the trials whose child run is complete (not asked when
+        ``kind.recorded_attr`` is set: the trials note it)."""
         ...
+
+    def logged_epochs(self, run_id: str) -> int:
+        """The last epoch the run holds (0: none, or not known)."""
+        ...
+
+    def strays(self, parent: str, number: int) -> list[str]:
+        """Runs of trial ``number`` never completed and whose id is not on the trial."""
+        ...
+
+    def discard(self, run_id: str) -> None: ...
+
+
+class Pausing:
+    """A tracker's pause after a failed request: :meth:`available` is False for ``PAUSE``
+    seconds, so that a tracker that went away costs each trial one timeout at most."""
+
+    PAUSE = 30.0
+    _down_until = 0.0
+
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def failed(self) -> None:
+        self._down_until = time.monotonic() + self.PAUSE

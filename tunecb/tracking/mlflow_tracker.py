@@ -24,12 +24,20 @@ from typing import Any
 
 from tunecb.errors import ConfigError
 from tunecb.storage.urls import redact, redact_text
-from tunecb.tracking._base import TAG_RECORDED, TAG_STUDY, TAG_TRIAL, TrackingError, TrialRecord
+from tunecb.tracking._base import (
+    MLFLOW,
+    TAG_RECORDED,
+    TAG_STUDY,
+    TAG_TRIAL,
+    Pausing,
+    TrackingError,
+    TrialRecord,
+)
 from tunecb.tracking.client import Metric, TrackingClient, uses_rest
 
 log = logging.getLogger("tunecb")
 
-PAUSE = 30.0  # seconds without a request after one failed
+PAUSE = Pausing.PAUSE  # seconds without a request after one failed
 _FINISHED_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 
 
@@ -58,15 +66,16 @@ def reason(exc: BaseException, uri: str) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-class MlflowTracker:
+class MlflowTracker(Pausing):
     """One MLflow client of one process; see :class:`tunecb.tracking._base.Tracker`."""
+
+    kind = MLFLOW
 
     def __init__(self, uri: str, experiment: str, client: TrackingClient | None = None) -> None:
         self.uri, self.experiment = uri, experiment
         self.shown = redact(uri)
         self.client = client or open_client(uri)
         self._experiment_id: str | None = None
-        self._down_until = 0.0
 
     @classmethod
     def open(cls, uri: str, experiment: str) -> MlflowTracker:
@@ -95,13 +104,6 @@ class MlflowTracker:
                 if found[1] == "deleted":
                     self.client.restore_experiment(found[0])
         return self._experiment_id
-
-    def available(self) -> bool:
-        """False for :data:`PAUSE` seconds after a request failed."""
-        return time.monotonic() >= self._down_until
-
-    def failed(self) -> None:
-        self._down_until = time.monotonic() + PAUSE
 
     def start_search(self, name: str, previous: dict[str, Any] | None) -> str:
         if previous and previous.get("experiment") == self.experiment:

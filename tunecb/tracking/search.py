@@ -4,9 +4,11 @@ study's best and HTML report on it, and the gap (finished trials whose child run
 complete) named with the command that fills it. ``tunecb sync`` fills it from tunecb's
 records (:func:`sync_study`).
 
+With ``--mlflow`` and ``--wandb`` both, :class:`Searches` holds the two.
+
 Example::
 
-    tracking = SearchTracking.start(settings, study)  # None without --mlflow
+    tracking = SearchTracking.start(settings, study)  # None without --mlflow, --wandb
     ...
     lines = tracking.end(study, study_dir, write_report)
 """
@@ -25,8 +27,9 @@ import optuna
 from tunecb.oracle import attrs as keys
 from tunecb.results import StudyDir
 from tunecb.study.settings import Settings
-from tunecb.tracking._base import PARENT_RUN, TRIAL_RUN
+from tunecb.tracking._base import MLFLOW, Kind
 from tunecb.tracking.records import trial_record
+from tunecb.tracking.targets import Target, targets
 from tunecb.wording import plural
 
 log = logging.getLogger("tunecb")
@@ -35,32 +38,36 @@ ReportWriter = Callable[[Path], None]  # writes the study's HTML report to the p
 
 
 class Connecting:
-    """The tracker's client (``import mlflow`` for a non-HTTP URI) and its first requests,
-    in a thread started with the search; :meth:`join` waits for it (before the first
-    trial) and opens the parent run."""
+    """The trackers' clients (``import mlflow`` for a non-HTTP URI, ``import wandb``) and
+    their first requests, in threads started with the search; :meth:`join` waits for them
+    (before the first trial) and opens the parent runs."""
 
-    def __init__(self, uri: str, experiment: str) -> None:
-        self.uri, self.experiment = uri, experiment
-        self._tracker: Any = None
+    def __init__(self, found: list[Target]) -> None:
+        self._trackers: list[Any] = [None] * len(found)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._open, name="tunecb-connect", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._open, args=(i, target), name="tunecb-connect",
+                             daemon=True)
+            for i, target in enumerate(found)
+        ]  # fmt: skip
+        for thread in self._threads:
+            thread.start()
 
-    def _open(self) -> None:
-        from tunecb.tracking.mlflow_tracker import MlflowTracker
-
+    def _open(self, index: int, target: Target) -> None:
         try:
-            self._tracker = MlflowTracker.open(self.uri, self.experiment)
+            self._trackers[index] = target.tracker(check=True)
         except BaseException as exc:  # re-raised in the caller's thread by join()
             self._error = exc
 
-    def join(self, study: optuna.Study) -> SearchTracking:
-        """The study's parent run; raises :class:`~tunecb.tracking._base.TrackingError`
-        when the tracker cannot be reached (its requests time out within seconds)."""
-        self._thread.join()
+    def join(self, study: optuna.Study) -> SearchTracking | Searches:
+        """The study's parent runs; raises :class:`~tunecb.tracking._base.TrackingError`
+        when a tracker cannot be reached (its requests time out within seconds)."""
+        for thread in self._threads:
+            thread.join()
         if self._error is not None:
             raise self._error
-        return SearchTracking.opened(self._tracker, study)
+        opened = [SearchTracking.opened(tracker, study) for tracker in self._trackers]
+        return opened[0] if len(opened) == 1 else Searches(opened)
 
 
 class SearchTracking:
@@ -70,24 +77,24 @@ class SearchTracking:
         self.tracker, self.parent = tracker, parent
 
     @classmethod
-    def start(cls, settings: Settings, study: optuna.Study) -> SearchTracking | None:
-        """Open the tracker and the study's parent run (``None`` without ``mlflow``);
-        raises :class:`~tunecb.tracking._base.TrackingError` when it cannot be reached."""
+    def start(cls, settings: Settings, study: optuna.Study) -> SearchTracking | Searches | None:
+        """Open the trackers and the study's parent runs (``None`` without ``mlflow`` or
+        ``wandb``); raises :class:`~tunecb.tracking._base.TrackingError` when one cannot
+        be reached."""
         connecting = cls.connect(settings, study.study_name if study else settings.name)
         return None if connecting is None else connecting.join(study)
 
     @classmethod
     def connect(cls, settings: Settings, name: str) -> Connecting | None:
-        """Start connecting in the background (``None`` without ``mlflow``)."""
-        if not settings.mlflow:
-            return None
-        return Connecting(settings.mlflow, settings.mlflow_experiment or name)
+        """Start connecting in the background (``None`` without ``mlflow``, ``wandb``)."""
+        found = targets(settings, name)
+        return Connecting(found) if found else None
 
     @classmethod
-    def open(cls, uri: str, experiment: str, study: optuna.Study) -> SearchTracking:
-        from tunecb.tracking.mlflow_tracker import MlflowTracker
-
-        return cls.opened(MlflowTracker.open(uri, experiment), study)
+    def open(
+        cls, uri: str, experiment: str, study: optuna.Study, kind: Kind = MLFLOW
+    ) -> SearchTracking:
+        return cls.opened(Target(kind, uri, experiment).tracker(check=True), study)
 
     @classmethod
     def opened(cls, tracker: Any, study: optuna.Study) -> SearchTracking:
@@ -95,18 +102,19 @@ class SearchTracking:
         from tunecb.tracking._base import TrackingError
         from tunecb.tracking.mlflow_tracker import reason
 
-        uri, experiment = tracker.uri, tracker.experiment
-        previous = study.user_attrs.get(PARENT_RUN)
+        uri, experiment, kind = tracker.uri, tracker.experiment, tracker.kind
+        previous = study.user_attrs.get(kind.parent_attr)
         try:
             parent = tracker.start_search(study.study_name, previous)
         except Exception as exc:
+            where = "tracking URI" if kind is MLFLOW else "project"
             raise TrackingError(
-                f"MLflow tracking URI {tracker.shown!r} refused the search's run: "
+                f"{kind.label} {where} {tracker.shown!r} refused the search's run: "
                 f"{reason(exc, uri)}"
             ) from None
         record = {"uri": tracker.shown, "experiment": experiment, "run_id": parent}
         if previous != record:
-            study.set_user_attr(PARENT_RUN, record)
+            study.set_user_attr(kind.parent_attr, record)
         return cls(tracker, parent)
 
     def end(
@@ -115,22 +123,23 @@ class SearchTracking:
         """The best and the report on the parent run; the lines that name the gap."""
         from tunecb.tracking.mlflow_tracker import reason
 
-        shown = self.tracker.shown
+        shown, kind = self.tracker.shown, self.tracker.kind
+        sync = f"tunecb sync {study_dir.root} {kind.flag} {shown}"
         try:
             self._finish(study, report)
-            missing = sorted(_counted(study) - self.tracker.recorded(self.parent))
+            missing = sorted(_counted(study) - _recorded(self.tracker, self.parent, study))
         except Exception as exc:
             why = reason(exc, self.tracker.uri)
             return [
-                f"MLflow {shown!r} failed at the end of the search ({why}): its record may "
-                f"miss trials; when it is back: tunecb sync {study_dir.root} --mlflow {shown}"
+                f"{kind.label} {shown!r} failed at the end of the search ({why}): its record "
+                f"may miss trials; when it is back: {sync}"
             ]
         if not missing:
             return []
         listed = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
         return [
-            f"MLflow {shown!r} misses {plural(len(missing), 'trial')} ({listed}); fill the gap "
-            f"from this study's records with: tunecb sync {study_dir.root} --mlflow {shown}"
+            f"{kind.label} {shown!r} misses {plural(len(missing), 'trial')} ({listed}); fill "
+            f"the gap from this study's records with: {sync}"
         ]
 
     def abort(self, exc: BaseException) -> None:
@@ -140,7 +149,8 @@ class SearchTracking:
         try:
             self.tracker.abort(self.parent, status)
         except Exception as error:
-            log.debug("MLflow %s: the run not ended %s: %s", self.tracker.shown, status, error)
+            label, shown = self.tracker.kind.label, self.tracker.shown
+            log.debug("%s %s: the run not ended %s: %s", label, shown, status, error)
 
     def _finish(self, study: optuna.Study, report: ReportWriter | None) -> None:
         best = _best(study)
@@ -152,25 +162,41 @@ class SearchTracking:
             try:
                 report(path)
             except Exception as exc:  # the report is a nicety: the run still ends
-                log.warning("cannot write the HTML report for MLflow: %s", exc)
+                log.warning("cannot write the HTML report for %s: %s", self.tracker.kind.label, exc)
             self.tracker.end_search(self.parent, best, path if path.exists() else None)
+
+
+class Searches:
+    """The parent runs of one study in several trackers (``--mlflow`` and ``--wandb``)."""
+
+    def __init__(self, parts: list[SearchTracking]) -> None:
+        self.parts = parts
+
+    def end(
+        self, study: optuna.Study, study_dir: StudyDir, report: ReportWriter | None
+    ) -> list[str]:
+        return [line for part in self.parts for line in part.end(study, study_dir, report)]
+
+    def abort(self, exc: BaseException) -> None:
+        for part in self.parts:
+            part.abort(exc)
 
 
 def sync_study(
     uri: str, experiment: str | None, study: optuna.Study, study_dir: StudyDir,
-    report: ReportWriter | None = None,
+    report: ReportWriter | None = None, kind: Kind = MLFLOW,
 ) -> tuple[int, int]:  # fmt: skip
     """Write every finished trial the tracker misses from tunecb's records, then the best
     and the report: ``(trials written, trials it already had)``."""
-    tracking = SearchTracking.open(uri, experiment or study.study_name, study)
+    tracking = SearchTracking.open(uri, experiment or study.study_name, study, kind)
     tracker, parent = tracking.tracker, tracking.parent
-    have = tracker.recorded(parent)
+    have = _recorded(tracker, parent, study)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     written = 0
     for number in sorted(_counted(study) - have):
         trial, strays = trials[number], tracker.strays(parent, number)
         # a run created on the server whose answer was lost with the connection: a stray
-        noted = trial.user_attrs.get(TRIAL_RUN) or (strays[0] if strays else None)
+        noted = trial.user_attrs.get(kind.trial_attr) or (strays[0] if strays else None)
         for stray in strays:
             if stray != noted:
                 tracker.discard(stray)
@@ -180,6 +206,15 @@ def sync_study(
         written += 1
     tracking._finish(study, report)
     return written, len(have)
+
+
+def _recorded(tracker: Any, parent: str, study: optuna.Study) -> set[int]:
+    """The trials whose run is complete: the tracker's answer, or (a tracker that cannot
+    be asked, W&B) what the trials noted."""
+    attr = tracker.kind.recorded_attr
+    if attr is None:
+        return tracker.recorded(parent)
+    return {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(attr)}
 
 
 def _counted(study: optuna.Study) -> set[int]:

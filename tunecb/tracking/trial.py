@@ -2,10 +2,11 @@
 queued as they end and sent in batches by the tracker's own thread (:mod:`.shipper`),
 completed from the trial's records when the trial is over (the trial waits for that).
 
-The trial runner holds one :class:`TrialTracking` per process (``None`` without
-``--mlflow``). Nothing here fails a trial: a tracker that fails is logged at debug level,
-paused (:data:`tunecb.tracking.mlflow_tracker.PAUSE`), and the trial's run is left without
-its ``tunecb.recorded`` tag, which the launcher counts as the gap at the end.
+The trial runner holds one :class:`TrialTracking` per process and tracker (``None``
+without ``--mlflow`` or ``--wandb``; :class:`Trackings` with both). Nothing here fails a
+trial: a tracker that fails is logged at debug level, paused
+(:class:`tunecb.tracking._base.Pausing`), and the trial's run is left without its
+``tunecb.recorded`` mark, which the launcher counts as the gap at the end.
 
 Example (the trial runner does this)::
 
@@ -29,9 +30,10 @@ import keras
 from tunecb.oracle import attrs as keys
 from tunecb.results import StudyDir
 from tunecb.study.settings import Settings
-from tunecb.tracking._base import PARENT_RUN, TRIAL_RUN
+from tunecb.tracking._base import MLFLOW, Kind
 from tunecb.tracking.records import trial_record
 from tunecb.tracking.shipper import Shipper
+from tunecb.tracking.targets import Target, targets
 
 log = logging.getLogger("tunecb")
 
@@ -43,22 +45,20 @@ class TrialTracking:
     (started when the first fit begins, so opening the client and its first request overlap
     it; a ``tunecb rerun``, which tracks nothing, never starts it); the fit only queues."""
 
-    def __init__(self, uri: str, experiment: str, make: Callable[[], Any] | None = None) -> None:
-        self.uri, self.experiment = uri, experiment
-        self._make = make or self._open
+    def __init__(
+        self, uri: str, experiment: str, make: Callable[[], Any] | None = None,
+        kind: Kind = MLFLOW,
+    ) -> None:  # fmt: skip
+        self.uri, self.experiment, self.kind = uri, experiment, kind
+        self._make = make or Target(kind, uri, experiment).tracker
         self.shipper: Shipper | None = None
         self._runs: dict[int, Future] = {}  # number -> the future of its run id
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TrialTracking | None:
-        if not settings.mlflow:
-            return None
-        return cls(settings.mlflow, settings.mlflow_experiment or settings.name)
-
-    def _open(self) -> Any:
-        from tunecb.tracking.mlflow_tracker import MlflowTracker
-
-        return MlflowTracker(self.uri, self.experiment)
+    def from_settings(cls, settings: Settings) -> TrialTracking | Trackings | None:
+        """The trackers' tracking (``None``: none is set)."""
+        parts = [cls(t.uri, t.experiment, kind=t.kind) for t in targets(settings, settings.name)]
+        return None if not parts else parts[0] if len(parts) == 1 else Trackings(parts)
 
     def callback(self, trial: Any) -> keras.callbacks.Callback:
         """The Keras callback that opens the trial's run and logs its epochs."""
@@ -69,10 +69,10 @@ class TrialTracking:
         study = getattr(trial, "study", None)  # a FixedTrial (tunecb rerun) has none
         if study is None or trial.number in self._runs:
             return
-        parent = (study.user_attrs.get(PARENT_RUN) or {}).get("run_id")
+        parent = (study.user_attrs.get(self.kind.parent_attr) or {}).get("run_id")
         if not parent:
             return
-        previous, number = _previous_run(trial), trial.number
+        previous, number, kind = _previous_run(trial, self.kind.trial_attr), trial.number, self.kind
 
         def start(tracker: Any, shipper: Shipper) -> str:
             run_id = tracker.start_trial(parent, number, previous)
@@ -80,7 +80,7 @@ class TrialTracking:
             held = tracker.logged_epochs(run_id) if run_id == previous else 0
             shipper.state[run_id] = (held, resumed)
             shipper.held[run_id] = held  # a worker that died after its backup sent more
-            _note(trial, run_id)
+            _note(trial, kind.trial_attr, run_id)
             return run_id
 
         if self.shipper is None:
@@ -119,6 +119,8 @@ class TrialTracking:
                 sent, resumed = tracker.logged_epochs(run_id), -1
             rows = [row for row in record.history if _missing(row, held, resumed, sent)]
             tracker.finish_trial(run_id, dataclasses.replace(record, history=rows), 0)
+            if self.kind.recorded_attr:  # a tracker that cannot be asked (W&B)
+                _note(trial, self.kind.recorded_attr, True)
             return True
 
         done = self.shipper.call(finish)  # type: ignore[union-attr]  # begun
@@ -133,7 +135,24 @@ class TrialTracking:
         return shipper is None or shipper.close(timeout)
 
 
-def _previous_run(trial: Any) -> str | None:
+class Trackings:
+    """Several trackers' :class:`TrialTracking` as one (``--mlflow`` and ``--wandb``)."""
+
+    def __init__(self, parts: list[TrialTracking]) -> None:
+        self.parts = parts
+
+    def callback(self, trial: Any) -> keras.callbacks.Callback:
+        return _Both([part.callback(trial) for part in self.parts])
+
+    def trial_ended(self, trial: Any, outcome: Any, study_dir: StudyDir) -> None:
+        for part in self.parts:
+            part.trial_ended(trial, outcome, study_dir)
+
+    def close(self, timeout: float = END_WAIT) -> bool:
+        return all([part.close(timeout) for part in self.parts])
+
+
+def _previous_run(trial: Any, attr: str) -> str | None:
     """The run of the attempt this trial resumes (a rerun of a trial whose worker died)."""
     attrs = getattr(trial, "system_attrs", None)
     if attrs is None:
@@ -143,16 +162,17 @@ def _previous_run(trial: Any) -> str | None:
         return None
     for other in trial.study.get_trials(deepcopy=False):
         if other.number == previous:
-            return other.user_attrs.get(TRIAL_RUN)
+            return other.user_attrs.get(attr)
     return None
 
 
-def _note(trial: Any, run_id: str) -> None:
-    """The run's id on the trial, from the tracker's thread (a rerun continues the run)."""
+def _note(trial: Any, attr: str, value: Any) -> None:
+    """The run's id (a rerun continues the run), or that it is complete, on the trial,
+    from the tracker's thread."""
     try:
-        trial.set_user_attr(TRIAL_RUN, run_id)
-    except Exception as exc:  # told already (its end did not wait that long): no rerun
-        log.debug("trial %d: its run's id not noted: %s", trial.number, exc)
+        trial.set_user_attr(attr, value)
+    except Exception as exc:  # told already (its end did not wait that long)
+        log.debug("trial %d: %s not noted: %s", trial.number, attr, exc)
 
 
 def _missing(row: dict[str, Any], held: int, resumed: int, sent: int) -> bool:
@@ -180,3 +200,19 @@ class _EpochLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.tracking.log_epoch(self.trial, epoch + 1, dict(logs or {}))
+
+
+class _Both(keras.callbacks.Callback):
+    """The epoch loggers of several trackers as one callback."""
+
+    def __init__(self, loggers: list[keras.callbacks.Callback]) -> None:
+        super().__init__()
+        self.loggers = loggers
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        for logger in self.loggers:
+            logger.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for logger in self.loggers:
+            logger.on_epoch_end(epoch, logs)
