@@ -349,7 +349,7 @@ def _drop_unavailable(systems: list[str]) -> list[str]:
 
 def tunecb_pruners() -> tuple[str, ...]:
     """The pruner names the installed tunecb knows (its settings table's choices)."""
-    from tunecb.study.settings import PRUNERS
+    from tunecb.study.fields import PRUNERS
 
     return tuple(PRUNERS)
 
@@ -578,8 +578,8 @@ def kt_hyperband_budget(max_epochs: int, factor: int = 3) -> dict[str, int]:
 def _tunecb_defaults(epochs: int) -> dict[str, Any]:
     """tunecb's defaults of what the study files leave unset, and the sampler and pruner they
     make (class and plain attributes; Optuna is imported, TensorFlow is not)."""
+    from tunecb.study.fields import DEFAULTS
     from tunecb.study.samplers_pruners import make_pruner, make_sampler
-    from tunecb.study.settings import DEFAULTS
 
     keys = ("sampler", "pruner", "lr_schedule", "min_delta", "backup_every")
     made = {

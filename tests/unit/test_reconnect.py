@@ -244,7 +244,7 @@ def test_a_worker_that_lost_the_storage_for_good_leaves_its_trial_to_recovery():
 
 def test_the_window_is_one_setting_of_the_settings_table(tmp_path):
     from tunecb.storage.urls import study_storage
-    from tunecb.study.settings import FIELDS
+    from tunecb.study.fields import FIELDS
 
     field = next(f for f in FIELDS if f.name == "reconnect")
     assert field.default == reconnect.RECONNECT_S and field.flag == "--reconnect"

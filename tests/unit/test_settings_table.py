@@ -1,4 +1,4 @@
-"""The settings table (tunecb.study.settings.FIELDS) is the one source of the study settings:
+"""The settings table (tunecb.study.fields.FIELDS) is the one source of the study settings:
 Study(...)'s keywords, the defaults, the `tunecb search` flags and the README's reference."""
 
 from __future__ import annotations
@@ -12,17 +12,15 @@ import pytest
 from tunecb.cli.parser import CONVERTERS, build_parser
 from tunecb.errors import ConfigError
 from tunecb.study.declaration import SETTING_NAMES, Study
-from tunecb.study.settings import (
+from tunecb.study.fields import (
     DEFAULTS,
     FIELDS,
     FIELDS_BY_NAME,
     FILE_STEM,
-    Settings,
-    across_fields,
     overrides_from,
     reference_markdown,
-    resolve,
 )
+from tunecb.study.settings import Settings, across_fields, resolve
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEADING = "### `tunecb.Study(...)` reference"
@@ -176,7 +174,7 @@ def test_readme_reference_is_the_generated_table():
         end += 1
     assert "\n".join(lines[start:end]) == reference_markdown(), (
         "README.md's Study reference is stale: replace its table with the output of "
-        "python -c 'from tunecb.study.settings import reference_markdown as r; print(r())'"
+        "python -c 'from tunecb.study.fields import reference_markdown as r; print(r())'"
     )
 
 

@@ -142,7 +142,7 @@ def _run_search(args: argparse.Namespace) -> int:
     # --jobs launcher or a study with nothing left to run never pays TensorFlow's start-up.
     from tunecb.execution.choice import WorkerOptions
     from tunecb.launcher import launch
-    from tunecb.study.settings import overrides_from
+    from tunecb.study.fields import overrides_from
     from tunecb.training.backends import load_study
 
     overrides = overrides_from(args)

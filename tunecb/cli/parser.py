@@ -1,5 +1,5 @@
 """The ``tunecb`` argument parser. The ``search`` flags that set a study setting are made
-from :data:`tunecb.study.settings.FIELDS`; the others are written here.
+from :data:`tunecb.study.fields.FIELDS`; the others are written here.
 
 >>> build_parser().parse_args(["search", "s.py", "--epochs", "3"]).epochs
 3
@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from tunecb._version import __version__
 from tunecb.reporting.formats import names as report_formats
-from tunecb.study.settings import FIELDS, CliType, Field
+from tunecb.study.fields import FIELDS, CliType, Field
 
 
 class _Parser(argparse.ArgumentParser):

@@ -14,7 +14,7 @@ from typing import Any
 
 from tunecb.cli.printers import err
 from tunecb.errors import ConfigError
-from tunecb.study.settings import FIELDS_BY_NAME
+from tunecb.study.fields import FIELDS_BY_NAME
 from tunecb.wording import plural
 
 

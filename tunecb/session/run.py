@@ -18,7 +18,7 @@ from tunecb.study.declaration import LoadedStudy, Study, study_in_code
 
 log = logging.getLogger("tunecb")
 
-# Keywords besides the settings (tunecb.study.settings.FIELDS): how trials run.
+# Keywords besides the settings (tunecb.study.fields.FIELDS): how trials run.
 WORKER_OPTIONS = {
     "jobs": "trials at once: 'auto' (default: a worker per core), 0 (this process) or N",
     "threads_per_worker": "CPU threads of each worker",
@@ -56,7 +56,7 @@ def search(
     """
     from tunecb.execution.choice import WorkerOptions
     from tunecb.launcher import launch
-    from tunecb.study.settings import FIELDS_BY_NAME
+    from tunecb.study.fields import FIELDS_BY_NAME
 
     unknown = sorted(set(settings) - set(FIELDS_BY_NAME))
     if unknown:

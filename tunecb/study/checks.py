@@ -1,4 +1,4 @@
-"""The check of each study setting, declared beside it in :data:`tunecb.study.settings.FIELDS`.
+"""The check of each study setting, declared beside it in :data:`tunecb.study.fields.FIELDS`.
 
 A check takes the value given (by a flag, the study file or the default) and returns the
 value to use, or raises :class:`Invalid` with the one line that says what the setting takes;

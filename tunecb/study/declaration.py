@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError, StudyFileError, first_line
+from tunecb.study.fields import FIELDS
 from tunecb.study.objectives import stable_repr
-from tunecb.study.settings import FIELDS
 
 DataFn = Callable[[], Any]
 BuildFn = Callable[..., Any]  # build(trial) or build(trial, data)

@@ -29,7 +29,7 @@ from typing import Any
 
 from tunecb.errors import ConfigError
 from tunecb.study.declaration import LoadedStudy
-from tunecb.study.settings import BACKENDS  # the module of each backend has its name
+from tunecb.study.fields import BACKENDS  # the module of each backend has its name
 from tunecb.study.study_file import load_study_file
 
 log = logging.getLogger("tunecb")
