@@ -1,8 +1,10 @@
 """Measured faults of the ``--jobs`` worker layer, reproduced end to end with real processes.
 
-Every test starts ``python -m tunecb search`` in a session of its own (stdout and stderr to
-files, so that no pipe of ours can block it), watches the study through its journal file,
-and kills the whole process group when it ends, passed or failed. They need Linux (/proc).
+A test that signals or kills the launcher starts ``python -m tunecb search`` in a session of
+its own (stdout and stderr to files, so that no pipe of ours can block it), watches the study
+through its journal file, and kills the whole process group when it ends, passed or failed;
+one that only needs the search to run launches it in this process (the ``cli`` fixture: no
+second interpreter start-up). They need Linux (/proc).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Limits a long unattended search can trust (issue 21), with real processes: a trial whose
 process is killed every time it runs a given parameter value is not rerun forever.
 
-Every search runs in a session of its own; its whole process group is killed afterwards,
-passed or failed, so that no test leaves a process running. They need Linux (/proc).
+A search started as a process runs in a session of its own; its whole process group is
+killed afterwards, passed or failed, so that no test leaves a process running (a ``--jobs``
+search launched in this process stops its workers itself). They need Linux (/proc).
 """
 
 from __future__ import annotations
