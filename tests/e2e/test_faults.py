@@ -1,8 +1,10 @@
 """Measured faults of the ``--jobs`` worker layer, reproduced end to end with real processes.
 
-Every test starts ``python -m tunecb search`` in a session of its own (stdout and stderr to
-files, so that no pipe of ours can block it), watches the study through its journal file,
-and kills the whole process group when it ends, passed or failed. They need Linux (/proc).
+A test that signals or kills the launcher starts ``python -m tunecb search`` in a session of
+its own (stdout and stderr to files, so that no pipe of ours can block it), watches the study
+through its journal file, and kills the whole process group when it ends, passed or failed;
+one that only needs the search to run launches it in this process (the ``cli`` fixture: no
+second interpreter start-up). They need Linux (/proc).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def load():
 
 @study.model
 def build(trial):
+{barrier}
     units = trial.suggest_int("units", 2, {max_units})
     lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(units, activation="relu"),
@@ -73,6 +76,18 @@ CHATTY = """
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(64).repeat(), None
 """
 
+# The first ``count`` trials wait for each other (a file each; at most 200 s): a trial
+# started later (a rerun) finds them all there and does not wait.
+BARRIER = """
+    import pathlib, time
+    started = pathlib.Path({folder!r})
+    started.mkdir(exist_ok=True)
+    (started / str(trial.number)).touch()
+    deadline = time.monotonic() + 200
+    while len(list(started.iterdir())) < {count} and time.monotonic() < deadline:
+        time.sleep(0.02)
+"""
+
 
 def write_study(
     folder: Path,
@@ -86,9 +101,12 @@ def write_study(
     max_units: int = 64,
     extra: str = "",
     chatty: bool = False,
+    barrier: int = 0,
 ) -> Path:
     """A tiny study file (a Dense layer on random rows x 16 features); ``extra``: more
-    ``tunecb.Study`` settings; ``chatty``: one-step epochs on a training set only."""
+    ``tunecb.Study`` settings; ``chatty``: one-step epochs on a training set only;
+    ``barrier``: the first trials wait in ``build`` until that many have started, so that
+    that many workers train at once, however far apart they started."""
     if chatty:
         settings = "monitor='accuracy', fit_kwargs={'steps_per_epoch': 1}, "
         data = CHATTY
@@ -97,7 +115,9 @@ def write_study(
         data = ARRAYS.format(rows=rows, split=split)
     settings += f"epochs={epochs}, n_trials={n}, pruner='none', patience=None, seed=0{extra}"
     path = folder / f"{name}.py"
-    path.write_text(STUDY.format(settings=settings, data=data.rstrip(), max_units=max_units))
+    wait = BARRIER.format(folder=str(folder / "started"), count=barrier) if barrier else ""
+    path.write_text(STUDY.format(settings=settings, data=data.rstrip(), max_units=max_units,
+                                 barrier=wait.rstrip()))  # fmt: skip
     return path
 
 
@@ -387,6 +407,22 @@ def _pipe_fill(launcher: int, pipe: str) -> tuple[int, int] | None:
     return None
 
 
+def _shrink_shared_pipes(launcher: int, workers: set[int]) -> None:
+    """Make each pipe between the launcher and ``workers`` one page (4 KiB) big, the least
+    Linux allows: an event channel then fills after ~100 events, not ~1,600 (64 KiB)."""
+    shared = {_pipe(launcher, int(fd)) for fd in os.listdir(f"/proc/{launcher}/fd")}
+    for pid in workers:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            if _pipe(pid, int(name)) not in shared - {None}:
+                continue
+            with contextlib.suppress(OSError):  # EBUSY: more than a page waits; left so
+                fd = os.open(f"/proc/{pid}/fd/{name}", os.O_RDONLY | os.O_NONBLOCK)
+                try:
+                    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
+                finally:
+                    os.close(fd)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 @pytest.mark.skipif(WRITE_SYSCALL is None, reason="write(2) number unknown on this machine")
@@ -398,9 +434,11 @@ def test_a_worker_killed_while_holding_the_event_channel_does_not_hang_the_searc
     Reproduced the hang of the old design (one ``multiprocessing.Queue`` for all workers,
     written under one semaphore: a killed holder never released it, and every other worker,
     and the launcher, waited for ever); with a pipe per worker nobody shares anything a
-    worker can die holding, and the search must end with its budget and exit 0."""
+    worker can die holding, and the search must end with its budget and exit 0. (Both
+    trials start together, and the channels are made one page big, so that ~100 epochs fill
+    one: the trials need 2,000 epochs, not 6,000.)"""
     n = 2
-    path = write_study(tmp_path, n=n, epochs=6000, chatty=True)  # the pipe fills first
+    path = write_study(tmp_path, n=n, epochs=2000, chatty=True, barrier=2)
     results = tmp_path / "r"
     journal = Journal(results)
     with launched(path, results, "--jobs", "2") as run:
@@ -411,6 +449,7 @@ def test_a_worker_killed_while_holding_the_event_channel_does_not_hang_the_searc
             return pids if len(pids) == 2 and all(alive(p) for p in pids) else set()
 
         workers = wait_for(two_workers_training, 240, "two workers training", run)
+        _shrink_shared_pipes(run.pid, workers)
         os.kill(run.pid, signal.SIGSTOP)
         try:
 
@@ -513,15 +552,15 @@ def _tpe_study(folder: Path, n: int, epochs: int = 1) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_no_parameter_set_is_proposed_twice_when_a_jobs_search_is_run_again(tmp_path):
+def test_no_parameter_set_is_proposed_twice_when_a_jobs_search_is_run_again(tmp_path, cli):
     """A seeded TPE study (its first 10 trials random) run with ``--jobs 1``, then again
-    with a larger budget: the second run's worker must not replay the first run's."""
+    with a larger budget: the second run's worker must not replay the first run's. (The
+    launcher runs in this process: only its worker processes matter here.)"""
     path = _tpe_study(tmp_path, n=4)
     results = tmp_path / "r"
-    first = search_to_end(path, results, "--jobs", "1")
-    assert first.proc.returncode == 0, first.err()
-    again = search_to_end(path, results, "--jobs", "1", "--n-trials", "8")
-    assert again.proc.returncode == 0, again.err()
+    for more in ((), ("--n-trials", "8")):
+        code, _, err = cli("search", path, "--results", results, "--jobs", "1", *more)
+        assert code == 0, err
     trials = Journal(results).trials()
     assert len(counted(trials)) == 8
     assert_no_repeat(trials)
@@ -529,14 +568,13 @@ def test_no_parameter_set_is_proposed_twice_when_a_jobs_search_is_run_again(tmp_
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_no_parameter_set_is_proposed_twice_when_an_in_process_search_is_run_again(tmp_path):
-    """As above, the trials run in the ``tunecb search`` process itself."""
+def test_no_parameter_set_is_proposed_twice_when_an_in_process_search_is_run_again(tmp_path, cli):
+    """As above, the trials run in the ``tunecb search`` process itself (here: this one)."""
     path = _tpe_study(tmp_path, n=4)
     results = tmp_path / "r"
-    first = search_to_end(path, results)
-    assert first.proc.returncode == 0, first.err()
-    again = search_to_end(path, results, "--n-trials", "8")
-    assert again.proc.returncode == 0, again.err()
+    for more in ((), ("--n-trials", "8")):
+        code, _, err = cli("search", path, "--results", results, *more)
+        assert code == 0, err
     trials = Journal(results).trials()
     assert len(counted(trials)) == 8
     assert_no_repeat(trials)
@@ -562,7 +600,7 @@ def test_no_parameter_set_is_proposed_twice_by_two_launchers_on_one_study(tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_no_parameter_set_is_proposed_twice_after_a_killed_launcher_is_run_again(tmp_path):
+def test_no_parameter_set_is_proposed_twice_after_a_killed_launcher_is_run_again(tmp_path, cli):
     """A ``--jobs 1`` search killed (whole group) mid-search, then run again to the end. The
     retried copy of the killed trial shares its parameters on purpose: only counted trials
     are compared."""
@@ -573,8 +611,8 @@ def test_no_parameter_set_is_proposed_twice_after_a_killed_launcher_is_run_again
         wait_for(lambda: len(counted(journal.trials())) >= 2 and running(journal.trials()),
                  240, "two finished trials and a running one", run, every=0.1)  # fmt: skip
         kill_group(run.pid)
-    again = search_to_end(path, results, "--jobs", "1")
-    assert again.proc.returncode == 0, again.err()
+    code, _, err = cli("search", path, "--results", results, "--jobs", "1")  # here
+    assert code == 0, err
     trials = journal.trials()
     assert len(counted(trials)) == 8
     assert_no_repeat(trials)

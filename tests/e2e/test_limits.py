@@ -1,8 +1,9 @@
 """Limits a long unattended search can trust (issue 21), with real processes: a trial whose
 process is killed every time it runs a given parameter value is not rerun forever.
 
-Every search runs in a session of its own; its whole process group is killed afterwards,
-passed or failed, so that no test leaves a process running. They need Linux (/proc).
+A search started as a process runs in a session of its own; its whole process group is
+killed afterwards, passed or failed, so that no test leaves a process running (a ``--jobs``
+search launched in this process stops its workers itself). They need Linux (/proc).
 """
 
 from __future__ import annotations
@@ -136,17 +137,18 @@ def _check_killed_for_good(trials: list, n: int) -> None:
 
 
 @pytest.mark.slow
-def test_a_trial_that_kills_its_worker_every_time_fails_and_the_jobs_search_ends(tmp_path):
+def test_a_trial_that_kills_its_worker_every_time_fails_and_the_jobs_search_ends(tmp_path, cli):
     """``--jobs 2``: today the same parameters ran 52 times in 150 s and the search never
     ended. Now the configuration fails after ``MAX_DEATHS`` deaths and the budget ends it.
     (``--jobs 0``, where each run of the command dies with its trial: the next run's count is
     tests/unit/test_deaths.py, with real dead processes; the next run finding the killed
-    process: test_workers.py::test_a_killed_search_process_is_recovered_by_the_next_run.)"""
+    process: test_workers.py::test_a_killed_search_process_is_recovered_by_the_next_run.)
+    The launcher runs in this process: only its workers die."""
     path, results = write_study_file(tmp_path, "killer", KILLER_STUDY.format(n=2, seed=11))
-    proc = run_search(path, results, "--jobs", "2")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, out, err = cli("search", path, "--results", results, "--jobs", "2")
+    assert code == 0, err[-2000:]
     _check_killed_for_good(journal_trials(results, "killer"), n=2)
-    assert "killed" in proc.stdout + proc.stderr
+    assert "killed" in out + err
 
 
 # A trial that crawls (each epoch sleeps) and one whose builder never returns, by value of
@@ -375,17 +377,19 @@ def out_of_memory(fit):""",
 
 
 @pytest.mark.slow
-def test_a_trial_that_grows_past_worker_memory_is_stopped_and_fails_after_two(tmp_path):
+def test_a_trial_that_grows_past_worker_memory_is_stopped_and_fails_after_two(tmp_path, cli):
     """``--jobs 1 --worker-memory``: the worker passes its limit within a trial; the trial
-    stops at that epoch end, runs again once in a fresh worker, then FAILs ``killed``."""
+    stops at that epoch end, runs again once in a fresh worker, then FAILs ``killed``. (The
+    launcher runs in this process.)"""
     from tunecb.oracle.deaths import MAX_MEMORY_DEATHS
 
     limit = 1400  # MiB: above a worker's own (about 600 MiB with TensorFlow), reached in epochs
     path = tmp_path / "grow.py"
     path.write_text(GROWING_STUDY.format(n=2, seed=11))
     results = tmp_path / "r"
-    proc = run_search(path, results, "--jobs", "1", "--worker-memory", str(limit), timeout=180)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, _, err = cli("search", path, "--results", results, "--jobs", "1",
+                       "--worker-memory", limit)  # fmt: skip
+    assert code == 0, err[-2000:]
     trials = journal_trials(results, "grow")
     huge, last = memory_deaths_then_killed(trials)
     error = last.user_attrs["error"]

@@ -111,15 +111,17 @@ def search(path: Path, results: Path, *flags: str, env=None, timeout=600):
 
 
 @pytest.mark.slow
-def test_a_pruned_multi_objective_search_runs_on_dask_workers(tmp_path, dask_cluster):
+def test_a_pruned_multi_objective_search_runs_on_dask_workers(tmp_path, dask_cluster, cli):
     distributed = pytest.importorskip("dask.distributed")
     path = tmp_path / "dmo.py"
     path.write_text(FAST_MO.format(epochs=2, n=5))
     results = tmp_path / "r"
     with distributed.Client(dask_cluster) as client:
         dask_pids = {str(pid) for pid in client.run(os.getpid).values()}
-    proc = search(path, results, "--jobs", "2", "--dask", dask_cluster.scheduler_address)
-    assert proc.returncode == 0, proc.stderr
+    # launched in this process
+    code, _, err = cli("search", path, "--results", results, "--jobs", "2",
+                       "--dask", dask_cluster.scheduler_address)  # fmt: skip
+    assert code == 0, err
     trials = journal_study(results, "dmo").get_trials(deepcopy=False)
     assert len(trials) == 5
     assert {t.user_attrs[attrs.WORKER].rsplit(":", 1)[1] for t in trials} <= dask_pids

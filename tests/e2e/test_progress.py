@@ -196,15 +196,13 @@ def test_json_with_quiet_gives_the_summary_only(study_file, tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_workers_send_their_epochs_to_the_launcher(study_file, tmp_path):
+def test_workers_send_their_epochs_to_the_launcher(study_file, tmp_path, cli):
     path = study_file(settings=TWO_TRIALS.replace("n_trials=2", "n_trials=4"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(tmp_path / "r"),
-         "--jobs", "2", "--log-format", "json"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    events = parse_lines(proc.stdout)
+    code, out, err = cli(  # the launcher: this process
+        "search", path, "--results", tmp_path / "r", "--jobs", "2", "--log-format", "json"
+    )
+    assert code == 0, err
+    events = parse_lines(out)
     trials = {e["trial"]: e for e in events if e["event"] == "trial"}
     assert sorted(trials) == [0, 1, 2, 3]
     check_epochs_in_order(events, trials)
@@ -273,21 +271,14 @@ def test_json_records_have_null_for_non_finite_numbers_and_text_for_objects():
 
 
 @pytest.mark.slow
-def test_a_dask_search_reports_epochs_seen_in_the_storage(study_file, tmp_path):
-    distributed = pytest.importorskip("dask.distributed")
+def test_a_dask_search_reports_epochs_seen_in_the_storage(study_file, tmp_path, cli, dask_cluster):
+    """On the session's shared cluster (its workers imported Keras already), launched here."""
     path = study_file(settings=TWO_TRIALS, extra=SLOW_EPOCHS)
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:  # fmt: skip
-        proc = subprocess.run(
-            [sys.executable, "-m", "tunecb", "search", str(path), "--results",
-             str(tmp_path / "r"), "--jobs", "1", "--dask", cluster.scheduler_address,
-             "--log-format", "json"],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    events = parse_lines(proc.stdout)
+    address = dask_cluster.scheduler_address
+    code, out, err = cli("search", path, "--results", tmp_path / "r", "--jobs", "1",
+                         "--dask", address, "--log-format", "json")  # fmt: skip
+    assert code == 0, err
+    events = parse_lines(out)
     assert sorted(e["trial"] for e in events if e["event"] == "trial") == [0, 1]
     for number in (0, 1):  # epochs polled from the storage: some, in order, from its worker
         epochs = [e for e in events if e["event"] == "epoch" and e["trial"] == number]

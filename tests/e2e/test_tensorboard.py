@@ -240,12 +240,10 @@ def test_a_trial_resumed_after_its_worker_died_has_one_session_with_the_whole_cu
     settings = DEFAULT_SETTINGS.replace("epochs=3", "epochs=6").replace("n_trials=3", "n_trials=2")
     path = write_study(tmp_path, settings=settings, extra=KILLER)
     results = tmp_path / "results"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
-         "--jobs", "1", "--backup-every", "0", "--tensorboard"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = cli(  # launched in this process
+        "search", path, "--results", results, "--jobs", "1", "--backup-every", "0", "--tensorboard"
+    )
+    assert code == 0, err
     rows = report(cli, results / "tiny")
     assert rows[0]["state"] == "FAIL" and rows[0]["stop_reason"] == "worker_died"
     rerun = next(r for n, r in rows.items() if n > 0 and r["params_lr"] == rows[0]["params_lr"])

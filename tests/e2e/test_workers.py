@@ -94,10 +94,10 @@ def test_worker_environment_divides_threads_and_assigns_gpus():
 
 
 @pytest.mark.slow
-def test_four_workers_run_exactly_the_budget_without_losing_or_repeating_a_trial(tmp_path):
+def test_four_workers_run_exactly_the_budget_without_losing_or_repeating_a_trial(tmp_path, cli):
     # 16 trials (8 queued, 8 sampled) go through the same paths as 100 did (queued trials
     # taken by every worker at once, many asks and tells, the end of the budget) for a
-    # sixth of the cost.
+    # sixth of the cost. The launcher runs in this process (no second TensorFlow start-up).
     path = write_fast_study(tmp_path, n=16)
     results = tmp_path / "r"
     # Create the study first, with 8 enqueued trials that must each run exactly once.
@@ -110,9 +110,9 @@ def test_four_workers_run_exactly_the_budget_without_losing_or_repeating_a_trial
     queued = [{"units": 3 + i, "lr": 0.001 * (i + 1)} for i in range(8)]
     for params in queued:
         study.enqueue_trial(params)
-    proc = search(path, results, "--jobs", "4")
-    assert proc.returncode == 0, proc.stderr
-    assert "locked" not in proc.stderr
+    code, out, err = cli("search", path, "--results", results, "--jobs", "4")
+    assert code == 0, err
+    assert "locked" not in err
     trials = [t for t in journal_study(results, "par").trials
               if t.user_attrs.get("stop_reason") != "discarded"]  # fmt: skip
     assert len(trials) == 16
@@ -123,23 +123,23 @@ def test_four_workers_run_exactly_the_budget_without_losing_or_repeating_a_trial
     workers = min(4, len(os.sched_getaffinity(0)))  # --jobs is capped at the cores
     assert len({t.user_attrs["worker"] for t in trials}) == workers
     if workers < 4:
-        assert f"--jobs 4 capped to {workers}: this machine has {workers} cores" in proc.stdout
+        assert f"--jobs 4 capped to {workers}: this machine has {workers} cores" in out
     for t in trials:
         meta = json.loads((results / "par" / "trials" / str(t.number) / "trial.json").read_text())
         assert meta["state"] == "COMPLETE" and meta["params"] == t.params
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    lines = [line for line in out.splitlines() if line.startswith("[")]
     assert len(lines) == 16 and lines[-1].startswith("[16/16]")
 
 
 @pytest.mark.slow
-def test_workers_are_recycled_and_get_their_thread_share_and_gpu(tmp_path):
+def test_workers_are_recycled_and_get_their_thread_share_and_gpu(tmp_path, cli, monkeypatch):
     path = write_fast_study(tmp_path, n=8)
     report = tmp_path / "env"
     report.mkdir()
-    env = {**os.environ, "TUNECB_TEST_REPORT": str(report)}
-    proc = search(path, tmp_path / "r", "--jobs", "2", "--worker-trials", "2", "--gpus", "0,1",
-                  env=env)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setenv("TUNECB_TEST_REPORT", str(report))  # the workers inherit it
+    code, _, err = cli("search", path, "--results", tmp_path / "r", "--jobs", "2",
+                       "--worker-trials", "2", "--gpus", "0,1")  # fmt: skip
+    assert code == 0, err
     trials = journal_study(tmp_path / "r", "par").trials
     assert len(trials) == 8 and {t.state.name for t in trials} == {"COMPLETE"}
     workers = {t.user_attrs["worker"] for t in trials}
@@ -193,11 +193,11 @@ def test_a_killed_worker_loses_nothing_and_its_trial_runs_again(tmp_path):
     assert not any((results / "par" / "backups").iterdir())  # cleaned up when trials ended
 
 
-def test_a_negative_jobs_is_a_one_line_error(tmp_path):
+def test_a_negative_jobs_is_a_one_line_error(tmp_path, cli):
     path = write_fast_study(tmp_path)
-    proc = search(path, tmp_path / "r", "--jobs", "-1", timeout=60)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "--jobs" in proc.stderr
+    code, _, err = cli("search", path, "--results", tmp_path / "r", "--jobs", "-1")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "--jobs" in err
 
 
 @pytest.mark.slow
@@ -231,7 +231,7 @@ def test_a_killed_search_process_is_recovered_by_the_next_run(tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_worker_and_the_same_command_continues(tmp_path):
+def test_ctrl_c_stops_every_worker_and_the_same_command_continues(tmp_path, cli):
     path = write_fast_study(tmp_path, n=4, epochs=300, rows=4096, split=3072)
     results = tmp_path / "r"
     command = [sys.executable, "-m", "tunecb", "search", str(path), "--results", str(results),
@@ -246,19 +246,20 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_continues(tmp_path):
     assert not [t for t in trials if t.state.name == "RUNNING"]
     stopped = [t for t in trials if t.user_attrs.get("stop_reason") == "interrupted"]
     assert len(stopped) == 2
-    again = subprocess.run([*command, "--epochs", "1"], capture_output=True, text=True,
-                           timeout=600)  # fmt: skip
-    assert again.returncode == 0, again.stderr
-    assert "continuing study 'par'" in again.stdout
+    code, out, err = cli(*command[3:], "--epochs", "1")  # again, in this process
+    assert code == 0, err
+    assert "continuing study 'par'" in out
     trials = journal_study(results, "par").trials
     assert sum(t.state.name == "COMPLETE" for t in trials) == 4
 
 
 @pytest.mark.slow
-def test_a_worker_above_the_memory_ceiling_is_replaced(tmp_path):
+def test_a_worker_above_the_memory_ceiling_is_replaced(tmp_path, cli):
     path = write_fast_study(tmp_path, n=2)  # each worker pays a TensorFlow start-up
-    proc = search(path, tmp_path / "r", "--jobs", "1", "--worker-memory", "1")  # 1 MiB
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = cli(
+        "search", path, "--results", tmp_path / "r", "--jobs", "1", "--worker-memory", "1"
+    )  # 1 MiB; the launcher in this process
+    assert code == 0, err
     trials = journal_study(tmp_path / "r", "par").trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 2
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # one trial per worker
