@@ -1,5 +1,6 @@
-"""Multi-objective studies without a fit: the objectives= setting, Pareto ranks and the rung
-decision, the pruning callback on a fake study, the front of a real in-memory Optuna study."""
+"""Multi-objective studies without a fit: the objectives= setting, Pareto ranks, hypervolume
+and the rung decision, the pruning callback on a fake study, the front of a real in-memory
+Optuna study."""
 
 from __future__ import annotations
 
@@ -79,17 +80,43 @@ def test_ranks_peel_fronts_and_equal_vectors_share_one():
     assert pareto.ranks(vectors, UP_DOWN) == [0, 0, 1, 2, 0]
 
 
-def test_survives_keeps_the_top_third_of_a_chain():
+def test_survives_keeps_the_first_third_of_a_chain_as_moasha_counts_it():
     chain = [(1.0 - i / 10, float(i)) for i in range(9)]  # each dominates the next
     kept = [pareto.survives(v, [w for w in chain if w is not v], UP_DOWN) for v in chain]
-    assert kept == [True] * 3 + [False] * 6
+    assert kept == [True] * 4 + [False] * 5  # places 0-3 of 9: place / n <= 1/3
 
 
-def test_survives_keeps_a_whole_front_that_straddles_the_cut():
-    front_five = [(0.5 + i / 10, float(i)) for i in range(5)]  # trade-offs: one front
-    others = [*front_five[1:], (0.1, 99.0), (0.2, 98.0)]
-    assert pareto.survives(front_five[0], others, UP_DOWN)
-    assert not pareto.survives((0.1, 99.0), [*front_five, (0.2, 98.0)], UP_DOWN)
+def test_the_first_trial_at_a_rung_goes_on_and_the_second_unless_dominated():
+    assert pareto.survives((0.1, 99.0), [], UP_DOWN)
+    assert pareto.survives((0.5, 10.0), [(0.9, 100.0)], UP_DOWN)  # a trade-off: a tie
+    assert not pareto.survives((0.5, 200.0), [(0.9, 100.0)], UP_DOWN)
+
+
+def test_a_front_member_that_adds_little_hypervolume_is_stopped():
+    # the old rule kept a whole front: here a model at chance accuracy goes on by its size
+    front_five = [(0.5 + i / 10, 10.0 * (i + 1)) for i in range(5)]  # trade-offs: one front
+    chance = (0.1, 9.0)  # one parameter fewer than the smallest, far less accurate
+    assert pareto.ranks([chance, *front_five], UP_DOWN) == [0] * 6
+    assert not pareto.survives(chance, front_five, UP_DOWN)
+    assert pareto.survives(front_five[1], [chance, front_five[0], *front_five[2:]], UP_DOWN)
+
+
+def test_the_rung_order_is_by_rank_then_hypervolume_contribution_whatever_the_scale():
+    at_rung = [(0.5, 100.0), (0.1, 9.0), (0.9, 50.0), (0.8, 10.0), (0.85, 20.0)]
+    order = pareto.selection_order(at_rung, UP_DOWN)
+    assert order == [3, 4, 2, 1, 0]  # the front by what each adds (7, 1.5, 0.2, 0.08), then 0
+    scaled = [(a, p * 1e4) for a, p in at_rung]
+    assert pareto.selection_order(scaled, UP_DOWN) == order
+
+
+def test_hypervolume_in_any_dimension_and_each_vectors_contribution():
+    two = [(0.9, 10.0), (0.8, 5.0)]
+    assert pareto.hypervolume(two, UP_DOWN, (0.0, 20.0)) == pareto.hypervolume_2d(
+        two, UP_DOWN, (0.0, 20.0)
+    )
+    boxes = [(1.0, 1.0, 2.0), (2.0, 2.0, 1.0)]  # minimised; two boxes overlapping in 1x1x1
+    assert pareto.hypervolume(boxes, [False] * 3, (3.0, 3.0, 3.0)) == pytest.approx(4 + 2 - 1)
+    assert pareto.contributions([(0.9, 10.0), (0.9, 10.0), (0.5, 1.0)], UP_DOWN)[:2] == [0, 0]
 
 
 def test_hypervolume_of_two_objectives_grows_with_a_better_point():
@@ -157,10 +184,10 @@ def test_a_trial_on_the_rungs_front_goes_on_and_failed_trials_do_not_count(tmp_p
     others = [
         _stored(0, TrialState.COMPLETE, 1, [0.9, 100.0]),
         _stored(1, TrialState.FAIL, 1, [0.99, 1.0]),  # a dead worker's: rerun, not counted
-        _stored(2, TrialState.PRUNED, 1, [0.8, 50.0]),
+        _stored(2, TrialState.PRUNED, 1, [0.5, 50.0]),
     ]
-    cb, _ = _callback(tmp_path, 5, others, params=10.0, accuracy=0.7)
-    cb.on_epoch_end(0, {"loss": 1.0, "val_accuracy": 0.7})
+    cb, _ = _callback(tmp_path, 5, others, params=10.0, accuracy=0.8)
+    cb.on_epoch_end(0, {"loss": 1.0, "val_accuracy": 0.8})
     assert cb.pruned_at is None and not cb.model.stop_training
 
 
