@@ -212,7 +212,8 @@ def selection_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list
 
 def contributions(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[float]:
     """The hypervolume each vector alone adds to ``vectors`` (``0.0`` for a dominated one
-    or one of equal twins), up to :func:`reference_point` of ``vectors``.
+    or one of equal twins), up to :func:`reference_point` of ``vectors``; to 10 significant
+    digits of their total, so that equal shares compare equal (two trade-offs add the same).
 
     >>> contributions([(0.9, 10), (0.5, 1), (0.4, 9)], [True, False])
     [0.36, 1.3, 0.0]
@@ -221,8 +222,9 @@ def contributions(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[f
         return []
     ref = reference_point(vectors, maximize)
     total = hypervolume(vectors, maximize, ref)
+    digits = 9 - math.floor(math.log10(total)) if total > 0 else 0  # equal up to rounding
     return [
-        round(total - hypervolume([*vectors[:i], *vectors[i + 1 :]], maximize, ref), 12)
+        round(total - hypervolume([*vectors[:i], *vectors[i + 1 :]], maximize, ref), digits)
         for i in range(len(vectors))
     ]
 
