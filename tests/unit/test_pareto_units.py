@@ -119,6 +119,23 @@ def test_hypervolume_in_any_dimension_and_each_vectors_contribution():
     assert pareto.contributions([(0.9, 10.0), (0.9, 10.0), (0.5, 1.0)], UP_DOWN)[:2] == [0, 0]
 
 
+def test_contributions_of_two_objectives_agree_with_leaving_each_vector_out():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(100):
+        vectors = [(round(rng.random(), 2), float(rng.randint(1, 20))) for _ in range(8)]
+        on = pareto.front(vectors, UP_DOWN)
+        for case in (vectors, [v for v, f in zip(vectors, on, strict=True) if f] * 2):
+            ref = pareto.reference_point(case, UP_DOWN)
+            total = pareto.hypervolume(case, UP_DOWN, ref)
+            left_out = [
+                total - pareto.hypervolume([*case[:i], *case[i + 1 :]], UP_DOWN, ref)
+                for i in range(len(case))
+            ]
+            assert pareto.contributions(case, UP_DOWN) == pytest.approx(left_out, abs=1e-9)
+
+
 def test_hypervolume_of_two_objectives_grows_with_a_better_point():
     base = pareto.hypervolume_2d([(0.8, 10)], UP_DOWN, (0.0, 100))
     more = pareto.hypervolume_2d([(0.8, 10), (0.9, 50)], UP_DOWN, (0.0, 100))

@@ -14,6 +14,8 @@ Every function takes ``maximize``: one bool per objective (``True``: higher is b
 
 from __future__ import annotations
 
+import collections
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -223,10 +225,30 @@ def contributions(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[f
     ref = reference_point(vectors, maximize)
     total = hypervolume(vectors, maximize, ref)
     digits = 9 - math.floor(math.log10(total)) if total > 0 else 0  # equal up to rounding
-    return [
-        round(total - hypervolume([*vectors[:i], *vectors[i + 1 :]], maximize, ref), digits)
-        for i in range(len(vectors))
-    ]
+    added = _front_2d(vectors, maximize, ref)
+    if added is None:  # not one front of two objectives: each vector left out in turn
+        added = [total - hypervolume([*vectors[:i], *vectors[i + 1 :]], maximize, ref)
+                 for i in range(len(vectors))]  # fmt: skip
+    return [round(a, digits) for a in added]
+
+
+def _front_2d(vectors: Sequence[Vector], maximize: Sequence[bool], ref: Vector) -> list | None:
+    """:func:`contributions` of one front of two objectives in one sort (each vector's box
+    between its neighbours; twins add nothing); ``None`` for anything else."""
+    if len(ref) != 2:
+        return None
+    costs = [_costs(v, maximize) for v in vectors]
+    r = _costs(ref, maximize)
+    unique = sorted(set(costs))
+    if any(b[1] >= a[1] for a, b in itertools.pairwise(unique)):
+        return None  # one dominates another
+    box = {}
+    for k, (x, y) in enumerate(unique):
+        right = unique[k + 1][0] if k + 1 < len(unique) else r[0]
+        top = unique[k - 1][1] if k else r[1]
+        box[(x, y)] = (right - x) * (top - y)
+    twins = collections.Counter(costs)
+    return [0.0 if twins[c] > 1 else box[c] for c in costs]
 
 
 def reference_point(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[float]:
