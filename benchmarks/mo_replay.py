@@ -13,32 +13,15 @@ import functools
 
 from tunecb.oracle import pareto
 
-
-def survives_whole_fronts(own, others, maximize, reduction: int = 3, startup: int = 3) -> bool:
-    """The Pareto pruner's rung decision before the hypervolume rule (``pareto:fronts``): go
-    on when fewer than ``max(1, n // reduction)`` trials have a better non-dominated rank (a
-    whole front that straddles the cut goes on), and until ``startup`` trials reached the
-    rung nobody is stopped.
-
-    >>> survives_whole_fronts((0.1, 9), [(0.5 + i / 10, i + 10) for i in range(5)], [1, 0])
-    True
-    """
-    vectors = [own, *others]
-    if len(vectors) < startup:
-        return True
-    rank = pareto.ranks(vectors, maximize)
-    better = sum(r < rank[0] for r in rank)
-    return better < max(1, len(vectors) // reduction)
-
-
 # The Pareto pruner's rules (``pareto`` is tunecb's default: rungs by pareto.rung_epochs, the
-# first at a tenth of the budget, then times 3; the rung decision pareto.survives); each
-# variant swaps one function of tunecb.oracle.pareto: "sha" Optuna's SuccessiveHalvingPruner's
-# geometry with its automatic minimum resource (1 epoch below 100): rungs 1, 3, 9, ...;
-# "fronts" the rung decision before the hypervolume rule (whole fronts kept, 3 start-up trials).
+# first at a tenth of the budget, then times 3; the rung decision pareto.survives: rank, whole
+# fronts kept, 3 start-up trials); each variant swaps one function of tunecb.oracle.pareto:
+# "sha" Optuna's SuccessiveHalvingPruner's geometry with its automatic minimum resource (1
+# epoch below 100): rungs 1, 3, 9, ...; "hv" the rung decision by rank, then hypervolume
+# contribution, MOASHA's count (pareto.survives_by_contribution).
 RUNG_RULES = {
     "sha": ("rung_epochs", functools.partial(pareto.rung_epochs, first=1)),
-    "fronts": ("survives", survives_whole_fronts),
+    "hv": ("survives", pareto.survives_by_contribution),
 }
 PRUNERS = ("none", "pareto", "promotion", *(f"pareto:{rule}" for rule in RUNG_RULES))
 
@@ -88,9 +71,9 @@ def top_down(epochs: int, reduction: int = 3) -> list[int]:
 
 REPLAYED = {  # name: (rungs, rung decision)
     "pareto": (pareto.rung_epochs, pareto.survives),
-    "pareto:fronts": (pareto.rung_epochs, survives_whole_fronts),
+    "pareto:hv": (pareto.rung_epochs, pareto.survives_by_contribution),
     "pareto:sha": (RUNG_RULES["sha"][1], pareto.survives),
-    "pareto:sha+fronts": (RUNG_RULES["sha"][1], survives_whole_fronts),
+    "pareto:sha+hv": (RUNG_RULES["sha"][1], pareto.survives_by_contribution),
     "pareto:top-down": (top_down, pareto.survives),
 }
 
@@ -106,10 +89,10 @@ def replay(trials: list[dict], epochs: int, rungs: list[int], maximize: bool,
     trials, not a search. The complete trials' points and the epochs trained.
 
     >>> up = [{"params": 10.0, "curve": [0.5, 0.9]}, {"params": 20.0, "curve": [0.4, 0.6]}]
-    >>> replay(up * 2, 2, [1], True)["epochs"]  # the second is dominated at epoch 1
-    6
-    >>> replay(up * 2, 2, [1], True, survives_whole_fronts)["epochs"]  # 3 start-up trials
+    >>> replay(up * 2, 2, [1], True)["epochs"]  # the fourth is dominated at epoch 1
     7
+    >>> replay(up * 2, 2, [1], True, pareto.survives_by_contribution)["epochs"]  # the second
+    6
     """
     survives = survives or pareto.survives
     ways = [maximize, False]

@@ -14,8 +14,8 @@ multi-objective study.
    the wall time ratio and the epochs-trained ratio, and whether every front member's
    checkpoint evaluates to its recorded accuracy and parameter count.
    A pruner ``pareto:RULE`` is the Pareto pruner with another rule (``mo_replay.RUNG_RULES``:
-   ``sha`` rungs at epochs 1, 3, 9, ...; ``fronts`` the rung decision before the hypervolume
-   one, whole fronts kept; swapped in for that search only, in this process). Each
+   ``sha`` rungs at epochs 1, 3, 9, ...; ``hv`` the rung decision by hypervolume
+   contribution; swapped in for that search only, in this process). Each
    two-objective case also gets the rung rules replayed on its unpruned run's curves
    (``mo_replay.replay``: same trials, no training).
 2. Report. A finished 1,000-trial multi-objective study and a single-objective one of the
@@ -27,7 +27,7 @@ multi-objective study.
     python benchmarks/multiobjective.py --seeds 0 1 2 --trials 10 --epochs 6
     python benchmarks/multiobjective.py --only report --report-against /tmp/before
     python benchmarks/multiobjective.py --only search --tasks digits --trials 12 --epochs 20 \
-        --pruners none pareto:fronts pareto --latency-task '' --json /tmp/digits.json
+        --pruners none pareto pareto:hv --latency-task '' --json /tmp/digits.json
     python benchmarks/multiobjective.py --combine /tmp/digits.json /tmp/tabular.json
 
 Prints tables and writes ``benchmarks/out/multiobjective.json``.

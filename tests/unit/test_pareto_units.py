@@ -19,6 +19,7 @@ from tunecb.study.objectives import parse_objectives
 from tunecb.study.settings import resolve
 
 UP_DOWN = [True, False]
+by_share = pareto.survives_by_contribution
 
 
 def _resolve(study: dict, flags: dict | None = None):
@@ -80,25 +81,35 @@ def test_ranks_peel_fronts_and_equal_vectors_share_one():
     assert pareto.ranks(vectors, UP_DOWN) == [0, 0, 1, 2, 0]
 
 
-def test_survives_keeps_the_first_third_of_a_chain_as_moasha_counts_it():
+def test_survives_keeps_the_top_third_of_a_chain():
     chain = [(1.0 - i / 10, float(i)) for i in range(9)]  # each dominates the next
     kept = [pareto.survives(v, [w for w in chain if w is not v], UP_DOWN) for v in chain]
+    assert kept == [True] * 3 + [False] * 6
+
+
+def test_survives_keeps_a_whole_front_that_straddles_the_cut():
+    front_five = [(0.5 + i / 10, float(i)) for i in range(5)]  # trade-offs: one front
+    others = [*front_five[1:], (0.1, 99.0), (0.2, 98.0)]
+    assert pareto.survives(front_five[0], others, UP_DOWN)
+    assert not pareto.survives((0.1, 99.0), [*front_five, (0.2, 98.0)], UP_DOWN)
+
+
+def test_by_contribution_the_first_third_of_a_chain_is_kept_as_moasha_counts_it():
+    chain = [(1.0 - i / 10, float(i)) for i in range(9)]
+    kept = [by_share(v, [w for w in chain if w is not v], UP_DOWN) for v in chain]
     assert kept == [True] * 4 + [False] * 5  # places 0-3 of 9: place / n <= 1/3
+    assert by_share((0.1, 99.0), [], UP_DOWN)  # the first at a rung goes on
+    assert by_share((0.5, 10.0), [(0.9, 100.0)], UP_DOWN)  # a trade-off: a tie
+    assert not by_share((0.5, 200.0), [(0.9, 100.0)], UP_DOWN)
 
 
-def test_the_first_trial_at_a_rung_goes_on_and_the_second_unless_dominated():
-    assert pareto.survives((0.1, 99.0), [], UP_DOWN)
-    assert pareto.survives((0.5, 10.0), [(0.9, 100.0)], UP_DOWN)  # a trade-off: a tie
-    assert not pareto.survives((0.5, 200.0), [(0.9, 100.0)], UP_DOWN)
-
-
-def test_a_front_member_that_adds_little_hypervolume_is_stopped():
-    # the old rule kept a whole front: here a model at chance accuracy goes on by its size
+def test_by_contribution_a_front_member_that_adds_little_is_stopped():
     front_five = [(0.5 + i / 10, 10.0 * (i + 1)) for i in range(5)]  # trade-offs: one front
     chance = (0.1, 9.0)  # one parameter fewer than the smallest, far less accurate
     assert pareto.ranks([chance, *front_five], UP_DOWN) == [0] * 6
-    assert not pareto.survives(chance, front_five, UP_DOWN)
-    assert pareto.survives(front_five[1], [chance, front_five[0], *front_five[2:]], UP_DOWN)
+    assert pareto.survives(chance, front_five, UP_DOWN)  # the default keeps a whole front
+    assert not by_share(chance, front_five, UP_DOWN)
+    assert by_share(front_five[1], [chance, front_five[0], *front_five[2:]], UP_DOWN)
 
 
 def test_the_rung_order_is_by_rank_then_hypervolume_contribution_whatever_the_scale():
@@ -201,10 +212,10 @@ def test_a_trial_on_the_rungs_front_goes_on_and_failed_trials_do_not_count(tmp_p
     others = [
         _stored(0, TrialState.COMPLETE, 1, [0.9, 100.0]),
         _stored(1, TrialState.FAIL, 1, [0.99, 1.0]),  # a dead worker's: rerun, not counted
-        _stored(2, TrialState.PRUNED, 1, [0.5, 50.0]),
+        _stored(2, TrialState.PRUNED, 1, [0.8, 50.0]),
     ]
-    cb, _ = _callback(tmp_path, 5, others, params=10.0, accuracy=0.8)
-    cb.on_epoch_end(0, {"loss": 1.0, "val_accuracy": 0.8})
+    cb, _ = _callback(tmp_path, 5, others, params=10.0, accuracy=0.7)
+    cb.on_epoch_end(0, {"loss": 1.0, "val_accuracy": 0.7})
     assert cb.pruned_at is None and not cb.model.stop_training
 
 
