@@ -316,7 +316,7 @@ def combine(parts: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("search", "report"), default=None)
-    parser.add_argument("--tasks", nargs="+", default=["digits", "tabular"])
+    parser.add_argument("--tasks", nargs="*", default=["digits", "tabular"])
     parser.add_argument("--latency-task", default="digits", help="'' for none")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--latency-seeds", nargs="+", type=int, default=[0])
