@@ -13,26 +13,33 @@ import functools
 
 from tunecb.oracle import pareto
 
-# The Pareto pruner's rung rules: "pareto" is tunecb's default (pareto.rung_epochs: the first
-# rung at a tenth of the budget, then times 3); "sha" is Optuna's SuccessiveHalvingPruner's
-# geometry with its automatic minimum resource (1 epoch below 100): rungs 1, 3, 9, ...
-RUNG_RULES = {"sha": functools.partial(pareto.rung_epochs, first=1)}
+# The Pareto pruner's rules (``pareto`` is tunecb's default: rungs by pareto.rung_epochs, the
+# first at a tenth of the budget, then times 3; the rung decision pareto.survives: rank, whole
+# fronts kept, 3 start-up trials); each variant swaps one function of tunecb.oracle.pareto:
+# "sha" Optuna's SuccessiveHalvingPruner's geometry with its automatic minimum resource (1
+# epoch below 100): rungs 1, 3, 9, ...; "hv" the rung decision by rank, then hypervolume
+# contribution, MOASHA's count (pareto.survives_by_contribution).
+RUNG_RULES = {
+    "sha": ("rung_epochs", functools.partial(pareto.rung_epochs, first=1)),
+    "hv": ("survives", pareto.survives_by_contribution),
+}
 PRUNERS = ("none", "pareto", "promotion", *(f"pareto:{rule}" for rule in RUNG_RULES))
 
 
 @contextlib.contextmanager
 def rung_rule(pruner: str):
-    """The pruner's name for the study, with its rung rule swapped in while it runs."""
+    """The pruner's name for the study, with its rule swapped in while it runs."""
     base, _, rule = pruner.partition(":")
     if not rule:
         yield base
         return
-    default = pareto.rung_epochs
-    pareto.rung_epochs = RUNG_RULES[rule]
+    name, function = RUNG_RULES[rule]
+    default = getattr(pareto, name)
+    setattr(pareto, name, function)
     try:
         yield base
     finally:
-        pareto.rung_epochs = default
+        setattr(pareto, name, default)
 
 
 def hypervolume(points: list[list[float]], maximize: list[bool], ref: list[float]) -> float:
@@ -62,25 +69,32 @@ def top_down(epochs: int, reduction: int = 3) -> list[int]:
     return sorted(set(found))
 
 
-REPLAYED = {
-    "pareto": pareto.rung_epochs,
-    "pareto:sha": RUNG_RULES["sha"],
-    "pareto:top-down": top_down,
+REPLAYED = {  # name: (rungs, rung decision)
+    "pareto": (pareto.rung_epochs, pareto.survives),
+    "pareto:hv": (pareto.rung_epochs, pareto.survives_by_contribution),
+    "pareto:sha": (RUNG_RULES["sha"][1], pareto.survives),
+    "pareto:sha+hv": (RUNG_RULES["sha"][1], pareto.survives_by_contribution),
+    "pareto:top-down": (top_down, pareto.survives),
 }
 
 
-def replay(trials: list[dict], epochs: int, rungs: list[int], maximize: bool) -> dict:
+def replay(trials: list[dict], epochs: int, rungs: list[int], maximize: bool,
+           survives=None) -> dict:  # fmt: skip
     """The Pareto pruner's decisions replayed on an unpruned search's curves (accuracy per
     epoch and parameter count of each trial, in trial order, as ``jobs=0`` runs them): at
     each rung a trial's values (best accuracy so far, parameters) are stored and judged
-    against the earlier trials' values there (:func:`tunecb.oracle.pareto.survives`). The
+    against the earlier trials' values there (``survives``, by default
+    :func:`tunecb.oracle.pareto.survives`). The
     sampler does not see the pruning here: a cheap side-by-side of rung rules on the same
     trials, not a search. The complete trials' points and the epochs trained.
 
     >>> up = [{"params": 10.0, "curve": [0.5, 0.9]}, {"params": 20.0, "curve": [0.4, 0.6]}]
     >>> replay(up * 2, 2, [1], True)["epochs"]  # the fourth is dominated at epoch 1
     7
+    >>> replay(up * 2, 2, [1], True, pareto.survives_by_contribution)["epochs"]  # the second
+    6
     """
+    survives = survives or pareto.survives
     ways = [maximize, False]
     at: dict[int, list[list[float]]] = {r: [] for r in rungs}
     points, trained = [], 0
@@ -89,7 +103,7 @@ def replay(trials: list[dict], epochs: int, rungs: list[int], maximize: bool) ->
         best = max if maximize else min
         for rung in (r for r in rungs if r <= len(curve)):
             own = [best(curve[:rung]), trial["params"]]
-            judged = pareto.survives(own, at[rung], ways)
+            judged = survives(own, at[rung], ways)
             at[rung].append(own)
             if not judged:
                 stopped = rung
@@ -113,8 +127,8 @@ def add_replays(rows: list[dict], epochs: int) -> None:
         in_order = sorted(
             base["curves"], key=lambda t: t["trial"]
         )  # the report sorts the front first
-        for name, rule in REPLAYED.items():
-            found = replay(in_order, epochs, rule(epochs), True)
+        for name, (rule, survives) in REPLAYED.items():
+            found = replay(in_order, epochs, rule(epochs), True, survives)
             row["replay"][name] = {
                 "rungs": rule(epochs),
                 "hv_ratio": hypervolume(found["points"], maximize, row["reference"]) / full,

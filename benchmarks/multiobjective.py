@@ -13,8 +13,9 @@ multi-objective study.
    process, so its CPU seconds stand for its wall time on an idle core, whatever the load),
    the wall time ratio and the epochs-trained ratio, and whether every front member's
    checkpoint evaluates to its recorded accuracy and parameter count.
-   A pruner ``pareto:RULE`` is the Pareto pruner with another rung rule
-   (``mo_replay.RUNG_RULES``; swapped in for that search only, in this process). Each
+   A pruner ``pareto:RULE`` is the Pareto pruner with another rule (``mo_replay.RUNG_RULES``:
+   ``sha`` rungs at epochs 1, 3, 9, ...; ``hv`` the rung decision by hypervolume
+   contribution; swapped in for that search only, in this process). Each
    two-objective case also gets the rung rules replayed on its unpruned run's curves
    (``mo_replay.replay``: same trials, no training).
 2. Report. A finished 1,000-trial multi-objective study and a single-objective one of the
@@ -25,8 +26,8 @@ multi-objective study.
 
     python benchmarks/multiobjective.py --seeds 0 1 2 --trials 10 --epochs 6
     python benchmarks/multiobjective.py --only report --report-against /tmp/before
-    python benchmarks/multiobjective.py --only search --tasks digits --trials 20 --epochs 20 \
-        --pruners none pareto pareto:sha --latency-task '' --json /tmp/digits.json
+    python benchmarks/multiobjective.py --only search --tasks digits --trials 12 --epochs 20 \
+        --pruners none pareto pareto:hv --latency-task '' --json /tmp/digits.json
     python benchmarks/multiobjective.py --combine /tmp/digits.json /tmp/tabular.json
 
 Prints tables and writes ``benchmarks/out/multiobjective.json``.
@@ -315,7 +316,7 @@ def combine(parts: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("search", "report"), default=None)
-    parser.add_argument("--tasks", nargs="+", default=["digits", "tabular"])
+    parser.add_argument("--tasks", nargs="*", default=["digits", "tabular"])
     parser.add_argument("--latency-task", default="digits", help="'' for none")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--latency-seeds", nargs="+", type=int, default=[0])
