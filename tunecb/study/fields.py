@@ -160,7 +160,8 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "pruner", "median",
-        "`median`, `hyperband` (first rung at a tenth of `epochs`), `successive_halving`, "
+        "`median`, `hyperband` (first rung at a tenth of `epochs`), `successive_halving` (ASHA, "
+        "rungs at 1, 3 and 9 tenths of `epochs`), "
         "`promotion` (pauses at rungs and resumes the best from their backups), "
         "`none`, or an `optuna.pruners` instance; with `objectives=`: `pareto` (the default "
         "there), `promotion` (ranked by Pareto rank) or `none`",
