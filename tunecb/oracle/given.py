@@ -6,33 +6,27 @@ Each is an Optuna WAITING trial with its parameters fixed and the user attribute
 shows. Two launchers opening one study at the same moment may both queue a
 configuration; the one asked later is discarded when it is asked (:func:`repeated`).
 
->>> problem("units", 64, optuna.distributions.IntDistribution(8, 32))
-'units=64 is outside int 8..32'
->>> problem("act", "elu", optuna.distributions.CategoricalDistribution(["relu"])) is not None
-True
+Whether a given value fits the space: :func:`tunecb.oracle.distributions.problem`.
 """
 
 from __future__ import annotations
 
 import json
-import numbers
 from typing import Any
 
 import optuna
 from optuna.distributions import (
     BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
 )
 from optuna.trial import TrialState
 
 from tunecb.errors import ConfigError
 from tunecb.oracle import budget
 from tunecb.oracle.attrs import GIVEN
+from tunecb.oracle.distributions import problem
 from tunecb.study.configurations import Configuration
 
-__all__ = ["enqueue", "problem", "repeated"]
+__all__ = ["enqueue", "repeated"]
 
 
 def _key(params: dict[str, Any]) -> str:
@@ -44,23 +38,6 @@ def _holds(trial: Any, again: set[int]) -> bool:
     if trial.state in (TrialState.WAITING, TrialState.RUNNING):
         return True
     return budget.counts(trial, again)
-
-
-def problem(name: str, value: Any, dist: BaseDistribution) -> str | None:
-    """Why ``value`` cannot be ``name``'s value under ``dist`` (``None``: it can)."""
-    from tunecb.oracle.space import describe
-
-    if isinstance(dist, CategoricalDistribution):
-        same = any(value == c and type(value) is type(c) for c in dist.choices)
-        return None if same else f"{name}={value!r} is not {describe(dist)}"
-    if isinstance(dist, (FloatDistribution, IntDistribution)):
-        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if not number or (isinstance(dist, IntDistribution) and float(value) % 1):
-            kind = "a whole number" if isinstance(dist, IntDistribution) else "a number"
-            return f"{name}={value!r} is not {kind} ({describe(dist)})"
-        if not dist._contains(dist.to_internal_repr(value)):
-            return f"{name}={value!r} is outside {describe(dist)}"
-    return None
 
 
 def enqueue(

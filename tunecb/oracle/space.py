@@ -34,14 +34,14 @@ import optuna
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
+    FloatDistribution,  # noqa: F401 (the doctests' names)
+    IntDistribution,  # noqa: F401
     check_distribution_compatibility,
 )
 
 from tunecb.errors import ConfigError
-from tunecb.oracle import given
 from tunecb.oracle.attrs import FINISHED, GIVEN, SPACE_NOTED, TRIAL_STUDY_SHA
+from tunecb.oracle.distributions import describe, problem, range_text
 from tunecb.study.space_sampler import InSpaceTPESampler, inside
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "SpaceChanged",
     "built",
     "check_given",
-    "describe",
     "diff",
     "guard",
     "notice",
@@ -72,33 +71,6 @@ class SpaceChanged(Refused):
 
 class GivenInvalid(Refused):
     """A given configuration (``--enqueue``) does not fit what the builder asks."""
-
-
-def describe(dist: BaseDistribution) -> str:
-    """A distribution in a few words.
-
-    >>> describe(FloatDistribution(0.001, 0.1, log=True))
-    'float 0.001..0.1 (log)'
-    >>> describe(IntDistribution(8, 64, step=8))
-    'int 8..64 step 8'
-    >>> describe(CategoricalDistribution(["relu", "tanh"]))
-    "one of ['relu', 'tanh']"
-    """
-    if isinstance(dist, CategoricalDistribution):
-        return f"one of {list(dist.choices)}"
-    if isinstance(dist, (FloatDistribution, IntDistribution)):
-        kind = "int" if isinstance(dist, IntDistribution) else "float"
-        return f"{kind} {_range(dist)}"
-    return repr(dist)
-
-
-def _range(dist: FloatDistribution | IntDistribution) -> str:
-    text = f"{dist.low:g}..{dist.high:g}"
-    if dist.log:
-        text += " (log)"
-    if dist.step is not None and not (isinstance(dist, IntDistribution) and dist.step == 1):
-        text += f" step {dist.step:g}"
-    return text
 
 
 def recorded(trials: Iterable[Any], but: int | None = None) -> dict[str, BaseDistribution]:
@@ -157,7 +129,7 @@ def diff(
 def _changed(before: BaseDistribution, now: BaseDistribution) -> str:
     if isinstance(before, CategoricalDistribution) or type(before) is not type(now):
         return f"{describe(before)} is now {describe(now)}"
-    return f"range {_range(before)} is now {_range(now)}"  # type: ignore[arg-type]
+    return f"range {range_text(before)} is now {range_text(now)}"  # type: ignore[arg-type]
 
 
 def conflict(
@@ -228,7 +200,7 @@ def guard(trial: optuna.Trial, folder: str = "RESULTS/STUDY") -> Guard:
             if error is not None:
                 raise error
         if found.given is not None and name in found.given["params"]:
-            wrong = given.problem(name, found.given["params"][name], distribution)
+            wrong = problem(name, found.given["params"][name], distribution)
             if wrong and not found.given.get("warm"):
                 raise GivenInvalid(f"{found.given['from']}: {wrong}; fix the value or remove it")
             if wrong:  # an earlier study's best (--warm-start-enqueue): sampled instead

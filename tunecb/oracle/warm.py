@@ -50,7 +50,7 @@ from tunecb.oracle.attrs import (
     WARM_START,
     WARM_START_REASON,
 )
-from tunecb.oracle.given import problem
+from tunecb.oracle.distributions import problem
 from tunecb.oracle.promotions import is_side
 from tunecb.storage.urls import is_journal_url, open_storage, redact
 
