@@ -42,19 +42,6 @@ def rung_rule(pruner: str):
         setattr(pareto, name, default)
 
 
-def hypervolume(points: list[list[float]], maximize: list[bool], ref: list[float]) -> float:
-    """The volume ``points`` dominate up to ``ref`` (Optuna's exact algorithm, any dims)."""
-    import numpy as np
-    from optuna._hypervolume import compute_hypervolume
-
-    def costs(v):
-        return [-x if up else x for x, up in zip(v, maximize, strict=True)]
-
-    r = np.array(costs(ref), dtype=float)
-    inside = [c for c in map(costs, points) if (np.array(c) < r).all()]
-    return float(compute_hypervolume(np.array(inside), r)) if inside else 0.0
-
-
 def top_down(epochs: int, reduction: int = 3) -> list[int]:
     """ASHA's rungs counted down from the budget: ``epochs / reduction**k`` (k >= 1), at
     least 1 epoch.
@@ -122,7 +109,7 @@ def add_replays(rows: list[dict], epochs: int) -> None:
         if len(row["objectives"]) != 2 or "curves" not in base:
             continue
         maximize = [True, False]
-        full = hypervolume(base["points"], maximize, row["reference"])
+        full = pareto.hypervolume(base["points"], maximize, row["reference"])
         row["replay"] = {}
         in_order = sorted(
             base["curves"], key=lambda t: t["trial"]
@@ -131,6 +118,6 @@ def add_replays(rows: list[dict], epochs: int) -> None:
             found = replay(in_order, epochs, rule(epochs), True, survives)
             row["replay"][name] = {
                 "rungs": rule(epochs),
-                "hv_ratio": hypervolume(found["points"], maximize, row["reference"]) / full,
+                "hv_ratio": pareto.hypervolume(found["points"], maximize, row["reference"]) / full,
                 "epochs_ratio": found["epochs"] / base["epochs"],
             }

@@ -50,10 +50,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, machine, spread, write_result
-from mo_replay import PRUNERS, REPLAYED, add_replays, hypervolume, rung_rule
+from mo_replay import PRUNERS, REPLAYED, add_replays, rung_rule
 from search_tasks import TASKS, build, suggest
 
 import tunecb
+from tunecb.oracle.pareto import hypervolume
 
 
 def cpu_seconds() -> float:

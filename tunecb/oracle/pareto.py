@@ -324,12 +324,17 @@ def hypervolume_2d(vectors: Sequence[Vector], maximize: Sequence[bool], ref: Vec
     points = sorted(
         c for c in (_costs(v, maximize) for v in vectors) if c[0] < r[0] and c[1] < r[1]
     )
-    area, low = 0.0, r[1]
-    for x, y in points:
+    return _area(points, r)
+
+
+def _area(costs: Sequence[Sequence[float]], ref: Sequence[float]) -> float:
+    """The area sorted two-objective cost vectors (all below ``ref``) dominate up to ``ref``."""
+    area, low = 0.0, ref[1]
+    for x, y in costs:
         if y < low:
-            area += (r[0] - x) * (low - y)
+            area += (ref[0] - x) * (low - y)
             low = y
-    return area
+    return float(area)
 
 
 def hypervolume(vectors: Sequence[Vector], maximize: Sequence[bool], ref: Vector) -> float:
@@ -353,12 +358,7 @@ def _volume(costs: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
     if len(ref) == 1:
         return float(ref[0] - costs[0][0])
     if len(ref) == 2:
-        area, low = 0.0, ref[1]
-        for x, y in costs:
-            if y < low:
-                area += (ref[0] - x) * (low - y)
-                low = y
-        return float(area)
+        return _area(costs, ref)
     volume = 0.0
     for k, c in enumerate(costs):
         width = (costs[k + 1][0] if k + 1 < len(costs) else ref[0]) - c[0]
