@@ -8,20 +8,127 @@ training again.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import itertools
+import math
+from collections.abc import Sequence
 
 from tunecb.oracle import pareto
+
+Vector = Sequence[float]
+
+
+def survives_by_contribution(
+    own: Vector, others: Sequence[Vector], maximize: Sequence[bool], reduction: int = 3
+) -> bool:
+    """A rung decision measured against tunecb's :func:`~tunecb.oracle.pareto.survives`
+    (``pareto:hv``; not tunecb's: it trained fewer epochs but kept less hypervolume):
+    whether a trial whose values at the rung are ``own`` goes on.
+
+    All of them are put in :func:`selection_order` (non-dominated rank, then the
+    hypervolume each adds to its front); as in Syne Tune's MOASHA, the trial goes on when
+    its place ``k`` (from 0) among the ``n`` is in the first ``1/reduction``: ``k <= n /
+    reduction``. The first trial at a rung goes on; a tie goes the judged trial's way (two
+    trade-offs add the same hypervolume, so the second goes on unless the first dominates
+    it). No start-up count.
+
+    >>> survives_by_contribution((0.5, 100), [(0.9, 10), (0.8, 50)], [True, False])
+    False
+    >>> survives_by_contribution((0.99, 100), [(0.9, 10), (0.8, 50)], [True, False])
+    True
+    >>> survives_by_contribution((0.5, 100), [(0.9, 10)], [True, False])
+    False
+    """
+    vectors = [own, *others]
+    return selection_order(vectors, maximize).index(0) <= len(vectors) // reduction
+
+
+def selection_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
+    """The indices of ``vectors`` best first, as :func:`survives_by_contribution` ranks a
+    rung: by non-dominated rank, within a rank by the hypervolume a vector adds to its front
+    (:func:`contributions`: SMS-EMOA's selection, so what is kept is what the front's
+    hypervolume loses least without), then by index.
+
+    A model on the front by its size alone (far less accurate than one a little larger)
+    adds little and comes last of its front; the ends of a front are not kept as such.
+
+    >>> selection_order([(0.5, 100), (0.1, 9), (0.9, 50), (0.8, 10)], [True, False])
+    [3, 2, 1, 0]
+    """
+    rank = pareto.ranks(vectors, maximize)
+    added: dict[int, float] = {}
+    for r in set(rank):
+        members = [i for i in range(len(vectors)) if rank[i] == r]
+        for i, c in zip(members, contributions([vectors[i] for i in members], maximize),
+                        strict=True):  # fmt: skip
+            added[i] = c
+    return sorted(range(len(vectors)), key=lambda i: (rank[i], -added[i], i))
+
+
+def contributions(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[float]:
+    """The hypervolume each vector alone adds to ``vectors`` (``0.0`` for a dominated one
+    or one of equal twins), up to :func:`reference_point` of ``vectors``; to 10 significant
+    digits of their total, so that equal shares compare equal (two trade-offs add the same).
+
+    >>> contributions([(0.9, 10), (0.5, 1), (0.4, 9)], [True, False])
+    [0.36, 1.3, 0.0]
+    """
+    if not vectors:
+        return []
+    ref = reference_point(vectors, maximize)
+    total = pareto.hypervolume(vectors, maximize, ref)
+    digits = 9 - math.floor(math.log10(total)) if total > 0 else 0  # equal up to rounding
+    added = _front_2d(vectors, maximize, ref)
+    if added is None:  # not one front of two objectives: each vector left out in turn
+        added = [total - pareto.hypervolume([*vectors[:i], *vectors[i + 1 :]], maximize, ref)
+                 for i in range(len(vectors))]  # fmt: skip
+    return [round(a, digits) for a in added]
+
+
+def _front_2d(vectors: Sequence[Vector], maximize: Sequence[bool], ref: Vector) -> list | None:
+    """:func:`contributions` of one front of two objectives in one sort (each vector's box
+    between its neighbours; twins add nothing); ``None`` for anything else."""
+    if len(ref) != 2:
+        return None
+    costs = [pareto._costs(v, maximize) for v in vectors]
+    r = pareto._costs(ref, maximize)
+    unique = sorted(set(costs))
+    if any(b[1] >= a[1] for a, b in itertools.pairwise(unique)):
+        return None  # one dominates another
+    box = {}
+    for k, (x, y) in enumerate(unique):
+        right = unique[k + 1][0] if k + 1 < len(unique) else r[0]
+        top = unique[k - 1][1] if k else r[1]
+        box[(x, y)] = (right - x) * (top - y)
+    twins = collections.Counter(costs)
+    return [0.0 if twins[c] > 1 else box[c] for c in costs]
+
+
+def reference_point(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[float]:
+    """The worst value of each objective among ``vectors``, a tenth of its range further
+    (so the ends of a front add hypervolume too); one unit further when all are equal.
+
+    >>> reference_point([(0.9, 100), (0.5, 300)], [True, False])
+    [0.46, 320.0]
+    """
+    ref = []
+    for column, up in zip(zip(*vectors, strict=True), maximize, strict=True):
+        margin = (max(column) - min(column)) / 10 or 1.0
+        ref.append(round(min(column) - margin if up else max(column) + margin, 12))
+    return ref
+
 
 # The Pareto pruner's rules (``pareto`` is tunecb's default: rungs by pareto.rung_epochs, the
 # first at a tenth of the budget, then times 3; the rung decision pareto.survives: rank, whole
 # fronts kept, 3 start-up trials); each variant swaps one function of tunecb.oracle.pareto:
 # "sha" Optuna's SuccessiveHalvingPruner's geometry with its automatic minimum resource (1
 # epoch below 100): rungs 1, 3, 9, ...; "hv" the rung decision by rank, then hypervolume
-# contribution, MOASHA's count (pareto.survives_by_contribution).
+# contribution, MOASHA's count (survives_by_contribution, above).
 RUNG_RULES = {
     "sha": ("rung_epochs", functools.partial(pareto.rung_epochs, first=1)),
-    "hv": ("survives", pareto.survives_by_contribution),
+    "hv": ("survives", survives_by_contribution),
 }
 PRUNERS = ("none", "pareto", "promotion", *(f"pareto:{rule}" for rule in RUNG_RULES))
 
@@ -58,9 +165,9 @@ def top_down(epochs: int, reduction: int = 3) -> list[int]:
 
 REPLAYED = {  # name: (rungs, rung decision)
     "pareto": (pareto.rung_epochs, pareto.survives),
-    "pareto:hv": (pareto.rung_epochs, pareto.survives_by_contribution),
+    "pareto:hv": (pareto.rung_epochs, survives_by_contribution),
     "pareto:sha": (RUNG_RULES["sha"][1], pareto.survives),
-    "pareto:sha+hv": (RUNG_RULES["sha"][1], pareto.survives_by_contribution),
+    "pareto:sha+hv": (RUNG_RULES["sha"][1], survives_by_contribution),
     "pareto:top-down": (top_down, pareto.survives),
 }
 
@@ -78,7 +185,7 @@ def replay(trials: list[dict], epochs: int, rungs: list[int], maximize: bool,
     >>> up = [{"params": 10.0, "curve": [0.5, 0.9]}, {"params": 20.0, "curve": [0.4, 0.6]}]
     >>> replay(up * 2, 2, [1], True)["epochs"]  # the fourth is dominated at epoch 1
     7
-    >>> replay(up * 2, 2, [1], True, pareto.survives_by_contribution)["epochs"]  # the second
+    >>> replay(up * 2, 2, [1], True, survives_by_contribution)["epochs"]  # the second
     6
     """
     survives = survives or pareto.survives

@@ -19,7 +19,6 @@ from tunecb.study.objectives import parse_objectives
 from tunecb.study.settings import resolve
 
 UP_DOWN = [True, False]
-by_share = pareto.survives_by_contribution
 
 
 def _resolve(study: dict, flags: dict | None = None):
@@ -94,57 +93,13 @@ def test_survives_keeps_a_whole_front_that_straddles_the_cut():
     assert not pareto.survives((0.1, 99.0), [*front_five, (0.2, 98.0)], UP_DOWN)
 
 
-def test_by_contribution_the_first_third_of_a_chain_is_kept_as_moasha_counts_it():
-    chain = [(1.0 - i / 10, float(i)) for i in range(9)]
-    kept = [by_share(v, [w for w in chain if w is not v], UP_DOWN) for v in chain]
-    assert kept == [True] * 4 + [False] * 5  # places 0-3 of 9: place / n <= 1/3
-    assert by_share((0.1, 99.0), [], UP_DOWN)  # the first at a rung goes on
-    assert by_share((0.5, 10.0), [(0.9, 100.0)], UP_DOWN)  # a trade-off: a tie
-    assert not by_share((0.5, 200.0), [(0.9, 100.0)], UP_DOWN)
-
-
-def test_by_contribution_a_front_member_that_adds_little_is_stopped():
-    front_five = [(0.5 + i / 10, 10.0 * (i + 1)) for i in range(5)]  # trade-offs: one front
-    chance = (0.1, 9.0)  # one parameter fewer than the smallest, far less accurate
-    assert pareto.ranks([chance, *front_five], UP_DOWN) == [0] * 6
-    assert pareto.survives(chance, front_five, UP_DOWN)  # the default keeps a whole front
-    assert not by_share(chance, front_five, UP_DOWN)
-    assert by_share(front_five[1], [chance, front_five[0], *front_five[2:]], UP_DOWN)
-
-
-def test_the_rung_order_is_by_rank_then_hypervolume_contribution_whatever_the_scale():
-    at_rung = [(0.5, 100.0), (0.1, 9.0), (0.9, 50.0), (0.8, 10.0), (0.85, 20.0)]
-    order = pareto.selection_order(at_rung, UP_DOWN)
-    assert order == [3, 4, 2, 1, 0]  # the front by what each adds (7, 1.5, 0.2, 0.08), then 0
-    scaled = [(a, p * 1e4) for a, p in at_rung]
-    assert pareto.selection_order(scaled, UP_DOWN) == order
-
-
-def test_hypervolume_in_any_dimension_and_each_vectors_contribution():
+def test_hypervolume_in_any_dimension():
     two = [(0.9, 10.0), (0.8, 5.0)]
     assert pareto.hypervolume(two, UP_DOWN, (0.0, 20.0)) == pareto.hypervolume_2d(
         two, UP_DOWN, (0.0, 20.0)
     )
     boxes = [(1.0, 1.0, 2.0), (2.0, 2.0, 1.0)]  # minimised; two boxes overlapping in 1x1x1
     assert pareto.hypervolume(boxes, [False] * 3, (3.0, 3.0, 3.0)) == pytest.approx(4 + 2 - 1)
-    assert pareto.contributions([(0.9, 10.0), (0.9, 10.0), (0.5, 1.0)], UP_DOWN)[:2] == [0, 0]
-
-
-def test_contributions_of_two_objectives_agree_with_leaving_each_vector_out():
-    import random
-
-    rng = random.Random(0)
-    for _ in range(100):
-        vectors = [(round(rng.random(), 2), float(rng.randint(1, 20))) for _ in range(8)]
-        on = pareto.front(vectors, UP_DOWN)
-        for case in (vectors, [v for v, f in zip(vectors, on, strict=True) if f] * 2):
-            ref = pareto.reference_point(case, UP_DOWN)
-            total = pareto.hypervolume(case, UP_DOWN, ref)
-            left_out = [
-                total - pareto.hypervolume([*case[:i], *case[i + 1 :]], UP_DOWN, ref)
-                for i in range(len(case))
-            ]
-            assert pareto.contributions(case, UP_DOWN) == pytest.approx(left_out, abs=1e-9)
 
 
 def test_hypervolume_of_two_objectives_grows_with_a_better_point():

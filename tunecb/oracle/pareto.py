@@ -1,8 +1,7 @@
 """Pareto dominance for multi-objective studies: the front, non-dominated ranks, the rung
-decisions of the Pareto pruner (and a variant by hypervolume contribution, measured) and of
-the promotion scheduler (MOASHA's ranking: rank, then crowding), and the hypervolume of a
-front (any number of objectives) and each vector's share of it. No Optuna; numpy for the
-non-dominated sort.
+decisions of the Pareto pruner and of the promotion scheduler (MOASHA's ranking: rank, then
+crowding), and the hypervolume of a front (any number of objectives). No Optuna; numpy for
+the non-dominated sort.
 
 Every function takes ``maximize``: one bool per objective (``True``: higher is better).
 
@@ -15,8 +14,6 @@ Every function takes ``maximize``: one bool per objective (``True``: higher is b
 
 from __future__ import annotations
 
-import collections
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -196,106 +193,6 @@ def survives(
     rank = ranks(vectors, maximize)
     better = sum(r < rank[0] for r in rank)
     return better < max(1, len(vectors) // reduction)
-
-
-def survives_by_contribution(
-    own: Vector, others: Sequence[Vector], maximize: Sequence[bool], reduction: int = 3
-) -> bool:
-    """A rung decision measured against :func:`survives` (``pareto:hv`` in
-    ``benchmarks/mo_replay.py``; not the default: it trained fewer epochs but kept less
-    hypervolume): whether a trial whose values at the rung are ``own`` goes on.
-
-    All of them are put in :func:`selection_order` (non-dominated rank, then the
-    hypervolume each adds to its front); as in Syne Tune's MOASHA, the trial goes on when
-    its place ``k`` (from 0) among the ``n`` is in the first ``1/reduction``: ``k <= n /
-    reduction``. The first trial at a rung goes on; a tie goes the judged trial's way (two
-    trade-offs add the same hypervolume, so the second goes on unless the first dominates
-    it). No start-up count.
-
-    >>> survives_by_contribution((0.5, 100), [(0.9, 10), (0.8, 50)], [True, False])
-    False
-    >>> survives_by_contribution((0.99, 100), [(0.9, 10), (0.8, 50)], [True, False])
-    True
-    >>> survives_by_contribution((0.5, 100), [(0.9, 10)], [True, False])
-    False
-    """
-    vectors = [own, *others]
-    return selection_order(vectors, maximize).index(0) <= len(vectors) // reduction
-
-
-def selection_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
-    """The indices of ``vectors`` best first, as :func:`survives_by_contribution` ranks a
-    rung: by non-dominated rank, within a rank by the hypervolume a vector adds to its front
-    (:func:`contributions`: SMS-EMOA's selection, so what is kept is what the front's
-    hypervolume loses least without), then by index.
-
-    A model on the front by its size alone (far less accurate than one a little larger)
-    adds little and comes last of its front; the ends of a front are not kept as such.
-
-    >>> selection_order([(0.5, 100), (0.1, 9), (0.9, 50), (0.8, 10)], [True, False])
-    [3, 2, 1, 0]
-    """
-    rank = ranks(vectors, maximize)
-    added: dict[int, float] = {}
-    for r in set(rank):
-        members = [i for i in range(len(vectors)) if rank[i] == r]
-        for i, c in zip(members, contributions([vectors[i] for i in members], maximize),
-                        strict=True):  # fmt: skip
-            added[i] = c
-    return sorted(range(len(vectors)), key=lambda i: (rank[i], -added[i], i))
-
-
-def contributions(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[float]:
-    """The hypervolume each vector alone adds to ``vectors`` (``0.0`` for a dominated one
-    or one of equal twins), up to :func:`reference_point` of ``vectors``; to 10 significant
-    digits of their total, so that equal shares compare equal (two trade-offs add the same).
-
-    >>> contributions([(0.9, 10), (0.5, 1), (0.4, 9)], [True, False])
-    [0.36, 1.3, 0.0]
-    """
-    if not vectors:
-        return []
-    ref = reference_point(vectors, maximize)
-    total = hypervolume(vectors, maximize, ref)
-    digits = 9 - math.floor(math.log10(total)) if total > 0 else 0  # equal up to rounding
-    added = _front_2d(vectors, maximize, ref)
-    if added is None:  # not one front of two objectives: each vector left out in turn
-        added = [total - hypervolume([*vectors[:i], *vectors[i + 1 :]], maximize, ref)
-                 for i in range(len(vectors))]  # fmt: skip
-    return [round(a, digits) for a in added]
-
-
-def _front_2d(vectors: Sequence[Vector], maximize: Sequence[bool], ref: Vector) -> list | None:
-    """:func:`contributions` of one front of two objectives in one sort (each vector's box
-    between its neighbours; twins add nothing); ``None`` for anything else."""
-    if len(ref) != 2:
-        return None
-    costs = [_costs(v, maximize) for v in vectors]
-    r = _costs(ref, maximize)
-    unique = sorted(set(costs))
-    if any(b[1] >= a[1] for a, b in itertools.pairwise(unique)):
-        return None  # one dominates another
-    box = {}
-    for k, (x, y) in enumerate(unique):
-        right = unique[k + 1][0] if k + 1 < len(unique) else r[0]
-        top = unique[k - 1][1] if k else r[1]
-        box[(x, y)] = (right - x) * (top - y)
-    twins = collections.Counter(costs)
-    return [0.0 if twins[c] > 1 else box[c] for c in costs]
-
-
-def reference_point(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[float]:
-    """The worst value of each objective among ``vectors``, a tenth of its range further
-    (so the ends of a front add hypervolume too); one unit further when all are equal.
-
-    >>> reference_point([(0.9, 100), (0.5, 300)], [True, False])
-    [0.46, 320.0]
-    """
-    ref = []
-    for column, up in zip(zip(*vectors, strict=True), maximize, strict=True):
-        margin = (max(column) - min(column)) / 10 or 1.0
-        ref.append(round(min(column) - margin if up else max(column) + margin, 12))
-    return ref
 
 
 def rung_epochs(epochs: int, reduction: int = 3, first: int | None = None) -> list[int]:

@@ -1,0 +1,66 @@
+"""The rung rule measured against the Pareto pruner's and not kept (``pareto:hv`` in
+``benchmarks/mo_replay.py``): non-dominated rank, then each trial's hypervolume contribution,
+the first third kept as Syne Tune's MOASHA counts it. It lives beside the benchmark that
+replays it; these tests keep what it was measured as."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunecb.oracle import pareto
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import mo_replay
+
+UP_DOWN = [True, False]
+by_share = mo_replay.survives_by_contribution
+
+
+def test_by_contribution_the_first_third_of_a_chain_is_kept_as_moasha_counts_it():
+    chain = [(1.0 - i / 10, float(i)) for i in range(9)]
+    kept = [by_share(v, [w for w in chain if w is not v], UP_DOWN) for v in chain]
+    assert kept == [True] * 4 + [False] * 5  # places 0-3 of 9: place / n <= 1/3
+    assert by_share((0.1, 99.0), [], UP_DOWN)  # the first at a rung goes on
+    assert by_share((0.5, 10.0), [(0.9, 100.0)], UP_DOWN)  # a trade-off: a tie
+    assert not by_share((0.5, 200.0), [(0.9, 100.0)], UP_DOWN)
+
+
+def test_by_contribution_a_front_member_that_adds_little_is_stopped():
+    front_five = [(0.5 + i / 10, 10.0 * (i + 1)) for i in range(5)]  # trade-offs: one front
+    chance = (0.1, 9.0)  # one parameter fewer than the smallest, far less accurate
+    assert pareto.ranks([chance, *front_five], UP_DOWN) == [0] * 6
+    assert pareto.survives(chance, front_five, UP_DOWN)  # the default keeps a whole front
+    assert not by_share(chance, front_five, UP_DOWN)
+    assert by_share(front_five[1], [chance, front_five[0], *front_five[2:]], UP_DOWN)
+
+
+def test_the_rung_order_is_by_rank_then_hypervolume_contribution_whatever_the_scale():
+    at_rung = [(0.5, 100.0), (0.1, 9.0), (0.9, 50.0), (0.8, 10.0), (0.85, 20.0)]
+    order = mo_replay.selection_order(at_rung, UP_DOWN)
+    assert order == [3, 4, 2, 1, 0]  # the front by what each adds (7, 1.5, 0.2, 0.08), then 0
+    scaled = [(a, p * 1e4) for a, p in at_rung]
+    assert mo_replay.selection_order(scaled, UP_DOWN) == order
+
+
+def test_equal_vectors_contribute_nothing():
+    assert mo_replay.contributions([(0.9, 10.0), (0.9, 10.0), (0.5, 1.0)], UP_DOWN)[:2] == [0, 0]
+
+
+def test_contributions_of_two_objectives_agree_with_leaving_each_vector_out():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(100):
+        vectors = [(round(rng.random(), 2), float(rng.randint(1, 20))) for _ in range(8)]
+        on = pareto.front(vectors, UP_DOWN)
+        for case in (vectors, [v for v, f in zip(vectors, on, strict=True) if f] * 2):
+            ref = mo_replay.reference_point(case, UP_DOWN)
+            total = pareto.hypervolume(case, UP_DOWN, ref)
+            left_out = [
+                total - pareto.hypervolume([*case[:i], *case[i + 1 :]], UP_DOWN, ref)
+                for i in range(len(case))
+            ]
+            assert mo_replay.contributions(case, UP_DOWN) == pytest.approx(left_out, abs=1e-9)
