@@ -116,7 +116,7 @@ DEFAULT_SYSTEMS = SYSTEMS[:-1]
 # tunecb systems of the default set: tunecb[NAME] runs tunecb search with these flags.
 BUILTIN_VARIANTS = {"promotion": ["--pruner=promotion"], "jax": ["--backend=jax"]}
 
-BUDGETS = {"digits": (12, 10), "tabular": (12, 10), "diabetes": (12, 15)}  # trials, epochs
+BUDGETS = {"digits": (12, 10), "tabular": (12, 10), "diabetes": (12, 15), "friedman": (12, 10)}
 PATIENCE = 5
 SEEDS = (0, 1, 2, 3, 4)
 BATCH_SIZE = 64
