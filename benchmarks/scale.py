@@ -284,14 +284,23 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         for t in trials
         if t.state in (TrialState.RUNNING, TrialState.WAITING)
     ]
-    bad_fails = [
-        (t.number, t.user_attrs.get(attrs.STOP_REASON), t.user_attrs.get(attrs.WORKER))
+    bad = [
+        t
         for t in trials
         if t.state == TrialState.FAIL
         and t.number not in again
         and t.user_attrs.get(attrs.STOP_REASON) not in attrs.NOT_COUNTED
     ]
+    bad_fails = [
+        (t.number, t.user_attrs.get(attrs.STOP_REASON), t.user_attrs.get(attrs.WORKER)) for t in bad
+    ]
     failed = [t for t in trials if t.state == TrialState.FAIL]
+    # each counted FAIL with every copy queued to rerun it: why none ran
+    bad_chains = [
+        {"attempt": record(t), "copies": [record(c) for c in trials
+                                          if stale.rerun_of(c.system_attrs) == t._trial_id]}
+        for t in bad
+    ]  # fmt: skip
     same: dict[tuple, list] = {}
     for t in trials:
         same.setdefault(tuple(sorted(t.params.items())), []).append(t)
@@ -329,6 +338,7 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         "stored_trials": len(trials),
         "failed_sample": bad_fails[:5],
         "repeated_sample": [[record(t) for t in group] for group in repeats][:10],
+        "failed_chains": bad_chains[:20],
         "trials_dump": [record(t) for t in trials] if twice or left else [],
     }
 
@@ -344,6 +354,8 @@ def record(t: Any) -> dict:
         "params": t.params, "worker_start": t.user_attrs.get(attrs.WORKER_START),
         "error": str(t.user_attrs.get(attrs.ERROR))[:200],
         "death": str(t.user_attrs.get(attrs.DEATH))[:200],
+        "judged": t.system_attrs.get("tunecb_failed_by"), "claim": t.system_attrs.get(stale.CLAIM),
+        "trial_id": t._trial_id, "rerun_of": stale.rerun_of(t.system_attrs),
     }  # fmt: skip
 
 
