@@ -70,32 +70,25 @@ def _age(storage, trial_id: int, seconds: int) -> None:
         )
 
 
-def test_a_stale_trial_carries_the_heartbeat_it_was_judged_by(tmp_path: Path):
+def test_a_stale_trial_carries_the_heartbeat_it_was_judged_by(tmp_path: Path, monkeypatch):
+    """And the heartbeat is read again before the verdict: the scan's list is seconds old
+    under load, and a worker that beat meanwhile keeps its trial."""
     storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, 2, 6)
     study = optuna.create_study(storage=storage)
     silent, alive = _running(study), _running(study)
     for trial in (silent, alive):
         storage.record_heartbeat(trial._trial_id)
     _age(storage, silent._trial_id, 30)
+    scan = type(storage)._get_stale_trial_ids
+    monkeypatch.setattr(  # the scan saw both silent
+        type(storage), "_get_stale_trial_ids", lambda self, sid: [*scan(self, sid), alive._trial_id]
+    )
     attempts.fail_stale_trials(study)
     found = _verdict(study, silent.number)
     assert found["rule"] == judged.STALE and found["grace_s"] == 6
     assert 29 <= found["last_beat_s"] <= 60, found
     assert study.trials[alive.number].state == TrialState.RUNNING
-    assert stale.claimed(study, silent._trial_id) is not None  # its rerun
-
-
-def test_a_trial_that_beat_since_the_scan_is_spared(tmp_path: Path, monkeypatch):
-    """The scan's list is seconds old under load: the heartbeat is read again before the
-    verdict, and a worker that beat meanwhile keeps its trial."""
-    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, 2, 6)
-    study = optuna.create_study(storage=storage)
-    trial = _running(study)
-    storage.record_heartbeat(trial._trial_id)  # fresh now
-    monkeypatch.setattr(type(storage), "_get_stale_trial_ids", lambda self, sid: [trial._trial_id])
-    attempts.fail_stale_trials(study)
-    assert study.trials[trial.number].state == TrialState.RUNNING
-    assert [t.number for t in study.trials] == [trial.number]  # no rerun queued
+    assert [t.system_attrs.get(stale.RERUN_OF) for t in study.trials[2:]] == [silent._trial_id]
 
 
 def test_each_path_that_fails_a_trial_from_outside_writes_its_verdict():
