@@ -150,3 +150,16 @@ def test_no_trial_is_stale_right_after_a_postgresql_restart(
     found = _verdict(study, trial.number)  # failed only once the server was up long enough
     assert found["rule"] == judged.STALE and found["last_beat_s"] >= 60
     assert 1.0 + 0.5 <= found["server_up_s"] < 30, found
+
+
+def test_the_report_says_who_failed_a_trial_that_says_nothing_itself(tmp_path: Path):
+    from tunecb.reporting.data.records import study_records
+
+    path = str(tmp_path / "j.journal")
+    study = optuna.create_study(study_name="j", storage=open_storage(path, tmp_path))
+    attempt = _running(study)
+    stale.queue(study, study.trials[attempt.number])  # its recoverer stopped here
+    assert attempts.rerun_due(study, study.ask())  # the popper fails the attempt
+    records = study_records(storage=path, study_name="j").records
+    error = next(r["error"] for r in records if r["trial"] == attempt.number)
+    assert error.startswith("failed by ") and judged.POPPED in error, error
