@@ -141,7 +141,7 @@ def test_no_trial_is_stale_right_after_a_postgresql_restart(
         study = optuna.load_study(study_name="judged", storage=storage)
         deadline = time.monotonic() + 30
         while study.trials[trial.number].state == TrialState.RUNNING:
-            assert time.monotonic() < deadline, judged.heartbeat_seen(storage, trial._trial_id)
+            assert time.monotonic() < deadline, judged.heartbeats_seen(storage, [trial._trial_id])
             attempts.fail_stale_trials(study)
             time.sleep(0.1)
     finally:

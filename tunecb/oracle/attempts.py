@@ -389,13 +389,15 @@ def fail_stale_trials(study: optuna.Study) -> None:
     storage = study._storage
     backend = getattr(storage, "_backend", storage)
     grace = getattr(backend, "grace_period", None) or 2 * interval
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    found = storage._get_stale_trial_ids(study._study_id)
+    beats = judged.heartbeats_seen(backend, found)  # read again, all at once
+    for trial_id in found:
+        seen = beats.get(trial_id)
+        if seen and not judged.stale(seen["last_beat_s"], grace, seen.get("server_up_s")):
+            continue  # it beat since, or the server has not been up long enough
         attempt = storage.get_trial(trial_id)
         if attempt.state != TrialState.RUNNING:
             continue
-        seen = judged.heartbeat_seen(backend, trial_id)
-        if seen and not judged.stale(seen["last_beat_s"], grace, seen.get("server_up_s")):
-            continue  # it beat since, or the server has not been up long enough
         rerun = stale.queue(study, attempt)
         if rerun is None:  # another worker is recovering it
             continue

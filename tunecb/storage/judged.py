@@ -103,43 +103,42 @@ def stale(last_beat_s: float | None, grace_s: float, server_up_s: float | None =
     return silent > grace_s
 
 
-def heartbeat_seen(backend: Any, trial_id: int) -> dict[str, float] | None:
-    """What the database says of trial ``trial_id``'s heartbeat now: ``last_beat_s`` (its
-    age on the server's clock, as Optuna judges it) and, on PostgreSQL, ``server_up_s``
-    (since the server started); ``None`` without a heartbeat row or a database. Waits out
-    a lost connection as the storage's own calls do."""
-    if getattr(backend, "engine", None) is None:
-        return None
+def heartbeats_seen(backend: Any, trial_ids: list[int]) -> dict[int, dict[str, float]]:
+    """What the database says now of these trials' heartbeats, in one query: per trial id
+    with a heartbeat row, ``last_beat_s`` (its age on the server's clock, as Optuna judges
+    it) and, on PostgreSQL, ``server_up_s`` (since the server started); ``{}`` without a
+    database. Waits out a lost connection as the storage's own calls do."""
+    if getattr(backend, "engine", None) is None or not trial_ids:
+        return {}
     if hasattr(backend, "reconnect_s"):
         from tunecb.storage.reconnect import retrying
 
-        return retrying(_seen)(backend, trial_id)
-    return _seen(backend, trial_id)
+        return retrying(_seen)(backend, trial_ids)
+    return _seen(backend, trial_ids)
 
 
-def _seen(backend: Any, trial_id: int) -> dict[str, float] | None:
-    engine = backend.engine
+def _seen(backend: Any, trial_ids: list[int]) -> dict[int, dict[str, float]]:
     import sqlalchemy
     from optuna.storages._rdb import models
 
+    engine = backend.engine
     table = models.TrialHeartbeatModel.__table__
     postgres = engine.dialect.name == "postgresql"
-    columns = [table.c.heartbeat, sqlalchemy.func.now()]
+    columns = [table.c.trial_id, table.c.heartbeat, sqlalchemy.func.now()]
     if postgres:
         columns.append(sqlalchemy.func.pg_postmaster_start_time())
+    query = sqlalchemy.select(*columns).where(table.c.trial_id.in_(trial_ids))
     with engine.connect() as connection:
-        row = connection.execute(
-            sqlalchemy.select(*columns).where(table.c.trial_id == trial_id)
-        ).first()
-    if row is None:
-        return None
-    now = row[1]
-    beat = row[0]
-    if isinstance(now, str):  # SQLite answers text
-        from datetime import datetime
+        rows = connection.execute(query).all()
+    found = {}
+    for row in rows:
+        now = row[2]
+        if isinstance(now, str):  # SQLite answers text
+            from datetime import datetime
 
-        now = datetime.fromisoformat(now)
-    seen = {"last_beat_s": (now.replace(tzinfo=None) - beat).total_seconds()}
-    if postgres and row[2] is not None:
-        seen["server_up_s"] = (now - row[2]).total_seconds()
-    return seen
+            now = datetime.fromisoformat(now)
+        seen = {"last_beat_s": (now.replace(tzinfo=None) - row[1]).total_seconds()}
+        if postgres and row[3] is not None:
+            seen["server_up_s"] = (now - row[3]).total_seconds()
+        found[row[0]] = seen
+    return found
