@@ -467,7 +467,7 @@ def one_run(
             "storage": url, "study": name, "trials": trials, "epochs": args.epochs,
             "epoch_s": args.epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
-            "down_s": args.down_s, "reconnect": policy,
+            "down_s": args.down_s, "reconnect": policy, "pending_s": args.pending_s,
         }  # fmt: skip
         limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
@@ -615,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
                         "window, backoff without jitter, no stale pause after an outage); "
                         "several: each case with each, alternating")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="each case this many times")
+    parser.add_argument("--pending-s", type=float, default=None,
+                        help="a recoverer's pending claim is taken over after this long "
+                        "(tunecb: 30 s; shorter provokes takeovers)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "scale.json")
     parser.add_argument(
         "--replay",

@@ -239,6 +239,10 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             disable_fixes()
         if config.get("reconnect") == "old":
             old_reconnect()
+        if config.get("pending_s"):  # provoke claim takeovers (a copy slower than this)
+            from tunecb.storage import stale
+
+            stale.PENDING_S = config["pending_s"]
         time_recovery(timers)
         study = open_study(
             config["storage"], config["study"], config["heartbeat"], config["pruner"]
