@@ -60,7 +60,7 @@ from common import ROOT
 from optuna.trial import TrialState
 
 from tunecb.oracle import attrs, budget
-from tunecb.storage import stale
+from tunecb.storage import judged, stale
 from tunecb.storage.urls import open_storage
 
 STORAGE_OPS = scale_worker.TIMED
@@ -183,6 +183,7 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
                 restart_at, r0 = None, time.monotonic()
                 facts["restarts"] += pg.restart(cfg["down_s"]) == 0
                 facts["restart_s"] = round(time.monotonic() - r0, 2)
+                facts["outages"] = [*facts.get("outages", []), (r0, time.monotonic())]
             if now > limit_s:
                 facts["hang"] = True
                 break
@@ -284,14 +285,30 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         for t in trials
         if t.state in (TrialState.RUNNING, TrialState.WAITING)
     ]
-    bad_fails = [
-        (t.number, t.user_attrs.get(attrs.STOP_REASON), t.user_attrs.get(attrs.WORKER))
+    bad = [
+        t
         for t in trials
         if t.state == TrialState.FAIL
         and t.number not in again
         and t.user_attrs.get(attrs.STOP_REASON) not in attrs.NOT_COUNTED
     ]
+    bad_fails = [
+        (t.number, t.user_attrs.get(attrs.STOP_REASON), t.user_attrs.get(attrs.WORKER),
+         judged.explain(t.system_attrs))
+        for t in bad
+    ]  # fmt: skip
+    verdicts: dict[str, int] = {}  # trials failed from outside, by rule (judged.verdict)
+    for t in trials:
+        rule = (t.system_attrs.get(judged.JUDGED) or {}).get("rule")
+        if t.state == TrialState.FAIL and rule:
+            verdicts[rule] = verdicts.get(rule, 0) + 1
     failed = [t for t in trials if t.state == TrialState.FAIL]
+    # each counted FAIL with every copy queued to rerun it: why none ran
+    bad_chains = [
+        {"attempt": record(t), "copies": [record(c) for c in trials
+                                          if stale.rerun_of(c.system_attrs) == t._trial_id]}
+        for t in bad
+    ]  # fmt: skip
     same: dict[tuple, list] = {}
     for t in trials:
         same.setdefault(tuple(sorted(t.params.items())), []).append(t)
@@ -329,6 +346,8 @@ def check_study(url: str, name: str, n_trials: int) -> dict:
         "stored_trials": len(trials),
         "failed_sample": bad_fails[:5],
         "repeated_sample": [[record(t) for t in group] for group in repeats][:10],
+        "failed_chains": bad_chains[:20],
+        "verdicts": verdicts,
         "trials_dump": [record(t) for t in trials] if twice or left else [],
     }
 
@@ -344,6 +363,8 @@ def record(t: Any) -> dict:
         "params": t.params, "worker_start": t.user_attrs.get(attrs.WORKER_START),
         "error": str(t.user_attrs.get(attrs.ERROR))[:200],
         "death": str(t.user_attrs.get(attrs.DEATH))[:200],
+        "judged": t.system_attrs.get(judged.JUDGED), "claim": t.system_attrs.get(stale.CLAIM),
+        "trial_id": t._trial_id, "rerun_of": stale.rerun_of(t.system_attrs),
     }  # fmt: skip
 
 
@@ -352,6 +373,18 @@ def pct(values: list[float], q: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def split_reports(results: list[dict], outages: list) -> dict[str, list[float]]:
+    """The per-epoch reports' latencies (ms), split into those whose call overlapped a
+    server outage (from the stop to the end of the start) and those outside every one."""
+    found: dict[str, list[float]] = {"outage": [], "outside": []}
+    for result in results:
+        for start, ms in result.get("report_spans", []):
+            end = start + ms / 1000.0
+            hit = any(start < up and end > down for down, up in outages)
+            found["outage" if hit else "outside"].append(ms)
+    return found
 
 
 def summarize(run: dict, check: dict, n: int) -> dict:
@@ -371,6 +404,8 @@ def summarize(run: dict, check: dict, n: int) -> dict:
     if "process_memory_kib" in run:  # Dask: per process, shared by its threads
         mem = run["process_memory_kib"]
     errors = [r["error"] for r in results if r["error"]] + run.get("task_errors", [])
+    for part, spans in split_reports(results, run.get("outages", [])).items():
+        ms[f"{KEY}_{part}"] = spans  # the per-epoch reports that overlapped an outage, or not
     late = [v for r in results for v in r.get("beat_late_s", [])]
     return {
         "workers": n,
@@ -388,6 +423,7 @@ def summarize(run: dict, check: dict, n: int) -> dict:
                 "cpu": round(cpu_ms.get(op, math.nan) / len(v), 3),
             }
             for op, v in sorted(ms.items())
+            if v
         },
         "cpu_core_share_per_worker": round(statistics.mean(cpu), 4) if cpu else None,
         "cpu_ms_per_trial": round(1000 * sum(r["cpu_s"] for r in results) / max(1, trials_run), 1),
@@ -431,7 +467,7 @@ def one_run(
             "storage": url, "study": name, "trials": trials, "epochs": args.epochs,
             "epoch_s": args.epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
-            "down_s": args.down_s, "reconnect": policy,
+            "down_s": args.down_s, "reconnect": policy, "pending_s": args.pending_s,
         }  # fmt: skip
         limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
@@ -515,11 +551,15 @@ def replay_cost(trials: int, epochs: int = 10, repeats: int = 4) -> dict:
 
 
 def line(r: dict) -> str:
-    p99 = r["latency_ms"].get(KEY, {}).get("p99", math.nan)
+    p99 = {
+        part: r["latency_ms"].get(f"{KEY}{part}", {}).get("p99", math.nan)
+        for part in ("", "_outside", "_outage")
+    }
     return (
         f"{r['storage']} workers={r['workers']} trials={r['finished']} errors={r['errors']} "
-        f"repeated={r['repeated']} lost={r['lost']} p99_report_ms={p99} faults={r['faults']} "
-        f"tunecb={r['tunecb']} reconnect={r.get('reconnect', 'new')}"
+        f"repeated={r['repeated']} lost={r['lost']} p99_report_ms={p99['']} faults={r['faults']} "
+        f"tunecb={r['tunecb']} reconnect={r.get('reconnect', 'new')} "
+        f"p99_report_outside_ms={p99['_outside']} p99_report_outage_ms={p99['_outage']}"
     )
 
 
@@ -538,6 +578,7 @@ def detail(r: dict) -> str:
         f"workers; beats late by up to {r['beat_late_max_s']} s, p99 {r['beat_late_p99_s']} s), "
         f"discarded {r['discarded']} ({r['second_copies']} second copies, "
         f"{r['reruns_of_finished']} reruns of trials that finished), "
+        f"failed from outside {r.get('verdicts')}, "
         f"left {r['left_unfinished']}, "
         f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB, errors "
         f"{r.get('worker_errors')} workers + {r['failed_trials']} counted FAILs\n"
@@ -574,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
                         "window, backoff without jitter, no stale pause after an outage); "
                         "several: each case with each, alternating")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="each case this many times")
+    parser.add_argument("--pending-s", type=float, default=None,
+                        help="a recoverer's pending claim is taken over after this long "
+                        "(tunecb: 30 s; shorter provokes takeovers)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "scale.json")
     parser.add_argument(
         "--replay",

@@ -42,6 +42,9 @@ class Timers:
 
     def __init__(self) -> None:
         self.ms: dict[str, list[float]] = {}
+        # per-epoch reports as (start, ms), start on time.monotonic (one clock for every
+        # process of the machine): the parent tells those that overlapped an outage
+        self.spans: list[tuple[float, float]] = []
         self.cpu_ms: dict[str, float] = {}  # this thread's CPU time in the op, summed
 
     def add(self, name: str, started: float, cpu_started: float | None = None) -> None:
@@ -94,10 +97,11 @@ class StandInRunner:
             value = quality + 1.0 - 1.0 / epoch + self.rng.gauss(0, 0.02)
             if value > best:
                 best, best_epoch = value, epoch
-            t0, c0 = time.perf_counter(), time.thread_time()
+            t0, c0, m0 = time.perf_counter(), time.thread_time(), time.monotonic()
             trial.report(value, step=epoch)
             prune = pruning.should_prune(trial)  # as the pruning callback asks
             self.timers.add("epoch_report", t0, c0)  # what a trial waits per epoch
+            self.timers.spans.append((m0, (time.monotonic() - m0) * 1000.0))
             if prune:
                 state = PRUNED
                 break
@@ -235,6 +239,10 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             disable_fixes()
         if config.get("reconnect") == "old":
             old_reconnect()
+        if config.get("pending_s"):  # provoke claim takeovers (a copy slower than this)
+            from tunecb.storage import stale
+
+            stale.PENDING_S = config["pending_s"]
         time_recovery(timers)
         study = open_study(
             config["storage"], config["study"], config["heartbeat"], config["pruner"]
@@ -258,7 +266,7 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
     result.update(
         trials=sink.finished_trials, wall_s=time.time() - wall0,
         cpu_s=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
-        memory_kib=memory_kib(), ms=timers.ms, cpu_ms=timers.cpu_ms,
+        memory_kib=memory_kib(), ms=timers.ms, cpu_ms=timers.cpu_ms, report_spans=timers.spans,
         taken=beats.taken, beat_late_s=sorted(beats.late_s)[-20:],
     )  # fmt: skip
     if out_path is not None:

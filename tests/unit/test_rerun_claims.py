@@ -247,3 +247,28 @@ def test_two_recoverers_at_once_on_a_journal_queue_one_copy(tmp_path, monkeypatc
     study = _open(url, tmp_path, "both")
     copies = [t for t in study.get_trials(deepcopy=False) if stale.rerun_of(t.system_attrs) == 0]
     assert len(copies) == 1 and found["first"] == found["second"] == copies[0]._trial_id
+
+
+def test_a_copy_popped_while_the_claim_is_pending_runs_whoever_queued_it(postgres_url, tmp_path):
+    """Under load a copy took longer to commit than ``PENDING_S`` (create_new_trial's p50 was
+    34 s at 200 workers): each recoverer's claim was taken over before its copy was popped,
+    and every copy, its token no longer the pending one, was discarded, the attempt left
+    RUNNING for ever (20 trials, a copy queued and discarded every ~30 s each). The first
+    copy popped while the claim is pending takes it; a later one is discarded."""
+    import json
+
+    _attempt(postgres_url, tmp_path, "pending")
+    study = _open(postgres_url, tmp_path, "pending")
+    attempt = study.trials[0]
+    backend = stale._database(study)
+    late = stale.copy(study, attempt, token="a")._trial_id  # A's copy, A's claim taken over:
+    taken = json.dumps({"pending": "b", "at": time.time()}, sort_keys=True)
+    assert stale._write(backend, attempt._trial_id, None, taken)  # B's pending claim
+    due = []
+    for trial_id in (late, stale.copy(study, attempt, token="b")._trial_id):
+        assert study._storage.set_trial_state_values(trial_id, TrialState.RUNNING)  # popped
+        trial = optuna.Trial(study, trial_id)
+        due.append(attempts.rerun_due(study, trial))
+        study.tell(trial, 1.0) if due[-1] else attempts.discard(study, trial)
+    assert due == [True, False]
+    _ran_once(_open(postgres_url, tmp_path, "pending"))

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from tunecb.oracle import attrs, deaths
 from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
-from tunecb.storage import stale
+from tunecb.storage import judged, stale
 
 log = logging.getLogger("tunecb")
 
@@ -92,10 +92,15 @@ def discard(study: optuna.Study, trial: optuna.Trial) -> None:
     study.tell(trial, state=TrialState.FAIL)
 
 
-def fail_and_requeue(study: optuna.Study, number: int, reason: str, error: str) -> bool:
+def fail_and_requeue(
+    study: optuna.Study, number: int, reason: str, error: str, rule: str | None = None,
+    **seen: Any,
+) -> bool:  # fmt: skip
     """Mark RUNNING trial ``number`` FAIL for a reason that is not its own (``reason``:
     ``worker_died`` or ``interrupted``), its WAITING rerun queued first (a process killed
-    between the two leaves both to the next recoverer: :mod:`tunecb.storage.stale`).
+    between the two leaves both to the next recoverer: :mod:`tunecb.storage.stale`), with
+    the verdict of ``rule`` (default: ``interrupted``, else ``released``) and what was
+    ``seen`` (:mod:`tunecb.storage.judged`).
     Returns ``False`` when the trial was no longer RUNNING (another process got there
     first, or it finished): its rerun is then left to that process, or dropped."""
     attempt = _running(study, number)
@@ -104,7 +109,9 @@ def fail_and_requeue(study: optuna.Study, number: int, reason: str, error: str) 
     rerun = stale.queue(study, attempt)
     if rerun is None:  # another recoverer is queueing its rerun: it fails it too
         return False
-    if fail(study, number, reason, error) is None:
+    if rule is None:
+        rule = judged.INTERRUPTED if reason == attrs.INTERRUPTED else judged.RELEASED
+    if fail(study, number, reason, error, judged.verdict(rule, **seen)) is None:
         _drop(study, attempt._trial_id, rerun)
         return False
     return True
@@ -156,7 +163,9 @@ def rerun_due(study: optuna.Study, trial: optuna.Trial) -> bool:
         if stale.claim(study, attempt_id, child) != child._trial_id:
             return False
         if attempt.state == TrialState.RUNNING:
-            _fail_state(storage, attempt_id)  # lost: another process finished it first
+            popped = judged.verdict(judged.POPPED, rerun=child.number)
+            if judged.write(storage, attempt_id, popped):  # lost: another one finished it
+                _fail_state(storage, attempt_id)
             attempt = storage.get_trial(attempt_id)
             if attempt.state != TrialState.FAIL:
                 return False
@@ -164,13 +173,18 @@ def rerun_due(study: optuna.Study, trial: optuna.Trial) -> bool:
     return True
 
 
-def fail(study: optuna.Study, number: int, reason: str, error: str) -> Any:
-    """Mark RUNNING trial ``number`` FAIL (``stop_reason`` ``reason``); the frozen trial, or
+def fail(
+    study: optuna.Study, number: int, reason: str, error: str, verdict: dict | None = None
+) -> Any:
+    """Mark RUNNING trial ``number`` FAIL (``stop_reason`` ``reason``; ``verdict``: who
+    failed it from outside, and why, :mod:`tunecb.storage.judged`); the frozen trial, or
     ``None`` when it was not RUNNING."""
     storage = study._storage
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     if storage.get_trial(trial_id).state != TrialState.RUNNING:
         return None
+    if verdict is not None and not judged.write(storage, trial_id, verdict):
+        return None  # finished meanwhile
     try:  # another worker may finish or fail it meanwhile (two recover the same dead trial)
         storage.set_trial_user_attr(trial_id, attrs.STOP_REASON, reason)
         storage.set_trial_user_attr(trial_id, attrs.ERROR, error)
@@ -195,16 +209,17 @@ def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
         storage.set_trial_user_attr(trial_id, attrs.DEATH, death.record())
     except RuntimeError:  # finished meanwhile: another worker buried it first
         return None
+    dead = judged.verdict(judged.DEAD, death=death.how)
     if counted and deaths.fails_for_good(counted):
         reason = deaths.failure_reason(counted)
-        if fail(study, number, attrs.KILLED, reason) is None:
+        if fail(study, number, attrs.KILLED, reason, dead) is None:
             return None
         deaths.tell_sampler(study, trial, reason)  # TPE ignores FAIL trials
         return "failed"
     rerun = stale.queue(study, storage.get_trial(trial_id))  # first: see fail_and_requeue
     if rerun is None:
         return None
-    if fail(study, number, attrs.WORKER_DIED, deaths.died_text(death)) is None:
+    if fail(study, number, attrs.WORKER_DIED, deaths.died_text(death), dead) is None:
         _drop(study, trial_id, rerun)
         return None
     return "requeued"
@@ -290,7 +305,9 @@ def recover_unclaimed(study: optuna.Study, trials: list[Any]) -> bool:
         if start is None or time.time() - start.timestamp() < UNCLAIMED_S:
             continue
         error = f"its worker died before it claimed it (unclaimed for {UNCLAIMED_S:.0f} s)"
-        fail_and_requeue(study, trial.number, attrs.WORKER_DIED, error)
+        age = time.time() - start.timestamp()
+        fail_and_requeue(study, trial.number, attrs.WORKER_DIED, error, judged.UNCLAIMED,
+                         unclaimed_s=age)  # fmt: skip
     return found
 
 
@@ -362,18 +379,30 @@ def fail_stale_trials(study: optuna.Study) -> None:
     trial's rerun queued *before* its FAIL (Optuna fails them all, then queues them: a
     worker that died between left FAILs without rerun, 46 with 200 workers on PostgreSQL).
     A worker killed at any point leaves the trial RUNNING (stale: the next worker fails it,
-    its rerun found by its claim) or FAIL with its rerun queued."""
-    if heartbeat_interval(study) is None:
+    its rerun found by its claim) or FAIL with its rerun queued.
+    Each one's heartbeat is read again just before (it may have beaten since the scan),
+    judged by :func:`tunecb.storage.judged.stale` (a restarted server gives its workers
+    time to beat again), and the verdict written on it."""
+    interval = heartbeat_interval(study)
+    if interval is None:
         return
     storage = study._storage
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    backend = getattr(storage, "_backend", storage)
+    grace = getattr(backend, "grace_period", None) or 2 * interval
+    found = storage._get_stale_trial_ids(study._study_id)
+    beats = judged.heartbeats_seen(backend, found)  # read again, all at once
+    for trial_id in found:
+        seen = beats.get(trial_id)
+        if seen and not judged.stale(seen["last_beat_s"], grace, seen.get("server_up_s")):
+            continue  # it beat since, or the server has not been up long enough
         attempt = storage.get_trial(trial_id)
         if attempt.state != TrialState.RUNNING:
             continue
         rerun = stale.queue(study, attempt)
         if rerun is None:  # another worker is recovering it
             continue
-        if not _fail_state(storage, trial_id):
+        verdict = judged.verdict(judged.STALE, grace_s=float(grace), **(seen or {}))
+        if not judged.write(storage, trial_id, verdict) or not _fail_state(storage, trial_id):
             _drop(study, trial_id, rerun)
 
 

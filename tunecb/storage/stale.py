@@ -23,10 +23,11 @@ with a check, final once it names a copy:
   written by compare-and-set (an INSERT that the unique ``(trial_id, key)`` refuses a second
   time; an UPDATE only where the row still holds what was read). A recoverer first claims it
   *pending* (a token and a time), then queues its copy (carrying the token), then sets the
-  claim to the copy's id; a popper of that copy may do the last step. The others find the
-  claim pending and leave the attempt to its holder: under load, dozens of workers polled
-  one dead trial within the seconds its copy took to commit, and queued one copy each. A
-  pending claim older than :data:`PENDING_S` lost its recoverer and is taken over;
+  claim to the copy's id; the first popper of any copy may do the last step. The other
+  recoverers find the claim pending and leave the attempt to its holder: under load, dozens
+  of workers polled one dead trial within the seconds its copy took to commit, and queued
+  one copy each. A pending claim older than :data:`PENDING_S` lost its recoverer and is
+  taken over;
 - the journal file and in-memory storages: one copy only. A recoverer looks for a copy and
   queues its own under one lock (:func:`_one_recoverer`: a ``flock`` beside the journal
   file, freed by the kernel when its holder dies), and a read sees every record written
@@ -137,16 +138,17 @@ def copy(study: optuna.Study, attempt: Any, token: str | None = None) -> Any:
 def claim(study: optuna.Study, attempt_id: int, rerun: Any) -> int | None:
     """Claim the rerun of attempt ``attempt_id`` for the copy ``rerun`` (a frozen trial,
     just popped); the trial id of the copy that holds the claim (``rerun``'s when it won or
-    had won already), ``None`` while another recoverer's claim is pending."""
+    had won already). A pending claim is taken by the first copy popped, whichever
+    recoverer queued it: under load a copy took longer to commit than :data:`PENDING_S`,
+    its claim was taken over meanwhile, and a copy that waited for its own token was
+    discarded every time (an attempt left RUNNING, a copy queued and dropped every 30 s)."""
     backend = _database(study)
     if backend is None:
         found = _copies(study, attempt_id)
         return min(found) if found else rerun._trial_id
     raw = _retried(_read, backend, attempt_id)
     value = _parse(raw)
-    if isinstance(value, dict) and value.get("pending") != rerun.system_attrs.get(TOKEN):
-        return None  # another recoverer's copy is on its way
-    if not isinstance(value, int):  # unclaimed, or pending for this copy: claim it
+    if not isinstance(value, int):  # unclaimed, or pending (for this copy or another): take it
         _retried(_write, backend, attempt_id, raw, json.dumps(rerun._trial_id))
         value = _parse(_retried(_read, backend, attempt_id))
     return value if isinstance(value, int) else None

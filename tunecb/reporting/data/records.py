@@ -33,6 +33,7 @@ from tunecb.oracle.promotions import is_side
 from tunecb.oracle.ranking import rank_key, trial_record
 from tunecb.reporting.data.integrity import checkpoint_problem
 from tunecb.results import StudyDir, read_history, read_json
+from tunecb.storage import judged
 from tunecb.storage.urls import JOURNAL_NAME, redact, redact_text
 from tunecb.study.objectives import Objective, monitor_of
 
@@ -164,7 +165,7 @@ def study_records(
         for record in records:
             record["rungs"] = rungs.get(record["trial"])
     for record, trial in zip(records, kept, strict=True):
-        record["error"] = trial.user_attrs.get(ERROR)
+        record["error"] = trial.user_attrs.get(ERROR) or judged.explain(trial.system_attrs)
         record["given"] = (trial.user_attrs.get(GIVEN) or {}).get("from")  # --enqueue's
     for record in records:  # a cheap zip check of each checkpoint file, no model loaded
         record["checkpoint_problem"] = checkpoint_state(record["checkpoint"])
