@@ -1,0 +1,462 @@
+"""``--jobs`` workers forked from a "zygote" that imported TensorFlow once, not spawned.
+
+A spawned worker imports TensorFlow itself (~7 CPU s here); a worker forked from a process
+that already imported it starts in well under a second, and shares those pages. The zygote
+is a child of the launcher, started on the first worker of a TensorFlow search and ended
+with it; it imports Keras and the modules a worker runs, nothing more (no TensorFlow
+context, no thread pool: each worker still sets its own threads, as
+:func:`tunecb.training.backends.prepare` does), and forks a worker on each request:
+
+- **the worker is the launcher's child**, as a spawned one is: the zygote forks a middle
+  process that forks the worker and exits at once, and the launcher, a *child subreaper*
+  (``PR_SET_CHILD_SUBREAPER``) for that moment only, receives the orphan. It waits for it,
+  sees its exit code, and its parent-death signal (``processes._stop_with_launcher``)
+  follows the launcher, not the zygote. :class:`ForkedProcess` is the handle the
+  supervisor uses (``pid``, ``sentinel``, ``exitcode``, ``join``, ``kill``);
+- **the worker gets the launcher's environment, working directory, ``sys.path`` and
+  ``sys.argv`` of now**, sent with the request and applied before anything of the worker
+  runs. A variable a library may read while it is imported (:data:`IMPORT_TIME`) that
+  differs from the zygote's spawns that worker instead;
+- **threads**: TensorFlow itself starts none at import; the three threads there are
+  OpenBLAS's servers (NumPy's and SciPy's, shut down by their own ``pthread_atfork``
+  handler before a fork) and pyarrow's jemalloc background thread (jemalloc takes its locks
+  around a fork, by its own ``pthread_atfork`` handlers). The zygote forks from its only
+  Python thread. NumPy's global random state is seeded anew in each worker, as a fresh
+  interpreter would;
+- **it dies with the launcher** (a closed socket, and its own parent-death signal).
+
+``TUNECB_WORKER_START=spawn`` turns it off; JAX and PyTorch, ``--gpus``, and machines
+without ``pidfd_open`` (Linux < 5.4) spawn.
+
+>>> mode() in MODES
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tunecb.errors import ConfigError
+from tunecb.execution.spawning import start_worker
+
+log = logging.getLogger("tunecb")
+
+SWITCH = "TUNECB_WORKER_START"
+MODES = ("zygote", "spawn")
+# Environment variables a library may read once, while it is imported in the zygote (Keras'
+# backend and home, TensorFlow's and XLA's flags, BLAS and OpenMP thread counts, the
+# dynamic loader, Python's own): a worker whose value differs is spawned.
+IMPORT_TIME = ("TF_", "KERAS_", "CUDA_", "XLA_", "OMP_", "MKL_", "KMP_", "OPENBLAS_",
+               "GOTO_", "BLIS_", "LD_", "PYTHON", "MALLOC", "HOME", "NVIDIA_")  # fmt: skip
+# What a worker imports anyway: imported once, in the zygote, after Keras.
+PRELOAD = (
+    "tunecb.execution.processes", "tunecb.execution.worker", "tunecb.training.runner",
+    "tunecb.study.study_file", "tunecb.storage.urls", "tunecb.storage.reconnect",
+    "tunecb.study.samplers_pruners", "tunecb.oracle.attempts", "tunecb.oracle.retention",
+    "tunecb.study.data",
+)  # fmt: skip
+READY_TIMEOUT_S = 600.0  # the zygote's imports, on a loaded machine
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 1, 36, 37
+
+
+def mode() -> str:
+    """How ``--jobs`` workers start: ``$TUNECB_WORKER_START``, else ``"zygote"``.
+
+    >>> os.environ[SWITCH] = "fork"; mode()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tunecb.errors.ConfigError: TUNECB_WORKER_START='fork': ... choose zygote or spawn
+    >>> del os.environ[SWITCH]
+    """
+    value = os.environ.get(SWITCH, "").strip().lower() or "zygote"
+    if value not in MODES:
+        raise ConfigError(
+            f"{SWITCH}={os.environ[SWITCH]!r}: workers start forked from a process that "
+            "imported TensorFlow once (zygote) or each in a fresh interpreter (spawn); "
+            "choose zygote or spawn"
+        )
+    return value
+
+
+def supported() -> bool:
+    """Whether this machine can hand a forked worker to the launcher (Linux 5.4+)."""
+    return (
+        sys.platform.startswith("linux")
+        and hasattr(os, "pidfd_open")
+        and hasattr(os, "P_PIDFD")
+        and hasattr(signal, "pidfd_send_signal")
+    )
+
+
+def import_time_env(env: dict[str, str]) -> dict[str, str]:
+    """The part of ``env`` a library may read while it is imported.
+
+    >>> import_time_env({"KERAS_BACKEND": "tensorflow", "TUNECB_X": "1"})
+    {'KERAS_BACKEND': 'tensorflow'}
+    """
+    return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME)}
+
+
+class Starts:
+    """Starts the worker processes of one search: forked from a zygote where that is safe
+    (a TensorFlow search without ``--gpus``, on Linux), spawned (``ctx``) otherwise."""
+
+    def __init__(self, ctx: Any, backend: str) -> None:
+        self.ctx = ctx
+        self.zygote: Zygote | None = None
+        self.forking = backend == "tensorflow" and mode() == "zygote" and supported()
+
+    def start(self, target: Callable[..., Any], args: tuple, name: str, *,
+              channel: Any, env: dict[str, str]) -> Any:  # fmt: skip
+        """Start ``target(*args, channel)`` in a worker process whose environment is this
+        one's updated with ``env``; returns its handle."""
+        wanted = {**os.environ, **env}
+        if self.forking and "CUDA_VISIBLE_DEVICES" not in env:
+            try:
+                if self.zygote is None:
+                    self.zygote = Zygote(wanted)
+                if import_time_env(wanted) == self.zygote.imported_with:
+                    return self.zygote.fork(target, args, name, channel, wanted)
+                log.debug("worker %s spawned: its environment differs from the zygote's", name)
+            except ZygoteError as exc:
+                log.warning("workers start in fresh interpreters from now on: %s", exc)
+                self.close()
+                self.forking = False
+        return start_worker(self.ctx, target, args, name, channel=channel)
+
+    def close(self) -> None:
+        """End the zygote (the workers it forked are the launcher's, and live on)."""
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not start a worker (its workers are spawned instead)."""
+
+
+class Zygote:
+    """The launcher's side of a zygote process (:func:`serve`), started with ``env``."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        import json
+
+        self.imported_with = import_time_env(env)
+        ours, theirs = socket.socketpair()
+        code = (
+            "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+            "from tunecb.execution.zygote import serve; serve(int(sys.argv[2]))"
+        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code, json.dumps(sys.path), str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, env=env, pass_fds=(theirs.fileno(),),
+            )  # fmt: skip
+        except OSError as exc:
+            ours.close()
+            raise ZygoteError(f"the zygote did not start: {exc}") from exc
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.lock = threading.Lock()
+        ready = select.select([ours], [], [], READY_TIMEOUT_S)[0]
+        reply = _receive(ours)[0] if ready else ("failed", "no answer")
+        if reply[0] != "ready":
+            self.close()
+            raise ZygoteError(f"the zygote did not start: {reply[1]}")
+        log.debug("zygote (pid %d) ready", self.process.pid)
+
+    def fork(self, target: Callable[..., Any], args: tuple, name: str, channel: Any,
+             env: dict[str, str]) -> ForkedProcess:  # fmt: skip
+        """A worker running ``target(*args, channel)``, forked from the zygote with the
+        launcher's current state and ``env``; a child of this process."""
+        import multiprocessing as mp
+
+        import cloudpickle
+
+        request = {
+            "blob": cloudpickle.dumps((target, args)), "name": name, "env": env,
+            "cwd": os.getcwd(), "path": list(sys.path), "argv": list(sys.argv),
+            "launcher": os.getpid(), "authkey": bytes(mp.current_process().authkey),
+        }  # fmt: skip
+        fds = [] if channel is None else [channel.fileno()]
+        with self.lock, _subreaper():
+            try:
+                _send(self.sock, request, fds)
+                reply = _receive(self.sock)[0]
+            except (OSError, EOFError) as exc:
+                raise ZygoteError(f"the zygote is gone ({exc})") from exc
+            if reply[0] != "started":
+                raise ZygoteError(f"the zygote could not fork a worker: {reply[1]}")
+            return ForkedProcess.adopt(reply[1], name)
+
+    def close(self) -> None:
+        """Stop the zygote: it exits at the end of its socket."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class ForkedProcess:
+    """A worker forked by the zygote and adopted by this process, with the parts of
+    ``multiprocessing.Process`` the supervisor uses. Its ``sentinel`` is a pidfd: readable
+    once it has exited; signals go through it, so never to a recycled pid."""
+
+    def __init__(self, pid: int, pidfd: int, name: str) -> None:
+        self.pid, self.sentinel, self.name = pid, pidfd, name
+        self._code: int | None = None
+        self._closer = weakref.finalize(self, os.close, pidfd)
+
+    @classmethod
+    def adopt(cls, pid: int, name: str) -> ForkedProcess:
+        """The handle of ``pid``, checked to be this process's child (not reaped yet)."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:
+            raise ZygoteError(f"worker {pid} is gone before it was adopted ({exc})") from exc
+        try:
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError as exc:  # not ours: the subreaper did not take it
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.close(pidfd)
+            raise ZygoteError(f"worker {pid} was not handed to this process") from exc
+        return cls(pid, pidfd, name)
+
+    @property
+    def exitcode(self) -> int | None:
+        self._reap(block=False)
+        return self._code
+
+    def is_alive(self) -> bool:
+        return self.exitcode is None
+
+    def join(self, timeout: float | None = None) -> None:
+        if timeout is not None and not select.select([self.sentinel], [], [], timeout)[0]:
+            return
+        self._reap(block=True)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def close(self) -> None:
+        self._closer()
+
+    def _signal(self, signum: int) -> None:
+        if self._code is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.sentinel, signum)
+
+    def _reap(self, block: bool) -> None:
+        if self._code is not None:
+            return
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else (os.wait() in this process)
+            self._code = 255
+            return
+        if pid:
+            self._code = os.waitstatus_to_exitcode(status)
+
+
+_SUBREAPING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _subreaper() -> Iterator[None]:
+    """While a worker is forked: orphans of this process's descendants become its
+    children (the worker, whose middle parent exits at once)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    with _SUBREAPING:
+        was = ctypes.c_int(0)
+        libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise ZygoteError(f"prctl(PR_SET_CHILD_SUBREAPER): errno {ctypes.get_errno()}")
+        try:
+            yield
+        finally:
+            if not was.value:
+                libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def _send(sock: socket.socket, message: Any, fds: list[int] = ()) -> None:
+    data = pickle.dumps(message)
+    socket.send_fds(sock, [struct.pack("!Q", len(data))], list(fds))
+    sock.sendall(data)
+
+
+def _receive(sock: socket.socket) -> tuple[Any, list[int]]:
+    head, fds, _, _ = socket.recv_fds(sock, 8, 4)
+    if not head:
+        raise EOFError("the other end closed")
+    head += _exactly(sock, 8 - len(head))
+    return pickle.loads(_exactly(sock, struct.unpack("!Q", head)[0])), fds
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    parts = []
+    while size:
+        part = sock.recv(min(size, 1 << 20))
+        if not part:
+            raise EOFError("the other end closed")
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+# -- the zygote process ------------------------------------------------------------------
+
+
+def serve(fd: int) -> None:
+    """The zygote: import Keras and the worker's modules, then fork a worker for each
+    request on the socket ``fd``, until the launcher closes it (or dies)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the launcher's
+    _die_with_parent()
+    sock = socket.socket(fileno=fd)
+    try:
+        _preload()
+    except BaseException as exc:
+        _send(sock, ("failed", f"{type(exc).__name__}: {exc}"))
+        os._exit(1)
+    _send(sock, ("ready", os.getpid()))
+    while True:
+        try:
+            request, fds = _receive(sock)
+        except (EOFError, OSError):
+            break
+        try:
+            reply = ("started", _fork(request, fds, sock))
+        except Exception as exc:
+            reply = ("failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            for each in fds:
+                os.close(each)
+        _send(sock, reply)
+    os._exit(0)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+def _preload() -> None:
+    import importlib
+
+    from tunecb.training.backends import import_quietly
+
+    import_quietly()
+    for name in PRELOAD:
+        importlib.import_module(name)
+
+
+def _fork(request: dict, fds: list[int], sock: socket.socket) -> int:
+    """Fork a middle process that forks the worker, says its pid, and exits (the worker
+    goes to the launcher, the subreaper); returns the worker's pid."""
+    read, write = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            os.close(read)
+            pid = os.fork()
+            if pid == 0:
+                os.close(write)
+                _become_worker(request, fds, sock)
+            os.write(write, struct.pack("!i", pid))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read(4)
+    os.waitpid(middle, 0)  # once reaped, its orphan has its new parent
+    if len(said) != 4:
+        raise OSError("the middle process could not fork")
+    return struct.unpack("!i", said)[0]
+
+
+def _become_worker(request: dict, fds: list[int], sock: socket.socket) -> None:
+    """In the forked worker: take the launcher's state, wait to be its child, run."""
+    code = 1
+    try:
+        sock.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        sys.path[:], sys.argv[:] = request["path"], request["argv"]
+        _fresh_process_state(request)
+        _wait_for_parent(request["launcher"])
+        code = _run(request["blob"], fds)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _fresh_process_state(request: dict) -> None:
+    """What a fresh interpreter would have: its own NumPy random state, its name."""
+    import multiprocessing as mp
+
+    process = mp.current_process()
+    process.name, process.authkey = request["name"], request["authkey"]
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
+def _wait_for_parent(launcher: int) -> None:
+    """Until the middle process has exited and this one is the launcher's; a worker
+    handed to anyone else (the launcher died) exits."""
+    middle = os.getppid()
+    while os.getppid() == middle and middle != launcher:
+        time.sleep(0.001)
+    if os.getppid() != launcher:
+        os._exit(130)
+
+
+def _run(blob: bytes, fds: list[int]) -> int:
+    """Run the worker's target as ``multiprocessing`` would; its exit code."""
+    from multiprocessing.connection import Connection
+
+    target, args = pickle.loads(blob)
+    channels = tuple(Connection(fd, readable=False) for fd in fds)
+    try:
+        target(*args, *channels)
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        if isinstance(exc.code, int):
+            return exc.code
+        sys.stderr.write(str(exc.code) + "\n")
+        return 1
+    return 0
