@@ -152,18 +152,20 @@ class ZygoteError(RuntimeError):
 class Zygote:
     """The launcher's side of a zygote process (:func:`serve`), started with ``env``."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], preload: tuple[str, ...] | None = None) -> None:
         import json
 
         self.imported_with = import_time_env(env)
         ours, theirs = socket.socketpair()
         code = (
             "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
-            "from tunecb.execution.zygote import serve; serve(int(sys.argv[2]))"
+            "from tunecb.execution.zygote import serve; "
+            "serve(int(sys.argv[2]), json.loads(sys.argv[3]))"
         )
+        modules = json.dumps(preload)  # None: Keras and the worker's modules
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code, json.dumps(sys.path), str(theirs.fileno())],
+                [sys.executable, "-c", code, json.dumps(sys.path), str(theirs.fileno()), modules],
                 stdin=subprocess.DEVNULL, env=env, pass_fds=(theirs.fileno(),),
             )  # fmt: skip
         except OSError as exc:
@@ -329,14 +331,15 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
 # -- the zygote process ------------------------------------------------------------------
 
 
-def serve(fd: int) -> None:
-    """The zygote: import Keras and the worker's modules, then fork a worker for each
-    request on the socket ``fd``, until the launcher closes it (or dies)."""
+def serve(fd: int, preload: list[str] | None = None) -> None:
+    """The zygote: import Keras and the worker's modules (or the modules ``preload``
+    names), then fork a worker for each request on the socket ``fd``, until the launcher
+    closes it (or dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the launcher's
     _die_with_parent()
     sock = socket.socket(fileno=fd)
     try:
-        _preload()
+        _preload(preload)
     except BaseException as exc:
         _send(sock, ("failed", f"{type(exc).__name__}: {exc}"))
         os._exit(1)
@@ -365,13 +368,14 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _preload() -> None:
+def _preload(modules: list[str] | None) -> None:
     import importlib
 
-    from tunecb.training.backends import import_quietly
+    if modules is None:
+        from tunecb.training.backends import import_quietly
 
-    import_quietly()
-    for name in PRELOAD:
+        import_quietly()
+    for name in PRELOAD if modules is None else modules:
         importlib.import_module(name)
 
 
