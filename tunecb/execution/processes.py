@@ -1,10 +1,10 @@
 """``--jobs N``: worker processes on this machine sharing one study, supervised.
 
-The launcher (``tunecb search``) opens the study, then starts N worker processes, its
-children, each setting up the backend with its own thread count and GPU: on TensorFlow
-forked from a zygote that imported it once (:mod:`.zygote`), else ``spawn``ed (a fresh
-interpreter each). Each loads the study file and the data once and runs the trial
-loop (:func:`tunecb.execution.worker.run_worker`) until the budget is spent.
+The launcher (``tunecb search``) opens the study, then starts N worker processes (forked
+from a zygote that imported TensorFlow once, :mod:`.zygote`, else ``spawn``; each sets up
+the backend with its own thread count and GPU). Each loads the study file and the data
+once and runs the trial loop (:func:`tunecb.execution.worker.run_worker`) until the
+budget is spent.
 
 Each worker reports on **its own pipe**; nothing is shared between workers but the
 storage. (All workers once wrote to one ``multiprocessing.Queue``: a worker SIGKILLed
