@@ -48,7 +48,8 @@ def _state(conn) -> None:
 
     conn.send({"ppid": os.getppid(), "env": os.environ.get("ZYGOTE_TEST"),
                "cwd": os.getcwd(), "path": list(sys.path), "argv": list(sys.argv),
-               "name": mp.current_process().name, "random": float(np.random.random())})  # fmt: skip
+               "name": mp.current_process().name, "random": float(np.random.random()),
+               "comm": Path("/proc/self/comm").read_text().strip()})  # fmt: skip
 
 
 def test_a_forked_worker_is_the_launchers_child_with_its_env_cwd_and_path_of_now(
@@ -61,7 +62,8 @@ def test_a_forked_worker_is_the_launchers_child_with_its_env_cwd_and_path_of_now
     assert got["ppid"] == os.getpid()  # ours, not the zygote's
     assert got["env"] == "set after the zygote started"
     assert got["cwd"] == str(tmp_path) and got["path"] == sys.path and got["argv"] == sys.argv
-    assert got["name"] == "t"
+    assert got["name"] == "t" and got["comm"] == "t"  # in ps: its own name, not the zygote's
+    assert Path(f"/proc/{light.process.pid}/comm").read_text().strip() == "tunecb-zygote"
     assert process.exitcode == 0 and not process.is_alive()
     second = _run(light, _state)[1]
     assert second["random"] != got["random"]  # NumPy's random state is each worker's own

@@ -166,10 +166,16 @@ class Zygote:
             theirs.close()
         self.sock = ours
         self.lock = threading.Lock()
-        ready = select.select([ours], [], [], READY_TIMEOUT_S)[0]
-        reply = receive(ours)[0] if ready else ("failed", "no answer")
+        try:  # its imports take seconds: Ctrl-C may come meanwhile
+            ready = select.select([ours], [], [], READY_TIMEOUT_S)[0]
+            reply = receive(ours)[0] if ready else ("failed", "no answer")
+        except BaseException as exc:
+            self.close(kill=True)
+            if isinstance(exc, (OSError, EOFError)):
+                raise ZygoteError(f"the zygote did not start: {exc}") from exc
+            raise
         if reply[0] != "ready":
-            self.close()
+            self.close(kill=True)
             raise ZygoteError(f"the zygote did not start: {reply[1]}")
         log.debug("zygote (pid %d) ready", self.process.pid)
 
@@ -197,10 +203,12 @@ class Zygote:
                 raise ZygoteError(f"the zygote could not fork a worker: {reply[1]}")
             return ForkedProcess.adopt(reply[1], name)
 
-    def close(self) -> None:
-        """Stop the zygote: it exits at the end of its socket."""
+    def close(self, kill: bool = False) -> None:
+        """Stop the zygote: it exits at the end of its socket (``kill``: at once)."""
         with contextlib.suppress(OSError):
             self.sock.close()
+        if kill:
+            self.process.kill()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -29,7 +29,8 @@ PRELOAD = (
     "tunecb.study.samplers_pruners", "tunecb.oracle.attempts", "tunecb.oracle.retention",
     "tunecb.study.data",
 )  # fmt: skip
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
+NAME = b"tunecb-zygote"  # its name in ps and /proc/<pid>/comm; a worker takes its own
 
 
 def send(sock: socket.socket, message: Any, fds: list[int] = ()) -> None:
@@ -91,6 +92,7 @@ def serve(fd: int, preload: list[str] | None = None) -> None:
 def _die_with_parent() -> None:
     import ctypes
 
+    _name(NAME)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:
         os._exit(1)
@@ -155,10 +157,18 @@ def _become_worker(request: dict, fds: list[int], sock: socket.socket) -> None:
         os._exit(code)
 
 
+def _name(name: bytes) -> None:
+    """This process's name in ps and ``/proc/<pid>/comm`` (15 bytes at most)."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
+
+
 def _fresh_process_state(request: dict) -> None:
     """What a fresh interpreter would have: its own NumPy random state, its name."""
     import multiprocessing as mp
 
+    _name(request["name"].encode())
     process = mp.current_process()
     process.name, process.authkey = request["name"], request["authkey"]
     numpy = sys.modules.get("numpy")
