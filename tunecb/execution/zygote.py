@@ -61,6 +61,7 @@ MODES = ("zygote", "spawn")
 IMPORT_TIME = ("TF_", "KERAS_", "CUDA_", "XLA_", "OMP_", "MKL_", "KMP_", "OPENBLAS_",
                "GOTO_", "BLIS_", "LD_", "PYTHON", "MALLOC", "HOME", "NVIDIA_")  # fmt: skip
 READY_TIMEOUT_S = 600.0  # the zygote's imports, on a loaded machine
+FORK_TIMEOUT_S = 120.0  # one fork (milliseconds): a zygote that takes longer is ended
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 
 
@@ -196,8 +197,11 @@ class Zygote:
         with self.lock, _subreaper():
             try:
                 send(self.sock, request, fds)
+                if not select.select([self.sock], [], [], FORK_TIMEOUT_S)[0]:
+                    raise OSError(f"no worker after {FORK_TIMEOUT_S:.0f} s")  # a stuck fork
                 reply = receive(self.sock)[0]
             except (OSError, EOFError) as exc:
+                self.close(kill=True)
                 raise ZygoteError(f"the zygote is gone ({exc})") from exc
             if reply[0] != "started":
                 raise ZygoteError(f"the zygote could not fork a worker: {reply[1]}")
