@@ -237,14 +237,22 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def worker_processes(launcher: int) -> list[int]:
-    """Live children of the launcher, except multiprocessing's resource tracker."""
+    """Live children of the launcher, except multiprocessing's resource tracker and the
+    zygote that forks the workers (tunecb.execution.zygote)."""
     found = []
     for pid in _pids():
         stat = _stat(pid)
         if stat is None or stat[1] != launcher or stat[0] in "ZX":
             continue
-        if "resource_tracker" not in _cmdline(pid):
+        if "resource_tracker" not in _cmdline(pid) and _comm(pid) != "tunecb-zygote":
             found.append(pid)
     return found
 

@@ -1,9 +1,10 @@
 """``--jobs N``: worker processes on this machine sharing one study, supervised.
 
-The launcher (``tunecb search``) opens the study, then starts N worker processes
-(``spawn``: a fresh interpreter each, so the backend is set up per worker with its own
-thread count and GPU). Each loads the study file and the data once and runs the trial
-loop (:func:`tunecb.execution.worker.run_worker`) until the budget is spent.
+The launcher (``tunecb search``) opens the study, then starts N worker processes (forked
+from a zygote that imported TensorFlow once, :mod:`.zygote`, else ``spawn``; each sets up
+the backend with its own thread count and GPU). Each loads the study file and the data
+once and runs the trial loop (:func:`tunecb.execution.worker.run_worker`) until the
+budget is spent.
 
 Each worker reports on **its own pipe**; nothing is shared between workers but the
 storage. (All workers once wrote to one ``multiprocessing.Queue``: a worker SIGKILLed
@@ -57,8 +58,8 @@ from tunecb.execution._base import (
 )
 from tunecb.execution.inline import EventSink, InlineExecutor
 from tunecb.execution.sizing import auto_jobs, capped, cores, gpu_sharing_env
-from tunecb.execution.spawning import start_worker
 from tunecb.execution.timeouts import LOADING, TrialClock
+from tunecb.execution.zygote import Starts
 from tunecb.oracle import attempts, attrs, budget, deaths
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.study.declaration import LoadedStudy
@@ -172,6 +173,7 @@ class _Supervisor:
     def __init__(self, executor: ProcessExecutor, study: optuna.Study, job: Job, emit: Emit):
         self.executor, self.study, self.job, self.emit = executor, study, job, emit
         self.ctx = mp.get_context("spawn")
+        self.starts = Starts(self.ctx, job.backend)  # forked from a zygote, or spawned
         self.slots = [_Slot(i) for i in range(executor.jobs)]
         self.stopping = False
         settings = job.settings
@@ -191,14 +193,16 @@ class _Supervisor:
             self.stopping = True
             self._stop_all()
             raise
+        finally:
+            self.starts.close()
         reasons = {s.last_reason for s in self.slots}
         return STOP_TIMEOUT if STOP_TIMEOUT in reasons else STOP_BUDGET
 
     def _start(self, slot: _Slot) -> None:
         read, write = self.ctx.Pipe(duplex=False)
         spec = self.executor.spec(self.job, slot.index)
-        process = start_worker(
-            self.ctx, worker_main, (spec,), f"tunecb-worker-{slot.index}", channel=write
+        process = self.starts.start(
+            worker_main, (spec,), f"tunecb-worker-{slot.index}", channel=write, env=spec.env
         )  # never runs the parent's __main__ (a script without the __name__ guard)
         write.close()  # only the worker holds the write end: its death is our EOF
         slot.process, slot.conn, slot.wid = process, read, attrs.worker_id(process.pid)
