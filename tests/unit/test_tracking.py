@@ -35,6 +35,7 @@ class FakeTracker:
         self.epochs: list[tuple[str, int]] = []
         self.batches: list[int] = []  # rows per log_epochs call
         self.finished: list[tuple[str, int, list[int]]] = []
+        self.checkpoints: list[tuple] = []  # (path, content) of each run's checkpoint
 
     def _call(self) -> None:
         if self.down:
@@ -62,6 +63,8 @@ class FakeTracker:
 
     def finish_trial(self, run_id: str, record, logged: int) -> None:
         self._call()
+        if record.checkpoint is not None:
+            self.checkpoints.append((record.checkpoint, record.checkpoint.read_bytes()))
         epochs = [row["epoch"] for row in record.history if row["epoch"] > logged]
         self.finished.append((run_id, record.number, epochs))
 
@@ -110,6 +113,7 @@ def test_a_trial_is_a_child_run_with_its_epochs_in_one_batch_and_its_record(tmp_
         callback.on_epoch_begin(epoch)
         callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_accuracy": 0.5})
     tracking.trial_ended(trial, None, StudyDir(tmp_path))
+    assert tracking.wait(timeout=10)
     assert tracker.runs == {"run-0": {"parent": "parent", "number": 0}}
     assert tracker.epochs == [("run-0", 1), ("run-0", 2), ("run-0", 3)]
     assert tracker.batches == [3]  # one request for the three epochs (sent within 2 s)
@@ -140,11 +144,29 @@ def test_the_fit_never_waits_on_the_tracker_and_loses_no_epoch(tmp_path, trackin
         callback.on_epoch_begin(epoch)
         callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
     assert time.perf_counter() - started < 0.5  # the epochs only queue
-    tracking.trial_ended(trial, None, StudyDir(tmp_path))  # waits for the run's end
+    started = time.perf_counter()
+    tracking.trial_ended(trial, None, StudyDir(tmp_path))
+    assert time.perf_counter() - started < 0.5  # its run is completed in the thread
     done = tracking.shipper.call(lambda tracker, shipper: tracker).result(timeout=10)
     assert done is not None
     assert sorted(e for _, e in done.epochs) == list(tracker_epochs)
     assert done.finished == [("run-0", 0, [])] and len(done.batches) < 5
+
+
+def test_a_checkpoint_deleted_after_the_trial_still_goes_up_whole(tmp_path, trackings):
+    tracking, study = trackings(None), study_with_parent()
+    tracking.shipper = Shipper(SlowTracker, interval=0.1)  # the run ends a second later
+    folder = StudyDir(tmp_path)
+    history(folder, 0, range(1, 3))
+    folder.checkpoint(0).write_bytes(b"weights")
+    trial = study.ask()
+    tracking.trial_ended(trial, None, folder)
+    folder.checkpoint(0).unlink()  # --keep-checkpoints after the trial is told
+    assert tracking.wait(timeout=10)
+    done = tracking.shipper.call(lambda tracker, shipper: tracker).result(timeout=10)
+    ((path, content),) = done.checkpoints
+    assert content == b"weights" and path.name == "best.keras"
+    assert not path.parent.exists()  # the link aside is gone with the run's end
 
 
 def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path, trackings):
@@ -155,9 +177,11 @@ def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path, track
     callback.on_epoch_begin(0)
     callback.on_epoch_end(0, {"loss": 1.0})
     tracking.trial_ended(trial, None, StudyDir(tmp_path))  # no exception
+    assert tracking.wait(timeout=10)
     assert tracker.paused and not tracker.finished
     tracker.down = False  # back, but paused: the next trial does not wait on it
     tracking.trial_ended(study.ask(), None, StudyDir(tmp_path))
+    assert tracking.wait(timeout=10)
     assert not tracker.finished
 
 
@@ -177,6 +201,7 @@ def test_a_resumed_trial_continues_the_run_of_the_attempt_it_reruns(tmp_path, tr
     callback.on_epoch_begin(2)  # fit(initial_epoch=2): the backup had two epochs
     callback.on_epoch_end(2, {"loss": 0.1})
     tracking.trial_ended(rerun, None, StudyDir(tmp_path))  # epoch 4: not sent live
+    assert tracking.wait(timeout=10)
     assert list(tracker.runs) == ["run-of-0"]
     assert tracker.finished == [("run-of-0", 1, [2, 4])]  # the gaps, and no epoch twice
 

@@ -1,6 +1,8 @@
 """A trial's child run, from a worker process: opened when its fit begins, its epochs
 queued as they end and sent in batches by the tracker's own thread (:mod:`.shipper`),
-completed from the trial's records when the trial is over (the trial waits for that).
+completed from the trial's records when the trial is over, in that thread too (the next
+trial starts meanwhile; the process's end waits for what is queued, :data:`END_WAIT`
+seconds at most).
 
 The trial runner holds one :class:`TrialTracking` per process and tracker (``None``
 without ``--mlflow`` or ``--wandb``; :class:`Trackings` with both). Nothing here fails a
@@ -20,9 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -30,7 +36,7 @@ import keras
 from tunecb.oracle import attrs as keys
 from tunecb.results import StudyDir
 from tunecb.study.settings import Settings
-from tunecb.tracking._base import MLFLOW, Kind
+from tunecb.tracking._base import MLFLOW, Kind, TrialRecord
 from tunecb.tracking.records import trial_record
 from tunecb.tracking.shipper import Shipper
 from tunecb.tracking.targets import Target, targets
@@ -102,32 +108,50 @@ class TrialTracking:
 
     def trial_ended(self, trial: Any, outcome: Any, study_dir: StudyDir) -> None:
         """Complete the trial's run from its records (opened here if its fit never
-        began); waits for it :data:`END_WAIT` seconds at most."""
+        began), in the thread: the trial does not wait for it, except where the complete
+        run is noted on the trial (W&B), :data:`END_WAIT` seconds at most. The checkpoint
+        is linked aside first, so that ``--keep-checkpoints`` may delete it meanwhile."""
         self.begin(trial, 0)
         future = self._runs.pop(trial.number, None)
         if future is None:
             return
-        record = trial_record(study_dir, trial.number, outcome)
+        record = _linked(trial_record(study_dir, trial.number, outcome))
 
         def finish(tracker: Any, shipper: Shipper) -> bool:
-            run_id = future.result()
-            if run_id is None:
-                return False
-            held, resumed = shipper.state.pop(run_id, (0, 0))
-            sent = shipper.sent(run_id, forget=True)
-            if sent is None:  # some epochs were lost: ask the run what it holds
-                sent, resumed = tracker.logged_epochs(run_id), -1
-            rows = [row for row in record.history if _missing(row, held, resumed, sent)]
-            tracker.finish_trial(run_id, dataclasses.replace(record, history=rows), 0)
-            if self.kind.recorded_attr:  # a tracker that cannot be asked (W&B)
-                _note(trial, self.kind.recorded_attr, True)
-            return True
+            try:
+                run_id = future.result()
+                if run_id is None:
+                    return False
+                held, resumed = shipper.state.pop(run_id, (0, 0))
+                sent = shipper.sent(run_id, forget=True)
+                if sent is None:  # some epochs were lost: ask the run what it holds
+                    sent, resumed = tracker.logged_epochs(run_id), -1
+                rows = [row for row in record.history if _missing(row, held, resumed, sent)]
+                tracker.finish_trial(run_id, dataclasses.replace(record, history=rows), 0)
+                if self.kind.recorded_attr:  # a tracker that cannot be asked (W&B)
+                    _note(trial, self.kind.recorded_attr, True)
+                return True
+            finally:
+                if record.checkpoint is not None:
+                    shutil.rmtree(record.checkpoint.parent, ignore_errors=True)
 
         done = self.shipper.call(finish)  # type: ignore[union-attr]  # begun
+        if self.kind.recorded_attr:  # noted on the trial: before it is told
+            self._wait(done, trial.number)
+
+    def wait(self, timeout: float = END_WAIT) -> bool:
+        """Wait for everything queued so far to be sent (``timeout`` seconds at most)."""
+        if self.shipper is None:
+            return True
+        return self._wait(self.shipper.call(lambda tracker, shipper: True), None, timeout)
+
+    def _wait(self, done: Future, number: int | None, timeout: float = END_WAIT) -> bool:
         try:
-            done.result(timeout=END_WAIT)
+            done.result(timeout=timeout)
+            return True
         except FutureTimeout:
-            log.debug("tracker: trial %d's run not completed in %s s", trial.number, END_WAIT)
+            log.debug("tracker: trial %s's run not completed in %s s", number, timeout)
+            return False
 
     def close(self, timeout: float = END_WAIT) -> bool:
         """Send what is queued and stop the thread (``timeout`` seconds at most)."""
@@ -148,6 +172,9 @@ class Trackings:
         for part in self.parts:
             part.trial_ended(trial, outcome, study_dir)
 
+    def wait(self, timeout: float = END_WAIT) -> bool:
+        return all([part.wait(timeout) for part in self.parts])
+
     def close(self, timeout: float = END_WAIT) -> bool:
         return all([part.close(timeout) for part in self.parts])
 
@@ -164,6 +191,28 @@ def _previous_run(trial: Any, attr: str) -> str | None:
         if other.number == previous:
             return other.user_attrs.get(attr)
     return None
+
+
+def _linked(record: TrialRecord) -> TrialRecord:
+    """``record`` with its checkpoint linked (copied where links fail) into a folder of
+    its own, which the run's completion deletes: the checkpoint as the trial left it.
+
+    >>> _linked(TrialRecord(number=0, state="FAIL")).checkpoint is None
+    True
+    """
+    if record.checkpoint is None:
+        return record
+    aside = Path(tempfile.mkdtemp(prefix="tunecb-tracked-")) / record.checkpoint.name
+    try:
+        os.link(record.checkpoint, aside)
+    except OSError:
+        try:
+            shutil.copyfile(record.checkpoint, aside)
+        except OSError as exc:  # gone already: the run goes without it
+            log.debug("tracker: checkpoint of trial %d not kept: %s", record.number, exc)
+            shutil.rmtree(aside.parent, ignore_errors=True)
+            return dataclasses.replace(record, checkpoint=None)
+    return dataclasses.replace(record, checkpoint=aside)
 
 
 def _note(trial: Any, attr: str, value: Any) -> None:
