@@ -166,7 +166,9 @@ def test_a_checkpoint_deleted_after_the_trial_still_goes_up_whole(tmp_path, trac
     done = tracking.shipper.call(lambda tracker, shipper: tracker).result(timeout=10)
     ((path, content),) = done.checkpoints
     assert content == b"weights" and path.name == "best.keras"
+    assert path.is_relative_to(tmp_path)  # linked on the study's file system, not copied
     assert not path.parent.exists()  # the link aside is gone with the run's end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trials"]
 
 
 def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path, trackings):

@@ -20,6 +20,7 @@ Example (the trial runner does this)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -44,6 +45,7 @@ from tunecb.tracking.targets import Target, targets
 log = logging.getLogger("tunecb")
 
 END_WAIT = 30.0  # the most seconds a trial's end waits for its run to be completed
+ASIDE = ".tracker"  # in the study's folder: checkpoints linked there until uploaded
 
 
 class TrialTracking:
@@ -115,7 +117,7 @@ class TrialTracking:
         future = self._runs.pop(trial.number, None)
         if future is None:
             return
-        record = _linked(trial_record(study_dir, trial.number, outcome))
+        record = _linked(trial_record(study_dir, trial.number, outcome), study_dir.root / ASIDE)
 
         def finish(tracker: Any, shipper: Shipper) -> bool:
             try:
@@ -133,7 +135,7 @@ class TrialTracking:
                 return True
             finally:
                 if record.checkpoint is not None:
-                    shutil.rmtree(record.checkpoint.parent, ignore_errors=True)
+                    _unlink_aside(record.checkpoint)
 
         done = self.shipper.call(finish)  # type: ignore[union-attr]  # begun
         if self.kind.recorded_attr:  # noted on the trial: before it is told
@@ -193,16 +195,22 @@ def _previous_run(trial: Any, attr: str) -> str | None:
     return None
 
 
-def _linked(record: TrialRecord) -> TrialRecord:
-    """``record`` with its checkpoint linked (copied where links fail) into a folder of
-    its own, which the run's completion deletes: the checkpoint as the trial left it.
+def _linked(record: TrialRecord, folder: Path) -> TrialRecord:
+    """``record`` with its checkpoint hard-linked (copied where links fail) into a new
+    folder under ``folder`` (the study's: same file system), which the run's completion
+    deletes: the checkpoint as the trial left it, whatever happens to the original.
 
-    >>> _linked(TrialRecord(number=0, state="FAIL")).checkpoint is None
+    >>> _linked(TrialRecord(number=0, state="FAIL"), Path(".")).checkpoint is None
     True
     """
     if record.checkpoint is None:
         return record
-    aside = Path(tempfile.mkdtemp(prefix="tunecb-tracked-")) / record.checkpoint.name
+    try:
+        folder.mkdir(exist_ok=True)
+        aside = Path(tempfile.mkdtemp(prefix=f"{record.number}-", dir=folder))
+    except OSError:
+        aside = Path(tempfile.mkdtemp(prefix="tunecb-tracked-"))
+    aside = aside / record.checkpoint.name
     try:
         os.link(record.checkpoint, aside)
     except OSError:
@@ -213,6 +221,14 @@ def _linked(record: TrialRecord) -> TrialRecord:
             shutil.rmtree(aside.parent, ignore_errors=True)
             return dataclasses.replace(record, checkpoint=None)
     return dataclasses.replace(record, checkpoint=aside)
+
+
+def _unlink_aside(checkpoint: Path) -> None:
+    """Delete a checkpoint linked aside, and the study's aside folder once empty."""
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    if checkpoint.parent.parent.name == ASIDE:
+        with contextlib.suppress(OSError):  # another trial's is there
+            checkpoint.parent.parent.rmdir()
 
 
 def _note(trial: Any, attr: str, value: Any) -> None:
