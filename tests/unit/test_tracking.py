@@ -5,6 +5,7 @@ real MLflow server is in tests/e2e/test_mlflow.py."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ import pytest
 from tunecb.oracle import attrs as keys
 from tunecb.results import StudyDir
 from tunecb.tracking import PARENT_RUN, TRIAL_RUN
-from tunecb.tracking._base import MLFLOW
+from tunecb.tracking._base import MLFLOW, WANDB, Kind
 from tunecb.tracking.mlflow_tracker import reason
 from tunecb.tracking.records import trial_record
 from tunecb.tracking.search import SearchTracking
@@ -81,8 +82,8 @@ def trackings():
     """``make(tracker)``: a TrialTracking on the fake; their threads stopped at the end."""
     made: list[TrialTracking] = []
 
-    def make(tracker: FakeTracker) -> TrialTracking:
-        made.append(TrialTracking("http://h:5000", "exp", make=lambda: tracker))
+    def make(tracker: FakeTracker, kind: Kind = MLFLOW) -> TrialTracking:
+        made.append(TrialTracking("http://h:5000", "exp", make=lambda: tracker, kind=kind))
         return made[-1]
 
     yield make
@@ -122,7 +123,10 @@ def test_a_trial_is_a_child_run_with_its_epochs_in_one_batch_and_its_record(tmp_
 
 
 class SlowTracker(FakeTracker):
-    """A second to open (``import mlflow``), a fifth of a second a request."""
+    """A second to open (``import mlflow``), a fifth of a second a request; a run's end
+    waits until ``ended`` is set (10 s at most)."""
+
+    ended = threading.Event()
 
     def __init__(self) -> None:
         time.sleep(1.0)
@@ -131,9 +135,15 @@ class SlowTracker(FakeTracker):
     def _call(self) -> None:
         time.sleep(0.2)
 
+    def finish_trial(self, run_id: str, record, logged: int) -> None:
+        self.ended.wait(10)
+        super().finish_trial(run_id, record, logged)
 
-def test_the_fit_never_waits_on_the_tracker_and_loses_no_epoch(tmp_path, trackings):
-    tracking, study = trackings(None), study_with_parent()
+
+@pytest.mark.parametrize("kind", [MLFLOW, WANDB], ids=["mlflow", "wandb"])
+def test_the_fit_never_waits_on_the_tracker_and_loses_no_epoch(tmp_path, trackings, kind):
+    tracking, study = trackings(None, kind), study_with_parent()
+    study.set_user_attr(kind.parent_attr, {"uri": "u", "experiment": "exp", "run_id": "parent"})
     tracking.shipper = Shipper(SlowTracker, interval=0.1)
     tracker_epochs = range(1, 21)
     history(StudyDir(tmp_path), 0, tracker_epochs)
@@ -144,17 +154,23 @@ def test_the_fit_never_waits_on_the_tracker_and_loses_no_epoch(tmp_path, trackin
         callback.on_epoch_begin(epoch)
         callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
     assert time.perf_counter() - started < 0.5  # the epochs only queue
+    tracking._runs[0].result(timeout=10)  # opened while the fit ran (a fit of seconds)
+    SlowTracker.ended.clear()
     started = time.perf_counter()
     tracking.trial_ended(trial, None, StudyDir(tmp_path))
-    assert time.perf_counter() - started < 0.5  # its run is completed in the thread
+    assert time.perf_counter() - started < 5  # its run is completed in the thread, later
+    SlowTracker.ended.set()
     done = tracking.shipper.call(lambda tracker, shipper: tracker).result(timeout=10)
     assert done is not None
     assert sorted(e for _, e in done.epochs) == list(tracker_epochs)
     assert done.finished == [("run-0", 0, [])] and len(done.batches) < 5
+    if kind.recorded_attr:  # W&B: its complete run noted on the study (the trial is told)
+        assert study.user_attrs[kind.recorded_key(0)] is True
 
 
 def test_a_checkpoint_deleted_after_the_trial_still_goes_up_whole(tmp_path, trackings):
     tracking, study = trackings(None), study_with_parent()
+    SlowTracker.ended.set()
     tracking.shipper = Shipper(SlowTracker, interval=0.1)  # the run ends a second later
     folder = StudyDir(tmp_path)
     history(folder, 0, range(1, 3))

@@ -110,9 +110,9 @@ class TrialTracking:
 
     def trial_ended(self, trial: Any, outcome: Any, study_dir: StudyDir) -> None:
         """Complete the trial's run from its records (opened here if its fit never
-        began), in the thread: the trial does not wait for it, except where the complete
-        run is noted on the trial (W&B), :data:`END_WAIT` seconds at most. The checkpoint
-        is linked aside first, so that ``--keep-checkpoints`` may delete it meanwhile."""
+        began), in the thread: the trial waits only for its run to be open (its id noted
+        on it), :data:`END_WAIT` seconds at most. The checkpoint is linked aside first, so
+        that ``--keep-checkpoints`` may delete it meanwhile."""
         self.begin(trial, 0)
         future = self._runs.pop(trial.number, None)
         if future is None:
@@ -131,28 +131,27 @@ class TrialTracking:
                 rows = [row for row in record.history if _missing(row, held, resumed, sent)]
                 tracker.finish_trial(run_id, dataclasses.replace(record, history=rows), 0)
                 if self.kind.recorded_attr:  # a tracker that cannot be asked (W&B)
-                    _note(trial, self.kind.recorded_attr, True)
+                    _note_study(trial.study, self.kind.recorded_key(trial.number))
                 return True
             finally:
                 if record.checkpoint is not None:
                     _unlink_aside(record.checkpoint)
 
-        done = self.shipper.call(finish)  # type: ignore[union-attr]  # begun
-        if self.kind.recorded_attr:  # noted on the trial: before it is told
-            self._wait(done, trial.number)
+        self.shipper.call(finish)  # type: ignore[union-attr]  # begun
+        try:  # its run's id noted on the trial before it is told (opened long ago, mostly)
+            future.result(timeout=END_WAIT)
+        except FutureTimeout:
+            log.debug("tracker: trial %d's run not opened in %s s", trial.number, END_WAIT)
 
     def wait(self, timeout: float = END_WAIT) -> bool:
         """Wait for everything queued so far to be sent (``timeout`` seconds at most)."""
         if self.shipper is None:
             return True
-        return self._wait(self.shipper.call(lambda tracker, shipper: True), None, timeout)
-
-    def _wait(self, done: Future, number: int | None, timeout: float = END_WAIT) -> bool:
         try:
-            done.result(timeout=timeout)
+            self.shipper.call(lambda tracker, shipper: True).result(timeout=timeout)
             return True
         except FutureTimeout:
-            log.debug("tracker: trial %s's run not completed in %s s", number, timeout)
+            log.debug("tracker: what was queued not sent in %s s", timeout)
             return False
 
     def close(self, timeout: float = END_WAIT) -> bool:
@@ -221,6 +220,14 @@ def _linked(record: TrialRecord, folder: Path) -> TrialRecord:
             shutil.rmtree(aside.parent, ignore_errors=True)
             return dataclasses.replace(record, checkpoint=None)
     return dataclasses.replace(record, checkpoint=aside)
+
+
+def _note_study(study: Any, key: str) -> None:
+    """That a trial's run is complete, on the study (the trial is told by then)."""
+    try:
+        study.set_user_attr(key, True)
+    except Exception as exc:  # counted in the gap at the end
+        log.debug("%s not noted: %s", key, exc)
 
 
 def _unlink_aside(checkpoint: Path) -> None:
