@@ -198,9 +198,12 @@ def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path, track
     assert tracking.wait(timeout=10)
     assert tracker.paused and not tracker.finished
     tracker.down = False  # back, but paused: the next trial does not wait on it
+    StudyDir(tmp_path).trial_dir(1).mkdir(parents=True)
+    StudyDir(tmp_path).checkpoint(1).write_bytes(b"weights")
     tracking.trial_ended(study.ask(), None, StudyDir(tmp_path))
     assert tracking.wait(timeout=10)
     assert not tracker.finished
+    assert not (tmp_path / ".tracker").exists()  # its checkpoint's link aside: gone too
 
 
 def test_a_resumed_trial_continues_the_run_of_the_attempt_it_reruns(tmp_path, trackings):

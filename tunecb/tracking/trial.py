@@ -44,7 +44,8 @@ from tunecb.tracking.targets import Target, targets
 
 log = logging.getLogger("tunecb")
 
-END_WAIT = 30.0  # the most seconds a trial's end waits for its run to be completed
+END_WAIT = 30.0  # the most seconds a trial's end waits for its run to be open, and a
+# process's end for its trials' runs to be completed
 ASIDE = ".tracker"  # in the study's folder: checkpoints linked there until uploaded
 
 
@@ -120,24 +121,23 @@ class TrialTracking:
         record = _linked(trial_record(study_dir, trial.number, outcome), study_dir.root / ASIDE)
 
         def finish(tracker: Any, shipper: Shipper) -> bool:
-            try:
-                run_id = future.result()
-                if run_id is None:
-                    return False
-                held, resumed = shipper.state.pop(run_id, (0, 0))
-                sent = shipper.sent(run_id, forget=True)
-                if sent is None:  # some epochs were lost: ask the run what it holds
-                    sent, resumed = tracker.logged_epochs(run_id), -1
-                rows = [row for row in record.history if _missing(row, held, resumed, sent)]
-                tracker.finish_trial(run_id, dataclasses.replace(record, history=rows), 0)
-                if self.kind.recorded_attr:  # a tracker that cannot be asked (W&B)
-                    _note_study(trial.study, self.kind.recorded_key(trial.number))
-                return True
-            finally:
-                if record.checkpoint is not None:
-                    _unlink_aside(record.checkpoint)
+            run_id = future.result()
+            if run_id is None:
+                return False
+            held, resumed = shipper.state.pop(run_id, (0, 0))
+            sent = shipper.sent(run_id, forget=True)
+            if sent is None:  # some epochs were lost: ask the run what it holds
+                sent, resumed = tracker.logged_epochs(run_id), -1
+            rows = [row for row in record.history if _missing(row, held, resumed, sent)]
+            tracker.finish_trial(run_id, dataclasses.replace(record, history=rows), 0)
+            if self.kind.recorded_attr:  # a tracker that cannot be asked (W&B)
+                _note_study(trial.study, self.kind.recorded_key(trial.number))
+            return True
 
-        self.shipper.call(finish)  # type: ignore[union-attr]  # begun
+        done = self.shipper.call(finish)  # type: ignore[union-attr]  # begun
+        if record.checkpoint is not None:  # sent, failed or skipped (a paused tracker)
+            checkpoint = record.checkpoint
+            done.add_done_callback(lambda _: _unlink_aside(checkpoint))
         try:  # its run's id noted on the trial before it is told (opened long ago, mostly)
             future.result(timeout=END_WAIT)
         except FutureTimeout:
@@ -239,8 +239,7 @@ def _unlink_aside(checkpoint: Path) -> None:
 
 
 def _note(trial: Any, attr: str, value: Any) -> None:
-    """The run's id (a rerun continues the run), or that it is complete, on the trial,
-    from the tracker's thread."""
+    """The run's id on the trial (a rerun continues the run), from the tracker's thread."""
     try:
         trial.set_user_attr(attr, value)
     except Exception as exc:  # told already (its end did not wait that long)
