@@ -181,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the searches compared, rotating: plain, mlflow, wandb (W&B offline) (plain,mlflow)",
     )
     parser.add_argument("--epochs", type=int, help="epochs a trial (the study's 30)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another tunecb tree (e.g. `git archive` of an older commit): sides named "
+        "mlflow-before, wandb-before run it (PYTHONPATH), for before/after in one run",
+    )
     args = parser.parse_args(argv)
     if args.fixed:
         return fixed_cost(args.repeats, args.json.with_name("tracking_wandb_fixed.json"))
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tunecb-tracking-"))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     sides = args.sides.split(",")
-    if "wandb" in sides:
+    if "wandb" in sides or "wandb-before" in sides:
         env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
         env.update(
             {
@@ -198,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         (tmp / "wandb").mkdir()
     load_before = os.getloadavg()
-    proc, url = (None, args.url) if args.url or "mlflow" not in sides else start_server(tmp)
+    tracked = {side.removesuffix("-before") for side in sides}
+    proc, url = (None, args.url) if args.url or "mlflow" not in tracked else start_server(tmp)
     walls: dict[str, list[float]] = {side: [] for side in sides}
     cpus: dict[str, list[float]] = {side: [] for side in sides}  # the search's CPU seconds
     server_cpu: list[float] = []  # the server's CPU seconds during each tracked search
@@ -214,12 +221,15 @@ def main(argv: list[str] | None = None) -> int:
                 ]  # fmt: skip
                 if args.epochs:
                     cmd += ["--epochs", str(args.epochs)]
-                if side == "mlflow":
-                    cmd += ["--mlflow", url, "--mlflow-experiment", f"bench-{tmp.name}-{repeat}"]
-                elif side == "wandb":
-                    cmd += ["--wandb", f"bench-{repeat}"]
+                kind, side_env = side.removesuffix("-before"), env
+                if side.endswith("-before"):
+                    side_env = {**env, "PYTHONPATH": str(args.before)}
+                if kind == "mlflow":
+                    cmd += ["--mlflow", url, "--mlflow-experiment", f"bench-{side}-{repeat}"]
+                elif kind == "wandb":
+                    cmd += ["--wandb", f"bench-{side}-{repeat}"]
                 cpu_before, server_before = children_cpu(), server_seconds(proc)
-                wall, _ = run_timed(cmd, env)
+                wall, _ = run_timed(cmd, side_env)
                 walls[side].append(wall)
                 cpus[side].append(children_cpu() - cpu_before)
                 if side == "mlflow":
@@ -276,12 +286,14 @@ def _sides_table(
     rows = [f"search of {args.trials} trials x {args.epochs or 30} epochs, median of "
             f"{args.repeats}, sides rotating"]  # fmt: skip
     base = statistics.median(cpus["plain"]) if "plain" in cpus else None
+    base_wall = statistics.median(walls["plain"]) if "plain" in walls else None
     for side in sides:
         cpu, wall = statistics.median(cpus[side]), statistics.median(walls[side])
-        ratio = f", CPU ratio {cpu / base:.3f}" if base else ""
-        rows.append(f"  {side:7s} {cpu:6.1f} s CPU (spread {spread(cpus[side]):.0%}), "
+        ratio = f", CPU ratio {cpu / base:.3f}, wall ratio {wall / base_wall:.3f}" if base else ""
+        rows.append(f"  {side:12s} {cpu:6.1f} s CPU (spread {spread(cpus[side]):.0%}), "
                     f"{wall:6.1f} s wall (spread {spread(walls[side]):.0%}){ratio}")  # fmt: skip
-    write_result(result, args.json.with_name("tracking_sides.json"), "\n".join(rows))
+    path = args.json if args.json != DEFAULT_JSON else args.json.with_name("tracking_sides.json")
+    write_result(result, path, "\n".join(rows))
     return 0
 
 

@@ -5,6 +5,7 @@ real MLflow server is in tests/e2e/test_mlflow.py."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ import pytest
 from tunecb.oracle import attrs as keys
 from tunecb.results import StudyDir
 from tunecb.tracking import PARENT_RUN, TRIAL_RUN
-from tunecb.tracking._base import MLFLOW
+from tunecb.tracking._base import MLFLOW, WANDB, Kind
 from tunecb.tracking.mlflow_tracker import reason
 from tunecb.tracking.records import trial_record
 from tunecb.tracking.search import SearchTracking
@@ -35,6 +36,7 @@ class FakeTracker:
         self.epochs: list[tuple[str, int]] = []
         self.batches: list[int] = []  # rows per log_epochs call
         self.finished: list[tuple[str, int, list[int]]] = []
+        self.checkpoints: list[tuple] = []  # (path, content) of each run's checkpoint
 
     def _call(self) -> None:
         if self.down:
@@ -62,6 +64,8 @@ class FakeTracker:
 
     def finish_trial(self, run_id: str, record, logged: int) -> None:
         self._call()
+        if record.checkpoint is not None:
+            self.checkpoints.append((record.checkpoint, record.checkpoint.read_bytes()))
         epochs = [row["epoch"] for row in record.history if row["epoch"] > logged]
         self.finished.append((run_id, record.number, epochs))
 
@@ -78,8 +82,8 @@ def trackings():
     """``make(tracker)``: a TrialTracking on the fake; their threads stopped at the end."""
     made: list[TrialTracking] = []
 
-    def make(tracker: FakeTracker) -> TrialTracking:
-        made.append(TrialTracking("http://h:5000", "exp", make=lambda: tracker))
+    def make(tracker: FakeTracker, kind: Kind = MLFLOW) -> TrialTracking:
+        made.append(TrialTracking("http://h:5000", "exp", make=lambda: tracker, kind=kind))
         return made[-1]
 
     yield make
@@ -110,6 +114,7 @@ def test_a_trial_is_a_child_run_with_its_epochs_in_one_batch_and_its_record(tmp_
         callback.on_epoch_begin(epoch)
         callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_accuracy": 0.5})
     tracking.trial_ended(trial, None, StudyDir(tmp_path))
+    assert tracking.wait(timeout=10)
     assert tracker.runs == {"run-0": {"parent": "parent", "number": 0}}
     assert tracker.epochs == [("run-0", 1), ("run-0", 2), ("run-0", 3)]
     assert tracker.batches == [3]  # one request for the three epochs (sent within 2 s)
@@ -118,7 +123,10 @@ def test_a_trial_is_a_child_run_with_its_epochs_in_one_batch_and_its_record(tmp_
 
 
 class SlowTracker(FakeTracker):
-    """A second to open (``import mlflow``), a fifth of a second a request."""
+    """A second to open (``import mlflow``), a fifth of a second a request; a run's end
+    waits until ``ended`` is set (10 s at most)."""
+
+    ended = threading.Event()
 
     def __init__(self) -> None:
         time.sleep(1.0)
@@ -127,9 +135,15 @@ class SlowTracker(FakeTracker):
     def _call(self) -> None:
         time.sleep(0.2)
 
+    def finish_trial(self, run_id: str, record, logged: int) -> None:
+        self.ended.wait(10)
+        super().finish_trial(run_id, record, logged)
 
-def test_the_fit_never_waits_on_the_tracker_and_loses_no_epoch(tmp_path, trackings):
-    tracking, study = trackings(None), study_with_parent()
+
+@pytest.mark.parametrize("kind", [MLFLOW, WANDB], ids=["mlflow", "wandb"])
+def test_the_fit_never_waits_on_the_tracker_and_loses_no_epoch(tmp_path, trackings, kind):
+    tracking, study = trackings(None, kind), study_with_parent()
+    study.set_user_attr(kind.parent_attr, {"uri": "u", "experiment": "exp", "run_id": "parent"})
     tracking.shipper = Shipper(SlowTracker, interval=0.1)
     tracker_epochs = range(1, 21)
     history(StudyDir(tmp_path), 0, tracker_epochs)
@@ -140,11 +154,37 @@ def test_the_fit_never_waits_on_the_tracker_and_loses_no_epoch(tmp_path, trackin
         callback.on_epoch_begin(epoch)
         callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
     assert time.perf_counter() - started < 0.5  # the epochs only queue
-    tracking.trial_ended(trial, None, StudyDir(tmp_path))  # waits for the run's end
+    tracking._runs[0].result(timeout=10)  # opened while the fit ran (a fit of seconds)
+    SlowTracker.ended.clear()
+    started = time.perf_counter()
+    tracking.trial_ended(trial, None, StudyDir(tmp_path))
+    assert time.perf_counter() - started < 5  # its run is completed in the thread, later
+    SlowTracker.ended.set()
     done = tracking.shipper.call(lambda tracker, shipper: tracker).result(timeout=10)
     assert done is not None
     assert sorted(e for _, e in done.epochs) == list(tracker_epochs)
     assert done.finished == [("run-0", 0, [])] and len(done.batches) < 5
+    if kind.recorded_attr:  # W&B: its complete run noted on the study (the trial is told)
+        assert study.user_attrs[kind.recorded_key(0)] is True
+
+
+def test_a_checkpoint_deleted_after_the_trial_still_goes_up_whole(tmp_path, trackings):
+    tracking, study = trackings(None), study_with_parent()
+    SlowTracker.ended.set()
+    tracking.shipper = Shipper(SlowTracker, interval=0.1)  # the run ends a second later
+    folder = StudyDir(tmp_path)
+    history(folder, 0, range(1, 3))
+    folder.checkpoint(0).write_bytes(b"weights")
+    trial = study.ask()
+    tracking.trial_ended(trial, None, folder)
+    folder.checkpoint(0).unlink()  # --keep-checkpoints after the trial is told
+    assert tracking.wait(timeout=10)
+    done = tracking.shipper.call(lambda tracker, shipper: tracker).result(timeout=10)
+    ((path, content),) = done.checkpoints
+    assert content == b"weights" and path.name == "best.keras"
+    assert path.is_relative_to(tmp_path)  # linked on the study's file system, not copied
+    assert not path.parent.exists()  # the link aside is gone with the run's end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trials"]
 
 
 def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path, trackings):
@@ -155,10 +195,15 @@ def test_a_tracker_that_fails_costs_the_trial_nothing_and_pauses(tmp_path, track
     callback.on_epoch_begin(0)
     callback.on_epoch_end(0, {"loss": 1.0})
     tracking.trial_ended(trial, None, StudyDir(tmp_path))  # no exception
+    assert tracking.wait(timeout=10)
     assert tracker.paused and not tracker.finished
     tracker.down = False  # back, but paused: the next trial does not wait on it
+    StudyDir(tmp_path).trial_dir(1).mkdir(parents=True)
+    StudyDir(tmp_path).checkpoint(1).write_bytes(b"weights")
     tracking.trial_ended(study.ask(), None, StudyDir(tmp_path))
+    assert tracking.wait(timeout=10)
     assert not tracker.finished
+    assert not (tmp_path / ".tracker").exists()  # its checkpoint's link aside: gone too
 
 
 def test_a_resumed_trial_continues_the_run_of_the_attempt_it_reruns(tmp_path, trackings):
@@ -177,6 +222,7 @@ def test_a_resumed_trial_continues_the_run_of_the_attempt_it_reruns(tmp_path, tr
     callback.on_epoch_begin(2)  # fit(initial_epoch=2): the backup had two epochs
     callback.on_epoch_end(2, {"loss": 0.1})
     tracking.trial_ended(rerun, None, StudyDir(tmp_path))  # epoch 4: not sent live
+    assert tracking.wait(timeout=10)
     assert list(tracker.runs) == ["run-of-0"]
     assert tracker.finished == [("run-of-0", 1, [2, 4])]  # the gaps, and no epoch twice
 

@@ -113,7 +113,7 @@ def test_the_trials_note_their_complete_run_and_the_gap_is_counted_from_the_note
         study.tell(trial, 0.5)
     assert tracking.close(timeout=10)
     assert study.trials[0].user_attrs[WANDB.trial_attr] == "run-0"
-    assert study.trials[0].user_attrs[WANDB.recorded_attr] is True
+    assert study.user_attrs[WANDB.recorded_key(0)] is True  # the trial was told by then
     (line,) = SearchTracking(tracker, "p").end(study, StudyDir(tmp_path / "s"), None)
     assert line.startswith("W&B 'proj' misses 1 trial (1)")
     assert line.endswith(f"tunecb sync {tmp_path / 's'} --wandb proj")

@@ -58,8 +58,8 @@ def run_trials_of(
     try:
         return run_trials(study, runner, limits, sink, settings.seed, should_stop, after_tell)
     finally:
-        if runner.tracking is not None:  # --mlflow: its thread (a Dask worker lives on)
-            runner.tracking.close(timeout=5.0)
+        if runner.tracking is not None:  # --mlflow: its thread (a Dask worker lives on);
+            runner.tracking.close()  # the last trials' runs are completed there: wait (30 s)
 
 
 def run_worker(

@@ -40,9 +40,19 @@ class Kind:
     flag: str  # the setting's flag, for the `tunecb sync` line
     parent_attr: str  # study user attr: {"uri", "experiment", "run_id"} of the search's run
     trial_attr: str  # trial user attr: the trial's run id
-    # trial user attr noted once a trial's run is complete, for a tracker that cannot be
-    # asked which runs it holds (W&B offline); None: ask the tracker (Tracker.recorded)
+    # noted once a trial's run is complete, for a tracker that cannot be asked which runs
+    # it holds (W&B offline): the study user attr "<it>.<number>" (a trial's run is
+    # completed after the trial is told; older studies: a trial user attr); None: ask the
+    # tracker (Tracker.recorded)
     recorded_attr: str | None = None
+
+    def recorded_key(self, number: int) -> str:
+        """The study user attr noting that trial ``number``'s run is complete.
+
+        >>> WANDB.recorded_key(3)
+        'wandb_recorded.3'
+        """
+        return f"{self.recorded_attr}.{number}"
 
 
 MLFLOW = Kind("MLflow", "--mlflow", PARENT_RUN, TRIAL_RUN)

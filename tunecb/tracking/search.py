@@ -203,6 +203,8 @@ def sync_study(
         run_id = tracker.start_trial(parent, number, noted)
         logged = tracker.logged_epochs(run_id)
         tracker.finish_trial(run_id, trial_record(study_dir, number, trial), logged)
+        if kind.recorded_attr:  # a tracker that cannot be asked (W&B): noted here
+            study.set_user_attr(kind.recorded_key(number), True)
         written += 1
     tracking._finish(study, report)
     return written, len(have)
@@ -211,10 +213,15 @@ def sync_study(
 def _recorded(tracker: Any, parent: str, study: optuna.Study) -> set[int]:
     """The trials whose run is complete: the tracker's answer, or (a tracker that cannot
     be asked, W&B) what the trials noted."""
-    attr = tracker.kind.recorded_attr
-    if attr is None:
+    kind = tracker.kind
+    if kind.recorded_attr is None:
         return tracker.recorded(parent)
-    return {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(attr)}
+    noted = study.user_attrs
+    return {
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if noted.get(kind.recorded_key(t.number)) or t.user_attrs.get(kind.recorded_attr)
+    }
 
 
 def _counted(study: optuna.Study) -> set[int]:

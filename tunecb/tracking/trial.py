@@ -1,6 +1,8 @@
 """A trial's child run, from a worker process: opened when its fit begins, its epochs
 queued as they end and sent in batches by the tracker's own thread (:mod:`.shipper`),
-completed from the trial's records when the trial is over (the trial waits for that).
+completed from the trial's records when the trial is over, in that thread too (the next
+trial starts meanwhile; the process's end waits for what is queued, :data:`END_WAIT`
+seconds at most).
 
 The trial runner holds one :class:`TrialTracking` per process and tracker (``None``
 without ``--mlflow`` or ``--wandb``; :class:`Trackings` with both). Nothing here fails a
@@ -18,11 +20,16 @@ Example (the trial runner does this)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -30,14 +37,16 @@ import keras
 from tunecb.oracle import attrs as keys
 from tunecb.results import StudyDir
 from tunecb.study.settings import Settings
-from tunecb.tracking._base import MLFLOW, Kind
+from tunecb.tracking._base import MLFLOW, Kind, TrialRecord
 from tunecb.tracking.records import trial_record
 from tunecb.tracking.shipper import Shipper
 from tunecb.tracking.targets import Target, targets
 
 log = logging.getLogger("tunecb")
 
-END_WAIT = 30.0  # the most seconds a trial's end waits for its run to be completed
+END_WAIT = 30.0  # the most seconds a trial's end waits for its run to be open, and a
+# process's end for its trials' runs to be completed
+ASIDE = ".tracker"  # in the study's folder: checkpoints linked there until uploaded
 
 
 class TrialTracking:
@@ -102,12 +111,14 @@ class TrialTracking:
 
     def trial_ended(self, trial: Any, outcome: Any, study_dir: StudyDir) -> None:
         """Complete the trial's run from its records (opened here if its fit never
-        began); waits for it :data:`END_WAIT` seconds at most."""
+        began), in the thread: the trial waits only for its run to be open (its id noted
+        on it), :data:`END_WAIT` seconds at most. The checkpoint is linked aside first, so
+        that ``--keep-checkpoints`` may delete it meanwhile."""
         self.begin(trial, 0)
         future = self._runs.pop(trial.number, None)
         if future is None:
             return
-        record = trial_record(study_dir, trial.number, outcome)
+        record = _linked(trial_record(study_dir, trial.number, outcome), study_dir.root / ASIDE)
 
         def finish(tracker: Any, shipper: Shipper) -> bool:
             run_id = future.result()
@@ -120,14 +131,28 @@ class TrialTracking:
             rows = [row for row in record.history if _missing(row, held, resumed, sent)]
             tracker.finish_trial(run_id, dataclasses.replace(record, history=rows), 0)
             if self.kind.recorded_attr:  # a tracker that cannot be asked (W&B)
-                _note(trial, self.kind.recorded_attr, True)
+                _note_study(trial.study, self.kind.recorded_key(trial.number))
             return True
 
         done = self.shipper.call(finish)  # type: ignore[union-attr]  # begun
-        try:
-            done.result(timeout=END_WAIT)
+        if record.checkpoint is not None:  # sent, failed or skipped (a paused tracker)
+            checkpoint = record.checkpoint
+            done.add_done_callback(lambda _: _unlink_aside(checkpoint))
+        try:  # its run's id noted on the trial before it is told (opened long ago, mostly)
+            future.result(timeout=END_WAIT)
         except FutureTimeout:
-            log.debug("tracker: trial %d's run not completed in %s s", trial.number, END_WAIT)
+            log.debug("tracker: trial %d's run not opened in %s s", trial.number, END_WAIT)
+
+    def wait(self, timeout: float = END_WAIT) -> bool:
+        """Wait for everything queued so far to be sent (``timeout`` seconds at most)."""
+        if self.shipper is None:
+            return True
+        try:
+            self.shipper.call(lambda tracker, shipper: True).result(timeout=timeout)
+            return True
+        except FutureTimeout:
+            log.debug("tracker: what was queued not sent in %s s", timeout)
+            return False
 
     def close(self, timeout: float = END_WAIT) -> bool:
         """Send what is queued and stop the thread (``timeout`` seconds at most)."""
@@ -148,6 +173,9 @@ class Trackings:
         for part in self.parts:
             part.trial_ended(trial, outcome, study_dir)
 
+    def wait(self, timeout: float = END_WAIT) -> bool:
+        return all([part.wait(timeout) for part in self.parts])
+
     def close(self, timeout: float = END_WAIT) -> bool:
         return all([part.close(timeout) for part in self.parts])
 
@@ -166,9 +194,52 @@ def _previous_run(trial: Any, attr: str) -> str | None:
     return None
 
 
+def _linked(record: TrialRecord, folder: Path) -> TrialRecord:
+    """``record`` with its checkpoint hard-linked (copied where links fail) into a new
+    folder under ``folder`` (the study's: same file system), which the run's completion
+    deletes: the checkpoint as the trial left it, whatever happens to the original.
+
+    >>> _linked(TrialRecord(number=0, state="FAIL"), Path(".")).checkpoint is None
+    True
+    """
+    if record.checkpoint is None:
+        return record
+    try:
+        folder.mkdir(exist_ok=True)
+        aside = Path(tempfile.mkdtemp(prefix=f"{record.number}-", dir=folder))
+    except OSError:
+        aside = Path(tempfile.mkdtemp(prefix="tunecb-tracked-"))
+    aside = aside / record.checkpoint.name
+    try:
+        os.link(record.checkpoint, aside)
+    except OSError:
+        try:
+            shutil.copyfile(record.checkpoint, aside)
+        except OSError as exc:  # gone already: the run goes without it
+            log.debug("tracker: checkpoint of trial %d not kept: %s", record.number, exc)
+            shutil.rmtree(aside.parent, ignore_errors=True)
+            return dataclasses.replace(record, checkpoint=None)
+    return dataclasses.replace(record, checkpoint=aside)
+
+
+def _note_study(study: Any, key: str) -> None:
+    """That a trial's run is complete, on the study (the trial is told by then)."""
+    try:
+        study.set_user_attr(key, True)
+    except Exception as exc:  # counted in the gap at the end
+        log.debug("%s not noted: %s", key, exc)
+
+
+def _unlink_aside(checkpoint: Path) -> None:
+    """Delete a checkpoint linked aside, and the study's aside folder once empty."""
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    if checkpoint.parent.parent.name == ASIDE:
+        with contextlib.suppress(OSError):  # another trial's is there
+            checkpoint.parent.parent.rmdir()
+
+
 def _note(trial: Any, attr: str, value: Any) -> None:
-    """The run's id (a rerun continues the run), or that it is complete, on the trial,
-    from the tracker's thread."""
+    """The run's id on the trial (a rerun continues the run), from the tracker's thread."""
     try:
         trial.set_user_attr(attr, value)
     except Exception as exc:  # told already (its end did not wait that long)
