@@ -18,11 +18,11 @@ multi-objective study.
    contribution; swapped in for that search only, in this process). Each
    two-objective case also gets the rung rules replayed on its unpruned run's curves
    (``mo_replay.replay``: same trials, no training).
-2. Report. A finished 1,000-trial multi-objective study and a single-objective one of the
-   same size (``tests/synthetic.py``, no training), each reported R times by fresh
-   ``python -m tunecb report`` processes, alternating; with ``--report-against TREE`` a
-   second source tree (e.g. the code before a change) is timed side by side. Wall and CPU
-   seconds, medians and spread.
+2. Report. A finished 1,000-trial multi-objective study (2 and 3 objectives) and a
+   single-objective one of the same size (``tests/synthetic.py``, no training), each
+   reported R times by fresh ``python -m tunecb report`` processes, alternating; with
+   ``--report-against TREE`` a second source tree (e.g. the code before a change) is timed
+   side by side. Wall and CPU seconds, medians and spread.
 
     python benchmarks/multiobjective.py --seeds 0 1 2 --trials 10 --epochs 6
     python benchmarks/multiobjective.py --only report --report-against /tmp/before
@@ -203,8 +203,9 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 def measure_report(args: argparse.Namespace, tmp: Path) -> dict:
     from synthetic import make_big_study
 
-    studies = {"multi": tmp / "multi", "single": tmp / "single"}
+    studies = {"multi": tmp / "multi", "multi3": tmp / "multi3", "single": tmp / "single"}
     make_big_study(studies["multi"], args.report_trials, workers=4, objectives=True)
+    make_big_study(studies["multi3"], args.report_trials, workers=4, objectives=3)
     make_big_study(studies["single"], args.report_trials, workers=4)
     trees = {"this": ROOT, **({"against": args.report_against} if args.report_against else {})}
     runs: dict[str, list[tuple[float, float]]] = {}
