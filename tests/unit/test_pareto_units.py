@@ -308,3 +308,4 @@ def test_a_multi_objective_study_gets_tpe_or_the_sampler_it_names(tmp_path, name
         study, was_created, _ = open_study(loaded, s, StudyDir(tmp_path / "r" / "tiny"), storage)
         assert was_created == created and len(study.directions) == 2
         assert isinstance(study.sampler, kind)
+        assert kind is not optuna.samplers.TPESampler or study.sampler._multivariate
