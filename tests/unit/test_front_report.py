@@ -160,3 +160,14 @@ def test_a_vector_no_better_than_the_reference_adds_nothing():
     assert pareto.hypervolume_over([(5, 5, 5), (1, 1, 1)], [False] * 3, (4, 4, 4)) == [0.0, 27.0]
     assert pareto.estimated_over([(5, 5, 5)], [False] * 3, (4, 4, 4)) == [0.0]
     assert pareto.reference([(0.5, 3.0), (0.5, 1.0)], [True, False]) == [0.5 - 1e-9, 3.2]
+
+
+def test_an_objective_every_trial_shares_still_gets_a_hypervolume():
+    """A parameter count all trials share (a search of the learning rate only): the
+    reference point lies just beyond it, however large it is."""
+    same = _records(3)
+    for r in same.records:
+        r["o1"] = 3e8
+    fig, caption = hypervolume_plot(same)
+    shares = fig.axes[0].lines[0].get_ydata()
+    assert 0 < shares[-1] <= 1 and "o1 3e+08" in caption

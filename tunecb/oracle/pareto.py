@@ -278,14 +278,16 @@ def _covers(a: Sequence[float], b: Sequence[float]) -> bool:
 def reference(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[float]:
     """The reference point tunecb measures a hypervolume from: each objective's worst value
     among ``vectors``, a tenth of its range further (so that a front's end points count
-    too; an objective with one value: 1e-9 further).
+    too; an objective with one value: a billionth of it, at least 1e-9, further).
 
     >>> reference([(0.9, 100.0), (0.5, 300.0)], [True, False])
     [0.46, 320.0]
+    >>> reference([(0.9, 3e8), (0.5, 3e8)], [True, False])  # one parameter count for all
+    [0.46, 300000000.3]
     """
     ref = []
     for column, up in zip(zip(*vectors, strict=True), maximize, strict=True):
-        margin = (max(column) - min(column)) / 10 or 1e-9
+        margin = (max(column) - min(column)) / 10 or max(abs(max(column)), 1.0) * 1e-9
         ref.append(round(min(column) - margin if up else max(column) + margin, 12))
     return ref
 

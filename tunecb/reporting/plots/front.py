@@ -124,6 +124,8 @@ def hypervolume_plot(result: StudyRecords) -> tuple[Figure, str]:
     ref = pareto.reference(vectors, maximize)
     best = [(max if up else min)(v[i] for v in vectors) for i, up in enumerate(maximize)]
     box = math.prod(abs(r - b) for r, b in zip(ref, best, strict=True))
+    if not box > 0:
+        raise PlotSkipped("the complete trials' values span no volume")
     exact = len(objectives) <= EXACT_UP_TO
     volumes = (
         pareto.hypervolume_over(vectors, maximize, ref)
