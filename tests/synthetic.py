@@ -21,7 +21,7 @@ def make_big_study(
     seed: int = 0,
     workers: int = 0,
     states: tuple[float, float] = (0.6, 0.9),
-    objectives: bool = False,
+    objectives: bool | int = False,
 ) -> None:
     """A finished study as ``tunecb search`` leaves it, made with Optuna's API (no training):
     ``optuna.journal``, ``study.json``, and per trial the user attributes tunecb records,
@@ -30,7 +30,8 @@ def make_big_study(
     ``workers``: trials name one of this many worker processes and overlap in time (0: none,
     one after another); ``states``: the draws below which a trial is COMPLETE, then PRUNED
     (the rest FAIL), e.g. ``(0, 0)`` for a study of failed trials only; ``objectives``: a
-    multi-objective study (val_accuracy:max, params:min) with its Pareto-pruner rung values."""
+    multi-objective study (val_accuracy:max, params:min; ``3``: and latency_ms:min, noisy in the
+    parameter count) with its Pareto-pruner rung values."""
     import optuna
     from optuna.distributions import (
         CategoricalDistribution,
@@ -47,7 +48,10 @@ def make_big_study(
     study_dir = StudyDir(folder)
     study_dir.trials.mkdir(parents=True)
     storage = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
-    directions = ["maximize", "minimize"] if objectives else ["maximize"]
+    n_objectives = 0 if not objectives else 2 if objectives is True else int(objectives)
+    names = ["val_accuracy", "params", "latency_ms"][:n_objectives]
+    directions = ["maximize"] + ["minimize"] * max(0, n_objectives - 1)
+    spelled = ",".join(f"{n}:{d[:3]}" for n, d in zip(names, directions, strict=False))
     study = optuna.create_study(storage=storage, study_name="big", directions=directions)
     sha = "0" * 64
     study_attrs = {
@@ -56,7 +60,7 @@ def make_big_study(
         "study_sha256": sha,
         "study_file": "studies/big.py",
         "tunecb_version": __version__,
-        **({"objectives": "val_accuracy:max,params:min"} if objectives else {}),
+        **({"objectives": spelled} if objectives else {}),
     }
     for key, value in study_attrs.items():
         study.set_user_attr(key, value)
@@ -135,13 +139,15 @@ def make_big_study(
             value = curve[max(curve)]  # Optuna's value of a pruned trial is its last report
         values = None if value is None else [value]
         if objectives and best is not None:
-            attrs["objectives"] = {"val_accuracy": best, "params": attrs["n_params"]}
+            latency = attrs["n_params"] / 20_000 * random.Random(number).uniform(0.5, 1.5)
+            sizes = [attrs["n_params"], round(latency, 4)][: n_objectives - 1]
+            attrs["objectives"] = dict(zip(names, [best, *sizes], strict=True))
             for rung in (1, 3, 9):  # the Pareto pruner's rungs of a 10-epoch budget
                 if rung <= epochs:
                     attrs[f"pareto_rung_{rung}"] = [max(curve[e] for e in range(1, rung + 1)),
-                                                    attrs["n_params"]]  # fmt: skip
+                                                    *sizes]  # fmt: skip
             if value is not None:
-                values = [value, attrs["n_params"]]
+                values = [value, *sizes]
         if workers:
             attrs["worker"] = f"host{number % 2}:{1000 + number % workers}"
             began = start + dt.timedelta(seconds=30 * (number // workers))

@@ -223,3 +223,24 @@ def test_a_dashboard_reading_a_running_search_does_not_disturb_it(tmp_path):
     import tunecb
 
     assert len(tunecb.report(results / "digits")) == 6
+
+
+def test_dashboard_shows_a_multi_objective_study_and_tunecbs_front(tmp_path):
+    """A 3-objective study (journal, no fit): every objective's direction and value, and
+    the dashboard's Pareto front (its best trials) is the report's front column."""
+    from synthetic import make_big_study
+
+    from tunecb.reporting.data.records import study_records
+
+    make_big_study(tmp_path / "mo3", 30, objectives=3)
+    with dashboard(f'optuna-dashboard "{tmp_path / "mo3" / "optuna.journal"}"', tmp_path) as base:
+        listed = get(base, "/api/studies")["study_summaries"]
+        detail = get(base, f"/api/studies/{listed[0]['study_id']}?after=0")
+    assert [s["directions"] for s in listed] == [["maximize", "minimize", "minimize"]]
+    records = {r["trial"]: r for r in study_records(tmp_path / "mo3").records}
+    for shown in detail["trials"]:
+        if shown["state"] == "Complete":
+            record = records[shown["number"]]
+            assert shown["values"] == [record[n] for n in ("val_accuracy", "params", "latency_ms")]
+    front = {n for n, r in records.items() if r["front"]}
+    assert front and {t["number"] for t in detail["best_trials"]} == front

@@ -50,6 +50,28 @@ document.getElementById('f').addEventListener('load', () => {
 """
 
 
+FRONT_HARNESS = """<!doctype html><html><body>
+<iframe id="f" src="report.html" style="width:1200px;height:900px"></iframe>
+<pre id="result">pending</pre>
+<script>
+document.getElementById('f').addEventListener('load', () => {
+  const d = document.getElementById('f').contentDocument;
+  const figures = Array.from(d.querySelectorAll('figure')).map(f => {
+    const i = f.querySelector('img');
+    return {id: f.id, skipped: f.classList.contains('skipped'),
+      caption: (f.querySelector('figcaption') || {}).textContent || '',
+      loaded: !!i && i.complete && i.naturalWidth > 100 && i.naturalHeight > 100};
+  });
+  const head = Array.from(d.querySelectorAll('#trials-table th')).map(th => th.textContent);
+  const at = head.indexOf('front');
+  const front = Array.from(d.querySelectorAll('#trials-table tbody tr'))
+    .map(r => r.cells[at].textContent);
+  document.getElementById('result').textContent = JSON.stringify({figures, head, front});
+});
+</script></body></html>
+"""
+
+
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if found := shutil.which(name):
@@ -121,6 +143,31 @@ def test_html_report_opens_offline_in_chromium(finished_study, cli, tmp_path):
     assert (width, height) == (1280, 3200)
     shutil.copy(page, SHOTS / "report.html")
     print(f"screenshot: {shot}")
+
+
+def test_a_three_objective_report_opens_with_its_front_and_hypervolume(tmp_path, cli):
+    """A study of 3 objectives (journal, no fit): the pairwise front and the hypervolume
+    over time drawn in a real headless Chromium, the table with the front and a column per
+    objective, the front first."""
+    make_big_study(tmp_path / "mo3", 30, objectives=3)
+    page = tmp_path / "report.html"
+    code, _, err = cli("report", tmp_path / "mo3", "--format", "html", "--output", page)
+    assert code == 0, err
+    (tmp_path / "harness.html").write_text(FRONT_HARNESS)
+    dom = run_chromium(tmp_path, "--allow-file-access-from-files", "--dump-dom",
+                       (tmp_path / "harness.html").as_uri())  # fmt: skip
+    found = json.loads(re.search(r'<pre id="result">(.*?)</pre>', dom, re.S).group(1))
+    figures = {f["id"]: f for f in found["figures"]}
+    assert list(figures)[:2] == ["plot-front", "plot-hypervolume"]
+    for name in ("plot-front", "plot-hypervolume"):
+        assert figures[name]["loaded"] and not figures[name]["skipped"], figures[name]
+    assert "3 pairs of objectives" in figures["plot-front"]["caption"]
+    assert "val_accuracy x params x latency_ms box" in figures["plot-hypervolume"]["caption"]
+    assert "reference point (val_accuracy " in figures["plot-hypervolume"]["caption"]
+    assert found["head"][:8] == ["rank", "trial", "state", "value", "front", "val_accuracy",
+                                 "params", "latency_ms"]  # fmt: skip
+    marks = [m == "True" for m in found["front"]]
+    assert any(marks) and marks == sorted(marks, reverse=True)
 
 
 def test_plots_written_as_png_files(finished_study, cli, tmp_path):

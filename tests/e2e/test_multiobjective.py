@@ -61,6 +61,7 @@ def test_the_pareto_pruner_judges_at_its_rungs_from_the_storage(mo_study):
         assert trial.user_attrs[keys.STOP_REASON] == keys.PRUNED
         assert trial.user_attrs[keys.EPOCHS_RUN] == 1
         assert (mo_study / "trials" / str(trial.number) / "history.csv").is_file()
+        assert trial.user_attrs[keys.CHECKPOINT] == f"trials/{trial.number}/best.keras"
 
 
 def test_the_report_puts_the_front_first_with_a_column_per_objective(mo_study, cli):
@@ -102,6 +103,18 @@ def test_load_best_and_retrain_pick_a_front_member_within_limits(mo_study, cli):
     assert out.startswith(f"retrained trial {front.iloc[0]['trial']} ")  # the most accurate
     code, _, err = cli("retrain", mo_study, "--within", "params=1", "--epochs", "1")
     assert code == 2 and "no model on the Pareto front" in err and "params <= 1" in err
+
+
+def test_rerun_reproduces_a_front_member_that_is_not_the_best(mo_study, cli):
+    """A front member trains again to its recorded epochs, the Pareto pruner's rung reads
+    (from the other trials) leaving it alone as they did in the search."""
+    df = tunecb.report(mo_study)
+    number = int(df[df["front"]]["trial"].iloc[-1])  # the front's least accurate member
+    code, out, err = cli("rerun", mo_study, number)
+    assert code == 0, err
+    assert "identical: val_accuracy" in out, out
+    recorded = json.loads((mo_study / "trials" / str(number) / "rerun.json").read_text())
+    assert recorded["identical"] is True and recorded["epochs"] == recorded["recorded_epochs"]
 
 
 def test_an_objective_the_model_does_not_log_is_a_one_line_error(tmp_path, cli):

@@ -278,3 +278,34 @@ def test_a_users_measure_that_returns_no_number_stops_the_search_in_one_line():
     assert str(exc.value) == (
         "objective 'flops': flops(model) in st.py returned nan; return a finite number"
     )
+
+
+@pytest.mark.parametrize(
+    "named, kind",
+    [
+        (None, optuna.samplers.TPESampler),
+        ("nsgaii", optuna.samplers.NSGAIISampler),
+        ("random", optuna.samplers.RandomSampler),
+    ],
+)
+def test_a_multi_objective_study_gets_tpe_or_the_sampler_it_names(tmp_path, named, kind):
+    """The default sampler of a multi-objective study is TPE (chosen by measurement,
+    README); one it names is the one it gets, when created and when continued."""
+    from tests.conftest import write_study
+    from tunecb.oracle.opening import open_study
+    from tunecb.results import StudyDir
+    from tunecb.study.study_file import load_study_file
+
+    settings = 'objectives={"val_accuracy": "max", "params": "min"}, epochs=2, n_trials=1'
+    loaded = load_study_file(write_study(tmp_path, settings=settings))
+    flags = {"sampler": named} if named else {}
+    s = resolve(loaded.study.settings, flags, default_name=loaded.default_name,
+                study_path=loaded.path)  # fmt: skip
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal"))
+    )
+    for created in (True, False):
+        study, was_created, _ = open_study(loaded, s, StudyDir(tmp_path / "r" / "tiny"), storage)
+        assert was_created == created and len(study.directions) == 2
+        assert isinstance(study.sampler, kind)
+        assert kind is not optuna.samplers.TPESampler or study.sampler._multivariate

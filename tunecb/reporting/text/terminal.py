@@ -67,6 +67,7 @@ def narrow_table(
     header: list[str] = ["rank"]
     numeric, priority, clip = [True], [0.0], {}
     ranks = param_ranks(records, [c for c in columns if c.startswith("params_")])
+    measured = _objective_columns(records, columns)
     for i, column in enumerate(columns, 1):
         if column.startswith("params_"):
             header.append(short[column.removeprefix("params_")])
@@ -75,12 +76,12 @@ def narrow_table(
         values = [r.get(column) for r in records]
         numeric.append(column in ("trial", "value", "best_epoch", "epochs", "duration_s") or (
             column.startswith("params_") and is_numeric_column([[v] for v in values], 0)
-        ))  # fmt: skip
-        priority.append(_priority(column, ranks))
+        ) or column in measured)  # fmt: skip
+        priority.append(measured.get(column, _priority(column, ranks)))
         if column in ("error", "checkpoint_problem"):
             clip[i] = ERROR_MIN
     rows = [
-        [str(rank), *(_narrow_cell(c, r, root) for c in columns)]
+        [str(rank), *(_narrow_cell(c, r, root, c in measured) for c in columns)]
         for rank, r in enumerate(records, 1)
     ]
     if "value" in columns:  # one number of decimals, the points lined up
@@ -255,8 +256,25 @@ def _priority(column: str, ranks: dict[str, tuple[bool, int]]) -> float:
     return 1 + THEN.index(column) if column in THEN else len(THEN) + 1
 
 
-def _narrow_cell(column: str, record: dict[str, Any], root: str | None) -> str:
+def _objective_columns(records: list[dict[str, Any]], columns: list[str]) -> dict[str, float]:
+    """A multi-objective study's ``front`` and objective columns, and their priority: shown
+    right after :data:`ALWAYS` (the front and each trial's objectives are what its report
+    is for), but an objective that only repeats the ``value`` column (the monitor's) last."""
+    names = next((r["objectives"] for r in records if r.get("objectives")), ())
+    found = {}
+    for column in ("front", *names):
+        if column in columns:
+            same = all(r.get(column) == r.get("value") for r in records)
+            found[column] = len(THEN) + 1 if column in names and same else 0.5
+    return found
+
+
+def _narrow_cell(
+    column: str, record: dict[str, Any], root: str | None, measured: bool = False
+) -> str:
     value = record.get(column)
+    if measured and isinstance(value, float):
+        return number(value, VALUE_DIGITS)
     if column.startswith("params_"):
         if isinstance(value, float):
             return number(value, PARAM_DIGITS)
