@@ -16,7 +16,10 @@ removed. The folder is removed when the trial ends (it is kept only when its wor
 or the search is interrupted, for the rerun).
 
 Backups are written at most every ``every`` seconds (``--backup-every``), so short epochs
-do not pay for a save each; at most that much training is redone after a crash.
+do not pay for a save each; at most that much training is redone after a crash. The trial's
+best checkpoint, kept in memory between backups
+(:class:`~tunecb.training.callbacks.BestCheckpoint`), is written before each backup: a
+resume finds the best of its backed-up epochs in the file.
 """
 
 from __future__ import annotations

@@ -152,8 +152,9 @@ class BestCheckpoint(keras.callbacks.Callback):
         )  # fmt: skip
 
     def get_state(self) -> dict[str, Any]:
-        """The best so far, with the identity of the file that holds it (call
-        :meth:`flush` first: the state describes the file)."""
+        """The best so far, with the identity of the file that holds it (written first, if
+        it is pending: the state describes the file)."""
+        self.flush()
         return {"best": self.best, "best_epoch": self.best_epoch, "file": file_identity(self.path)}
 
     def set_state(self, state: dict[str, Any]) -> None:
