@@ -96,7 +96,6 @@ class TrialBackup(keras.callbacks.Callback):
         self.every = every
         self._last = time.monotonic()
         self.pending: dict[str, dict] | None = None  # states to put back at train begin
-        self._recorded: int | None = None  # the best epoch checkpoint.json describes
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         # Keras has just called every callback's on_train_begin, which resets early stopping
@@ -106,28 +105,25 @@ class TrialBackup(keras.callbacks.Callback):
             self.pending = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._record_checkpoint()  # a best written at once (a large model): say what it holds
+        if self.cbs.checkpoint.saved_epoch == epoch + 1:  # best.keras was just written (at
+            self._record_checkpoint()  # once: a large model): say what it holds
         if time.monotonic() - self._last < self.every:
             return
         self.save(epoch + 1)
         self._last = time.monotonic()
 
     def _record_checkpoint(self) -> None:
-        """Write what best.keras holds (``checkpoint.json``) when the file changed since."""
-        ckpt = self.cbs.checkpoint
-        if ckpt.saved_epoch is None or ckpt.saved_epoch == self._recorded:
-            return
+        """Write what best.keras holds (``checkpoint.json``)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = {"attempt": self.attempt, **ckpt.get_state()}
+        record = {"attempt": self.attempt, **self.cbs.checkpoint.get_state()}
         atomic_write_text(self.files.checkpoint_state, json.dumps(record), durable=False)
-        self._recorded = ckpt.saved_epoch
 
     def save(self, epochs_done: int) -> None:
         """Back up the model and the callbacks after ``epochs_done`` epochs, the best
         checkpoint written first (it is lazy: :class:`BestCheckpoint`), so that a resume
         from here finds the best of these epochs in its file."""
-        self.cbs.checkpoint.flush()
-        self._record_checkpoint()
+        if self.cbs.checkpoint.flush():
+            self._record_checkpoint()
         self.folder.mkdir(parents=True, exist_ok=True)
         # A whole-model .keras file, not save_weights' .weights.h5: Keras writes that through
         # an HDF5 file on disk, which HDF5 cannot close once a write failed (a full disk), and
