@@ -266,3 +266,102 @@ def test_a_trial_paused_and_resumed_trains_the_same_epochs_as_one_never_paused(
         whole.checkpoint.best, whole.checkpoint.best_epoch)  # fmt: skip
     assert resumed.early_stopping.get_state() == whole.early_stopping.get_state()
     assert resumed.schedule.get_state() == whole.schedule.get_state()
+
+
+def test_the_best_checkpoint_is_written_once_a_fit_and_holds_the_best_epoch_exactly(
+    tmp_path, digits
+):
+    """Lazy: a new best is a copy in memory; the file is written when the fit ends, with the
+    weights and optimizer state of the best epoch (the same as a file written at once)."""
+    seen: dict[int, list] = {}
+
+    class Snap(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen[epoch + 1] = [v.numpy().copy() for v in self.model.variables] + [
+                int(self.model.optimizer.iterations.numpy())]  # fmt: skip
+
+    cbs, _ = callbacks_for(tmp_path, patience=None)
+    writes = []
+    write = cbs.checkpoint._write
+    cbs.checkpoint._write = lambda: (writes.append(1), write())
+    m = model(lr=0.1)  # its best epoch is the 4th of 8 (0.55, 0.67, 0.70, 0.80, 0.78, ...)
+    (x, y), val = digits
+    history = m.fit(x, y, validation_data=val, epochs=8, batch_size=64, verbose=0,
+                    callbacks=[*cbs.as_list(), Snap()])  # fmt: skip
+    values = history.history["val_accuracy"]
+    improvements = sum(v > max(values[:i], default=-1) for i, v in enumerate(values))
+    assert improvements >= 3 and len(writes) == 1
+    best = cbs.checkpoint.best_epoch
+    assert best < 8  # the file is not the last epoch's model: the copy was put back
+    loaded = keras.saving.load_model(tmp_path / "best.keras")
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(seen[best][:-1], loaded.variables,
+                                                             strict=True))  # fmt: skip
+    assert int(loaded.optimizer.iterations.numpy()) == seen[best][-1]
+    now = zip(seen[8][:-1], m.variables, strict=True)  # the fit goes on from its last epoch
+    assert all(np.array_equal(a, b.numpy()) for a, b in now)
+
+
+def test_a_trial_killed_between_backups_resumes_to_the_same_best_as_one_never_killed(
+    tmp_path, digits
+):
+    """The lazy best is written with every backup: a trial killed after epoch 5, whose last
+    backup is at epoch 3, finds the best of epochs 1-3 in its file and ends as if never
+    killed (the same rows, best epoch, and checkpoint weights)."""
+    from tunecb.results import StudyDir, read_history, read_json
+    from tunecb.training.backup import TrialBackup, fingerprint, restore
+    from tunecb.training.callbacks import file_identity
+
+    (x, y), val = digits
+    study = StudyDir(tmp_path)
+
+    class Killed(Exception):
+        pass
+
+    class KillAt(keras.callbacks.Callback):
+        def __init__(self, cbs):
+            super().__init__()
+            self.cbs = cbs
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == 3:
+                self.cbs.backup.save(3)  # the last backup before the kill
+            if epoch + 1 == 5:
+                raise Killed  # no on_train_end: as a SIGKILL, nothing more is written
+
+    def trial(number, kill=False):
+        cbs, _ = callbacks_for(study.trial_dir(number), patience=3)
+        study.trial_dir(number).mkdir(parents=True, exist_ok=True)
+        cbs.backup = TrialBackup(study.backup(number), fingerprint({}, "s", 8), number, cbs,
+                                 every=1e9)  # fmt: skip
+        if kill:
+            cbs.user.append(KillAt(cbs))
+        return cbs
+
+    def train(m, cbs, start):
+        m.fit(x, y, validation_data=val, epochs=8, initial_epoch=start, batch_size=64,
+              shuffle=False, verbose=0, callbacks=cbs.as_list())  # fmt: skip
+
+    whole = trial(0)
+    train(model(lr=0.05), whole, 0)
+    killed = trial(1, kill=True)
+    with pytest.raises(Killed):
+        train(model(lr=0.05), killed, 0)
+    record = read_json(study.backup(1).checkpoint_state)  # what the kill left on disk
+    first3 = [row["val_accuracy"] for row in read_history(study.history(1))[:3]]
+    assert record["best_epoch"] == first3.index(max(first3)) + 1
+    assert record["file"] == file_identity(study.checkpoint(1))
+    resumed = trial(2)
+    resumed.backup = TrialBackup(study.backup(1), fingerprint({}, "s", 8), 2, resumed, 1e9)
+    m = model(lr=0.05)
+    assert restore(m, resumed.backup, study, 2, resumed.pruning.trial, "val_accuracy") == 3
+    train(m, resumed, 3)
+
+    def rows(number):
+        return [r.split(",")[1:] for r in study.history(number).read_text().splitlines()]
+
+    assert rows(2) == rows(0)
+    assert (resumed.checkpoint.best, resumed.checkpoint.best_epoch) == (
+        whole.checkpoint.best, whole.checkpoint.best_epoch)  # fmt: skip
+    a = keras.saving.load_model(study.checkpoint(0)).get_weights()
+    b = keras.saving.load_model(study.checkpoint(2)).get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))

@@ -775,9 +775,11 @@ def test_a_rerun_resumes_the_best_value_only_with_the_checkpoint_it_describes(tm
 
     first = callbacks(3)  # attempt 3: best 0.5625 at epoch 2, backed up at epoch 2
     first.checkpoint.best, first.checkpoint.best_epoch = 0.5625, 2
+    first.checkpoint.saved_epoch = 2  # written at once (as a large model's is)
     first.backup.on_epoch_end(1)
     rerun = callbacks(8)  # attempt 8: best 0.625 at epoch 3, killed before its backup
     rerun.checkpoint.best, rerun.checkpoint.best_epoch = 0.625, 3
+    rerun.checkpoint.saved_epoch = 3
     rerun.backup.every = 3600
     rerun.backup.on_epoch_end(2)
 

@@ -16,7 +16,10 @@ removed. The folder is removed when the trial ends (it is kept only when its wor
 or the search is interrupted, for the rerun).
 
 Backups are written at most every ``every`` seconds (``--backup-every``), so short epochs
-do not pay for a save each; at most that much training is redone after a crash.
+do not pay for a save each; at most that much training is redone after a crash. The trial's
+best checkpoint, kept in memory between backups
+(:class:`~tunecb.training.callbacks.BestCheckpoint`), is written before each backup: a
+resume finds the best of its backed-up epochs in the file.
 """
 
 from __future__ import annotations
@@ -102,17 +105,25 @@ class TrialBackup(keras.callbacks.Callback):
             self.pending = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        ckpt = self.cbs.checkpoint
-        if ckpt.best_epoch == epoch + 1:  # best.keras was just written: say what it holds
-            self.folder.mkdir(parents=True, exist_ok=True)
-            record = {"attempt": self.attempt, **ckpt.get_state()}
-            atomic_write_text(self.files.checkpoint_state, json.dumps(record), durable=False)
+        if self.cbs.checkpoint.saved_epoch == epoch + 1:  # best.keras was just written (at
+            self._record_checkpoint()  # once: a large model): say what it holds
         if time.monotonic() - self._last < self.every:
             return
         self.save(epoch + 1)
         self._last = time.monotonic()
 
+    def _record_checkpoint(self) -> None:
+        """Write what best.keras holds (``checkpoint.json``)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = {"attempt": self.attempt, **self.cbs.checkpoint.get_state()}
+        atomic_write_text(self.files.checkpoint_state, json.dumps(record), durable=False)
+
     def save(self, epochs_done: int) -> None:
+        """Back up the model and the callbacks after ``epochs_done`` epochs, the best
+        checkpoint written first (it is lazy: :class:`BestCheckpoint`), so that a resume
+        from here finds the best of these epochs in its file."""
+        if self.cbs.checkpoint.flush():
+            self._record_checkpoint()
         self.folder.mkdir(parents=True, exist_ok=True)
         # A whole-model .keras file, not save_weights' .weights.h5: Keras writes that through
         # an HDF5 file on disk, which HDF5 cannot close once a write failed (a full disk), and

@@ -60,6 +60,16 @@ class _Fit:
     fatal: BaseException | None = None
 
 
+def _write_best(cbs: TrialCallbacks, number: int) -> None:
+    """Write the best checkpoint's pending epoch (lazy: see ``BestCheckpoint``); a failure
+    to write it costs only the file."""
+    try:
+        cbs.checkpoint.flush()
+    except Exception as exc:  # a full disk too: the trial is recorded all the same
+        log.warning("trial %d: cannot write its best checkpoint %s: %s",
+                    number, cbs.checkpoint.path, trial_env.error_text(exc))  # fmt: skip
+
+
 class TrialRunner:
     """Runs trials of one study in this process, with data loaded once.
 
@@ -298,6 +308,7 @@ class TrialRunner:
         if cbs is not None and cbs.tensorboard is not None:
             cbs.tensorboard.close()  # fit closes them, unless it raised
         if cbs is not None:
+            _write_best(cbs, outcome["number"])  # fit raised: its on_train_end did not
             outcome["epochs_run"] = cbs.watch.epochs_run
             outcome["value"] = cbs.checkpoint.best
             outcome["best_epoch"] = cbs.checkpoint.best_epoch
