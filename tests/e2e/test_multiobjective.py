@@ -21,6 +21,7 @@ MO = (
     'objectives={"val_accuracy": "max", "params": "min"}, epochs=3, batch_size=64, '
     "n_trials=5, seed=0, patience=None"
 )
+BOARD = ", tensorboard=True"  # the HParams tab of a multi-objective study (mo_study only)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def mo_study(tmp_path_factory) -> Path:
     from tunecb.cli import main
 
     folder = tmp_path_factory.mktemp("mo")
-    path = write_study(folder, name="mo", settings=MO)
+    path = write_study(folder, name="mo", settings=MO + BOARD)
     results = folder / "results"
     assert main(["search", str(path), "--results", str(results), "--keep-checkpoints", "2"]) == 0
     return results / "mo"
@@ -49,6 +50,16 @@ def test_trials_are_told_one_value_per_objective_at_the_best_epoch(mo_study):
         record = json.loads((mo_study / "trials" / str(trial.number) / "trial.json").read_text())
         assert trial.values == [record["objectives"]["val_accuracy"], record["n_params"]]
         assert trial.values[0] == trial.user_attrs[keys.BEST_VALUE]  # the monitor's best epoch
+
+
+def test_the_hparams_tab_has_a_column_per_objective(mo_study):
+    from test_tensorboard import scalars
+
+    for trial in _study(mo_study).get_trials(states=(TrialState.COMPLETE,)):
+        own = scalars(mo_study / "tensorboard" / f"trial_{trial.number}")
+        best = trial.user_attrs[keys.BEST_EPOCH] - 1  # Keras' epoch scalars count from 0
+        assert own["best_val_accuracy"] == {best: pytest.approx(trial.values[0])}
+        assert own["best_params"] == {best: pytest.approx(trial.values[1])}
 
 
 def test_the_pareto_pruner_judges_at_its_rungs_from_the_storage(mo_study):

@@ -211,13 +211,17 @@ class TrialRunner:
             outcome["resumed_from_epoch"] = resumed or None
             arguments = {**self.data.fit_arguments(s.batch_size), **s.fit_kwargs}
             fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments)
-            model.fit(
-                **arguments,
-                epochs=s.epochs,
-                initial_epoch=resumed,
-                callbacks=cbs.as_list(),
-                verbose=s.verbose,
-            )
+            try:
+                model.fit(
+                    **arguments,
+                    epochs=s.epochs,
+                    initial_epoch=resumed,
+                    callbacks=cbs.as_list(),
+                    verbose=s.verbose,
+                )
+            except BaseException:  # Ctrl-C, a full disk, a lost storage, user code: the fit
+                _write_best(cbs, trial.number)  # never reached on_train_end; keep its best
+                raise
             fit.reason = cbs.stop_reason(s.epochs)
             fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED, keys.PAUSED: PRUNED}.get(
                 fit.reason, COMPLETE
@@ -336,6 +340,7 @@ class TrialRunner:
             tblogs.write_session(
                 board, outcome.number, trial.params, outcome.state, self.settings.monitor,
                 outcome.value, outcome.best_epoch, outcome.epochs_run, started,
+                objectives=outcome.objectives,
             )  # fmt: skip
         except Exception as exc:
             log.warning("trial %d: cannot write its TensorBoard session in %s: %s",

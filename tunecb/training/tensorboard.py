@@ -77,11 +77,14 @@ def write_session(
     best_epoch: int | None,
     epochs_run: int,
     started: float,
+    objectives: dict[str, float | None] | None = None,
 ) -> None:
     """Write trial ``number``'s HParams session into ``run_dir``: its parameters and
     ``state`` (``COMPLETE``, ``PRUNED``, ``FAIL``) as hyperparameters, and the scalars
     ``best_<monitor>`` (the objective; none when no epoch had a finite value),
     ``best_epoch`` and ``epochs``. ``started`` is the trial's start (``time.time()``).
+    A multi-objective trial's ``objectives`` (``{name: value}`` at its result's epoch)
+    add a ``best_<name>`` column each, so the HParams tab compares trials on all of them.
 
     Example::
 
@@ -112,6 +115,9 @@ def write_session(
     summaries = [hp.hparams_pb(hparams, trial_id=f"trial_{number}", start_time_secs=started)]
     if value is not None and math.isfinite(value):
         summaries.append(scalar_pb(f"best_{monitor}", value))
+    for name, objective in (objectives or {}).items():
+        if name != monitor and objective is not None and math.isfinite(objective):
+            summaries.append(scalar_pb(f"best_{name}", objective))
     if best_epoch is not None:
         summaries.append(scalar_pb("best_epoch", best_epoch))
     summaries += [scalar_pb("epochs", epochs_run), end]
