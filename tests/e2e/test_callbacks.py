@@ -309,7 +309,7 @@ def test_a_trial_killed_between_backups_resumes_to_the_same_best_as_one_never_ki
     killed (the same rows, best epoch, and checkpoint weights)."""
     from tunecb.results import StudyDir, read_history, read_json
     from tunecb.training.backup import TrialBackup, fingerprint, restore
-    from tunecb.training.callbacks import file_identity
+    from tunecb.training.best_checkpoint import file_identity
 
     (x, y), val = digits
     study = StudyDir(tmp_path)

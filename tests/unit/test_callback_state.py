@@ -15,8 +15,8 @@ import keras
 import pytest
 
 from tunecb.study import schedules
+from tunecb.training.best_checkpoint import BestCheckpoint
 from tunecb.training.callbacks import (
-    BestCheckpoint,
     EpochWatch,
     HistoryLog,
     OptunaPruning,
@@ -158,7 +158,8 @@ def test_a_backup_written_before_the_state_protocol_is_still_resumed(tmp_path):
 
     from tunecb.study.settings import resolve
     from tunecb.training.backup import callback_states
-    from tunecb.training.callbacks import file_identity, make_callbacks
+    from tunecb.training.best_checkpoint import file_identity
+    from tunecb.training.callbacks import make_callbacks
     from tunecb.training.state import collect_states, restore_states
 
     s = resolve({"monitor": "val_loss", "patience": 3, "lr_schedule": "plateau"}, {"epochs": 9},

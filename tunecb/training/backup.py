@@ -18,7 +18,7 @@ or the search is interrupted, for the rerun).
 Backups are written at most every ``every`` seconds (``--backup-every``), so short epochs
 do not pay for a save each; at most that much training is redone after a crash. The trial's
 best checkpoint, kept in memory between backups
-(:class:`~tunecb.training.callbacks.BestCheckpoint`), is written before each backup: a
+(:class:`~tunecb.training.best_checkpoint.BestCheckpoint`), is written before each backup: a
 resume finds the best of its backed-up epochs in the file.
 """
 
@@ -45,7 +45,8 @@ from tunecb.results import (
     read_history,
     read_json,
 )
-from tunecb.training.callbacks import TrialCallbacks, model_bytes
+from tunecb.training.best_checkpoint import model_bytes
+from tunecb.training.callbacks import TrialCallbacks
 from tunecb.training.state import collect_states, restore_states
 
 log = logging.getLogger("tunecb")

@@ -27,21 +27,20 @@ import contextlib
 import csv
 import io
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from tunecb import interrupts
 from tunecb.errors import MonitorError
 from tunecb.oracle import attrs as keys
 from tunecb.oracle.pruning import should_prune
-from tunecb.results import atomic_write, space_for
+from tunecb.results import space_for
 from tunecb.study import schedules
 from tunecb.study.settings import Settings
+from tunecb.training.best_checkpoint import BestCheckpoint
 from tunecb.training.keras_state import TrialEarlyStopping, TrialReduceLROnPlateau
 from tunecb.training.monitor import Monitor
 from tunecb.training.rates import EpochLRSchedule, current_lr
@@ -77,139 +76,6 @@ class EpochWatch(keras.callbacks.Callback):
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.epochs_run = int(state["epochs_run"])
-
-
-class BestCheckpoint(keras.callbacks.Callback):
-    """Keeps the whole model of the best epoch so far as ``path`` (a ``.keras`` file).
-
-    The file is written to a temporary name and renamed, so a crash never leaves a
-    half-written checkpoint; epochs with a non-finite loss or value are never saved.
-    ``best`` and ``best_epoch`` (1-based) are the trial's objective.
-
-    Written lazily: a new best copies the model's and its optimizer's variables in memory
-    (microseconds for a small model, where a ``.keras`` save costs about 0.1 s, as much as
-    a short epoch), and :meth:`flush` writes that copy: when ``fit`` ends, and before every
-    backup and pause (:class:`~tunecb.training.backup.TrialBackup`), so the file a resumed
-    trial finds is its best as of its backed-up epoch. A model whose variables take more
-    than :data:`LAZY_MAX_BYTES` is written at each new best instead (no second copy in
-    memory). ``lazy=False`` writes at each new best too.
-    """
-
-    def __init__(self, path: Path, monitor: str, maximize: bool, lazy: bool = True) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.monitor = Monitor(monitor, maximize)
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.lazy = lazy
-        self.saved_epoch: int | None = None  # the best epoch the file holds (this fit)
-        self._pending: list[np.ndarray] | None = None  # the best's values, not yet written
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = self.monitor.usable(logs)
-        if value is None or not self.monitor.improves(value, self.best):
-            return
-        variables = _all_variables(self.model)
-        if self.lazy and variables_bytes(variables) <= LAZY_MAX_BYTES:
-            self._pending = [_copy(v) for v in variables]
-            self.best, self.best_epoch = value, epoch + 1
-            return
-        self._pending = None
-        self._write()
-        self.best, self.best_epoch = value, epoch + 1
-        self.saved_epoch = self.best_epoch
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self.flush()
-
-    def flush(self) -> bool:
-        """Write the best epoch's model if the file does not hold it yet; whether it wrote.
-        The model's variables are the current epoch's again afterwards."""
-        if self._pending is None:
-            return False
-        variables = _all_variables(self.model)
-        if len(variables) != len(self._pending):  # the copy was of another set of variables
-            raise RuntimeError(
-                f"cannot write {self.path}: the model has {len(variables)} variables (its "
-                f"optimizer's included) now, {len(self._pending)} at its best epoch"
-            )
-        current = [_copy(v) for v in variables]
-        try:
-            for variable, value in zip(variables, self._pending, strict=True):
-                variable.assign(value)
-            self._write()
-        finally:
-            for variable, value in zip(variables, current, strict=True):
-                variable.assign(value)
-        self._pending = None
-        self.saved_epoch = self.best_epoch
-        return True
-
-    def _write(self) -> None:
-        atomic_write(
-            self.path, lambda tmp: self.model.save(tmp), suffix=".keras",
-            needed=lambda: model_bytes(self.model),
-        )  # fmt: skip
-
-    def get_state(self) -> dict[str, Any]:
-        """The best so far, with the identity of the file that holds it (written first, if
-        it is pending: the state describes the file)."""
-        self.flush()
-        return {"best": self.best, "best_epoch": self.best_epoch, "file": file_identity(self.path)}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        # The best comes back only with the very file it describes: the state can be another
-        # attempt's (a rerun killed before its first backup leaves its record beside the
-        # older attempt's), or older than the file (killed between the two writes).
-        if state.get("file") and state["file"] == file_identity(self.path):
-            self.best, self.best_epoch = state["best"], state["best_epoch"]
-            self.saved_epoch = self.best_epoch
-        elif self.path.exists():
-            log.info("the carried-over %s has no matching record; its best is found anew",
-                     self.path)  # fmt: skip
-
-
-LAZY_MAX_BYTES = 256 * 2**20
-"""Above this size of a model's variables (its optimizer's included), the best checkpoint is
-written at each new best rather than copied in memory."""
-
-
-def _all_variables(model: keras.Model) -> list[Any]:
-    optimizer = getattr(model, "optimizer", None)
-    return list(model.variables) + list(getattr(optimizer, "variables", None) or [])
-
-
-def _copy(variable: Any) -> np.ndarray:
-    # A copy: PyTorch's numpy view shares the tensor's memory, JAX may donate its buffer.
-    return np.array(keras.ops.convert_to_numpy(variable.value), copy=True)
-
-
-def file_identity(path: Path) -> list[int] | None:
-    """``[size, mtime_ns]`` of a file (kept by a copy that preserves its times), or None."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns]
-
-
-def model_bytes(model: keras.Model) -> int:
-    """About the size of ``model`` saved as ``.keras`` (what a full disk must make room for):
-    its variables and its optimizer's, plus HDF5's ~1.5 KiB a variable and the config."""
-    variables = _all_variables(model)
-    return 8192 + 1536 * len(variables) + variables_bytes(variables)
-
-
-def variables_bytes(variables: Any) -> int:
-    """Bytes of these variables' values (their shapes times their dtypes' sizes)."""
-    total = 0
-    for variable in variables:
-        try:
-            itemsize = np.dtype(variable.dtype).itemsize
-        except TypeError:  # bfloat16 and the like: 2 bytes
-            itemsize = 2
-        total += math.prod(variable.shape) * itemsize
-    return total
 
 
 class HistoryLog(keras.callbacks.Callback):
