@@ -144,8 +144,11 @@ class MlflowTracker(Pausing):
         self.client.log_batch(run_id, metrics, params, record.tags())
         if record.checkpoint is not None and record.checkpoint.exists():
             self.client.log_artifact(run_id, str(record.checkpoint), "checkpoint")
-        self.client.set_tag(run_id, TAG_RECORDED, "true")
+        # The run's end first, "recorded" last: a tracker gone between the two leaves the
+        # run unrecorded, so `tunecb sync` completes it again (the other way round, sync
+        # skipped a run left RUNNING).
         self.client.update_run(run_id, _FINISHED_STATUS.get(record.state, "FINISHED"))
+        self.client.set_tag(run_id, TAG_RECORDED, "true")
 
     def end_search(self, parent: str, best: dict[str, Any] | None, report: Path | None) -> None:
         if best is not None:
