@@ -311,8 +311,7 @@ class TrialRunner:
         state, reason, cbs = fit.state, fit.reason, fit.cbs
         if cbs is not None and cbs.tensorboard is not None:
             cbs.tensorboard.close()  # fit closes them, unless it raised
-        if cbs is not None:
-            _write_best(cbs, outcome["number"])  # fit raised: its on_train_end did not
+        if cbs is not None:  # its best checkpoint is written (on_train_end, or _fit's except)
             outcome["epochs_run"] = cbs.watch.epochs_run
             outcome["value"] = cbs.checkpoint.best
             outcome["best_epoch"] = cbs.checkpoint.best_epoch
