@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from test_limits import LIMIT_S
 from test_workers import journal_study, write_fast_study
 
 distributed = pytest.importorskip("dask.distributed")
@@ -160,7 +161,8 @@ def test_time_limits_and_memory_deaths_hold_on_a_dask_cluster(cluster, tmp_path)
     again once, then FAILs ``killed``; the search ends with its budget."""
     from test_limits import OOM_STUDY, memory_deaths_then_killed
 
-    study = OOM_STUDY.format(n=2, seed=11).replace("epochs=1,", "epochs=40, trial_timeout=2,")
+    study = OOM_STUDY.format(n=2, seed=11)
+    study = study.replace("epochs=1,", f"epochs=40, trial_timeout={LIMIT_S},")
     study += (
         "\nimport time\n\nclass Crawl(keras.callbacks.Callback):\n"
         "    def on_epoch_end(self, epoch, logs=None):\n        time.sleep(0.3)\n\n"
@@ -190,7 +192,8 @@ def test_a_trial_stuck_in_its_builder_on_dask_fails_and_its_worker_is_restarted(
     end; past ``trial_timeout`` and its grace the launcher fails it (``time_limit``) and has
     its Dask worker restarted; the rescheduled task runs the rest of the budget."""
     path = write_fast_study(tmp_path, name="stuck", n=3, epochs=2)
-    text = path.read_text().replace("pruner=\"none\",", "pruner=\"none\", trial_timeout=3,")
+    limit = f"pruner=\"none\", trial_timeout={LIMIT_S},"
+    text = path.read_text().replace("pruner=\"none\",", limit)
     text = text.replace(
         "    units = trial.suggest_int",
         "    if trial.number == 0:\n        import time\n        time.sleep(3600)\n"

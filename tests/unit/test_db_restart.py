@@ -91,7 +91,7 @@ def test_workers_ride_out_a_database_restart_and_one_that_gives_up_loses_nothing
     storage = open_storage(postgres_url, tmp_path)
     optuna.create_study(study_name="restart", storage=storage, direction="maximize")
     storage.engine.dispose()  # no connection crosses the fork
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")  # single-threaded, unlike pytest's
     outs = {"patient": tmp_path / "patient.txt", "impatient": tmp_path / "impatient.txt"}
     windows = {"patient": None, "impatient": 1.0}  # None: tunecb's own window
     workers = {

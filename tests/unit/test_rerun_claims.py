@@ -51,8 +51,11 @@ def _attempt(url: str, tmp_path: Path, name: str) -> optuna.trial.FrozenTrial:
     return study.trials[0]
 
 
-def _recover_then_die(url: str, tmp_path: Path, name: str, kind: str, kill_after: int) -> None:
+def _recover_then_die(
+    url: str, tmp_path: Path, name: str, kind: str, kill_after: int, pending_s: float
+) -> None:
     """A recoverer (a forked process) SIGKILLed right after its ``kill_after``-th write."""
+    stale.PENDING_S = pending_s  # the test's setting (a child of the fork server)
     study = _open(url, tmp_path, name, heartbeat=kind == "stale")
     writes = [0]
 
@@ -110,9 +113,12 @@ def _killed_at_each_write(url: str, tmp_path: Path, kind: str) -> None:
             study = _open(url, tmp_path, name, heartbeat=True)
             study._storage.record_heartbeat(study.trials[0]._trial_id)
         time.sleep(1.2)  # one missed beat with a grace of 1 s: every attempt is stale
-    context = multiprocessing.get_context("fork")
+    # forked from a fork server: a single-threaded process (forking pytest's own process,
+    # with whatever threads earlier tests left in it, crashed a child with SIGSEGV once)
+    context = multiprocessing.get_context("forkserver")
     for k, name in zip(KILL_POINTS, names, strict=True):
-        child = context.Process(target=_recover_then_die, args=(url, tmp_path, name, kind, k))
+        args = (url, tmp_path, name, kind, k, stale.PENDING_S)
+        child = context.Process(target=_recover_then_die, args=args)
         child.start()
         child.join(60)
         assert child.exitcode in (0, -signal.SIGKILL), (k, child.exitcode)

@@ -59,8 +59,9 @@ def taken(exc: BaseException, number: int) -> bool:
     ):
         return False
     log.warning(
-        "trial %d was failed by another worker (its heartbeat came late) and runs again "
-        "as a new trial: %s", number, text.splitlines()[0] if text else type(exc).__name__,
+        "trial %d was failed by another worker while it ran here (its heartbeat came late: "
+        "it runs again as a new trial; or its time limit passed with no epoch end in its "
+        "grace): %s", number, text.splitlines()[0] if text else type(exc).__name__,
     )  # fmt: skip
     return True
 
