@@ -127,3 +127,57 @@ def test_a_search_fits_with_auto_and_the_flag_turns_it_off(tmp_path, study_file,
                        "--steps-per-execution", "1")  # fmt: skip
     assert code == 0, err
     assert (tmp_path / "steps.txt").read_text().split() == [str(fast_fit.AUTO_STEPS), "1"]
+
+
+def _count_traces(m):
+    """How often ``m``'s train step is traced (a Python call per trace)."""
+    traces = [0]
+    step = m.train_step
+
+    def counted(data):
+        traces[0] += 1
+        return step(data)
+
+    m.train_step = counted
+    return traces
+
+
+@pytest.mark.parametrize("form", ["arrays", "dataset"])
+def test_built_before_the_fit_its_train_step_is_traced_once_and_fits_to_the_bit(digits, form):
+    """The optimizer and metric state built ahead (``prebuild``) spare the train step's
+    second trace (Keras traces a step that creates variables twice) and change nothing."""
+    import tensorflow as tf
+
+    (x, y), val = digits
+    arguments = {"x": x, "y": y, "batch_size": 32}
+    if form == "dataset":
+        arguments = {"x": tf.data.Dataset.from_tensor_slices((x, y)).batch(32)}
+    plain, built = model(), model()
+    plain_traces, built_traces = _count_traces(plain), _count_traces(built)
+    assert fast_fit.prebuild(built, arguments)
+    assert built.optimizer.built and not plain.optimizer.built
+    histories = []
+    for m in (plain, built):
+        keras.utils.set_random_seed(1)
+        histories.append(m.fit(**arguments, validation_data=val, epochs=2, verbose=0).history)
+    assert histories[0] == histories[1]  # every epoch's metrics, to the bit
+    for a, b in zip(plain.get_weights(), built.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (plain_traces[0], built_traces[0]) == (2, 1)
+
+
+def test_no_build_ahead_for_a_custom_step_an_eager_model_or_data_of_unknown_shape(digits):
+    (x, y), _ = digits
+
+    class Own(keras.Sequential):
+        def train_step(self, data):
+            return super().train_step(data)
+
+    own = Own([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    own.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    eager = model()
+    eager.run_eagerly = True
+    assert not fast_fit.prebuild(own, {"x": x, "y": y})
+    assert not fast_fit.prebuild(eager, {"x": x, "y": y})
+    assert not fast_fit.prebuild(model(), {"x": iter([(x, y)])})  # a generator: unknown
+    assert not fast_fit.prebuild(model(), {})
