@@ -171,6 +171,7 @@ def model(trial):
 
 
 TUNECB_FLAGS: list[str] = []  # --tunecb-flag: a variant of tunecb's defaults
+LOOP_FLAGS: list[str] = []  # --paired: the loop draws as tunecb does (search_loop.py)
 # --variant NAME=SPEC: more tunecb systems, "tunecb[NAME]", each with its CLI flags and Study
 # keywords (Python text), side by side with the defaults in the same run.
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {}
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     TUNECB_FLAGS[:] = args.tunecb_flag
+    LOOP_FLAGS[:] = ["--tunecb-draws"] if args.paired else []
     VARIANTS.update({name: (flags, []) for name, flags in BUILTIN_VARIANTS.items()})
     VARIANTS.update(args.variant)
     tasks = args.tasks or (QUICK["tasks"] if args.quick else tuple(TASKS))
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "tasks": list(tasks), "systems": systems, "seeds": list(seeds), "budgets": budgets,
         "patience": args.patience, "batch_size": BATCH_SIZE, "quick": args.quick,
-        "tunecb_flags": list(TUNECB_FLAGS),
+        "tunecb_flags": list(TUNECB_FLAGS), "paired": args.paired,
         "variants": {name: {"flags": f, "study": k} for name, (f, k) in VARIANTS.items()
                      if f"tunecb[{name}]" in systems},
         "kerastuner_hyperband": {t: kt_hyperband_budget(b["epochs"]) for t, b in budgets.items()}
@@ -306,6 +308,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--plot", type=Path, help=f"where to draw the anytime curves ({shown(PLOT)}; --quick: "
         f"{shown(QUICK_PLOT)})")  # fmt: skip
     add("--keep", action="store_true", help="keep the temporary folder")
+    add("--paired", action="store_true",
+        help="the hand loop draws each trial's parameters and Keras seed from tunecb's "
+        "per-trial streams, so for a seed both try the same random first configurations "
+        "(common random numbers: the seeds' luck cancels; see search_loop.py)")  # fmt: skip
     add("--tunecb-flag", action="append", default=[], metavar="FLAG",
         help="a flag for every tunecb system's tunecb search (e.g. "
         "--tunecb-flag=--pruner=hyperband); without it tunecb runs with its defaults")  # fmt: skip
@@ -410,7 +416,7 @@ def command(
     shared = ["--task", task, "--seed", str(seed), "--epochs", str(epochs),
               "--patience", str(patience), "--batch-size", str(BATCH_SIZE)]  # fmt: skip
     if system == "loop":
-        return [sys.executable, str(LOOP_SCRIPT), *shared, "--trials", str(trials)]
+        return [sys.executable, str(LOOP_SCRIPT), *shared, "--trials", str(trials), *LOOP_FLAGS]
     if system == "ray":
         return [sys.executable, str(RAY_SCRIPT), *shared, "--trials", str(trials)]
     return [sys.executable, str(KT_SCRIPT), *shared]
