@@ -41,6 +41,13 @@ with its own default use of the machine (the CPU affinity is recorded), TensorFl
   costs about 2 s a trial besides its epochs, so it is not in the default systems (name it in
   ``--systems`` to add it; it would take about as long as all the others together).
 
+``--paired``: the hand loop draws each trial's parameters and Keras seed from tunecb's
+per-trial streams (``search_loop.py --tunecb-draws``), so for a seed both try the same random
+first configurations (TPE's first 10 trials are random in both) and train them alike: a
+paired comparison. Without it each system's seed draws its own start-up, fixed per seed, and
+at 20 trials and five seeds that luck decided the median best (README; see
+``search_phases.py``, which splits each best into the random and the model-based phase).
+
 The tasks (:mod:`search_tasks`; no download): ``digits`` (scikit-learn's 8x8 digits,
 ``val_accuracy``, maximized), ``tabular`` (``make_classification``, 4,000 x 40, 3 classes,
 ``val_accuracy``) and ``diabetes`` (regression, standardized, ``val_loss`` = MSE, minimized);
