@@ -41,6 +41,13 @@ with its own default use of the machine (the CPU affinity is recorded), TensorFl
   costs about 2 s a trial besides its epochs, so it is not in the default systems (name it in
   ``--systems`` to add it; it would take about as long as all the others together).
 
+``--paired``: the hand loop draws each trial's parameters and Keras seed from tunecb's
+per-trial streams (``search_loop.py --tunecb-draws``), so for a seed both try the same random
+first configurations (TPE's first 10 trials are random in both) and train them alike: a
+paired comparison. Without it each system's seed draws its own start-up, fixed per seed, and
+at 20 trials and five seeds that luck decided the median best (README; see
+``search_phases.py``, which splits each best into the random and the model-based phase).
+
 The tasks (:mod:`search_tasks`; no download): ``digits`` (scikit-learn's 8x8 digits,
 ``val_accuracy``, maximized), ``tabular`` (``make_classification``, 4,000 x 40, 3 classes,
 ``val_accuracy``) and ``diabetes`` (regression, standardized, ``val_loss`` = MSE, minimized);
@@ -171,6 +178,7 @@ def model(trial):
 
 
 TUNECB_FLAGS: list[str] = []  # --tunecb-flag: a variant of tunecb's defaults
+LOOP_FLAGS: list[str] = []  # --paired: the loop draws as tunecb does (search_loop.py)
 # --variant NAME=SPEC: more tunecb systems, "tunecb[NAME]", each with its CLI flags and Study
 # keywords (Python text), side by side with the defaults in the same run.
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {}
@@ -195,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     TUNECB_FLAGS[:] = args.tunecb_flag
+    LOOP_FLAGS[:] = ["--tunecb-draws"] if args.paired else []
     VARIANTS.update({name: (flags, []) for name, flags in BUILTIN_VARIANTS.items()})
     VARIANTS.update(args.variant)
     tasks = args.tasks or (QUICK["tasks"] if args.quick else tuple(TASKS))
@@ -224,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "tasks": list(tasks), "systems": systems, "seeds": list(seeds), "budgets": budgets,
         "patience": args.patience, "batch_size": BATCH_SIZE, "quick": args.quick,
-        "tunecb_flags": list(TUNECB_FLAGS),
+        "tunecb_flags": list(TUNECB_FLAGS), "paired": args.paired,
         "variants": {name: {"flags": f, "study": k} for name, (f, k) in VARIANTS.items()
                      if f"tunecb[{name}]" in systems},
         "kerastuner_hyperband": {t: kt_hyperband_budget(b["epochs"]) for t, b in budgets.items()}
@@ -306,6 +315,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--plot", type=Path, help=f"where to draw the anytime curves ({shown(PLOT)}; --quick: "
         f"{shown(QUICK_PLOT)})")  # fmt: skip
     add("--keep", action="store_true", help="keep the temporary folder")
+    add("--paired", action="store_true",
+        help="the hand loop draws each trial's parameters and Keras seed from tunecb's "
+        "per-trial streams, so for a seed both try the same random first configurations "
+        "(common random numbers: the seeds' luck cancels; see search_loop.py)")  # fmt: skip
     add("--tunecb-flag", action="append", default=[], metavar="FLAG",
         help="a flag for every tunecb system's tunecb search (e.g. "
         "--tunecb-flag=--pruner=hyperband); without it tunecb runs with its defaults")  # fmt: skip
@@ -410,7 +423,7 @@ def command(
     shared = ["--task", task, "--seed", str(seed), "--epochs", str(epochs),
               "--patience", str(patience), "--batch-size", str(BATCH_SIZE)]  # fmt: skip
     if system == "loop":
-        return [sys.executable, str(LOOP_SCRIPT), *shared, "--trials", str(trials)]
+        return [sys.executable, str(LOOP_SCRIPT), *shared, "--trials", str(trials), *LOOP_FLAGS]
     if system == "ray":
         return [sys.executable, str(RAY_SCRIPT), *shared, "--trials", str(trials)]
     return [sys.executable, str(KT_SCRIPT), *shared]

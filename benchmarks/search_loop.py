@@ -19,6 +19,14 @@ It prints one JSON line per finished trial: ``trial``, ``state`` (COMPLETE, PRUN
 ``epochs`` trained, ``t`` (seconds since this process started) and ``time`` (Unix seconds).
 For ``search.py --time-trial``: ``--params JSON`` gives every trial these fixed parameters and
 ``--no-pruning`` uses Optuna's ``NopPruner``.
+
+``--tunecb-draws`` (``search.py --paired``) draws as tunecb does, for a paired comparison
+(common random numbers): the sampler's random states reseeded per trial number from the seed
+(:func:`tunecb.study.samplers_pruners.reseed`) and each trial's Keras seed
+:func:`tunecb.training.trial_env.trial_seed`. TPE's first 10 trials are random in both
+systems; with this, both try the same 10 configurations for a seed and train them alike, so
+a difference in the best model is the search's (pruner, TPE's phase, workers), not which
+random configurations a seed's stream happened to draw.
 """
 
 from __future__ import annotations
@@ -62,6 +70,20 @@ class PruningCallback(keras.callbacks.Callback):
             raise optuna.TrialPruned(f"trial {self.trial.number} pruned at epoch {epoch}")
 
 
+class TunecbDrawsTPE(optuna.samplers.TPESampler):
+    """Optuna's TPE whose random states are reseeded per trial number as tunecb's are."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed)
+        self.stream_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from tunecb.study.samplers_pruners import reseed
+
+        super().before_trial(study, trial)
+        reseed(self, self.stream_seed, trial.number)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
@@ -72,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--params", type=json.loads, help="fixed parameters of every trial")
     parser.add_argument("--no-pruning", action="store_true", help="NopPruner (for timing)")
+    parser.add_argument(
+        "--tunecb-draws", action="store_true", help="draw per trial as tunecb does (paired)"
+    )
     args = parser.parse_args(argv)
     task = TASKS[args.task]
     mode = "max" if task.maximize else "min"
@@ -83,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="tunecb-search-loop-"))
     study = optuna.create_study(
         direction=task.direction,
-        sampler=optuna.samplers.TPESampler(seed=args.seed),
+        sampler=TunecbDrawsTPE(args.seed)
+        if args.tunecb_draws
+        else optuna.samplers.TPESampler(seed=args.seed),
         pruner=optuna.pruners.NopPruner()
         if args.no_pruning
         else optuna.pruners.HyperbandPruner(
@@ -96,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def objective(trial: optuna.Trial) -> float:
         keras.backend.clear_session()
+        if args.tunecb_draws:
+            from tunecb.training.trial_env import trial_seed
+
+            keras.utils.set_random_seed(trial_seed(args.seed, trial.number))
         model = build(task, **suggest(trial))
         pruning = pruners[trial.number] = PruningCallback(trial, task.monitor)
         history = model.fit(
