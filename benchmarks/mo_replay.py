@@ -251,12 +251,30 @@ def cost_model(rows: list[dict]) -> dict:
     return {"per_trial": round(float(per_trial), 3), "per_epoch": round(float(per_epoch), 4)}
 
 
+def oracle(trials: list[dict], epochs: int) -> dict:
+    """A bound no rung rule beats at the full hypervolume: the trials that end on the
+    unpruned front train to the end, every other one stops at the first rung (a tenth of
+    ``epochs``: ``pareto.rung_epochs``); the points and epochs as :func:`replay` gives them.
+
+    >>> up = [{"params": 10.0, "curve": [0.5, 0.9]}, {"params": 20.0, "curve": [0.4, 0.6]}]
+    >>> oracle(up, 2)["epochs"]  # the second is dominated: it stops at epoch 1
+    3
+    """
+    first = pareto.rung_epochs(epochs)[0] if pareto.rung_epochs(epochs) else epochs
+    points = [[max(t["curve"]), t["params"]] for t in trials]
+    on = pareto.front(points, [True, False])
+    trained = sum(len(t["curve"]) if o else min(first, len(t["curve"]))
+                  for t, o in zip(trials, on, strict=True))  # fmt: skip
+    return {"points": [p for p, o in zip(points, on, strict=True) if o], "epochs": trained}
+
+
 def pooled(rows: list[dict], epochs: int, costs: dict, sizes: Sequence[int]) -> list[dict]:
     """Larger budgets estimated from the unpruned runs of ``rows`` (two objectives): for each
     task, the trials of ``k`` of its runs (``k`` in ``sizes``) one after another, as one
     sequence of ``k * trials`` trials (each start rotated over the runs), replayed with each
-    rule of :data:`REPLAYED`; hypervolume and epochs against the whole sequence unpruned, and
-    the CPU ratio ``costs`` (:func:`cost_model`) gives those epochs. An estimate: the sampler
+    rule of :data:`REPLAYED` and the :func:`oracle` bound; hypervolume and epochs against the
+    whole sequence unpruned, and the CPU ratio ``costs`` (:func:`cost_model`) gives those
+    epochs. An estimate: the sampler
     neither sees the pruning nor carries on from one run to the next; runs that trained the
     same trials (one seed run twice) count once."""
     maximize = [True, False]
@@ -276,8 +294,9 @@ def pooled(rows: list[dict], epochs: int, costs: dict, sizes: Sequence[int]) -> 
                 full = [[max(t["curve"]), t["params"]] for t in trials]
                 full_epochs = sum(len(t["curve"]) for t in trials)
                 fixed = costs["per_trial"] * len(trials)
-                for name, (rule, survives) in REPLAYED.items():
-                    got = replay(trials, epochs, rule(epochs), True, survives)
+                for name, (rule, survives) in [*REPLAYED.items(), ("oracle", None)]:
+                    got = (oracle(trials, epochs) if name == "oracle"
+                           else replay(trials, epochs, rule(epochs), True, survives))  # fmt: skip
                     ref = pareto.reference(full + got["points"], maximize)
                     hv = pareto.hypervolume(got["points"], maximize, ref)
                     found.append({

@@ -321,8 +321,8 @@ def pool(paths: list[Path], target: Path) -> int:
     if len(epochs) != 1:
         sys.exit(f"--pool: the files' epochs differ ({sorted(epochs)})")
     rows = [{**row, "trials": p["trials"]} for p in parts for row in p.get("search", [])]
-    measured = [r for r in rows if "cpu_s" in r["runs"]["none"]]
-    costs = cost_model(measured)
+    measured = [{**row, "trials": parts[0]["trials"]} for row in parts[0]["search"]]
+    costs = cost_model(measured)  # the first file's runs: the code measured last
     found = pooled(rows, epochs.pop(), costs, sizes=(1, 2, 3, 4, 6))
     lines = [
         f"cost model: {costs['per_trial']} CPU s per trial + {costs['per_epoch']} per "
@@ -331,7 +331,7 @@ def pool(paths: list[Path], target: Path) -> int:
     ]
     for task, trials in dict.fromkeys((f["task"], f["trials"]) for f in found):
         cells = []
-        for name in REPLAYED:
+        for name in [*REPLAYED, "oracle"]:
             mine = [f for f in found if (f["task"], f["trials"], f["rule"]) == (task, trials, name)]
             cells.append(f"{name} " + " / ".join(
                 cell([f[key] for f in mine]) for key in ("hv_ratio", "epochs_ratio", "cpu_ratio")

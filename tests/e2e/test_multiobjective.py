@@ -146,15 +146,22 @@ def test_rerun_reproduces_a_front_member_that_is_not_the_best(mo_study, cli):
 
 def test_evaluate_takes_a_front_member_by_choice_number_or_rank(mo_study, cli):
     """evaluate's --best-on/--within pick the member load_best picks, and its checkpoint's
-    test metrics are those of the model load_best gives; --top K puts the front first."""
+    test metrics are those of the model load_best gives; --top K puts the front first.
+    Every front member's checkpoint gives again the objectives it was recorded with."""
     import numpy as np
     from sklearn.datasets import load_digits
 
     df = tunecb.report(mo_study)
     front = df[df["front"]]
+    x, y = load_digits(return_X_y=True)
+    x_val, y_val = (x[400:500] / 16.0).astype("float32"), y[400:500]
+    for _, row in front.iterrows():
+        member = tunecb.load_best(mo_study, trial=int(row["trial"]))
+        again = member.evaluate(x_val, y_val, verbose=0, return_dict=True, batch_size=64)
+        assert again["accuracy"] == pytest.approx(row["val_accuracy"], abs=1e-6)
+        assert member.count_params() == row["params"]
     smallest = int(front.sort_values("params")["trial"].iloc[0])
     model = tunecb.load_best(mo_study, best_on="params")
-    x, y = load_digits(return_X_y=True)
     expected = model.evaluate((x[500:600] / 16.0).astype("float32"), y[500:600], verbose=0,
                               return_dict=True, batch_size=64)  # fmt: skip
     code, out, err = cli("evaluate", mo_study, "--best-on", "params")

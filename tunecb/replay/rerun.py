@@ -153,8 +153,9 @@ def _fit_again(
 def _objectives(
     record: dict[str, Any], now: dict[str, float | None] | None
 ) -> dict[str, list[float | None]] | None:
-    """A multi-objective trial's recorded and rerun value of each objective (``None`` for a
-    single-objective trial, and for a pruned one, which has none).
+    """A multi-objective trial's recorded and rerun value of each objective, at its result
+    epoch (a pruned trial's: at the epoch it stopped at); ``None`` for a single-objective
+    trial.
 
     >>> _objectives({"objectives": ("acc", "params"), "acc": 0.9, "params": 9.0},
     ...             {"acc": 0.9, "params": 9.0})
