@@ -294,7 +294,7 @@ def pooled(rows: list[dict], epochs: int, costs: dict, sizes: Sequence[int]) -> 
                 full = [[max(t["curve"]), t["params"]] for t in trials]
                 full_epochs = sum(len(t["curve"]) for t in trials)
                 fixed = costs["per_trial"] * len(trials)
-                for name, (rule, survives) in [*REPLAYED.items(), ("oracle", None)]:
+                for name, (rule, survives) in [*REPLAYED.items(), ("oracle", (None, None))]:
                     got = (oracle(trials, epochs) if name == "oracle"
                            else replay(trials, epochs, rule(epochs), True, survives))  # fmt: skip
                     ref = pareto.reference(full + got["points"], maximize)

@@ -321,8 +321,8 @@ def pool(paths: list[Path], target: Path) -> int:
     if len(epochs) != 1:
         sys.exit(f"--pool: the files' epochs differ ({sorted(epochs)})")
     rows = [{**row, "trials": p["trials"]} for p in parts for row in p.get("search", [])]
-    measured = [{**row, "trials": parts[0]["trials"]} for row in parts[0]["search"]]
-    costs = cost_model(measured)  # the first file's runs: the code measured last
+    measured = [r for r in rows if "cpu_s" in r["runs"]["none"]]
+    costs = cost_model(measured)
     found = pooled(rows, epochs.pop(), costs, sizes=(1, 2, 3, 4, 6))
     lines = [
         f"cost model: {costs['per_trial']} CPU s per trial + {costs['per_epoch']} per "
