@@ -228,3 +228,82 @@ def add_replays(rows: list[dict], epochs: int) -> None:
                 "hv_ratio": pareto.hypervolume(found["points"], maximize, row["reference"]) / full,
                 "epochs_ratio": found["epochs"] / base["epochs"],
             }
+
+
+def cost_model(rows: list[dict]) -> dict:
+    """CPU seconds of a search fitted as ``per_trial * trials + per_epoch * epochs`` (least
+    squares over every run of ``rows``: each search's CPU, trials and epochs trained), so that
+    a replayed rule's epochs can be turned into an estimated CPU ratio.
+
+    >>> runs = {"none": {"cpu_s": 30.0, "epochs": 100, "complete": 2},
+    ...         "pareto": {"cpu_s": 20.0, "epochs": 50, "complete": 1}}
+    >>> cost_model([{"trials": 10, "runs": runs}])
+    {'per_trial': 1.0, 'per_epoch': 0.2}
+    """
+    import numpy as np
+
+    x, y = [], []
+    for row in rows:
+        for run in row["runs"].values():
+            x.append([row.get("trials") or len(run.get("curves") or []), run["epochs"]])
+            y.append(run["cpu_s"])
+    (per_trial, per_epoch), *_ = np.linalg.lstsq(np.array(x, float), np.array(y), rcond=None)
+    return {"per_trial": round(float(per_trial), 3), "per_epoch": round(float(per_epoch), 4)}
+
+
+def oracle(trials: list[dict], epochs: int) -> dict:
+    """A bound no rung rule beats at the full hypervolume: the trials that end on the
+    unpruned front train to the end, every other one stops at the first rung (a tenth of
+    ``epochs``: ``pareto.rung_epochs``); the points and epochs as :func:`replay` gives them.
+
+    >>> up = [{"params": 10.0, "curve": [0.5, 0.9]}, {"params": 20.0, "curve": [0.4, 0.6]}]
+    >>> oracle(up, 2)["epochs"]  # the second is dominated: it stops at epoch 1
+    3
+    """
+    first = pareto.rung_epochs(epochs)[0] if pareto.rung_epochs(epochs) else epochs
+    points = [[max(t["curve"]), t["params"]] for t in trials]
+    on = pareto.front(points, [True, False])
+    trained = sum(len(t["curve"]) if o else min(first, len(t["curve"]))
+                  for t, o in zip(trials, on, strict=True))  # fmt: skip
+    return {"points": [p for p, o in zip(points, on, strict=True) if o], "epochs": trained}
+
+
+def pooled(rows: list[dict], epochs: int, costs: dict, sizes: Sequence[int]) -> list[dict]:
+    """Larger budgets estimated from the unpruned runs of ``rows`` (two objectives): for each
+    task, the trials of ``k`` of its runs (``k`` in ``sizes``) one after another, as one
+    sequence of ``k * trials`` trials (each start rotated over the runs), replayed with each
+    rule of :data:`REPLAYED` and the :func:`oracle` bound; hypervolume and epochs against the
+    whole sequence unpruned, and the CPU ratio ``costs`` (:func:`cost_model`) gives those
+    epochs. An estimate: the sampler
+    neither sees the pruning nor carries on from one run to the next; runs that trained the
+    same trials (one seed run twice) count once."""
+    maximize = [True, False]
+    by_task: dict[str, dict] = {}
+    for row in rows:
+        base = row["runs"]["none"]
+        if len(row["objectives"]) == 2 and "curves" in base:
+            curves = sorted(base["curves"], key=lambda t: t["trial"])
+            key = tuple((t["params"], tuple(t["curve"])) for t in curves)  # the same run twice
+            by_task.setdefault(row["task"], {}).setdefault(key, curves)
+    found = []
+    for task, runs in by_task.items():
+        runs = list(runs.values())
+        for k in (k for k in sizes if k <= len(runs)):
+            for start in range(len(runs)):
+                trials = [t for i in range(k) for t in runs[(start + i) % len(runs)]]
+                full = [[max(t["curve"]), t["params"]] for t in trials]
+                full_epochs = sum(len(t["curve"]) for t in trials)
+                fixed = costs["per_trial"] * len(trials)
+                for name, (rule, survives) in [*REPLAYED.items(), ("oracle", (None, None))]:
+                    got = (oracle(trials, epochs) if name == "oracle"
+                           else replay(trials, epochs, rule(epochs), True, survives))  # fmt: skip
+                    ref = pareto.reference(full + got["points"], maximize)
+                    hv = pareto.hypervolume(got["points"], maximize, ref)
+                    found.append({
+                        "task": task, "trials": len(trials), "start": start, "rule": name,
+                        "hv_ratio": hv / pareto.hypervolume(full, maximize, ref),
+                        "epochs_ratio": got["epochs"] / full_epochs,
+                        "cpu_ratio": (fixed + costs["per_epoch"] * got["epochs"])
+                        / (fixed + costs["per_epoch"] * full_epochs),
+                    })  # fmt: skip
+    return found

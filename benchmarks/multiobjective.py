@@ -50,7 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, machine, spread, write_result
-from mo_replay import PRUNERS, REPLAYED, add_replays, rung_rule
+from mo_replay import PRUNERS, REPLAYED, add_replays, cost_model, pooled, rung_rule
 from search_tasks import TASKS, build, suggest
 
 import tunecb
@@ -312,6 +312,42 @@ def combine(parts: list[dict]) -> dict:
     }  # fmt: skip
 
 
+def pool(paths: list[Path], target: Path) -> int:
+    """``--pool``: the rung rules replayed on several unpruned runs of a task in a row (a
+    larger budget, estimated), with the CPU ratio from the measured cost model."""
+    started = time.perf_counter()
+    parts = [json.loads(path.read_text()) for path in paths]
+    epochs = {p["epochs"] for p in parts}
+    if len(epochs) != 1:
+        sys.exit(f"--pool: the files' epochs differ ({sorted(epochs)})")
+    rows = [{**row, "trials": p["trials"]} for p in parts for row in p.get("search", [])]
+    measured = [r for r in rows if "cpu_s" in r["runs"]["none"]]
+    costs = cost_model(measured)
+    found = pooled(rows, epochs.pop(), costs, sizes=(1, 2, 3, 4, 6))
+    lines = [
+        f"cost model: {costs['per_trial']} CPU s per trial + {costs['per_epoch']} per "
+        f"epoch (fitted on {len(measured)} cases); per task, budget and rule: medians "
+        "over the rotated starts [min-max] of hypervolume / epochs / estimated CPU"
+    ]
+    for task, trials in dict.fromkeys((f["task"], f["trials"]) for f in found):
+        cells = []
+        for name in [*REPLAYED, "oracle"]:
+            mine = [f for f in found if (f["task"], f["trials"], f["rule"]) == (task, trials, name)]
+            cells.append(f"{name} " + " / ".join(
+                cell([f[key] for f in mine]) for key in ("hv_ratio", "epochs_ratio", "cpu_ratio")
+            ))  # fmt: skip
+        lines.append(f"  {task} {trials:3} trials: " + "; ".join(cells))
+    result = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "pooled_from": [str(p) for p in paths],
+        "cost_model": costs,
+        "pooled": found,
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+    write_result(result, target, "\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("search", "report"), default=None)
@@ -333,7 +369,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--combine", nargs="+", type=Path, default=None,
                         help="merge the search rows of these result files (runs made side by "
                         "side, e.g. one per task) into --json and print the table")  # fmt: skip
+    parser.add_argument(
+        "--pool",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="estimate larger budgets from the unpruned runs of these result "
+        "files (mo_replay.pooled) and their CPU cost model; no training",
+    )
     args = parser.parse_args(argv)
+    if args.pool:
+        return pool(args.pool, args.json)
     if args.combine:
         result = combine([json.loads(path.read_text()) for path in args.combine])
         add_replays(result["search"], result["epochs"])

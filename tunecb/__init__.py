@@ -100,9 +100,10 @@ def retrain(path: str, **kwargs: Any) -> Any:
     return _retrain(path, **kwargs)
 
 
-def rerun(path: str, trial: int, **kwargs: Any) -> Any:
-    """Fit trial number ``trial`` again with its recorded seed, parameters and settings and
-    compare it with what it recorded. See :func:`tunecb.replay.rerun.rerun`.
+def rerun(path: str, trial: int | None = None, **kwargs: Any) -> Any:
+    """Fit trial number ``trial`` (default: the best; ``best_on=``/``within=``: a front
+    member) again with its recorded seed, parameters and settings and compare it with what
+    it recorded. See :func:`tunecb.replay.rerun.rerun`.
 
     >>> tunecb.rerun("results/digits", 3).identical  # doctest: +SKIP
     True
@@ -113,8 +114,9 @@ def rerun(path: str, trial: int, **kwargs: Any) -> Any:
 
 
 def evaluate(path: str, **kwargs: Any) -> list[dict[str, Any]]:
-    """Test metrics of the ``top=K`` best checkpoints (and retrained final models) on the
-    test split the data function returns third. See :func:`tunecb.replay.evaluate.evaluate`.
+    """Test metrics of the ``top=K`` best checkpoints (or ``trial=N``'s, or a front member's
+    by ``best_on=``/``within=``; and retrained final models) on the test split the data
+    function returns third. See :func:`tunecb.replay.evaluate.evaluate`.
 
     >>> tunecb.evaluate("results/digits", top=3)  # doctest: +SKIP
     """

@@ -22,16 +22,24 @@ MO = (
     "n_trials=5, seed=0, patience=None"
 )
 BOARD = ", tensorboard=True"  # the HParams tab of a multi-objective study (mo_study only)
+# mo_study's data: the template's training and validation splits, and a test split
+TEST_SPLIT = """
+@study.data
+def load():
+    x, y = load_digits(return_X_y=True)
+    x, y = (x[:600] / 16.0).astype("float32"), y[:600]
+    return (x[:400], y[:400]), (x[400:500], y[400:500]), (x[500:], y[500:])
+"""
 
 
 @pytest.fixture(scope="module")
 def mo_study(tmp_path_factory) -> Path:
     """A finished 5-trial search on accuracy and parameter count, keeping 2 checkpoints
-    (one rung, at epoch 1)."""
+    (one rung, at epoch 1); its data has a test split."""
     from tunecb.cli import main
 
     folder = tmp_path_factory.mktemp("mo")
-    path = write_study(folder, name="mo", settings=MO + BOARD)
+    path = write_study(folder, name="mo", settings=MO + BOARD, extra=TEST_SPLIT)
     results = folder / "results"
     assert main(["search", str(path), "--results", str(results), "--keep-checkpoints", "2"]) == 0
     return results / "mo"
@@ -117,15 +125,64 @@ def test_load_best_and_retrain_pick_a_front_member_within_limits(mo_study, cli):
 
 
 def test_rerun_reproduces_a_front_member_that_is_not_the_best(mo_study, cli):
-    """A front member trains again to its recorded epochs, the Pareto pruner's rung reads
-    (from the other trials) leaving it alone as they did in the search."""
+    """A front member chosen as load_best chooses it trains again to its recorded epochs
+    and objectives, the Pareto pruner's rung reads (from the other trials) leaving it alone
+    as they did in the search."""
     df = tunecb.report(mo_study)
-    number = int(df[df["front"]]["trial"].iloc[-1])  # the front's least accurate member
-    code, out, err = cli("rerun", mo_study, number)
+    front = df[df["front"]]
+    assert len(front) >= 2, "the fixture's front has a member that is not the best"
+    number = int(front.sort_values("params")["trial"].iloc[0])  # the smallest: least accurate
+    code, out, err = cli("rerun", mo_study, "--best-on", "params")
     assert code == 0, err
+    assert out.startswith(f"trial {number}, val_accuracy per epoch"), out
     assert "identical: val_accuracy" in out, out
+    row = front[front["trial"] == number].iloc[0]
+    assert f"objectives at the result epoch: val_accuracy {row['val_accuracy']:.6g} as " \
+        f"recorded, params {row['params']:.6g} as recorded" in out, out  # fmt: skip
     recorded = json.loads((mo_study / "trials" / str(number) / "rerun.json").read_text())
     assert recorded["identical"] is True and recorded["epochs"] == recorded["recorded_epochs"]
+    assert recorded["objectives"]["params"] == [row["params"]] * 2
+
+
+def test_evaluate_takes_a_front_member_by_choice_number_or_rank(mo_study, cli):
+    """evaluate's --best-on/--within pick the member load_best picks, and its checkpoint's
+    test metrics are those of the model load_best gives; --top K puts the front first.
+    Every front member's checkpoint gives again the objectives it was recorded with."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    df = tunecb.report(mo_study)
+    front = df[df["front"]]
+    x, y = load_digits(return_X_y=True)
+    x_val, y_val = (x[400:500] / 16.0).astype("float32"), y[400:500]
+    for _, row in front.iterrows():
+        member = tunecb.load_best(mo_study, trial=int(row["trial"]))
+        again = member.evaluate(x_val, y_val, verbose=0, return_dict=True, batch_size=64)
+        assert again["accuracy"] == pytest.approx(row["val_accuracy"], abs=1e-6)
+        assert member.count_params() == row["params"]
+    smallest = int(front.sort_values("params")["trial"].iloc[0])
+    model = tunecb.load_best(mo_study, best_on="params")
+    expected = model.evaluate((x[500:600] / 16.0).astype("float32"), y[500:600], verbose=0,
+                              return_dict=True, batch_size=64)  # fmt: skip
+    code, out, err = cli("evaluate", mo_study, "--best-on", "params")
+    assert code == 0, err
+    assert out.startswith("rank ") and f", trial {smallest} (val_accuracy " in out, out
+    assert len(out.splitlines()) == 1
+    written = json.loads((mo_study / "trials" / str(smallest) / "test.json").read_text())
+    assert written["test"]["test_accuracy"] == pytest.approx(expected["accuracy"])
+    assert np.isfinite(written["test"]["test_loss"])
+    code, out, err = cli("evaluate", mo_study, "--trial", smallest)
+    assert code == 0 and f"trial {smallest} (val_accuracy" in out and "params" in out, err
+    code, out, err = cli("evaluate", mo_study, "--top", len(front))
+    assert code == 0, err
+    shown = [int(line.split("trial ")[1].split(" ")[0]) for line in out.splitlines()]
+    assert shown == front["trial"].tolist()  # the front first, by the monitor
+    code, _, err = cli("evaluate", mo_study, "--best-on", "params", "--top", "2")
+    assert code == 2 and "give the K best trials or one trial" in err
+    code, _, err = cli("rerun", mo_study, 0, "--within", "params=1e9")
+    assert code == 2 and "--trial 0 and --best-on/--within both pick a trial" in err
+    code, _, err = cli("evaluate", mo_study, "--best-on", "flops")
+    assert code == 2 and "'flops' is not an objective of" in err
 
 
 def test_an_objective_the_model_does_not_log_is_a_one_line_error(tmp_path, cli):

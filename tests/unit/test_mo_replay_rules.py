@@ -64,3 +64,27 @@ def test_contributions_of_two_objectives_agree_with_leaving_each_vector_out():
                 for i in range(len(case))
             ]
             assert mo_replay.contributions(case, UP_DOWN) == pytest.approx(left_out, abs=1e-9)
+
+
+def _run(task: str, trials: list[tuple[float, list[float]]]) -> dict:
+    curves = [{"trial": i, "params": p, "curve": c} for i, (p, c) in enumerate(trials)]
+    return {"task": task, "objectives": ["val_accuracy", "params"], "trials": len(trials),
+            "runs": {"none": {"curves": curves, "cpu_s": 1.0, "epochs": 1}}}  # fmt: skip
+
+
+def test_the_pooled_estimate_counts_a_run_made_twice_once_and_the_bound_is_lowest():
+    """--pool: larger budgets from unpruned runs in a row; the oracle bound trains the
+    fewest epochs at the full hypervolume, and its CPU follows the cost model."""
+    a = _run("t", [(10.0, [0.5, 0.6, 0.9]), (20.0, [0.4, 0.5, 0.6]), (30.0, [0.3, 0.3, 0.4])])
+    b = _run("t", [(5.0, [0.2, 0.3, 0.5]), (40.0, [0.6, 0.7, 0.8]), (50.0, [0.1, 0.1, 0.2])])
+    costs = {"per_trial": 1.0, "per_epoch": 0.5}
+    found = mo_replay.pooled([a, b, a], 3, costs, sizes=(1, 2, 3))
+    assert {f["trials"] for f in found} == {3, 6}  # a twice is one run: no 3-run pool
+    bound = [f for f in found if f["rule"] == "oracle"]
+    assert all(f["hv_ratio"] == pytest.approx(1.0) for f in bound)
+    for f in bound:
+        rest = [g for g in found if (g["trials"], g["start"]) == (f["trials"], f["start"])]
+        assert f["epochs_ratio"] == min(g["epochs_ratio"] for g in rest)
+    six = next(f for f in bound if f["trials"] == 6)  # front (0.9, 10), (0.5, 5): 3 epochs
+    assert six["epochs_ratio"] == pytest.approx(10 / 18)  # the other 4 stop at epoch 1
+    assert six["cpu_ratio"] == pytest.approx((6 + 0.5 * 10) / (6 + 0.5 * 18))

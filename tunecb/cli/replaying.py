@@ -38,15 +38,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, positive_int: Any) ->
     pick = retrain.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=positive_or_zero, metavar="N", help=_PICK_HELP)
     pick.add_argument("--rank", type=positive_int, metavar="K", help="the K-th best trial")
-    retrain.add_argument(
-        "--best-on", metavar="OBJECTIVE",
-        help="multi-objective study: the front member best on OBJECTIVE (with --within)",
-    )  # fmt: skip
-    retrain.add_argument(
-        "--within", action="append", metavar="NAME=LIMIT",
-        help="multi-objective study: only front members with NAME at most (a minimised "
-        "objective) or at least (a maximised one) LIMIT; repeatable",
-    )  # fmt: skip
+    _add_front_choice(retrain)
     retrain.add_argument(
         "--epochs", type=positive_int, metavar="N", help="epochs to train (default: the "
         "trial's best epoch)",
@@ -65,19 +57,43 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, positive_int: Any) ->
         "When they differ, says why: a GPU, a resumed trial, a changed study file or data, "
         "other library versions. The trial's files are not touched.",
     )
-    rerun.add_argument("trial", type=positive_or_zero, metavar="N", help="the trial's number")
+    rerun.add_argument(
+        "trial", type=positive_or_zero, nargs="?", metavar="N",
+        help="the trial's number (or a front member by --best-on/--within)",
+    )  # fmt: skip
+    _add_front_choice(rerun)
 
     evaluate = sub.add_parser(
         "evaluate",
         parents=[trial_source],
         help="test metrics of the best checkpoints, on the data function's test split",
-        description="Evaluate the best checkpoints of the --top K trials (and their "
-        "final.keras, if retrained) on the test split the study's data function returns "
-        "as its third item; the report shows the results.",
+        description="Evaluate the best checkpoints of the --top K trials (or of --trial N, "
+        "or of a front member by --best-on/--within) and their final.keras, if retrained, "
+        "on the test split the study's data function returns as its third item; the "
+        "report shows the results.",
     )
     evaluate.add_argument(
-        "--top", type=positive_int, default=1, metavar="K", help="the K best trials (default 1)"
+        "--top", type=positive_int, default=None, metavar="K",
+        help="the K best trials (default 1; a multi-objective study's front comes first)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--trial", type=positive_or_zero, metavar="N", help="the trial to evaluate: its number"
     )
+    _add_front_choice(evaluate)
+
+
+def _add_front_choice(parser: argparse.ArgumentParser) -> None:
+    """``--best-on`` and ``--within``: a multi-objective study's front member, chosen as
+    ``tunecb.load_best`` chooses it."""
+    parser.add_argument(
+        "--best-on", metavar="OBJECTIVE",
+        help="multi-objective study: the front member best on OBJECTIVE (with --within)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--within", action="append", metavar="NAME=LIMIT",
+        help="multi-objective study: only front members with NAME at most (a minimised "
+        "objective) or at least (a maximised one) LIMIT; repeatable",
+    )  # fmt: skip
 
 
 def positive_or_zero(text: str) -> int:
@@ -139,7 +155,9 @@ def _retrain(args: argparse.Namespace) -> int:
 def _rerun(args: argparse.Namespace) -> int:
     from tunecb.replay.rerun import rerun
 
-    result = rerun(args.path, args.trial, study=args.study)
+    result = rerun(
+        args.path, args.trial, study=args.study, best_on=args.best_on, within=args.within
+    )
     shown = max(len(result.curve), len(result.recorded_curve))
     out(f"trial {result.trial}, {result.monitor} per epoch: recorded / rerun")
     for epoch in range(shown):
@@ -147,6 +165,8 @@ def _rerun(args: argparse.Namespace) -> int:
         now = _at(result.curve, epoch)
         mark = "" if then == now else "  differs"
         out(f"  epoch {epoch + 1:>3}  {_num(then):>12}  {_num(now):>12}{mark}")
+    if result.objectives:
+        out("objectives at the result epoch: " + _compared(result.objectives))
     if result.identical:
         out(f"identical: {result.monitor} {_num(result.value)} as recorded, every epoch alike")
         return 0
@@ -164,14 +184,28 @@ def _rerun(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from tunecb.replay.evaluate import evaluate
 
-    rows = evaluate(args.path, top=args.top, study=args.study)
+    rows = evaluate(
+        args.path, top=args.top, study=args.study, trial=args.trial, best_on=args.best_on,
+        within=args.within,
+    )  # fmt: skip
     for row in rows:
-        line = f"rank {row['rank']}, trial {row['trial']} (value {_num(row['value'])}): "
+        values = row.get("objectives") or {"value": row["value"]}
+        shown = ", ".join(f"{k} {_num(v)}" for k, v in values.items())
+        line = f"rank {row['rank']}, trial {row['trial']} ({shown}): "
         line += f"best checkpoint {_metrics(row['test'])}"
         if row["final_test"]:
             line += f"; final model {_metrics(row['final_test'])}"
         out(line)
     return 0
+
+
+def _compared(objectives: dict[str, list[float | None]]) -> str:
+    """``val_accuracy 0.9 as recorded, params 9 as recorded`` (or ``... now, ... recorded``)."""
+    parts = []
+    for name, (then, now) in objectives.items():
+        said = "as recorded" if then == now else f"now, {_num(then)} recorded"
+        parts.append(f"{name} {_num(now)} {said}")
+    return ", ".join(parts)
 
 
 def _at(values: list[float | None], index: int) -> float | None:

@@ -21,15 +21,32 @@ from tunecb.study.declaration import Study
 
 
 def evaluate(
-    path: str | Path, *, top: int = 1, study: Study | str | Path | None = None
+    path: str | Path,
+    *,
+    top: int | None = None,
+    study: Study | str | Path | None = None,
+    trial: int | None = None,
+    best_on: str | None = None,
+    within: dict[str, float] | list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate the best checkpoints of the ``top`` best trials of results folder ``path``
-    (and their ``final.keras`` where ``retrain`` wrote one) on the study's test split; write
+    (default 1; a multi-objective study's front first), or of trial number ``trial``, or of
+    the front member ``best_on=``/``within=`` choose (as :func:`tunecb.load_best` does), and
+    their ``final.keras`` where ``retrain`` wrote one, on the study's test split; write
     ``test.json`` (and the test metrics into ``final.json``); return one row per trial:
-    ``{"rank", "trial", "value", "test", "final_test"}``."""
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+    ``{"rank", "trial", "value", "test", "final_test"}``, and ``"objectives"`` (``{name:
+    value}``) in a multi-objective study."""
+    one = trial is not None or best_on is not None or bool(within)
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise ConfigError(f"--top {top!r}: expected a positive integer")
-    source = TrialSource.open(path, rank=1, study=study)
+    if one and top is not None:
+        raise ConfigError(
+            f"--top {top} with --trial/--best-on/--within: give the K best trials or one trial"
+        )
+    front = {"best_on": best_on, "within": within}
+    source = TrialSource.open(path, trial=trial, study=study, **front) if one else (
+        TrialSource.open(path, rank=1, study=study)
+    )  # fmt: skip
     source.start_backend()
     data = source.load_data()
     if data.test is None:
@@ -40,17 +57,28 @@ def evaluate(
         )
     from tunecb.reporting.data.records import study_records
 
-    records = [r for r in study_records(path).records if r.get("checkpoint")][:top]
+    kept = [r for r in study_records(path).records if r.get("checkpoint")]
+    records = kept[: top or 1]
+    if one:
+        records = [r for r in kept if r["trial"] == source.number]
+        if not records:
+            raise ResultsError(
+                f"trial {source.number} of {path} has no checkpoint to evaluate "
+                f"({source.record['state']}, {source.record.get('stop_reason')})"
+            )
     if not records:
         raise ResultsError(f"{path} has no trial with a checkpoint to evaluate")
     rows = []
     batch = source.settings.batch_size
-    for rank, record in enumerate(records, 1):
+    for record in records:
         number = record["trial"]
         test = evaluate_checkpoint(source.study_dir, number, data, batch)
         final = _evaluate_final(source.study_dir, number, data, batch)
-        rows.append({"rank": rank, "trial": number, "value": record["value"], "test": test,
-                     "final_test": final})  # fmt: skip
+        row = {"rank": kept.index(record) + 1, "trial": number, "value": record["value"],
+               "test": test, "final_test": final}  # fmt: skip
+        if record.get("objectives"):
+            row["objectives"] = {name: record.get(name) for name in record["objectives"]}
+        rows.append(row)
     return rows
 
 

@@ -40,6 +40,8 @@ class RerunResult:
     curve: list[float | None]  # the rerun's
     reasons: list[str] = field(default_factory=list)  # why values may differ
     duration_s: float = 0.0
+    # A multi-objective trial's objectives at its result epoch: {name: [recorded, rerun]}
+    objectives: dict[str, list[float | None]] | None = None
 
     @property
     def identical(self) -> bool:
@@ -57,9 +59,19 @@ class RerunResult:
         return max(diffs, default=0.0 if self.identical else math.inf)
 
 
-def rerun(path: str | Path, trial: int, *, study: Study | str | Path | None = None) -> RerunResult:
-    """Fit trial number ``trial`` of results folder ``path`` again (see the module doc)."""
-    source = TrialSource.open(path, trial=trial, study=study)
+def rerun(
+    path: str | Path,
+    trial: int | None = None,
+    *,
+    study: Study | str | Path | None = None,
+    best_on: str | None = None,
+    within: dict[str, float] | list[str] | None = None,
+) -> RerunResult:
+    """Fit trial number ``trial`` (default: the best) of results folder ``path`` again (see
+    the module doc). ``best_on=``/``within=`` pick a multi-objective study's front member
+    as :func:`tunecb.load_best` does; its other objectives are compared too."""
+    source = TrialSource.open(path, trial=trial, study=study, best_on=best_on, within=within)
+    trial = source.number
     if source.record["state"] not in ("COMPLETE", "PRUNED"):
         raise ResultsError(
             f"trial {trial} of {path} is {source.record['state']}; rerun a COMPLETE or PRUNED "
@@ -96,6 +108,7 @@ def rerun(path: str | Path, trial: int, *, study: Study | str | Path | None = No
         trial=trial, monitor=monitor, recorded=source.record.get("value"), value=outcome.value,
         recorded_curve=recorded_curve, curve=curve, reasons=reasons,
         duration_s=round(time.perf_counter() - started, 3),
+        objectives=_objectives(source.record, outcome.objectives),
     )  # fmt: skip
     write_json(
         source.study_dir.guard(source.study_dir.rerun_json(trial)),
@@ -105,7 +118,8 @@ def rerun(path: str | Path, trial: int, *, study: Study | str | Path | None = No
             "max_difference": result.max_difference, "epochs": len(curve),
             "recorded_epochs": len(recorded_curve), "state": outcome.state,
             "reasons": reasons, "backend": backend, "deterministic_ops": True,
-            "duration_s": result.duration_s, "at": time.time(),
+            "duration_s": result.duration_s, "objectives": result.objectives,
+            "at": time.time(),
         },
     )  # fmt: skip
     return result
@@ -134,3 +148,20 @@ def _fit_again(
     outcome = runner.run(replayed, seed=source.seed)
     curve = history_column(study_dir.history(source.number), source.settings.monitor)
     return outcome, curve
+
+
+def _objectives(
+    record: dict[str, Any], now: dict[str, float | None] | None
+) -> dict[str, list[float | None]] | None:
+    """A multi-objective trial's recorded and rerun value of each objective, at its result
+    epoch (a pruned trial's: at the epoch it stopped at); ``None`` for a single-objective
+    trial.
+
+    >>> _objectives({"objectives": ("acc", "params"), "acc": 0.9, "params": 9.0},
+    ...             {"acc": 0.9, "params": 9.0})
+    {'acc': [0.9, 0.9], 'params': [9.0, 9.0]}
+    """
+    names = record.get("objectives")
+    if not names or now is None:
+        return None
+    return {name: [record.get(name), now.get(name)] for name in names}

@@ -40,6 +40,9 @@ def pick(
     of a multi-objective study's front member chosen by ``best_on=`` and ``within=``."""
     records = result.records
     if front.get("best_on") is not None or front.get("within"):
+        if trial is not None or rank is not None:
+            given = f"--trial {trial}" if trial is not None else f"--rank {rank}"
+            raise ConfigError(f"{given} and --best-on/--within both pick a trial; give one of them")
         trial = choose(records, result.objectives, front.get("best_on"), front.get("within"),
                        where)["trial"]  # fmt: skip
     if trial is not None:
