@@ -64,11 +64,11 @@ TRACKER_LEAVES_OUT = {
 
 # The copy a search writes for its tracker at its end: no plot (importing matplotlib and
 # drawing the PNGs was 0.7 s of CPU, 3 % of a 25 s search); the tracker draws each run's
-# curves itself, and `tunecb sync` (or `tunecb report --html`) draws them.
+# curves itself, and `tunecb sync` (or `tunecb report --format html`) draws them.
 SEARCH_LEAVES_OUT = dict.fromkeys(
     ("front", "hypervolume", "history", "learning_curves", "importance", "slices", "timeline"),
     "not drawn at the end of the search (the tracker draws each run's curves); "
-    "tunecb sync puts the plots here, tunecb report --html draws them",
+    "tunecb sync puts the plots here, tunecb report --format html draws them",
 )
 
 
