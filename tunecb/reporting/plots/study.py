@@ -54,9 +54,10 @@ class Plot:
     caption: str = ""
 
 
-# A tracker's copy of the report (MLflow's parent run, W&B's search run), drawn at the end
-# of every tracked search: without the importance plot, whose evaluators' import (Optuna's
-# optuna.importance: scikit-learn, SciPy) is 1.6 s of the 2.9 s of CPU the page costs.
+# A tracker's copy of the report (MLflow's parent run, W&B's search run) as `tunecb sync`
+# draws it (a search's own end: SEARCH_LEAVES_OUT): without the importance plot, whose
+# evaluators' import (Optuna's optuna.importance: scikit-learn, SciPy) is 1.6 s of the 2.9 s
+# of CPU the page costs.
 TRACKER_LEAVES_OUT = {
     "importance": "not drawn for the tracker's copy of the report (importing Optuna's "
     "importance evaluators costs 1.6 s of CPU); tunecb report draws it",
