@@ -21,6 +21,11 @@ server: W&B's offline mode under a temporary ``WANDB_DIR``): a fresh process eac
 imports the tracker, opens the search's run and one trial's run, logs 30 epochs in three
 batches, ends both and stops W&B's service; it prints the CPU seconds of the process and
 of W&B's service process (``wandb-core``, its child), medians and spread.
+
+``--report RESULTS_DIR --before TREE`` measures the report a search writes for its tracker
+at its end (the launcher's ``_report_writer``) on a finished study (e.g. one of
+``tunecb search benchmarks/overhead_study.py --n-trials 6 --epochs 20``): a fresh process
+each repeat, this tree and ``TREE`` alternating; CPU seconds of the drawing alone.
 """
 
 from __future__ import annotations
@@ -168,6 +173,50 @@ def fixed_cost(repeats: int, json_path: Path) -> int:
     return 0
 
 
+# The launcher's report for the tracker, drawn once; prints "cpu_s wall_s bytes".
+REPORT = r"""
+import sys, time
+from pathlib import Path
+from types import SimpleNamespace
+import optuna, tunecb.launcher
+folder = Path(sys.argv[1])
+where = SimpleNamespace(results=folder.parent, name=folder.name, storage=None)
+page = Path(sys.argv[2])
+c, w = time.process_time(), time.perf_counter()
+tunecb.launcher._report_writer(where)(page)
+print(time.process_time() - c, time.perf_counter() - w, page.stat().st_size)
+"""
+
+
+def report_cost(folder: Path, before: Path, repeats: int, json_path: Path) -> int:
+    """``--report``: the tracker's copy of the report, this tree against ``before``."""
+    load_before, started = os.getloadavg(), time.perf_counter()
+    trees = {"after": str(HERE.parent), "before": str(before)}
+    found: dict[str, list[list[float]]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory(prefix="tunecb-report-") as tmp:
+        for repeat in range(repeats):
+            for name in list(trees)[:: 1 if repeat % 2 else -1]:
+                env = {**os.environ, "PYTHONPATH": trees[name], "TF_CPP_MIN_LOG_LEVEL": "2"}
+                page = f"{tmp}/{name}.html"  # -P: the tree's tunecb, not the cwd's
+                argv_ = [sys.executable, "-P", "-c", REPORT, str(folder.resolve()), page]
+                _, out = run_timed(argv_, env)
+                found[name].append([float(v) for v in out.split()[-3:]])
+                print(f"{name:6s} repeat {repeat}: {found[name][-1][0]:.3f} s CPU", flush=True)
+    result = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(load_before, os.getloadavg()),
+        "settings": {"report": str(folder), "before": str(before), "repeats": repeats},
+        "cpu_wall_bytes": found, "total_s": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    rows = [f"the tracker's copy of the report, median of {repeats} fresh processes"]
+    for name, runs in found.items():
+        cpu = [r[0] for r in runs]
+        rows.append(f"  {name:6s} {statistics.median(cpu):6.3f} s CPU (spread {spread(cpu):.0%}), "
+                    f"{runs[0][2] / 1000:.0f} kB")  # fmt: skip
+    write_result(result, json_path, "\n".join(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6, help="trials per search (6)")
@@ -187,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         help="another tunecb tree (e.g. `git archive` of an older commit): sides named "
         "mlflow-before, wandb-before run it (PYTHONPATH), for before/after in one run",
     )
+    parser.add_argument("--report", type=Path, help="a finished study's folder: the report's cost")
     args = parser.parse_args(argv)
+    if args.report:
+        if args.before is None:
+            parser.error("--report needs --before TREE")
+        return report_cost(args.report, args.before, args.repeats, DEFAULT_JSON.with_name(
+            "tracking_report.json"))  # fmt: skip
     if args.fixed:
         return fixed_cost(args.repeats, args.json.with_name("tracking_wandb_fixed.json"))
     started = time.perf_counter()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -169,42 +168,22 @@ def _tracking(settings: Settings) -> Any:
         return None
     from tunecb.tracking.search import SearchTracking
 
-    # the parent run's report imports matplotlib (0.4 s of CPU): while the trials run
-    threading.Thread(target=_report_imports, name="tunecb-report-imports", daemon=True).start()
     return SearchTracking.connect(settings, settings.name)
 
 
-def _report_imports() -> None:
-    """Import what :func:`_report_writer` imports, ahead (not joined)."""
-    import importlib
-
-    for name in _REPORT_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # imported (or not) at the end, as without this
-            log.debug("%s not imported ahead: %s", name, exc)
-            return
-
-
-_REPORT_MODULES = (
-    "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.patches",
-    "tunecb.reporting.data.records", "tunecb.reporting.html.page",
-    "tunecb.reporting.plots.study",
-)  # fmt: skip
-
-
 def _report_writer(settings: Settings) -> Callable[[Any], None]:
-    """Writes the study's HTML report to a path (for the tracker's parent run)."""
+    """Writes the study's HTML report to a path (for the tracker's parent run): its
+    summary and table, without plots (no matplotlib: ``tunecb sync`` adds them)."""
 
     def write(path: Any) -> None:
         from tunecb.reporting.data.records import study_records
         from tunecb.reporting.html.page import html_report
-        from tunecb.reporting.plots.study import TRACKER_LEAVES_OUT, render_plots
+        from tunecb.reporting.plots.study import SEARCH_LEAVES_OUT, render_plots
 
         records = study_records(
             settings.results / settings.name, storage=settings.storage, study_name=settings.name
         )
-        plots = render_plots(records, leave_out=TRACKER_LEAVES_OUT)
+        plots = render_plots(records, leave_out=SEARCH_LEAVES_OUT)
         path.write_text(html_report(records, plots), encoding="utf-8")
 
     return write

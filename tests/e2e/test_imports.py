@@ -70,7 +70,7 @@ def test_report_dataframe_does_not_import_tensorflow(finished_study):
 def test_the_tracker_s_copy_of_the_report_does_not_import_the_importance_evaluators(
     finished_study,
 ):
-    """Drawn at the end of every tracked search: without optuna.importance (1.6 s of CPU)."""
+    """Drawn by `tunecb sync` for a tracker: without optuna.importance (1.6 s of CPU)."""
     proc = run_python(
         "import sys\nfrom tunecb.reporting.data.records import study_records\n"
         "from tunecb.reporting.html.page import html_report\n"

@@ -35,6 +35,7 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)  # with their "_step"
     artifacts: list[Any] = field(default_factory=list)  # wandb's ArtifactRecord
     exit_codes: list[int] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # saved with run.save: uploaded on sync
     folders: list[Path] = field(default_factory=list)
 
 
@@ -92,6 +93,8 @@ def offline_runs(wandb_dir: Path) -> dict[str, OfflineRun]:
                 run.artifacts.append(record.artifact)
             elif kind == "exit":
                 run.exit_codes.append(record.exit.exit_code)
+            elif kind == "files":
+                run.files += [f.path for f in record.files.files]
     return runs
 
 
@@ -153,10 +156,10 @@ def test_a_search_is_a_group_with_a_run_per_trial_and_the_search_s_run(tmp_path,
     x = (x[:500] / 16.0).astype("float32")
     scores = model.evaluate(x[400:], y[:500][400:], verbose=0, return_dict=True)
     assert scores["accuracy"] == pytest.approx(best["value"], abs=1e-6)
-    (report,) = [row["report.path"] for row in search.history if "report.path" in row]
-    html = (search.folders[0] / "files" / report).read_text()
+    assert search.files == ["report.html"]  # a file of the search's run, uploaded on sync
+    html = (search.folders[0] / "files" / "report.html").read_text()
     assert "<html" in html.lower() and search.exit_codes == [0]
-    assert "tunecb report draws it" in html  # the importance plot: not in the tracker's copy
+    assert "tunecb sync puts the plots here" in html and "<img" not in html  # no matplotlib
 
 
 def _keras_copy(staged: Path, folder: Path) -> Path:
