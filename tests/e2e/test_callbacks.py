@@ -150,36 +150,59 @@ def test_schedule_refuses_a_model_compiled_with_a_keras_schedule(tmp_path, digit
 def test_a_process_killed_while_writing_the_checkpoint_leaves_the_previous_one_loadable(
     tmp_path,
 ):
+    import contextlib
+    import os
     import signal
     import subprocess
     import sys
     import time
 
+    # One interpreter imports Keras once and forks a saver per attempt (as tunecb's zygote
+    # forks workers): each saver is a process of its own, SIGKILLed mid-save, without a
+    # TensorFlow import of its own (~7 CPU s each).
     script = tmp_path / "saver.py"
     script.write_text(
-        "import sys, keras\n"
+        "import os, sys, keras\n"
         "from pathlib import Path\n"
         "from tunecb.results import atomic_write\n"
-        "m = keras.Sequential([keras.Input((512,)), keras.layers.Dense(1024),"
-        " keras.layers.Dense(1024)])\n"
-        "m.compile(optimizer='adam', loss='mse')\n"
-        "m.optimizer.build(m.trainable_variables)\n"
         "target = Path(sys.argv[1])\n"
-        "atomic_write(target, lambda tmp: m.save(tmp), suffix='.keras')\n"
-        "print('saved', flush=True)\n"
-        "while True:\n"
-        "    atomic_write(target, lambda tmp: m.save(tmp), suffix='.keras')\n"
+        "while sys.stdin.readline():  # one line: one saver process\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        m = keras.Sequential([keras.Input((512,)), keras.layers.Dense(1024),"
+        " keras.layers.Dense(1024)])\n"
+        "        m.compile(optimizer='adam', loss='mse')\n"
+        "        m.optimizer.build(m.trainable_variables)\n"
+        "        atomic_write(target, lambda tmp: m.save(tmp), suffix='.keras')\n"
+        "        print('saved', os.getpid(), flush=True)\n"
+        "        while True:\n"
+        "            atomic_write(target, lambda tmp: m.save(tmp), suffix='.keras')\n"
+        "    os.waitpid(pid, 0)  # until the test kills it\n"
+        "    print('gone', flush=True)\n"
     )
     target = tmp_path / "best.keras"
-    for attempt in range(4):
-        proc = subprocess.Popen([sys.executable, str(script), str(target)],
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert proc.stdout.readline().strip() == "saved"
-        time.sleep(0.05 + 0.13 * attempt)  # somewhere in the middle of a later save
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        model = keras.saving.load_model(target, safe_mode=True)
-        assert model.count_params() == 512 * 1024 + 1024 + 1024 * 1024 + 1024
+    forks = subprocess.Popen([sys.executable, str(script), str(target)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    saver = None
+    try:
+        for attempt in range(4):
+            forks.stdin.write("save\n")
+            forks.stdin.flush()
+            said, pid = forks.stdout.readline().split()
+            assert said == "saved"
+            saver = int(pid)
+            time.sleep(0.05 + 0.13 * attempt)  # somewhere in the middle of a later save
+            os.kill(saver, signal.SIGKILL)
+            assert forks.stdout.readline().strip() == "gone"
+            saver = None
+            model = keras.saving.load_model(target, safe_mode=True)
+            assert model.count_params() == 512 * 1024 + 1024 + 1024 * 1024 + 1024
+    finally:
+        if saver is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(saver, signal.SIGKILL)
+        forks.kill()
+        forks.wait()
 
 
 def test_a_backup_resumes_only_the_same_parameters_with_every_callback_state(tmp_path, digits):

@@ -179,12 +179,14 @@ def test_a_framework_error_keeps_its_cause_and_a_search_of_failures_exits_1(tmp_
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
-def test_labels_the_model_cannot_take_stop_the_search_in_one_line(tmp_path, backend):
+def test_labels_the_model_cannot_take_stop_the_search_in_one_line(tmp_path, backend, here):
     """Labels 0..19 for a 10-unit sparse softmax: JAX would train on them silently, so
-    they are refused before the first fit, on every backend, naming the data function."""
+    they are refused before the first fit, on every backend, naming the data function.
+    (JAX needs a process of its own; TensorFlow, this process's backend, runs here.)"""
     path = write_study(tmp_path, settings=DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=2"))
     path.write_text(path.read_text().replace("    y = y[:500]", "    y = y[:500] * 2"))
-    proc = tunecb("search", path.name, "--backend", backend, cwd=tmp_path)
+    args = ("search", path.name, "--backend", backend)
+    proc = here(*args) if backend == "tensorflow" else tunecb(*args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     message = (
