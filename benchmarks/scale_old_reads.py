@@ -70,5 +70,9 @@ def use_old_reads() -> None:
     """Make this process's pruning decisions read as before the cut."""
     from tunecb.oracle import pruning
 
-    pruning._finished = FinishedTrials()  # type: ignore[assignment]
+    class Old(FinishedTrials):
+        def read(self, study: Any, states: Any, light: bool = False) -> list[FrozenTrial]:
+            return super().read(study, states)  # always loaded whole
+
+    pruning._finished = Old()  # type: ignore[assignment]
     pruning._own_kept = pruning._own
