@@ -90,16 +90,16 @@ class FinishedTrials:
             if counted != under:  # a trial under the floor committed late: read them all
                 rows, _ = _rows_above(backend, study._study_id, -1)
                 floor = -1
+            finished = {i for i, state in rows if state in _FINISHED}
+            with self._lock:
+                new = finished.difference(kept.trials)
+            if new:  # these reads are not the storage's: a lost connection is not retried
+                self._add(kept, _loaded(study, backend, new, light))
         except Exception as exc:  # the server restarts: the storage's own reads wait for it
             if not transient(exc):
                 raise
             return study.get_trials(deepcopy=False, states=states)  # type: ignore[arg-type]
         self.rows_read += len(rows)
-        finished = {i for i, state in rows if state in _FINISHED}
-        with self._lock:
-            new = finished.difference(kept.trials)
-        if new:
-            self._add(kept, _loaded(study, backend, new, light))
         with self._lock:
             if floor != kept.floor and floor != -1:  # another thread moved it meanwhile
                 return self._listed(kept, states)
