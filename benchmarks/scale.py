@@ -454,7 +454,10 @@ def one_run(
     pg: Any,
     fixes: bool,
     policy: str = "new",
+    reads: str = "new",
+    epoch_s: float | None = None,
 ) -> dict:
+    epoch_s = args.epoch_s[0] if epoch_s is None else epoch_s
     trials = args.trials_per_worker * n
     name = f"scale_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="tunecb-scale-"))
@@ -462,12 +465,13 @@ def one_run(
         backend = args.dask_storage if storage == "dask" else storage
         url = pg.create_database(name) if backend == "postgresql" else str(work / "optuna.journal")
         create_study(url, name)
-        estimate = args.trials_per_worker * args.epochs * args.epoch_s
+        estimate = args.trials_per_worker * args.epochs * epoch_s
         cfg = {
             "storage": url, "study": name, "trials": trials, "epochs": args.epochs,
-            "epoch_s": args.epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
+            "epoch_s": epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
             "down_s": args.down_s, "reconnect": policy, "pending_s": args.pending_s,
+            "reads": reads,
         }  # fmt: skip
         limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
@@ -485,7 +489,8 @@ def one_run(
         tunecb = "after" if fixes else "before"
         return {
             "storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials,
-            "reconnect": policy, "down_s": args.down_s, **summary,
+            "reconnect": policy, "down_s": args.down_s, "pruning_reads": reads,
+            "epoch_s": epoch_s, **summary,
         }  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -559,7 +564,17 @@ def line(r: dict) -> str:
         f"{r['storage']} workers={r['workers']} trials={r['finished']} errors={r['errors']} "
         f"repeated={r['repeated']} lost={r['lost']} p99_report_ms={p99['']} faults={r['faults']} "
         f"tunecb={r['tunecb']} reconnect={r.get('reconnect', 'new')} "
-        f"p99_report_outside_ms={p99['_outside']} p99_report_outage_ms={p99['_outage']}"
+        f"p99_report_outside_ms={p99['_outside']} p99_report_outage_ms={p99['_outage']}" + _extra(r)
+    )
+
+
+def _extra(r: dict) -> str:
+    """The fields added after the line's first form (its earlier fields stay as they were)."""
+    outside = r["latency_ms"].get(f"{KEY}_outside", {})
+    return (
+        f" pruning_reads={r.get('pruning_reads', 'new')} epoch_s={r.get('epoch_s')}"
+        f" p50_report_outside_ms={outside.get('p50', math.nan)}"
+        f" cpu_report_ms={r['latency_ms'].get(KEY, {}).get('cpu', math.nan)}"
     )
 
 
@@ -595,7 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short trials: a few minutes")
     parser.add_argument("--trials-per-worker", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--epoch-s", type=float, default=0.5)
+    parser.add_argument("--epoch-s", type=float, nargs="+", default=None,
+                        help="seconds per epoch (0.5; --quick: 0.25); several: each case "
+                        "with each")  # fmt: skip
     parser.add_argument("--pruner", default="median")
     parser.add_argument("--kill-share", type=float, default=0.2)
     parser.add_argument("--dask-processes", type=int, default=4)
@@ -614,6 +631,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="old: tunecb's reconnect before issue 24's last round (a 20 s "
                         "window, backoff without jitter, no stale pause after an outage); "
                         "several: each case with each, alternating")  # fmt: skip
+    parser.add_argument("--pruning-reads", nargs="+", default=["new"], choices=["old", "new"],
+                        help="old: the pruner's finished trials read as before issue 24's "
+                        "per-epoch cut (benchmarks/scale_old_reads.py); several: each case "
+                        "with each, alternating")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="each case this many times")
     parser.add_argument("--pending-s", type=float, default=None,
                         help="a recoverer's pending claim is taken over after this long "
@@ -628,7 +649,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.epoch_s = 6, 0.25
+        args.epochs = 6
+    if args.epoch_s is None:
+        args.epoch_s = [0.25 if args.quick else 0.5]
     random.seed(args.seed)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     need_pg = "postgresql" in args.storage or (
@@ -648,13 +671,15 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.workers:
                 for faults in args.faults:
                     cases = [
-                        (fixes, policy)
+                        (fixes, policy, reads, epoch_s)
+                        for epoch_s in args.epoch_s
                         for fixes in ([False, True] if args.compare else [True])
                         for policy in args.reconnect_policy
+                        for reads in args.pruning_reads
                     ]
                     rotated = [c for i in range(args.repeats) for c in cases[:: 1 - 2 * (i % 2)]]
-                    for fixes, policy in rotated:  # alternating: A B B A ...
-                        r = one_run(storage, n, faults, args, pg, fixes, policy)
+                    for fixes, policy, reads, epoch_s in rotated:  # alternating: A B B A
+                        r = one_run(storage, n, faults, args, pg, fixes, policy, reads, epoch_s)
                         runs.append(r)
                         print(detail(r), flush=True)
                         if r["errors"] or r["lost"] or r["repeated"]:

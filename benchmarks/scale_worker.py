@@ -239,6 +239,10 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             disable_fixes()
         if config.get("reconnect") == "old":
             old_reconnect()
+        if config.get("reads") == "old":  # the pruner's reads before the per-epoch cut
+            import scale_old_reads
+
+            scale_old_reads.use_old_reads()
         if config.get("pending_s"):  # provoke claim takeovers (a copy slower than this)
             from tunecb.storage import stale
 

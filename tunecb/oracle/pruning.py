@@ -25,6 +25,9 @@ from tunecb.oracle.attrs import WARM_START
 from tunecb.storage.finished import FinishedTrials, only_finished
 
 _finished = FinishedTrials()  # one per process: the finished trials it has read
+# Pruners that read no more of a finished trial than its state, number and curve (and
+# tunecb reads its user attributes: not a warm start's copy): their trials load light.
+_LIGHT = (optuna.pruners.MedianPruner, optuna.pruners.PercentilePruner)
 
 
 def should_prune(trial: optuna.Trial) -> bool:
@@ -48,7 +51,8 @@ class _FinishedView:
     ) -> list[Any]:
         if not only_finished(states):
             return _own(self._study.get_trials(deepcopy=deepcopy, states=states))
-        trials = _own(_finished.read(self._study, states))  # type: ignore[arg-type]
+        light = type(self._study.pruner) in _LIGHT  # reads the finished trials' curves only
+        trials = _own_kept(_finished.read(self._study, states, light))  # type: ignore[arg-type]
         return [_copy(t) for t in trials] if deepcopy else trials
 
     @property
@@ -63,6 +67,22 @@ def _own(trials: list[Any]) -> list[Any]:
     """The study's own trials: not the copies of another study's (``--warm-start``), which
     have no epochs to compare and would end a pruner's start-up early."""
     return [t for t in trials if WARM_START not in t.user_attrs]
+
+
+_OWN: dict[int, tuple[list[Any], list[Any]]] = {}  # id(list read) -> (it, its own trials)
+
+
+def _own_kept(trials: list[Any]) -> list[Any]:
+    """:func:`_own` of a list of finished trials, filtered once: the reader hands the same
+    list until a trial finishes, so an epoch with nothing new costs no pass over the study."""
+    found = _OWN.get(id(trials))
+    if found is not None and found[0] is trials:
+        return found[1]
+    if len(_OWN) > 8:
+        _OWN.clear()
+    own = _own(trials)
+    _OWN[id(trials)] = (trials, own)
+    return own
 
 
 def _copy(trial: Any) -> Any:
