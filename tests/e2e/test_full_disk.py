@@ -205,7 +205,8 @@ def test_a_disk_that_fills_between_trials_stops_the_search_in_one_line(disk, tmp
     study.write_text(STUDY.format(n_trials=3, units=16, extra=extra))
     results = disk.root / "results"
 
-    run = search(study, results)
+    # The CLI in this process (TensorFlow loaded once; the test above keeps a process)
+    run = subprocess.CompletedProcess([], *cli("search", study, "--results", results))
     line = the_error_line(run)
     assert str(results / "gap") in line, line  # the journal, trial.json or history.csv
     assert_intact(results, "gap")

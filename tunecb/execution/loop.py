@@ -111,56 +111,57 @@ def _run_trials(
         except optuna.exceptions.UpdateFinishedTrialError as exc:  # failed before its claim
             attempts.taken(exc, trial.number)
             continue
-        if not _continuation(trial) and (
-            given.repeated(study, trial)
-            or not attempts.rerun_due(study, trial)  # a second copy of one attempt's rerun
-            or not budget.within_budget(
-                study.get_trials(deepcopy=False), trial.number, limits.n_trials
-            )
-        ):
-            attempts.discard(study, trial)
-            continue  # the next may_ask says whether anything is left
-        sink.started(trial.number)
-        stuck = lambda t=trial: attempts.fail_and_requeue(  # noqa: E731
-            study, t.number, attrs.INTERRUPTED, "interrupted while stuck inside its fit"
-        )  # Ctrl-C or SIGTERM the fit cannot answer (blocked in C++): tunecb.execution.watchdog
-        try:
-            with attempts.Heartbeat(study._storage, trial._trial_id), stuck_trial_guard(stuck):
-                outcome = runner.run(trial)
-        except KeyboardInterrupt:
-            with _interrupts_held():  # a second Ctrl-C must not cut the requeue short
-                attempts.fail_and_requeue(
-                    study, trial.number, attrs.INTERRUPTED, "interrupted by the user (SIGINT)"
+        with attempts.running_here(study, trial.number):  # its claim is this search's
+            if not _continuation(trial) and (
+                given.repeated(study, trial)
+                or not attempts.rerun_due(study, trial)  # a second copy of one attempt's rerun
+                or not budget.within_budget(
+                    study.get_trials(deepcopy=False), trial.number, limits.n_trials
                 )
-            raise
-        except DiskFull as exc:
-            _stopped_by_full_disk(study, trial.number, exc)
-            raise
-        except optuna.exceptions.UpdateFinishedTrialError as exc:
-            attempts.taken(exc, trial.number)  # failed as stale meanwhile: it runs again
-            continue
-        except BaseException as exc:
-            if lost_for_good(exc):  # the storage stayed away past its window: not the trial's
-                _left_to_recovery(study, trial.number)  # fault; this worker stops (exit 1)
+            ):
+                attempts.discard(study, trial)
+                continue  # the next may_ask says whether anything is left
+            sink.started(trial.number)
+            stuck = lambda t=trial: attempts.fail_and_requeue(  # noqa: E731
+                study, t.number, attrs.INTERRUPTED, "interrupted while stuck inside its fit"
+            )  # Ctrl-C or SIGTERM the fit cannot answer (blocked in C++): tunecb.execution.watchdog
+            try:
+                with attempts.Heartbeat(study._storage, trial._trial_id), stuck_trial_guard(stuck):
+                    outcome = runner.run(trial)
+            except KeyboardInterrupt:
+                with _interrupts_held():  # a second Ctrl-C must not cut the requeue short
+                    attempts.fail_and_requeue(
+                        study, trial.number, attrs.INTERRUPTED, "interrupted by the user (SIGINT)"
+                    )
                 raise
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-        try:
-            if outcome.stop_reason == attrs.PAUSED:  # its ticket first: then it is told
-                promotions.pause(study, trial.number, outcome.epochs_run)
-            if not attempts.tell(study, trial, outcome):
-                continue  # failed as stale meanwhile (attempts.taken): it runs again
-        except DiskFull as exc:  # the journal's disk: the trial is still RUNNING
-            _stopped_by_full_disk(study, trial.number, exc)
-            raise
-        if after_tell is not None:
-            after_tell(study)
-        sink.finished(outcome)
-        ran += 1
-        if limits.max_trials is not None and ran >= limits.max_trials:
-            return RECYCLE_TRIALS
-        if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
-            return RECYCLE_MEMORY
+            except DiskFull as exc:
+                _stopped_by_full_disk(study, trial.number, exc)
+                raise
+            except optuna.exceptions.UpdateFinishedTrialError as exc:
+                attempts.taken(exc, trial.number)  # failed as stale meanwhile: it runs again
+                continue
+            except BaseException as exc:
+                if lost_for_good(exc):  # the storage stayed away past its window: not the trial's
+                    _left_to_recovery(study, trial.number)  # fault; this worker stops (exit 1)
+                    raise
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            try:
+                if outcome.stop_reason == attrs.PAUSED:  # its ticket first: then it is told
+                    promotions.pause(study, trial.number, outcome.epochs_run)
+                if not attempts.tell(study, trial, outcome):
+                    continue  # failed as stale meanwhile (attempts.taken): it runs again
+            except DiskFull as exc:  # the journal's disk: the trial is still RUNNING
+                _stopped_by_full_disk(study, trial.number, exc)
+                raise
+            if after_tell is not None:
+                after_tell(study)
+            sink.finished(outcome)
+            ran += 1
+            if limits.max_trials is not None and ran >= limits.max_trials:
+                return RECYCLE_TRIALS
+            if limits.max_rss_mb is not None and rss_mb() > limits.max_rss_mb:
+                return RECYCLE_MEMORY
 
 
 def _left_to_recovery(study: optuna.Study, number: int) -> None:

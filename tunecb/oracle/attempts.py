@@ -10,10 +10,11 @@ The one place that writes trial states; every executor goes through it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import optuna
@@ -252,6 +253,31 @@ def bury_workers_trials(study: optuna.Study, worker: str, death: Any) -> dict[in
     return done
 
 
+_RUNNING_HERE: set[tuple[str, int]] = set()  # (study, trial) a search of this process runs
+
+
+@contextlib.contextmanager
+def running_here(study: optuna.Study, number: int) -> Iterator[None]:
+    """Within: trial ``number`` is run by a search of this process. A trial this process
+    claimed and left RUNNING when its search ended (a full disk, a lost storage) is dead to
+    the next search in the same process (a notebook's next ``tunecb.search``), although
+    its pid is alive.
+
+    >>> study = optuna.create_study()
+    >>> with running_here(study, 3):
+    ...     (study.study_name, 3) in _RUNNING_HERE
+    True
+    >>> (study.study_name, 3) in _RUNNING_HERE
+    False
+    """
+    key = (study.study_name, number)
+    _RUNNING_HERE.add(key)
+    try:
+        yield
+    finally:
+        _RUNNING_HERE.discard(key)
+
+
 def claim(trial: optuna.Trial, worker: str) -> None:
     """Record that this process (``worker``: its ``host:pid``) runs ``trial``, with the
     moment it started, which tells it from a later process with the same pid."""
@@ -278,7 +304,12 @@ def recover_dead_trials_judged(study: optuna.Study) -> dict[int, str]:
     done = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = attrs.on_this_host(trial.user_attrs.get(attrs.WORKER))
-        if pid is None or owner_alive(pid, trial.user_attrs.get(attrs.WORKER_START)):
+        if pid is None:
+            continue
+        if pid == os.getpid():  # this process: dead unless a search of it runs the trial now
+            if (study.study_name, trial.number) in _RUNNING_HERE:
+                continue
+        elif owner_alive(pid, trial.user_attrs.get(attrs.WORKER_START)):
             continue
         what = bury(study, trial.number, deaths.found_dead(trial, pid))
         if what is not None:
