@@ -37,9 +37,12 @@ def test_a_trial_of_an_earlier_process_with_this_pid_is_rerun():
 
 @pytest.mark.parametrize("start", ["now", None], ids=["same-start", "not-recorded"])
 def test_a_trial_of_a_live_process_is_left_alone(start):
-    """Its owner runs (this process, as it recorded itself; or an older tunecb's record,
-    which only has the pid)."""
-    study = _running(attrs.worker_id(), attrs.process_start() if start == "now" else None)
+    """Its owner runs (another live process of this machine, as it recorded itself; or an
+    older tunecb's record, which only has the pid). This process's own trials are alive
+    while a search of it runs them (tests/unit/test_own_trials.py)."""
+    owner = os.getppid()
+    worker = f"{socket.gethostname()}:{owner}"
+    study = _running(worker, attrs.process_start(owner) if start == "now" else None)
     assert attempts.recover_dead_trials(study) == []
     assert study.get_trials()[0].state.name == "RUNNING"
 

@@ -103,15 +103,17 @@ def _run_trials(
             continue
         if isinstance(trial, str):
             return trial
-        try:
-            attempts.claim(trial, me)
-        except DiskFull as exc:  # a RUNNING trial without its worker: nothing would free it
-            _stopped_by_full_disk(study, trial.number, exc)
-            raise
-        except optuna.exceptions.UpdateFinishedTrialError as exc:  # failed before its claim
-            attempts.taken(exc, trial.number)
-            continue
-        with attempts.running_here(study, trial.number):  # its claim is this search's
+        # registered before its claim is written: another thread of this process (a Dask
+        # worker's) must never see this process's claim and judge the trial dead
+        with attempts.running_here(study, trial.number):
+            try:
+                attempts.claim(trial, me)
+            except DiskFull as exc:  # a RUNNING trial without its worker: nothing frees it
+                _stopped_by_full_disk(study, trial.number, exc)
+                raise
+            except optuna.exceptions.UpdateFinishedTrialError as exc:  # failed before its claim
+                attempts.taken(exc, trial.number)
+                continue
             if not _continuation(trial) and (
                 given.repeated(study, trial)
                 or not attempts.rerun_due(study, trial)  # a second copy of one attempt's rerun
