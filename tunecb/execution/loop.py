@@ -105,7 +105,7 @@ def _run_trials(
             return trial
         # registered before its claim is written: another thread of this process (a Dask
         # worker's) must never see this process's claim and judge the trial dead
-        with attempts.running_here(study, trial.number):
+        with attempts.running_here(study._storage, trial._trial_id):
             try:
                 attempts.claim(trial, me)
             except DiskFull as exc:  # a RUNNING trial without its worker: nothing frees it

@@ -105,6 +105,26 @@ def _quote_at(url: str) -> str:
     return match.group("head") + match.group("pw").replace("@", "%40") + match.group("tail")
 
 
+def identity(storage: Any) -> str:
+    """What tells a storage from another in this process, whichever handle opened it (each
+    worker thread of a Dask worker opens its own): a journal file's real path, a database's
+    URL; an in-memory storage is its own object.
+
+    >>> from optuna.storages import InMemoryStorage, RDBStorage
+    >>> identity(RDBStorage("sqlite:///:memory:"))
+    'sqlite:///:memory:'
+    >>> one = InMemoryStorage()
+    >>> identity(one) == identity(one) != identity(InMemoryStorage())
+    True
+    """
+    backend = getattr(storage, "_backend", storage)  # JournalStorage's, _CachedStorage's
+    path = getattr(backend, "_file_path", None)
+    if isinstance(path, str | os.PathLike):
+        return f"journal:{os.path.realpath(path)}"
+    url = getattr(backend, "url", None)
+    return url if isinstance(url, str) else f"object:{id(storage)}"
+
+
 def is_journal_url(url: str) -> bool:
     return url.startswith("journal:") or "://" not in url
 
