@@ -63,3 +63,26 @@ def test_a_trial_registered_twice_stays_registered_until_both_leave(tmp_path):
             pass
         assert attempts.recover_dead_trials(study) == []
     assert attempts.recover_dead_trials(study) == [0]
+
+
+def test_a_storage_is_told_by_its_file_or_server_not_by_its_handle(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from sqlalchemy.engine import make_url
+
+    from tunecb.storage.urls import identity
+
+    def rdb(url: str) -> SimpleNamespace:  # what identity reads of an RDBStorage
+        return SimpleNamespace(engine=SimpleNamespace(url=make_url(url)))
+
+    monkeypatch.chdir(tmp_path)
+    assert identity(rdb("sqlite:///s.db")) == identity(rdb(f"sqlite:///{tmp_path}/s.db"))
+    assert identity(rdb("sqlite:///s.db")) != identity(rdb("sqlite:///t.db"))
+    memory = [rdb("sqlite://"), rdb("sqlite:///:memory:")]  # each its own database
+    assert identity(memory[0]) != identity(memory[1])
+    server = "postgresql://u:pw@db:5432/tunecb"
+    assert identity(rdb(server)) == identity(rdb(server)) != identity(rdb(server + "2"))
+    journal = tmp_path / "j.journal"
+    assert identity(JournalStorage(JournalFileBackend(str(journal)))) == identity(
+        JournalStorage(JournalFileBackend(f"{tmp_path}/./j.journal"))
+    )
