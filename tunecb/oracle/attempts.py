@@ -120,9 +120,7 @@ def fail_and_requeue(
 
 
 def _running(study: optuna.Study, number: int) -> Any:
-    storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    trial = storage.get_trial(trial_id)
+    trial = deaths.attempt(study, number)
     return trial if trial.state == TrialState.RUNNING else None
 
 
@@ -182,9 +180,10 @@ def fail(
     failed it from outside, and why, :mod:`tunecb.storage.judged`); the frozen trial, or
     ``None`` when it was not RUNNING."""
     storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    if storage.get_trial(trial_id).state != TrialState.RUNNING:
+    trial = _running(study, number)
+    if trial is None:
         return None
+    trial_id = trial._trial_id
     if verdict is not None and not judged.write(storage, trial_id, verdict):
         return None  # finished meanwhile
     try:  # another worker may finish or fail it meanwhile (two recover the same dead trial)
@@ -202,10 +201,10 @@ def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
     good (``killed``) when its configuration died often enough (:mod:`.deaths`). Returns
     ``"requeued"``, ``"failed"``, or ``None`` when it was no longer RUNNING."""
     storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    trial = storage.get_trial(trial_id)
-    if trial.state != TrialState.RUNNING:
+    trial = _running(study, number)
+    if trial is None:
         return None
+    trial_id = trial._trial_id
     counted = [*deaths.earlier_deaths(study, trial), death] if death.counts else []
     try:
         storage.set_trial_user_attr(trial_id, attrs.DEATH, death.record())
