@@ -331,3 +331,41 @@ def test_the_search_s_copy_of_the_report_draws_no_plot_and_imports_no_matplotlib
     html = page.read_text()
     assert "<img" not in html and html.count("tunecb sync puts the plots here") >= 4
     assert html.count("<tr") >= 7  # the header and the 6 trials
+
+
+class ArtifactStoreDown:
+    """An MLflow client whose artifact store refuses uploads (its server answers)."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str]] = []
+
+    def log_batch(self, *args, **kwargs) -> None: ...
+
+    def log_artifact(self, *args, **kwargs) -> None:
+        raise PermissionError("s3://bucket/report.html: access denied")
+
+    def update_run(self, run_id: str, status: str) -> None:
+        self.ended.append((run_id, status))
+
+
+def test_a_report_the_tracker_cannot_take_still_ends_the_search_run(tmp_path, caplog):
+    """The report is a nicety: an upload that fails (MLflow's artifact store, a W&B run
+    folder gone) is logged, and the search's run still ends FINISHED, not left running."""
+    from tunecb.tracking.mlflow_tracker import MlflowTracker
+    from tunecb.tracking.wandb_tracker import WandbTracker
+
+    report = tmp_path / "report.html"
+    report.write_text("<html></html>")
+    client = ArtifactStoreDown()
+    MlflowTracker("http://h:5000", "e", client).end_search("parent", None, report)
+    assert client.ended == [("parent", "FINISHED")]
+
+    finished: list[int] = []
+    run = SimpleNamespace(dir=str(tmp_path / "gone"), summary={},
+                          finish=lambda exit_code: finished.append(exit_code))  # fmt: skip
+    tracker = WandbTracker.__new__(WandbTracker)  # no wandb import: a run stands in
+    tracker.uri, tracker.experiment, tracker.shown = "p", "g", "p"
+    tracker._runs, tracker._steps = {"parent": run}, {}
+    tracker.end_search("parent", None, report)
+    assert finished == [0] and "parent" not in tracker._runs
+    assert caplog.text.count("report") >= 2  # each said why the report is missing
