@@ -209,6 +209,48 @@ def test_a_claim_whose_process_died_before_it_continued_is_released():
     assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 1
 
 
+class FullOnce(optuna.storages.InMemoryStorage):
+    """An in-memory storage whose disk is full for the next continuation it creates."""
+
+    full = False
+
+    def create_new_trial(self, study_id, template_trial=None):
+        if self.full and template_trial is not None and template_trial.state == TrialState.RUNNING:
+            self.full = False
+            raise OSError(28, "No space left on device")
+        return super().create_new_trial(study_id, template_trial)
+
+
+def test_a_claim_this_process_left_when_its_search_ended_is_released():
+    """A search of this process claimed the ticket, then ended before its continuation (a
+    full disk): its pid lives on (a notebook's kernel), but nothing of it makes that
+    continuation any more; the next search releases the ticket and continues the trial."""
+    storage = FullOnce()
+    study, best = paused_study(storage)
+    storage.full = True
+    with pytest.raises(OSError, match="No space"):
+        promotions.next_continuation(study, attrs.worker_id())
+    side = promotions._side_id(study, create=False)
+    assert [t.state for t in storage.get_all_trials(side)].count(TrialState.RUNNING) == 1
+    trial = promotions.next_continuation(study, attrs.worker_id())
+    assert trial is not None and trial.params == {"x": 0.1}
+    states = [t.state for t in storage.get_all_trials(side)]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 1
+
+
+def test_a_claim_a_search_of_this_process_is_making_its_continuation_of_stays_claimed():
+    """Another thread of this process (a Dask worker's) claimed it a moment ago."""
+    from tunecb.oracle import attempts
+
+    study, best = paused_study()
+    side = promotions._side_id(study, create=False)
+    ticket = study._storage.get_all_trials(side)[0]
+    with attempts.running_here(study._storage, ticket._trial_id):
+        assert promotions._claim(study._storage, ticket._trial_id, attrs.worker_id())
+        assert promotions.next_continuation(study, attrs.worker_id()) is None
+    assert study._storage.get_trial(ticket._trial_id).state == TrialState.RUNNING
+
+
 def test_paused_is_a_stop_reason_of_its_own_not_a_crash():
     assert attrs.PAUSED == "paused" and attrs.PAUSED in attrs.STOP_REASONS
     assert attrs.PAUSED not in attrs.NOT_COUNTED

@@ -5,6 +5,7 @@ real MLflow server is in tests/e2e/test_mlflow.py."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from types import SimpleNamespace
@@ -331,3 +332,36 @@ def test_the_search_s_copy_of_the_report_draws_no_plot_and_imports_no_matplotlib
     html = page.read_text()
     assert "<img" not in html and html.count("tunecb sync puts the plots here") >= 4
     assert html.count("<tr") >= 7  # the header and the 6 trials
+
+
+class ArtifactStoreDown:
+    """An MLflow client whose artifact store refuses uploads (its server answers)."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str]] = []
+
+    def log_batch(self, *args, **kwargs) -> None: ...
+
+    def log_artifact(self, *args, **kwargs) -> None:
+        raise PermissionError("s3://bucket/report.html: access denied")
+
+    def update_run(self, run_id: str, status: str) -> None:
+        self.ended.append((run_id, status))
+
+
+def test_a_report_the_artifact_store_refuses_still_ends_the_search_run(
+    tmp_path, caplog, monkeypatch
+):
+    """The report is a nicety: an upload that fails is logged, and the search's run still
+    ends FINISHED, not left running (W&B: tests/unit/test_wandb_tracker.py)."""
+    from tunecb.tracking.mlflow_tracker import MlflowTracker
+
+    # the CLI run in-process by other tests stops tunecb's propagation to the root
+    monkeypatch.setattr(logging.getLogger("tunecb"), "propagate", True)
+    caplog.set_level(logging.WARNING, logger="tunecb")
+    report = tmp_path / "report.html"
+    report.write_text("<html></html>")
+    client = ArtifactStoreDown()
+    MlflowTracker("http://h:5000", "e", client).end_search("parent", None, report)
+    assert client.ended == [("parent", "FINISHED")]
+    assert "report not stored" in caplog.text and "access denied" in caplog.text

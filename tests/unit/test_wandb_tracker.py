@@ -4,6 +4,7 @@ and both trackers at once. The real ``wandb`` (offline) is in tests/e2e/test_wan
 
 from __future__ import annotations
 
+import logging
 import sys
 from types import SimpleNamespace
 
@@ -154,3 +155,20 @@ def test_sync_needs_a_tracker(cli, tmp_path):
     code, _, err = cli("sync", tmp_path)
     assert code == 2
     assert err.strip().endswith("tunecb sync needs a tracker: --mlflow URI or --wandb PROJECT")
+
+
+def test_a_report_the_run_cannot_take_still_ends_the_search_run(
+    tmp_path, fake_wandb, caplog, monkeypatch
+):
+    """Its folder gone (or a full disk): the report is logged as missing, the run ends."""
+    # the CLI run in-process by other tests stops tunecb's propagation to the root
+    monkeypatch.setattr(logging.getLogger("tunecb"), "propagate", True)
+    caplog.set_level(logging.WARNING, logger="tunecb")
+    tracker = WandbTracker("proj", "digits")
+    parent = tracker.start_search("digits", None)
+    tracker._runs[parent].dir = str(tmp_path / "gone")
+    report = tmp_path / "report.html"
+    report.write_text("<html></html>")
+    tracker.end_search(parent, None, report)
+    assert fake_wandb[-1] == ("finish", 0) and parent not in tracker._runs
+    assert "report not saved" in caplog.text

@@ -105,7 +105,7 @@ def _run_trials(
             return trial
         # registered before its claim is written: another thread of this process (a Dask
         # worker's) must never see this process's claim and judge the trial dead
-        with attempts.running_here(study, trial.number):
+        with attempts.running_here(study._storage, trial._trial_id):
             try:
                 attempts.claim(trial, me)
             except DiskFull as exc:  # a RUNNING trial without its worker: nothing frees it
@@ -219,7 +219,8 @@ def _stopped_by_full_disk(study: optuna.Study, number: int, exc: DiskFull) -> No
     """A write of trial ``number`` found the disk full: the search stops, and the trial runs
     again (from its backup, if it has one) when the same command is run with space freed.
     The disk may be too full for this too: the next run then finds it RUNNING with its
-    process gone, and queues it again."""
+    search gone (its process, or in this process: :func:`~tunecb.oracle.attempts.owner_runs`),
+    and queues it again."""
     with contextlib.suppress(Exception):
         attempts.fail_and_requeue(
             study, number, attrs.INTERRUPTED, f"the search stopped: {first_line(str(exc))}"

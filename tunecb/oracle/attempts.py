@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from tunecb.oracle import attrs, deaths
 from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
-from tunecb.storage import judged, stale
+from tunecb.storage import judged, stale, urls
 
 log = logging.getLogger("tunecb")
 
@@ -120,9 +120,7 @@ def fail_and_requeue(
 
 
 def _running(study: optuna.Study, number: int) -> Any:
-    storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    trial = storage.get_trial(trial_id)
+    trial = deaths.attempt(study, number)
     return trial if trial.state == TrialState.RUNNING else None
 
 
@@ -182,9 +180,10 @@ def fail(
     failed it from outside, and why, :mod:`tunecb.storage.judged`); the frozen trial, or
     ``None`` when it was not RUNNING."""
     storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    if storage.get_trial(trial_id).state != TrialState.RUNNING:
+    trial = _running(study, number)
+    if trial is None:
         return None
+    trial_id = trial._trial_id
     if verdict is not None and not judged.write(storage, trial_id, verdict):
         return None  # finished meanwhile
     try:  # another worker may finish or fail it meanwhile (two recover the same dead trial)
@@ -202,10 +201,10 @@ def bury(study: optuna.Study, number: int, death: deaths.Death) -> str | None:
     good (``killed``) when its configuration died often enough (:mod:`.deaths`). Returns
     ``"requeued"``, ``"failed"``, or ``None`` when it was no longer RUNNING."""
     storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    trial = storage.get_trial(trial_id)
-    if trial.state != TrialState.RUNNING:
+    trial = _running(study, number)
+    if trial is None:
         return None
+    trial_id = trial._trial_id
     counted = [*deaths.earlier_deaths(study, trial), death] if death.counts else []
     try:
         storage.set_trial_user_attr(trial_id, attrs.DEATH, death.record())
@@ -253,29 +252,62 @@ def bury_workers_trials(study: optuna.Study, worker: str, death: Any) -> dict[in
     return done
 
 
-_RUNNING_HERE: set[tuple[str, int]] = set()  # (study, trial) a search of this process runs
+_RUNNING_HERE: dict[tuple[str, int], int] = {}  # (storage, trial id): searches of this process
+_HERE_LOCK = threading.Lock()  # that run it (a ticket: that try to claim it, one per thread)
+
+
+def _here_key(storage: Any, trial_id: int) -> tuple[str, int]:
+    return urls.identity(storage), trial_id
 
 
 @contextlib.contextmanager
-def running_here(study: optuna.Study, number: int) -> Iterator[None]:
-    """Within: trial ``number`` is run by a search of this process. A trial this process
-    claimed and left RUNNING when its search ended (a full disk, a lost storage) is dead to
-    the next search in the same process (a notebook's next ``tunecb.search``), although
-    its pid is alive.
+def running_here(storage: Any, trial_id: int) -> Iterator[None]:
+    """Within: the trial (or promotion ticket) ``trial_id`` of ``storage`` is run by a search
+    of this process; registered before its claim is written (:func:`owner_runs`).
 
     >>> study = optuna.create_study()
-    >>> with running_here(study, 3):
-    ...     (study.study_name, 3) in _RUNNING_HERE
+    >>> with running_here(study._storage, 3):
+    ...     _here_key(study._storage, 3) in _RUNNING_HERE
     True
-    >>> (study.study_name, 3) in _RUNNING_HERE
+    >>> _here_key(study._storage, 3) in _RUNNING_HERE
     False
     """
-    key = (study.study_name, number)
-    _RUNNING_HERE.add(key)
+    key = _here_key(storage, trial_id)
+    with _HERE_LOCK:
+        _RUNNING_HERE[key] = _RUNNING_HERE.get(key, 0) + 1
     try:
         yield
     finally:
-        _RUNNING_HERE.discard(key)
+        with _HERE_LOCK:
+            if _RUNNING_HERE[key] > 1:
+                _RUNNING_HERE[key] -= 1
+            else:
+                del _RUNNING_HERE[key]
+
+
+def owner_runs(storage: Any, claimed: Any) -> bool | None:
+    """Whether the process of this machine that claimed ``claimed`` (a frozen trial, or a
+    promotion ticket) still runs it; ``None`` when none did (another machine's, or not
+    claimed yet). This process runs it only while a search of it does (:func:`running_here`):
+    one that ended (a full disk, a lost storage) left it dead although its pid is alive (a
+    notebook's next ``tunecb.search``). The one rule for trials and tickets alike.
+
+    >>> study = optuna.create_study()
+    >>> trial = study.ask()
+    >>> claim(trial, attrs.worker_id())
+    >>> frozen = study.trials[0]
+    >>> with running_here(study._storage, frozen._trial_id):
+    ...     owner_runs(study._storage, frozen)
+    True
+    >>> owner_runs(study._storage, frozen)
+    False
+    """
+    pid = attrs.on_this_host(claimed.user_attrs.get(attrs.WORKER))
+    if pid is None:
+        return None
+    if pid == os.getpid():
+        return _here_key(storage, claimed._trial_id) in _RUNNING_HERE
+    return owner_alive(pid, claimed.user_attrs.get(attrs.WORKER_START))
 
 
 def claim(trial: optuna.Trial, worker: str) -> None:
@@ -303,14 +335,9 @@ def recover_dead_trials_judged(study: optuna.Study) -> dict[int, str]:
     ``{number: "requeued" or "failed"}`` (failed for good: it died too often)."""
     done = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if owner_runs(study._storage, trial) is not False:
+            continue
         pid = attrs.on_this_host(trial.user_attrs.get(attrs.WORKER))
-        if pid is None:
-            continue
-        if pid == os.getpid():  # this process: dead unless a search of it runs the trial now
-            if (study.study_name, trial.number) in _RUNNING_HERE:
-                continue
-        elif owner_alive(pid, trial.user_attrs.get(attrs.WORKER_START)):
-            continue
         what = bury(study, trial.number, deaths.found_dead(trial, pid))
         if what is not None:
             done[trial.number] = what
@@ -365,8 +392,7 @@ def release_running(study: optuna.Study) -> tuple[list[int], list[tuple[int, str
     released, alive = [], []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get(attrs.WORKER)
-        pid = attrs.on_this_host(owner)
-        if pid is not None and owner_alive(pid, trial.user_attrs.get(attrs.WORKER_START)):
+        if owner_runs(study._storage, trial):
             alive.append((trial.number, str(owner)))
             continue
         error = f"released by tunecb repair --release-running (its process {owner or '?'})"

@@ -104,14 +104,20 @@ def earlier_deaths(study: optuna.Study, trial: Any) -> list[Death]:
     found = []
     history = trial.system_attrs.get(attrs.RETRY_HISTORY, ())
     for number in history:
-        record = _attempt(study, number).user_attrs.get(attrs.DEATH)
+        record = attempt(study, number).user_attrs.get(attrs.DEATH)
         if isinstance(record, dict) and record.get("counts"):
             known = {k: record.get(k) for k in ("how", "rss_mb", "oom", "limit_mb", "error")}
             found.append(Death(**known))
     return found
 
 
-def _attempt(study: optuna.Study, number: int) -> Any:
+def attempt(study: optuna.Study, number: int) -> Any:
+    """Trial ``number`` of the study as its storage holds it now (frozen).
+
+    >>> study = optuna.create_study()
+    >>> attempt(study, study.ask().number).state.name
+    'RUNNING'
+    """
     storage = study._storage
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return storage.get_trial(trial_id)

@@ -15,8 +15,10 @@ configuration's backup, and the paused attempt no longer counts for the budget
 then COMPLETE, its value the continuation's number.
 
 A ticket claimed by a process of this machine that died before it made the continuation is
-released (a new WAITING ticket); one claimed on another machine that died in that window
-stays claimed (that configuration stays paused).
+released (a new WAITING ticket), as is one claimed by a search of this process that ended
+in that window (a full disk: :func:`tunecb.oracle.attempts.owner_runs`, the rule trials
+follow too); one claimed on another machine that died in that window stays claimed (that
+configuration stays paused).
 
 A multi-objective study (``objectives=``; Optuna takes no ``trial.report`` there) is ranked
 at a rung as Syne Tune's MOASHA ranks it: the values each configuration stored at the rung
@@ -41,7 +43,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from tunecb.oracle import attrs, pareto
-from tunecb.oracle.attempts import owner_alive
+from tunecb.oracle.attempts import owner_runs, running_here
 from tunecb.oracle.front import study_objectives
 from tunecb.study.promotion import PromotionPruner, configuration
 
@@ -114,8 +116,13 @@ def next_continuation(
     for ticket, paused in promotable(study, tickets, by_number, trials, last):
         if resumable is not None and not resumable(configuration(paused)):
             continue
-        if paused.number not in made and _claim(storage, ticket._trial_id, worker):
-            return _continue(study, ticket._trial_id, paused)
+        if paused.number in made:
+            continue
+        # registered before the claim is written: this process's other threads must never
+        # judge a claim it is making its continuation of dead (owner_runs)
+        with running_here(storage, ticket._trial_id):
+            if _claim(storage, ticket._trial_id, worker):
+                return _continue(study, ticket._trial_id, paused)
     return None
 
 
@@ -247,15 +254,15 @@ def _continue(study: optuna.Study, ticket_id: int, paused: FrozenTrial) -> optun
 def _release_dead_claims(
     study: optuna.Study, tickets: list[FrozenTrial], trials: list[FrozenTrial]
 ) -> bool:
-    """Tickets claimed by a dead process of this machine: closed with the continuation it
+    """Tickets claimed by a dead process of this machine (or by a search of this process
+    that ended: :func:`~tunecb.oracle.attempts.owner_runs`): closed with the continuation it
     made, if it made one, else closed (FAIL) and filed again. Whether any was filed again."""
     made = {t.system_attrs.get(attrs.PROMOTED_FROM): t.number for t in trials}
     again = False
     for ticket in tickets:
         if ticket.state != TrialState.RUNNING:
             continue
-        pid = attrs.on_this_host(ticket.user_attrs.get(attrs.WORKER))
-        if pid is None or owner_alive(pid, ticket.user_attrs.get(attrs.WORKER_START)):
+        if owner_runs(study._storage, ticket) is not False:
             continue
         paused = int(ticket.user_attrs[TICKET_PAUSED])
         storage = study._storage

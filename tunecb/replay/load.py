@@ -12,15 +12,13 @@ API) is refused with a :class:`~tunecb.errors.CheckpointError`, as is one that i
 
 from __future__ import annotations
 
-import json
 import re
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecb.errors import CheckpointError, ConfigError, ResultsError, first_line
 from tunecb.replay.front_choice import choose
-from tunecb.reporting.data.integrity import CONFIG, checkpoint_problem
+from tunecb.reporting.data.integrity import checkpoint_problem
 from tunecb.reporting.data.records import study_records
 
 if TYPE_CHECKING:
@@ -180,10 +178,10 @@ def _code_in(checkpoint: Path) -> list[str]:
     """What in the checkpoint's ``config.json`` carries code (a few words each): layers of
     :data:`_CODE_LAYERS` (a ``Lambda`` of a Python lambda), and unregistered functions from a
     module outside Keras' modeling ones (``os.system``, ``keras.config.…``)."""
-    try:
-        with zipfile.ZipFile(checkpoint) as archive:
-            config = json.loads(archive.read(CONFIG))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+    from tunecb.training.loading import archive_config
+
+    config = archive_config(checkpoint)
+    if config is None:
         return []
     found: list[str] = []
     stack = [config]

@@ -105,6 +105,33 @@ def _quote_at(url: str) -> str:
     return match.group("head") + match.group("pw").replace("@", "%40") + match.group("tail")
 
 
+def identity(storage: Any) -> str:
+    """What tells a storage from another in this process, whichever handle opened it (each
+    worker thread of a Dask worker opens its own): a journal or SQLite file's real path, a
+    database server's URL; an in-memory storage (SQLite's ``:memory:`` too) is its object.
+
+    >>> from optuna.storages import InMemoryStorage, RDBStorage
+    >>> one = InMemoryStorage()
+    >>> identity(one) == identity(one) != identity(InMemoryStorage())
+    True
+    >>> a, b = RDBStorage("sqlite://"), RDBStorage("sqlite://")  # two databases
+    >>> identity(a) != identity(b)
+    True
+    """
+    backend = getattr(storage, "_backend", storage)  # JournalStorage's, _CachedStorage's
+    path = getattr(backend, "_file_path", None)
+    if isinstance(path, str | os.PathLike):
+        return f"journal:{os.path.realpath(path)}"
+    url = getattr(getattr(backend, "engine", None), "url", None)
+    if url is None:
+        return f"object:{id(backend)}"
+    if url.get_backend_name() != "sqlite":
+        return url.render_as_string(hide_password=False)
+    if url.database in (None, "", ":memory:"):
+        return f"object:{id(backend)}"
+    return f"sqlite:{os.path.realpath(url.database)}"
+
+
 def is_journal_url(url: str) -> bool:
     return url.startswith("journal:") or "://" not in url
 

@@ -159,7 +159,11 @@ class MlflowTracker(Pausing):
                 metrics = [Metric("best_value", float(best["value"]), _now(), 0)]
             self.client.log_batch(parent, metrics, {}, tags)
         if report is not None and report.exists():
-            self.client.log_artifact(parent, str(report), None)
+            try:  # the report is a nicety: the run still ends (its artifact store may refuse)
+                self.client.log_artifact(parent, str(report), None)
+            except Exception as exc:
+                log.warning("MLflow %s: the HTML report not stored on run %s: %s",
+                            self.shown, parent, reason(exc, self.uri))  # fmt: skip
         self.client.update_run(parent, "FINISHED")
 
     def abort(self, parent: str, status: str) -> None:

@@ -190,8 +190,12 @@ class WandbTracker(Pausing):
             })  # fmt: skip
         if report is not None and report.exists():  # a file of the run: `files/report.html`
             # (not a wandb.Html panel: importing W&B's media types cost 0.33 s of CPU)
-            shutil.copyfile(report, Path(run.dir) / REPORT)
-            run.save(str(Path(run.dir) / REPORT), base_path=run.dir, policy="now")
+            try:  # the report is a nicety: the run still ends
+                shutil.copyfile(report, Path(run.dir) / REPORT)
+                run.save(str(Path(run.dir) / REPORT), base_path=run.dir, policy="now")
+            except Exception as exc:
+                log.warning("W&B %s: the HTML report not saved on run %s: %s", self.shown,
+                            parent, exc)  # fmt: skip
         self._end(parent, "FINISHED")
 
     def abort(self, parent: str, status: str) -> None:

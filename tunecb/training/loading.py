@@ -76,14 +76,26 @@ def load_model(
     )
 
 
+def archive_config(path: str | Path) -> Any:
+    """The model config a ``.keras`` file holds (its ``config.json``), read without Keras;
+    ``None`` when the file cannot be read so (Keras says what is wrong when it loads it).
+
+    >>> archive_config("no/such/best.keras") is None
+    True
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(CONFIG))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
 def _stand_ins(path: Path, backend: str) -> dict[str, Any]:
     import importlib
 
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read(CONFIG))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return {}  # Keras says what is wrong with the file
+    config = archive_config(path)
+    if config is None:
+        return {}
     found = {}
     for registered, (module, name) in foreign_stand_ins(config, backend).items():
         public = getattr(importlib.import_module(module), name, None)
