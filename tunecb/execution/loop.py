@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import threading
 import time
@@ -118,7 +119,7 @@ def _run_trials(
                 given.repeated(study, trial)
                 or not attempts.rerun_due(study, trial)  # a second copy of one attempt's rerun
                 or not budget.within_budget(
-                    study.get_trials(deepcopy=False), trial.number, limits.n_trials
+                    attempts.light_trials(study), trial.number, limits.n_trials
                 )
             ):
                 attempts.discard(study, trial)
@@ -185,7 +186,7 @@ def _next_trial(
     trial = promotions.next_continuation(study, me, resumable=resumable)
     if trial is not None:
         return trial
-    trials = study.get_trials(deepcopy=False)
+    trials = attempts.light_trials(study)  # not every running trial loaded whole again
     if not budget.may_ask(trials, limits.n_trials):
         # No new configuration will come: the best paused ones go on to the end.
         trial = promotions.next_continuation(study, me, last=True, resumable=resumable)
@@ -198,8 +199,9 @@ def _next_trial(
         interval = attempts.heartbeat_interval(study)
         if interval and any(t.state == TrialState.RUNNING for t in trials):
             # Another machine's trial may still die: wait until it finishes or goes
-            # stale (then its rerun is ours to run), so the study ends complete.
-            time.sleep(interval)
+            # stale (then its rerun is ours to run), so the study ends complete. Jittered:
+            # hundreds of idle workers must not poll the database at the same instants.
+            time.sleep(interval * random.uniform(0.5, 1.5))
             return None
         return STOP_BUDGET
     with warnings.catch_warnings():
