@@ -121,6 +121,21 @@ def test_a_trial_committed_late_under_the_floor_is_seen(study):
     assert [t.number for t in light.read(study)] == list(range(7))
 
 
+def test_a_connection_lost_while_reading_falls_back_to_the_storages_read(study, monkeypatch):
+    # The light rows' queries are not the storage's (no retry): a server restart between
+    # two of them must not crash the worker (the storage's own read waits for the server).
+    import sqlalchemy
+
+    def lost(*args, **kwargs):
+        raise sqlalchemy.exc.OperationalError(
+            "SELECT", {}, Exception("server closed the connection unexpectedly")
+        )
+
+    light = LightTrials(*KEYS)
+    monkeypatch.setattr(light, "_above", lost)
+    assert light.read(study) == study.get_trials(deepcopy=False)
+
+
 def test_a_journal_study_is_read_as_it_is(tmp_path):
     study = optuna.create_study(storage=open_storage(str(tmp_path / "j.journal"), tmp_path))
     study.ask()

@@ -31,6 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tunecb.storage.finished import _FINISHED, _new_floor
+from tunecb.storage.reconnect import transient
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,15 @@ class LightTrials:
         with self._lock:
             kept = self._by_storage.setdefault(backend, {}).setdefault(study._study_id, _Kept())
             floor, under = kept.floor, kept.under_floor
-        rows, counted = self._above(backend, study._study_id, floor)
-        if counted != under:  # a trial under the floor committed late: read them all
-            floor = -1
-            rows, _ = self._above(backend, study._study_id, floor)
+        try:  # these queries are not the storage's: a lost connection is not retried
+            rows, counted = self._above(backend, study._study_id, floor)
+            if counted != under:  # a trial under the floor committed late: read them all
+                floor = -1
+                rows, _ = self._above(backend, study._study_id, floor)
+        except Exception as exc:  # the server restarts: the storage's own reads wait for it
+            if not transient(exc):
+                raise
+            return study.get_trials(deepcopy=False)
         self.rows_read += len(rows)
         with self._lock:
             moved = floor != kept.floor and floor != -1  # another thread moved it meanwhile
