@@ -690,9 +690,10 @@ def main(argv: list[str] | None = None) -> int:
                         "per-epoch cut (benchmarks/scale_old_reads.py); several: each case "
                         "with each, alternating")  # fmt: skip
     parser.add_argument("--loop-reads", nargs="+", default=["new"], choices=["old", "new"],
-                        help="old: the loop's budget and recovery reads as before issue 24's "
-                        "light rows (every running trial loaded whole through Optuna's cache); "
-                        "several: each case with each, alternating")  # fmt: skip
+                        help="old: the loop as before issue 24's light rows (every running "
+                        "trial loaded whole through Optuna's cache for the budget and the dead "
+                        "scans, a stale check at every turn, idle workers asking past the "
+                        "budget); several: each case with each, alternating")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="each case this many times")
     parser.add_argument("--pending-s", type=float, default=None,
                         help="a recoverer's pending claim is taken over after this long "

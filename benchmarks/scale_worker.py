@@ -26,7 +26,7 @@ import scale_trace
 
 from tunecb.execution import loop
 from tunecb.execution._base import Limits
-from tunecb.oracle import attempts, attrs, pruning
+from tunecb.oracle import attempts, attrs, budget, pruning
 from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
 
 # The storage methods a search calls, timed one by one (the name of the op in the output).
@@ -248,8 +248,12 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             disable_fixes()
         if config.get("reconnect") == "old":
             old_reconnect()
-        if config.get("loop_reads") == "old":  # the loop's reads before the light rows
+        if config.get("loop_reads") == "old":  # the loop before issue 24's light rows:
+            # every running trial read whole for the budget and the dead scans, a stale
+            # check at every turn, idle workers asking for new trials past the budget
             attempts.light_trials = lambda study: study.get_trials(deepcopy=False)
+            loop.STALE_CHECK_SHARE = 0.0
+            budget.only_waiting = lambda trials, n_trials: False
         if config.get("reads") == "old":  # the pruner's reads before the per-epoch cut
             import scale_old_reads
 
