@@ -651,7 +651,8 @@ def _traced(part: dict | None) -> str:
         f"{part['runq_ms_p50']}/{part['other_ms_p50']}); then: runnable "
         f"{part['running_p50']}, load {part['load1_p50']}, starting {part['starting_p50']}, "
         f"asking {part['asking_p50']}, server active {part['pg_active_p50']}, "
-        f"{part['overlapping_a_start']} overlapping a start"
+        f"{part['overlapping_a_start']} overlapping a start, {part['after_outage']} in the "
+        f"{scale_trace.AFTER_OUTAGE_S:.0f} s after an outage"
     )
 
 

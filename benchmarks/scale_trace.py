@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 SLOW_MS = 100.0  # the goal for a report's p99
+AFTER_OUTAGE_S = 30.0  # a report this soon after a server outage ended is "after" it
 
 
 def sched_ms() -> tuple[float, float]:
@@ -164,7 +165,9 @@ def split(
         at = [a for a in at if a is not None]
         in_start = sum(1 for r in rows if _overlaps(r[0], r[0] + r[1] / 1000, starts))
         asking = [sum(1 for a, b in asks if a <= r[0] < b) for r in rows]
+        after = [(b, b + AFTER_OUTAGE_S) for _, b in outages]
         return {
+            "after_outage": sum(1 for r in rows if _overlaps(r[0], r[0] + r[1] / 1000, after)),
             "running_p50": _med([a["running"] for a in at]),
             "load1_p50": _med([a["load1"] for a in at]),
             "starting_p50": _med([a["starting"] for a in at]),
