@@ -55,6 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import optuna
+import scale_trace
 import scale_worker
 from common import ROOT
 from optuna.trial import TrialState
@@ -92,41 +93,29 @@ def machine_cpu_s() -> tuple[float, float]:
     return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
-def postgres_cpu_s() -> float:
-    """CPU seconds used so far by the PostgreSQL server's processes, ended ones included."""
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
-        if name.startswith("postgres"):
-            parts = rest.split()
-            # utime, stime, and cutime, cstime: the backends the postmaster reaped
-            total += sum(int(v) for v in parts[11:15]) / tick
-    return total
-
-
 class Watch:
-    """Samples the machine's available memory while a run goes; its CPU use over the run."""
+    """Samples the machine's available memory while a run goes; its CPU use over the run,
+    and with ``server`` (a PostgreSQL data folder) that server's CPU, restarts included
+    (:class:`scale_trace.ServerCpu`: only the benchmark's own server, not the machine's
+    other ``postgres`` processes)."""
 
-    def __init__(self, pg: bool = False) -> None:
+    def __init__(self, server: Path | None = None) -> None:
         self.min_available = meminfo_available_mib()
-        self.cpu0, self.pg = machine_cpu_s(), pg
-        self.pg0 = postgres_cpu_s() if pg else 0.0
+        self.cpu0 = machine_cpu_s()
+        self.server = scale_trace.ServerCpu(server) if server is not None else None
+        self.next_server = 0.0
 
     def sample(self) -> None:
         self.min_available = min(self.min_available, meminfo_available_mib())
+        if self.server is not None and time.monotonic() >= self.next_server:
+            self.next_server = time.monotonic() + 1.0  # a pass over /proc: once a second
+            self.server.sample()
 
     def cpu(self) -> dict:
         busy, total = machine_cpu_s()
         found = {"machine_busy": round((busy - self.cpu0[0]) / max(1e-9, total - self.cpu0[1]), 3)}
-        if self.pg:
-            found["server_cpu_s"] = round(postgres_cpu_s() - self.pg0, 1)
+        if self.server is not None:
+            found["server_cpu_s"] = round(self.server.used(), 1)
         return found
 
 
@@ -146,13 +135,21 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
         proc.start()
         live.append(proc)
         busy[proc.pid] = Path(f"{path}.busy")
+        ready[proc.pid] = Path(f"{path}.ready")
+        begun[proc.pid] = [time.monotonic(), None]
 
     estimate = cfg["estimate_s"]
     # at random moments once workers run trials (the clock starts at the first one)
     kill_at = sorted(random.uniform(0.1, 0.7) * estimate for _ in range(kills))
     restart_at = estimate / 3 if pg is not None and kills else None
-    watch, first_trial = Watch(pg=cfg["heartbeat"] > 0), None
+    data = pg.cluster.data if pg is not None else None
+    watch, first_trial = Watch(data), None
     facts = {"killed": 0, "restarts": 0, "hang": False, "restart_s": None}
+    timeline = scale_trace.Timeline(pg.dsn() if pg is not None else None)
+    # pid -> [forked at, its start's end: its first trial seen, else its exit or its
+    # entering the loop (a worker that found the budget spent)]
+    begun: dict[int, list] = {}
+    ready: dict[int, Path] = {}  # pid -> the file its worker writes when it enters the loop
     t0 = time.monotonic()
     try:
         for _ in range(n):
@@ -162,15 +159,24 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
             for proc in [p for p in live if not p.is_alive()]:
                 proc.join()
                 live.remove(proc)
+                if begun[proc.pid][1] is None:
+                    begun[proc.pid][1] = time.monotonic()
             mid_trial = [p for p in live if busy[p.pid].exists()]  # started a trial
             if mid_trial and first_trial is None:
                 first_trial = now
+            for proc in mid_trial:
+                if begun[proc.pid][1] is None:
+                    begun[proc.pid][1] = time.monotonic()
+            starting = [p for p in live if not ready[p.pid].exists()]
+            timeline.sample(time.monotonic(), len(starting), len(live))
             if kill_at and mid_trial and now - first_trial >= kill_at[0]:
                 kill_at.pop(0)
                 victim = random.choice(mid_trial)
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.join()  # reaped: its pid is gone when the replacement looks
                 live.remove(victim)
+                if begun[victim.pid][1] is None:
+                    begun[victim.pid][1] = time.monotonic()
                 facts["killed"] += 1
                 start()
             # a third of the way in, counted from the first trial, as the kills are (from
@@ -181,6 +187,7 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
                 and now - first_trial >= restart_at
             ):
                 restart_at, r0 = None, time.monotonic()
+                watch.sample()  # the stopped server's CPU, before its postmaster goes
                 facts["restarts"] += pg.restart(cfg["down_s"]) == 0
                 facts["restart_s"] = round(time.monotonic() - r0, 2)
                 facts["outages"] = [*facts.get("outages", []), (r0, time.monotonic())]
@@ -194,10 +201,23 @@ def run_processes(cfg: dict, n: int, kills: int, pg: Any, limit_s: float, out: P
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGKILL)
             proc.join()
+        timeline.close()
     facts["wall_s"] = time.monotonic() - t0
+    end = time.monotonic()
+    # each worker's start: forked, until its first trial began (or it ended); a worker
+    # that wrote its results: until its first ask ended, else until it entered the loop
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("w*.json"))]
+    own = {r["pid"]: r for r in results}
+    windows = []
+    for pid, (forked, seen) in begun.items():
+        r = own.get(pid, {})
+        stop = r["asks"][0][1] if r.get("asks") else r.get("ready_at") or seen or end
+        windows.append((forked, stop))
+    facts["start_windows"] = windows
+    facts["timeline"] = timeline.samples
+    facts["t0"] = t0
     facts["min_available_mib"] = watch.min_available
     facts.update(watch.cpu())
-    results = [json.loads(p.read_text()) for p in sorted(out.glob("w*.json"))]
     facts["started"] = started
     return {"results": results, **facts}
 
@@ -214,7 +234,7 @@ def run_dask(cfg: dict, n: int, kills: int, limit_s: float, procs: int) -> dict:
         [str(ROOT / "benchmarks"), str(ROOT), os.environ.get("PYTHONPATH", "")]
     )
     facts = {"killed": 0, "restarts": 0, "hang": False, "dask_processes": procs}
-    watch = Watch(pg=cfg["heartbeat"] > 0)
+    watch = Watch()
     errors: list[str] = []
     with (
         dask.config.set(
@@ -407,6 +427,11 @@ def summarize(run: dict, check: dict, n: int) -> dict:
     for part, spans in split_reports(results, run.get("outages", [])).items():
         ms[f"{KEY}_{part}"] = spans  # the per-epoch reports that overlapped an outage, or not
     late = [v for r in results for v in r.get("beat_late_s", [])]
+    traced = scale_trace.split(
+        [tuple(x) for r in results for x in r.get("reports", [])],
+        run.get("start_windows", []), run.get("outages", []), run.get("timeline", []),
+        [tuple(x) for r in results for x in r.get("asks", [])], run.get("t0", 0.0),
+    )  # fmt: skip
     return {
         "workers": n,
         "wall_s": round(wall, 1),
@@ -441,7 +466,12 @@ def summarize(run: dict, check: dict, n: int) -> dict:
         "worker_errors": len(errors),
         "error_samples": errors[:5],
         "traceback_sample": next((r["traceback"] for r in results if r.get("traceback")), None),
-        **{k: v for k, v in run.items() if k not in ("results", "process_memory_kib", "wall_s")},
+        "trace": traced,
+        **{
+            k: v
+            for k, v in run.items()
+            if k not in ("results", "process_memory_kib", "wall_s", "timeline", "start_windows")
+        },
         **check,
     }
 
@@ -456,6 +486,7 @@ def one_run(
     policy: str = "new",
     reads: str = "new",
     epoch_s: float | None = None,
+    loop_reads: str = "new",
 ) -> dict:
     epoch_s = args.epoch_s[0] if epoch_s is None else epoch_s
     trials = args.trials_per_worker * n
@@ -471,7 +502,7 @@ def one_run(
             "epoch_s": epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
             "down_s": args.down_s, "reconnect": policy, "pending_s": args.pending_s,
-            "reads": reads,
+            "reads": reads, "loop_reads": loop_reads,
         }  # fmt: skip
         limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
@@ -490,6 +521,7 @@ def one_run(
         return {
             "storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials,
             "reconnect": policy, "down_s": args.down_s, "pruning_reads": reads,
+            "loop_reads": loop_reads,
             "epoch_s": epoch_s, **summary,
         }  # fmt: skip
     finally:
@@ -573,8 +605,11 @@ def _extra(r: dict) -> str:
     outside = r["latency_ms"].get(f"{KEY}_outside", {})
     return (
         f" pruning_reads={r.get('pruning_reads', 'new')} epoch_s={r.get('epoch_s')}"
+        f" loop_reads={r.get('loop_reads', 'new')}"
         f" p50_report_outside_ms={outside.get('p50', math.nan)}"
         f" cpu_report_ms={r['latency_ms'].get(KEY, {}).get('cpu', math.nan)}"
+        f" p99_report_steady_ms={r.get('trace', {}).get('p99_steady_ms', math.nan)}"
+        f" server_cpu_ms_per_op={r.get('server_cpu_ms_per_op')}"
     )
 
 
@@ -597,7 +632,27 @@ def detail(r: dict) -> str:
         f"left {r['left_unfinished']}, "
         f"hang {r['hang']}, min available {r['min_available_mib']:.0f} MiB, errors "
         f"{r.get('worker_errors')} workers + {r['failed_trials']} counted FAILs\n"
-        f"    p50/p99 ms (CPU ms per call): {ops}"
+        f"    p50/p99 ms (CPU ms per call): {ops}\n"
+        f"    reports outside outages: {_traced(r.get('trace', {}).get('all'))}\n"
+        f"    slow (> {scale_trace.SLOW_MS:.0f} ms): {_traced(r.get('trace', {}).get('slow'))}; "
+        f"by 10 s from the start: {r.get('trace', {}).get('slow_by_10s')}; steady p50/p99 "
+        f"{r.get('trace', {}).get('p50_steady_ms')}/{r.get('trace', {}).get('p99_steady_ms')} "
+        f"ms over {r.get('trace', {}).get('n_steady')}"
+    )
+
+
+def _traced(part: dict | None) -> str:
+    if not part:
+        return "-"
+    return (
+        f"n {part['n']}, wall p50 {part['wall_ms_p50']} ms = on a core "
+        f"{part['cpu_share']:.0%} + waiting for a core {part['runq_share']:.0%} + asleep "
+        f"(server, locks) {part['other_share']:.0%} (p50 ms {part['cpu_ms_p50']}/"
+        f"{part['runq_ms_p50']}/{part['other_ms_p50']}); then: runnable "
+        f"{part['running_p50']}, load {part['load1_p50']}, starting {part['starting_p50']}, "
+        f"asking {part['asking_p50']}, server active {part['pg_active_p50']}, "
+        f"{part['overlapping_a_start']} overlapping a start, {part['after_outage']} in the "
+        f"{scale_trace.AFTER_OUTAGE_S:.0f} s after an outage"
     )
 
 
@@ -635,6 +690,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="old: the pruner's finished trials read as before issue 24's "
                         "per-epoch cut (benchmarks/scale_old_reads.py); several: each case "
                         "with each, alternating")  # fmt: skip
+    parser.add_argument("--loop-reads", nargs="+", default=["new"], choices=["old", "new"],
+                        help="old: the loop as before issue 24's light rows (every running "
+                        "trial loaded whole through Optuna's cache for the budget and the dead "
+                        "scans, a stale check at every turn, idle workers asking past the "
+                        "budget); several: each case with each, alternating")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="each case this many times")
     parser.add_argument("--pending-s", type=float, default=None,
                         help="a recoverer's pending claim is taken over after this long "
@@ -671,15 +731,18 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.workers:
                 for faults in args.faults:
                     cases = [
-                        (fixes, policy, reads, epoch_s)
+                        (fixes, policy, reads, epoch_s, loop_reads)
                         for epoch_s in args.epoch_s
                         for fixes in ([False, True] if args.compare else [True])
                         for policy in args.reconnect_policy
                         for reads in args.pruning_reads
+                        for loop_reads in args.loop_reads
                     ]
                     rotated = [c for i in range(args.repeats) for c in cases[:: 1 - 2 * (i % 2)]]
-                    for fixes, policy, reads, epoch_s in rotated:  # alternating: A B B A
-                        r = one_run(storage, n, faults, args, pg, fixes, policy, reads, epoch_s)
+                    for fixes, policy, reads, epoch_s, loop_reads in rotated:  # A B B A
+                        r = one_run(
+                            storage, n, faults, args, pg, fixes, policy, reads, epoch_s, loop_reads
+                        )
                         runs.append(r)
                         print(detail(r), flush=True)
                         if r["errors"] or r["lost"] or r["repeated"]:

@@ -29,6 +29,13 @@ class Server:
         port = self.cluster.port
         return f"postgresql+psycopg2://{PG_USER}:{PG_PASSWORD}@{PG_HOST}:{port}/{database}"
 
+    def dsn(self, database: str = "postgres") -> dict:
+        """psycopg2's connection arguments for ``database``."""
+        return {
+            "host": PG_HOST, "port": self.cluster.port, "user": PG_USER,
+            "password": PG_PASSWORD, "dbname": database,
+        }  # fmt: skip
+
     def restart(self, down_s: float = 0.0) -> int:
         """Stop at once (connections cut, as a crash or a failover would), stay down for
         ``down_s`` seconds (a failover takes 30-60 s), and start again."""

@@ -35,31 +35,9 @@ import optuna
 import scale_pg
 import scale_worker
 from common import ROOT
+from scale_trace import server_cpu_s
 
 WAYS = ("optuna", "old", "new")
-
-
-def server_cpu_s(data: Path) -> float:
-    """CPU seconds of this server's postmaster and backends (ended ones included)."""
-    try:
-        postmaster = int((data / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        rest = stat[stat.rindex(")") + 2 :].split()
-        if int(entry) == postmaster:
-            total += sum(int(v) for v in rest[11:15]) / tick  # its own and reaped backends
-        elif int(rest[1]) == postmaster:
-            total += sum(int(v) for v in rest[11:13]) / tick
-    return total
 
 
 def finish(study: optuna.Study, rng: random.Random, epochs: int) -> None:

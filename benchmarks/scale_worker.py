@@ -22,10 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+import scale_trace
 
 from tunecb.execution import loop
 from tunecb.execution._base import Limits
-from tunecb.oracle import attempts, attrs, pruning
+from tunecb.oracle import attempts, attrs, budget, pruning
 from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
 
 # The storage methods a search calls, timed one by one (the name of the op in the output).
@@ -46,6 +47,9 @@ class Timers:
         # process of the machine): the parent tells those that overlapped an outage
         self.spans: list[tuple[float, float]] = []
         self.cpu_ms: dict[str, float] = {}  # this thread's CPU time in the op, summed
+        # per-epoch reports as (start, wall, on a core, waiting for one, report alone), ms
+        self.reports: list[tuple[float, float, float, float, float]] = []
+        self.asks: list[tuple[float, float]] = []  # (start, end) of each ask, monotonic
 
     def add(self, name: str, started: float, cpu_started: float | None = None) -> None:
         self.ms.setdefault(name, []).append((time.perf_counter() - started) * 1000.0)
@@ -97,11 +101,16 @@ class StandInRunner:
             value = quality + 1.0 - 1.0 / epoch + self.rng.gauss(0, 0.02)
             if value > best:
                 best, best_epoch = value, epoch
+            s0 = scale_trace.sched_ms()
             t0, c0, m0 = time.perf_counter(), time.thread_time(), time.monotonic()
             trial.report(value, step=epoch)
+            reported = (time.perf_counter() - t0) * 1000.0
             prune = pruning.should_prune(trial)  # as the pruning callback asks
             self.timers.add("epoch_report", t0, c0)  # what a trial waits per epoch
-            self.timers.spans.append((m0, (time.monotonic() - m0) * 1000.0))
+            wall = (time.monotonic() - m0) * 1000.0
+            self.timers.spans.append((m0, wall))
+            s1 = scale_trace.sched_ms()  # on a core, waiting for one (scale_trace)
+            self.timers.reports.append((m0, wall, s1[0] - s0[0], s1[1] - s0[1], reported))
             if prune:
                 state = PRUNED
                 break
@@ -231,7 +240,7 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
     """Run the loop until the budget is spent; the measurements (also written to
     ``out_path`` as JSON when given)."""
     timers = Timers()
-    cpu0, wall0 = os.times(), time.time()
+    cpu0, wall0, started_at = os.times(), time.time(), time.monotonic()
     result: dict[str, Any] = {"pid": os.getpid(), "error": None, "trials": 0}
     sink, beats = NullSink(), Beats()
     try:
@@ -239,6 +248,12 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             disable_fixes()
         if config.get("reconnect") == "old":
             old_reconnect()
+        if config.get("loop_reads") == "old":  # the loop before issue 24's light rows:
+            # every running trial read whole for the budget and the dead scans, a stale
+            # check at every turn, idle workers asking for new trials past the budget
+            attempts.light_trials = lambda study: study.get_trials(deepcopy=False)
+            loop.STALE_CHECK_SHARE = 0.0
+            budget.only_waiting = lambda trials, n_trials: False
         if config.get("reads") == "old":  # the pruner's reads before the per-epoch cut
             import scale_old_reads
 
@@ -252,9 +267,23 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             config["storage"], config["study"], config["heartbeat"], config["pruner"]
         )
         time_storage(study._storage, timers)
+        ask = study.ask
+
+        def timed_ask(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return ask(*args, **kwargs)
+            finally:
+                timers.asks.append((started, time.monotonic()))
+
+        study.ask = timed_ask  # type: ignore[method-assign]
         if config["heartbeat"]:
             beats.watch(study._storage, config["heartbeat"])
         attempts.recover_dead_trials(study)  # as run_worker does at its start
+        result["ready_at"] = time.monotonic()
+        if out_path is not None:  # started: the parent counts the workers still starting
+            with open(f"{out_path}.ready", "w"):
+                pass
         runner = StandInRunner(
             config["epochs"], config["epoch_s"], timers, random.Random(os.getpid())
         )
@@ -271,6 +300,7 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
         trials=sink.finished_trials, wall_s=time.time() - wall0,
         cpu_s=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
         memory_kib=memory_kib(), ms=timers.ms, cpu_ms=timers.cpu_ms, report_spans=timers.spans,
+        reports=timers.reports, asks=timers.asks, started_at=started_at,
         taken=beats.taken, beat_late_s=sorted(beats.late_s)[-20:],
     )  # fmt: skip
     if out_path is not None:

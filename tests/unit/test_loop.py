@@ -25,7 +25,7 @@ from tunecb.execution._base import (
     Limits,
 )
 from tunecb.execution.loop import run_trials
-from tunecb.oracle import attrs, budget
+from tunecb.oracle import attempts, attrs, budget
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -227,10 +227,39 @@ def test_a_trial_asked_past_the_budget_in_a_race_is_discarded_not_run(study, mon
         return True if len(calls) == 1 else real(trials, n_trials)
 
     monkeypatch.setattr(budget, "may_ask", may_ask_once_too_often)
+    monkeypatch.setattr(budget, "only_waiting", lambda trials, n_trials: False)  # the same read
     reason, runner, _, log = run(study, Limits(n_trials=2))
     assert (reason, runner.params, log) == (STOP_BUDGET, {}, [])
     assert study.trials[2].user_attrs[attrs.STOP_REASON] == attrs.DISCARDED
     assert budget.finished(study.get_trials(deepcopy=False)) == 2
+
+
+def test_with_the_budget_spent_but_for_a_queued_trial_no_new_trial_is_asked(study, monkeypatch):
+    # At the end of a search every idle worker saw the queued rerun, asked, and all but
+    # the one that popped it created a new trial past the budget, discarded (98 at 100
+    # workers, benchmarks/scale.py): now they pop the queued trial or wait.
+    run(study, Limits(n_trials=2))
+    study.enqueue_trial({"x": 0.5})  # counts: the budget is spent but for it
+    seen = attempts.light_trials(study)  # this worker sees it WAITING ...
+    study._storage.set_trial_state_values(seen[-1]._trial_id, TrialState.RUNNING)  # ... lost
+    with monkeypatch.context() as patched:
+        patched.setattr(attempts, "light_trials", lambda study: seen)
+        assert loop._next_trial(study, Limits(n_trials=3), 0, "me", None) is None
+    assert len(study.trials) == 3  # no trial created
+    study.enqueue_trial({"x": 0.25})
+    trial = loop._next_trial(study, Limits(n_trials=4), 0, "me", None)
+    assert (trial.number, len(study.trials)) == (3, 4)  # popped, nothing created
+    assert study.trials[3].state == TrialState.RUNNING
+
+
+def test_stale_trials_are_looked_for_at_most_twice_a_heartbeat_interval(study, monkeypatch):
+    # Each look is a query (10 ms of CPU at 100 workers); it ran at every turn of the loop,
+    # also after each trial discarded or lost to another worker.
+    looks = []
+    monkeypatch.setattr(attempts, "heartbeat_interval", lambda study: 60)
+    monkeypatch.setattr(attempts, "fail_stale_trials", lambda study: looks.append(1))
+    assert run(study, Limits(n_trials=4))[0] == STOP_BUDGET
+    assert len(looks) == 1
 
 
 def test_each_trial_draws_from_the_seed_and_its_number_alone():

@@ -9,7 +9,9 @@ rule (:func:`tunecb.study.samplers_pruners.reseed`), so that none replays anothe
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import random
 import signal
 import threading
 import time
@@ -36,6 +38,8 @@ from tunecb.oracle import attempts, attrs, budget, given, promotions
 from tunecb.oracle.outcome import TrialOutcome
 from tunecb.storage.reconnect import lost_for_good
 from tunecb.study.samplers_pruners import reseed
+
+STALE_CHECK_SHARE = 0.5  # stale trials are looked for at most every this share of a beat
 
 
 class Runner(Protocol):
@@ -89,6 +93,7 @@ def _run_trials(
 ) -> str:
     me = attrs.worker_id()
     ran = 0
+    checked = -math.inf  # when this process last looked for stale trials
     while True:
         interrupts.check()  # a Ctrl-C whose KeyboardInterrupt the last trial's fit lost
         if should_stop():
@@ -96,8 +101,13 @@ def _run_trials(
         if limits.deadline is not None and time.time() >= limits.deadline:
             return STOP_TIMEOUT
         # With an RDB storage and a heartbeat, trials of processes that stopped beating
-        # (another machine died) are failed here and queued again by Optuna's callback.
-        attempts.fail_stale_trials(study)
+        # (another machine died) are failed here and queued again by Optuna's callback;
+        # at most twice a heartbeat interval (a trial goes stale after three): not again
+        # after each trial discarded or lost to another worker.
+        interval = attempts.heartbeat_interval(study)
+        if interval and time.monotonic() - checked >= interval * STALE_CHECK_SHARE:
+            attempts.fail_stale_trials(study)
+            checked = time.monotonic()
         trial = _next_trial(study, limits, seed, me, getattr(runner, "can_resume", None))
         if trial is None:  # waited for another machine's trial
             continue
@@ -118,7 +128,7 @@ def _run_trials(
                 given.repeated(study, trial)
                 or not attempts.rerun_due(study, trial)  # a second copy of one attempt's rerun
                 or not budget.within_budget(
-                    study.get_trials(deepcopy=False), trial.number, limits.n_trials
+                    attempts.light_trials(study), trial.number, limits.n_trials
                 )
             ):
                 attempts.discard(study, trial)
@@ -185,7 +195,7 @@ def _next_trial(
     trial = promotions.next_continuation(study, me, resumable=resumable)
     if trial is not None:
         return trial
-    trials = study.get_trials(deepcopy=False)
+    trials = attempts.light_trials(study)  # not every running trial loaded whole again
     if not budget.may_ask(trials, limits.n_trials):
         # No new configuration will come: the best paused ones go on to the end.
         trial = promotions.next_continuation(study, me, last=True, resumable=resumable)
@@ -198,16 +208,42 @@ def _next_trial(
         interval = attempts.heartbeat_interval(study)
         if interval and any(t.state == TrialState.RUNNING for t in trials):
             # Another machine's trial may still die: wait until it finishes or goes
-            # stale (then its rerun is ours to run), so the study ends complete.
-            time.sleep(interval)
+            # stale (then its rerun is ours to run), so the study ends complete. Jittered:
+            # hundreds of idle workers must not poll the database at the same instants.
+            time.sleep(interval * random.uniform(0.5, 1.5))
             return None
         return STOP_BUDGET
-    with warnings.catch_warnings():
-        # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-        trial = study.ask()
+    if budget.only_waiting(trials, limits.n_trials):
+        # Only queued trials may run: pop one, or wait; a new trial would be discarded.
+        trial = _pop_waiting(study, trials)
+        if trial is None:
+            time.sleep(random.uniform(0.1, 0.5))
+            return None
+    else:
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            trial = study.ask()
     reseed(study.sampler, seed, trial.number)
     return trial
+
+
+def _pop_waiting(study: optuna.Study, trials: list[Any]) -> optuna.Trial | None:
+    """A WAITING trial of ``trials`` set RUNNING by this process (a compare-and-set from
+    WAITING in every Optuna storage, as ``study.ask`` pops one), or ``None`` when others
+    took them all first."""
+    for waiting in trials:
+        if waiting.state != TrialState.WAITING:
+            continue
+        try:
+            if not study._storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
+                continue
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+            continue  # finished meanwhile (a copy discarded)
+        if hasattr(study, "_thread_local"):  # the sampler reads the study afresh, as in ask
+            study._thread_local.cached_all_trials = None
+        return optuna.Trial(study, waiting._trial_id)
+    return None
 
 
 def _continuation(trial: optuna.Trial) -> bool:

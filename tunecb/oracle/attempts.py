@@ -23,8 +23,24 @@ from optuna.trial import TrialState
 from tunecb.oracle import attrs, deaths
 from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
 from tunecb.storage import judged, stale, urls
+from tunecb.storage.light_trials import LightTrials
 
 log = logging.getLogger("tunecb")
+
+# The attributes the budget (tunecb.oracle.budget) and the recovery rules read of every trial
+_LIGHT = LightTrials((attrs.STOP_REASON, attrs.WORKER, attrs.WORKER_START), (attrs.RETRY_HISTORY,))
+
+
+def light_trials(study: optuna.Study) -> list[Any]:
+    """Every trial of the study with what the budget and the recovery rules read of it:
+    its number, state, start, stop reason, worker and retry history (on a database, one
+    light row per trial, only the unfinished and newly finished read again:
+    :mod:`tunecb.storage.light_trials`; elsewhere the storage's own trials).
+
+    >>> light_trials(optuna.create_study())
+    []
+    """
+    return _LIGHT.read(study)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> bool:
@@ -334,10 +350,15 @@ def recover_dead_trials_judged(study: optuna.Study) -> dict[int, str]:
     """:func:`recover_dead_trials`, with what was done to each trial found dead:
     ``{number: "requeued" or "failed"}`` (failed for good: it died too often)."""
     done = {}
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in light_trials(study):
+        if trial.state != TrialState.RUNNING:
+            continue
         if owner_runs(study._storage, trial) is not False:
             continue
         pid = attrs.on_this_host(trial.user_attrs.get(attrs.WORKER))
+        trial = study._storage.get_trial(trial._trial_id)  # whole: its last memory record
+        if trial.state != TrialState.RUNNING:
+            continue
         what = bury(study, trial.number, deaths.found_dead(trial, pid))
         if what is not None:
             done[trial.number] = what

@@ -67,6 +67,22 @@ def may_ask(trials: list, n_trials: int | None) -> bool:
     return sum(1 for t in trials if counts(t, again)) < n_trials
 
 
+def only_waiting(trials: list, n_trials: int | None) -> bool:
+    """Whether the budget is spent but for the WAITING trials (queued reruns, given
+    configurations): a worker should then run one of those, never ask for a new one (it
+    would be discarded as past the budget; at the end of a search every idle worker did
+    that for each rerun queued).
+
+    >>> import optuna
+    >>> only_waiting([optuna.trial.create_trial(value=1.0)], 1), only_waiting([], 1)
+    (True, False)
+    """
+    if n_trials is None:
+        return False
+    again = retried(trials)
+    return sum(1 for t in trials if counts(t, again)) >= n_trials
+
+
 def left(trials: list, n_trials: int | None) -> int | None:
     """Trials still to run (waiting ones included); ``None`` without a limit.
 
