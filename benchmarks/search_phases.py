@@ -14,14 +14,14 @@ A system that wins only in the random phase, on the same few seeds, is lucky, no
 Then **where the time to reach goes**: per run, R = seconds from launch until its best first
 reaches the hand loop's median final best of the file and task (the wall time if never), and
 the worker-seconds before R (workers x R) split by what they did: start-up (launch to a
-worker's first trial), the pruner's start-up trials (numbers below ``--startup``, 5: the
-median pruner's ``n_startup_trials``), pruned trials (each trained only its warm-up or its
-rungs), later trials that finished but did not reach the target, the trial that reached it,
-and idle (between trials, or waiting at the end). A trial's start is its recorded ``start``
-(``benchmarks/search.py`` keeps it since 2026-12-06) or, in older files, reconstructed: a
-worker that finishes a trial asks the next number, so trial ``k`` of ``W`` workers starts at
-the ``k - W``-th end, and the first trials' start is their end less a cost fitted on the
-others (seconds = a + b x epochs).
+worker's first trial), trials 0-4 (tunecb's median pruner judges none of them: its
+``n_startup_trials``; the loop's Hyperband does), pruned trials (each trained only its warm-
+up or its rungs), later trials that finished but did not reach the target, the trial that
+reached it, and idle (between trials, or waiting at the end). A trial's start is its
+recorded ``start`` (``benchmarks/search.py`` keeps it since 2026-12-06) or, in older files,
+reconstructed: a worker that finishes a trial asks the next number, so trial ``k`` of ``W``
+workers starts at the ``k - W``-th end, and the first trials' start is their end less a cost
+fitted on the others (seconds = a + b x epochs).
 
 >>> _ranks({"a": 0.9, "b": 0.8, "c": 0.9}, maximize=True)
 {'a': 1.5, 'b': 3.0, 'c': 1.5}
@@ -42,7 +42,7 @@ from search_tasks import TASKS
 
 STARTUP = 10  # Optuna TPE's n_startup_trials: trials 0-9 are random in every system
 PRUNER_STARTUP = 5  # tunecb's median pruner judges no trial before 5 have completed
-SPLIT = ("start-up", "pruner start-up trials", "pruned trials", "finished below target",
+SPLIT = ("start-up", "trials 0-4", "pruned trials", "finished below target",
          "the reaching trial", "idle")  # fmt: skip
 
 
@@ -149,7 +149,7 @@ def time_split(run: dict, target: float, maximize: bool, workers: int) -> dict[s
     ...     {"trial": 0, "state": "COMPLETE", "value": 0.5, "epochs": 9, "t": 10.0, "start": 1.0},
     ...     {"trial": 1, "state": "COMPLETE", "value": 0.9, "epochs": 5, "t": 16.0, "start": 10.0}]}
     >>> split = time_split(run, 0.9, True, workers=1)
-    >>> split["reach_s"], split["start-up"], split["pruner start-up trials"], split["idle"]
+    >>> split["reach_s"], split["start-up"], split["trials 0-4"], split["idle"]
     (16.0, 1.0, 9.0, 0.0)
     """
     trials = run["trials"]
@@ -166,7 +166,7 @@ def time_split(run: dict, target: float, maximize: bool, workers: int) -> dict[s
         if t is first:
             kind = "the reaching trial"
         elif t["trial"] < PRUNER_STARTUP:
-            kind = "pruner start-up trials"
+            kind = "trials 0-4"
         elif t["state"] == "PRUNED":
             kind = "pruned trials"
         else:
