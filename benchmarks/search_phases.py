@@ -15,9 +15,9 @@ Then **where the time to reach goes**: per run, R = seconds from launch until it
 reaches the hand loop's median final best of the file and task (the wall time if never), and
 the worker-seconds before R (workers x R) split by what they did: start-up (launch to a
 worker's first trial), trials 0-4 (tunecb's median pruner judges none of them: its
-``n_startup_trials``; the loop's Hyperband does), pruned trials (each trained only its warm-
-up or its rungs), later trials that finished but did not reach the target, the trial that
-reached it, and idle (between trials, or waiting at the end). A trial's start is its
+``n_startup_trials``; the loop's Hyperband does), pruned trials (each trained only its
+warm-up or its rungs), later trials that finished but did not reach the target, the trial
+that reached it, and idle (between trials, or waiting at the end). A trial's start is its
 recorded ``start`` (``benchmarks/search.py`` keeps it since 2026-12-06) or, in older files,
 reconstructed: a worker that finishes a trial asks the next number, so trial ``k`` of ``W``
 workers starts at the ``k - W``-th end, and the first trials' start is their end less a cost
