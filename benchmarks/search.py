@@ -462,7 +462,8 @@ def _children_cpu() -> float:
 
 
 def parse_trials(system: str, stdout: str, launched: float) -> tuple[list[dict], dict]:
-    """Finished trials (``trial, state, value, epochs, t`` = seconds since launch), and what
+    """Finished trials (``trial, state, value, epochs, t`` = seconds since launch; a tunecb
+    trial also its ``start`` and ``worker`` when its line has its ``duration_s``), and what
     tunecb's start and summary events and Ray's start-up say.
 
     A resumed tunecb trial (a continuation of a paused one, or a rerun of a killed one)
@@ -473,6 +474,9 @@ def parse_trials(system: str, stdout: str, launched: float) -> tuple[list[dict],
     ...         '"time": 105.0}')
     >>> parse_trials("tunecb[promotion]", line, 100.0)[0]
     [{'trial': 7, 'state': 'COMPLETE', 'value': 0.9, 'epochs': 7, 't': 5.0, 'stop_reason': 'completed'}]
+    >>> parse_trials("tunecb", line.replace('"time"', '"duration_s": 2.5, "worker": "w1", '
+    ...              '"time"'), 100.0)[0][0]["start"]
+    2.5
     >>> parse_trials("ray", '{"event": "ray_ready", "import_s": 1.5, "init_s": 5.0, '
     ...              '"time": 107.0}', 100.0)[1]
     {'ray_startup': {'import_s': 1.5, 'init_s': 5.0, 'ready_s': 7.0}}
@@ -500,6 +504,8 @@ def parse_trials(system: str, stdout: str, launched: float) -> tuple[list[dict],
             run = rec.get("epochs_run") or 0
             trial |= {"epochs": run - (rec.get("resumed_from_epoch") or 0), "t": since,
                       "stop_reason": rec.get("stop_reason")}  # fmt: skip
+            if since is not None and rec.get("duration_s") is not None:  # search_phases.py
+                trial |= {"start": round(since - rec["duration_s"], 3), "worker": rec.get("worker")}
         else:
             trial |= {"epochs": rec.get("epochs"), "t": since}
         trials.append(trial)
