@@ -45,6 +45,38 @@ def survives_by_contribution(
     return selection_order(vectors, maximize).index(0) <= len(vectors) // reduction
 
 
+def survives_by_spread(
+    own: Vector, others: Sequence[Vector], maximize: Sequence[bool], reduction: int = 3,
+    startup: int = 3,
+) -> bool:  # fmt: skip
+    """A rung decision measured against tunecb's :func:`~tunecb.oracle.pareto.survives`
+    (``pareto:asha``): successive halving's cut, exactly the top third. All of them are put
+    in MOASHA's order (:func:`tunecb.oracle.pareto.promotion_order`: non-dominated rank,
+    within a rank the most isolated by crowding distance first); the trial goes on when its
+    place ``k`` (from 0) among the ``n`` is below ``max(1, n // reduction)``. A front that
+    straddles the cut is cut too (the default keeps it whole). Until ``startup`` trials
+    reached the rung, every trial goes on.
+
+    >>> up_down = [True, False]
+    >>> survives_by_spread((0.5, 100), [(0.9, 10), (0.8, 50)], up_down)
+    False
+    >>> survives_by_spread((0.99, 100), [(0.9, 10), (0.8, 50)], up_down)
+    True
+    >>> survives_by_spread((0.5, 100), [(0.9, 10)], up_down)  # start-up
+    True
+    >>> front = [(0.9, 10), (0.95, 50), (0.97, 90), (0.1, 1), (0.2, 2)]  # one front of 6
+    >>> survives_by_spread((0.96, 70), front, up_down)  # inside it: not in the top 2
+    False
+    >>> pareto.survives((0.96, 70), front, up_down)  # the default keeps the whole front
+    True
+    """
+    vectors = [own, *others]
+    if len(vectors) < startup:
+        return True
+    order = pareto.promotion_order(vectors, maximize)
+    return order.index(0) < max(1, len(vectors) // reduction)
+
+
 def selection_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
     """The indices of ``vectors`` best first, as :func:`survives_by_contribution` ranks a
     rung: by non-dominated rank, within a rank by the hypervolume a vector adds to its front
@@ -122,13 +154,16 @@ def reference_point(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list
 
 # The Pareto pruner's rules (``pareto`` is tunecb's default: rungs by pareto.rung_epochs, the
 # first at a tenth of the budget, then times 3; the rung decision pareto.survives: rank, whole
-# fronts kept, 3 start-up trials); each variant swaps one function of tunecb.oracle.pareto:
+# fronts kept, 3 start-up trials); each variant swaps functions of tunecb.oracle.pareto:
 # "sha" Optuna's SuccessiveHalvingPruner's geometry with its automatic minimum resource (1
 # epoch below 100): rungs 1, 3, 9, ...; "hv" the rung decision by rank, then hypervolume
-# contribution, MOASHA's count (survives_by_contribution, above).
+# contribution, MOASHA's count (survives_by_contribution, above); "asha" successive halving
+# as MOASHA runs it: rungs 1, 3, 9, ... and exactly the top third (survives_by_spread).
+SHA_RUNGS = functools.partial(pareto.rung_epochs, first=1)
 RUNG_RULES = {
-    "sha": ("rung_epochs", functools.partial(pareto.rung_epochs, first=1)),
-    "hv": ("survives", survives_by_contribution),
+    "sha": {"rung_epochs": SHA_RUNGS},
+    "hv": {"survives": survives_by_contribution},
+    "asha": {"rung_epochs": SHA_RUNGS, "survives": survives_by_spread},
 }
 PRUNERS = ("none", "pareto", "promotion", *(f"pareto:{rule}" for rule in RUNG_RULES))
 
@@ -140,13 +175,15 @@ def rung_rule(pruner: str):
     if not rule:
         yield base
         return
-    name, function = RUNG_RULES[rule]
-    default = getattr(pareto, name)
-    setattr(pareto, name, function)
+    swapped = RUNG_RULES[rule]
+    defaults = {name: getattr(pareto, name) for name in swapped}
+    for name, function in swapped.items():
+        setattr(pareto, name, function)
     try:
         yield base
     finally:
-        setattr(pareto, name, default)
+        for name, function in defaults.items():
+            setattr(pareto, name, function)
 
 
 def top_down(epochs: int, reduction: int = 3) -> list[int]:
@@ -166,8 +203,9 @@ def top_down(epochs: int, reduction: int = 3) -> list[int]:
 REPLAYED = {  # name: (rungs, rung decision)
     "pareto": (pareto.rung_epochs, pareto.survives),
     "pareto:hv": (pareto.rung_epochs, survives_by_contribution),
-    "pareto:sha": (RUNG_RULES["sha"][1], pareto.survives),
-    "pareto:sha+hv": (RUNG_RULES["sha"][1], survives_by_contribution),
+    "pareto:sha": (SHA_RUNGS, pareto.survives),
+    "pareto:sha+hv": (SHA_RUNGS, survives_by_contribution),
+    "pareto:asha": (SHA_RUNGS, survives_by_spread),
     "pareto:top-down": (top_down, pareto.survives),
 }
 

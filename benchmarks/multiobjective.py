@@ -15,7 +15,8 @@ multi-objective study.
    checkpoint evaluates to its recorded accuracy and parameter count.
    A pruner ``pareto:RULE`` is the Pareto pruner with another rule (``mo_replay.RUNG_RULES``:
    ``sha`` rungs at epochs 1, 3, 9, ...; ``hv`` the rung decision by hypervolume
-   contribution; swapped in for that search only, in this process). Each
+   contribution; ``asha`` rungs 1, 3, 9, ... and exactly the top third, as MOASHA; swapped
+   in for that search only, in this process). Each
    two-objective case also gets the rung rules replayed on its unpruned run's curves
    (``mo_replay.replay``: same trials, no training).
 2. Report. A finished 1,000-trial multi-objective study (2 and 3 objectives) and a

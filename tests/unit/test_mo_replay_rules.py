@@ -88,3 +88,26 @@ def test_the_pooled_estimate_counts_a_run_made_twice_once_and_the_bound_is_lowes
     six = next(f for f in bound if f["trials"] == 6)  # front (0.9, 10), (0.5, 5): 3 epochs
     assert six["epochs_ratio"] == pytest.approx(10 / 18)  # the other 4 stop at epoch 1
     assert six["cpu_ratio"] == pytest.approx((6 + 0.5 * 10) / (6 + 0.5 * 18))
+
+
+def test_by_spread_keeps_exactly_the_top_third_and_cuts_a_straddling_front():
+    """``pareto:asha``: MOASHA's order (rank, then crowding), exactly max(1, n // 3) kept."""
+    by_spread = mo_replay.survives_by_spread
+    chain = [(1.0 - i / 10, float(i)) for i in range(9)]
+    kept = [by_spread(v, [w for w in chain if w is not v], UP_DOWN) for v in chain]
+    assert kept == [True] * 3 + [False] * 6
+    assert by_spread((0.1, 99.0), [(0.9, 1.0)], UP_DOWN)  # start-up: fewer than 3 at the rung
+    front_six = [(0.5 + i / 20, 10.0 * (i + 1)) for i in range(6)]  # trade-offs: one front
+    inner = front_six[2]
+    others = [v for v in front_six if v is not inner]
+    assert pareto.survives(inner, others, UP_DOWN)  # the default keeps the whole front
+    assert not by_spread(inner, others, UP_DOWN)  # the ends are the most isolated: kept
+    assert by_spread(front_six[0], front_six[1:], UP_DOWN)
+
+
+def test_a_swapped_rule_is_restored_after_its_search():
+    before = (pareto.rung_epochs, pareto.survives)
+    with mo_replay.rung_rule("pareto:asha") as base:
+        assert base == "pareto" and pareto.rung_epochs(20) == [1, 3, 9]
+        assert pareto.survives is mo_replay.survives_by_spread
+    assert (pareto.rung_epochs, pareto.survives) == before
