@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -43,6 +42,32 @@ def survives_by_contribution(
     """
     vectors = [own, *others]
     return selection_order(vectors, maximize).index(0) <= len(vectors) // reduction
+
+
+def survives_whole_front(
+    own: Vector, others: Sequence[Vector], maximize: Sequence[bool], reduction: int = 3,
+    startup: int = 3,
+) -> bool:  # fmt: skip
+    """The Pareto pruner's rung decision until this round (``pareto:fronts``; replaced by
+    :func:`tunecb.oracle.pareto.survives`, exactly the top third): the trial goes on when
+    fewer than ``max(1, n // reduction)`` of the ``n`` trials at the rung have a better
+    non-dominated rank than its own (a whole front that straddles the cut goes on). Until
+    ``startup`` trials reached the rung, every trial goes on.
+
+    >>> up_down = [True, False]
+    >>> survives_whole_front((0.5, 100), [(0.9, 10), (0.8, 50)], up_down)
+    False
+    >>> front = [(0.9, 10), (0.95, 50), (0.97, 90), (0.1, 1), (0.2, 2)]  # one front of 6
+    >>> inner = (0.96, 70)
+    >>> survives_whole_front(inner, front, up_down), pareto.survives(inner, front, up_down)
+    (True, False)
+    """
+    vectors = [own, *others]
+    if len(vectors) < startup:
+        return True
+    rank = pareto.ranks(vectors, maximize)
+    better = sum(r < rank[0] for r in rank)
+    return better < max(1, len(vectors) // reduction)
 
 
 def selection_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
@@ -120,15 +145,29 @@ def reference_point(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list
     return ref
 
 
-# The Pareto pruner's rules (``pareto`` is tunecb's default: rungs by pareto.rung_epochs, the
-# first at a tenth of the budget, then times 3; the rung decision pareto.survives: rank, whole
-# fronts kept, 3 start-up trials); each variant swaps one function of tunecb.oracle.pareto:
-# "sha" Optuna's SuccessiveHalvingPruner's geometry with its automatic minimum resource (1
-# epoch below 100): rungs 1, 3, 9, ...; "hv" the rung decision by rank, then hypervolume
-# contribution, MOASHA's count (survives_by_contribution, above).
+_RUNG_EPOCHS = pareto.rung_epochs  # tunecb's, before any rule is swapped in
+
+
+def tenth_rungs(epochs: int) -> list[int]:
+    """The Pareto pruner's rungs until this round: the first at a tenth of the budget.
+
+    >>> tenth_rungs(20)
+    [2, 6, 18]
+    """
+    return _RUNG_EPOCHS(epochs, first=max(1, epochs // 10))
+
+
+# The Pareto pruner's rules (``pareto`` is tunecb's default: rungs by pareto.rung_epochs, 1, 3,
+# 9, ...; the rung decision pareto.survives: exactly the top third by rank, then crowding, as
+# MOASHA); each variant swaps functions of tunecb.oracle.pareto: "fronts" the default until
+# this round (rungs at a tenth of the budget, then times 3; whole fronts kept:
+# survives_whole_front); "sha" its rung decision at the default's rungs; "hv" rungs at a
+# tenth, the rung decision by rank, then hypervolume contribution, MOASHA's count
+# (survives_by_contribution, above).
 RUNG_RULES = {
-    "sha": ("rung_epochs", functools.partial(pareto.rung_epochs, first=1)),
-    "hv": ("survives", survives_by_contribution),
+    "fronts": {"rung_epochs": tenth_rungs, "survives": survives_whole_front},
+    "sha": {"survives": survives_whole_front},
+    "hv": {"rung_epochs": tenth_rungs, "survives": survives_by_contribution},
 }
 PRUNERS = ("none", "pareto", "promotion", *(f"pareto:{rule}" for rule in RUNG_RULES))
 
@@ -140,13 +179,15 @@ def rung_rule(pruner: str):
     if not rule:
         yield base
         return
-    name, function = RUNG_RULES[rule]
-    default = getattr(pareto, name)
-    setattr(pareto, name, function)
+    swapped = RUNG_RULES[rule]
+    defaults = {name: getattr(pareto, name) for name in swapped}
+    for name, function in swapped.items():
+        setattr(pareto, name, function)
     try:
         yield base
     finally:
-        setattr(pareto, name, default)
+        for name, function in defaults.items():
+            setattr(pareto, name, function)
 
 
 def top_down(epochs: int, reduction: int = 3) -> list[int]:
@@ -165,10 +206,11 @@ def top_down(epochs: int, reduction: int = 3) -> list[int]:
 
 REPLAYED = {  # name: (rungs, rung decision)
     "pareto": (pareto.rung_epochs, pareto.survives),
-    "pareto:hv": (pareto.rung_epochs, survives_by_contribution),
-    "pareto:sha": (RUNG_RULES["sha"][1], pareto.survives),
-    "pareto:sha+hv": (RUNG_RULES["sha"][1], survives_by_contribution),
-    "pareto:top-down": (top_down, pareto.survives),
+    "pareto:fronts": (tenth_rungs, survives_whole_front),
+    "pareto:hv": (tenth_rungs, survives_by_contribution),
+    "pareto:sha": (pareto.rung_epochs, survives_whole_front),
+    "pareto:sha+hv": (pareto.rung_epochs, survives_by_contribution),
+    "pareto:top-down": (top_down, survives_whole_front),
 }
 
 
@@ -251,21 +293,29 @@ def cost_model(rows: list[dict]) -> dict:
     return {"per_trial": round(float(per_trial), 3), "per_epoch": round(float(per_epoch), 4)}
 
 
-def oracle(trials: list[dict], epochs: int) -> dict:
-    """A bound no rung rule beats at the full hypervolume: the trials that end on the
-    unpruned front train to the end, every other one stops at the first rung (a tenth of
-    ``epochs``: ``pareto.rung_epochs``); the points and epochs as :func:`replay` gives them.
+def oracle(trials: list[dict], epochs: int, rungs=None) -> dict:
+    """A bound no rung rule with ``rungs`` (by default the Pareto pruner's,
+    ``pareto.rung_epochs``) beats at the full hypervolume: the trials that end on the
+    unpruned front train to the end, every other one stops at the first rung; the points and
+    epochs as :func:`replay` gives them.
 
     >>> up = [{"params": 10.0, "curve": [0.5, 0.9]}, {"params": 20.0, "curve": [0.4, 0.6]}]
     >>> oracle(up, 2)["epochs"]  # the second is dominated: it stops at epoch 1
     3
     """
-    first = pareto.rung_epochs(epochs)[0] if pareto.rung_epochs(epochs) else epochs
+    found = (rungs or pareto.rung_epochs)(epochs)
+    first = found[0] if found else epochs
     points = [[max(t["curve"]), t["params"]] for t in trials]
     on = pareto.front(points, [True, False])
     trained = sum(len(t["curve"]) if o else min(first, len(t["curve"]))
                   for t, o in zip(trials, on, strict=True))  # fmt: skip
     return {"points": [p for p, o in zip(points, on, strict=True) if o], "epochs": trained}
+
+
+ORACLES = {  # name: (rungs, None): the bound with the first rung at epoch 1, or at a tenth
+    "oracle": (pareto.rung_epochs, None),
+    "oracle:tenth": (tenth_rungs, None),
+}
 
 
 def pooled(rows: list[dict], epochs: int, costs: dict, sizes: Sequence[int]) -> list[dict]:
@@ -294,8 +344,8 @@ def pooled(rows: list[dict], epochs: int, costs: dict, sizes: Sequence[int]) -> 
                 full = [[max(t["curve"]), t["params"]] for t in trials]
                 full_epochs = sum(len(t["curve"]) for t in trials)
                 fixed = costs["per_trial"] * len(trials)
-                for name, (rule, survives) in [*REPLAYED.items(), ("oracle", (None, None))]:
-                    got = (oracle(trials, epochs) if name == "oracle"
+                for name, (rule, survives) in [*REPLAYED.items(), *ORACLES.items()]:
+                    got = (oracle(trials, epochs, rule) if name in ORACLES
                            else replay(trials, epochs, rule(epochs), True, survives))  # fmt: skip
                     ref = pareto.reference(full + got["points"], maximize)
                     hv = pareto.hypervolume(got["points"], maximize, ref)

@@ -14,8 +14,10 @@ multi-objective study.
    the wall time ratio and the epochs-trained ratio, and whether every front member's
    checkpoint evaluates to its recorded accuracy and parameter count.
    A pruner ``pareto:RULE`` is the Pareto pruner with another rule (``mo_replay.RUNG_RULES``:
-   ``sha`` rungs at epochs 1, 3, 9, ...; ``hv`` the rung decision by hypervolume
-   contribution; swapped in for that search only, in this process). Each
+   ``fronts`` the default until this round: rungs at a tenth of the budget, whole fronts
+   kept; ``sha`` that rung decision at the default's rungs 1, 3, 9, ...; ``hv`` rungs at a
+   tenth, the rung decision by hypervolume contribution; swapped in for that search only,
+   in this process). Each
    two-objective case also gets the rung rules replayed on its unpruned run's curves
    (``mo_replay.replay``: same trials, no training).
 2. Report. A finished 1,000-trial multi-objective study (2 and 3 objectives) and a
@@ -50,7 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, machine, spread, write_result
-from mo_replay import PRUNERS, REPLAYED, add_replays, cost_model, pooled, rung_rule
+from mo_replay import ORACLES, PRUNERS, REPLAYED, add_replays, cost_model, pooled, rung_rule
 from search_tasks import TASKS, build, suggest
 
 import tunecb
@@ -331,7 +333,7 @@ def pool(paths: list[Path], target: Path) -> int:
     ]
     for task, trials in dict.fromkeys((f["task"], f["trials"]) for f in found):
         cells = []
-        for name in [*REPLAYED, "oracle"]:
+        for name in [*REPLAYED, *ORACLES]:
             mine = [f for f in found if (f["task"], f["trials"], f["rule"]) == (task, trials, name)]
             cells.append(f"{name} " + " / ".join(
                 cell([f[key] for f in mine]) for key in ("hv_ratio", "epochs_ratio", "cpu_ratio")

@@ -1,4 +1,4 @@
-"""The rung rule measured against the Pareto pruner's and not kept (``pareto:hv`` in
+"""The rung rules measured against the Pareto pruner's and not kept (``pareto:hv`` in
 ``benchmarks/mo_replay.py``): non-dominated rank, then each trial's hypervolume contribution,
 the first third kept as Syne Tune's MOASHA counts it. It lives beside the benchmark that
 replays it; these tests keep what it was measured as."""
@@ -32,7 +32,7 @@ def test_by_contribution_a_front_member_that_adds_little_is_stopped():
     front_five = [(0.5 + i / 10, 10.0 * (i + 1)) for i in range(5)]  # trade-offs: one front
     chance = (0.1, 9.0)  # one parameter fewer than the smallest, far less accurate
     assert pareto.ranks([chance, *front_five], UP_DOWN) == [0] * 6
-    assert pareto.survives(chance, front_five, UP_DOWN)  # the default keeps a whole front
+    assert mo_replay.survives_whole_front(chance, front_five, UP_DOWN)  # keeps a whole front
     assert not by_share(chance, front_five, UP_DOWN)
     assert by_share(front_five[1], [chance, front_five[0], *front_five[2:]], UP_DOWN)
 
@@ -88,3 +88,26 @@ def test_the_pooled_estimate_counts_a_run_made_twice_once_and_the_bound_is_lowes
     six = next(f for f in bound if f["trials"] == 6)  # front (0.9, 10), (0.5, 5): 3 epochs
     assert six["epochs_ratio"] == pytest.approx(10 / 18)  # the other 4 stop at epoch 1
     assert six["cpu_ratio"] == pytest.approx((6 + 0.5 * 10) / (6 + 0.5 * 18))
+
+
+def test_the_rule_until_this_round_kept_a_whole_front_the_default_cuts_it():
+    """``pareto:fronts`` (whole fronts kept) against the default, exactly the top third."""
+    old = mo_replay.survives_whole_front
+    chain = [(1.0 - i / 10, float(i)) for i in range(9)]
+    for rule in (old, pareto.survives):
+        kept = [rule(v, [w for w in chain if w is not v], UP_DOWN) for v in chain]
+        assert kept == [True] * 3 + [False] * 6
+    front_six = [(0.5 + i / 20, 10.0 * (i + 1)) for i in range(6)]  # trade-offs: one front
+    inner = front_six[2]
+    others = [v for v in front_six if v is not inner]
+    assert old(inner, others, UP_DOWN) and not pareto.survives(inner, others, UP_DOWN)
+    assert pareto.survives(front_six[0], front_six[1:], UP_DOWN)  # an end: kept
+
+
+def test_a_swapped_rule_is_restored_after_its_search():
+    before = (pareto.rung_epochs, pareto.survives)
+    with mo_replay.rung_rule("pareto:fronts") as base:
+        assert base == "pareto" and pareto.rung_epochs(20) == [2, 6, 18]
+        assert pareto.survives is mo_replay.survives_whole_front
+    assert (pareto.rung_epochs, pareto.survives) == before
+    assert pareto.rung_epochs(20) == [1, 3, 9]

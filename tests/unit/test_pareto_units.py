@@ -86,11 +86,13 @@ def test_survives_keeps_the_top_third_of_a_chain():
     assert kept == [True] * 3 + [False] * 6
 
 
-def test_survives_keeps_a_whole_front_that_straddles_the_cut():
+def test_survives_cuts_a_front_that_straddles_the_cut_keeping_its_ends():
+    """Exactly the top third, as MOASHA: a wide front is cut by crowding distance."""
     front_five = [(0.5 + i / 10, float(i)) for i in range(5)]  # trade-offs: one front
-    others = [*front_five[1:], (0.1, 99.0), (0.2, 98.0)]
-    assert pareto.survives(front_five[0], others, UP_DOWN)
-    assert not pareto.survives((0.1, 99.0), [*front_five, (0.2, 98.0)], UP_DOWN)
+    at_rung = [*front_five, (0.1, 99.0), (0.2, 98.0)]  # 7 at the rung: 2 go on
+    kept = [v for v in at_rung if pareto.survives(v, [w for w in at_rung if w is not v], UP_DOWN)]
+    assert kept == [front_five[0], front_five[-1]]  # the front's ends (infinite crowding)
+    assert pareto.survives((0.1, 99.0), [(0.9, 1.0)], UP_DOWN)  # fewer than 3: start-up
 
 
 def test_hypervolume_in_any_dimension():
@@ -218,8 +220,7 @@ def test_a_resumed_trial_stores_the_rungs_its_carried_over_epochs_passed(tmp_pat
     trial = _FakeTrial(7, others)
     objectives = parse_objectives("val_accuracy:max,params:min")
     cb = ParetoPruning(trial, objectives, {"params": 5.0}, history, epochs=30)
-    assert cb.rungs == {3, 9, 27}
-    cb.rungs |= {1}
+    assert cb.rungs == {1, 3, 9, 27}
     cb.set_model(SimpleNamespace(stop_training=False))
     cb.on_train_begin()
     assert trial.user_attrs == {  # the best epoch so far at each rung: 1, then 2

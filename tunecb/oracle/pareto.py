@@ -175,10 +175,12 @@ def survives(
     """The Pareto pruner's rung decision: whether a trial whose values at the rung are
     ``own`` goes on, given the values of the other trials that reached the rung.
 
-    All of them are ranked by non-dominated sorting; the trial goes on when fewer than
-    ``max(1, n // reduction)`` trials have a better rank than its own (the top fraction
-    ``1/reduction``, with a whole front kept when it straddles the cut). Until ``startup``
-    trials reached the rung, every trial goes on.
+    Successive halving's cut, as Syne Tune's MOASHA makes it: all of them in
+    :func:`promotion_order` (non-dominated rank, within a rank the most isolated by
+    crowding distance first), and the trial goes on when its place is among the first
+    ``max(1, n // reduction)``: exactly the top third, so a wide front that straddles the
+    cut is cut too (its ends and its most isolated members kept). Until ``startup`` trials
+    reached the rung, every trial goes on.
 
     >>> survives((0.5, 100), [(0.9, 10), (0.8, 50)], [True, False])
     False
@@ -186,24 +188,26 @@ def survives(
     True
     >>> survives((0.5, 100), [(0.9, 10)], [True, False])
     True
+    >>> front = [(0.9, 10), (0.95, 50), (0.97, 90), (0.1, 1), (0.2, 2)]  # one front of 6
+    >>> survives((0.96, 70), front, [True, False]), survives((0.99, 99), front, [True, False])
+    (False, True)
     """
     vectors = [own, *others]
     if len(vectors) < startup:
         return True
-    rank = ranks(vectors, maximize)
-    better = sum(r < rank[0] for r in rank)
-    return better < max(1, len(vectors) // reduction)
+    return promotion_order(vectors, maximize).index(0) < max(1, len(vectors) // reduction)
 
 
 def rung_epochs(epochs: int, reduction: int = 3, first: int | None = None) -> list[int]:
-    """The epochs at which the Pareto pruner judges a trial: ``first`` (by default a tenth
-    of the budget, at least 1, as Hyperband's first rung), then times ``reduction``, before
-    the last epoch.
+    """The epochs at which the Pareto pruner judges a trial: ``first`` (by default a
+    hundredth of the budget, at least 1: Optuna's SuccessiveHalvingPruner's automatic
+    minimum resource, and MOASHA's grace period), then times ``reduction``, before the last
+    epoch.
 
-    >>> rung_epochs(20), rung_epochs(5), rung_epochs(100), rung_epochs(20, first=1)
-    ([2, 6, 18], [1, 3], [10, 30, 90], [1, 3, 9])
+    >>> rung_epochs(20), rung_epochs(5), rung_epochs(300), rung_epochs(20, first=2)
+    ([1, 3, 9], [1, 3], [3, 9, 27, 81, 243], [2, 6, 18])
     """
-    rung, found = first or max(1, epochs // 10), []
+    rung, found = first or max(1, epochs // 100), []
     while rung < epochs:
         found.append(rung)
         rung *= reduction

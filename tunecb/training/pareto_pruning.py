@@ -6,7 +6,8 @@ each rung epoch (:func:`tunecb.oracle.pareto.rung_epochs`) it stores the trial's
 values at its best epoch so far on the trial (user attr ``pareto_rung_<epoch>``), reads the
 values every other trial stored at that rung from the study's storage (so it works alike
 in-process, in ``--jobs`` workers, on Dask and on PostgreSQL), and stops training when the
-trial is not in the top third by non-dominated rank (:func:`tunecb.oracle.pareto.survives`).
+trial is not in exactly the top third by non-dominated rank, then crowding distance
+(:func:`tunecb.oracle.pareto.survives`, MOASHA's cut).
 
 With ``pruner="promotion"`` (the study's pruner a :class:`~tunecb.study.promotion.PromotionPruner`),
 it judges at that pruner's rungs by MOASHA's rule
