@@ -200,7 +200,10 @@ def test_release_running_leaves_a_live_process_of_this_machine_alone(tmp_path, c
     mine = _leave_running_on_another_host(results, host=socket.gethostname())
     study = journal_study(results, "tiny")
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, mine)
-    study._storage.set_trial_user_attr(trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
+    # a live process of this machine other than this one (this one runs no search now: its
+    # own trials left RUNNING are dead to it, attempts.owner_runs)
+    live = f"{socket.gethostname()}:{os.getppid()}"
+    study._storage.set_trial_user_attr(trial_id, "worker", live)
     code, out, err = cli("repair", str(results / "tiny"), "--release-running")
     assert code == 0, out + err
     assert "no trial to release" in out and "is alive" in out, out
