@@ -121,6 +121,9 @@ def run_search(
             if connecting is not None:
                 connecting.cancel()
             raise
+        here = getattr(executor, "in_process", False)  # --jobs 0: the trials run here
+        if connecting is not None and here and not connecting.failed():
+            _import_backend(job.debug)  # TensorFlow's import overlaps the trackers' start
         tracking = connecting and connecting.join(study)  # fails fast, before any trial
         emit(_started(settings, study, study_dir, created, executor, [*notes, *sizing]))
         relay = _Relay(study, settings, study_dir, emit)
@@ -140,6 +143,14 @@ def run_search(
             finally:
                 tracking.close()  # W&B's tracker process flushes and stops
         return _ended(study, settings, study_dir, relay.ran, stopped_by, started, started_wall)
+
+
+def _import_backend(debug: bool) -> None:
+    """Import Keras here now, as the trials of this process would (a tracked search:
+    while its trackers open their parent runs, which it then waits for)."""
+    from tunecb.execution.worker import prepare_backend
+
+    prepare_backend(None, debug)
 
 
 def _prepare_backend(settings: Settings) -> str:

@@ -88,6 +88,10 @@ class Connecting:
             self._cancelled = True
             self._study.set()
 
+    def failed(self) -> BaseException | None:
+        """What failed already (a server that refused the connection), without waiting."""
+        return self._error
+
     def join(self, study: optuna.Study) -> SearchTracking | Searches:
         """The study's parent runs; raises :class:`~tunecb.tracking._base.TrackingError`
         when a tracker cannot be reached (its requests time out within seconds)."""
