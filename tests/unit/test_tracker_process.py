@@ -8,6 +8,7 @@ tests/e2e/test_wandb.py."""
 from __future__ import annotations
 
 import os
+import time
 
 import optuna
 import pytest
@@ -20,6 +21,7 @@ from tunecb.tracking.targets import Target
 
 FAKE = """
 import os
+import time
 from tunecb.errors import ConfigError
 
 class Fake:
@@ -128,3 +130,20 @@ def test_a_search_that_fails_before_it_tracks_leaves_no_tracker_process(cli, tmp
     assert code == 2 and "missing.py" in err
     (process,) = started
     assert process.proc.poll() is not None and TrackerProcess._shared is None
+
+
+def test_the_search_s_run_opens_once_the_study_is_open_before_the_launcher_waits(fake):
+    study = optuna.create_study(study_name="s")
+    connecting = Connecting([Target(WANDB, "proj", "s")])
+    connecting.opened(study)  # the launcher goes on (TensorFlow's import) meanwhile
+    for _ in range(200):
+        if connecting._parents[0] is not None:
+            break
+        time.sleep(0.05)
+    opened = connecting._parents[0]
+    assert opened is not None  # opened in the background, without join()
+    tracking = connecting.join(study)
+    assert tracking.parent == opened() == f"search-{tracking.tracker._process.proc.pid}"
+    assert study.user_attrs[WANDB.parent_attr]["run_id"] == tracking.parent
+    tracking.close()
+    assert TrackerProcess._shared is None
