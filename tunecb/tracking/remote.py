@@ -59,13 +59,13 @@ class TrackerProcess:
     def __init__(self, warm: str | None = None) -> None:
         requests, to_child = os.pipe()
         from_child, answers = os.pipe()
-        code = (
+        code = (  # -P: not the working folder's modules (W&B's offline runs: ./wandb)
             f"import sys; sys.path.insert(0, {_ROOT!r}); from tunecb.tracking.remote import "
             f"serve; serve({requests}, {answers}, {warm!r})"
         )
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", code], pass_fds=(requests, answers),
+                [sys.executable, "-P", "-c", code], pass_fds=(requests, answers),
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
         finally:
@@ -115,7 +115,7 @@ class TrackerProcess:
     def release(self, number: int) -> None:
         """Tracker ``number`` is done; the last one stops the process."""
         try:
-            self.request("close", number)
+            self.request("close", number, wait=STOP_WAIT)  # (a call that hangs: stopped)
         except Exception as exc:
             log.debug("tracker process: tracker %d not closed: %s", number, exc)
         with self._guard:
