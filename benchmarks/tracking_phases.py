@@ -14,8 +14,10 @@ its client library), ``open`` (client and experiment), ``start_search`` (the par
 ``start_trial``, ``log_epochs`` (one batch of 2 s of epochs) and ``finish_trial`` (params,
 tags, the last epochs, the checkpoint, the state) per trial, ``report`` (the HTML report
 drawn for the parent run), ``end_search`` (best and report on the parent run) and
-``close`` (W&B: its service stopped). Medians per phase, with the CPU of W&B's service
-(``wandb-core``); JSON to ``benchmarks/out/tracking_phases.json``.
+``close`` (W&B: its tracker process and service stopped). W&B's client runs in its
+tracker process (:mod:`tunecb.tracking.remote`): its phases time this process's wait for
+it, and ``(children)`` holds the CPU of that process and of W&B's service
+(``wandb-core``). Medians per phase; JSON to ``benchmarks/out/tracking_phases.json``.
 """
 
 from __future__ import annotations
@@ -59,9 +61,7 @@ def timed(phase, fn, *args):
 def load():
     from tunecb.tracking.targets import Target
     from tunecb.tracking._base import MLFLOW, WANDB
-    if kind == "wandb":
-        import wandb
-    elif kind == "file":
+    if kind == "file":
         import mlflow.tracking
     return Target(WANDB if kind == "wandb" else MLFLOW, uri, "phases-" + str(time.time_ns()))
 target = timed("import", load)
@@ -81,10 +81,8 @@ where = SimpleNamespace(results=study_root.parent, name=study_root.name, storage
 write = tunecb.launcher._report_writer(where)
 timed("report", write, report)
 timed("end_search", tracker.end_search, parent, {"number": 0, "value": 0.5, "params": {}}, report)
-def close():
-    if kind == "wandb":
-        import wandb
-        wandb.teardown()
+def close():  # W&B: its tracker process flushes and stops (W&B's service with it)
+    getattr(tracker, "close", lambda: None)()
 timed("close", close)
 c = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"phases": times, "children_cpu": c.ru_utime + c.ru_stime}))

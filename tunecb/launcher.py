@@ -100,19 +100,30 @@ def run_search(
         backend = _prepare_backend(settings)
         connecting = _tracking(settings)  # --mlflow, --wandb: connect in the background
         started, started_wall = time.perf_counter(), time.time()
-        study_dir, study, created, notes = _open(loaded, settings)
-        trials = study.get_trials(deepcopy=False)
-        if executor is None:
-            from tunecb.execution.inline import InlineExecutor
+        try:
+            study_dir, study, created, notes = _open(loaded, settings)
+            if connecting is not None:
+                connecting.opened(study)  # the parent runs open in the background too
+            trials = study.get_trials(deepcopy=False)
+            if executor is None:
+                from tunecb.execution.inline import InlineExecutor
 
-            executor = InlineExecutor()
-        auto = getattr(executor, "jobs", 0) is None  # --jobs auto
-        executor, sizing = executor.sized(budget.left(trials, settings.n_trials), settings, loaded)
-        executor, capped = within_memory(executor, auto, study.user_attrs.get(DATA))
-        executor, moved = where_it_can_be_ended(executor, settings, loaded)  # --trial-timeout
-        sizing = [n for n in sizing if not (capped and n.startswith("--jobs auto:"))]
-        sizing = [*sizing, *capped, *moved]
-        job = _job(loaded, settings, overrides, executor, backend, started_wall)
+                executor = InlineExecutor()
+            auto = getattr(executor, "jobs", 0) is None  # --jobs auto
+            left = budget.left(trials, settings.n_trials)
+            executor, sizing = executor.sized(left, settings, loaded)
+            executor, capped = within_memory(executor, auto, study.user_attrs.get(DATA))
+            executor, moved = where_it_can_be_ended(executor, settings, loaded)
+            sizing = [n for n in sizing if not (capped and n.startswith("--jobs auto:"))]
+            sizing = [*sizing, *capped, *moved]
+            job = _job(loaded, settings, overrides, executor, backend, started_wall)
+        except BaseException:
+            if connecting is not None:
+                connecting.cancel()
+            raise
+        here = getattr(executor, "in_process", False)  # --jobs 0: the trials run here
+        if connecting is not None and here and not connecting.failed():
+            _import_backend(job.debug)  # TensorFlow's import overlaps the trackers' start
         tracking = connecting and connecting.join(study)  # fails fast, before any trial
         emit(_started(settings, study, study_dir, created, executor, [*notes, *sizing]))
         relay = _Relay(study, settings, study_dir, emit)
@@ -123,11 +134,23 @@ def run_search(
         except BaseException as exc:  # Ctrl-C, a storage gone: the parent run ends too
             if tracking is not None:
                 tracking.abort(exc)
+                tracking.close()
             raise
         if tracking is not None:
-            for line in tracking.end(study, study_dir, _report_writer(settings)):
-                log.warning(line)
+            try:
+                for line in tracking.end(study, study_dir, _report_writer(settings)):
+                    log.warning(line)
+            finally:
+                tracking.close()  # W&B's tracker process flushes and stops
         return _ended(study, settings, study_dir, relay.ran, stopped_by, started, started_wall)
+
+
+def _import_backend(debug: bool) -> None:
+    """Import Keras here now, as the trials of this process would (a tracked search:
+    while its trackers open their parent runs, which it then waits for)."""
+    from tunecb.execution.worker import prepare_backend
+
+    prepare_backend(None, debug)
 
 
 def _prepare_backend(settings: Settings) -> str:

@@ -195,6 +195,7 @@ def test_a_study_keeps_its_search_run_and_a_resumed_trial_its_run(tmp_path, offl
     tracker.log_epochs(run, [{"epoch": e, "loss": 1.0 / e} for e in (1, 2)])
     tracker.abort(first.parent, "KILLED")  # its worker died: its run ends "killed"
     first.abort(KeyboardInterrupt())  # and the search was stopped
+    first.close()  # as the launcher: W&B's tracker process stops
     _next_second()
     again = WandbTracker.open("proj", "again")
     assert again.start_trial(first.parent, 1, run) == run
@@ -208,6 +209,7 @@ def test_a_study_keeps_its_search_run_and_a_resumed_trial_its_run(tmp_path, offl
     second = SearchTracking.open("proj", "again", study, WANDB)
     assert second.parent == first.parent
     assert second.end(study, StudyDir(tmp_path), None) == []  # trial 0 noted: no gap
+    second.close()
     runs = offline_runs(offline)
     assert len(runs[run].folders) == 2 and runs[run].exit_codes == [255, 0]
     assert [row["_step"] for row in runs[run].history] == [1, 2, 3]

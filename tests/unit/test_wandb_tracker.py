@@ -57,6 +57,7 @@ def fake_wandb(monkeypatch):
 
     module = SimpleNamespace(init=init, Settings=dict, Artifact=FakeArtifact, Html=str)
     monkeypatch.setattr("tunecb.tracking.wandb_tracker.import_wandb", lambda project: module)
+    monkeypatch.setattr("tunecb.tracking.targets.WANDB_APART", False)  # the fake is here
     return calls
 
 

@@ -146,11 +146,20 @@ def _run_search(args: argparse.Namespace) -> int:
     from tunecb.training.backends import load_study
 
     overrides = overrides_from(args)
-    loaded = load_study(args.study_file, overrides.get("backend"))  # --backend first
-    launch(
-        loaded, overrides, WorkerOptions.of(args),
-        lambda settings: make_printer(args.log_format, args.quiet, settings.verbose),
-    )  # fmt: skip
+    warm = None
+    if overrides.get("wandb"):  # W&B's tracker process imports wandb meanwhile
+        from tunecb.tracking import remote
+
+        warm = remote.prewarm()
+    try:
+        loaded = load_study(args.study_file, overrides.get("backend"))  # --backend first
+        launch(
+            loaded, overrides, WorkerOptions.of(args),
+            lambda settings: make_printer(args.log_format, args.quiet, settings.verbose),
+        )  # fmt: skip
+    finally:
+        if warm is not None:
+            remote.idle(warm)  # never used (the search failed before it): stopped
     return 0
 
 

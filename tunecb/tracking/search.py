@@ -38,36 +38,97 @@ ReportWriter = Callable[[Path], None]  # writes the study's HTML report to the p
 
 
 class Connecting:
-    """The trackers' clients (``import mlflow`` for a non-HTTP URI, ``import wandb``) and
-    their first requests, in threads started with the search; :meth:`join` waits for them
-    (before the first trial) and opens the parent runs."""
+    """The trackers' clients (``import mlflow`` for a non-HTTP URI; W&B's tracker process)
+    and their first requests, in threads started with the search; once the study is open
+    (:meth:`opened`), each thread opens its parent run too, so that the launcher's work
+    until the first trial overlaps it. :meth:`join` waits for them (before the first
+    trial) and raises what failed."""
 
     def __init__(self, found: list[Target]) -> None:
         self._trackers: list[Any] = [None] * len(found)
+        self._parents: list[Callable[[], str] | None] = [None] * len(found)
         self._error: BaseException | None = None
+        self._study = threading.Event()  # set by opened(), or cancel()
+        self._name, self._previous, self._cancelled = "", [None] * len(found), False
         self._threads = [
             threading.Thread(target=self._open, args=(i, target), name="tunecb-connect",
                              daemon=True)
             for i, target in enumerate(found)
         ]  # fmt: skip
+        self._kinds = [target.kind for target in found]
         for thread in self._threads:
             thread.start()
 
     def _open(self, index: int, target: Target) -> None:
         try:
-            self._trackers[index] = target.tracker(check=True)
+            tracker = self._trackers[index] = target.tracker(check=True)
         except BaseException as exc:  # re-raised in the caller's thread by join()
             self._error = exc
+            return
+        self._study.wait()
+        if self._cancelled:
+            _close(tracker)
+            return
+        try:
+            parent = tracker.start_search(self._name, self._previous[index])
+            self._parents[index] = lambda: parent
+        except Exception as exc:  # raised by join(), as a refusal of the search's run
+            self._parents[index] = _raiser(exc)
+
+    def opened(self, study: optuna.Study) -> None:
+        """The study is open: each tracker opens (or reopens) its parent run now."""
+        if not self._study.is_set():
+            self._name = study.study_name
+            self._previous = [study.user_attrs.get(kind.parent_attr) for kind in self._kinds]
+            self._study.set()
+
+    def cancel(self) -> None:
+        """The search did not start: close what was opened (its threads end)."""
+        if not self._study.is_set():
+            self._cancelled = True
+            self._study.set()
+
+    def failed(self) -> BaseException | None:
+        """What failed already (a server that refused the connection), without waiting."""
+        return self._error
 
     def join(self, study: optuna.Study) -> SearchTracking | Searches:
         """The study's parent runs; raises :class:`~tunecb.tracking._base.TrackingError`
         when a tracker cannot be reached (its requests time out within seconds)."""
+        self.opened(study)
         for thread in self._threads:
             thread.join()
         if self._error is not None:
+            for tracker in self._trackers:
+                _close(tracker)
             raise self._error
-        opened = [SearchTracking.opened(tracker, study) for tracker in self._trackers]
+        try:
+            opened = [
+                SearchTracking.opened(tracker, study, started)
+                for tracker, started in zip(self._trackers, self._parents, strict=True)
+            ]
+        except BaseException:
+            for tracker in self._trackers:
+                _close(tracker)
+            raise
         return opened[0] if len(opened) == 1 else Searches(opened)
+
+
+def _raiser(exc: Exception) -> Callable[[], str]:
+    def again() -> str:
+        raise exc
+
+    return again
+
+
+def _close(tracker: Any) -> None:
+    """Close a tracker that holds a process of its own (W&B's); others hold nothing."""
+    close = getattr(tracker, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as exc:
+            log.debug("tracker not closed: %s", exc)
 
 
 class SearchTracking:
@@ -94,18 +155,26 @@ class SearchTracking:
     def open(
         cls, uri: str, experiment: str, study: optuna.Study, kind: Kind = MLFLOW
     ) -> SearchTracking:
-        return cls.opened(Target(kind, uri, experiment).tracker(check=True), study)
+        tracker = Target(kind, uri, experiment).tracker(check=True)
+        try:
+            return cls.opened(tracker, study)
+        except BaseException:
+            _close(tracker)
+            raise
 
     @classmethod
-    def opened(cls, tracker: Any, study: optuna.Study) -> SearchTracking:
-        """The study's parent run on an open tracker (its id noted on the study)."""
+    def opened(
+        cls, tracker: Any, study: optuna.Study, started: Callable[[], str] | None = None
+    ) -> SearchTracking:
+        """The study's parent run on an open tracker (its id noted on the study;
+        ``started``: its id, or its refusal, from a run opened already)."""
         from tunecb.tracking._base import TrackingError
         from tunecb.tracking.mlflow_tracker import reason
 
         uri, experiment, kind = tracker.uri, tracker.experiment, tracker.kind
         previous = study.user_attrs.get(kind.parent_attr)
         try:
-            parent = tracker.start_search(study.study_name, previous)
+            parent = started() if started else tracker.start_search(study.study_name, previous)
         except Exception as exc:
             where = "tracking URI" if kind is MLFLOW else "project"
             raise TrackingError(
@@ -152,6 +221,10 @@ class SearchTracking:
             label, shown = self.tracker.kind.label, self.tracker.shown
             log.debug("%s %s: the run not ended %s: %s", label, shown, status, error)
 
+    def close(self) -> None:
+        """The search is over: the tracker's process (W&B's) flushes and stops."""
+        _close(self.tracker)
+
     def _finish(self, study: optuna.Study, report: ReportWriter | None) -> None:
         best = _best(study)
         if report is None:
@@ -181,6 +254,10 @@ class Searches:
         for part in self.parts:
             part.abort(exc)
 
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+
 
 def sync_study(
     uri: str, experiment: str | None, study: optuna.Study, study_dir: StudyDir,
@@ -189,24 +266,27 @@ def sync_study(
     """Write every finished trial the tracker misses from tunecb's records, then the best
     and the report: ``(trials written, trials it already had)``."""
     tracking = SearchTracking.open(uri, experiment or study.study_name, study, kind)
-    tracker, parent = tracking.tracker, tracking.parent
-    have = _recorded(tracker, parent, study)
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    written = 0
-    for number in sorted(_counted(study) - have):
-        trial, strays = trials[number], tracker.strays(parent, number)
-        # a run created on the server whose answer was lost with the connection: a stray
-        noted = trial.user_attrs.get(kind.trial_attr) or (strays[0] if strays else None)
-        for stray in strays:
-            if stray != noted:
-                tracker.discard(stray)
-        run_id = tracker.start_trial(parent, number, noted)
-        logged = tracker.logged_epochs(run_id)
-        tracker.finish_trial(run_id, trial_record(study_dir, number, trial), logged)
-        if kind.recorded_attr:  # a tracker that cannot be asked (W&B): noted here
-            study.set_user_attr(kind.recorded_key(number), True)
-        written += 1
-    tracking._finish(study, report)
+    try:
+        tracker, parent = tracking.tracker, tracking.parent
+        have = _recorded(tracker, parent, study)
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+        written = 0
+        for number in sorted(_counted(study) - have):
+            trial, strays = trials[number], tracker.strays(parent, number)
+            # a run created on the server whose answer was lost with the connection: a stray
+            noted = trial.user_attrs.get(kind.trial_attr) or (strays[0] if strays else None)
+            for stray in strays:
+                if stray != noted:
+                    tracker.discard(stray)
+            run_id = tracker.start_trial(parent, number, noted)
+            logged = tracker.logged_epochs(run_id)
+            tracker.finish_trial(run_id, trial_record(study_dir, number, trial), logged)
+            if kind.recorded_attr:  # a tracker that cannot be asked (W&B): noted here
+                study.set_user_attr(kind.recorded_key(number), True)
+            written += 1
+        tracking._finish(study, report)
+    finally:
+        tracking.close()
     return written, len(have)
 
 

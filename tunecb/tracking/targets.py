@@ -16,6 +16,11 @@ from typing import Any
 from tunecb.storage.urls import redact
 from tunecb.tracking._base import MLFLOW, WANDB, Kind, Tracker
 
+# W&B's client runs in a process of its own (:mod:`.remote`); False: in this process (the
+# tests that fake the ``wandb`` module here)
+WANDB_APART = True
+_WANDB, _WANDB_WARM = "tunecb.tracking.wandb_tracker:WandbTracker", "wandb"
+
 
 @dataclass(frozen=True)
 class Target:
@@ -34,6 +39,10 @@ class Target:
     def tracker(self, check: bool = False) -> Tracker:
         """A tracker of this process (``check``: one that fails fast, as
         :class:`~tunecb.tracking._base.TrackingError`, when it cannot be reached)."""
+        if self.kind is WANDB and WANDB_APART:
+            from tunecb.tracking.remote import RemoteTracker
+
+            return RemoteTracker(WANDB, self.uri, self.experiment, _WANDB, check, _WANDB_WARM)
         if self.kind is WANDB:
             from tunecb.tracking.wandb_tracker import WandbTracker as cls
         else:

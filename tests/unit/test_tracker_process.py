@@ -1,0 +1,149 @@
+"""W&B's tracker process (tunecb.tracking.remote): a real child process serving a fake
+tracker class (written to a module the child imports): the calls run there, its state
+stays there, what it raises comes back (a missing extra as the same ConfigError, a
+refusal as the search's one-line error), a child that died fails the calls without
+hanging, and the child stops with the last tracker. The real wandb through it:
+tests/e2e/test_wandb.py."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import optuna
+import pytest
+
+from tunecb.errors import ConfigError
+from tunecb.tracking._base import WANDB, TrackingError
+from tunecb.tracking.remote import RemoteTracker, TrackerProcess, TrackerProcessError
+from tunecb.tracking.search import Connecting
+from tunecb.tracking.targets import Target
+
+FAKE = """
+import os
+import time
+from tunecb.errors import ConfigError
+
+class Fake:
+    shown = "fake-project"
+
+    def __init__(self, uri, experiment):
+        self.epochs = []
+
+    @classmethod
+    def open(cls, uri, experiment):
+        if uri == "missing":
+            raise ConfigError("--wandb missing needs the wandb package")
+        return cls(uri, experiment)
+
+    def start_search(self, name, previous):
+        if name == "refused":
+            raise RuntimeError("403: project refused")
+        return f"search-{os.getpid()}"
+
+    def log_epochs(self, run_id, rows):
+        self.epochs += [row["epoch"] for row in rows]
+
+    def logged_epochs(self, run_id):
+        return max(self.epochs, default=0)
+
+    def strays(self, parent, number):
+        os._exit(3)  # the tracker process dies
+"""
+FACTORY = "fake_tracker:Fake"
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """The fake tracker importable by the child; no tracker process left afterwards."""
+    (tmp_path / "fake_tracker.py").write_text(FAKE)
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    monkeypatch.setenv("PYTHONPATH", path)
+    monkeypatch.setattr("tunecb.tracking.targets._WANDB", FACTORY)
+    monkeypatch.setattr("tunecb.tracking.targets._WANDB_WARM", None)  # no import wandb
+    monkeypatch.setattr("tunecb.tracking.targets.WANDB_APART", True)
+    yield
+    left = TrackerProcess._shared
+    if left is not None:
+        left.stop(timeout=10)
+        TrackerProcess._shared = None
+
+
+def test_the_calls_run_in_one_tracker_process_which_stops_with_the_last_tracker(fake):
+    first = RemoteTracker(WANDB, "proj", "s", FACTORY, check=True)
+    second = RemoteTracker(WANDB, "proj", "s", FACTORY)
+    process = TrackerProcess._shared
+    assert first._process is second._process is process  # one child for the process
+    assert first.shown == "fake-project"
+    child = first.start_search("s", None)
+    assert child == f"search-{process.proc.pid}" and process.proc.pid != os.getpid()
+    first.log_epochs("run", [{"epoch": 1}, {"epoch": 2}])
+    assert first.logged_epochs("run") == 2 and second.logged_epochs("run") == 0  # its own
+    first.close()
+    assert process.proc.poll() is None  # the other tracker still uses it
+    second.close()
+    assert process.proc.wait(10) == 0 and TrackerProcess._shared is None
+
+
+def test_what_the_tracker_raises_comes_back_as_one_line(fake):
+    with pytest.raises(ConfigError, match=r"^--wandb missing needs the wandb package$"):
+        RemoteTracker(WANDB, "missing", "s", FACTORY, check=True)
+    tracker = RemoteTracker(WANDB, "proj", "s", FACTORY, check=True)
+    with pytest.raises(TrackerProcessError, match=r"^403: project refused$"):
+        tracker.start_search("refused", None)
+    tracker.close()
+    # The launcher's connection: the search's run is opened in the background, and its
+    # refusal raised before any trial, naming the project.
+    study = optuna.create_study(study_name="refused")
+    connecting = Connecting([Target(WANDB, "proj", "refused")])
+    connecting.opened(study)
+    with pytest.raises(TrackingError, match=r"^W&B project 'fake-project' refused the "
+                                            r"search's run: 403: project refused$"):  # fmt: skip
+        connecting.join(study)
+    assert TrackerProcess._shared is None  # closed on the refusal: no process left
+
+
+def test_a_tracker_process_that_died_fails_its_calls_and_the_next_starts_anew(fake):
+    tracker = RemoteTracker(WANDB, "proj", "s", FACTORY)
+    dead = tracker._process
+    with pytest.raises(TrackerProcessError, match="the tracker process ended"):
+        tracker.strays("p", 0)
+    assert dead.proc.wait(10) == 3
+    with pytest.raises(TrackerProcessError):
+        tracker.logged_epochs("run")
+    tracker.close()  # does not raise
+    again = RemoteTracker(WANDB, "proj", "s", FACTORY)
+    assert again._process is not dead and again.logged_epochs("run") == 0
+    again.close()
+
+
+def test_a_search_that_fails_before_it_tracks_leaves_no_tracker_process(cli, tmp_path, monkeypatch):
+    started: list[TrackerProcess] = []
+    real = TrackerProcess.__init__
+
+    def init(self: TrackerProcess, warm: str | None = None) -> None:
+        real(self, None)  # started early by --wandb, without importing wandb here
+        started.append(self)
+
+    monkeypatch.setattr(TrackerProcess, "__init__", init)
+    code, _, err = cli("search", tmp_path / "missing.py", "--wandb", "proj")
+    assert code == 2 and "missing.py" in err
+    (process,) = started
+    assert process.proc.poll() is not None and TrackerProcess._shared is None
+
+
+def test_the_search_s_run_opens_once_the_study_is_open_before_the_launcher_waits(fake):
+    study = optuna.create_study(study_name="s")
+    connecting = Connecting([Target(WANDB, "proj", "s")])
+    connecting.opened(study)  # the launcher goes on (TensorFlow's import) meanwhile
+    for _ in range(200):
+        if connecting._parents[0] is not None:
+            break
+        time.sleep(0.05)
+    opened = connecting._parents[0]
+    assert opened is not None  # opened in the background, without join()
+    tracking = connecting.join(study)
+    assert tracking.parent == opened() == f"search-{tracking.tracker._process.proc.pid}"
+    assert study.user_attrs[WANDB.parent_attr]["run_id"] == tracking.parent
+    tracking.close()
+    assert TrackerProcess._shared is None
