@@ -252,6 +252,18 @@ def test_with_the_budget_spent_but_for_a_queued_trial_no_new_trial_is_asked(stud
     assert study.trials[3].state == TrialState.RUNNING
 
 
+def test_a_young_unclaimed_trial_does_not_hold_back_a_dead_workers_trial(study, monkeypatch):
+    # With the budget spent, a trial asked but not claimed yet (waited for up to a minute)
+    # made the loop skip the dead-trial scan at every turn until it was claimed or aged.
+    run(study, Limits(n_trials=2))
+    monkeypatch.setattr(loop, "time", SimpleNamespace(time=time.time, sleep=lambda s: None))
+    monkeypatch.setattr(attempts, "recover_unclaimed", lambda study, trials: True)  # young
+    scans = []
+    monkeypatch.setattr(attempts, "recover_dead_trials", lambda study: scans.append(1) or [])
+    assert loop._next_trial(study, Limits(n_trials=2), 0, "me", None) is None  # looks again
+    assert scans == [1]
+
+
 def test_stale_trials_are_looked_for_at_most_twice_a_heartbeat_interval(study, monkeypatch):
     # Each look is a query (10 ms of CPU at 100 workers); it ran at every turn of the loop,
     # also after each trial discarded or lost to another worker.

@@ -201,8 +201,11 @@ def _next_trial(
         trial = promotions.next_continuation(study, me, last=True, resumable=resumable)
         if trial is not None:
             return trial
-        # A worker died after ask, or after its claim but before its first heartbeat.
-        if attempts.recover_unclaimed(study, trials) or attempts.recover_dead_trials(study):
+        # A worker died after ask, or after its claim but before its first heartbeat. Both
+        # looks every turn: a young unclaimed trial (waited for up to a minute) must not hold
+        # back the recovery of a dead worker's trial.
+        unclaimed = attempts.recover_unclaimed(study, trials)
+        if attempts.recover_dead_trials(study) or unclaimed:
             time.sleep(1.0)
             return None
         interval = attempts.heartbeat_interval(study)
