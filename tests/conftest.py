@@ -92,6 +92,21 @@ def _sys_path_as_it_was():
 
 
 @pytest.fixture
+def memory_path(tmp_path_factory):
+    """A folder in memory (/dev/shm) when there is one: SQLite's commits wait for no disk
+    (seconds per test on a shared machine's disk otherwise); removed after the test."""
+    import shutil
+    import tempfile
+
+    if not Path("/dev/shm").is_dir():
+        yield tmp_path_factory.mktemp("db")
+        return
+    path = Path(tempfile.mkdtemp(prefix="tunecb-test-", dir="/dev/shm"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def study_file(tmp_path: Path):
     """``study_file(**template_args)`` writes a study file in the test's folder."""
 

@@ -16,19 +16,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @pytest.fixture
-def tmp_path(tmp_path_factory):
-    """A folder in memory (/dev/shm) when there is one: SQLite's commits wait for no disk
-    (seconds per test on this shared machine's disk otherwise)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    if not Path("/dev/shm").is_dir():
-        yield tmp_path_factory.mktemp("db")
-        return
-    path = Path(tempfile.mkdtemp(prefix="tunecb-test-", dir="/dev/shm"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def tmp_path(memory_path):
+    """This module's databases live in memory (tests/conftest.py: memory_path)."""
+    return memory_path
 
 
 @pytest.fixture

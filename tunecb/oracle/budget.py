@@ -63,8 +63,7 @@ def may_ask(trials: list, n_trials: int | None) -> bool:
         return True
     if any(t.state == TrialState.WAITING for t in trials):
         return True
-    again = retried(trials)
-    return sum(1 for t in trials if counts(t, again)) < n_trials
+    return _used(trials) < n_trials
 
 
 def only_waiting(trials: list, n_trials: int | None) -> bool:
@@ -77,10 +76,13 @@ def only_waiting(trials: list, n_trials: int | None) -> bool:
     >>> only_waiting([optuna.trial.create_trial(value=1.0)], 1), only_waiting([], 1)
     (True, False)
     """
-    if n_trials is None:
-        return False
+    return n_trials is not None and _used(trials) >= n_trials
+
+
+def _used(trials: list) -> int:
+    """Units of the budget the trials hold (waiting ones included)."""
     again = retried(trials)
-    return sum(1 for t in trials if counts(t, again)) >= n_trials
+    return sum(1 for t in trials if counts(t, again))
 
 
 def left(trials: list, n_trials: int | None) -> int | None:

@@ -12,12 +12,14 @@ it; each worker's trial runner opens its own client on the same URI.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from tunecb.errors import TunecbError
+from tunecb.storage.urls import redact_text
 
 # Study user attr: {"uri": redacted URI, "experiment": name, "run_id": parent run id}.
 PARENT_RUN = "mlflow_parent_run"
@@ -165,3 +167,17 @@ class Pausing:
 
     def failed(self) -> None:
         self._down_until = time.monotonic() + self.PAUSE
+
+
+def close_tracker(tracker: Any) -> None:
+    """Close a tracker that holds something of its own (W&B's tracker process); others hold
+    nothing. A failure to close is logged, never raised (the search's own work is done).
+
+    >>> close_tracker(object())
+    """
+    close = getattr(tracker, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as exc:
+            logging.getLogger("tunecb").debug("tracker not closed: %s", redact_text(str(exc)))

@@ -27,7 +27,7 @@ import optuna
 from tunecb.oracle import attrs as keys
 from tunecb.results import StudyDir
 from tunecb.study.settings import Settings
-from tunecb.tracking._base import MLFLOW, Kind
+from tunecb.tracking._base import MLFLOW, Kind, close_tracker
 from tunecb.tracking.records import trial_record
 from tunecb.tracking.targets import Target, targets
 from tunecb.wording import plural
@@ -67,7 +67,7 @@ class Connecting:
             return
         self._study.wait()
         if self._cancelled:
-            _close(tracker)
+            close_tracker(tracker)
             return
         try:
             parent = tracker.start_search(self._name, self._previous[index])
@@ -100,7 +100,7 @@ class Connecting:
             thread.join()
         if self._error is not None:
             for tracker in self._trackers:
-                _close(tracker)
+                close_tracker(tracker)
             raise self._error
         try:
             opened = [
@@ -109,7 +109,7 @@ class Connecting:
             ]
         except BaseException:
             for tracker in self._trackers:
-                _close(tracker)
+                close_tracker(tracker)
             raise
         return opened[0] if len(opened) == 1 else Searches(opened)
 
@@ -119,16 +119,6 @@ def _raiser(exc: Exception) -> Callable[[], str]:
         raise exc
 
     return again
-
-
-def _close(tracker: Any) -> None:
-    """Close a tracker that holds a process of its own (W&B's); others hold nothing."""
-    close = getattr(tracker, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception as exc:
-            log.debug("tracker not closed: %s", exc)
 
 
 class SearchTracking:
@@ -159,7 +149,7 @@ class SearchTracking:
         try:
             return cls.opened(tracker, study)
         except BaseException:
-            _close(tracker)
+            close_tracker(tracker)
             raise
 
     @classmethod
@@ -223,7 +213,7 @@ class SearchTracking:
 
     def close(self) -> None:
         """The search is over: the tracker's process (W&B's) flushes and stops."""
-        _close(self.tracker)
+        close_tracker(self.tracker)
 
     def _finish(self, study: optuna.Study, report: ReportWriter | None) -> None:
         best = _best(study)

@@ -33,6 +33,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from tunecb.storage.urls import redact_text
+from tunecb.tracking._base import close_tracker
 
 log = logging.getLogger("tunecb")
 
@@ -105,7 +106,7 @@ class Shipper:
                 task, future = item
                 future.set_result(self._run(tracker, task))
             elif kind == "stop":
-                _close(tracker)
+                close_tracker(tracker)
                 return
 
     def _send(self, tracker: Any) -> None:
@@ -137,13 +138,3 @@ class Shipper:
             tracker.failed()
             log.debug("tracker: a call failed: %s", redact_text(str(exc)))
             return None
-
-
-def _close(tracker: Any) -> None:
-    """Close a tracker that holds something of its own (a tracker process)."""
-    close = getattr(tracker, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception as exc:
-            log.debug("tracker: not closed: %s", redact_text(str(exc)))
