@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunecb.cli.printers import err, out
 from tunecb.wording import short
+
+if TYPE_CHECKING:
+    from tunecb.replay.rerun import RerunResult
 
 _PICK_HELP = "the trial to retrain: its number (default: the best trial)"
 
@@ -167,13 +170,9 @@ def _rerun(args: argparse.Namespace) -> int:
         out(f"  epoch {epoch + 1:>3}  {_num(then):>12}  {_num(now):>12}{mark}")
     if result.objectives:
         out("objectives at the result epoch: " + _compared(result.objectives))
+    out(_verdict(result))
     if result.identical:
-        out(f"identical: {result.monitor} {_num(result.value)} as recorded, every epoch alike")
         return 0
-    out(
-        f"differs: {result.monitor} {_num(result.value)} now, {_num(result.recorded)} recorded; "
-        f"largest difference over the epochs {result.max_difference:.3g}"
-    )
     why = "; ".join(result.reasons) or (
         "no known cause (same study file, data, versions and CPU): some op was not deterministic"
     )
@@ -197,6 +196,20 @@ def _evaluate(args: argparse.Namespace) -> int:
             line += f"; final model {_metrics(row['final_test'])}"
         out(line)
     return 0
+
+
+def _verdict(result: RerunResult) -> str:
+    """The rerun's one-line verdict: ``identical: ...``, or what ``differs``: the monitored
+    value, or (a multi-objective trial) the objectives that came out otherwise."""
+    alike = f"{result.monitor} {_num(result.value)} as recorded, every epoch alike"
+    if result.identical:
+        return f"identical: {alike}"
+    if result.monitor_identical:
+        return f"differs: {_compared(result.differing)}; {alike}"
+    return (
+        f"differs: {result.monitor} {_num(result.value)} now, {_num(result.recorded)} recorded; "
+        f"largest difference over the epochs {result.max_difference:.3g}"
+    )
 
 
 def _compared(objectives: dict[str, list[float | None]]) -> str:

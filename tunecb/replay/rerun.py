@@ -45,8 +45,24 @@ class RerunResult:
 
     @property
     def identical(self) -> bool:
-        """Every epoch both ran gave the same value, and they ran as many epochs."""
+        """Every epoch both ran gave the same value, they ran as many epochs, and (for a
+        multi-objective trial) every objective came out as recorded."""
+        return self.monitor_identical and not self.differing
+
+    @property
+    def monitor_identical(self) -> bool:
+        """The monitored value came out as recorded at every epoch, and the result too."""
         return self.curve == self.recorded_curve and self.value == self.recorded
+
+    @property
+    def differing(self) -> dict[str, list[float | None]]:
+        """The objectives whose rerun value is not the recorded one: {name: [recorded, rerun]}.
+
+        >>> RerunResult(1, "loss", 0.5, 0.5, [0.5], [0.5],
+        ...             objectives={"loss": [0.5, 0.5], "ms": [2.0, 2.5]}).differing
+        {'ms': [2.0, 2.5]}
+        """
+        return {k: v for k, v in (self.objectives or {}).items() if v[0] != v[1]}
 
     @property
     def max_difference(self) -> float:
@@ -56,7 +72,7 @@ class RerunResult:
             for a, b in zip(self.curve, self.recorded_curve, strict=False)
             if a is not None and b is not None
         ]
-        return max(diffs, default=0.0 if self.identical else math.inf)
+        return max(diffs, default=0.0 if self.monitor_identical else math.inf)
 
 
 def rerun(
@@ -115,7 +131,8 @@ def rerun(
         {
             "trial": trial, "monitor": monitor, "recorded": result.recorded,
             "value": result.value, "identical": result.identical,
-            "max_difference": result.max_difference, "epochs": len(curve),
+            "max_difference": result.max_difference, "differing": sorted(result.differing),
+            "epochs": len(curve),
             "recorded_epochs": len(recorded_curve), "state": outcome.state,
             "reasons": reasons, "backend": backend, "deterministic_ops": True,
             "duration_s": result.duration_s, "objectives": result.objectives,

@@ -161,12 +161,23 @@ def _carried_on(result: StudyRecords, record: dict[str, Any]) -> list[tuple[str,
         found.append(("retrained", text))
     rerun = read_json(result.study_dir.rerun_json(number))
     if rerun:
-        if rerun.get("identical"):
-            text = f"identical ({_exact(rerun.get('value'))})"
-        else:
-            text = f"{_exact(rerun.get('value'))}, differs by {_exact(rerun.get('max_difference'))}"
-        found.append(("rerun", text))
+        found.append(("rerun", _rerun_text(rerun)))
     return found
+
+
+def _rerun_text(rerun: dict[str, Any]) -> str:
+    """What ``rerun.json`` says, in a few words.
+
+    >>> _rerun_text({"identical": False, "value": 0.9, "max_difference": 0.0,
+    ...              "differing": ["latency"]})
+    '0.9 as recorded; latency differ'
+    """
+    value = _exact(rerun.get("value"))
+    if rerun.get("identical"):
+        return f"identical ({value})"
+    if rerun.get("differing") and not rerun.get("max_difference"):  # only other objectives
+        return f"{value} as recorded; {', '.join(rerun['differing'])} differ"
+    return f"{value}, differs by {_exact(rerun.get('max_difference'))}"
 
 
 def _short(value: Any) -> str:
