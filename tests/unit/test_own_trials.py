@@ -86,3 +86,38 @@ def test_a_storage_is_told_by_its_file_or_server_not_by_its_handle(tmp_path, mon
     assert identity(JournalStorage(JournalFileBackend(str(journal)))) == identity(
         JournalStorage(JournalFileBackend(f"{tmp_path}/./j.journal"))
     )
+
+
+def test_spellings_of_one_postgresql_database_are_one_storage(monkeypatch):
+    """The driver, the password, the host's case and PostgreSQL's default port do not make
+    another storage; the host's name (localhost may be ::1), the port, the user and the
+    database do."""
+    from types import SimpleNamespace
+
+    from sqlalchemy.engine import make_url
+
+    from tunecb.storage.urls import identity
+
+    def key(url: str) -> str:
+        return identity(SimpleNamespace(engine=SimpleNamespace(url=make_url(url))))
+
+    monkeypatch.delenv("PGPORT", raising=False)
+    one = key("postgresql://u@localhost/db")
+    for same in (
+        "postgresql+psycopg2://u@localhost:5432/db",
+        "postgresql+psycopg://u:secret@LocalHost/db",
+        "postgresql+psycopg2://u:other@LOCALHOST:5432/db",
+    ):
+        assert key(same) == one, same
+    assert "secret" not in key("postgresql+psycopg://u:secret@LocalHost/db")
+    for other in (
+        "postgresql://u@127.0.0.1:5432/db",
+        "postgresql://u@localhost:5433/db",
+        "postgresql://v@localhost/db",
+        "postgresql://u@localhost/db2",
+        "postgresql://u@localhost/DB",  # a database's name has a case
+    ):
+        assert key(other) != one, other
+    monkeypatch.setenv("PGPORT", "5433")  # where libpq goes without a port
+    assert key("postgresql://u@localhost/db") == key("postgresql://u@localhost:5433/db")
+    assert key("postgresql://u@localhost/db") != one

@@ -126,10 +126,32 @@ def identity(storage: Any) -> str:
     if url is None:
         return f"object:{id(backend)}"
     if url.get_backend_name() != "sqlite":
-        return url.render_as_string(hide_password=False)
+        return server_identity(url)
     if url.database in (None, "", ":memory:"):
         return f"object:{id(backend)}"
     return f"sqlite:{os.path.realpath(url.database)}"
+
+
+def server_identity(url: Any) -> str:
+    """A database server's URL (a SQLAlchemy ``URL``) as :func:`identity` tells it: written
+    in any of the spellings that reach the same database the same way. The driver does not
+    count (``postgresql+psycopg2://`` is ``postgresql://``), nor the password, nor the host's
+    case (DNS names have none); a PostgreSQL URL without a port has libpq's (``PGPORT``, else
+    5432). ``localhost`` and ``127.0.0.1`` stay two: ``localhost`` may be ``::1``, where
+    another server can listen.
+
+    >>> from sqlalchemy.engine import make_url
+    >>> server_identity(make_url("postgresql+psycopg2://u:pw@DB.example/tunecb"))
+    'postgresql://u@db.example:5432/tunecb'
+    """
+    backend = url.get_backend_name()
+    url = url.set(drivername=backend)._replace(password=None)  # set() cannot clear a field
+    if url.host:
+        url = url.set(host=url.host.lower())
+    if backend == "postgresql" and url.port is None:
+        port = os.environ.get("PGPORT", "")
+        url = url.set(port=int(port) if port.isdigit() else 5432)
+    return url.render_as_string(hide_password=False)
 
 
 def is_journal_url(url: str) -> bool:
