@@ -65,9 +65,12 @@ def test_only_trials_finished_since_the_last_read_are_loaded(study, tmp_path, mo
     # another process finishes one: this one's Optuna cache does not hold it
     other = optuna.load_study(study_name=study.study_name, storage=open_storage(
         f"sqlite:///{tmp_path}/s.db", tmp_path))  # fmt: skip
-    other.tell(running[0]._trial_id - running[0]._trial_id + running[0].number, 0.9)
+    done = running[0]
+    other.tell(done.number, 0.9)  # by number: that trial object is this process's
     assert [t.number for t in finished.read(study, complete)] == [0, 1, 2, 4]
-    assert loaded == [{running[0]._trial_id}]  # that one only
+    assert loaded == [{done._trial_id}]  # that one only
+    told = other.trials[done.number]  # (other's read: after the counting above)
+    assert told.state == TrialState.COMPLETE and told._trial_id == done._trial_id
     assert finished.rows_read == 14 + 5  # the floor moved past it: 4 running rows next
     assert [t.number for t in finished.read(study, (TrialState.PRUNED,))] == [3]
     assert finished.rows_read == 19 + 4
