@@ -3,10 +3,12 @@
 On CPUs where TensorFlow turns oneDNN on by default (AVX512_VNNI, AMX: an AMD EPYC or a recent
 Xeon), ``import tensorflow`` writes ``All log messages before absl::InitializeLog() ...`` and
 ``oneDNN custom operations are on ...`` to stderr whatever ``TF_CPP_MIN_LOG_LEVEL`` says (only
-``TF_ENABLE_ONEDNN_OPTS=0``, which turns oneDNN off, stops them). A process whose own code
-imports TensorFlow first (a study file that imports Keras at its top, a script) shows them;
-tests that hold stderr to tunecb's lines allow exactly these, and only where this machine's
-TensorFlow prints them.
+``TF_ENABLE_ONEDNN_OPTS=0``, which turns oneDNN off, stops them). tunecb filters them out of
+its own processes (the CLI, also when a study file imports Keras at its top; the workers;
+the zygote: :mod:`tunecb.tf_notices`), so tests of those hold stderr to tunecb's lines
+without this allowance. A user's script that imports TensorFlow itself still shows them:
+tests of such a script allow exactly these, and only where this machine's TensorFlow
+prints them.
 """
 
 from __future__ import annotations

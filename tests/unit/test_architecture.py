@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "tunecb"
 
 # Lowest first: a module may import its own layer and the layers below it.
 LAYERS = [
-    ("errors", "_version", "results", "interrupts", "wording", "escaping"),
+    ("errors", "_version", "results", "interrupts", "wording", "escaping", "tf_notices"),
     ("study",),
     ("storage",),
     ("oracle",),

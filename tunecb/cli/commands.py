@@ -22,6 +22,7 @@ from tunecb.cli.printers import make_printer
 from tunecb.cli.printers import out as _out
 from tunecb.cli.streams import fit_encoding, gone, out_utf8, pipe_safe
 from tunecb.errors import DiskFull, TunecbError
+from tunecb.tf_notices import tensorflow_filtered
 
 EXIT_INTERRUPTED = 130
 
@@ -51,6 +52,13 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # TensorFlow's oneDNN notices, whatever imports it here (a study file at its top)
+    with tensorflow_filtered(show=debug):
+        return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    """Run the parsed command: its exit code, an error said in one line."""
     try:
         if args.command == "search":
             return _search(args)

@@ -173,7 +173,7 @@ class _Supervisor:
     def __init__(self, executor: ProcessExecutor, study: optuna.Study, job: Job, emit: Emit):
         self.executor, self.study, self.job, self.emit = executor, study, job, emit
         self.ctx = mp.get_context("spawn")
-        self.starts = Starts(self.ctx, job.backend)  # forked from a zygote, or spawned
+        self.starts = Starts(self.ctx, job.backend, job.debug)  # forked from a zygote, or spawned
         self.slots = [_Slot(i) for i in range(executor.jobs)]
         self.stopping = False
         settings = job.settings
@@ -411,8 +411,10 @@ def worker_main(spec: WorkerSpec, conn: Any) -> None:
     try:
         _stop_with_launcher()
         from tunecb.execution.worker import run_worker
+        from tunecb.tf_notices import tensorflow_filtered
 
-        reason = run_worker(spec, _PipeSink(conn))
+        with tensorflow_filtered(show=spec.debug):  # a study file's own import too
+            reason = run_worker(spec, _PipeSink(conn))
         conn.send(("end", reason))
     except KeyboardInterrupt:
         code = 130

@@ -107,8 +107,9 @@ class Starts:
     """Starts the worker processes of one search: forked from a zygote where that is safe
     (a TensorFlow search without ``--gpus``, on Linux), spawned (``ctx``) otherwise."""
 
-    def __init__(self, ctx: Any, backend: str) -> None:
+    def __init__(self, ctx: Any, backend: str, debug: bool = False) -> None:
         self.ctx = ctx
+        self.debug = debug  # the zygote's import of Keras shown as it comes
         self.zygote: Zygote | None = None
         self.forking = backend == "tensorflow" and mode() == "zygote" and supported()
 
@@ -120,7 +121,7 @@ class Starts:
         if self.forking and "CUDA_VISIBLE_DEVICES" not in env:
             try:
                 if self.zygote is None:
-                    self.zygote = Zygote(wanted)
+                    self.zygote = Zygote(wanted, show=self.debug)
                 if import_time_env(wanted) == self.zygote.imported_with:
                     return self.zygote.fork(target, args, name, channel, wanted)
                 log.debug("worker %s spawned: its environment differs from the zygote's", name)
@@ -144,7 +145,9 @@ class ZygoteError(RuntimeError):
 class Zygote:
     """The launcher's side of a zygote process (:func:`serve`), started with ``env``."""
 
-    def __init__(self, env: dict[str, str], preload: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], preload: tuple[str, ...] | None = None, show: bool = False
+    ) -> None:
         import json
 
         self.imported_with = import_time_env(env)
@@ -152,12 +155,13 @@ class Zygote:
         code = (
             "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
             "from tunecb.execution.zygote_process import serve; "
-            "serve(int(sys.argv[2]), json.loads(sys.argv[3]))"
+            "serve(int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4] == 'show')"
         )
         modules = json.dumps(preload)  # None: Keras and the worker's modules
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code, json.dumps(sys.path), str(theirs.fileno()), modules],
+                [sys.executable, "-c", code, json.dumps(sys.path), str(theirs.fileno()), modules,
+                 "show" if show else "filter"],
                 stdin=subprocess.DEVNULL, env=env, pass_fds=(theirs.fileno(),),
             )  # fmt: skip
         except OSError as exc:

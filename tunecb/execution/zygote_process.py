@@ -60,15 +60,15 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
     return b"".join(parts)
 
 
-def serve(fd: int, preload: list[str] | None = None) -> None:
-    """The zygote: import Keras and the worker's modules (or the modules ``preload``
-    names), then fork a worker for each request on the socket ``fd``, until the launcher
-    closes it (or dies)."""
+def serve(fd: int, preload: list[str] | None = None, show: bool = False) -> None:
+    """The zygote: import Keras (its start-up notices filtered unless ``show``) and the
+    worker's modules (or the modules ``preload`` names), then fork a worker for each
+    request on the socket ``fd``, until the launcher closes it (or dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the launcher's
     _die_with_parent()
     sock = socket.socket(fileno=fd)
     try:
-        _preload(preload)
+        _preload(preload, show)
     except BaseException as exc:
         send(sock, ("failed", f"{type(exc).__name__}: {exc}"))
         os._exit(1)
@@ -98,13 +98,13 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _preload(modules: list[str] | None) -> None:
+def _preload(modules: list[str] | None, show: bool) -> None:
     import importlib
 
     if modules is None:
         from tunecb.training.backends import import_quietly
 
-        import_quietly()
+        import_quietly(show)
     for name in PRELOAD if modules is None else modules:
         importlib.import_module(name)
 

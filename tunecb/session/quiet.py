@@ -10,6 +10,9 @@ What the CLI keeps off the terminal and a search from code would show:
   (errors only) when the user has not set it and TensorFlow is not imported yet: at
   ``import tunecb`` (so a script that imports tunecb before Keras starts quietly) and again
   at the search. Worker processes inherit it (:func:`tunecb.training.backends.worker_env`).
+  Not the oneDNN notice of CPUs with AVX512_VNNI or AMX, written before TensorFlow reads the
+  setting: :mod:`tunecb.tf_notices` takes it out where tunecb imports TensorFlow (the
+  workers, :func:`tunecb.training.backends.import_quietly`), not where your code does.
 - Optuna's INFO lines (``A new study created in Journal with name: ...``): Optuna's
   verbosity is WARNING for the duration of the search only, then restored.
 - tqdm's ``TqdmWarning: IProgress not found`` in a Jupyter kernel without ``ipywidgets``,

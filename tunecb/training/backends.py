@@ -31,6 +31,7 @@ from tunecb.errors import ConfigError
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.fields import BACKENDS  # the module of each backend has its name
 from tunecb.study.study_file import load_study_file
+from tunecb.tf_notices import filtered
 
 log = logging.getLogger("tunecb")
 
@@ -201,11 +202,7 @@ def worker_env(backend: str, threads: int) -> dict[str, str]:
 def prepare(threads: int | None, debug: bool) -> str:
     """Import Keras on the backend ``KERAS_BACKEND`` names (its start-up chatter hidden
     unless ``debug``), with ``threads`` CPU threads; returns the backend's name."""
-    if debug:
-        realize_lazy_backends()
-        import keras
-    else:
-        keras = import_quietly()
+    keras = import_quietly(show=debug)
     backend = str(keras.backend.backend())
     wanted = os.environ.get("KERAS_BACKEND")
     if wanted and wanted != backend:
@@ -269,33 +266,21 @@ def deterministic(backend: str) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def import_quietly() -> Any:
-    """Import Keras, and with it its backend, with the backend's C++ start-up chatter
-    (TensorFlow's oneDNN and CPU-feature lines, XLA's) hidden: they write to file descriptor
-    2 at import whatever the log levels say. The chatter is shown if the import fails."""
+def import_quietly(show: bool = False) -> Any:
+    """Import Keras, and with it its backend, TensorFlow's start-up notices (the oneDNN
+    lines it writes to file descriptor 2 at import whatever the log levels say) kept off the
+    terminal (:mod:`tunecb.tf_notices`; every other line is shown, and everything when the
+    import fails); with ``show`` (``--debug``), as it comes."""
     module = sys.modules.get("keras")
     if module is not None and not _lazy(module):
         return module
-    import tempfile
+    if not show:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's other start-up lines
+    with filtered(show):
+        realize_lazy_backends()
+        import keras
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            realize_lazy_backends()
-            import keras
-
-            _ = keras.backend.backend()  # runs a lazily imported Keras here, quietly
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        _ = keras.backend.backend()  # runs a lazily imported Keras here, filtered
     return keras
 
 
