@@ -81,6 +81,22 @@ def test_the_cli_loading_a_study_file_that_imports_it_shows_the_error_not_the_no
     assert "top 1" in proc.stdout  # the file's top ran the import, in the CLI's process
     assert _kept(proc.stderr) == [ERROR, LIKE], proc.stderr
     assert "python-level warning" in proc.stderr
+    debug = _run(["-m", "tunecb", "search", "study.py", "--debug"], folder)
+    assert _kept(debug.stderr) == [ABSL, ONEDNN, ERROR, ABSL, ONEDNN, LIKE], debug.stderr
+
+
+def test_a_workers_import_of_keras_shows_the_error_not_the_notices(tmp_path):
+    """backends.import_quietly, as a worker and the zygote import Keras (a fake Keras here,
+    that writes as TensorFlow does when Keras imports it)."""
+    folder = _fake_tensorflow(tmp_path)
+    keras = folder / "keras"
+    (keras / "backend").mkdir(parents=True)
+    (keras / "__init__.py").write_text("import tensorflow\nfrom keras import backend\n")
+    (keras / "backend" / "__init__.py").write_text("def backend():\n    return 'tensorflow'\n")
+    code = "from tunecb.training.backends import import_quietly\nimport_quietly()\nprint('ok')"
+    proc = _run(["-c", code], folder)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+    assert _kept(proc.stderr) == [ERROR, LIKE], proc.stderr
 
 
 def test_a_worker_like_import_drops_only_the_notices(tmp_path):
