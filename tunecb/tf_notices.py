@@ -91,7 +91,7 @@ def filtered(show: bool = False) -> Iterator[None]:
     """
     global _active
     with _lock:
-        if show or _active or not wanted():
+        if show or _active or os.name != "posix" or not wanted():
             mine = False
         else:
             mine = _active = True
