@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from tunecb._version import __version__
+from tunecb.execution.sizing import WORKER_MEMORY_MB, WORKER_TRIALS
 from tunecb.reporting.formats import names as report_formats
 from tunecb.study.fields import FIELDS, CliType, Field
 
@@ -147,13 +148,13 @@ def _add_search(sub: Any, common: argparse.ArgumentParser) -> None:
         help="CPU threads of each worker (default: the cores divided by --jobs)",
     )  # fmt: skip
     workers.add_argument(
-        "--worker-trials", type=_non_negative_int, default=50, metavar="N",
-        help="replace a worker after N trials (0: never; default 50)",
+        "--worker-trials", type=_non_negative_int, default=WORKER_TRIALS, metavar="N",
+        help=f"replace a worker after N trials (0: never; default {WORKER_TRIALS})",
     )  # fmt: skip
     workers.add_argument(
-        "--worker-memory", type=_non_negative_int, default=4096, metavar="MIB",
-        help="replace a worker above this resident memory, and stop a trial that grows it "
-        "past it (0: never; default 4096)",
+        "--worker-memory", type=_non_negative_int, default=int(WORKER_MEMORY_MB),
+        metavar="MIB", help="replace a worker above this resident memory, and stop a trial "
+        f"that grows it past it (0: never; default {WORKER_MEMORY_MB:g})",
     )  # fmt: skip
 
 

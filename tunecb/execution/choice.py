@@ -21,6 +21,7 @@ from typing import Any
 
 from tunecb.errors import TunecbError
 from tunecb.execution._base import Executor
+from tunecb.execution.sizing import WORKER_MEMORY_MB, WORKER_TRIALS
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class WorkerOptions:
 
     jobs: int | str | None = None
     threads_per_worker: int | None = None
-    worker_trials: int | None = 50
-    worker_memory: float | None = 4096.0
+    worker_trials: int | None = WORKER_TRIALS
+    worker_memory: float | None = WORKER_MEMORY_MB
     gpus: str | None = None
     dask: str | None = None
     workers_per_gpu: int = 1

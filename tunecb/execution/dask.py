@@ -37,7 +37,7 @@ from optuna.trial import TrialState
 from tunecb.errors import ConfigError
 from tunecb.execution._base import STOP_BUDGET, STOP_TIMEOUT, Emit, Executor, Job, WorkerSpec
 from tunecb.execution.events import EpochEnded, TrialFinished, TrialStarted
-from tunecb.execution.sizing import capped
+from tunecb.execution.sizing import WORKER_MEMORY_MB, WORKER_TRIALS, capped
 from tunecb.execution.timeouts import TrialClock
 from tunecb.oracle import attempts, attrs, budget
 from tunecb.oracle.outcome import TrialOutcome
@@ -100,8 +100,8 @@ class DaskExecutor:
 
     address: str
     jobs: int
-    worker_trials: int | None = 50
-    worker_memory_mb: float | None = 4096.0
+    worker_trials: int | None = WORKER_TRIALS
+    worker_memory_mb: float | None = WORKER_MEMORY_MB
     threads_per_worker: int | None = None
     poll_s: float = 0.5
     mode: ClassVar[str] = "dask"

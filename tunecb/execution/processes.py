@@ -57,7 +57,14 @@ from tunecb.execution._base import (
     WorkerSpec,
 )
 from tunecb.execution.inline import EventSink, InlineExecutor
-from tunecb.execution.sizing import auto_jobs, capped, cores, gpu_sharing_env
+from tunecb.execution.sizing import (
+    WORKER_MEMORY_MB,
+    WORKER_TRIALS,
+    auto_jobs,
+    capped,
+    cores,
+    gpu_sharing_env,
+)
 from tunecb.execution.timeouts import LOADING, TrialClock
 from tunecb.execution.zygote import Starts
 from tunecb.oracle import attempts, attrs, budget, deaths
@@ -83,8 +90,8 @@ class ProcessExecutor:
     jobs: int | None
     gpus: tuple[str, ...] = ()
     threads_per_worker: int | None = None
-    worker_trials: int | None = 50
-    worker_memory_mb: float | None = 4096.0
+    worker_trials: int | None = WORKER_TRIALS
+    worker_memory_mb: float | None = WORKER_MEMORY_MB
     workers_per_gpu: int = 1  # --workers-per-gpu: workers sharing each of --gpus
     mode: ClassVar[str] = "processes"
     in_process: ClassVar[bool] = False

@@ -1,5 +1,6 @@
 """How many trials run at once: the machine's cores and GPUs, ``--jobs auto``'s policy,
-``--gpus``, and the cap every executor applies to an explicit ``--jobs N``.
+``--gpus``, and the cap every executor applies to an explicit ``--jobs N``; and how long a
+worker lives (its defaults, one place for both front ends and every executor).
 
 Each executor sizes itself with these (:meth:`tunecb.execution._base.Executor.sized`); the
 notes they return are shown word for word at the start of a search.
@@ -15,6 +16,9 @@ import re
 
 from tunecb.errors import ConfigError
 from tunecb.wording import plural
+
+WORKER_TRIALS = 50  # a worker process is replaced after this many trials (--worker-trials)
+WORKER_MEMORY_MB = 4096.0  # ... and above this resident memory (--worker-memory)
 
 
 def cores() -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecb.errors import ConfigError
+from tunecb.execution.sizing import WORKER_MEMORY_MB, WORKER_TRIALS
 from tunecb.session.display import choose
 from tunecb.session.quiet import quieted
 from tunecb.session.result import SearchResult
@@ -37,8 +38,8 @@ def search(
     quiet: bool = False,
     jobs: int | str | None = None,
     threads_per_worker: int | None = None,
-    worker_trials: int = 50,
-    worker_memory: float = 4096.0,
+    worker_trials: int = WORKER_TRIALS,
+    worker_memory: float = WORKER_MEMORY_MB,
     gpus: str | None = None,
     workers_per_gpu: int = 1,
     dask: str | None = None,
