@@ -20,6 +20,7 @@ import optuna
 import pytest
 from test_workers import journal_study, trials_so_far
 
+from tests.tf_startup import CANDIDATES
 from tunecb.training.backends import BACKENDS, installed
 
 HERE = installed()
@@ -149,6 +150,8 @@ def searches(tmp_path_factory) -> dict[str, Path]:
                       env=env_for(None, TUNECB_TEST_REPORT=str(folder / "env")))  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr
+        # the workers' (and zygote's) import of TensorFlow: its oneDNN notices filtered out
+        assert not [m for m in CANDIDATES if m in proc.stderr], proc.stderr
         folders[backend] = folder
     return folders
 
