@@ -1,20 +1,23 @@
-"""What ``--mlflow`` costs: the same small MLP search with and without MLflow tracking.
+"""What tracking costs: the same small MLP search untracked, with ``--mlflow``, ``--wandb``.
 
-Run it from the repository root (needs ``pip install -e ".[cpu,mlflow]"``)::
+Run it from the repository root (needs ``pip install -e ".[cpu,mlflow,wandb]"``)::
 
-    python benchmarks/tracking.py [--trials N --repeats R] [--json PATH]
+    python benchmarks/tracking.py --sides plain,mlflow,wandb --jobs 2,0 --trials 6 \
+        --epochs 20 --repeats 6 [--json PATH]
 
 It starts a real MLflow tracking server on loopback (SQLite backend, artifacts served by
-it, one worker; stopped at the end), then times ``tunecb search
-benchmarks/overhead_study.py --n-trials N --pruner none --jobs 0`` (a fixed MLP on the
-bundled digits, 30 epochs a trial) R times with ``--mlflow URL`` and R times without, the
-order alternating; it also takes each search's CPU seconds (its process and workers) and
-the server's, steadier than wall time on a shared machine. Both sides run as subprocesses
-and pay Python start-up and the TensorFlow import; the tracked side speaks to the server
-through tunecb's REST client (no ``import mlflow`` in the search's processes). It prints the
-medians, their ratio (goal <= 1.02) and the extra seconds per trial, and writes JSON to
-``benchmarks/out/tracking.json``. Rough numbers on a shared machine: the spread of the
-repeats is printed.
+it, one worker; stopped at the end), then runs ``tunecb search benchmarks/overhead_study.py
+--n-trials N --pruner none --jobs J`` (a fixed MLP on the bundled digits, 30 epochs a trial
+unless ``--epochs``) once per side (``plain``: untracked; ``mlflow``: through tunecb's REST
+client; ``wandb``: W&B offline) at each ``--jobs`` per repeat, the sides rotating. Each search
+is timed on the wall clock and by the CPU seconds of all its processes (the launcher, its
+workers, W&B's tracker processes and service; this script is their subreaper, so one that
+outlives its parent is counted too), and the server's CPU meanwhile, apart (the user's
+infrastructure). With the cores full (``--jobs 2`` on 2 cores) any CPU tracking adds
+competes with training, so the CPU ratio bounds the wall ratio and is far steadier on a
+shared machine. It prints each side's medians and spread and, for each tracked side, the
+ratio to the untracked search of the same repeat (paired): median, range and a bootstrap
+90 % interval of the median; JSON to ``benchmarks/out/tracking.json``.
 
 ``--fixed wandb`` measures instead what ``--wandb`` costs one process, fixed (no fit, no
 server: W&B's offline mode under a temporary ``WANDB_DIR``): a fresh process each repeat
@@ -231,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--epochs", type=int, help="epochs a trial (the study's 30)")
     parser.add_argument(
+        "--jobs", default="0",
+        help="the searches' --jobs, comma-separated (e.g. 2,0: each repeat runs every side "
+        "at each, alternating) (0)",
+    )  # fmt: skip
+    parser.add_argument(
         "--before",
         type=Path,
         help="another tunecb tree (e.g. `git archive` of an older commit): sides named "
@@ -245,10 +253,77 @@ def main(argv: list[str] | None = None) -> int:
             "tracking_report.json"))  # fmt: skip
     if args.fixed:
         return fixed_cost(args.repeats, args.json.with_name("tracking_wandb_fixed.json"))
+    return search_cost(args)
+
+
+def subreaper() -> None:
+    """Make this process the subreaper of its descendants (Linux): a process of a search
+    that outlives its parent (W&B's service, a tracker process) is then reparented here and
+    reaped by :func:`reap_orphans`, so that its CPU counts in :func:`children_cpu`."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        print("warning: not a subreaper; orphaned processes' CPU is not counted", flush=True)
+
+
+def reap_orphans(server: subprocess.Popen | None, timeout: float = 60.0) -> int:
+    """Wait for the search's processes that outlived it (reparented here); how many."""
+    import psutil
+
+    me, reaped, deadline = psutil.Process(), 0, time.monotonic() + timeout
+    while True:
+        left = []
+        for child in me.children():
+            try:
+                if server is not None and os.getpgid(child.pid) == server.pid:
+                    continue
+                if os.waitpid(child.pid, os.WNOHANG)[0]:
+                    reaped += 1
+                else:
+                    left.append(child.pid)
+            except (ChildProcessError, ProcessLookupError):
+                continue
+        if not left:
+            return reaped
+        if time.monotonic() > deadline:
+            print(f"warning: processes {left} still running; not counted", flush=True)
+            return reaped
+        time.sleep(0.05)
+
+
+def bootstrap_median(values: list[float], level: float = 0.90, draws: int = 10_000) -> list[float]:
+    """A percentile bootstrap interval of the median of ``values`` (seeded: reproducible).
+
+    >>> bootstrap_median([1.0, 1.0, 1.0])
+    [1.0, 1.0]
+    """
+    import random
+
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    low = medians[int((1 - level) / 2 * draws)]
+    high = medians[min(draws - 1, int((1 + level) / 2 * draws))]
+    return [round(low, 4), round(high, 4)]
+
+
+def paired(tracked: list[float], plain: list[float]) -> dict:
+    """Each tracked run over the untracked run of its repeat: median, range, 90 % interval."""
+    ratios = [t / p for t, p in zip(tracked, plain, strict=True)]
+    return {
+        "ratios": [round(r, 4) for r in ratios], "median": round(statistics.median(ratios), 4),
+        "min": round(min(ratios), 4), "max": round(max(ratios), 4),
+        "ci90": bootstrap_median(ratios),
+    }  # fmt: skip
+
+
+def search_cost(args: argparse.Namespace) -> int:
+    """The searches of ``--sides`` at each ``--jobs``, rotating; paired ratios to ``plain``."""
     started = time.perf_counter()
+    subreaper()
     tmp = Path(tempfile.mkdtemp(prefix="tunecb-tracking-"))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    sides = args.sides.split(",")
+    sides, jobs_list = args.sides.split(","), args.jobs.split(",")
     if "wandb" in sides or "wandb-before" in sides:
         env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
         env.update(
@@ -261,94 +336,101 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     tracked = {side.removesuffix("-before") for side in sides}
     proc, url = (None, args.url) if args.url or "mlflow" not in tracked else start_server(tmp)
-    walls: dict[str, list[float]] = {side: [] for side in sides}
-    cpus: dict[str, list[float]] = {side: [] for side in sides}  # the search's CPU seconds
-    server_cpu: list[float] = []  # the server's CPU seconds during each tracked search
+    runs: list[dict] = []
     try:
         run_timed([sys.executable, "-c", "import tensorflow, keras, optuna"], env)
         for repeat in range(args.repeats):
-            for side in sides[repeat % len(sides) :] + sides[: repeat % len(sides)]:
-                results = tmp / f"{side}-{repeat}"
-                cmd = [
-                    *_tunecb(), "search", _shown(STUDY_FILE), "--results", str(results),
-                    "--n-trials", str(args.trials), "--pruner", "none", "--jobs", "0",
-                    "--quiet",
-                ]  # fmt: skip
-                if args.epochs:
-                    cmd += ["--epochs", str(args.epochs)]
-                kind, side_env = side.removesuffix("-before"), env
-                if side.endswith("-before"):
-                    side_env = {**env, "PYTHONPATH": str(args.before)}
-                if kind == "mlflow":
-                    cmd += ["--mlflow", url, "--mlflow-experiment", f"bench-{side}-{repeat}"]
-                elif kind == "wandb":
-                    cmd += ["--wandb", f"bench-{side}-{repeat}"]
-                cpu_before, server_before = children_cpu(), server_seconds(proc)
-                wall, _ = run_timed(cmd, side_env)
-                walls[side].append(wall)
-                cpus[side].append(children_cpu() - cpu_before)
-                if side == "mlflow":
-                    server_cpu.append(server_seconds(proc) - server_before)
-                print(f"{side:7s} repeat {repeat}: {wall:.1f} s wall, "
-                      f"{cpus[side][-1]:.1f} s CPU", flush=True)  # fmt: skip
+            for jobs in jobs_list[:: -1 if repeat % 2 else 1]:
+                for side in sides[repeat % len(sides) :] + sides[: repeat % len(sides)]:
+                    runs.append(_one_search(args, tmp, env, url, proc, side, jobs, repeat))
     finally:
         if proc is not None:
             stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
-    if sides != ["plain", "mlflow"]:
-        return _sides_table(args, sides, walls, cpus, load_before, started)
-    plain, tracked = (statistics.median(walls[s]) for s in ("plain", "mlflow"))
-    cpu_plain, cpu_tracked = (statistics.median(cpus[s]) for s in ("plain", "mlflow"))
-    result = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": machine(load_before, os.getloadavg()),
-        "settings": {"trials": args.trials, "repeats": args.repeats},
-        "wall_s": walls,
-        "cpu_s": cpus,
-        "server_cpu_s": server_cpu,
-        "ratio": round(tracked / plain, 4),
-        "cpu_ratio": round(cpu_tracked / cpu_plain, 4),
-        "extra_s_per_trial": round((tracked - plain) / args.trials, 3),
-        "total_s": round(time.perf_counter() - started, 1),
-    }
-    table = "\n".join([
-        f"search of {args.trials} trials, median of {args.repeats} (spread plain "
-        f"{spread(walls['plain']):.0%}, mlflow {spread(walls['mlflow']):.0%})",
-        f"  without tracking  {plain:7.1f} s",
-        f"  --mlflow          {tracked:7.1f} s",
-        f"  ratio             {tracked / plain:7.3f}  (goal <= {GOAL})",
-        f"  CPU of the search {cpu_plain:7.1f} s without, {cpu_tracked:.1f} s with "
-        f"(ratio {cpu_tracked / cpu_plain:.3f}, spread {spread(cpus['plain']):.0%} / "
-        f"{spread(cpus['mlflow']):.0%}); the server {statistics.median(server_cpu):.1f} s",
-        f"  extra per trial   {result['extra_s_per_trial']:7.3f} s",
-    ])  # fmt: skip
-    write_result(result, args.json, table)
-    return 0
+    return _paired_table(args, sides, jobs_list, runs, load_before, started)
 
 
-def _sides_table(
-    args: argparse.Namespace, sides: list[str], walls: dict[str, list[float]],
-    cpus: dict[str, list[float]], load_before: tuple[float, ...], started: float,
+def _one_search(
+    args: argparse.Namespace, tmp: Path, env: dict[str, str], url: str | None,
+    proc: subprocess.Popen | None, side: str, jobs: str, repeat: int,
+) -> dict:  # fmt: skip
+    """One search, timed: wall, CPU of all its processes, the server's CPU meanwhile."""
+    results = tmp / f"{side}-{jobs}-{repeat}"
+    cmd = [
+        *_tunecb(), "search", _shown(STUDY_FILE), "--results", str(results),
+        "--n-trials", str(args.trials), "--pruner", "none", "--jobs", jobs, "--quiet",
+    ]  # fmt: skip
+    if args.epochs:
+        cmd += ["--epochs", str(args.epochs)]
+    kind, side_env = side.removesuffix("-before"), env
+    if side.endswith("-before"):
+        side_env = {**env, "PYTHONPATH": str(args.before)}
+    name = f"bench-{side}-{jobs}-{repeat}"
+    if kind == "mlflow":
+        cmd += ["--mlflow", url, "--mlflow-experiment", name]
+    elif kind == "wandb":
+        cmd += ["--wandb", name]
+    load1 = os.getloadavg()[0]
+    cpu_before, server_before = children_cpu(), server_seconds(proc)
+    wall, _ = run_timed(cmd, side_env)
+    orphans = reap_orphans(proc)
+    run = {
+        "side": side, "jobs": jobs, "repeat": repeat, "wall_s": round(wall, 3),
+        "cpu_s": round(children_cpu() - cpu_before, 3),
+        "server_cpu_s": round(server_seconds(proc) - server_before, 3),
+        "orphans": orphans, "load1_before": round(load1, 2),
+    }  # fmt: skip
+    print(f"jobs {jobs} {side:12s} repeat {repeat}: {wall:6.1f} s wall, {run['cpu_s']:6.1f} s "
+          f"CPU, server {run['server_cpu_s']:.2f} s, load {load1:.1f}", flush=True)  # fmt: skip
+    return run
+
+
+def _paired_table(
+    args: argparse.Namespace, sides: list[str], jobs_list: list[str], runs: list[dict],
+    load_before: tuple[float, ...], started: float,
 ) -> int:  # fmt: skip
-    """Medians of each side, and each tracked side's ratio to ``plain`` (if measured)."""
+    """Medians and spreads of each side at each ``--jobs``; each tracked side paired, repeat
+    by repeat, with ``plain``: wall and CPU ratios, their range and 90 % interval."""
+    summary: dict[str, dict] = {}
+    rows = [f"search of {args.trials} trials x {args.epochs or 30} epochs, {args.repeats} "
+            f"repeats, sides rotating; paired: tracked / untracked of the same repeat, median "
+            f"[min-max] (bootstrap 90 % interval of the median)"]  # fmt: skip
+    for jobs in jobs_list:
+        found = {s: [r for r in runs if r["jobs"] == jobs and r["side"] == s] for s in sides}
+        summary[jobs] = {}
+        rows.append(f"--jobs {jobs}")
+        for side in sides:
+            wall = [r["wall_s"] for r in found[side]]
+            cpu = [r["cpu_s"] for r in found[side]]
+            entry = {
+                "wall_median": round(statistics.median(wall), 3), "wall_spread": spread(wall),
+                "cpu_median": round(statistics.median(cpu), 3), "cpu_spread": spread(cpu),
+                "server_cpu_median": round(statistics.median(
+                    [r["server_cpu_s"] for r in found[side]]), 3),
+            }  # fmt: skip
+            row = (f"  {side:12s} wall {entry['wall_median']:6.1f} s (spread {spread(wall):4.0%})"
+                   f"  CPU {entry['cpu_median']:6.1f} s (spread {spread(cpu):4.0%})")  # fmt: skip
+            if side != "plain" and "plain" in found:
+                base = found["plain"]
+                entry["wall_paired"] = paired(wall, [r["wall_s"] for r in base])
+                entry["cpu_paired"] = paired(cpu, [r["cpu_s"] for r in base])
+                w, c = entry["wall_paired"], entry["cpu_paired"]
+                row += (f"\n      wall {w['median']:.3f} [{w['min']:.3f}-{w['max']:.3f}] "
+                        f"({w['ci90'][0]:.3f}-{w['ci90'][1]:.3f})   CPU {c['median']:.3f} "
+                        f"[{c['min']:.3f}-{c['max']:.3f}] ({c['ci90'][0]:.3f}-{c['ci90'][1]:.3f})"
+                        f"   server {entry['server_cpu_median']:.2f} s")  # fmt: skip
+            summary[jobs][side] = entry
+            rows.append(row)
     result = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine(load_before, os.getloadavg()),
         "settings": {"trials": args.trials, "repeats": args.repeats, "sides": sides,
-                     "epochs": args.epochs or 30},
-        "wall_s": walls, "cpu_s": cpus, "total_s": round(time.perf_counter() - started, 1),
+                     "jobs": jobs_list, "epochs": args.epochs or 30,
+                     "before": str(args.before) if args.before else None},
+        "summary": summary, "runs": runs, "total_s": round(time.perf_counter() - started, 1),
     }  # fmt: skip
-    rows = [f"search of {args.trials} trials x {args.epochs or 30} epochs, median of "
-            f"{args.repeats}, sides rotating"]  # fmt: skip
-    base = statistics.median(cpus["plain"]) if "plain" in cpus else None
-    base_wall = statistics.median(walls["plain"]) if "plain" in walls else None
-    for side in sides:
-        cpu, wall = statistics.median(cpus[side]), statistics.median(walls[side])
-        ratio = f", CPU ratio {cpu / base:.3f}, wall ratio {wall / base_wall:.3f}" if base else ""
-        rows.append(f"  {side:12s} {cpu:6.1f} s CPU (spread {spread(cpus[side]):.0%}), "
-                    f"{wall:6.1f} s wall (spread {spread(walls[side]):.0%}){ratio}")  # fmt: skip
-    path = args.json if args.json != DEFAULT_JSON else args.json.with_name("tracking_sides.json")
-    write_result(result, path, "\n".join(rows))
+    rows.append(f"goal: tracked / untracked <= {GOAL}; the MLflow server's CPU is not in CPU")
+    write_result(result, args.json, "\n".join(rows))
     return 0
 
 

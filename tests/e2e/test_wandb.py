@@ -120,7 +120,9 @@ def test_a_search_is_a_group_with_a_run_per_trial_and_the_search_s_run(tmp_path,
     results = tmp_path / "results"
     settings = DEFAULT_SETTINGS.replace("n_trials=3", "n_trials=2")
     path = write_study(tmp_path, name="wb", settings=settings)
-    code, _, err = cli("search", path, "--results", results, "--wandb", "tunecb-test")
+    # Two workers: their trial runs go through the launcher's tracker process (one W&B).
+    code, _, err = cli("search", path, "--results", results, "--wandb", "tunecb-test",
+                       "--jobs", "2")  # fmt: skip
     assert code == 0, err
     assert "W&B" not in err  # no gap
     runs = offline_runs(offline)

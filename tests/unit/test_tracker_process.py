@@ -2,25 +2,37 @@
 tracker class (written to a module the child imports): the calls run there, its state
 stays there, what it raises comes back (a missing extra as the same ConfigError, a
 refusal as the search's one-line error), a child that died fails the calls without
-hanging, and the child stops with the last tracker. The real wandb through it:
+hanging, and the child stops with the last tracker; the worker processes started after it
+share it (a dead worker's runs there end killed). The real wandb through it:
 tests/e2e/test_wandb.py."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
 
 from tunecb.errors import ConfigError
 from tunecb.tracking._base import WANDB, TrackingError
-from tunecb.tracking.remote import RemoteTracker, TrackerProcess, TrackerProcessError
+from tunecb.tracking.remote import (
+    ENV,
+    Connected,
+    RemoteTracker,
+    TrackerProcess,
+    TrackerProcessError,
+)
 from tunecb.tracking.search import Connecting
 from tunecb.tracking.targets import Target
 
 FAKE = """
 import os
+import subprocess
+import sys
 import time
 from tunecb.errors import ConfigError
 
@@ -49,8 +61,17 @@ class Fake:
 
     def strays(self, parent, number):
         os._exit(3)  # the tracker process dies
+
+    def imported(self, names):
+        import sys
+        return [name for name in names if name in sys.modules]
+
+    def abort(self, parent, status):
+        with open(os.environ["FAKE_ABORTED"], "a") as out:
+            out.write(status)
 """
 FACTORY = "fake_tracker:Fake"
+ROOT = str(Path(__file__).resolve().parents[2])  # this tunecb's folder
 
 
 @pytest.fixture
@@ -77,6 +98,8 @@ def test_the_calls_run_in_one_tracker_process_which_stops_with_the_last_tracker(
     assert first.shown == "fake-project"
     child = first.start_search("s", None)
     assert child == f"search-{process.proc.pid}" and process.proc.pid != os.getpid()
+    # tunecb's modules there do not import Optuna (0.2 s of CPU a process)
+    assert first._call("imported", ["tunecb.tracking._base", "optuna"]) == ["tunecb.tracking._base"]
     first.log_epochs("run", [{"epoch": 1}, {"epoch": 2}])
     assert first.logged_epochs("run") == 2 and second.logged_epochs("run") == 0  # its own
     first.close()
@@ -147,3 +170,62 @@ def test_the_search_s_run_opens_once_the_study_is_open_before_the_launcher_waits
     assert study.user_attrs[WANDB.parent_attr]["run_id"] == tracking.parent
     tracking.close()
     assert TrackerProcess._shared is None
+
+
+# A --jobs worker: inherits the launcher's environment (ENV), opens a tracker, then closes it
+# ("close"), dies with it open ("die") or keeps it open until its stdin closes ("stay").
+WORKER = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+from tunecb.tracking._base import WANDB
+from tunecb.tracking.remote import RemoteTracker, TrackerProcess
+tracker = RemoteTracker(WANDB, "proj", "s", "fake_tracker:Fake")
+print(type(TrackerProcess._shared).__name__, tracker.start_search("w", None), flush=True)
+if sys.argv[1] == "die":
+    os._exit(9)
+if sys.argv[1] == "stay":
+    sys.stdin.read()
+    os._exit(0)
+tracker.close()
+"""
+
+
+def test_the_workers_share_the_search_s_tracker_process_a_dead_one_s_runs_end_killed(
+    fake, tmp_path, monkeypatch
+):
+    aborted = tmp_path / "aborted"
+    monkeypatch.setenv("FAKE_ABORTED", str(aborted))
+    launcher = RemoteTracker(WANDB, "proj", "s", FACTORY, check=True)
+    process = TrackerProcess._shared
+    assert os.environ[ENV] == process.address  # what the workers inherit
+    shared = ["Connected", f"search-{process.proc.pid}"]
+    for how, code in (("close", 0), ("die", 9)):
+        worker = subprocess.run(
+            [sys.executable, "-c", WORKER, how, ROOT], capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert worker.returncode == code, worker.stderr
+        assert worker.stdout.split() == shared
+    _wait_for(lambda: aborted.exists())  # the dead worker's connection ended: its runs too
+    assert aborted.read_text() == "KILLED"  # the dead one's only
+    assert process.proc.poll() is None  # the launcher's tracker still uses it
+    # A worker still there when the search stops the tracker process: its runs end killed.
+    staying = subprocess.Popen(
+        [sys.executable, "-c", WORKER, "stay", ROOT], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert staying.stdout.readline().split() == shared
+        launcher.close()
+        assert process.proc.wait(10) == 0 and ENV not in os.environ
+        assert aborted.read_text() == "KILLEDKILLED"
+    finally:
+        staying.kill()
+        staying.communicate(timeout=10)
+    assert Connected.to(process.address) is None  # gone: a worker would start its own
+
+
+def _wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tunecb.errors import TunecbError
-from tunecb.storage.urls import redact_text
 
 # Study user attr: {"uri": redacted URI, "experiment": name, "run_id": parent run id}.
 PARENT_RUN = "mlflow_parent_run"
@@ -180,4 +179,7 @@ def close_tracker(tracker: Any) -> None:
         try:
             close()
         except Exception as exc:
+            from tunecb.storage.urls import redact_text  # (imports Optuna: not at the top,
+            # so that W&B's tracker process imports neither)
+
             logging.getLogger("tunecb").debug("tracker not closed: %s", redact_text(str(exc)))

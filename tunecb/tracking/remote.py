@@ -11,6 +11,14 @@ while the study file imports TensorFlow), and stopped when the last tracker clos
 service flushed first) or when the process exits. It ignores Ctrl-C (the search ends its
 runs ``KILLED`` through it) and exits at once when the search's process is gone.
 
+The processes the search starts afterwards (its ``--jobs`` workers) share it: it listens
+on a Unix socket named, with its key, in :data:`ENV`, which they inherit; a worker's
+trackers connect there (:class:`Connected`) instead of starting a tracker process, and
+``import wandb`` and W&B's service are paid once per search, not once per worker. A
+worker that cannot connect (a Dask worker elsewhere, a tracker process gone) starts its
+own. A worker that dies mid-trial leaves its open runs ended ``KILLED`` there (its rerun
+continues them).
+
 >>> raised("ConfigError", "--wandb p needs the wandb package")
 ConfigError('--wandb p needs the wandb package')
 """
@@ -22,10 +30,14 @@ import importlib
 import itertools
 import logging
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
+from multiprocessing import connection as mpc
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,6 +48,7 @@ from tunecb.tracking._base import Kind, Pausing, TrackingError
 log = logging.getLogger("tunecb")
 
 STOP_WAIT = 30.0  # seconds the tracker process may take to flush and stop
+ENV = "TUNECB_TRACKER_PROCESS"  # "<key hex>:<socket path>" of the search's tracker process
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds this tunecb
 _RAISED: dict[str, type[Exception]] = {"ConfigError": ConfigError, "TrackingError": TrackingError}
 
@@ -50,42 +63,21 @@ def raised(name: str, message: str) -> Exception:
     return _RAISED.get(name, TrackerProcessError)(message)
 
 
-class TrackerProcess:
-    """The child that serves this process's trackers (see the module's text)."""
+class _Channel:
+    """Requests to a tracker process and their answers, one at a time; the trackers of this
+    process that use it (the last one's release stops it)."""
 
-    _shared: ClassVar[TrackerProcess | None] = None
-    _guard: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, warm: str | None = None) -> None:
-        requests, to_child = os.pipe()
-        from_child, answers = os.pipe()
-        code = (  # -P: not the working folder's modules (W&B's offline runs: ./wandb)
-            f"import sys; sys.path.insert(0, {_ROOT!r}); from tunecb.tracking.remote import "
-            f"serve; serve({requests}, {answers}, {warm!r})"
-        )
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-c", code], pass_fds=(requests, answers),
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        finally:
-            os.close(requests)
-            os.close(answers)
-        self._out = Connection(to_child, readable=False)
-        self._in = Connection(from_child, writable=False)
+    def __init__(self, out: Connection, into: Connection) -> None:
+        self._out, self._in = out, into
         self._lock = threading.Lock()  # one call at a time on the pipe
         self._ids = itertools.count()
         self.pid, self.users, self.used = os.getpid(), 0, False
-        atexit.register(self.stop)
 
-    @classmethod
-    def shared(cls, warm: str | None = None) -> TrackerProcess:
-        """This process's tracker process (started if none is running)."""
-        with cls._guard:
-            current = cls._shared
-            if current is None or current.pid != os.getpid() or current.proc.poll() is not None:
-                current = cls._shared = cls(warm)  # (a fork's copy is its parent's)
-            return current
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = STOP_WAIT) -> None:
+        raise NotImplementedError
 
     def request(self, *message: Any, wait: float | None = None) -> Any:
         """Send one request and return its answer (raises what the child raised)."""
@@ -107,18 +99,18 @@ class TrackerProcess:
         number and the URI to show."""
         number = next(self._ids)
         shown = self.request("open", number, factory, args, check)
-        with self._guard:
+        with TrackerProcess._guard:
             self.users += 1
             self.used = True
         return number, shown
 
     def release(self, number: int) -> None:
-        """Tracker ``number`` is done; the last one stops the process."""
+        """Tracker ``number`` is done; the last one stops the process (or leaves it)."""
         try:
             self.request("close", number, wait=STOP_WAIT)  # (a call that hangs: stopped)
         except Exception as exc:
             log.debug("tracker process: tracker %d not closed: %s", number, exc)
-        with self._guard:
+        with TrackerProcess._guard:
             self.users -= 1
             last = self.users <= 0
             if last and TrackerProcess._shared is self:
@@ -126,11 +118,75 @@ class TrackerProcess:
         if last:
             self.stop()
 
+
+class TrackerProcess(_Channel):
+    """The child that serves this process's trackers (see the module's text)."""
+
+    _shared: ClassVar[_Channel | None] = None  # this process's: its own, or Connected
+    _guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, warm: str | None = None) -> None:
+        requests, to_child = os.pipe()
+        from_child, answers = os.pipe()
+        self._folder = tempfile.mkdtemp(prefix="tunecb-tracker-")
+        address, key = os.path.join(self._folder, "socket"), os.urandom(16)
+        listening: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listening.bind(address)  # type: ignore[union-attr]
+            listening.listen()  # type: ignore[union-attr]
+        except OSError as exc:  # (a path too long): the workers start their own
+            log.debug("tracker process: not shared: %s", exc)
+            listening.close()  # type: ignore[union-attr]
+            listening = None
+        listen = None if listening is None else listening.fileno()
+        fds = (requests, answers) if listen is None else (requests, answers, listen)
+        code = (  # -P: not the working folder's modules (W&B's offline runs: ./wandb)
+            f"import sys; sys.path.insert(0, {_ROOT!r}); from tunecb.tracking.remote import "
+            f"serve; serve({requests}, {answers}, {warm!r}, {listen!r}, {key!r})"
+        )
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-P", "-c", code], pass_fds=fds, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except BaseException:
+            os.close(to_child)
+            os.close(from_child)
+            shutil.rmtree(self._folder, ignore_errors=True)
+            raise
+        finally:
+            os.close(requests)
+            os.close(answers)
+            if listening is not None:
+                listening.close()  # the child's now
+        super().__init__(
+            Connection(to_child, readable=False), Connection(from_child, writable=False)
+        )
+        self.address = "" if listening is None else f"{key.hex()}:{address}"
+        if self.address:
+            os.environ[ENV] = self.address  # the workers started from now on share it
+        atexit.register(self.stop)
+
+    @classmethod
+    def shared(cls, warm: str | None = None) -> _Channel:
+        """This process's tracker process: the search's (:data:`ENV`), else one started
+        here if none is running."""
+        with cls._guard:
+            current = cls._shared
+            if current is None or current.pid != os.getpid() or not current.alive():
+                # (a fork's copy is its parent's)
+                current = cls._shared = Connected.to(os.environ.get(ENV)) or cls(warm)
+            return current
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def stop(self, timeout: float = STOP_WAIT) -> None:
         """Stop the child: once it flushed what it holds (never used: at once)."""
         if self.pid != os.getpid():
             return  # a forked copy: the parent's child
         atexit.unregister(self.stop)
+        if self.address and os.environ.get(ENV) == self.address:
+            del os.environ[ENV]
         if self.proc.poll() is None:
             if self.used:
                 try:
@@ -146,6 +202,33 @@ class TrackerProcess:
                 self.proc.wait()
         self._out.close()
         self._in.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class Connected(_Channel):
+    """A connection to the search's tracker process from one of its workers."""
+
+    @classmethod
+    def to(cls, where: str | None) -> Connected | None:
+        """Connected to the tracker process at ``where`` (:data:`ENV`'s value); ``None``:
+        none there (or this is the process that started it)."""
+        if not where or ":" not in where:
+            return None
+        key, address = where.split(":", 1)
+        try:
+            link = mpc.Client(address, family="AF_UNIX", authkey=bytes.fromhex(key))
+        except (OSError, ValueError, mpc.AuthenticationError) as exc:
+            log.debug("tracker process at %s not reached: %s", address, exc)
+            return None
+        return cls(link, link)
+
+    def alive(self) -> bool:
+        return not self._out.closed
+
+    def stop(self, timeout: float = STOP_WAIT) -> None:
+        """Leave the tracker process (it stops with the search's last tracker)."""
+        if self.pid == os.getpid() and not self._out.closed:
+            self._out.close()
 
 
 class RemoteTracker(Pausing):
@@ -202,7 +285,7 @@ class RemoteTracker(Pausing):
             self._process.release(self._number)
 
 
-def prewarm(warm: str = "wandb") -> TrackerProcess | None:
+def prewarm(warm: str = "wandb") -> _Channel | None:
     """Start this process's tracker process now, importing ``warm`` (and starting W&B's
     service) while this process does other work (``None``: it could not start)."""
     try:
@@ -212,7 +295,7 @@ def prewarm(warm: str = "wandb") -> TrackerProcess | None:
         return None
 
 
-def idle(process: TrackerProcess | None) -> None:
+def idle(process: _Channel | None) -> None:
     """Stop ``process`` if no tracker uses it (a search that failed before it opened one)."""
     if process is None:
         return
@@ -224,41 +307,114 @@ def idle(process: TrackerProcess | None) -> None:
     process.stop()
 
 
-def serve(requests: int, answers: int, warm: str | None) -> None:
-    """The tracker process's loop (its requests on file descriptor ``requests``)."""
+def serve(
+    requests: int, answers: int, warm: str | None, listening: int | None = None,
+    key: bytes = b"",
+) -> None:  # fmt: skip
+    """The tracker process's loop (its requests on file descriptor ``requests``; the
+    workers' connections on the socket ``listening``, authenticated with ``key``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the search ends the runs
     inbox, outbox = Connection(requests, writable=False), Connection(answers, readable=False)
+    calls = threading.Lock()  # one call at a time, whoever sends it
+    if listening is not None:
+        threading.Thread(target=_accept, args=(listening, key, calls), daemon=True).start()
     if warm:
         _warm(warm)
+    _answer(inbox, outbox, calls, primary=True)
+
+
+def _accept(listening: int, key: bytes, calls: threading.Lock) -> None:
+    """Serve each worker that connects, in a thread of its own."""
+    server = socket.socket(fileno=listening)
+    while True:
+        try:
+            sock, _ = server.accept()
+        except OSError:
+            return
+        link = Connection(sock.detach())
+        threading.Thread(target=_worker, args=(link, key, calls), daemon=True).start()
+
+
+def _worker(link: Connection, key: bytes, calls: threading.Lock) -> None:
+    try:
+        mpc.deliver_challenge(link, key)
+        mpc.answer_challenge(link, key)
+    except (OSError, EOFError, mpc.AuthenticationError):
+        link.close()
+        return
+    _answer(link, link, calls, primary=False)
+
+
+_WORKERS: list[dict[int, Any]] = []  # the trackers of each worker connected (under calls)
+
+
+def _answer(inbox: Connection, outbox: Connection, calls: threading.Lock, primary: bool) -> None:
+    """Answer one process's requests until it goes. The search's own (``primary``) gone:
+    exit, as if this died with it; a worker gone, or still there when the search stops
+    this process: its runs still open here end ``KILLED`` (W&B's teardown would end them
+    as finished)."""
     trackers: dict[int, Any] = {}
+    if not primary:
+        with calls:
+            _WORKERS.append(trackers)
     while True:
         try:
             what, *rest = inbox.recv()
         except (EOFError, OSError):
-            os._exit(1)  # the search's process is gone: as if this died with it
+            if primary:
+                os._exit(1)
+            with calls:
+                _abandoned(trackers)
+                _WORKERS[:] = [other for other in _WORKERS if other is not trackers]
+            inbox.close()
+            return
+        with calls:
+            if what == "stop" and primary:
+                for others in _WORKERS:
+                    _abandoned(others)
+            answer = _call(trackers, what, rest, primary)
         try:
-            value = None
-            if what == "open":
-                number, factory, args, check = rest
-                module, name = factory.split(":")
-                cls = getattr(importlib.import_module(module), name)
-                trackers[number] = cls.open(*args) if check else cls(*args)
-                value = trackers[number].shown
-            elif what == "call":
-                number, method, args = rest
-                value = getattr(trackers[number], method)(*args)
-            elif what == "close":
-                trackers.pop(rest[0], None)
-            elif what == "stop":
-                _teardown()
-            answer: tuple[str, Any] = ("ok", value)
-        except Exception as exc:
-            answer = ("error", (type(exc).__name__, str(exc) or type(exc).__name__))
-        outbox.send(answer)
-        if what == "stop":  # W&B wrote everything: no interpreter shutdown to wait for
+            outbox.send(answer)
+        except OSError:
+            continue  # gone: seen at the next recv
+        if what == "stop" and primary:  # W&B wrote everything: no interpreter shutdown
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
+
+
+def _call(trackers: dict[int, Any], what: str, rest: list[Any], primary: bool) -> tuple[str, Any]:
+    try:
+        value = None
+        if what == "open":
+            number, factory, args, check = rest
+            module, name = factory.split(":")
+            cls = getattr(importlib.import_module(module), name)
+            trackers[number] = cls.open(*args) if check else cls(*args)
+            value = trackers[number].shown
+        elif what == "call":
+            number, method, args = rest
+            value = getattr(trackers[number], method)(*args)
+        elif what == "close":
+            trackers.pop(rest[0], None)
+        elif what == "stop" and primary:
+            _teardown()
+        return ("ok", value)
+    except Exception as exc:
+        return ("error", (type(exc).__name__, str(exc) or type(exc).__name__))
+
+
+def _abandoned(trackers: dict[int, Any]) -> None:
+    """A worker's runs still open here end ``KILLED`` (a rerun continues them)."""
+    for tracker in list(trackers.values()):
+        abort = getattr(tracker, "abort", None)
+        if abort is None:
+            continue
+        try:
+            abort(None, "KILLED")
+        except Exception as exc:
+            log.debug("tracker process: a dead worker's runs not ended: %s", exc)
+    trackers.clear()
 
 
 def _warm(module: str) -> None:
