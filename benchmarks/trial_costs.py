@@ -3,6 +3,8 @@ for tunecb (in-process ``--jobs 0`` and ``--jobs 2``) and the hand loop of ``sea
 
     python benchmarks/trial_costs.py                        # digits, 10 trials x 30 epochs
     python benchmarks/trial_costs.py --repeats 2 --base /tmp/tunecb-before   # before/after
+    python benchmarks/trial_costs.py --trials 8 --epochs 20 --patience 0 --jobs 0 --spe1 \
+        --objectives val_accuracy:max,params:min --pruner none      # multiobjective.py's trials
 
 Each run is a fresh process (workers included) of the digits task of :mod:`search_tasks` with
 the budget of ``search.py``'s study (patience 5, batch 64, seed 0). Nothing in the package is
@@ -17,6 +19,11 @@ TensorFlow's threads included):
 - **prepare** (trial folder, data check, ``clear_session``, seeding), **build** (the user's
   builder, **compile** inside it, shown apart), **model properties** (multi-objective only),
   **resume** (a backup put back);
+- **space check**, **data checks**, **constraints**, **callbacks set-up**, **fast-fit set-up**
+  (``fast_fit.apply``: the optimizer and metrics built before the first trace), **backup
+  discard**; "of which" rows inside other phases: ``clear_session``, **best.keras writes**,
+  **backup saves** and TensorFlow's **tracing** (``tf.function`` graphs built: Keras' train
+  and test functions, the data adapters' tf.data functions);
 - inside ``fit``: **fit set-up** (to the first epoch: data adapter, callbacks' train begin),
   **epoch 1** (tracing the train and test functions) and **epochs 2+** (training and
   validation, between the callbacks), **epoch-end logs** (Keras making the logs Python floats),
@@ -30,7 +37,9 @@ TensorFlow's threads included):
 Runs rotate their order across repeats. It prints a table of per-trial medians (over runs)
 of each phase's mean per trial, and writes every run's raw phases to
 ``benchmarks/out/trial_costs.json``. ``--base DIR`` adds the package at ``DIR`` (e.g. an older
-commit: ``git archive <commit> tunecb | tar -x -C DIR``) as the system ``tunecb@base``.
+commit: ``git archive <commit> tunecb | tar -x -C DIR``) as the system ``tunecb@base``;
+``--spe1`` adds tunecb with ``--steps-per-execution 1``; ``--objectives``, ``--pruner`` and
+``--patience 0`` make the study that of ``multiobjective.py``.
 """
 
 from __future__ import annotations
@@ -168,6 +177,36 @@ def _patch_keras() -> None:
     CallbackList.on_train_begin = on_train_begin
     CallbackList.on_epoch_begin = on_epoch_begin
     CallbackList.on_epoch_end = on_epoch_end
+    if keras.backend.backend() == "tensorflow":
+        _patch_tracing()
+
+
+def _patch_tracing() -> None:
+    """Time TensorFlow's tracing (a ``tf.function``'s Python run into a graph) by function:
+    Keras' train and test loops (``multi_step_on_iterator``, the one batch step inside it
+    counted with it) and tf.data's (the data adapters')."""
+    try:
+        from tensorflow.python.eager.polymorphic_function import tracing_compilation as tc
+    except ImportError:  # another TensorFlow layout: no tracing rows
+        return
+    create = tc._create_concrete_function
+    tracing = [0]
+
+    def timed(function_type: Any, type_context: Any, func_graph: Any, options: Any) -> Any:
+        name = str(getattr(options, "name", ""))
+        if tracing[0]:  # nested: counted with the outer function
+            return create(function_type, type_context, func_graph, options)
+        tracing[0] += 1
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return create(function_type, type_context, func_graph, options)
+        finally:
+            tracing[0] -= 1
+            phase = "data pipelines" if name.startswith("Dataset") else "train/test functions"
+            _record(f"of which: tracing {phase}", time.perf_counter() - wall,
+                    time.process_time() - cpu)  # fmt: skip
+
+    tc._create_concrete_function = timed
 
 
 _WRITES = (
@@ -191,14 +230,26 @@ def _patch_optuna() -> None:
 
 
 def _patch_tunecb() -> None:
-    from tunecb.training import objectives, runner
+    from tunecb.training import backup, building, fast_fit, objectives, runner, trial_env
 
     runner_class = runner.TrialRunner
     _patch(runner_class, "run", "trial", scope=True)
     for name, phase in (("_prepare", "prepare"), ("_build", "build"), ("_resume", "resume"),
-                        ("_conclude", "conclude"), ("record", "record")):  # fmt: skip
+                        ("_note_space", "space check"), ("_feasible", "constraints"),
+                        ("_callbacks", "callbacks set-up"), ("_conclude", "conclude"),
+                        ("record", "record"), ("_write_session", "record")):  # fmt: skip
         _patch(runner_class, name, phase)
     _patch(objectives, "measure", "model properties")
+    _patch(fast_fit, "apply", "fast-fit set-up")
+    _patch(building, "check_labels", "data checks")
+    _patch(runner, "check_input_shape", "data checks")
+    _patch(runner.backups, "discard", "backup discard")
+    _patch(trial_env, "clear_session", "of which: clear_session")
+    if hasattr(backup.TrialBackup, "save"):
+        _patch(backup.TrialBackup, "save", "of which: backup saves")
+    from tunecb.training import best_checkpoint
+
+    _patch(best_checkpoint.BestCheckpoint, "_write", "of which: best.keras writes")
 
 
 def _patch_tasks() -> None:
@@ -258,7 +309,7 @@ import tunecb
 from search_tasks import TASKS, build, suggest
 task = TASKS["digits"]
 study = tunecb.Study(name="digits", monitor="val_accuracy", epochs={epochs}, batch_size=64,
-                     n_trials={trials}, seed={seed}, patience=5)
+                     n_trials={trials}, seed={seed}, patience={patience}{extra})
 
 
 @study.data
@@ -272,11 +323,19 @@ def model(trial):
 """
 
 ORDER = (
-    "start-up", "ask", "prepare", "build", "compile", "model properties", "resume",
+    "start-up", "ask", "prepare", "build", "compile", "space check", "data checks",
+    "constraints", "callbacks set-up", "model properties", "resume", "fast-fit set-up",
     "fit set-up", "epoch 1 (tracing)", "epochs 2+", "between epochs", "epoch-end logs",
-    "callbacks", "fit end", "conclude", "record", "tell", "rest of trial",
-    "trial total", "of which: storage writes", "after the last trial",
+    "callbacks", "fit end", "backup discard", "conclude", "record", "tell", "rest of trial",
+    "trial total", "of which: storage writes", "of which: clear_session",
+    "of which: best.keras writes", "of which: backup saves",
+    "of which: tracing train/test functions", "of which: tracing data pipelines",
+    "after the last trial",
 )  # fmt: skip
+CALLBACKS_AT = ORDER.index("callbacks") + 1  # the table lists each callback after this row
+
+
+SPE1 = " spe1"  # the system's name ends so: --steps-per-execution 1
 
 
 def run_one(system: str, jobs: int, tree: Path, args: Any, work: Path) -> dict[str, Any]:
@@ -296,13 +355,21 @@ def run_one(system: str, jobs: int, tree: Path, args: Any, work: Path) -> dict[s
     if system == "loop":
         command = [sys.executable, str(BENCH / "search_loop.py"), "--task", "digits", "--seed",
                    str(args.seed), "--trials", str(args.trials), "--epochs", str(args.epochs),
-                   "--patience", "5"]  # fmt: skip
+                   "--patience", str(args.patience or args.epochs)]  # fmt: skip
+        if args.objectives or args.pruner == "none":  # no single-objective pruning to mirror
+            command.append("--no-pruning")
     else:
         study = work / "digits.py"
+        objectives = dict(p.split(":") for p in (args.objectives or "").split(",") if p)
+        extra = f", objectives={objectives!r}" if objectives else ""
+        extra += f", pruner={args.pruner!r}" if args.pruner else ""
         study.write_text(STUDY.format(bench=str(BENCH), epochs=args.epochs, trials=args.trials,
-                                      seed=args.seed))  # fmt: skip
+                                      seed=args.seed, patience=args.patience or None,
+                                      extra=extra))  # fmt: skip
         command = [sys.executable, "-m", "tunecb", "search", str(study), "--results",
                    str(work / "results"), "--jobs", str(jobs), "--quiet"]  # fmt: skip
+        if system.endswith(SPE1):  # Keras' one batch per call: the tracing it saves
+            command += ["--steps-per-execution", "1"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=work, capture_output=True, text=True)
@@ -357,7 +424,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     CPU, in ms), and per run the totals."""
     systems = sorted({label(r) for r in runs}, key=lambda name: (name.startswith("loop"), name))
     callbacks = sorted({p for r in runs for p in r["phases"] if p.startswith("callback ")})
-    rows = [*ORDER[:13], *[f"  {c}" for c in callbacks], *ORDER[13:]]
+    rows = [*ORDER[:CALLBACKS_AT], *[f"  {c}" for c in callbacks], *ORDER[CALLBACKS_AT:]]
     head = "| phase (ms per trial: wall / CPU) | " + " | ".join(systems) + " |"
     lines = [head, "|---" * (len(systems) + 1) + "|"]
     for row in rows:
@@ -393,15 +460,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--patience", type=int, default=5, help="0: no early stopping")
+    parser.add_argument("--objectives", help="e.g. val_accuracy:max,params:min (multi-objective)")
+    parser.add_argument("--pruner", help="tunecb's --pruner (default: the study's default)")
     parser.add_argument("--jobs", default="0,2", help="tunecb's --jobs values, comma-separated")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--base", type=Path, help="a folder holding another tunecb package")
     parser.add_argument("--no-loop", action="store_true")
+    parser.add_argument(
+        "--spe1",
+        action="store_true",
+        help="add tunecb with --steps-per-execution 1 (what 16 costs to trace)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "trial_costs.json")
     args = parser.parse_args(argv)
     systems = [("tunecb", int(j), ROOT) for j in args.jobs.split(",")]
     if args.base is not None:
         systems += [("tunecb@base", int(j), args.base.resolve()) for j in args.jobs.split(",")]
+    if args.spe1:
+        systems += [("tunecb" + SPE1, int(j), ROOT) for j in args.jobs.split(",")]
     if not args.no_loop:
         systems.append(("loop", 1, ROOT))
     load_before = os.getloadavg()
@@ -425,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "task": "digits", "trials": args.trials, "epochs": args.epochs, "seed": args.seed,
+        "patience": args.patience, "objectives": args.objectives, "pruner": args.pruner,
         "repeats": args.repeats, "load_before": load_before, "load_after": load_after,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "runs": runs, "table": text,

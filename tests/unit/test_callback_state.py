@@ -127,6 +127,22 @@ def test_a_best_is_put_back_only_with_the_file_it_describes(tmp_path):
     assert (b.best, b.best_epoch) == (1.0, 2)
 
 
+def test_a_lazy_best_keeps_its_epochs_values_while_training_changes_the_model(tmp_path):
+    """The copy a new best keeps in memory (written at the end) is its own: training that
+    updates the variables in place afterwards changes neither it nor the file."""
+    cb = started(BestCheckpoint(tmp_path / "best.keras", "val_loss", maximize=False))
+    kernel = cb.model.layers[0].kernel
+    kernel.assign(keras.ops.ones(kernel.shape))
+    run(cb, losses(1.0), 0)  # epoch 1 is the best: copied, not written
+    assert not cb.path.exists()
+    kernel.assign_add(keras.ops.ones(kernel.shape))  # what later epochs do, in place
+    run(cb, losses(2.0), 1)
+    cb.on_train_end()
+    saved = keras.saving.load_model(cb.path, compile=False).layers[0].kernel
+    assert keras.ops.convert_to_numpy(saved).tolist() == [[1.0], [1.0]]
+    assert keras.ops.convert_to_numpy(kernel).tolist() == [[2.0], [2.0]]  # put back
+
+
 def test_the_trials_stateful_callbacks_are_named_by_kind(tmp_path):
     base = dict(watch=EpochWatch("loss"), checkpoint=BestCheckpoint(tmp_path, "loss", False),
                 history=HistoryLog(tmp_path / "h"), pruning=OptunaPruning(None, "x"))  # fmt: skip
