@@ -515,6 +515,7 @@ def one_run(
     epoch_s: float | None = None,
     loop_reads: str = "new",
     idle: str = "new",
+    ask: str = "new",
 ) -> dict:
     epoch_s = args.epoch_s[0] if epoch_s is None else epoch_s
     trials = args.trials_per_worker * n
@@ -530,7 +531,7 @@ def one_run(
             "epoch_s": epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
             "down_s": args.down_s, "reconnect": policy, "pending_s": args.pending_s,
-            "reads": reads, "loop_reads": loop_reads, "idle": idle,
+            "reads": reads, "loop_reads": loop_reads, "idle": idle, "ask": ask,
         }  # fmt: skip
         limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
@@ -549,7 +550,7 @@ def one_run(
         return {
             "storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials,
             "reconnect": policy, "down_s": args.down_s, "pruning_reads": reads,
-            "loop_reads": loop_reads, "idle": idle,
+            "loop_reads": loop_reads, "idle": idle, "ask": ask,
             "epoch_s": epoch_s, **summary,
         }  # fmt: skip
     finally:
@@ -639,6 +640,8 @@ def _extra(r: dict) -> str:
         f" p99_report_steady_ms={r.get('trace', {}).get('p99_steady_ms', math.nan)}"
         f" server_cpu_ms_per_op={r.get('server_cpu_ms_per_op')}"
         f" idle={r.get('idle', 'new')} idle_cpu_s={r.get('idle_cpu_s')}"
+        f" ask={r.get('ask', 'new')}"
+        f" whole_reads={r['latency_ms'].get('get_all_trials', {}).get('n', 0)}"
         f" looks={r['latency_ms'].get('fail_stale_trials', {}).get('n', 0)}"
         f" p99_report_end_ms={r.get('end', {}).get('p99_ms')}"
     )
@@ -732,6 +735,10 @@ def main(argv: list[str] | None = None) -> int:
                         "idle worker looks for stale and dead trials at each wake, every "
                         "heartbeat interval); several: each case with each, "
                         "alternating")  # fmt: skip
+    parser.add_argument("--ask", nargs="+", default=["new"], choices=["old", "new"],
+                        help="old: Optuna's study.ask, which first reads every running trial "
+                        "whole for a queued one (before issue 24's last cut); several: each "
+                        "case with each, alternating")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="each case this many times")
     parser.add_argument("--pending-s", type=float, default=None,
                         help="a recoverer's pending claim is taken over after this long "
@@ -768,19 +775,20 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.workers:
                 for faults in args.faults:
                     cases = [
-                        (fixes, policy, reads, epoch_s, loop_reads, idle)
+                        (fixes, policy, reads, epoch_s, loop_reads, idle, ask)
                         for epoch_s in args.epoch_s
                         for fixes in ([False, True] if args.compare else [True])
                         for policy in args.reconnect_policy
                         for reads in args.pruning_reads
                         for loop_reads in args.loop_reads
                         for idle in args.idle
+                        for ask in args.ask
                     ]
                     rotated = [c for i in range(args.repeats) for c in cases[:: 1 - 2 * (i % 2)]]
-                    for fixes, policy, reads, epoch_s, loop_reads, idle in rotated:  # A B B A
+                    for fixes, policy, reads, epoch_s, loop_reads, idle, ask in rotated:  # ABBA
                         r = one_run(
                             storage, n, faults, args, pg, fixes, policy, reads, epoch_s,
-                            loop_reads, idle,
+                            loop_reads, idle, ask,
                         )  # fmt: skip
                         runs.append(r)
                         print(detail(r), flush=True)

@@ -178,6 +178,21 @@ def time_recovery(timers: Timers) -> None:
         setattr(module, name, timers.wrap(name.lstrip("_"), original))
 
 
+def old_ask() -> None:
+    """The ask before issue 24's last cut (``--ask old``): Optuna's ``study.ask``, which
+    first looks for queued trials (a whole read of every running trial), then the sampler
+    reads them all again."""
+    import warnings
+
+    def ask(study: optuna.Study) -> optuna.Trial:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            return study.ask()
+
+    loop._queued = lambda trials: False
+    loop._ask_new = ask
+
+
 def old_idle() -> None:
     """The end of a search before issue 24's idle turns (``--idle old``): every idle worker
     looks for stale and dead trials at each wake, every heartbeat interval (jittered)."""
@@ -297,16 +312,18 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             config["storage"], config["study"], config["heartbeat"], config["pruner"]
         )
         time_storage(study._storage, timers)
-        ask = study.ask
+        if config.get("ask") == "old":  # Optuna's ask: a look for queued trials first
+            old_ask()
+        ask = loop._ask_new  # each ask, timed (the workers' starts end with their first)
 
-        def timed_ask(*args: Any, **kwargs: Any) -> Any:
+        def timed_ask(study: optuna.Study) -> Any:
             started = time.monotonic()
             try:
-                return ask(*args, **kwargs)
+                return ask(study)
             finally:
                 timers.asks.append((started, time.monotonic()))
 
-        study.ask = timed_ask  # type: ignore[method-assign]
+        loop._ask_new = timed_ask
         if config["heartbeat"]:
             beats.watch(study._storage, config["heartbeat"])
         attempts.recover_dead_trials(study)  # as run_worker does at its start

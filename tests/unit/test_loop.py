@@ -353,8 +353,12 @@ def test_an_idle_worker_reads_one_status_a_wake_until_there_is_something_to_do(s
     assert fleet.sleeps == [2.0, 4.0, 8.0, 8.0, 8.0]  # backed off; stopped when asked
     assert len(seen) == 4  # one status read a wake, none after the stop
     fleet.sleeps.clear()
+    fleet.last_look = fleet.now - 1.0  # another worker looked 1 s ago: the next look is due
+    assert loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: False)  # in 2 s: taken
+    assert fleet.sleeps == [2.0] and fleet.last_look == fleet.now
+    fleet.sleeps.clear()
     study.enqueue_trial({"x": 0.5})  # a rerun is queued: the next wake goes to pop it
-    loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: False)
+    assert not loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: False)
     assert fleet.sleeps == [2.0]
 
 
@@ -400,3 +404,28 @@ def test_a_trial_dying_after_the_others_went_idle_is_rerun_by_an_idle_worker(stu
     # the worker backed off to the grace period, and looked about once an interval at most
     assert max(fleet.sleeps) > interval and max(fleet.sleeps) <= grace
     assert len(looks) <= found[0] / interval + 1
+
+
+def test_a_new_trial_is_asked_without_reading_every_trial_for_a_queued_one(study, monkeypatch):
+    # study.ask() looks for queued trials first: a whole read of every running trial on a
+    # database (then the sampler reads them again). The light rows just read say whether
+    # one is queued: it is popped first; else no look.
+    reads = []
+    real = study._storage.get_all_trials
+
+    def get_all_trials(study_id, deepcopy=True, states=None):
+        reads.append(states)
+        return real(study_id, deepcopy=deepcopy, states=states)
+
+    monkeypatch.setattr(study._storage, "get_all_trials", get_all_trials)
+    trial = loop._next_trial(study, Limits(n_trials=3), 0, "me", None)
+    assert (trial.number, study.trials[0].state) == (0, TrialState.RUNNING)
+    assert (TrialState.WAITING,) not in reads  # no look for a queued trial
+    study.enqueue_trial({"x": 0.25})  # trial 1, queued: popped before a new one is made
+    trial = loop._next_trial(study, Limits(n_trials=3), 0, "me", None)
+    assert (trial.number, len(study.trials)) == (1, 2)
+    assert trial.suggest_float("x", 0.0, 1.0) == 0.25
+    for number in (0, 1):
+        study.tell(number, 0.5)
+    _, runner, _, _ = run(study, Limits(n_trials=4))  # and the loop runs on as before
+    assert sorted(runner.params) == [2, 3]

@@ -15,7 +15,6 @@ import random
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -97,6 +96,7 @@ def _run_trials(
     ran = 0
     checked = -math.inf  # when this process last looked for stale trials
     idle = IdleWaits()
+    turn = False  # an idle wait took the fleet's turn to look (storage.scan_turns)
     while True:
         interrupts.check()  # a Ctrl-C whose KeyboardInterrupt the last trial's fit lost
         if should_stop():
@@ -110,17 +110,17 @@ def _run_trials(
         # one worker of the whole fleet (storage.scan_turns): the answer is the same for all.
         interval = attempts.heartbeat_interval(study)
         looked = not interval  # without a heartbeat each process looks for its dead trials
-        if interval and time.monotonic() - checked >= interval * STALE_CHECK_SHARE:
-            if scan_turns.take(study, interval):
+        if interval and (turn or time.monotonic() - checked >= interval * STALE_CHECK_SHARE):
+            if turn or scan_turns.take(study, interval):
                 attempts.fail_stale_trials(study)
                 looked = True
-            checked = time.monotonic()
+            checked, turn = time.monotonic(), False
         resumable = getattr(runner, "can_resume", None)
         trial = _next_trial(study, limits, seed, me, resumable, looked=looked)
         if trial is None:  # waited for another machine's trial
             continue
         if trial is IDLE:
-            _wait_idle(study, interval or 1, idle, lambda: _stops(should_stop, limits))
+            turn = _wait_idle(study, interval or 1, idle, lambda: _stops(should_stop, limits))
             continue
         if isinstance(trial, str):
             return trial
@@ -241,12 +241,26 @@ def _next_trial(
             time.sleep(random.uniform(0.1, 0.5))
             return None
     else:
-        with warnings.catch_warnings():
-            # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-            trial = study.ask()
+        # A queued trial first (a rerun, a given configuration), popped as ask would;
+        # else a new one, asked without ask's own look for queued trials
+        trial = _pop_waiting(study, trials) if _queued(trials) else None
+        if trial is None:
+            trial = _ask_new(study)
     reseed(study.sampler, seed, trial.number)
     return trial
+
+
+def _queued(trials: list[Any]) -> bool:
+    return any(t.state == TrialState.WAITING for t in trials)
+
+
+def _ask_new(study: optuna.Study) -> optuna.Trial:
+    """A new trial, as ``study.ask()`` makes one when no trial is queued. ``ask`` first looks
+    for queued trials, a whole read of every running trial through Optuna's cache of a
+    database storage (the sampler then reads them all again); the light rows the caller
+    just read said none is queued. One queued meanwhile is popped at the next turn."""
+    study._thread_local.cached_all_trials = None  # the sampler reads the study afresh
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
 
 
 class IdleWaits:
@@ -277,20 +291,23 @@ class IdleWaits:
 
 def _wait_idle(
     study: optuna.Study, interval: float, idle: IdleWaits, stop: Callable[[], bool]
-) -> None:
+) -> bool:
     """Sleep until there may be something to do: a trial queued, none running any more, or
-    the fleet's next look for stale trials due (one statement a wake:
-    :func:`tunecb.storage.scan_turns.status`); or ``stop()``. Without a database to read,
-    after one wait. A trial that dies is so failed and rerun within about its stale grace
-    period, one heartbeat interval and one wait of the live idle workers that wakes first."""
+    the fleet's next look for stale trials due and taken by this worker (one statement a
+    wake: :func:`tunecb.storage.scan_turns.status`; two more to take the turn); or
+    ``stop()``. Without a database to read, after one wait. ``True``: this worker took the
+    turn. A trial that dies is so failed and rerun within about its stale grace period,
+    one heartbeat interval and one wait of the live idle worker that wakes first."""
     grace = attempts.grace_period(study) or interval
     while True:
         time.sleep(idle.next(interval, grace))
         if stop():
-            return
+            return False
         seen = scan_turns.status(study, interval)
-        if seen is None or not seen.idle:
-            return
+        if seen is None or seen.waiting or not seen.running:
+            return False
+        if seen.due and scan_turns.take(study, interval):
+            return True
 
 
 def _pop_waiting(study: optuna.Study, trials: list[Any]) -> optuna.Trial | None:
