@@ -42,18 +42,13 @@ class Status:
     """What an idle worker reads when it wakes: the study's RUNNING and WAITING trials, and
     whether the fleet's next look is due.
 
-    >>> Status(running=2, waiting=0, due=False).idle
-    True
+    >>> Status(running=2, waiting=0, due=False).running
+    2
     """
 
     running: int
     waiting: int
     due: bool
-
-    @property
-    def idle(self) -> bool:
-        """Nothing to do but wait: trials still run, none is queued, no look is due."""
-        return self.running > 0 and not self.waiting and not self.due
 
 
 def take(study: optuna.Study, every_s: float, now: float | None = None) -> bool:
