@@ -26,7 +26,7 @@ from tunecb.execution._base import (
     Limits,
 )
 from tunecb.execution.loop import run_trials
-from tunecb.oracle import attempts, attrs, budget
+from tunecb.oracle import attempts, attrs, budget, promotions
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.storage import scan_turns
 
@@ -356,6 +356,12 @@ def test_an_idle_worker_reads_one_status_a_wake_until_there_is_something_to_do(s
     fleet.last_look = fleet.now - 1.0  # another worker looked 1 s ago: the next look is due
     assert loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: False)  # in 2 s: taken
     assert fleet.sleeps == [2.0] and fleet.last_look == fleet.now
+    fleet.sleeps.clear()
+    fleet.last_look = 1e9  # no look due: with the promotion pruner, back to the loop after
+    monkeypatch.setattr(promotions, "active", lambda study: True)  # a wait (a paused one
+    assert not loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: False)  # may go on)
+    assert fleet.sleeps == [2.0]
+    monkeypatch.setattr(promotions, "active", lambda study: False)
     fleet.sleeps.clear()
     study.enqueue_trial({"x": 0.5})  # a rerun is queued: the next wake goes to pop it
     assert not loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: False)

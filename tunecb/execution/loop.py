@@ -295,9 +295,10 @@ def _wait_idle(
     """Sleep until there may be something to do: a trial queued, none running any more, or
     the fleet's next look for stale trials due and taken by this worker (one statement a
     wake: :func:`tunecb.storage.scan_turns.status`; two more to take the turn); or
-    ``stop()``. Without a database to read, after one wait. ``True``: this worker took the
-    turn. A trial that dies is so failed and rerun within about its stale grace period,
-    one heartbeat interval and one wait of the live idle worker that wakes first."""
+    ``stop()``. Without a database to read, or with the promotion pruner, after one wait.
+    ``True``: this worker took the turn. A trial that dies is so failed and rerun within
+    about its stale grace period, one heartbeat interval and one wait of the live idle
+    worker that wakes first."""
     grace = attempts.grace_period(study) or interval
     while True:
         time.sleep(idle.next(interval, grace))
@@ -306,6 +307,8 @@ def _wait_idle(
         seen = scan_turns.status(study, interval)
         if seen is None or seen.waiting or not seen.running:
             return False
+        if promotions.active(study):  # a paused configuration may be promotable now: the
+            return False  # loop looks (what tells it is in the side study's tickets)
         if seen.due and scan_turns.take(study, interval):
             return True
 
