@@ -407,6 +407,30 @@ def split_reports(results: list[dict], outages: list) -> dict[str, list[float]]:
     return found
 
 
+def the_end(results: list[dict], ms: dict[str, list[float]], n: int) -> dict:
+    """The end of the search, when workers whose trials ended wait for the last ones: the
+    CPU they used waiting (from their last trial to their exit, summed), their looks for
+    stale trials and their wakes, and the per-epoch reports made once a quarter of the
+    workers waited (``p99_ms``: what the idle workers' polling costs the last trials)."""
+    idle_from = sorted(r["idle_from"] for r in results if "idle_from" in r)
+    quarter = idle_from[n // 4] if len(idle_from) > n // 4 else math.inf
+    late = [
+        wall for r in results for start, wall, *_ in r.get("reports", []) if start >= quarter
+    ]  # fmt: skip
+    wakes = len(ms.get("status", [])) or len(ms.get("wait_idle", []))
+    return {
+        "idle_cpu_s": round(sum(r.get("idle_cpu_s", 0.0) for r in results), 1),
+        "idle_wall_s": round(sum(r.get("idle_wall_s", 0.0) for r in results), 1),
+        "wakes": wakes,
+        "looks": len(ms.get("fail_stale_trials", [])),
+        "dead_scans": len(ms.get("recover_dead_trials", [])),
+        "light_reads": len(ms.get("light_trials", [])),
+        "reports": len(late),
+        "p50_ms": round(pct(late, 0.5), 1) if late else None,
+        "p99_ms": round(pct(late, 0.99), 1) if late else None,
+    }
+
+
 def summarize(run: dict, check: dict, n: int) -> dict:
     results = run["results"]
     ms: dict[str, list[float]] = {}
@@ -427,6 +451,7 @@ def summarize(run: dict, check: dict, n: int) -> dict:
     for part, spans in split_reports(results, run.get("outages", [])).items():
         ms[f"{KEY}_{part}"] = spans  # the per-epoch reports that overlapped an outage, or not
     late = [v for r in results for v in r.get("beat_late_s", [])]
+    end = the_end(results, ms, n)
     traced = scale_trace.split(
         [tuple(x) for r in results for x in r.get("reports", [])],
         run.get("start_windows", []), run.get("outages", []), run.get("timeline", []),
@@ -467,6 +492,8 @@ def summarize(run: dict, check: dict, n: int) -> dict:
         "error_samples": errors[:5],
         "traceback_sample": next((r["traceback"] for r in results if r.get("traceback")), None),
         "trace": traced,
+        "end": end,
+        "idle_cpu_s": end["idle_cpu_s"],
         **{
             k: v
             for k, v in run.items()
@@ -487,6 +514,8 @@ def one_run(
     reads: str = "new",
     epoch_s: float | None = None,
     loop_reads: str = "new",
+    idle: str = "new",
+    ask: str = "new",
 ) -> dict:
     epoch_s = args.epoch_s[0] if epoch_s is None else epoch_s
     trials = args.trials_per_worker * n
@@ -502,7 +531,7 @@ def one_run(
             "epoch_s": epoch_s, "heartbeat": 2 if backend == "postgresql" else 0,
             "pruner": args.pruner, "estimate_s": estimate, "fixes": fixes,
             "down_s": args.down_s, "reconnect": policy, "pending_s": args.pending_s,
-            "reads": reads, "loop_reads": loop_reads,
+            "reads": reads, "loop_reads": loop_reads, "idle": idle, "ask": ask,
         }  # fmt: skip
         limit = args.limit_s or estimate * 8 + 120
         kills = round(args.kill_share * n) if faults == "kill" else 0
@@ -521,7 +550,7 @@ def one_run(
         return {
             "storage": storage, "faults": faults, "tunecb": tunecb, "trials": trials,
             "reconnect": policy, "down_s": args.down_s, "pruning_reads": reads,
-            "loop_reads": loop_reads,
+            "loop_reads": loop_reads, "idle": idle, "ask": ask,
             "epoch_s": epoch_s, **summary,
         }  # fmt: skip
     finally:
@@ -610,6 +639,11 @@ def _extra(r: dict) -> str:
         f" cpu_report_ms={r['latency_ms'].get(KEY, {}).get('cpu', math.nan)}"
         f" p99_report_steady_ms={r.get('trace', {}).get('p99_steady_ms', math.nan)}"
         f" server_cpu_ms_per_op={r.get('server_cpu_ms_per_op')}"
+        f" idle={r.get('idle', 'new')} idle_cpu_s={r.get('idle_cpu_s')}"
+        f" ask={r.get('ask', 'new')}"
+        f" whole_reads={r['latency_ms'].get('get_all_trials', {}).get('n', 0)}"
+        f" looks={r['latency_ms'].get('fail_stale_trials', {}).get('n', 0)}"
+        f" p99_report_end_ms={r.get('end', {}).get('p99_ms')}"
     )
 
 
@@ -637,7 +671,8 @@ def detail(r: dict) -> str:
         f"    slow (> {scale_trace.SLOW_MS:.0f} ms): {_traced(r.get('trace', {}).get('slow'))}; "
         f"by 10 s from the start: {r.get('trace', {}).get('slow_by_10s')}; steady p50/p99 "
         f"{r.get('trace', {}).get('p50_steady_ms')}/{r.get('trace', {}).get('p99_steady_ms')} "
-        f"ms over {r.get('trace', {}).get('n_steady')}"
+        f"ms over {r.get('trace', {}).get('n_steady')}\n"
+        f"    the end: {r.get('end')}"
     )
 
 
@@ -695,6 +730,15 @@ def main(argv: list[str] | None = None) -> int:
                         "trial loaded whole through Optuna's cache for the budget and the dead "
                         "scans, a stale check at every turn, idle workers asking past the "
                         "budget); several: each case with each, alternating")  # fmt: skip
+    parser.add_argument("--idle", nargs="+", default=["new"], choices=["old", "new"],
+                        help="old: the end of a search before issue 24's idle turns (every "
+                        "idle worker looks for stale and dead trials at each wake, every "
+                        "heartbeat interval); several: each case with each, "
+                        "alternating")  # fmt: skip
+    parser.add_argument("--ask", nargs="+", default=["new"], choices=["old", "new"],
+                        help="old: Optuna's study.ask, which first reads every running trial "
+                        "whole for a queued one (before issue 24's last cut); several: each "
+                        "case with each, alternating")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="each case this many times")
     parser.add_argument("--pending-s", type=float, default=None,
                         help="a recoverer's pending claim is taken over after this long "
@@ -731,18 +775,21 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.workers:
                 for faults in args.faults:
                     cases = [
-                        (fixes, policy, reads, epoch_s, loop_reads)
+                        (fixes, policy, reads, epoch_s, loop_reads, idle, ask)
                         for epoch_s in args.epoch_s
                         for fixes in ([False, True] if args.compare else [True])
                         for policy in args.reconnect_policy
                         for reads in args.pruning_reads
                         for loop_reads in args.loop_reads
+                        for idle in args.idle
+                        for ask in args.ask
                     ]
                     rotated = [c for i in range(args.repeats) for c in cases[:: 1 - 2 * (i % 2)]]
-                    for fixes, policy, reads, epoch_s, loop_reads in rotated:  # A B B A
+                    for fixes, policy, reads, epoch_s, loop_reads, idle, ask in rotated:  # ABBA
                         r = one_run(
-                            storage, n, faults, args, pg, fixes, policy, reads, epoch_s, loop_reads
-                        )
+                            storage, n, faults, args, pg, fixes, policy, reads, epoch_s,
+                            loop_reads, idle, ask,
+                        )  # fmt: skip
                         runs.append(r)
                         print(detail(r), flush=True)
                         if r["errors"] or r["lost"] or r["repeated"]:

@@ -28,6 +28,7 @@ from tunecb.execution import loop
 from tunecb.execution._base import Limits
 from tunecb.oracle import attempts, attrs, budget, pruning
 from tunecb.oracle.outcome import COMPLETE, PRUNED, TrialOutcome
+from tunecb.storage import scan_turns
 
 # The storage methods a search calls, timed one by one (the name of the op in the output).
 TIMED = (
@@ -127,15 +128,26 @@ class StandInRunner:
 
 
 class NullSink:
+    """Counts the finished trials, and when this worker's last one ended (its CPU then):
+    what it spent after, waiting at the end of the search, is the idle workers' cost."""
+
     def __init__(self) -> None:
         self.finished_trials = 0
+        self.idle_since: tuple[float, float] | None = None  # (monotonic, CPU s) at the last
 
-    def started(self, number: int) -> None: ...
+    def started(self, number: int) -> None:
+        self.idle_since = None
 
     def epoch(self, number: int, epoch: int, value: float | None) -> None: ...
 
     def finished(self, outcome: TrialOutcome) -> None:
         self.finished_trials += 1
+        self.idle_since = (time.monotonic(), _cpu_s())
+
+
+def _cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def memory_kib() -> dict[str, int]:
@@ -154,11 +166,42 @@ def memory_kib() -> dict[str, int]:
 
 
 def time_recovery(timers: Timers) -> None:
-    """Time the loop's stale-trial check (in this process: the loop reads the module)."""
-    for name in ("fail_stale_trials", "recover_dead_trials"):
-        original = getattr(attempts, f"_scale_{name}", None) or getattr(attempts, name)
-        setattr(attempts, f"_scale_{name}", original)
-        setattr(attempts, name, timers.wrap(name, original))
+    """Time the loop's stale-trial check, its light reads, and the idle workers' turns and
+    wakes (in this process: the loop reads the modules)."""
+    for module, name in (
+        (attempts, "fail_stale_trials"), (attempts, "recover_dead_trials"),
+        (attempts, "light_trials"), (scan_turns, "take"), (scan_turns, "status"),
+        (loop, "_wait_idle"),
+    ):  # fmt: skip
+        original = getattr(module, f"_scale_{name}", None) or getattr(module, name)
+        setattr(module, f"_scale_{name}", original)
+        setattr(module, name, timers.wrap(name.lstrip("_"), original))
+
+
+def old_ask() -> None:
+    """The ask before issue 24's last cut (``--ask old``): Optuna's ``study.ask``, which
+    first looks for queued trials (a whole read of every running trial), then the sampler
+    reads them all again."""
+    import warnings
+
+    def ask(study: optuna.Study) -> optuna.Trial:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            return study.ask()
+
+    loop._queued = lambda trials: False
+    loop._ask_new = ask
+
+
+def old_idle() -> None:
+    """The end of a search before issue 24's idle turns (``--idle old``): every idle worker
+    looks for stale and dead trials at each wake, every heartbeat interval (jittered)."""
+    scan_turns.take = lambda study, every_s, now=None: True
+
+    def wait_idle(study: Any, interval: float, idle: Any, stop: Any) -> None:
+        time.sleep(interval * random.uniform(0.5, 1.5))
+
+    loop._wait_idle = wait_idle
 
 
 ONE_PER_PROCESS = False  # set by process_main: this process is one worker
@@ -258,6 +301,8 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             import scale_old_reads
 
             scale_old_reads.use_old_reads()
+        if config.get("idle") == "old":
+            old_idle()
         if config.get("pending_s"):  # provoke claim takeovers (a copy slower than this)
             from tunecb.storage import stale
 
@@ -267,16 +312,18 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
             config["storage"], config["study"], config["heartbeat"], config["pruner"]
         )
         time_storage(study._storage, timers)
-        ask = study.ask
+        if config.get("ask") == "old":  # Optuna's ask: a look for queued trials first
+            old_ask()
+        ask = loop._ask_new  # each ask, timed (the workers' starts end with their first)
 
-        def timed_ask(*args: Any, **kwargs: Any) -> Any:
+        def timed_ask(study: optuna.Study) -> Any:
             started = time.monotonic()
             try:
-                return ask(*args, **kwargs)
+                return ask(study)
             finally:
                 timers.asks.append((started, time.monotonic()))
 
-        study.ask = timed_ask  # type: ignore[method-assign]
+        loop._ask_new = timed_ask
         if config["heartbeat"]:
             beats.watch(study._storage, config["heartbeat"])
         attempts.recover_dead_trials(study)  # as run_worker does at its start
@@ -296,6 +343,10 @@ def work(config: dict[str, Any], out_path: str | None) -> dict[str, Any]:
         result["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         result["traceback"] = traceback.format_exc(limit=6)
     cpu1 = os.times()
+    if sink.idle_since is not None:  # waited at the end, from its last trial to its exit
+        result["idle_from"] = sink.idle_since[0]
+        result["idle_wall_s"] = time.monotonic() - sink.idle_since[0]
+        result["idle_cpu_s"] = _cpu_s() - sink.idle_since[1]
     result.update(
         trials=sink.finished_trials, wall_s=time.time() - wall0,
         cpu_s=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),

@@ -154,7 +154,8 @@ class _Sink:
 def test_the_loop_reads_no_running_trial_whole_for_its_budget(tmp_path, monkeypatch):
     # Every whole read of a database study loads every running trial again (Optuna's
     # cache): per trial, the loop's budget checks made two of them, before the sampler's
-    # own (one in ask for a waiting trial, one for the sampler): now none.
+    # own (one in ask for a waiting trial, one for the sampler): now none, and not ask's
+    # look for a waiting trial either (the light rows say whether one is queued).
     storage = open_storage(f"sqlite:///{tmp_path}/l.db", tmp_path)
     study = optuna.create_study(storage=storage, study_name="l", direction="maximize")
     whole = []
@@ -166,5 +167,5 @@ def test_the_loop_reads_no_running_trial_whole_for_its_budget(tmp_path, monkeypa
 
     monkeypatch.setattr(type(study._storage), "get_all_trials", counting)
     assert loop.run_trials(study, _Runner(), Limits(n_trials=4), _Sink(), seed=0) == "budget"
-    assert whole == [(TrialState.WAITING,), None] * 4  # per trial: ask's pop, the sampler's
+    assert whole == [None] * 4  # per trial: the sampler's read alone
     assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 4

@@ -4,6 +4,7 @@ scheduled is tested here first."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -25,8 +26,9 @@ from tunecb.execution._base import (
     Limits,
 )
 from tunecb.execution.loop import run_trials
-from tunecb.oracle import attempts, attrs, budget
+from tunecb.oracle import attempts, attrs, budget, promotions
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
+from tunecb.storage import scan_turns
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -282,3 +284,154 @@ def test_each_trial_draws_from_the_seed_and_its_number_alone():
         drawn.append(runner.params)
     assert drawn[0] == drawn[1]
     assert len(set(drawn[0].values())) == 3
+
+
+# -- the end of a search: idle workers (issue 24: 200 PostgreSQL workers polled ~0.7 of a core)
+
+
+class FakeFleet:
+    """A fake clock and the fleet's turn to look for stale trials (what
+    :mod:`tunecb.storage.scan_turns` keeps in the database), for the loop's idle waits."""
+
+    def __init__(self, study: optuna.Study, interval: float) -> None:
+        self.study, self.interval = study, interval
+        self.now, self.last_look = 0.0, -math.inf
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        assert self.now < 1000, "an idle worker waited for ever"
+
+    def take(self, study: optuna.Study, every_s: float) -> bool:
+        if self.now - self.last_look < every_s:
+            return False
+        self.last_look = self.now
+        return True
+
+    def status(self, study: optuna.Study, every_s: float) -> scan_turns.Status:
+        trials = study.get_trials(deepcopy=False)
+        return scan_turns.Status(
+            running=sum(t.state == TrialState.RUNNING for t in trials),
+            waiting=sum(t.state == TrialState.WAITING for t in trials),
+            due=self.now - self.last_look >= every_s,
+        )
+
+    def install(self, monkeypatch, grace: float) -> None:
+        clock = SimpleNamespace(time=lambda: self.now, monotonic=lambda: self.now, sleep=self.sleep)
+        monkeypatch.setattr(loop, "time", clock)
+        monkeypatch.setattr(attempts, "heartbeat_interval", lambda study: self.interval)
+        monkeypatch.setattr(attempts, "grace_period", lambda study: grace)
+        monkeypatch.setattr(scan_turns, "take", self.take)
+        monkeypatch.setattr(scan_turns, "status", self.status)
+
+
+def test_idle_waits_double_up_to_the_grace_period_jittered_and_start_again_after_a_trial(
+    monkeypatch,
+):
+    waits = loop.IdleWaits()
+    monkeypatch.setattr(loop.random, "uniform", lambda low, high: high)
+    assert [waits.next(2.0, 8.0) for _ in range(5)] == [2.0, 4.0, 8.0, 8.0, 8.0]
+    waits.reset()
+    assert waits.next(2.0, 8.0) == 2.0
+    monkeypatch.setattr(loop.random, "uniform", lambda low, high: low)  # jittered: half to all
+    assert waits.next(2.0, 8.0) == 2.0  # half of 4
+    assert loop.IdleWaits().next(30.0, 10.0) == 15.0  # a grace shorter than a beat: one beat
+
+
+def test_an_idle_worker_reads_one_status_a_wake_until_there_is_something_to_do(study, monkeypatch):
+    fleet = FakeFleet(study, interval=2.0)
+    fleet.install(monkeypatch, grace=8.0)
+    study.ask()  # another worker's trial runs on
+    fleet.last_look = 1e9  # another worker looked: no look due for a long while
+    seen = []
+    status = fleet.status
+    monkeypatch.setattr(scan_turns, "status", lambda s, e: seen.append(1) or status(s, e))
+    monkeypatch.setattr(loop.random, "uniform", lambda low, high: high)
+    stops = iter([False] * 4 + [True])
+    loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: next(stops))
+    assert fleet.sleeps == [2.0, 4.0, 8.0, 8.0, 8.0]  # backed off; stopped when asked
+    assert len(seen) == 4  # one status read a wake, none after the stop
+    fleet.sleeps.clear()
+    fleet.last_look = fleet.now - 1.0  # another worker looked 1 s ago: the next look is due
+    assert loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: False)  # in 2 s: taken
+    assert fleet.sleeps == [2.0] and fleet.last_look == fleet.now
+    fleet.sleeps.clear()
+    fleet.last_look = 1e9  # no look due: with the promotion pruner, back to the loop after
+    monkeypatch.setattr(promotions, "active", lambda study: True)  # a wait (a paused one
+    assert not loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: False)  # may go on)
+    assert fleet.sleeps == [2.0]
+    monkeypatch.setattr(promotions, "active", lambda study: False)
+    fleet.sleeps.clear()
+    study.enqueue_trial({"x": 0.5})  # a rerun is queued: the next wake goes to pop it
+    assert not loop._wait_idle(study, 2.0, loop.IdleWaits(), lambda: False)
+    assert fleet.sleeps == [2.0]
+
+
+def test_the_dead_trial_scan_at_the_end_runs_only_on_this_workers_turn(study, monkeypatch):
+    run(study, Limits(n_trials=1))
+    study.ask()  # another worker's trial, past the budget here: this worker is idle
+    monkeypatch.setattr(attempts, "heartbeat_interval", lambda study: 2)
+    scans = []
+    monkeypatch.setattr(attempts, "recover_dead_trials", lambda study: scans.append(1) or [])
+    monkeypatch.setattr(attempts, "recover_unclaimed", lambda study, trials: False)
+    assert loop._next_trial(study, Limits(n_trials=1), 0, "me", None, looked=False) is loop.IDLE
+    assert scans == []
+    assert loop._next_trial(study, Limits(n_trials=1), 0, "me", None, looked=True) is loop.IDLE
+    assert scans == [1]
+
+
+def test_a_trial_dying_after_the_others_went_idle_is_rerun_by_an_idle_worker(study, monkeypatch):
+    # The other workers went idle; the last trial's worker (another machine) dies. This
+    # worker, idle and backing off, gets the fleet's turn, finds the trial stale, and runs
+    # its rerun, within the grace period + one turn + one wait of it dying.
+    interval, grace, died_at = 2.0, 8.0, 25.0
+    run(study, Limits(n_trials=1))
+    fleet = FakeFleet(study, interval)
+    fleet.install(monkeypatch, grace)
+    other = study.ask()
+    other.suggest_float("x", 0.0, 1.0)
+    other.set_user_attr(attrs.WORKER, "elsewhere:4242")  # claimed on another machine
+    looks, found = [], []
+
+    def fail_stale_trials(study):  # the stale rule: silent longer than the grace period
+        looks.append(fleet.now)
+        if fleet.now - died_at > grace and study.trials[other.number].state == TrialState.RUNNING:
+            attempts.fail_and_requeue(study, other.number, attrs.WORKER_DIED, "stale")
+            found.append(fleet.now)
+
+    monkeypatch.setattr(attempts, "fail_stale_trials", fail_stale_trials)
+    reason, runner, _, log = run(study, Limits(n_trials=2))
+    assert reason == STOP_BUDGET
+    rerun = study.trials[-1]
+    assert rerun.state == TrialState.COMPLETE and rerun.params == other.params
+    assert log == [f"started {rerun.number}", f"run {rerun.number}", f"finished {rerun.number}"]
+    assert died_at + grace < found[0] <= died_at + grace + interval + grace
+    # the worker backed off to the grace period, and looked about once an interval at most
+    assert max(fleet.sleeps) > interval and max(fleet.sleeps) <= grace
+    assert len(looks) <= found[0] / interval + 1
+
+
+def test_a_new_trial_is_asked_without_reading_every_trial_for_a_queued_one(study, monkeypatch):
+    # study.ask() looks for queued trials first: a whole read of every running trial on a
+    # database (then the sampler reads them again). The light rows just read say whether
+    # one is queued: it is popped first; else no look.
+    reads = []
+    real = study._storage.get_all_trials
+
+    def get_all_trials(study_id, deepcopy=True, states=None):
+        reads.append(states)
+        return real(study_id, deepcopy=deepcopy, states=states)
+
+    monkeypatch.setattr(study._storage, "get_all_trials", get_all_trials)
+    trial = loop._next_trial(study, Limits(n_trials=3), 0, "me", None)
+    assert (trial.number, study.trials[0].state) == (0, TrialState.RUNNING)
+    assert (TrialState.WAITING,) not in reads  # no look for a queued trial
+    study.enqueue_trial({"x": 0.25})  # trial 1, queued: popped before a new one is made
+    trial = loop._next_trial(study, Limits(n_trials=3), 0, "me", None)
+    assert (trial.number, len(study.trials)) == (1, 2)
+    assert trial.suggest_float("x", 0.0, 1.0) == 0.25
+    for number in (0, 1):
+        study.tell(number, 0.5)
+    _, runner, _, _ = run(study, Limits(n_trials=4))  # and the loop runs on as before
+    assert sorted(runner.params) == [2, 3]

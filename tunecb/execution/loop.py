@@ -15,7 +15,6 @@ import random
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -36,10 +35,12 @@ from tunecb.execution._base import (
 from tunecb.execution.watchdog import stuck_trial_guard
 from tunecb.oracle import attempts, attrs, budget, given, promotions
 from tunecb.oracle.outcome import TrialOutcome
+from tunecb.storage import scan_turns
 from tunecb.storage.reconnect import lost_for_good
 from tunecb.study.samplers_pruners import reseed
 
 STALE_CHECK_SHARE = 0.5  # stale trials are looked for at most every this share of a beat
+IDLE = "idle"  # _next_trial: nothing to run until the last running trials end (or one dies)
 
 
 class Runner(Protocol):
@@ -94,6 +95,8 @@ def _run_trials(
     me = attrs.worker_id()
     ran = 0
     checked = -math.inf  # when this process last looked for stale trials
+    idle = IdleWaits()
+    turn = False  # an idle wait took the fleet's turn to look (storage.scan_turns)
     while True:
         interrupts.check()  # a Ctrl-C whose KeyboardInterrupt the last trial's fit lost
         if should_stop():
@@ -103,16 +106,25 @@ def _run_trials(
         # With an RDB storage and a heartbeat, trials of processes that stopped beating
         # (another machine died) are failed here and queued again by Optuna's callback;
         # at most twice a heartbeat interval (a trial goes stale after three): not again
-        # after each trial discarded or lost to another worker.
+        # after each trial discarded or lost to another worker; and once an interval by
+        # one worker of the whole fleet (storage.scan_turns): the answer is the same for all.
         interval = attempts.heartbeat_interval(study)
-        if interval and time.monotonic() - checked >= interval * STALE_CHECK_SHARE:
-            attempts.fail_stale_trials(study)
-            checked = time.monotonic()
-        trial = _next_trial(study, limits, seed, me, getattr(runner, "can_resume", None))
+        looked = not interval  # without a heartbeat each process looks for its dead trials
+        if interval and (turn or time.monotonic() - checked >= interval * STALE_CHECK_SHARE):
+            if turn or scan_turns.take(study, interval):
+                attempts.fail_stale_trials(study)
+                looked = True
+            checked, turn = time.monotonic(), False
+        resumable = getattr(runner, "can_resume", None)
+        trial = _next_trial(study, limits, seed, me, resumable, looked=looked)
         if trial is None:  # waited for another machine's trial
+            continue
+        if trial is IDLE:
+            turn = _wait_idle(study, interval or 1, idle, lambda: _stops(should_stop, limits))
             continue
         if isinstance(trial, str):
             return trial
+        idle.reset()
         # registered before its claim is written: another thread of this process (a Dask
         # worker's) must never see this process's claim and judge the trial dead
         with attempts.running_here(study._storage, trial._trial_id):
@@ -176,6 +188,11 @@ def _run_trials(
                 return RECYCLE_MEMORY
 
 
+def _stops(should_stop: Callable[[], bool], limits: Limits) -> bool:
+    """Whether the loop stops now: asked to, or past the deadline."""
+    return should_stop() or (limits.deadline is not None and time.time() >= limits.deadline)
+
+
 def _left_to_recovery(study: optuna.Study, number: int) -> None:
     """A trial whose worker lost the storage for good: queued again if the storage answers
     now, else left RUNNING for the others (its heartbeat stops; its process is gone)."""
@@ -187,11 +204,14 @@ def _left_to_recovery(study: optuna.Study, number: int) -> None:
 
 def _next_trial(
     study: optuna.Study, limits: Limits, seed: int | None, me: str,
-    resumable: Callable[[int], bool] | None,
+    resumable: Callable[[int], bool] | None, looked: bool = True,
 ) -> optuna.Trial | str | None:  # fmt: skip
     """The trial to run next: a promotable paused configuration's continuation (promotion
     pruner; not a new configuration, so no budget check), else a new one asked of the
-    sampler. A stop reason when there is nothing to run; ``None`` after waiting."""
+    sampler. A stop reason when there is nothing to run; ``None`` after waiting; :data:`IDLE`
+    when the budget is spent but other workers' trials still run (the caller waits).
+    ``looked``: this process has the fleet's turn to look for dead trials (or needs none:
+    :mod:`tunecb.storage.scan_turns`)."""
     trial = promotions.next_continuation(study, me, resumable=resumable)
     if trial is not None:
         return trial
@@ -205,16 +225,14 @@ def _next_trial(
         # looks every turn: a young unclaimed trial (waited for up to a minute) must not hold
         # back the recovery of a dead worker's trial.
         unclaimed = attempts.recover_unclaimed(study, trials)
-        if attempts.recover_dead_trials(study) or unclaimed:
+        if (looked and attempts.recover_dead_trials(study)) or unclaimed:
             time.sleep(1.0)
             return None
         interval = attempts.heartbeat_interval(study)
         if interval and any(t.state == TrialState.RUNNING for t in trials):
             # Another machine's trial may still die: wait until it finishes or goes
-            # stale (then its rerun is ours to run), so the study ends complete. Jittered:
-            # hundreds of idle workers must not poll the database at the same instants.
-            time.sleep(interval * random.uniform(0.5, 1.5))
-            return None
+            # stale (then its rerun is ours to run), so the study ends complete.
+            return IDLE
         return STOP_BUDGET
     if budget.only_waiting(trials, limits.n_trials):
         # Only queued trials may run: pop one, or wait; a new trial would be discarded.
@@ -223,12 +241,76 @@ def _next_trial(
             time.sleep(random.uniform(0.1, 0.5))
             return None
     else:
-        with warnings.catch_warnings():
-            # Optuna warns that heartbeats are meant for Study.optimize; we beat ourselves.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-            trial = study.ask()
+        # A queued trial first (a rerun, a given configuration), popped as ask would;
+        # else a new one, asked without ask's own look for queued trials
+        trial = _pop_waiting(study, trials) if _queued(trials) else None
+        if trial is None:
+            trial = _ask_new(study)
     reseed(study.sampler, seed, trial.number)
     return trial
+
+
+def _queued(trials: list[Any]) -> bool:
+    return any(t.state == TrialState.WAITING for t in trials)
+
+
+def _ask_new(study: optuna.Study) -> optuna.Trial:
+    """A new trial, as ``study.ask()`` makes one when no trial is queued. ``ask`` first looks
+    for queued trials, a whole read of every running trial through Optuna's cache of a
+    database storage (the sampler then reads them all again); the light rows the caller
+    just read said none is queued. One queued meanwhile is popped at the next turn."""
+    study._thread_local.cached_all_trials = None  # the sampler reads the study afresh
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
+
+
+class IdleWaits:
+    """The waits of a worker idle at the end of a search, between two looks at the study:
+    the first one heartbeat interval, each next one twice the last, up to the stale grace
+    period; each a random share in [0.5, 1] of that (hundreds of idle workers must not wake
+    at the same instants). After a trial ran, the first again.
+
+    >>> waits = IdleWaits()
+    >>> [waits.next(2.0, 8.0) <= cap for cap in (2.0, 4.0, 8.0, 8.0)]
+    [True, True, True, True]
+    """
+
+    def __init__(self) -> None:
+        self.delay: float | None = None
+        self.waits = 0  # how many, for tests and benchmarks
+
+    def next(self, interval: float, grace: float) -> float:
+        """The next wait, in seconds."""
+        cap = max(interval, grace)
+        self.delay = interval if self.delay is None else min(cap, 2 * self.delay)
+        self.waits += 1
+        return self.delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.delay = None
+
+
+def _wait_idle(
+    study: optuna.Study, interval: float, idle: IdleWaits, stop: Callable[[], bool]
+) -> bool:
+    """Sleep until there may be something to do: a trial queued, none running any more, or
+    the fleet's next look for stale trials due and taken by this worker (one statement a
+    wake: :func:`tunecb.storage.scan_turns.status`; two more to take the turn); or
+    ``stop()``. Without a database to read, or with the promotion pruner, after one wait.
+    ``True``: this worker took the turn. A trial that dies is so failed and rerun within
+    about its stale grace period, one heartbeat interval and one wait of the live idle
+    worker that wakes first."""
+    grace = attempts.grace_period(study) or interval
+    while True:
+        time.sleep(idle.next(interval, grace))
+        if stop():
+            return False
+        seen = scan_turns.status(study, interval)
+        if seen is None or seen.waiting or not seen.running:
+            return False
+        if promotions.active(study):  # a paused configuration may be promotable now: the
+            return False  # loop looks (what tells it is in the side study's tickets)
+        if seen.due and scan_turns.take(study, interval):
+            return True
 
 
 def _pop_waiting(study: optuna.Study, trials: list[Any]) -> optuna.Trial | None:

@@ -453,6 +453,16 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
     return getattr(study._storage, "get_heartbeat_interval", lambda: None)()
 
 
+def grace_period(study: optuna.Study) -> float | None:
+    """How long a trial's heartbeat may be silent before it is stale (the storage's grace
+    period, else Optuna's default: two heartbeat intervals); ``None`` without a heartbeat."""
+    interval = heartbeat_interval(study)
+    if interval is None:
+        return None
+    backend = getattr(study._storage, "_backend", study._storage)
+    return getattr(backend, "grace_period", None) or 2 * interval
+
+
 def fail_stale_trials(study: optuna.Study) -> None:
     """Optuna's ``fail_stale_trials``, only for storages with a heartbeat, but each stale
     trial's rerun queued *before* its FAIL (Optuna fails them all, then queues them: a
@@ -467,7 +477,7 @@ def fail_stale_trials(study: optuna.Study) -> None:
         return
     storage = study._storage
     backend = getattr(storage, "_backend", storage)
-    grace = getattr(backend, "grace_period", None) or 2 * interval
+    grace = grace_period(study)
     found = storage._get_stale_trial_ids(study._study_id)
     beats = judged.heartbeats_seen(backend, found)  # read again, all at once
     for trial_id in found:
