@@ -101,7 +101,7 @@ def _run_trials(
         interrupts.check()  # a Ctrl-C whose KeyboardInterrupt the last trial's fit lost
         if should_stop():
             return STOP_REQUESTED
-        if limits.deadline is not None and time.time() >= limits.deadline:
+        if _past_deadline(limits):
             return STOP_TIMEOUT
         # With an RDB storage and a heartbeat, trials of processes that stopped beating
         # (another machine died) are failed here and queued again by Optuna's callback;
@@ -188,9 +188,13 @@ def _run_trials(
                 return RECYCLE_MEMORY
 
 
+def _past_deadline(limits: Limits) -> bool:
+    return limits.deadline is not None and time.time() >= limits.deadline
+
+
 def _stops(should_stop: Callable[[], bool], limits: Limits) -> bool:
     """Whether the loop stops now: asked to, or past the deadline."""
-    return should_stop() or (limits.deadline is not None and time.time() >= limits.deadline)
+    return should_stop() or _past_deadline(limits)
 
 
 def _left_to_recovery(study: optuna.Study, number: int) -> None:

@@ -67,6 +67,8 @@ class _Channel:
     """Requests to a tracker process and their answers, one at a time; the trackers of this
     process that use it (the last one's release stops it)."""
 
+    _guard: ClassVar[threading.Lock] = threading.Lock()  # the users counts, this process's
+
     def __init__(self, out: Connection, into: Connection) -> None:
         self._out, self._in = out, into
         self._lock = threading.Lock()  # one call at a time on the pipe
@@ -99,7 +101,7 @@ class _Channel:
         number and the URI to show."""
         number = next(self._ids)
         shown = self.request("open", number, factory, args, check)
-        with TrackerProcess._guard:
+        with _Channel._guard:
             self.users += 1
             self.used = True
         return number, shown
@@ -110,7 +112,7 @@ class _Channel:
             self.request("close", number, wait=STOP_WAIT)  # (a call that hangs: stopped)
         except Exception as exc:
             log.debug("tracker process: tracker %d not closed: %s", number, exc)
-        with TrackerProcess._guard:
+        with _Channel._guard:
             self.users -= 1
             last = self.users <= 0
             if last and TrackerProcess._shared is self:
@@ -123,7 +125,6 @@ class TrackerProcess(_Channel):
     """The child that serves this process's trackers (see the module's text)."""
 
     _shared: ClassVar[_Channel | None] = None  # this process's: its own, or Connected
-    _guard: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, warm: str | None = None) -> None:
         requests, to_child = os.pipe()
@@ -299,7 +300,7 @@ def idle(process: _Channel | None) -> None:
     """Stop ``process`` if no tracker uses it (a search that failed before it opened one)."""
     if process is None:
         return
-    with TrackerProcess._guard:
+    with _Channel._guard:
         if process.users > 0:
             return
         if TrackerProcess._shared is process:
