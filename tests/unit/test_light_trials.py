@@ -22,15 +22,9 @@ KEYS = ((attrs.STOP_REASON, attrs.WORKER, attrs.WORKER_START), (attrs.RETRY_HIST
 
 
 @pytest.fixture
-def tmp_path(memory_path):
-    """This module's databases live in memory (tests/conftest.py: memory_path)."""
-    return memory_path
-
-
-@pytest.fixture
-def study(tmp_path) -> optuna.Study:
+def study(memory_path) -> optuna.Study:
     """Finished, discarded, running (claimed, unclaimed), failed with its rerun queued."""
-    storage = open_storage(f"sqlite:///{tmp_path}/s.db", tmp_path)
+    storage = open_storage(f"sqlite:///{memory_path}/s.db", memory_path)
     study = optuna.create_study(storage=storage, direction="maximize", study_name="s")
     for value in (0.1, 0.2):
         trial = study.ask()
@@ -127,8 +121,8 @@ def test_a_connection_lost_while_reading_falls_back_to_the_storages_read(study, 
     assert light.read(study) == study.get_trials(deepcopy=False)
 
 
-def test_a_journal_study_is_read_as_it_is(tmp_path):
-    study = optuna.create_study(storage=open_storage(str(tmp_path / "j.journal"), tmp_path))
+def test_a_journal_study_is_read_as_it_is(memory_path):
+    study = optuna.create_study(storage=open_storage(str(memory_path / "j.journal"), memory_path))
     study.ask()
     assert attempts.light_trials(study) == study.get_trials(deepcopy=False)
 
@@ -151,12 +145,12 @@ class _Sink:
     def finished(self, outcome: TrialOutcome) -> None: ...
 
 
-def test_the_loop_reads_no_running_trial_whole_for_its_budget(tmp_path, monkeypatch):
+def test_the_loop_reads_no_running_trial_whole_for_its_budget(memory_path, monkeypatch):
     # Every whole read of a database study loads every running trial again (Optuna's
     # cache): per trial, the loop's budget checks made two of them, before the sampler's
     # own (one in ask for a waiting trial, one for the sampler): now none, and not ask's
     # look for a waiting trial either (the light rows say whether one is queued).
-    storage = open_storage(f"sqlite:///{tmp_path}/l.db", tmp_path)
+    storage = open_storage(f"sqlite:///{memory_path}/l.db", memory_path)
     study = optuna.create_study(storage=storage, study_name="l", direction="maximize")
     whole = []
     real = type(study._storage).get_all_trials

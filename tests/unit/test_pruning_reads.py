@@ -16,14 +16,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @pytest.fixture
-def tmp_path(memory_path):
-    """This module's databases live in memory (tests/conftest.py: memory_path)."""
-    return memory_path
-
-
-@pytest.fixture
-def study(tmp_path) -> optuna.Study:
-    storage = open_storage(f"sqlite:///{tmp_path}/s.db", tmp_path)
+def study(memory_path) -> optuna.Study:
+    storage = open_storage(f"sqlite:///{memory_path}/s.db", memory_path)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     study = optuna.create_study(storage=storage, direction="maximize", pruner=pruner)
     for number, top in enumerate([0.2, 0.4, 0.6, 0.8]):
@@ -44,7 +38,7 @@ def test_decisions_are_optunas_on_a_database_study(study):
         study.tell(trial, state=TrialState.FAIL)
 
 
-def test_only_trials_finished_since_the_last_read_are_loaded(study, tmp_path, monkeypatch):
+def test_only_trials_finished_since_the_last_read_are_loaded(study, memory_path, monkeypatch):
     backend = study._storage._backend
     loaded: list[set[int]] = []
     real = type(backend)._get_trials
@@ -64,7 +58,7 @@ def test_only_trials_finished_since_the_last_read_are_loaded(study, tmp_path, mo
     assert loaded == [] and finished.rows_read == 9 + 5  # only the running ones' rows again
     # another process finishes one: this one's Optuna cache does not hold it
     other = optuna.load_study(study_name=study.study_name, storage=open_storage(
-        f"sqlite:///{tmp_path}/s.db", tmp_path))  # fmt: skip
+        f"sqlite:///{memory_path}/s.db", memory_path))  # fmt: skip
     done = running[0]
     other.tell(done.number, 0.9)  # by number: that trial object is this process's
     assert [t.number for t in finished.read(study, complete)] == [0, 1, 2, 4]
@@ -76,7 +70,7 @@ def test_only_trials_finished_since_the_last_read_are_loaded(study, tmp_path, mo
     assert finished.rows_read == 19 + 4
 
 
-def test_a_trial_committed_late_under_the_floor_is_seen(study, tmp_path):
+def test_a_trial_committed_late_under_the_floor_is_seen(study, memory_path):
     # On a loaded server a trial's INSERT takes its id seconds before it commits: a reader
     # can move its floor past an id it cannot see yet. Hidden here by moving the row to
     # another study while the reader reads, then back (as the late commit would show it).
@@ -100,7 +94,7 @@ def test_a_trial_committed_late_under_the_floor_is_seen(study, tmp_path):
     assert [t.number for t in reader.read(study, (TrialState.COMPLETE,))] == [0, 1, 2]
 
 
-def test_decisions_equal_optunas_while_other_workers_finish_trials(tmp_path):
+def test_decisions_equal_optunas_while_other_workers_finish_trials(memory_path):
     # Many trials, other workers finishing theirs between this worker's epochs (a second
     # storage object: its own cache, as another process): at every epoch tunecb's decision
     # is the one Optuna's own pruner takes on the same study, for both pruners that read
@@ -108,14 +102,14 @@ def test_decisions_equal_optunas_while_other_workers_finish_trials(tmp_path):
     # sees what finished after it filled.
     import random
 
-    url = f"sqlite:///{tmp_path}/many.db"
+    url = f"sqlite:///{memory_path}/many.db"
     pruners = [
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
         optuna.pruners.PercentilePruner(40.0, n_startup_trials=3),
     ]
-    mine = optuna.create_study(storage=open_storage(url, tmp_path), direction="maximize",
+    mine = optuna.create_study(storage=open_storage(url, memory_path), direction="maximize",
                                study_name="s")  # fmt: skip
-    others = optuna.load_study(study_name="s", storage=open_storage(url, tmp_path))
+    others = optuna.load_study(study_name="s", storage=open_storage(url, memory_path))
     rng = random.Random(7)
 
     def finish_one() -> None:
@@ -149,19 +143,19 @@ def test_other_storages_are_read_as_they_are():
     assert len(FinishedTrials().read(study, (TrialState.COMPLETE,))) == 2
 
 
-def test_two_databases_in_one_process_are_never_mixed(tmp_path):
+def test_two_databases_in_one_process_are_never_mixed(memory_path):
     # Trial ids start at 1 in every database: a cache keyed by id alone answered the second
     # database's pruner with the first one's trials (seen when tests shared a process).
     reader = FinishedTrials()
     for name, value in (("a", 0.25), ("b", 0.75)):
-        storage = open_storage(f"sqlite:///{tmp_path}/{name}.db", tmp_path)
+        storage = open_storage(f"sqlite:///{memory_path}/{name}.db", memory_path)
         study = optuna.create_study(storage=storage)
         study.optimize(lambda t, v=value: v + 0 * t.suggest_float("x", 0, 1), n_trials=2)
         assert [t.value for t in reader.read(study, (TrialState.COMPLETE,))] == [value, value]
 
 
 def test_a_connection_lost_while_loading_falls_back_to_the_storages_read(
-    study, tmp_path, monkeypatch
+    study, memory_path, monkeypatch
 ):
     # Found at 200 workers with a server restart: the reader's own queries are not the
     # storage's (no retry), so a restart between two of them crashed the worker's trial.
@@ -177,7 +171,7 @@ def test_a_connection_lost_while_loading_falls_back_to_the_storages_read(
     monkeypatch.setattr(finished, "_light", lost)
     fresh = optuna.load_study(  # its own cache holds no trial: the reader loads them
         study_name=study.study_name,
-        storage=open_storage(f"sqlite:///{tmp_path}/s.db", tmp_path),
+        storage=open_storage(f"sqlite:///{memory_path}/s.db", memory_path),
     )
     got = FinishedTrials().read(fresh, (TrialState.COMPLETE,), light=True)
     assert [t.number for t in got] == [0, 1, 2]  # the storage's own read, which waits
