@@ -25,6 +25,7 @@ from tunecb.tracking.remote import (
     RemoteTracker,
     TrackerProcess,
     TrackerProcessError,
+    shared_env,
 )
 from tunecb.tracking.search import Connecting
 from tunecb.tracking.targets import Target
@@ -197,12 +198,12 @@ def test_the_workers_share_the_search_s_tracker_process_a_dead_one_s_runs_end_ki
     monkeypatch.setenv("FAKE_ABORTED", str(aborted))
     launcher = RemoteTracker(WANDB, "proj", "s", FACTORY, check=True)
     process = TrackerProcess._shared
-    assert os.environ[ENV] == process.address  # what the workers inherit
+    env = {**os.environ, **shared_env()}  # what a worker is given (ProcessExecutor.spec)
     shared = ["Connected", f"search-{process.proc.pid}"]
     for how, code in (("close", 0), ("die", 9)):
         worker = subprocess.run(
             [sys.executable, "-c", WORKER, how, ROOT], capture_output=True, text=True,
-            timeout=60, check=False,
+            timeout=60, check=False, env=env,
         )  # fmt: skip
         assert worker.returncode == code, worker.stderr
         assert worker.stdout.split() == shared
@@ -212,12 +213,12 @@ def test_the_workers_share_the_search_s_tracker_process_a_dead_one_s_runs_end_ki
     # A worker still there when the search stops the tracker process: its runs end killed.
     staying = subprocess.Popen(
         [sys.executable, "-c", WORKER, "stay", ROOT], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         assert staying.stdout.readline().split() == shared
         launcher.close()
-        assert process.proc.wait(10) == 0 and ENV not in os.environ
+        assert process.proc.wait(10) == 0 and shared_env() == {}
         assert aborted.read_text() == "KILLEDKILLED"
     finally:
         staying.kill()
@@ -229,3 +230,21 @@ def _wait_for(condition, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def test_the_search_s_process_environment_is_left_as_it_was_its_workers_are_given_it(fake):
+    """A search from a notebook: the kernel's environment is never changed (no other thread
+    or child of it sees the tracker process), while the ``--jobs`` workers' specs name it."""
+    from tunecb.execution._base import Job, Limits
+    from tunecb.execution.processes import ProcessExecutor
+
+    before = dict(os.environ)
+    job = Job("s.py", {"epochs": 2}, Limits(4), epochs=2)
+    assert ENV not in ProcessExecutor(jobs=2).spec(job, 0).env  # no tracker process here
+    tracker = RemoteTracker(WANDB, "proj", "s", FACTORY, check=True)
+    process = TrackerProcess._shared
+    assert dict(os.environ) == before
+    assert ProcessExecutor(jobs=2).spec(job, 1).env[ENV] == process.address
+    tracker.close()
+    assert process.proc.wait(10) == 0
+    assert dict(os.environ) == before and ENV not in ProcessExecutor(jobs=2).spec(job, 0).env

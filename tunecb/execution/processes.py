@@ -151,10 +151,14 @@ class ProcessExecutor:
         return env
 
     def spec(self, job: Job, slot: int) -> WorkerSpec:
-        """The spec of the worker in ``slot``."""
+        """The spec of the worker in ``slot``; its environment names the search's tracker
+        process, if one runs (:func:`tunecb.tracking.remote.shared_env`): the worker's
+        trackers share it."""
+        from tunecb.tracking.remote import shared_env
+
         return job.worker_spec(
             max_trials=self.worker_trials, max_rss_mb=self.worker_memory_mb,
-            env=self.worker_env(slot, job.backend), threads=self.threads(),
+            env={**self.worker_env(slot, job.backend), **shared_env()}, threads=self.threads(),
         )  # fmt: skip
 
     def run(self, study: optuna.Study, job: Job, emit: Emit) -> str:

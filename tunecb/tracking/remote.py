@@ -12,8 +12,11 @@ service flushed first) or when the process exits. It ignores Ctrl-C (the search 
 runs ``KILLED`` through it) and exits at once when the search's process is gone.
 
 The processes the search starts afterwards (its ``--jobs`` workers) share it: it listens
-on a Unix socket named, with its key, in :data:`ENV`, which they inherit; a worker's
-trackers connect there (:class:`Connected`) instead of starting a tracker process, and
+on a Unix socket named, with its key, in :data:`ENV`, which their environment is given
+(:func:`shared_env`; this process's own ``os.environ`` is never changed: a search run from
+a notebook leaves it as it was, and no other thread or child of that process sees the
+variable); a worker's trackers connect there (:class:`Connected`) instead of starting a
+tracker process, and
 ``import wandb`` and W&B's service are paid once per search, not once per worker. A
 worker that cannot connect (a Dask worker elsewhere, a tracker process gone) starts its
 own. A worker that dies mid-trial leaves its open runs ended ``KILLED`` there (its rerun
@@ -162,9 +165,7 @@ class TrackerProcess(_Channel):
         super().__init__(
             Connection(to_child, readable=False), Connection(from_child, writable=False)
         )
-        self.address = "" if listening is None else f"{key.hex()}:{address}"
-        if self.address:
-            os.environ[ENV] = self.address  # the workers started from now on share it
+        self.address = "" if listening is None else f"{key.hex()}:{address}"  # shared_env
         atexit.register(self.stop)
 
     @classmethod
@@ -186,8 +187,6 @@ class TrackerProcess(_Channel):
         if self.pid != os.getpid():
             return  # a forked copy: the parent's child
         atexit.unregister(self.stop)
-        if self.address and os.environ.get(ENV) == self.address:
-            del os.environ[ENV]
         if self.proc.poll() is None:
             if self.used:
                 try:
@@ -284,6 +283,23 @@ class RemoteTracker(Pausing):
         if not self._closed:
             self._closed = True
             self._process.release(self._number)
+
+
+def shared_env() -> dict[str, str]:
+    """The environment that lets a process started now (a ``--jobs`` worker) share this
+    process's tracker process: :data:`ENV` while one started here runs, else nothing.
+
+    >>> shared_env()  # no tracker process here
+    {}
+    """
+    with _Channel._guard:
+        process = TrackerProcess._shared
+    if (
+        isinstance(process, TrackerProcess) and process.address
+        and process.pid == os.getpid() and process.alive()
+    ):  # fmt: skip
+        return {ENV: process.address}
+    return {}
 
 
 def prewarm(warm: str = "wandb") -> _Channel | None:
