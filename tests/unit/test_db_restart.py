@@ -23,26 +23,32 @@ from tunecb.oracle.outcome import COMPLETE, TrialOutcome
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 EPOCHS, EPOCH_S, HEARTBEAT_S, TRIALS = 6, 0.15, 1, 3  # grace: 3 heartbeats, 3 s
-DOWN_S = 2.5  # longer than the impatient worker's window
+DOWN_S = 2.5  # at least; and until the impatient worker gave up (its window: 1 s)
 
 
 class StandIn:
-    """A trial without Keras: a report and a pruning decision per epoch."""
+    """A trial without Keras: a report and a pruning decision per epoch, until the test has
+    restarted the server (``released`` exists): each worker's first trial runs across the
+    outage by construction, however slow a loaded machine makes the test's stop and start
+    (a fixed trial length once let a worker end its trials before the stop, and wait idle
+    through the outage: no trial of the impatient worker to lose)."""
 
-    def __init__(self, busy: Path) -> None:
-        self.busy = busy
+    def __init__(self, busy: Path, released: Path) -> None:
+        self.busy, self.released = busy, released
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         self.busy.write_text(str(trial.number))  # the test restarts the server mid-trial
         x = trial.suggest_float("x", 0.0, 1.0)
-        for epoch in range(1, EPOCHS + 1):
+        epoch = 0
+        while epoch < EPOCHS or not self.released.exists():
+            epoch += 1
             time.sleep(EPOCH_S)
             trial.report(x * epoch, step=epoch)
             pruning.should_prune(trial)
         return TrialOutcome(
-            number=trial.number, state=COMPLETE, value=x * EPOCHS, best_epoch=EPOCHS,
-            epochs_run=EPOCHS, stop_reason="completed", error=None, checkpoint=None,
-            duration_s=EPOCHS * EPOCH_S, n_params=1, seed=0, lr_schedule="none",
+            number=trial.number, state=COMPLETE, value=x * epoch, best_epoch=epoch,
+            epochs_run=epoch, stop_reason="completed", error=None, checkpoint=None,
+            duration_s=epoch * EPOCH_S, n_params=1, seed=0, lr_schedule="none",
         )  # fmt: skip
 
 
@@ -69,7 +75,8 @@ def _worker(url: str, name: str, window_s: float | None, out: Path) -> None:
         storage = study_storage(url, out.parent, HEARTBEAT_S)
         study = optuna.load_study(study_name=name, storage=storage)
         recover_dead_trials(study)
-        reason = run_trials(study, StandIn(Path(f"{out}.busy")), Limits(TRIALS), Sink(), 0)
+        runner = StandIn(Path(f"{out}.busy"), out.parent / "released")
+        reason = run_trials(study, runner, Limits(TRIALS), Sink(), 0)
         out.write_text(reason)
         code = 0
     except BaseException as exc:
@@ -108,8 +115,11 @@ def test_workers_ride_out_a_database_restart_and_one_that_gives_up_loses_nothing
             time.sleep(0.05)
         time.sleep(2 * EPOCH_S)  # mid-trial: reports and heartbeats in flight
         assert cluster.stop() == 0  # every connection cut
-        time.sleep(DOWN_S)
+        down = time.monotonic()
+        workers["impatient"].join(60)  # down until its window ended, however late it looked
+        time.sleep(max(0.0, down + DOWN_S - time.monotonic()))
         assert cluster.start() == 0
+        (tmp_path / "released").touch()  # the trials held across the outage may end
         for worker in workers.values():
             worker.join(90)
     finally:
