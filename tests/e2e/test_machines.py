@@ -19,15 +19,30 @@ def start(path, results, url, *flags):
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_a_trial(url: str, proc: subprocess.Popen) -> None:
-    """Return once the study of ``url`` has a trial (``proc`` started its search)."""
+def watch(url: str, folder) -> optuna.storages.BaseStorage:
+    """The test's own view of the database, opened once, as a machine opens it (tunecb's
+    opener: a plain ``optuna.load_study(storage=url)`` per look raced a search that was
+    creating Optuna's tables in the empty database, and failed the test with
+    ``UniqueViolation ... alembic_version``; the searches' openers retry that race)."""
+    from tunecb.storage.urls import open_storage
+
+    return open_storage(url, folder)
+
+
+def trials_so_far(storage: optuna.storages.BaseStorage) -> list[optuna.trial.FrozenTrial]:
+    """The trials of the study ``par``; none before a search created it."""
+    try:
+        return optuna.load_study(study_name="par", storage=storage).trials
+    except KeyError:
+        return []
+
+
+def wait_for_a_trial(storage: optuna.storages.BaseStorage, proc: subprocess.Popen) -> None:
+    """Return once the study has a trial (``proc`` started its search)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if optuna.load_study(study_name="par", storage=url).trials:
-                return
-        except KeyError:
-            pass
+        if trials_so_far(storage):
+            return
         time.sleep(0.2)
     said = proc.stderr.read() if proc.poll() is not None else "(still running)"
     raise AssertionError(f"the other search ran no trial within 300 s: {said}")
@@ -46,9 +61,10 @@ def test_two_searches_on_one_postgres_study_run_the_budget_exactly(tmp_path, pos
     from tunecb.oracle import attrs, budget
 
     path = write_fast_study(tmp_path, n=8, epochs=4)  # promotion rungs at epochs 1 and 3
+    seen = watch(postgres_url, tmp_path)
     second = start(path, tmp_path / "b", postgres_url, "--pruner", "promotion")
     try:
-        wait_for_a_trial(postgres_url, second)
+        wait_for_a_trial(seen, second)
         code, _, err = cli("search", path, "--results", tmp_path / "a", "--storage",
                            postgres_url, "--pruner", "promotion")  # fmt: skip
         out = second.communicate(timeout=840)
@@ -98,16 +114,13 @@ def test_a_machine_that_dies_is_found_by_heartbeat_and_its_trial_resumes_elsewhe
     # rerun finds the dead machine's backup.
     path = write_fast_study(tmp_path, n=3, epochs=20, rows=4096, split=3072)
     flags = ("--heartbeat", "1", "--backup-every", "0")
+    seen = watch(postgres_url, tmp_path)
     doomed = start(path, tmp_path / "r", postgres_url, *flags)
     victim = None
     deadline = time.monotonic() + 180
     while victim is None and time.monotonic() < deadline:
         time.sleep(0.3)
-        try:
-            study = optuna.load_study(study_name="par", storage=postgres_url)
-        except KeyError:
-            continue
-        running = [t for t in study.trials if t.state.name == "RUNNING"]
+        running = [t for t in trials_so_far(seen) if t.state.name == "RUNNING"]
         victim = next((t for t in running if len(t.intermediate_values) >= 3), None)
     assert victim is not None
     os.kill(doomed.pid, signal.SIGKILL)  # the machine dies mid-trial
@@ -135,17 +148,14 @@ def test_a_storage_that_goes_away_mid_search_ends_it_with_one_clear_line(
 ):
     path = write_fast_study(tmp_path, n=200, epochs=2)
     # --reconnect 5: its calls wait 5 s for the server (default 180 s, a failover's length)
+    seen = watch(postgres_url, tmp_path)
     search = start(path, tmp_path / "r", postgres_url, "--reconnect", "5")
     database = postgres_url.rsplit("/", 1)[1]
     deadline = time.monotonic() + 180
     done = 0
     while done < 2 and time.monotonic() < deadline:
         time.sleep(0.3)
-        try:
-            study = optuna.load_study(study_name="par", storage=postgres_url)
-            done = sum(t.state.name == "COMPLETE" for t in study.trials)
-        except KeyError:
-            pass
+        done = sum(t.state.name == "COMPLETE" for t in trials_so_far(seen))
     assert done >= 2
     conn = postgres_server.connect()
     try:
