@@ -1,7 +1,8 @@
 """The promotion pruner in real searches: configurations paused at a rung with their backup
 kept, the best resumed by a free worker, in this process and with ``--jobs 2`` on the journal
 file; a resumed configuration's epochs are those of an uninterrupted fit (``tunecb rerun``),
-whether its worker kept its model in memory or read it from its backup. Two machines on one PostgreSQL study, each resuming its own paused configurations:
+whether its worker kept its model in memory or read it from its backup. Two machines on one
+PostgreSQL study, each resuming its own paused configurations:
 tests/e2e/test_machines.py::test_two_searches_on_one_postgres_study_run_the_budget_exactly;
 Dask workers pausing and promoting: tests/e2e/test_dask.py (on that file's shared cluster)."""
 
@@ -83,7 +84,10 @@ def test_an_in_process_search_resumes_from_memory_and_from_backups_exactly(
     # of the trial it paused last takes that model; one of an earlier pause reads its backup.
     monkeypatch.setenv(kept_models.ENV, "1")
     deterministic("tensorflow")  # as tunecb rerun runs: then every float is the same
+    # val_loss: every float compared; patience: early stopping's state and best weights
+    # resumed too (they come from memory or from the backup's checkpoint)
     settings = SETTINGS.format(n=4).replace('"val_accuracy"', '"val_loss"')
+    settings = settings.replace("patience=None", "patience=3")
     path = write_study(tmp_path, name="promo", settings=settings,
                        layers_extra="keras.layers.Dropout(0.2),")  # fmt: skip
     results = tmp_path / "results"

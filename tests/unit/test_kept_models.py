@@ -5,6 +5,7 @@ backup on disk says a kept model is still the one to resume. Milliseconds each."
 from __future__ import annotations
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -93,3 +94,29 @@ def test_a_kept_model_resumes_only_while_the_backup_is_the_one_its_pause_wrote(t
     # Another worker resumed trial 3 and paused it again as trial 8, at epoch 3.
     files.state.write_text(json.dumps({"stamp": "abc", "attempt": 8, "epoch": 3}))
     assert not backups.written_at_pause(files, "abc", 3, 1)
+
+
+def test_a_worker_near_its_memory_limit_keeps_no_model():
+    from tunecb.oracle.deaths import rss_of
+    from tunecb.training.runner import TrialRunner
+
+    runner = TrialRunner.__new__(TrialRunner)  # only what the rule reads
+    runner.kept, runner.memory_limit_mb = KeptModels(), None
+    runner.kept.put(kept(1))
+    assert runner._room()
+    rss = rss_of(os.getpid())
+    runner.memory_limit_mb = 10 * rss
+    assert runner._room() and len(runner.kept) == 1
+    runner.memory_limit_mb = rss  # --worker-memory: above 3/4 of it, the kept ones go too
+    assert not runner._room() and len(runner.kept) == 0
+
+
+def test_early_stopping_takes_the_kept_best_weights_without_reading_the_checkpoint(tmp_path):
+    from tunecb.training.keras_state import TrialEarlyStopping
+
+    unreadable = tmp_path / "best.keras"
+    unreadable.write_text("not a model")  # a resume from the backup would read it
+    stop = TrialEarlyStopping(unreadable, monitor="val_loss", restore_best_weights=True)
+    stop.kept_best_weights = [np.ones(2)]
+    stop.set_state({"wait": 1, "best": 0.5, "best_epoch": 2})
+    assert stop.best_weights == stop.kept_best_weights and stop.wait == 1

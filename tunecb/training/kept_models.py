@@ -14,7 +14,8 @@ comes from the backup's small files as before.
 Bounded: at most :data:`MAX_MODELS` models and :data:`MAX_BYTES` of variables (counted
 twice: the live ones and the copy), the least recently paused out first. A model leaves
 when its continuation takes it, when it is evicted, or when the search ends
-(:meth:`KeptModels.clear`).
+(:meth:`KeptModels.clear`); with ``--worker-memory``, a worker above 3/4 of it keeps none
+(:data:`tunecb.training.runner.KEEP_BELOW`).
 
 >>> kept = KeptModels(max_models=2, max_bytes=100)
 >>> for number in (1, 2, 3):
@@ -43,8 +44,9 @@ log = logging.getLogger("tunecb")
 
 MAX_MODELS = 16
 """Models kept at most per worker. In a promotion search about one paused configuration in
-``eta`` (3) is ever resumed, mostly soon after it paused; a kept small MLP costs its
-variables twice plus ~1-2 MiB of traced graphs (the digits MLP: ~1.4 MiB of RSS each)."""
+``eta`` (3) is ever resumed; a kept small model costs its variables twice plus its traced
+graphs: a worker that kept 20 two-layer MLPs (64-128-64-10, Adam) grew 11.2 MiB of RSS per
+fit, one that kept none 8.3 MiB (TensorFlow's own growth), so ~3 MiB each, ~50 MiB for 16."""
 
 ENV = "TUNECB_KEEP_PAUSED"
 """The environment variable that sets :data:`MAX_MODELS` (0: keep none; every resume reads
@@ -60,7 +62,8 @@ class Kept:
     """One paused trial's model: ``values`` its variables at the pause (:func:`snapshot`),
     ``config`` its configuration (first attempt's number), ``paused`` the paused trial's
     number, ``epoch`` the epochs done; ``properties`` the multi-objective properties
-    measured on it; ``nbytes`` what it holds (:func:`kept_bytes`)."""
+    measured on it; ``nbytes`` what it holds (:func:`kept_bytes`); ``best_weights`` early
+    stopping's best weights, which a resume from the backup reads from the checkpoint."""
 
     model: Any
     values: list[np.ndarray]
@@ -69,6 +72,7 @@ class Kept:
     epoch: int
     nbytes: int
     properties: dict[str, float] = field(default_factory=dict)
+    best_weights: list | None = None  # early stopping's (restore_best_weights) at the pause
 
 
 def snapshot(model: Any) -> list[np.ndarray]:

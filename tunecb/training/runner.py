@@ -7,6 +7,7 @@ The only module that trains. The search hands it an ``optuna.Trial`` and gets ba
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from tunecb import interrupts
 from tunecb.errors import DiskFull, TunecbError, describe_error
 from tunecb.oracle import attrs as keys
 from tunecb.oracle import space
+from tunecb.oracle.deaths import rss_of
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.storage.reconnect import lost_for_good
@@ -32,6 +34,7 @@ from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
 from tunecb.training import building, constraints, fast_fit, objectives, trial_env
 from tunecb.training import tensorboard as tblogs
+from tunecb.training.best_checkpoint import variables_bytes
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 from tunecb.training.epoch_seed import EpochSeed
 from tunecb.training.kept_models import Kept, KeptModels, kept_bytes, put_back, snapshot
@@ -40,6 +43,9 @@ from tunecb.training.pareto_pruning import ParetoPruning
 from tunecb.training.time_limit import TimeLimit
 
 log = logging.getLogger("tunecb")
+
+KEEP_BELOW = 0.75
+"""With ``--worker-memory``, a worker keeps paused trials' models only below this share of it."""
 
 EpochHook = Callable[[int, int, float | None], None]
 """``on_epoch(trial_number, epoch, monitored_value)`` after each epoch (1 is the first; the
@@ -111,7 +117,8 @@ class TrialRunner:
         # The models of the trials this worker paused (promotion pruner), resumed from here
         # by this worker without a build, a load and a trace (tunecb.training.kept_models)
         self.kept = KeptModels.from_env()
-        self._paused: tuple[int, list] | None = None  # (epochs, variables) at this trial's pause
+        # (epochs, variables, early stopping's best weights) at the running trial's pause
+        self._paused: tuple[int, list, list | None] | None = None
         self._in_memory = False  # the running trial resumes a kept model
 
     def run(self, trial: optuna.Trial, seed: int | None = None) -> TrialOutcome:
@@ -145,10 +152,11 @@ class TrialRunner:
         fit = self._fit(trial, schedule, board, backup, outcome, kept)
         if fit.reason != keys.PAUSED:  # paused: its continuation resumes from the backup
             backups.discard(backup.folder)  # the trial ended: nothing to resume
-        elif fit.model is not None and self._paused is not None:  # and, here, from memory
-            epochs, values = self._paused
-            self.kept.put(Kept(fit.model, values, first, number, epochs, kept_bytes(values),
-                               dict(self._properties)))  # fmt: skip
+        elif fit.model is not None and self._paused is not None and self._room():
+            epochs, values, best = self._paused  # and, here, from memory
+            size = kept_bytes(values) + variables_bytes(best or [])
+            self.kept.put(Kept(fit.model, values, first, number, epochs, size,
+                               dict(self._properties), best))  # fmt: skip
         self._paused = None
         state, reason = self._conclude(fit, outcome)
         result = TrialOutcome(
@@ -170,6 +178,18 @@ class TrialRunner:
         """Whether this worker keeps paused trial ``paused``'s model in memory (it prefers
         to resume those: :func:`tunecb.oracle.promotions.next_continuation`)."""
         return self.kept.holds(paused)
+
+    def _room(self) -> bool:
+        """Whether this worker may keep one more model: without ``--worker-memory``, yes;
+        with it, while its resident memory is below :data:`KEEP_BELOW` of the limit (else
+        the kept ones go too: a worker must not be stopped or replaced for a cache)."""
+        if self.memory_limit_mb is None:
+            return True
+        rss = rss_of(os.getpid())
+        if rss is None or rss < KEEP_BELOW * self.memory_limit_mb:
+            return True
+        self.kept.clear()
+        return False
 
     def release(self) -> None:
         """Let the kept models go (the search ended in this worker)."""
@@ -349,7 +369,8 @@ class TrialRunner:
             cbs.backup.save(epochs)  # type: ignore[union-attr]
             model = cbs.watch.model
             if self.kept.max_models > 0 and self.kept.fits(model):
-                self._paused = (epochs, snapshot(model))
+                stop = cbs.early_stopping
+                self._paused = (epochs, snapshot(model), stop.best_weights if stop else None)
 
         return pause
 
@@ -360,6 +381,8 @@ class TrialRunner:
         model is the one that wrote it); the epochs it had done (0: none)."""
         number = trial.number
         values = kept.values if kept is not None else None
+        if kept is not None and cbs.early_stopping is not None:
+            cbs.early_stopping.kept_best_weights = kept.best_weights
         resumed = backups.restore(
             model, cbs.backup, self.study_dir, number, trial, self.settings.monitor,
             put_back=None if values is None else lambda m: put_back(m, values),
