@@ -12,9 +12,11 @@ import collections
 import contextlib
 import itertools
 import math
+import os
 from collections.abc import Sequence
 
 from tunecb.oracle import pareto
+from tunecb.training.kept_models import ENV as KEEP_PAUSED
 
 Vector = Sequence[float]
 
@@ -169,15 +171,33 @@ RUNG_RULES = {
     "sha": {"survives": survives_whole_front},
     "hv": {"rung_epochs": tenth_rungs, "survives": survives_by_contribution},
 }
-PRUNERS = ("none", "pareto", "promotion", *(f"pareto:{rule}" for rule in RUNG_RULES))
+PRUNERS = (
+    "none",
+    "pareto",
+    "promotion",
+    "promotion:disk",
+    *(f"pareto:{rule}" for rule in RUNG_RULES),
+)
 
 
 @contextlib.contextmanager
 def rung_rule(pruner: str):
-    """The pruner's name for the study, with its rule swapped in while it runs."""
+    """The pruner's name for the study, with its rule swapped in while it runs
+    (``promotion:disk``: the promotion scheduler with no paused model kept in memory, every
+    resume read from its backup, as before tunecb kept them)."""
     base, _, rule = pruner.partition(":")
     if not rule:
         yield base
+        return
+    if rule == "disk":
+        before = os.environ.get(KEEP_PAUSED)
+        os.environ[KEEP_PAUSED] = "0"  # read when the search's trial runner is made
+        try:
+            yield base
+        finally:
+            os.environ.pop(KEEP_PAUSED, None)
+            if before is not None:
+                os.environ[KEEP_PAUSED] = before
         return
     swapped = RUNG_RULES[rule]
     defaults = {name: getattr(pareto, name) for name in swapped}

@@ -97,8 +97,21 @@ def run(task_name: str, seed: int, pruner: str, objectives: dict, trials: int, e
         "points": points, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
         "epochs": int(df["epochs"].fillna(0).sum()), "front": int(df["front"].sum()),
         "front_error": front_error(path, df, task), "complete": len(points),
-        "curves": curves(path, df, task.monitor),
+        "curves": curves(path, df, task.monitor), **resumes(path),
     }  # fmt: skip
+
+
+def resumes(path: Path) -> dict[str, int]:
+    """How many trials resumed a paused configuration, and how many of them took the model
+    their worker kept in memory (the rest read their backup)."""
+    from tunecb.oracle.attrs import RESUMED_IN_MEMORY
+    from tunecb.results import read_json
+
+    records = [read_json(p) or {} for p in (path / "trials").glob("*/trial.json")]
+    return {
+        "resumed": sum(r.get("resumed_from_epoch") is not None for r in records),
+        "in_memory": sum(bool(r.get(RESUMED_IN_MEMORY)) for r in records),
+    }
 
 
 def curves(path: Path, df, monitor: str) -> list[dict]:
@@ -178,7 +191,8 @@ def measure_search(args: argparse.Namespace, tmp: Path) -> list[dict]:
                 f"{p} hv {row['hv_ratio'][p]:.3f} cpu {row['cpu_ratio'][p]:.2f} "
                 f"time {row['time_ratio'][p]:.2f} "
                 f"epochs {runs[p]['epochs']} front {runs[p]['front']} "
-                f"err {runs[p]['front_error']['accuracy']:.1g}/{runs[p]['front_error']['params']}"
+                f"err {runs[p]['front_error']['accuracy']:.1g}/{runs[p]['front_error']['params']} "
+                f"resumed {runs[p]['resumed']} ({runs[p]['in_memory']} from memory)"
                 for p in args.pruners
             ), flush=True)  # fmt: skip
     return rows

@@ -246,14 +246,21 @@ def test_a_backup_resumes_only_the_same_parameters_with_every_callback_state(tmp
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, 3 + ran + 1))
 
 
-@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+@pytest.mark.parametrize(
+    ("schedule", "kept"), [("plateau", False), ("cosine", False), ("plateau", True)],
+    ids=["plateau", "cosine", "plateau-from-memory"],
+)  # fmt: skip
 def test_a_trial_paused_and_resumed_trains_the_same_epochs_as_one_never_paused(
-    tmp_path, digits, schedule
+    tmp_path, digits, schedule, kept
 ):
     """Weights, optimizer and every callback's state come back exactly: the epochs after
-    the pause log the same values, rates and decisions (fixed batch order: no shuffle)."""
+    the pause log the same values, rates and decisions (fixed batch order: no shuffle).
+    ``kept``: the paused model itself goes on, as its worker kept it in memory (Keras'
+    session cleared meanwhile, its variables put back from the copy taken at the pause)."""
     from tunecb.results import StudyDir
+    from tunecb.training import kept_models
     from tunecb.training.backup import TrialBackup, fingerprint, restore
+    from tunecb.training.trial_env import clear_session
 
     (x, y), val = digits
     study = StudyDir(tmp_path)
@@ -273,11 +280,28 @@ def test_a_trial_paused_and_resumed_trains_the_same_epochs_as_one_never_paused(
     whole = trial(0)
     train(model(lr=0.05), whole, 0, 8)
     paused = trial(1)
-    train(model(lr=0.05), paused, 0, 3)  # the pause: its backup is at epoch 3
+    at_pause: list = []  # what the runner copies when the pruner pauses (before train end)
+
+    def pause(epoch: int, logs: dict) -> None:
+        if epoch == 2:
+            m = paused.watch.model
+            at_pause[:] = [kept_models.snapshot(m), paused.early_stopping.best_weights]
+
+    paused.user.append(keras.callbacks.LambdaCallback(on_epoch_end=pause))
+    first = model(lr=0.05)
+    train(first, paused, 0, 3)  # the pause: its backup is at epoch 3
     resumed = trial(2)
     resumed.backup = TrialBackup(study.backup(1), fingerprint({}, "s", 8), 2, resumed, 0)
-    m = model(lr=0.05)
-    assert restore(m, resumed.backup, study, 2, resumed.pruning.trial, "val_accuracy") == 3
+    m, put = model(lr=0.05), None
+    if kept:  # the train end may change the weights (early stopping's restore, a user's
+        for variable in first.weights:  # callback): the copy taken at the pause goes back
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+        clear_session()
+        m, values = first, at_pause[0]
+        put = lambda again: kept_models.put_back(again, values)  # noqa: E731
+        resumed.early_stopping.kept_best_weights = at_pause[1]
+    assert restore(m, resumed.backup, study, 2, resumed.pruning.trial, "val_accuracy",
+                   put_back=put) == 3  # fmt: skip
     train(m, resumed, 3, 8)
 
     def rows(number):

@@ -1,7 +1,8 @@
 """The promotion pruner in real searches: configurations paused at a rung with their backup
 kept, the best resumed by a free worker, in this process and with ``--jobs 2`` on the journal
-file; a resumed configuration's epochs are those of an uninterrupted fit (``tunecb rerun``).
-Two machines on one PostgreSQL study, each resuming its own paused configurations:
+file; a resumed configuration's epochs are those of an uninterrupted fit (``tunecb rerun``),
+whether its worker kept its model in memory or read it from its backup. Two machines on one
+PostgreSQL study, each resuming its own paused configurations:
 tests/e2e/test_machines.py::test_two_searches_on_one_postgres_study_run_the_budget_exactly;
 Dask workers pausing and promoting: tests/e2e/test_dask.py (on that file's shared cluster)."""
 
@@ -16,6 +17,8 @@ from conftest import write_study
 from tunecb.oracle import attrs, budget, promotions
 from tunecb.reporting.data.records import study_records
 from tunecb.results import StudyDir, read_history
+from tunecb.training import kept_models
+from tunecb.training.backends import deterministic
 
 # Four epochs: rungs at epochs 1 and 3 (a tenth of the budget, at least 1, times 3).
 SETTINGS = (
@@ -74,22 +77,35 @@ def check_promoted(results: Path, name: str, n: int) -> list[optuna.trial.Frozen
     return finished
 
 
-def test_an_in_process_search_resumes_its_best_exactly_as_an_uninterrupted_fit(tmp_path, cli):
-    path = write_study(tmp_path, name="promo", settings=SETTINGS.format(n=4),
+def test_an_in_process_search_resumes_from_memory_and_from_backups_exactly(
+    tmp_path, cli, monkeypatch
+):
+    # The worker keeps one paused model in memory (TUNECB_KEEP_PAUSED=1): the continuation
+    # of the trial it paused last takes that model; one of an earlier pause reads its backup.
+    monkeypatch.setenv(kept_models.ENV, "1")
+    deterministic("tensorflow")  # as tunecb rerun runs: then every float is the same
+    # val_loss: every float compared; patience: early stopping's state and best weights
+    # resumed too (they come from memory or from the backup's checkpoint)
+    settings = SETTINGS.format(n=4).replace('"val_accuracy"', '"val_loss"')
+    settings = settings.replace("patience=None", "patience=3")
+    path = write_study(tmp_path, name="promo", settings=settings,
                        layers_extra="keras.layers.Dropout(0.2),")  # fmt: skip
     results = tmp_path / "results"
     code, out, err = cli("search", path, "--results", results)
     assert code == 0, err
     assert " paused " in out
-    finished = check_promoted(results, "promo", 4)
-    resumed = [t for t in finished if attrs.PROMOTED_FROM in t.system_attrs]
-    assert resumed, [t.number for t in finished]
-    # Its seed is its first attempt's; fit again without a pause, every epoch is the same
-    # (array data shuffled by Keras' default, dropout, on the CPU).
-    number = resumed[0].number
-    code, out, err = cli("rerun", results / "promo", number)
-    assert code == 0, err
-    assert "identical: val_accuracy" in out, out
+    check_promoted(results, "promo", 4)
+    trials = journal_study(results, "promo").get_trials(deepcopy=False)
+    resumed = [t for t in trials if attrs.PROMOTED_FROM in t.system_attrs]
+    memory = [t.number for t in resumed if t.user_attrs.get(attrs.RESUMED_IN_MEMORY)]
+    backup = [t.number for t in resumed if not t.user_attrs.get(attrs.RESUMED_IN_MEMORY)]
+    assert memory and backup, (memory, backup)
+    # Its seed is its first attempt's; fit again without a pause, every epoch's val_loss is
+    # the same float (array data shuffled by Keras' default, dropout, on the CPU).
+    for number in (memory[-1], backup[-1]):
+        code, out, err = cli("rerun", results / "promo", number)
+        assert code == 0, err
+        assert "identical: val_loss" in out, out
 
 
 @pytest.mark.slow

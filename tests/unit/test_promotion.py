@@ -319,6 +319,24 @@ def test_a_worker_resumes_only_configurations_whose_backup_it_sees():
     assert trial is not None and trial.params == {"x": 0.1}
 
 
+def test_a_worker_resumes_the_configurations_it_keeps_in_memory_first():
+    # Six paused at rung 1: the top two (x=0.1, trial 0; x=0.2, trial 1) are promotable.
+    study = new_study()
+    for x in (0.1, 0.2, 0.5, 0.6, 0.8, 0.9):
+        study.enqueue_trial({"x": x})
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.report(x, 1)
+        trial.set_user_attr(attrs.STOP_REASON, attrs.PAUSED)
+        promotions.pause(study, trial.number, 1)
+        study.tell(trial, state=TrialState.PRUNED)
+    held = {1, 4}  # trial 4 (x=0.8) is kept too, but not promotable
+    first = promotions.next_continuation(study, "m:1", held=held.__contains__)
+    second = promotions.next_continuation(study, "m:1", held=held.__contains__)
+    assert first.params == {"x": 0.2} and second.params == {"x": 0.1}
+    assert promotions.next_continuation(study, "m:1", held=held.__contains__) is None
+
+
 @pytest.mark.parametrize("stopping_anyway", [False, True])
 def test_the_pruning_callback_pauses_unless_the_fit_stops_there_anyway(stopping_anyway):
     from types import SimpleNamespace

@@ -116,7 +116,8 @@ def _run_trials(
                 looked = True
             checked, turn = time.monotonic(), False
         resumable = getattr(runner, "can_resume", None)
-        trial = _next_trial(study, limits, seed, me, resumable, looked=looked)
+        held = getattr(runner, "holds", None)  # paused trials whose models it keeps
+        trial = _next_trial(study, limits, seed, me, resumable, looked=looked, held=held)
         if trial is None:  # waited for another machine's trial
             continue
         if trial is IDLE:
@@ -209,20 +210,22 @@ def _left_to_recovery(study: optuna.Study, number: int) -> None:
 def _next_trial(
     study: optuna.Study, limits: Limits, seed: int | None, me: str,
     resumable: Callable[[int], bool] | None, looked: bool = True,
+    held: Callable[[int], bool] | None = None,
 ) -> optuna.Trial | str | None:  # fmt: skip
     """The trial to run next: a promotable paused configuration's continuation (promotion
     pruner; not a new configuration, so no budget check), else a new one asked of the
     sampler. A stop reason when there is nothing to run; ``None`` after waiting; :data:`IDLE`
     when the budget is spent but other workers' trials still run (the caller waits).
     ``looked``: this process has the fleet's turn to look for dead trials (or needs none:
-    :mod:`tunecb.storage.scan_turns`)."""
-    trial = promotions.next_continuation(study, me, resumable=resumable)
+    :mod:`tunecb.storage.scan_turns`); ``held``: the paused trials whose models this
+    worker keeps in memory, resumed first."""
+    trial = promotions.next_continuation(study, me, resumable=resumable, held=held)
     if trial is not None:
         return trial
     trials = attempts.light_trials(study)  # not every running trial loaded whole again
     if not budget.may_ask(trials, limits.n_trials):
         # No new configuration will come: the best paused ones go on to the end.
-        trial = promotions.next_continuation(study, me, last=True, resumable=resumable)
+        trial = promotions.next_continuation(study, me, last=True, resumable=resumable, held=held)
         if trial is not None:
             return trial
         # A worker died after ask, or after its claim but before its first heartbeat. Both

@@ -58,6 +58,7 @@ def run_trials_of(
     try:
         return run_trials(study, runner, limits, sink, settings.seed, should_stop, after_tell)
     finally:
+        runner.release()  # the paused trials' models it kept in memory
         if runner.tracking is not None:  # --mlflow: its thread (a Dask worker lives on);
             runner.tracking.close()  # the last trials' runs are completed there: wait (30 s)
 

@@ -64,6 +64,9 @@ DEATH, RSS_MB, OOM_KILLS = "death", "rss_mb", "oom_kills"
 # System attr of a continuation of a paused trial (tunecb.oracle.promotions): the number of
 # the paused attempt it resumes (it is also the last entry of its retry_history).
 PROMOTED_FROM = "promoted_from"
+# User attr of a continuation resumed from the model its worker kept in memory since the
+# pause (tunecb.training.kept_models), not from the backup; absent otherwise.
+RESUMED_IN_MEMORY = "resumed_in_memory"
 
 # Stop reasons the trial runner sets.
 COMPLETED, EARLY_STOPPED, PRUNED, NAN, FAILED = (

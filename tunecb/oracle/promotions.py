@@ -91,7 +91,7 @@ def pause(study: optuna.Study, number: int, rung: int) -> None:
 
 def next_continuation(
     study: optuna.Study, worker: str, last: bool = False,
-    resumable: Callable[[int], bool] | None = None,
+    resumable: Callable[[int], bool] | None = None, held: Callable[[int], bool] | None = None,
 ) -> optuna.Trial | None:  # fmt: skip
     """Claim the most advanced paused trial that is promotable now and return its
     continuation (RUNNING, owned by ``worker``), or ``None`` when there is none.
@@ -100,7 +100,10 @@ def next_continuation(
     of a rung is promotable even where fewer than ``eta`` reached it; else a small search
     would end with its best configurations paused short of the last epoch.
     ``resumable(first attempt's number)``: whether this worker sees the configuration's
-    backup (machines with results folders of their own each resume their own)."""
+    backup (machines with results folders of their own each resume their own).
+    ``held(paused trial's number)``: whether this worker keeps its model in memory
+    (:mod:`tunecb.training.kept_models`); those come first, then the rest, each in
+    :func:`promotable`'s order."""
     if not active(study):
         return None
     side = _side_id(study, create=False)
@@ -113,7 +116,10 @@ def next_continuation(
     if _release_dead_claims(study, tickets, trials):
         tickets = storage.get_all_trials(side, deepcopy=False)
     made = {t.system_attrs.get(attrs.PROMOTED_FROM) for t in trials}
-    for ticket, paused in promotable(study, tickets, by_number, trials, last):
+    found = promotable(study, tickets, by_number, trials, last)
+    if held is not None:
+        found.sort(key=lambda pair: not held(pair[1].number))  # stable: in order within
+    for ticket, paused in found:
         if resumable is not None and not resumable(configuration(paused)):
             continue
         if paused.number in made:

@@ -30,6 +30,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,16 @@ def _size(path: Path) -> int:
         return 0
 
 
+def written_at_pause(files: BackupDir, stamp: str, attempt: int, epoch: int) -> bool:
+    """Whether the backup in ``files`` is the one trial ``attempt`` wrote when it paused
+    after ``epoch`` epochs, for parameters ``stamp`` (a model kept in memory since then is
+    the same model: :mod:`tunecb.training.kept_models`)."""
+    state = read_json(files.state)
+    return bool(state) and (state.get("stamp"), state.get("attempt"), state.get("epoch")) == (
+        stamp, attempt, epoch,
+    )  # fmt: skip
+
+
 def restore(
     model: keras.Model,
     backup: TrialBackup,
@@ -184,11 +195,14 @@ def restore(
     number: int,
     trial: Any,
     monitor: str,
+    put_back: Callable[[keras.Model], None] | None = None,
 ) -> int:
     """Put a matching backup back into ``model`` (now) and the callbacks (when training
     begins); return the epochs already done (0 when there is no usable backup). The
     history and best checkpoint of the attempt that wrote the backup are carried over to
-    trial ``number``'s folder in ``study_dir``."""
+    trial ``number``'s folder in ``study_dir``. ``put_back(model)``: the model is the one
+    that wrote this backup, kept in memory (:func:`written_at_pause` said so); it puts its
+    own copy of the variables back instead of reading the weights file."""
     files, stamp = backup.files, backup.stamp
     state = read_json(files.state)
     if not state:
@@ -198,15 +212,18 @@ def restore(
         discard(files.folder)
         return 0
     epochs = int(state["epoch"])
-    try:
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(files.folder / state["weights"])
-    except Exception as exc:  # a backup that does not fit this model: start over
-        log.warning("cannot restore the backup in %s (%s); starting over", files.folder, exc)
-        discard(files.folder)
-        return 0
-    set_seed_states(model, state.get("seeds"))
+    if put_back is not None:
+        put_back(model)
+    else:
+        try:
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(files.folder / state["weights"])
+        except Exception as exc:  # a backup that does not fit this model: start over
+            log.warning("cannot restore the backup in %s (%s); starting over", files.folder, exc)
+            discard(files.folder)
+            return 0
+        set_seed_states(model, state.get("seeds"))
     source = int(state["attempt"])
     if study_dir.trial_dir(source) != study_dir.trial_dir(number):
         _carry_over(study_dir, source, number, epochs)

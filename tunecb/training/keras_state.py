@@ -31,6 +31,9 @@ class TrialEarlyStopping(keras.callbacks.EarlyStopping):
     def __init__(self, checkpoint: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.checkpoint = Path(checkpoint)
+        # Keras' own best weights of a paused attempt whose model its worker kept in memory
+        # (tunecb.training.kept_models): taken instead of reading the checkpoint back
+        self.kept_best_weights: list | None = None
 
     def get_state(self) -> dict[str, Any]:
         return {"wait": int(self.wait), "best": finite_or_none(self.best),
@@ -40,7 +43,9 @@ class TrialEarlyStopping(keras.callbacks.EarlyStopping):
         self.wait, self.best_epoch = int(state["wait"]), int(state["best_epoch"])
         if state.get("best") is not None:
             self.best = float(state["best"])
-        if self.restore_best_weights and self.checkpoint.exists():
+        if self.restore_best_weights and self.kept_best_weights is not None:
+            self.best_weights = self.kept_best_weights
+        elif self.restore_best_weights and self.checkpoint.exists():
             model = keras.saving.load_model(self.checkpoint, compile=False)
             self.best_weights = model.get_weights()
 

@@ -7,6 +7,7 @@ The only module that trains. The search hands it an ``optuna.Trial`` and gets ba
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from tunecb import interrupts
 from tunecb.errors import DiskFull, TunecbError, describe_error
 from tunecb.oracle import attrs as keys
 from tunecb.oracle import space
+from tunecb.oracle.deaths import rss_of
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.storage.reconnect import lost_for_good
@@ -32,13 +34,18 @@ from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
 from tunecb.training import building, constraints, fast_fit, objectives, trial_env
 from tunecb.training import tensorboard as tblogs
+from tunecb.training.best_checkpoint import variables_bytes
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 from tunecb.training.epoch_seed import EpochSeed
+from tunecb.training.kept_models import Kept, KeptModels, kept_bytes, put_back, snapshot
 from tunecb.training.memory_limit import MemoryLimit
 from tunecb.training.pareto_pruning import ParetoPruning
 from tunecb.training.time_limit import TimeLimit
 
 log = logging.getLogger("tunecb")
+
+KEEP_BELOW = 0.75
+"""With ``--worker-memory``, a worker keeps paused trials' models only below this share of it."""
 
 EpochHook = Callable[[int, int, float | None], None]
 """``on_epoch(trial_number, epoch, monitored_value)`` after each epoch (1 is the first; the
@@ -58,6 +65,7 @@ class _Fit:
     reason: str = keys.FAILED
     cbs: TrialCallbacks | None = None
     fatal: BaseException | None = None
+    model: keras.Model | None = None  # the trial's model, once built (or taken from memory)
 
 
 def _write_best(cbs: TrialCallbacks, number: int) -> None:
@@ -106,6 +114,12 @@ class TrialRunner:
         self.data_print = data.fingerprint()
         self._data_checked = False
         self._labels: tuple[tuple[float, float] | None] | None = None  # computed once
+        # The models of the trials this worker paused (promotion pruner), resumed from here
+        # by this worker without a build, a load and a trace (tunecb.training.kept_models)
+        self.kept = KeptModels.from_env()
+        # (epochs, variables, early stopping's best weights) at the running trial's pause
+        self._paused: tuple[int, list, list | None] | None = None
+        self._in_memory = False  # the running trial resumes a kept model
 
     def run(self, trial: optuna.Trial, seed: int | None = None) -> TrialOutcome:
         """Train one trial (with Keras seed ``seed``, else the trial's own: see
@@ -133,9 +147,17 @@ class TrialRunner:
         )  # fmt: skip
         self._properties: dict[str, float] = {}
         backup = self.study_dir.backup(first)
-        fit = self._fit(trial, schedule, board, backup, outcome)
+        kept = self._take_kept(trial, first, backup)
+        self._paused, self._in_memory = None, kept is not None
+        fit = self._fit(trial, schedule, board, backup, outcome, kept)
         if fit.reason != keys.PAUSED:  # paused: its continuation resumes from the backup
             backups.discard(backup.folder)  # the trial ended: nothing to resume
+        elif fit.model is not None and self._paused is not None and self._room():
+            epochs, values, best = self._paused  # and, here, from memory
+            size = kept_bytes(values) + variables_bytes(best or [])
+            self.kept.put(Kept(fit.model, values, first, number, epochs, size,
+                               dict(self._properties), best))  # fmt: skip
+        self._paused = None
         state, reason = self._conclude(fit, outcome)
         result = TrialOutcome(
             state=state,
@@ -151,6 +173,43 @@ class TrialRunner:
         if fit.fatal is not None:
             raise fit.fatal
         return result
+
+    def holds(self, paused: int) -> bool:
+        """Whether this worker keeps paused trial ``paused``'s model in memory (it prefers
+        to resume those: :func:`tunecb.oracle.promotions.next_continuation`)."""
+        return self.kept.holds(paused)
+
+    def _room(self) -> bool:
+        """Whether this worker may keep one more model: without ``--worker-memory``, yes;
+        with it, while its resident memory is below :data:`KEEP_BELOW` of the limit (else
+        the kept ones go too: a worker must not be stopped or replaced for a cache)."""
+        if self.memory_limit_mb is None:
+            return True
+        rss = rss_of(os.getpid())
+        if rss is None or rss < KEEP_BELOW * self.memory_limit_mb:
+            return True
+        self.kept.clear()
+        return False
+
+    def release(self) -> None:
+        """Let the kept models go (the search ended in this worker)."""
+        self.kept.clear()
+
+    def _take_kept(self, trial: optuna.Trial, first: int, backup: BackupDir) -> Kept | None:
+        """The model kept in memory since this worker paused the trial that ``trial``
+        continues, when the backup on disk is still the one written at that pause."""
+        if not len(self.kept) or not isinstance(trial, optuna.Trial):
+            return None
+        system = trial.storage.get_trial_system_attrs(trial._trial_id)
+        paused = system.get(keys.PROMOTED_FROM)
+        kept = self.kept.take(first, int(paused)) if paused is not None else None
+        if kept is None:
+            return None
+        stamp = backups.fingerprint(trial.params, self.loaded.sha256, self.settings.epochs)
+        if not backups.written_at_pause(backup, stamp, kept.paused, kept.epoch):
+            return None  # another worker resumed and paused it since: from its backup
+        log.debug("trial %d resumes trial %d's model from memory", trial.number, kept.paused)
+        return kept
 
     def can_resume(self, first: int) -> bool:
         """Whether this process sees the backup of the configuration whose first attempt is
@@ -180,19 +239,23 @@ class TrialRunner:
 
     def _fit(
         self, trial: optuna.Trial, schedule: schedules.Schedule, board: Path | None,
-        backup: BackupDir, outcome: dict[str, Any],
+        backup: BackupDir, outcome: dict[str, Any], kept: Kept | None = None,
     ) -> _Fit:  # fmt: skip
-        """Build, resume from the backup if there is one, fit, and say how it ended (an
-        error of user code fails only this trial; ``outcome`` gets the error text)."""
+        """Build (or take the ``kept`` model), resume from the backup if there is one, fit,
+        and say how it ended (an error of user code fails only this trial; ``outcome`` gets
+        the error text)."""
         s = self.settings
         fit = _Fit()
         try:
             if self._space is not None and self._space.refused is not None:
                 raise self._space.refused
-            model = self._build(trial)
-            self._note_space(trial)
-            building.check_labels(model, trial.number, self.loaded, self._label_range)
-            check_input_shape(model, self.data, trial.number, data_function(self.loaded))
+            if kept is not None:  # built, checked and traced when the configuration began
+                model = fit.model = kept.model
+            else:
+                model = fit.model = self._build(trial)
+                self._note_space(trial)
+                building.check_labels(model, trial.number, self.loaded, self._label_range)
+                check_input_shape(model, self.data, trial.number, data_function(self.loaded))
             outcome["n_params"] = int(model.count_params())
             if not self._feasible(model, outcome):
                 fit.state, fit.reason = PRUNED, keys.INFEASIBLE
@@ -200,14 +263,17 @@ class TrialRunner:
             fit.cbs = cbs = self._callbacks(trial, schedule, board, backup)
             if s.objectives:  # multi-objective: the Pareto pruner replaces Optuna's
                 where = str(self.loaded.path)
-                self._properties = objectives.measure(model, self.data, s.objectives, where)
+                self._properties = (
+                    dict(kept.properties) if kept is not None
+                    else objectives.measure(model, self.data, s.objectives, where)
+                )  # fmt: skip
                 cbs.pruning = ParetoPruning(
                     trial, s.objectives, self._properties, self.study_dir.history(trial.number),
                     s.epochs, prune=s.pruner in ("pareto", "promotion"),
                 )  # fmt: skip
-                cbs.pruning.on_pause = cbs.backup.save  # promotion: resumes from there
+                cbs.pruning.on_pause = self._pausing(cbs)  # promotion: resumes from there
             cbs.seeder = EpochSeed(outcome["seed"])  # an epoch's data order, also resumed
-            resumed = self._resume(model, cbs, trial)
+            resumed = self._resume(model, cbs, trial, kept)
             outcome["resumed_from_epoch"] = resumed or None
             arguments = {**self.data.fit_arguments(s.batch_size), **s.fit_kwargs}
             fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments)
@@ -289,18 +355,38 @@ class TrialRunner:
         cbs.backup = backups.TrialBackup(backup, stamp, number, cbs, s.backup_every)
         if s.trial_timeout is not None or s.epoch_timeout is not None:
             cbs.time_limit = TimeLimit(s.trial_timeout, s.epoch_timeout, self._started)
-        cbs.pruning.on_pause = cbs.backup.save  # a paused trial resumes from that epoch
+        cbs.pruning.on_pause = self._pausing(cbs)  # a paused trial resumes from that epoch
         if self.on_epoch is not None:
             hook = self.on_epoch
             cbs.notice = EpochNotice(s.monitor, lambda epoch, value: hook(number, epoch, value))
         return cbs
 
-    def _resume(self, model: keras.Model, cbs: TrialCallbacks, trial: optuna.Trial) -> int:
-        """Put the trial's backup back, if it has one; the epochs it had done (0: none)."""
+    def _pausing(self, cbs: TrialCallbacks) -> Callable[[int], None]:
+        """What a pause does after ``epochs`` epochs: save the backup (any worker resumes
+        from it) and copy the model's variables (this worker resumes from memory)."""
+
+        def pause(epochs: int) -> None:
+            cbs.backup.save(epochs)  # type: ignore[union-attr]
+            model = cbs.watch.model
+            if self.kept.max_models > 0 and self.kept.fits(model):
+                stop = cbs.early_stopping
+                self._paused = (epochs, snapshot(model), stop.best_weights if stop else None)
+
+        return pause
+
+    def _resume(
+        self, model: keras.Model, cbs: TrialCallbacks, trial: optuna.Trial, kept: Kept | None
+    ) -> int:
+        """Put the trial's backup back, if it has one (the weights from ``kept`` when its
+        model is the one that wrote it); the epochs it had done (0: none)."""
         number = trial.number
+        values = kept.values if kept is not None else None
+        if kept is not None and cbs.early_stopping is not None:
+            cbs.early_stopping.kept_best_weights = kept.best_weights
         resumed = backups.restore(
-            model, cbs.backup, self.study_dir, number, trial, self.settings.monitor
-        )
+            model, cbs.backup, self.study_dir, number, trial, self.settings.monitor,
+            put_back=None if values is None else lambda m: put_back(m, values),
+        )  # fmt: skip
         if resumed and cbs.tensorboard is not None:
             cbs.tensorboard.resume_from(self.study_dir.history(number), resumed)
         return resumed
@@ -394,6 +480,8 @@ class TrialRunner:
         attrs[keys.VERSIONS] = trial_env.versions()
         attrs[keys.DATA] = self.data_print
         attrs[keys.TRAINING] = self.training_settings()
+        if self._in_memory:  # a continuation that took its model from memory
+            attrs[keys.RESUMED_IN_MEMORY] = True
         if self.loaded.in_code:  # its file is a script or a notebook, not a study file
             attrs[keys.STUDY_IN_CODE] = True
         for key, value in attrs.items():
