@@ -43,6 +43,8 @@ from typing import Any
 log = logging.getLogger("tunecb")
 
 AUTO_STEPS = 16
+LOOP_COST = 0.3  # s of CPU once per fit: the loop traced and first run (benchmarks/spe_cost.py)
+CALL_COST = 0.0015  # s of CPU per backend call avoided
 _COUNTED = ("steps_per_epoch", "validation_steps")  # fit arguments that count batches
 
 _BATCH_HOOKS = (
@@ -53,16 +55,65 @@ _BATCH_HOOKS = (
 
 def choose(
     setting: int | str, *, backend: str, compiled_steps: int, eager: bool, custom_step: bool,
-    batch_hooks: bool, counted_steps: bool,
+    batch_hooks: bool, counted_steps: bool, calls: int | None = None,
 ) -> int:  # fmt: skip
     """The batches per call for a fit: ``setting`` when it is a number, else (``"auto"``)
-    :data:`AUTO_STEPS` when nothing rules it out, else what the model was compiled with."""
+    :data:`AUTO_STEPS` when nothing rules it out and it pays (:func:`pays`: ``calls``, the
+    backend calls it would avoid over the epochs the fit is sure to train, ``None`` when
+    unknown), else what the model was compiled with."""
     if setting != "auto":
         return int(setting)
     ruled_out = eager or custom_step or batch_hooks or counted_steps
     if backend != "tensorflow" or compiled_steps != 1 or ruled_out:
         return compiled_steps
-    return AUTO_STEPS
+    return AUTO_STEPS if calls is None or pays(calls) else compiled_steps
+
+
+def pays(calls: int) -> bool:
+    """Whether avoiding ``calls`` backend calls saves more than the loop costs once:
+    ``calls`` x :data:`CALL_COST` > :data:`LOOP_COST`.
+
+    >>> pays(100), pays(1000)
+    (False, True)
+    """
+    return calls * CALL_COST > LOOP_COST
+
+
+def calls_avoided(
+    batches: int, validation_batches: int, epochs: int, validations: int | None = None,
+    steps: int = AUTO_STEPS,
+) -> int:  # fmt: skip
+    """The backend calls that ``steps`` batches per call avoid in ``epochs`` epochs of
+    ``batches`` training batches, each validated on ``validation_batches`` batches
+    (``validations``: how many of those epochs are validated, by default all).
+
+    >>> calls_avoided(22, 8, epochs=1)  # digits at batch 64: 22 -> 2 calls, 8 -> 1
+    27
+    """
+    validations = epochs if validations is None else validations
+    train = batches - -(-batches // steps)
+    validate = validation_batches - -(-validation_batches // steps)
+    return epochs * train + validations * validate
+
+
+def sure_epochs(
+    epochs: int, initial_epoch: int = 0, *, first_stop: int | None = None,
+    patience_left: int | None = None,
+) -> int:  # fmt: skip
+    """The epochs a fit from ``initial_epoch`` to ``epochs`` trains whatever its values:
+    up to ``first_stop``, the first epoch at which a pruner may stop it (``None``: none
+    will), and at most ``patience_left`` (early stopping: its patience + 1 for a new fit,
+    whose first epoch is always its best so far).
+
+    >>> sure_epochs(30), sure_epochs(30, first_stop=1), sure_epochs(30, patience_left=6)
+    (30, 1, 6)
+    >>> sure_epochs(20, 3, first_stop=9)  # a trial resumed at epoch 3, next rung at 9
+    6
+    """
+    end = epochs if first_stop is None else min(epochs, first_stop)
+    if patience_left is not None:
+        end = min(end, initial_epoch + patience_left)
+    return max(1, end - initial_epoch)
 
 
 def has_batch_hooks(callbacks: list[Any]) -> bool:
@@ -88,10 +139,12 @@ def _custom_step(model: Any) -> bool:
 
 
 def apply(
-    model: Any, setting: int | str, callbacks: list[Any], fit_arguments: dict[str, Any]
-) -> int:
+    model: Any, setting: int | str, callbacks: list[Any], fit_arguments: dict[str, Any],
+    epochs: int | None = None,
+) -> int:  # fmt: skip
     """Set the batches per call of ``model``'s next fit (compiled, not yet fitted) by
-    ``setting``, for a fit with ``callbacks`` and ``fit_arguments``; the number set. The
+    ``setting``, for a fit with ``callbacks`` and ``fit_arguments`` that is sure to train
+    ``epochs`` epochs (:func:`sure_epochs`; ``None``: unknown); the number set. The
     model's compile config, which its checkpoint keeps, is not changed."""
     import keras
 
@@ -101,6 +154,7 @@ def apply(
         eager=bool(getattr(model, "run_eagerly", False)), custom_step=_custom_step(model),
         batch_hooks=has_batch_hooks(callbacks),
         counted_steps=any(fit_arguments.get(k) is not None for k in _COUNTED),
+        calls=_calls(fit_arguments, epochs),
     )  # fmt: skip
     if getattr(model, "train_function", None) is None:
         prebuild(model, fit_arguments)
@@ -109,6 +163,65 @@ def apply(
         log.debug("fit with %d batches per call (compiled with %d)", steps, compiled)
         return steps
     return compiled
+
+
+def _calls(fit_arguments: dict[str, Any], epochs: int | None) -> int | None:
+    """The calls :data:`AUTO_STEPS` would avoid in ``epochs`` epochs of this fit; ``None``
+    when the epochs or the training batches are not known."""
+    if epochs is None:
+        return None
+    batch_size = int(fit_arguments.get("batch_size") or 32)
+    split = float(fit_arguments.get("validation_split") or 0.0)
+    rows = _rows(fit_arguments.get("x"))
+    if rows is None:
+        return None
+    batches = _batch_count(fit_arguments.get("x"), round(rows * (1 - split)), batch_size)
+    validation = fit_arguments.get("validation_data")
+    val_size = int(fit_arguments.get("validation_batch_size") or batch_size)
+    if validation is not None:
+        val_rows = _rows(validation[0] if isinstance(validation, tuple) else validation)
+        val_batches = _batch_count(validation, val_rows, val_size) if val_rows else 0
+    else:
+        val_batches = -(-round(rows * split) // val_size) if split else 0
+    freq = fit_arguments.get("validation_freq") or 1
+    validations = epochs // freq if isinstance(freq, int) else len(freq)
+    return calls_avoided(batches, val_batches, epochs, min(epochs, validations))
+
+
+def _rows(data: Any) -> int | None:
+    """Rows of in-memory arrays (the first array's), batches of a dataset of known size or
+    of a ``keras.utils.PyDataset``; ``None`` for anything else."""
+    cardinality = getattr(data, "cardinality", None)  # a tf.data.Dataset
+    if cardinality is not None:
+        try:
+            count = int(cardinality())
+        except Exception:  # not a dataset after all
+            return None
+        return count if count >= 0 else None  # unknown (-2) or infinite (-1)
+    if _is_batched(data):
+        try:
+            return len(data)
+        except TypeError:
+            return None
+    import keras
+
+    leaves = keras.tree.flatten(data) if data is not None else []
+    if leaves and _sliceable(leaves[0]):
+        return int(leaves[0].shape[0])
+    return None
+
+
+def _is_batched(data: Any) -> bool:
+    """A dataset or a ``keras.utils.PyDataset``: its length counts batches, not rows."""
+    import keras
+
+    return hasattr(data, "element_spec") or isinstance(data, keras.utils.PyDataset)
+
+
+def _batch_count(data: Any, rows: int, batch_size: int) -> int:
+    if _is_batched(data):
+        return rows
+    return -(-rows // batch_size)
 
 
 def prebuild(model: Any, fit_arguments: dict[str, Any]) -> bool:

@@ -27,6 +27,7 @@ from tunecb.study import schedules
 from tunecb.study.data import Data
 from tunecb.study.data_checks import check_input_shape, data_function
 from tunecb.study.declaration import LoadedStudy
+from tunecb.study.samplers_pruners import first_stop
 from tunecb.study.settings import Settings
 from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
@@ -210,7 +211,8 @@ class TrialRunner:
             resumed = self._resume(model, cbs, trial)
             outcome["resumed_from_epoch"] = resumed or None
             arguments = {**self.data.fit_arguments(s.batch_size), **s.fit_kwargs}
-            fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments)
+            sure = _sure_epochs(s.epochs, resumed, cbs, getattr(trial.study, "pruner", None))
+            fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments, sure)
             try:
                 model.fit(
                     **arguments,
@@ -412,3 +414,17 @@ class TrialRunner:
                 **attrs,
             },
         )
+
+
+def _sure_epochs(epochs: int, done: int, cbs: TrialCallbacks, pruner: Any) -> int:
+    """The epochs a trial's fit from epoch ``done`` trains whatever its values: until its
+    pruner's first rung (the Pareto pruner's, multi-objective) and its early stopping's
+    patience (:func:`tunecb.training.fast_fit.sure_epochs`)."""
+    if isinstance(cbs.pruning, ParetoPruning):
+        stop = min((r for r in cbs.pruning.rungs if r > done), default=None)
+    else:
+        stop = first_stop(pruner, done)
+    left, early = None, cbs.early_stopping
+    if early is not None:  # a new fit's first epoch is its best so far; a resumed one's may not be
+        left = early.patience + 1 if not done else max(1, early.patience - int(early.wait))
+    return fast_fit.sure_epochs(epochs, done, first_stop=stop, patience_left=left)
