@@ -127,6 +127,7 @@ def test_a_search_fits_with_auto_where_it_pays_and_the_flag_turns_it_off(
     code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "a")
     assert code == 0, err
     monkeypatch.setattr(fast_fit, "LOOP_COST", 0.0)  # a loop that costs nothing pays at once
+    monkeypatch.setattr(fast_fit, "LOOP_COST_PER_WEIGHT", 0.0)
     code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "b")
     assert code == 0, err
     code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "c",

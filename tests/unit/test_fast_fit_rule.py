@@ -18,12 +18,20 @@ from tunecb.training.runner import _sure_epochs
 
 PLAIN = {"backend": "tensorflow", "compiled_steps": 1, "eager": False, "custom_step": False,
          "batch_hooks": False, "counted_steps": False}  # fmt: skip
-BREAK_EVEN = fast_fit.LOOP_COST / fast_fit.CALL_COST  # calls avoided that pay for the loop
+
+
+def break_even(weights):
+    """The calls avoided that pay for the loop of a model of ``weights`` weight tensors."""
+    cost = fast_fit.LOOP_COST + weights * fast_fit.LOOP_COST_PER_WEIGHT
+    return cost / fast_fit.CALL_COST
 
 
 def test_auto_takes_the_loop_only_where_the_calls_it_avoids_pay_for_it():
-    assert choose("auto", **PLAIN, calls=int(BREAK_EVEN) + 1) == AUTO_STEPS
-    assert choose("auto", **PLAIN, calls=int(BREAK_EVEN) - 1) == 1
+    for weights in (0, 4, 8, 100):
+        calls = int(break_even(weights))
+        assert choose("auto", **PLAIN, calls=calls + 1, weights=weights) == AUTO_STEPS
+        assert choose("auto", **PLAIN, calls=calls - 1, weights=weights) == 1
+    assert break_even(8) > break_even(4)  # a bigger graph costs more to trace in the loop
     assert choose("auto", **PLAIN, calls=0) == 1
     assert choose("auto", **PLAIN) == AUTO_STEPS  # calls unknown: as before the rule
 
@@ -131,3 +139,57 @@ def test_the_calls_of_a_fit_from_its_arguments():
     assert fast_fit._calls({"x": Batches(-2)}, 5) is None  # unknown size
     assert fast_fit._calls({"x": Batches(-1)}, 5) is None  # repeated for ever
     assert fast_fit._calls({"x": iter([(x, y)])}, 5) is None  # a generator
+
+
+def test_a_new_trial_expects_the_mean_epochs_of_the_finished_ones_at_least_its_sure_ones():
+    from tunecb.training.fast_fit import expected_epochs
+
+    assert expected_epochs(20, 1, []) == 20  # nothing finished: the first trials run long
+    assert expected_epochs(20, 1, [1, 1, 1, 20]) == 6  # 5.75
+    assert expected_epochs(20, 1, [1] * 30) == 1
+    assert expected_epochs(30, 6, [6, 2]) == 6  # never below what it is sure to train
+    assert expected_epochs(10, 1, [40]) == 10  # never above its own budget
+
+
+def test_the_finished_epochs_are_the_own_complete_and_pruned_trials():
+    from optuna.trial import TrialState, create_trial
+
+    from tunecb.oracle.attrs import EPOCHS_RUN, WARM_START
+    from tunecb.oracle.pruning import finished_epochs
+
+    study = optuna.create_study()
+    for state, epochs, extra in [
+        (TrialState.COMPLETE, 20, {}), (TrialState.PRUNED, 1, {}), (TrialState.FAIL, 3, {}),
+        (TrialState.COMPLETE, 9, {WARM_START: "old"}), (TrialState.PRUNED, 0, {}),
+    ]:  # fmt: skip
+        study.add_trial(create_trial(
+            state=state, value=0.5 if state == TrialState.COMPLETE else None,
+            user_attrs={EPOCHS_RUN: epochs, **extra},
+        ))  # fmt: skip
+    study.ask()  # running: not finished
+    assert sorted(finished_epochs(study)) == [1, 20]
+
+
+class Runner:
+    """What ``TrialRunner._expected_epochs`` reads of its runner."""
+
+    def __init__(self, epochs, setting="auto"):
+        self.settings = SimpleNamespace(epochs=epochs, steps_per_execution=setting)
+
+
+def test_a_trial_expects_what_its_study_trained_and_a_resumed_one_its_sure_epochs():
+    from optuna.trial import TrialState, create_trial
+
+    from tunecb.oracle.attrs import EPOCHS_RUN
+    from tunecb.training.runner import TrialRunner
+
+    study = optuna.create_study(pruner=make_pruner("none", 20))
+    trial = study.ask()
+    expect = TrialRunner._expected_epochs
+    cbs = _callbacks(_pareto([1, 3, 9]))
+    assert expect(Runner(20), trial, cbs, 0) == 20  # nothing finished yet
+    for epochs in (1, 1, 1, 9):
+        study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs={EPOCHS_RUN: epochs}))
+    assert expect(Runner(20), trial, cbs, 0) == 3
+    assert expect(Runner(20), trial, cbs, 3) == 6  # resumed at 3: to its rung at 9
+    assert expect(Runner(20, setting=16), trial, cbs, 0) == 1  # forced: nothing read

@@ -1,13 +1,41 @@
 """Several batches per call into the backend (Keras' ``steps_per_execution``) for a trial's fit.
 
 Keras runs one compiled call per batch by default. For the small models a search tries by
-the hundred, much of an epoch is the Python and dispatch around those calls: on the 2-core
-development machine, 16 batches per call cut the CPU time of a steady TensorFlow epoch of a
-small MLP by a quarter to a third (digits 0.102 -> 0.077 s, 4,000 x 40 tabular 0.145 -> 0.095 s),
-and cost about 0.2 s once per trial (the loop is traced with the step).
+the hundred, much of an epoch is the Python and dispatch around those calls. Sixteen
+batches per call (:data:`AUTO_STEPS`, a ``tf.while_loop`` around the step) save that for
+15 of every 16 calls, and cost something once per fit: the loop is traced and first run
+with the step.
 
-``steps_per_execution="auto"`` (the default) uses :data:`AUTO_STEPS` only where that changes
-neither what the fit computes nor what a callback sees:
+**The rule.** ``steps_per_execution="auto"`` (the default) takes the loop where the calls it
+is sure to avoid save more than it costs once::
+
+    calls avoided over the epochs the fit is sure to train x CALL_COST
+        > LOOP_COST + the model's weight tensors x LOOP_COST_PER_WEIGHT
+
+- *calls avoided*: ``n - ceil(n / 16)`` an epoch for ``n`` training batches, the same for the
+  validation batches of every validated epoch (:func:`calls_avoided`);
+- *epochs it is sure to train* (:func:`sure_epochs`): until the first epoch at which its
+  pruner may stop it (the median pruner's warm-up, the first rung of successive halving,
+  Hyperband, the promotion and Pareto pruners: ``first_stop`` in
+  :mod:`tunecb.study.samplers_pruners`) and early stopping's patience + 1, at most the fit's
+  epochs. A lower bound, not a guess: a pruned trial never pays for a loop it did not use,
+  and a trial that survives its first rung trains on without it (it would have gained
+  ``CALL_COST`` a call from there on);
+- the constants, measured with ``benchmarks/spe_cost.py`` (CPU of one TensorFlow thread,
+  digits, the 4,000 x 40 tabular task, diabetes, friedman and a 20,000 x 40 classification
+  not used to make the rule, MLPs of 1 x 32, 1 x 256 and 3 x 256 units, batch 64): a call
+  avoided saves 0.7-1.2 ms whatever the model (its width and depth do not change it: it is
+  the Python and dispatch around a call); the loop costs 0.13-0.36 s once, more for a
+  deeper graph (medians 0.15-0.17 s with one hidden layer, 0.23 s with three), taken as
+  0.1 s + 0.02 s a weight tensor (0.18 s for 4 tensors, 0.26 s for 8).
+
+So the loop pays after about 200 calls avoided for a one-layer MLP (digits: 27 an epoch, 8
+epochs; diabetes: 6, about 35 epochs; a 20,000-row task: 300, the first epoch), and never for
+a trial that may be pruned after its first epoch on a small data set. Where the training
+batches or the epochs are not known (a generator, a dataset of unknown size, a fit outside a
+search), "auto" takes the loop as before.
+
+It takes it only where that changes neither what the fit computes nor what a callback sees:
 
 - the TensorFlow backend (Keras' JAX trainer unrolls the steps into one compiled program, so
   compiling grows with them; PyTorch's takes only 1);
@@ -24,12 +52,14 @@ the same order, in a loop inside one call. The checkpoint keeps the user's compi
 An integer forces that many batches per call (``1``: off) on any backend Keras allows.
 
 >>> from tunecb.training.fast_fit import choose
->>> choose("auto", backend="torch", compiled_steps=1, eager=False, custom_step=False,
-...        batch_hooks=False, counted_steps=False)
+>>> plain = dict(compiled_steps=1, eager=False, custom_step=False, batch_hooks=False,
+...              counted_steps=False)
+>>> choose("auto", backend="torch", **plain)
 1
->>> choose("auto", backend="tensorflow", compiled_steps=1, eager=False, custom_step=False,
-...        batch_hooks=False, counted_steps=False)
+>>> choose("auto", backend="tensorflow", **plain, calls=calls_avoided(22, 8, 30), weights=4)
 16
+>>> choose("auto", backend="tensorflow", **plain, calls=calls_avoided(22, 8, 1), weights=4)
+1
 >>> choose(4, backend="jax", compiled_steps=1, eager=False, custom_step=True, batch_hooks=True,
 ...        counted_steps=True)
 4
@@ -43,8 +73,10 @@ from typing import Any
 log = logging.getLogger("tunecb")
 
 AUTO_STEPS = 16
-LOOP_COST = 0.3  # s of CPU once per fit: the loop traced and first run (benchmarks/spe_cost.py)
-CALL_COST = 0.0015  # s of CPU per backend call avoided
+# Measured with benchmarks/spe_cost.py (see the module's docstring), CPU seconds:
+CALL_COST = 0.0009  # saved per backend call avoided, whatever the model
+LOOP_COST = 0.1  # the loop's one-time cost (traced and first run with the step) ...
+LOOP_COST_PER_WEIGHT = 0.02  # ... and its growth with the model's graph, per weight tensor
 _COUNTED = ("steps_per_epoch", "validation_steps")  # fit arguments that count batches
 
 _BATCH_HOOKS = (
@@ -55,28 +87,30 @@ _BATCH_HOOKS = (
 
 def choose(
     setting: int | str, *, backend: str, compiled_steps: int, eager: bool, custom_step: bool,
-    batch_hooks: bool, counted_steps: bool, calls: int | None = None,
+    batch_hooks: bool, counted_steps: bool, calls: int | None = None, weights: int = 0,
 ) -> int:  # fmt: skip
     """The batches per call for a fit: ``setting`` when it is a number, else (``"auto"``)
     :data:`AUTO_STEPS` when nothing rules it out and it pays (:func:`pays`: ``calls``, the
     backend calls it would avoid over the epochs the fit is sure to train, ``None`` when
-    unknown), else what the model was compiled with."""
+    unknown; ``weights``, the model's weight tensors), else what the model was compiled
+    with."""
     if setting != "auto":
         return int(setting)
     ruled_out = eager or custom_step or batch_hooks or counted_steps
     if backend != "tensorflow" or compiled_steps != 1 or ruled_out:
         return compiled_steps
-    return AUTO_STEPS if calls is None or pays(calls) else compiled_steps
+    return AUTO_STEPS if calls is None or pays(calls, weights) else compiled_steps
 
 
-def pays(calls: int) -> bool:
-    """Whether avoiding ``calls`` backend calls saves more than the loop costs once:
-    ``calls`` x :data:`CALL_COST` > :data:`LOOP_COST`.
+def pays(calls: int, weights: int = 0) -> bool:
+    """Whether avoiding ``calls`` backend calls saves more than the loop costs once for a
+    model of ``weights`` weight tensors: ``calls`` x :data:`CALL_COST` > :data:`LOOP_COST`
+    + ``weights`` x :data:`LOOP_COST_PER_WEIGHT`.
 
-    >>> pays(100), pays(1000)
-    (False, True)
+    >>> pays(150, weights=4), pays(250, weights=4), pays(250, weights=8)  # 200, 289 pay
+    (False, True, False)
     """
-    return calls * CALL_COST > LOOP_COST
+    return calls * CALL_COST > LOOP_COST + weights * LOOP_COST_PER_WEIGHT
 
 
 def calls_avoided(
@@ -94,6 +128,22 @@ def calls_avoided(
     train = batches - -(-batches // steps)
     validate = validation_batches - -(-validation_batches // steps)
     return epochs * train + validations * validate
+
+
+def expected_epochs(epochs: int, sure: int, trained: list[int]) -> int:
+    """The epochs a new trial's fit of at most ``epochs`` is expected to train: the mean of
+    ``trained`` (the epochs of the study's finished trials), at least ``sure``
+    (:func:`sure_epochs`); ``epochs`` before any trial has finished (the first trials of
+    a search are not pruned: nothing to compare them with yet).
+
+    >>> expected_epochs(20, 1, []), expected_epochs(20, 1, [1, 1, 20, 9])
+    (20, 8)
+    >>> expected_epochs(20, 6, [2])  # none stops before its patience
+    6
+    """
+    if not trained:
+        return epochs
+    return max(sure, min(epochs, round(sum(trained) / len(trained))))
 
 
 def sure_epochs(
@@ -149,15 +199,15 @@ def apply(
     import keras
 
     compiled = int(getattr(model, "steps_per_execution", 1) or 1)
+    if getattr(model, "train_function", None) is None:
+        prebuild(model, fit_arguments)  # also builds the model: its weights are known
     steps = choose(
         setting, backend=keras.backend.backend(), compiled_steps=compiled,
         eager=bool(getattr(model, "run_eagerly", False)), custom_step=_custom_step(model),
         batch_hooks=has_batch_hooks(callbacks),
         counted_steps=any(fit_arguments.get(k) is not None for k in _COUNTED),
-        calls=_calls(fit_arguments, epochs),
+        calls=_calls(fit_arguments, epochs), weights=len(getattr(model, "weights", ()) or ()),
     )  # fmt: skip
-    if getattr(model, "train_function", None) is None:
-        prebuild(model, fit_arguments)
     if steps != compiled and getattr(model, "train_function", None) is None:
         model.steps_per_execution = steps
         log.debug("fit with %d batches per call (compiled with %d)", steps, compiled)

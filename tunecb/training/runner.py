@@ -21,6 +21,7 @@ from tunecb.errors import DiskFull, TunecbError, describe_error
 from tunecb.oracle import attrs as keys
 from tunecb.oracle import space
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
+from tunecb.oracle.pruning import finished_epochs
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.storage.reconnect import lost_for_good
 from tunecb.study import schedules
@@ -211,8 +212,8 @@ class TrialRunner:
             resumed = self._resume(model, cbs, trial)
             outcome["resumed_from_epoch"] = resumed or None
             arguments = {**self.data.fit_arguments(s.batch_size), **s.fit_kwargs}
-            sure = _sure_epochs(s.epochs, resumed, cbs, getattr(trial.study, "pruner", None))
-            fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments, sure)
+            epochs = self._expected_epochs(trial, cbs, resumed)
+            fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments, epochs)
             try:
                 model.fit(
                     **arguments,
@@ -257,6 +258,19 @@ class TrialRunner:
             outcome["error"] = describe_error(exc, self.loaded.path)
             log.debug("trial %d failed", trial.number, exc_info=True)
         return fit
+
+    def _expected_epochs(self, trial: optuna.Trial, cbs: TrialCallbacks, done: int) -> int:
+        """The epochs this fit is expected to train (:func:`fast_fit.expected_epochs`):
+        what this study's finished trials trained, at least what it is sure to."""
+        sure = _sure_epochs(self.settings.epochs, done, cbs, getattr(trial.study, "pruner", None))
+        if done or self.settings.steps_per_execution != "auto":
+            return sure  # a resumed fit: its sure epochs (to its next rung, its patience)
+        try:
+            trained = finished_epochs(trial.study)
+        except Exception as exc:  # a read that fails costs only the estimate
+            log.debug("the finished trials' epochs are not known: %s", exc)
+            trained = []
+        return fast_fit.expected_epochs(self.settings.epochs, sure, trained)
 
     def _feasible(self, model: keras.Model, outcome: dict[str, Any]) -> bool:
         """Judge the built model by the study's constraints (:mod:`.constraints`); record
