@@ -3,6 +3,7 @@ the constants of ``steps_per_execution="auto"`` (:mod:`tunecb.training.fast_fit`
 
     python benchmarks/spe_cost.py                     # 5 tasks x 3 models, 3 repeats
     python benchmarks/spe_cost.py --tasks digits --models small --repeats 1   # a quick look
+    python benchmarks/spe_cost.py --replay benchmarks/out/multiobjective_36x20_hcost.json
 
 Each task runs in a fresh process (TensorFlow on one thread unless ``TF_NUM_*_THREADS`` say
 otherwise, as ``multiobjective.py`` is run). After a warm-up fit, every model is fitted
@@ -19,6 +20,14 @@ Derived, 16 against 1: the **one-time cost** (fixed(16) - fixed(1)), the **savin
 avoided** (steady(1) - steady(16)) over the calls avoided (``n - ceil(n / 16)`` for ``n``
 batches), train and validation apart and together, and the **epochs to pay** (one-time cost
 over the saving per epoch). Prints a table and writes ``benchmarks/out/spe_cost.json``.
+
+``--replay FILE...`` measures nothing: from ``multiobjective.py`` result files (each trial's
+epochs and parameter count, in trial order) it estimates, with the constants of
+:mod:`tunecb.training.fast_fit`, the CPU each rule for "auto" would save against 16 batches a
+call for every trial: the rule (expected epochs: the mean of the finished trials), the lower
+bound alone (the epochs a trial is sure to train), and an oracle that knows each trial's
+epochs (what no rule can beat). The searches are deterministic (the same trials, whatever
+the batches per call), so this isolates the choice from the noise of a CPU reading.
 
 Tasks: the four of :mod:`search_tasks` and ``large``, a ``make_classification`` of
 ``--large-rows`` x 40 (3 classes), not one the rule was made on. Models: ``small`` (1 x 32),
@@ -194,6 +203,58 @@ def table(rows: list[dict[str, Any]], k: int) -> str:
     return "\n".join(lines)
 
 
+MO_TASKS = {"digits": (64, 10, 22, 8), "tabular": (40, 3, 47, 16)}  # in, out, batches
+
+
+def _hidden_layers(params: int, n_in: int, n_out: int) -> int:
+    """The hidden layers of ``search_tasks.build``'s MLP with ``params`` parameters."""
+    for layers in (1, 2, 3):
+        for units in range(16, 257):
+            inner = (layers - 1) * (units * units + units)
+            if n_in * units + units + inner + units * n_out + n_out == params:
+                return layers
+    return 2
+
+
+def replay(paths: list[Path]) -> int:
+    """Estimate each rule's CPU against 16 batches a call for every trial (see above)."""
+    from tunecb.training import fast_fit
+
+    k, lines = fast_fit.AUTO_STEPS, []
+    lines.append("| task | seed | pruner | epochs | CPU s | rule | sure epochs only | oracle |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for path in paths:
+        for row in json.loads(path.read_text())["search"]:
+            n_in, n_out, n, v = MO_TASKS[row["task"]]
+            per_epoch = fast_fit.calls_avoided(n, v, 1, steps=k)
+            for pruner, run in row["runs"].items():
+                trials = sorted(run["curves"], key=lambda t: t["trial"])
+                sure = 1 if pruner != "none" else row.get("epochs", 20)
+                budget = max(len(t["curve"]) for t in trials)
+                saved = {"rule": 0.0, "sure": 0.0, "oracle": 0.0}
+                done: list[int] = []
+                for t in trials:
+                    epochs = len(t["curve"])
+                    weights = 2 * (_hidden_layers(int(t["params"]), n_in, n_out) + 1)
+                    cost = fast_fit.LOOP_COST + weights * fast_fit.LOOP_COST_PER_WEIGHT
+                    gain = cost - epochs * per_epoch * fast_fit.CALL_COST  # of 1 a call
+                    expected = fast_fit.expected_epochs(budget, min(sure, budget), done)
+                    for rule, guess in (("rule", expected), ("sure", min(sure, budget)),
+                                        ("oracle", epochs)):  # fmt: skip
+                        if not fast_fit.pays(guess * per_epoch, weights):
+                            saved[rule] += gain
+                    done.append(epochs)
+                lines.append(
+                    f"| {row['task']} | {row['seed']} | {pruner} | "
+                    f"{sum(len(t['curve']) for t in trials)} | {run['cpu_s']:.1f} | "
+                    + " | ".join(f"{-saved[r]:+.1f}" for r in ("rule", "sure", "oracle"))
+                    + " |"
+                )
+    print("CPU s against 16 batches a call for every trial (negative: saved)")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import platform
@@ -206,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-rows", type=int, default=40_000)
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "spe_cost.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--replay", nargs="+", type=Path, help="multiobjective.py results")
     args = parser.parse_args(argv)
+    if args.replay:
+        return replay(args.replay)
     models = args.models.split(",")
     if args.child:
         child(args.child, models, args.repeats, args.epochs, args.large_rows)
