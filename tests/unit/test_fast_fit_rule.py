@@ -193,3 +193,5 @@ def test_a_trial_expects_what_its_study_trained_and_a_resumed_one_its_sure_epoch
     assert expect(Runner(20), trial, cbs, 0) == 3
     assert expect(Runner(20), trial, cbs, 3) == 6  # resumed at 3: to its rung at 9
     assert expect(Runner(20, setting=16), trial, cbs, 0) == 1  # forced: nothing read
+    rerun = optuna.trial.FixedTrial({})  # tunecb rerun: no study, nothing finished
+    assert expect(Runner(20), rerun, _callbacks(object(), patience=3), 0) == 20

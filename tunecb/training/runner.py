@@ -262,11 +262,12 @@ class TrialRunner:
     def _expected_epochs(self, trial: optuna.Trial, cbs: TrialCallbacks, done: int) -> int:
         """The epochs this fit is expected to train (:func:`fast_fit.expected_epochs`):
         what this study's finished trials trained, at least what it is sure to."""
-        sure = _sure_epochs(self.settings.epochs, done, cbs, getattr(trial.study, "pruner", None))
+        study = getattr(trial, "study", None)  # a FixedTrial (tunecb rerun) has none
+        sure = _sure_epochs(self.settings.epochs, done, cbs, getattr(study, "pruner", None))
         if done or self.settings.steps_per_execution != "auto":
             return sure  # a resumed fit: its sure epochs (to its next rung, its patience)
         try:
-            trained = finished_epochs(trial.study)
+            trained = [] if study is None else finished_epochs(study)
         except Exception as exc:  # a read that fails costs only the estimate
             log.debug("the finished trials' epochs are not known: %s", exc)
             trained = []
