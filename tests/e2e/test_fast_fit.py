@@ -118,15 +118,22 @@ def callbacks(trial):
 """
 
 
-def test_a_search_fits_with_auto_and_the_flag_turns_it_off(tmp_path, study_file, cli, monkeypatch):
+def test_a_search_fits_with_auto_where_it_pays_and_the_flag_turns_it_off(
+    tmp_path, study_file, cli, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     path = study_file(extra=SEES_STEPS)
+    # 1 epoch of 7 + 2 batches avoids 7 calls: far from paying for the loop
     code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "a")
     assert code == 0, err
-    code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "b",
+    monkeypatch.setattr(fast_fit, "LOOP_COST", 0.0)  # a loop that costs nothing pays at once
+    monkeypatch.setattr(fast_fit, "LOOP_COST_PER_WEIGHT", 0.0)
+    code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "b")
+    assert code == 0, err
+    code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "c",
                        "--steps-per-execution", "1")  # fmt: skip
     assert code == 0, err
-    assert (tmp_path / "steps.txt").read_text().split() == [str(fast_fit.AUTO_STEPS), "1"]
+    assert (tmp_path / "steps.txt").read_text().split() == ["1", str(fast_fit.AUTO_STEPS), "1"]
 
 
 def _count_traces(m):

@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tunecb.oracle.attrs import WARM_START
+from tunecb.oracle.attrs import EPOCHS_RUN, WARM_START
 from tunecb.storage.finished import FinishedTrials, only_finished
 
 _finished = FinishedTrials()  # one per process: the finished trials it has read
@@ -38,6 +38,18 @@ def should_prune(trial: optuna.Trial) -> bool:
     if len(study.directions) > 1:
         raise NotImplementedError("pruning is not supported for multi-objective studies")
     return study.pruner.prune(_FinishedView(study), trial._get_latest_trial())
+
+
+def finished_epochs(study: optuna.Study) -> list[int]:
+    """The epochs each of ``study``'s own finished trials (complete or pruned) trained, read
+    cheaply as the pruner reads them (``epochs_run``; not a warm start's copies).
+
+    >>> finished_epochs(optuna.create_study())
+    []
+    """
+    trials = _own_kept(_finished.read(study, (TrialState.COMPLETE, TrialState.PRUNED), True))
+    found = (t.user_attrs.get(EPOCHS_RUN) for t in trials)
+    return [int(e) for e in found if isinstance(e, int | float) and e > 0]
 
 
 class _FinishedView:

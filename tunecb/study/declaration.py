@@ -95,8 +95,9 @@ class Study:
         warm_start_study: the earlier study's name, in a storage that holds several.
         warm_start_enqueue: queue the earlier study's K best trials to train first (3).
         steps_per_execution: batches per call into the backend during ``fit``: ``"auto"``
-            (default: 16 on TensorFlow when nothing needs per-batch callbacks), or a number
-            (``1``: one call per batch, Keras' default).
+            (default: 16 on TensorFlow when nothing needs per-batch callbacks and the calls
+            it saves over the epochs a trial is sure to train pay for its one-time cost), or
+            a number (``1``: one call per batch, Keras' default).
         data / model / callbacks: the three functions, here or with the decorators.
         constraint: a function of the built model, here or with ``@study.constraint``:
             ``True``/``False`` (feasible or not), or a violation number (> 0 infeasible).

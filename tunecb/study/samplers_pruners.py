@@ -191,3 +191,34 @@ def _require(module: str, package: str, sampler: str) -> None:
             f"--sampler {sampler!r} needs the package {package!r}: pip install {package}, "
             "or use 'tpe' or 'random'"
         )
+
+
+def first_stop(pruner: Any, done: int = 0) -> int | None:
+    """The first epoch after ``done`` at whose end ``pruner`` may stop (or pause) a trial;
+    ``None`` when it never does. For a pruner it does not know: the next epoch.
+
+    >>> first_stop(make_pruner("median", epochs=30)), first_stop(make_pruner("none", 30))
+    (6, None)
+    >>> first_stop(make_pruner("hyperband", epochs=30), done=3)  # rungs 3, 9, 27
+    9
+    >>> first_stop(optuna.pruners.ThresholdPruner(lower=0.0), done=4)
+    5
+    """
+    if isinstance(pruner, optuna.pruners.NopPruner):
+        return None
+    if isinstance(pruner, optuna.pruners.PercentilePruner):  # the median pruner too
+        return max(int(pruner._n_warmup_steps), done + 1)
+    if isinstance(pruner, PromotionPruner):
+        return next((r for r in pruner.rungs if r > done), None)
+    first = None
+    if isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner):
+        first = pruner._min_resource, pruner._reduction_factor, pruner._min_early_stopping_rate
+    elif isinstance(pruner, optuna.pruners.HyperbandPruner):
+        first = pruner._min_resource, pruner._reduction_factor, 0
+    if first is None or not isinstance(first[0], int):  # unknown, or "auto": from epoch 1
+        return done + 1
+    minimum, eta, rate = first
+    rung = minimum * eta**rate
+    while rung <= done:
+        rung *= eta
+    return rung

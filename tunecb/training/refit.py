@@ -76,7 +76,7 @@ def fit_final(
     kwargs = {k: v for k, v in settings.fit_kwargs.items() if k != "validation_split"}
     callbacks = [ReplayRates(rates), StopOnNonFinite()]
     # As in the search: several batches per backend call where that changes nothing.
-    fast_fit.apply(model, settings.steps_per_execution, callbacks, {**fit, **kwargs})
+    fast_fit.apply(model, settings.steps_per_execution, callbacks, {**fit, **kwargs}, epochs)
     history = model.fit(
         **fit, **kwargs, epochs=epochs, verbose=settings.verbose, callbacks=callbacks
     )

@@ -23,12 +23,14 @@ from tunecb.oracle import attrs as keys
 from tunecb.oracle import space
 from tunecb.oracle.deaths import rss_of
 from tunecb.oracle.outcome import COMPLETE, FAIL, PRUNED, TrialOutcome
+from tunecb.oracle.pruning import finished_epochs
 from tunecb.results import BackupDir, StudyDir, write_json
 from tunecb.storage.reconnect import lost_for_good
 from tunecb.study import schedules
 from tunecb.study.data import Data
 from tunecb.study.data_checks import check_input_shape, data_function
 from tunecb.study.declaration import LoadedStudy
+from tunecb.study.samplers_pruners import first_stop
 from tunecb.study.settings import Settings
 from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
@@ -276,7 +278,8 @@ class TrialRunner:
             resumed = self._resume(model, cbs, trial, kept)
             outcome["resumed_from_epoch"] = resumed or None
             arguments = {**self.data.fit_arguments(s.batch_size), **s.fit_kwargs}
-            fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments)
+            epochs = self._expected_epochs(trial, cbs, resumed)
+            fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments, epochs)
             try:
                 model.fit(
                     **arguments,
@@ -321,6 +324,20 @@ class TrialRunner:
             outcome["error"] = describe_error(exc, self.loaded.path)
             log.debug("trial %d failed", trial.number, exc_info=True)
         return fit
+
+    def _expected_epochs(self, trial: optuna.Trial, cbs: TrialCallbacks, done: int) -> int:
+        """The epochs this fit is expected to train (:func:`fast_fit.expected_epochs`):
+        what this study's finished trials trained, at least what it is sure to."""
+        study = getattr(trial, "study", None)  # a FixedTrial (tunecb rerun) has none
+        sure = _sure_epochs(self.settings.epochs, done, cbs, getattr(study, "pruner", None))
+        if done or self.settings.steps_per_execution != "auto":
+            return sure  # a resumed fit: its sure epochs (to its next rung, its patience)
+        try:
+            trained = [] if study is None else finished_epochs(study)
+        except Exception as exc:  # a read that fails costs only the estimate
+            log.debug("the finished trials' epochs are not known: %s", exc)
+            trained = []
+        return fast_fit.expected_epochs(self.settings.epochs, sure, trained)
 
     def _feasible(self, model: keras.Model, outcome: dict[str, Any]) -> bool:
         """Judge the built model by the study's constraints (:mod:`.constraints`); record
@@ -500,3 +517,17 @@ class TrialRunner:
                 **attrs,
             },
         )
+
+
+def _sure_epochs(epochs: int, done: int, cbs: TrialCallbacks, pruner: Any) -> int:
+    """The epochs a trial's fit from epoch ``done`` trains whatever its values: until its
+    pruner's first rung (the Pareto pruner's, multi-objective) and its early stopping's
+    patience (:func:`tunecb.training.fast_fit.sure_epochs`)."""
+    if isinstance(cbs.pruning, ParetoPruning):
+        stop = min((r for r in cbs.pruning.rungs if r > done), default=None)
+    else:
+        stop = first_stop(pruner, done)
+    left, early = None, cbs.early_stopping
+    if early is not None:  # a new fit's first epoch is its best so far; a resumed one's may not be
+        left = early.patience + 1 if not done else max(1, early.patience - int(early.wait))
+    return fast_fit.sure_epochs(epochs, done, first_stop=stop, patience_left=left)
