@@ -357,8 +357,10 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "steps_per_execution", "auto",
         "batches per call into the backend during `fit` (Keras' `steps_per_execution`); "
-        '`"auto"`: 16 on TensorFlow when the model was compiled with 1 and no callback has a '
-        "per-batch hook, else as compiled ([What one trial does](#what-one-trial-does)); "
+        '`"auto"`: 16 on TensorFlow when the model was compiled with 1, no callback has a '
+        "per-batch hook, and the calls it saves over the epochs a trial is expected to train "
+        "pay for its one-time cost, else as compiled "
+        "([What one trial does](#what-one-trial-does)); "
         "`1`: off",
         flag="--steps-per-execution", metavar="N",
         help="batches per call into the backend during fit (default auto: 16 on TensorFlow "
