@@ -133,10 +133,13 @@ def promotions_config(trial) -> int:
     return history[0] if history else trial.number
 
 
-def paused_study(storage=None) -> tuple[optuna.Study, int]:
-    """Three configurations paused at rung 1; the best (x=0.1, trial 0) is promotable."""
+def paused_study(
+    storage=None, xs: tuple[float, ...] = (0.1, 0.5, 0.9)
+) -> tuple[optuna.Study, int]:
+    """Configurations paused at rung 1 with values ``xs`` (by default three: the best,
+    x=0.1, trial 0, is promotable)."""
     study = new_study(storage)
-    for x in (0.1, 0.5, 0.9):
+    for x in xs:
         study.enqueue_trial({"x": x})
         trial = study.ask()
         trial.suggest_float("x", 0.0, 1.0)
@@ -321,15 +324,7 @@ def test_a_worker_resumes_only_configurations_whose_backup_it_sees():
 
 def test_a_worker_resumes_the_configurations_it_keeps_in_memory_first():
     # Six paused at rung 1: the top two (x=0.1, trial 0; x=0.2, trial 1) are promotable.
-    study = new_study()
-    for x in (0.1, 0.2, 0.5, 0.6, 0.8, 0.9):
-        study.enqueue_trial({"x": x})
-        trial = study.ask()
-        trial.suggest_float("x", 0.0, 1.0)
-        trial.report(x, 1)
-        trial.set_user_attr(attrs.STOP_REASON, attrs.PAUSED)
-        promotions.pause(study, trial.number, 1)
-        study.tell(trial, state=TrialState.PRUNED)
+    study, _ = paused_study(xs=(0.1, 0.2, 0.5, 0.6, 0.8, 0.9))
     held = {1, 4}  # trial 4 (x=0.8) is kept too, but not promotable
     first = promotions.next_continuation(study, "m:1", held=held.__contains__)
     second = promotions.next_continuation(study, "m:1", held=held.__contains__)
