@@ -93,7 +93,7 @@ def choose(
 ) -> int:  # fmt: skip
     """The batches per call for a fit: ``setting`` when it is a number, else (``"auto"``)
     :data:`AUTO_STEPS` when nothing rules it out and it pays (:func:`pays`: ``calls``, the
-    backend calls it would avoid over the epochs the fit is sure to train, ``None`` when
+    backend calls it would avoid over the epochs the fit is expected to train, ``None`` when
     unknown; ``weights``, the model's weight tensors), else what the model was compiled
     with."""
     if setting != "auto":
@@ -195,8 +195,8 @@ def apply(
     epochs: int | None = None,
 ) -> int:  # fmt: skip
     """Set the batches per call of ``model``'s next fit (compiled, not yet fitted) by
-    ``setting``, for a fit with ``callbacks`` and ``fit_arguments`` that is sure to train
-    ``epochs`` epochs (:func:`sure_epochs`; ``None``: unknown); the number set. The
+    ``setting``, for a fit with ``callbacks`` and ``fit_arguments`` that is expected to train
+    ``epochs`` epochs (:func:`expected_epochs`; ``None``: unknown); the number set. The
     model's compile config, which its checkpoint keeps, is not changed."""
     import keras
 
