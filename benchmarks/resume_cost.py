@@ -25,8 +25,8 @@ import keras
 import numpy as np
 
 from tunecb.training import fast_fit
-from tunecb.training.kept_models import put_back, snapshot
 from tunecb.training.trial_env import clear_session
+from tunecb.training.variables import put_back, snapshot
 
 rng = np.random.default_rng(0)
 ARGS = dict(

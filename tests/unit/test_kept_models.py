@@ -14,7 +14,8 @@ import pytest
 from tunecb.errors import ConfigError
 from tunecb.results import BackupDir
 from tunecb.training import backup as backups
-from tunecb.training.kept_models import ENV, Kept, KeptModels, kept_bytes, put_back, snapshot
+from tunecb.training.kept_models import ENV, Kept, KeptModels, kept_bytes
+from tunecb.training.variables import put_back, snapshot
 
 
 def kept(config: int, paused: int | None = None, nbytes: int = 10) -> Kept:

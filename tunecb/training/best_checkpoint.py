@@ -2,14 +2,13 @@
 epoch so far as a ``.keras`` file, written lazily (kept in memory at each new best, written
 once a fit and before every backup or pause), and the sizes a full disk must make room for.
 
->>> variables_bytes([np.zeros((3, 4), "float32")])
-48
+>>> model_bytes(keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)]))
+11328
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from tunecb.results import atomic_write
 from tunecb.training.monitor import Monitor
+from tunecb.training.variables import all_variables, put_back, snapshot, variables_bytes
 
 log = logging.getLogger("tunecb")
 
@@ -52,9 +52,9 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = self.monitor.usable(logs)
         if value is None or not self.monitor.improves(value, self.best):
             return
-        variables = _all_variables(self.model)
+        variables = all_variables(self.model)
         if self.lazy and variables_bytes(variables) <= LAZY_MAX_BYTES:
-            self._pending = [_copy(v) for v in variables]
+            self._pending = snapshot(self.model, variables)
             self.best, self.best_epoch = value, epoch + 1
             return
         self._pending = None
@@ -70,20 +70,18 @@ class BestCheckpoint(keras.callbacks.Callback):
         The model's variables are the current epoch's again afterwards."""
         if self._pending is None:
             return False
-        variables = _all_variables(self.model)
+        variables = all_variables(self.model)
         if len(variables) != len(self._pending):  # the copy was of another set of variables
             raise RuntimeError(
                 f"cannot write {self.path}: the model has {len(variables)} variables (its "
                 f"optimizer's included) now, {len(self._pending)} at its best epoch"
             )
-        current = [_copy(v) for v in variables]
+        current = snapshot(self.model, variables)
         try:
-            for variable, value in zip(variables, self._pending, strict=True):
-                variable.assign(value)
+            put_back(self.model, self._pending)
             self._write()
         finally:
-            for variable, value in zip(variables, current, strict=True):
-                variable.assign(value)
+            put_back(self.model, current)
         self._pending = None
         self.saved_epoch = self.best_epoch
         return True
@@ -117,30 +115,6 @@ LAZY_MAX_BYTES = 256 * 2**20
 written at each new best rather than copied in memory."""
 
 
-def _all_variables(model: keras.Model) -> list[Any]:
-    optimizer = getattr(model, "optimizer", None)
-    return list(model.variables) + list(getattr(optimizer, "variables", None) or [])
-
-
-def _copy(variable: Any) -> np.ndarray:
-    """A copy of ``variable``'s value that later training does not change (PyTorch's numpy
-    view shares the tensor's memory, JAX may donate its buffer). A TensorFlow variable is
-    read once and copied once: its ``numpy()`` is already a copy (TensorFlow copies the
-    read, an array that owns its memory), copied again only if a TensorFlow version hands
-    out a view instead; a fraction of the CPU of ``keras.ops.convert_to_numpy``, which a new
-    best pays at every epoch that improves.
-
-    >>> v = keras.Variable(np.ones(3, "float32")); kept = _copy(v); _ = v.assign(np.zeros(3))
-    >>> kept.tolist()
-    [1.0, 1.0, 1.0]
-    """
-    value = variable.value
-    if hasattr(value, "read_value") and hasattr(value, "numpy"):  # a tf.Variable
-        read = np.asarray(value.numpy())  # (a rank-0 variable's: a NumPy scalar, immutable)
-        return read if read.flags.owndata else read.copy()
-    return np.array(keras.ops.convert_to_numpy(value), copy=True)
-
-
 def file_identity(path: Path) -> list[int] | None:
     """``[size, mtime_ns]`` of a file (kept by a copy that preserves its times), or None."""
     try:
@@ -153,17 +127,5 @@ def file_identity(path: Path) -> list[int] | None:
 def model_bytes(model: keras.Model) -> int:
     """About the size of ``model`` saved as ``.keras`` (what a full disk must make room for):
     its variables and its optimizer's, plus HDF5's ~1.5 KiB a variable and the config."""
-    variables = _all_variables(model)
+    variables = all_variables(model)
     return 8192 + 1536 * len(variables) + variables_bytes(variables)
-
-
-def variables_bytes(variables: Any) -> int:
-    """Bytes of these variables' values (their shapes times their dtypes' sizes)."""
-    total = 0
-    for variable in variables:
-        try:
-            itemsize = np.dtype(variable.dtype).itemsize
-        except TypeError:  # bfloat16 and the like: 2 bytes
-            itemsize = 2
-        total += math.prod(variable.shape) * itemsize
-    return total

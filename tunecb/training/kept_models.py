@@ -4,10 +4,10 @@ that this worker resumes one without building it, loading its backup and tracing
 A trial the promotion pruner pauses writes its backup as always (any worker, or this one
 after a restart, resumes from it). Its worker also keeps the live model (Keras keeps the
 traced ``train_function`` on it) with a copy of its variables and its optimizer's at the
-pause (:func:`snapshot`: early stopping's ``restore_best_weights`` and the user's callbacks
+pause (``variables.snapshot``: early stopping's ``restore_best_weights`` and the user's callbacks
 may change them once the fit ends). When this worker claims the continuation of that very
 pause (the backup on disk is still the one it wrote), the runner takes the model back, puts
-the copy into it (:func:`put_back`) and fits on from the pause; everything else a resume
+the copy into it (``variables.put_back``) and fits on from the pause; everything else a resume
 needs (the callbacks' states, the history and best checkpoint carried over, the epoch)
 comes from the backup's small files as before.
 
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from tunecb.errors import ConfigError
-from tunecb.training.best_checkpoint import _all_variables, _copy, variables_bytes
+from tunecb.training.variables import all_variables, variables_bytes
 
 log = logging.getLogger("tunecb")
 
@@ -59,7 +59,7 @@ few large models, or the :data:`MAX_MODELS` small ones."""
 
 @dataclass
 class Kept:
-    """One paused trial's model: ``values`` its variables at the pause (:func:`snapshot`),
+    """One paused trial's model: ``values`` its variables at the pause (``variables.snapshot``),
     ``config`` its configuration (first attempt's number), ``paused`` the paused trial's
     number, ``epoch`` the epochs done; ``properties`` the multi-objective properties
     measured on it; ``nbytes`` what it holds (:func:`kept_bytes`); ``best_weights`` early
@@ -73,21 +73,6 @@ class Kept:
     nbytes: int
     properties: dict[str, float] = field(default_factory=dict)
     best_weights: list | None = None  # early stopping's (restore_best_weights) at the pause
-
-
-def snapshot(model: Any) -> list[np.ndarray]:
-    """A copy of the values of ``model``'s variables and its optimizer's (as the best
-    checkpoint copies them), unchanged by later training."""
-    return [_copy(v) for v in _all_variables(model)]
-
-
-def put_back(model: Any, values: list[np.ndarray]) -> None:
-    """Assign a :func:`snapshot` back to the variables of the model it was taken of."""
-    variables = _all_variables(model)
-    if len(variables) != len(values):  # not the set of variables it was taken of
-        raise ValueError(f"{len(values)} values for {len(variables)} variables")
-    for variable, value in zip(variables, values, strict=True):
-        variable.assign(value)
 
 
 def kept_bytes(values: list[np.ndarray]) -> int:
@@ -133,7 +118,7 @@ class KeptModels:
 
     def fits(self, model: Any) -> bool:
         """Whether ``model`` (its variables and its optimizer's, kept twice) fits at all."""
-        return 2 * variables_bytes(_all_variables(model)) <= self.max_bytes
+        return 2 * variables_bytes(all_variables(model)) <= self.max_bytes
 
     def __len__(self) -> int:
         return len(self._kept)

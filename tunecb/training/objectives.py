@@ -27,7 +27,7 @@ from typing import Any
 from tunecb.errors import ModelError
 from tunecb.results import read_history
 from tunecb.study.objectives import Objective
-from tunecb.training.best_checkpoint import variables_bytes
+from tunecb.training.variables import variables_bytes
 
 LATENCY_BATCH, WARMUP, REPEATS = 32, 3, 15
 

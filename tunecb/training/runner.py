@@ -36,13 +36,13 @@ from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
 from tunecb.training import building, constraints, fast_fit, objectives, trial_env
 from tunecb.training import tensorboard as tblogs
-from tunecb.training.best_checkpoint import variables_bytes
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 from tunecb.training.epoch_seed import EpochSeed
-from tunecb.training.kept_models import Kept, KeptModels, kept_bytes, put_back, snapshot
+from tunecb.training.kept_models import Kept, KeptModels, kept_bytes
 from tunecb.training.memory_limit import MemoryLimit
 from tunecb.training.pareto_pruning import ParetoPruning
 from tunecb.training.time_limit import TimeLimit
+from tunecb.training.variables import put_back, snapshot, variables_bytes
 
 log = logging.getLogger("tunecb")
 
