@@ -25,7 +25,10 @@ def survives_by_contribution(
     own: Vector, others: Sequence[Vector], maximize: Sequence[bool], reduction: int = 3
 ) -> bool:
     """A rung decision measured against tunecb's :func:`~tunecb.oracle.pareto.survives`
-    (``pareto:hv``; not tunecb's: it trained fewer epochs but kept less hypervolume):
+    (``pareto:hv``; measured at rungs at a tenth: fewer epochs but less hypervolume than the
+    rule of its time. tunecb's :func:`~tunecb.oracle.pareto.survives` now orders a front by
+    contribution too, but measured up to the reference of the whole rung, not of the
+    front alone, and keeps ``k < max(1, n // reduction)``):
     whether a trial whose values at the rung are ``own`` goes on.
 
     All of them are put in :func:`selection_order` (non-dominated rank, then the
@@ -70,6 +73,44 @@ def survives_whole_front(
     rank = pareto.ranks(vectors, maximize)
     better = sum(r < rank[0] for r in rank)
     return better < max(1, len(vectors) // reduction)
+
+
+def crowding_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
+    """The indices of ``vectors`` best first, as Syne Tune's MOASHA ranks a rung and as
+    tunecb did until this round: by non-dominated rank, within a rank by NSGA-II's crowding
+    distance (:func:`tunecb.oracle.pareto.crowding`: a front's ends first, infinite), then
+    by index (so the judged trial, index 0, wins a tie of ends).
+
+    >>> crowding_order([(0.5, 100), (0.9, 10), (0.8, 50), (0.95, 80)], [True, False])
+    [1, 3, 2, 0]
+    """
+    rank = pareto.ranks(vectors, maximize)
+    spread: dict[int, float] = {}
+    for r in set(rank):
+        members = [i for i in range(len(vectors)) if rank[i] == r]
+        spread.update(zip(members, pareto.crowding([vectors[i] for i in members]), strict=True))
+    return sorted(range(len(vectors)), key=lambda i: (rank[i], -spread[i], i))
+
+
+def survives_by_crowding(
+    own: Vector, others: Sequence[Vector], maximize: Sequence[bool], reduction: int = 3,
+    startup: int = 3,
+) -> bool:  # fmt: skip
+    """The Pareto pruner's rung decision until this round (``pareto:crowding``; replaced by
+    :func:`tunecb.oracle.pareto.survives`, which breaks a front by hypervolume
+    contribution): exactly the top ``max(1, n // reduction)`` of :func:`crowding_order`.
+    The smallest model so far is an end of the front at any accuracy, so it always goes on.
+
+    >>> up_down = [True, False]
+    >>> tiny = (0.1, 0.5)  # the smallest so far, at chance accuracy
+    >>> front = [(0.9, 10), (0.95, 50), (0.97, 90), (0.12, 1), (0.2, 2)]
+    >>> survives_by_crowding(tiny, front, up_down), pareto.survives(tiny, front, up_down)
+    (True, False)
+    """
+    vectors = [own, *others]
+    if len(vectors) < startup:
+        return True
+    return crowding_order(vectors, maximize).index(0) < max(1, len(vectors) // reduction)
 
 
 def selection_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
@@ -160,13 +201,16 @@ def tenth_rungs(epochs: int) -> list[int]:
 
 
 # The Pareto pruner's rules (``pareto`` is tunecb's default: rungs by pareto.rung_epochs, 1, 3,
-# 9, ...; the rung decision pareto.survives: exactly the top third by rank, then crowding, as
-# MOASHA); each variant swaps functions of tunecb.oracle.pareto: "fronts" the default until
-# this round (rungs at a tenth of the budget, then times 3; whole fronts kept:
-# survives_whole_front); "sha" its rung decision at the default's rungs; "hv" rungs at a
-# tenth, the rung decision by rank, then hypervolume contribution, MOASHA's count
+# 9, ...; the rung decision pareto.survives: exactly the top third by rank, then the
+# hypervolume a trial adds to its front); each variant swaps functions of
+# tunecb.oracle.pareto: "crowding" the default until this round (within a rank by crowding
+# distance, as MOASHA: survives_by_crowding); "fronts" the default before that (rungs at a
+# tenth of the budget, then times 3; whole fronts kept: survives_whole_front); "sha" that
+# rung decision at the default's rungs; "hv" rungs at a tenth, the rung decision by rank,
+# then hypervolume contribution up to each front's own reference, k <= n / 3
 # (survives_by_contribution, above).
 RUNG_RULES = {
+    "crowding": {"survives": survives_by_crowding},
     "fronts": {"rung_epochs": tenth_rungs, "survives": survives_whole_front},
     "sha": {"survives": survives_whole_front},
     "hv": {"rung_epochs": tenth_rungs, "survives": survives_by_contribution},
@@ -226,6 +270,7 @@ def top_down(epochs: int, reduction: int = 3) -> list[int]:
 
 REPLAYED = {  # name: (rungs, rung decision)
     "pareto": (pareto.rung_epochs, pareto.survives),
+    "pareto:crowding": (pareto.rung_epochs, survives_by_crowding),
     "pareto:fronts": (tenth_rungs, survives_whole_front),
     "pareto:hv": (tenth_rungs, survives_by_contribution),
     "pareto:sha": (pareto.rung_epochs, survives_whole_front),
