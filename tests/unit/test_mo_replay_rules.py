@@ -118,3 +118,24 @@ def test_a_swapped_rule_is_restored_after_its_search():
         assert pareto.survives is mo_replay.survives_whole_front
     assert (pareto.rung_epochs, pareto.survives) == before
     assert pareto.rung_epochs(20) == [1, 3, 9]
+
+
+def test_why_through_finds_the_smallest_model_so_far_went_on_at_chance_accuracy():
+    """The old rule (crowding) let every new smallest model through, whatever its accuracy;
+    the default stops the one at chance accuracy, and the replay of the old run matches it."""
+    good = [0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.93, 0.94, 0.95]  # 9 epochs: rungs 1 and 3
+    chance = [0.1] * 9
+    trials = [(5000.0, good), (3000.0, [a - 0.05 for a in good]), (6000.0, [0.3])]
+    trials += [(2000.0 - 100 * k, chance) for k in range(4)]  # ever smaller, never learns
+    run = [{"trial": i, "params": p, "curve": c} for i, (p, c) in enumerate(trials)]
+    found = mo_replay.why_through(run, 9)
+    assert found["mismatch"] == 0 and found["through"] == 6
+    assert found["smallest"] == 4 and found["stopped_instead"] == 4
+    assert found["epochs_saved"] == 4 * 8 and found["new_smallest"] == 6
+
+
+def test_hindsight_decides_with_every_trial_at_the_rung():
+    """``synchronous``: the top third of all trials at each rung, in the default order."""
+    run = [{"trial": i, "params": 10.0 + i, "curve": [0.9 - i / 100] * 9} for i in range(9)]
+    got = mo_replay.synchronous(run, 9)  # a chain: 3 go past rung 1, 1 past rung 3
+    assert got["epochs"] == 6 * 1 + 2 * 3 + 9 and got["points"] == [[0.9, 10.0]]
