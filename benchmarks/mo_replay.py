@@ -4,6 +4,8 @@ unpruned search's recorded curves, which compares rung rules on the same trials 
 training again.
 
     python benchmarks/multiobjective.py --combine out/a.json out/b.json  # adds the replays
+    python benchmarks/mo_replay.py out/a.json pareto:crowding  # why its trials went through
+    python benchmarks/mo_replay.py out/multiobjective_36x20_final.json pareto pareto:crowding
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def survives_by_contribution(
     own: Vector, others: Sequence[Vector], maximize: Sequence[bool], reduction: int = 3
 ) -> bool:
     """A rung decision measured against tunecb's :func:`~tunecb.oracle.pareto.survives`
-    (``pareto:hv``; not tunecb's: it trained fewer epochs but kept less hypervolume):
+    (``pareto:hv``; measured at rungs at a tenth: fewer epochs but less hypervolume than the
+    rule of its time. tunecb's :func:`~tunecb.oracle.pareto.survives` now orders a front by
+    contribution too, but measured up to the reference of the whole rung, not of the
+    front alone, and keeps ``k < max(1, n // reduction)``):
     whether a trial whose values at the rung are ``own`` goes on.
 
     All of them are put in :func:`selection_order` (non-dominated rank, then the
@@ -70,6 +75,44 @@ def survives_whole_front(
     rank = pareto.ranks(vectors, maximize)
     better = sum(r < rank[0] for r in rank)
     return better < max(1, len(vectors) // reduction)
+
+
+def crowding_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
+    """The indices of ``vectors`` best first, as Syne Tune's MOASHA ranks a rung and as
+    tunecb did until this round: by non-dominated rank, within a rank by NSGA-II's crowding
+    distance (:func:`tunecb.oracle.pareto.crowding`: a front's ends first, infinite), then
+    by index (so the judged trial, index 0, wins a tie of ends).
+
+    >>> crowding_order([(0.5, 100), (0.9, 10), (0.8, 50), (0.95, 80)], [True, False])
+    [1, 3, 2, 0]
+    """
+    rank = pareto.ranks(vectors, maximize)
+    spread: dict[int, float] = {}
+    for r in set(rank):
+        members = [i for i in range(len(vectors)) if rank[i] == r]
+        spread.update(zip(members, pareto.crowding([vectors[i] for i in members]), strict=True))
+    return sorted(range(len(vectors)), key=lambda i: (rank[i], -spread[i], i))
+
+
+def survives_by_crowding(
+    own: Vector, others: Sequence[Vector], maximize: Sequence[bool], reduction: int = 3,
+    startup: int = 3,
+) -> bool:  # fmt: skip
+    """The Pareto pruner's rung decision until this round (``pareto:crowding``; replaced by
+    :func:`tunecb.oracle.pareto.survives`, which breaks a front by hypervolume
+    contribution): exactly the top ``max(1, n // reduction)`` of :func:`crowding_order`.
+    The smallest model so far is an end of the front at any accuracy, so it always goes on.
+
+    >>> up_down = [True, False]
+    >>> tiny = (0.1, 0.5)  # the smallest so far, at chance accuracy
+    >>> front = [(0.9, 10), (0.95, 50), (0.97, 90), (0.12, 1), (0.2, 2)]
+    >>> survives_by_crowding(tiny, front, up_down), pareto.survives(tiny, front, up_down)
+    (True, False)
+    """
+    vectors = [own, *others]
+    if len(vectors) < startup:
+        return True
+    return crowding_order(vectors, maximize).index(0) < max(1, len(vectors) // reduction)
 
 
 def selection_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
@@ -160,13 +203,16 @@ def tenth_rungs(epochs: int) -> list[int]:
 
 
 # The Pareto pruner's rules (``pareto`` is tunecb's default: rungs by pareto.rung_epochs, 1, 3,
-# 9, ...; the rung decision pareto.survives: exactly the top third by rank, then crowding, as
-# MOASHA); each variant swaps functions of tunecb.oracle.pareto: "fronts" the default until
-# this round (rungs at a tenth of the budget, then times 3; whole fronts kept:
-# survives_whole_front); "sha" its rung decision at the default's rungs; "hv" rungs at a
-# tenth, the rung decision by rank, then hypervolume contribution, MOASHA's count
+# 9, ...; the rung decision pareto.survives: exactly the top third by rank, then the
+# hypervolume a trial adds to its front); each variant swaps functions of
+# tunecb.oracle.pareto: "crowding" the default until this round (within a rank by crowding
+# distance, as MOASHA: survives_by_crowding); "fronts" the default before that (rungs at a
+# tenth of the budget, then times 3; whole fronts kept: survives_whole_front); "sha" that
+# rung decision at the default's rungs; "hv" rungs at a tenth, the rung decision by rank,
+# then hypervolume contribution up to each front's own reference, k <= n / 3
 # (survives_by_contribution, above).
 RUNG_RULES = {
+    "crowding": {"survives": survives_by_crowding},
     "fronts": {"rung_epochs": tenth_rungs, "survives": survives_whole_front},
     "sha": {"survives": survives_whole_front},
     "hv": {"rung_epochs": tenth_rungs, "survives": survives_by_contribution},
@@ -226,6 +272,7 @@ def top_down(epochs: int, reduction: int = 3) -> list[int]:
 
 REPLAYED = {  # name: (rungs, rung decision)
     "pareto": (pareto.rung_epochs, pareto.survives),
+    "pareto:crowding": (pareto.rung_epochs, survives_by_crowding),
     "pareto:fronts": (tenth_rungs, survives_whole_front),
     "pareto:hv": (tenth_rungs, survives_by_contribution),
     "pareto:sha": (pareto.rung_epochs, survives_whole_front),
@@ -377,3 +424,132 @@ def pooled(rows: list[dict], epochs: int, costs: dict, sizes: Sequence[int]) -> 
                         / (fixed + costs["per_epoch"] * full_epochs),
                     })  # fmt: skip
     return found
+
+
+def why_through(trials: list[dict], epochs: int, survives=None, instead=None) -> dict:
+    """Why the trials of a pruned run (its curves in trial order, as ``jobs=0`` ran them)
+    trained every epoch, replayed with the rule it ran (``survives``, by default
+    :func:`survives_by_crowding`) on its own values at each rung: how many passed every
+    rung judged as one of the first trials there (fewer than 3: the start-up), as the
+    smallest model of their front (an end: infinite crowding distance), as its most
+    accurate, or otherwise (``mixed``: ends at some rungs, inside at others); how many of
+    them ``instead`` (by default tunecb's :func:`tunecb.oracle.pareto.survives`) would have
+    stopped against the same trials, and the epochs that saves (a lower bound: the trials it
+    stops also leave the later rungs' populations); ``new_smallest``: how many trials of the
+    run were the smallest so far (the sampler's share). ``mismatch``: trials whose replayed
+    length differs from the run's (0 when the replay is the run's rule).
+
+    >>> curve = [0.5, 0.6, 0.7]
+    >>> run = [{"trial": i, "params": p, "curve": c} for i, (p, c) in
+    ...        enumerate([(10.0, curve), (20.0, [0.9] * 3), (30.0, [0.95] * 3), (5.0, [0.1] * 3)])]
+    >>> found = why_through(run, 3)
+    >>> [found[k] for k in ("through", "smallest", "most accurate", "stopped_instead", "mismatch")]
+    [4, 1, 1, 2, 0]
+    """
+    survives, instead = survives or survives_by_crowding, instead or pareto.survives
+    ways = [True, False]
+    rungs = pareto.rung_epochs(epochs)
+    at: dict[int, list[list[float]]] = {r: [] for r in rungs}
+    found = dict.fromkeys(("through", "start-up", "smallest", "most accurate", "mixed",
+                           "inside", "stopped_instead", "epochs_saved", "mismatch"), 0)  # fmt: skip
+    smallest = math.inf
+    found["new_smallest"] = 0
+    for trial in trials:
+        curve, stopped, first_stop, kinds = trial["curve"], None, None, set()
+        found["new_smallest"] += trial["params"] < smallest
+        smallest = min(smallest, trial["params"])
+        for rung in (r for r in rungs if r <= len(curve)):
+            own = [max(curve[:rung]), trial["params"]]
+            vectors = [own, *at[rung]]
+            if first_stop is None and not instead(own, at[rung], ways):
+                first_stop = rung
+            kinds.add(_kind(vectors, ways))
+            at[rung].append(own)
+            if not survives(own, vectors[1:], ways):
+                stopped = rung
+                break
+        found["mismatch"] += (stopped or epochs) != len(curve)
+        if stopped is None and len(curve) == epochs:
+            found["through"] += 1
+            found[kinds.pop() if len(kinds) == 1 else "mixed"] += 1
+            if first_stop is not None:
+                found["stopped_instead"] += 1
+                found["epochs_saved"] += epochs - first_stop
+    return found
+
+
+def _kind(vectors: list[list[float]], maximize: list[bool]) -> str:
+    """How ``vectors[0]`` stands at its rung: among the first 3, an end of its front by size
+    or by accuracy, or inside it (or behind it)."""
+    if len(vectors) < 3:
+        return "start-up"
+    rank = pareto.ranks(vectors, maximize)
+    members = [v for v, r in zip(vectors, rank, strict=True) if r == rank[0]]
+    if rank[0] == 0 and vectors[0][1] <= min(v[1] for v in members):
+        return "smallest"
+    if rank[0] == 0 and vectors[0][0] >= max(v[0] for v in members):
+        return "most accurate"
+    return "inside"
+
+
+def synchronous(trials: list[dict], epochs: int, order=None) -> dict:
+    """Successive halving with hindsight (not a rule a search can run: it waits for every
+    trial at each rung): the top ``max(1, n // 3)`` of all trials at each rung by ``order``
+    (by default :func:`tunecb.oracle.pareto.promotion_order`) go on. The complete points and
+    the epochs trained, as :func:`replay` gives them: what deciding with the trials that
+    come later would change.
+
+    >>> up = [{"params": 10.0, "curve": [0.5, 0.9]}, {"params": 20.0, "curve": [0.4, 0.6]}]
+    >>> synchronous(up * 2, 2)["epochs"]
+    5
+    """
+    order = order or pareto.promotion_order
+    alive, stops = list(range(len(trials))), {}
+    for rung in pareto.rung_epochs(epochs):
+        vectors = [[max(trials[i]["curve"][:rung]), trials[i]["params"]] for i in alive]
+        keep = {alive[j] for j in order(vectors, [True, False])[: max(1, len(vectors) // 3)]}
+        stops.update({i: rung for i in alive if i not in keep})
+        alive = [i for i in alive if i in keep]
+    return {
+        "points": [[max(t["curve"]), t["params"]] for i, t in enumerate(trials) if i not in stops],
+        "epochs": sum(stops.get(i, len(t["curve"])) for i, t in enumerate(trials)),
+    }
+
+
+def main(argv: list[str]) -> int:
+    """``FILE [PRUNER [RULE]]``: :func:`why_through` for each two-objective case of a result
+    file of ``benchmarks/multiobjective.py`` (the run of ``PRUNER``, by default
+    ``pareto:crowding``, replayed with the rule it ran, ``RULE`` of :data:`REPLAYED`: by
+    default its name; files made before this round name the old default ``pareto``),
+    beside the unpruned run's count of new smallest models and :func:`synchronous`'s epochs
+    and hypervolume."""
+    import json
+
+    path, pruner, *rest = [*argv, "pareto:crowding"][:3] if len(argv) < 3 else argv[:3]
+    rule = REPLAYED[(rest or [pruner])[0]][1]
+    with open(path, encoding="utf-8") as file:
+        data = json.load(file)
+    print(f"{pruner} ({(rest or [pruner])[0]}): trials through every rung, and why")
+    for row in data["search"]:
+        runs = row["runs"]
+        if len(row["objectives"]) != 2 or pruner not in runs or "curves" not in runs[pruner]:
+            continue
+        ran = sorted(runs[pruner]["curves"], key=lambda t: t["trial"])
+        base = sorted(runs["none"]["curves"], key=lambda t: t["trial"])
+        found = why_through(ran, data["epochs"], rule)
+        unpruned = why_through(base, data["epochs"], lambda *a: True)["new_smallest"]
+        full = [[max(t["curve"]), t["params"]] for t in base]
+        sync = synchronous(base, data["epochs"])
+        ref = pareto.reference(full, [True, False])
+        hv = pareto.hypervolume(sync["points"], [True, False], ref)
+        hv /= pareto.hypervolume(full, [True, False], ref)
+        print(f"  {row['task']:8} {row['seed']}: " + ", ".join(f"{k} {v}" for k, v in found.items())
+              + f"; unpruned new_smallest {unpruned}; synchronous epochs "
+              f"{sync['epochs'] / sum(len(t['curve']) for t in base):.2f} hv {hv:.3f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -14,7 +14,8 @@ multi-objective study.
    the wall time ratio and the epochs-trained ratio, and whether every front member's
    checkpoint evaluates to its recorded accuracy and parameter count.
    A pruner ``pareto:RULE`` is the Pareto pruner with another rule (``mo_replay.RUNG_RULES``:
-   ``fronts`` the default until this round: rungs at a tenth of the budget, whole fronts
+   ``crowding`` the default until this round: a front cut by crowding distance, MOASHA's
+   order; ``fronts`` the one before: rungs at a tenth of the budget, whole fronts
    kept; ``sha`` that rung decision at the default's rungs 1, 3, 9, ...; ``hv`` rungs at a
    tenth, the rung decision by hypervolume contribution; swapped in for that search only,
    in this process). Each

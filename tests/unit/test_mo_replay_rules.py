@@ -91,23 +91,51 @@ def test_the_pooled_estimate_counts_a_run_made_twice_once_and_the_bound_is_lowes
 
 
 def test_the_rule_until_this_round_kept_a_whole_front_the_default_cuts_it():
-    """``pareto:fronts`` (whole fronts kept) against the default, exactly the top third."""
+    """``pareto:fronts`` (whole fronts kept) and ``pareto:crowding`` (a front's ends first)
+    against the default: exactly the top third, a front cut by what each member adds."""
     old = mo_replay.survives_whole_front
     chain = [(1.0 - i / 10, float(i)) for i in range(9)]
     for rule in (old, pareto.survives):
         kept = [rule(v, [w for w in chain if w is not v], UP_DOWN) for v in chain]
         assert kept == [True] * 3 + [False] * 6
-    front_six = [(0.5 + i / 20, 10.0 * (i + 1)) for i in range(6)]  # trade-offs: one front
-    inner = front_six[2]
+    front_six = [(0.5, 10.0), (0.7, 20.0), (0.71, 21.0), (0.72, 22.0), (0.8, 40.0), (0.9, 80.0)]
+    inner = front_six[2]  # crowded: adds 0.01 (the others 0.4, 0.2, 0.18, 3.2, 0.7)
     others = [v for v in front_six if v is not inner]
     assert old(inner, others, UP_DOWN) and not pareto.survives(inner, others, UP_DOWN)
-    assert pareto.survives(front_six[0], front_six[1:], UP_DOWN)  # an end: kept
+    assert mo_replay.survives_by_crowding(front_six[0], front_six[1:], UP_DOWN)  # an end
+    assert not pareto.survives(front_six[0], front_six[1:], UP_DOWN)  # adds less than 2 others
+    assert pareto.survives(front_six[4], [*front_six[:4], front_six[5]], UP_DOWN)  # adds most
 
 
 def test_a_swapped_rule_is_restored_after_its_search():
     before = (pareto.rung_epochs, pareto.survives)
+    with mo_replay.rung_rule("pareto:crowding") as base:
+        assert base == "pareto" and pareto.survives is mo_replay.survives_by_crowding
+        assert pareto.rung_epochs(20) == [1, 3, 9]
+    assert (pareto.rung_epochs, pareto.survives) == before
     with mo_replay.rung_rule("pareto:fronts") as base:
         assert base == "pareto" and pareto.rung_epochs(20) == [2, 6, 18]
         assert pareto.survives is mo_replay.survives_whole_front
     assert (pareto.rung_epochs, pareto.survives) == before
     assert pareto.rung_epochs(20) == [1, 3, 9]
+
+
+def test_why_through_finds_the_smallest_model_so_far_went_on_at_chance_accuracy():
+    """The old rule (crowding) let every new smallest model through, whatever its accuracy;
+    the default stops the one at chance accuracy, and the replay of the old run matches it."""
+    good = [0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.93, 0.94, 0.95]  # 9 epochs: rungs 1 and 3
+    chance = [0.1] * 9
+    trials = [(5000.0, good), (3000.0, [a - 0.05 for a in good]), (6000.0, [0.3])]
+    trials += [(2000.0 - 100 * k, chance) for k in range(4)]  # ever smaller, never learns
+    run = [{"trial": i, "params": p, "curve": c} for i, (p, c) in enumerate(trials)]
+    found = mo_replay.why_through(run, 9)
+    assert found["mismatch"] == 0 and found["through"] == 6
+    assert found["smallest"] == 4 and found["stopped_instead"] == 4
+    assert found["epochs_saved"] == 4 * 8 and found["new_smallest"] == 6
+
+
+def test_hindsight_decides_with_every_trial_at_the_rung():
+    """``synchronous``: the top third of all trials at each rung, in the default order."""
+    run = [{"trial": i, "params": 10.0 + i, "curve": [0.9 - i / 100] * 9} for i in range(9)]
+    got = mo_replay.synchronous(run, 9)  # a chain: 3 go past rung 1, 1 past rung 3
+    assert got["epochs"] == 6 * 1 + 2 * 3 + 9 and got["points"] == [[0.9, 10.0]]

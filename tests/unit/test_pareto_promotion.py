@@ -1,6 +1,7 @@
-"""The promotion scheduler on a multi-objective study (MOASHA's rule): the order at a rung
-(non-dominated rank, then crowding distance), the top ``n // eta``, the pausing callback on
-a fake study, and a whole search loop with a fake runner: pauses, tickets, continuations."""
+"""The promotion scheduler on a multi-objective study (MOASHA's count): the order at a rung
+(non-dominated rank, then the hypervolume each adds to its front), the top ``n // eta``,
+the pausing callback on a fake study, and a whole search loop with a fake runner: pauses,
+tickets, continuations."""
 
 from __future__ import annotations
 
@@ -53,22 +54,22 @@ def test_the_numpy_sort_ranks_as_pairwise_dominance_does(seed):
     assert pareto.ranks(vectors, maximize) == _brute_ranks(vectors, maximize)
 
 
-def test_the_order_is_by_rank_then_the_most_isolated_first():
-    # Front: (0.99, 90), (0.9, 10), (0.95, 40), (0.97, 60); the crowded middle ones last.
+def test_the_order_is_by_rank_then_the_hypervolume_each_adds():
+    # Front: (0.9, 10), (0.95, 40), (0.97, 60), (0.99, 90); reference (0.451, 109): they
+    # add 13.47, 1.0, 0.6 and 0.38; then the dominated ones by rank.
     at_rung = [(0.95, 40), (0.5, 100), (0.99, 90), (0.9, 10), (0.97, 60), (0.8, 50)]
     order = pareto.promotion_order(at_rung, UP_DOWN)
-    assert set(order[:4]) == {0, 2, 3, 4} and order[4:] == [5, 1]
-    assert set(order[:2]) == {2, 3}  # the ends of the front (infinite crowding distance)
+    assert order == [3, 0, 4, 2, 5, 1]
+    assert [pareto.place(i, at_rung, UP_DOWN) for i in order] == list(range(6))
 
 
-def test_crowding_is_the_same_whatever_the_scale_of_an_objective():
+def test_crowding_and_the_order_are_the_same_whatever_the_scale_of_an_objective():
     front = [(0.5, 1e3), (0.6, 4e3), (0.7, 2e5), (0.9, 5e5), (0.95, 9e5)]
     scaled = [(a * 1e4, b / 1e6) for a, b in front]
     assert pareto.crowding(scaled) == pytest.approx(pareto.crowding(front))
-    # and so the order: point 1 spans 0.9 of the accuracy range but 2 parameters, point 2
-    # 0.1 of the accuracy and a thousand parameters: on raw values 2 would come first
-    spans = [(0.0, 1000), (0.8, 1001), (0.85, 1002), (0.9, 2000), (0.95, 3000)]
-    assert pareto.promotion_order(spans, UP_DOWN)[2:] == [3, 1, 2]
+    spans = [(0.0, 1000), (0.8, 1001), (0.85, 1002), (0.9, 2000), (0.95, 3000), (0.3, 2500)]
+    rescaled = [(a * 1e4, b / 1e6) for a, b in spans]
+    assert pareto.promotion_order(rescaled, UP_DOWN) == pareto.promotion_order(spans, UP_DOWN)
 
 
 def test_crowding_depends_on_the_points_not_their_order_nor_a_constant_objective():

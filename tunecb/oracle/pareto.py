@@ -1,7 +1,7 @@
 """Pareto dominance for multi-objective studies: the front, non-dominated ranks, the rung
-decisions of the Pareto pruner and of the promotion scheduler (MOASHA's ranking: rank, then
-crowding), and the hypervolume of a front (any number of objectives; also as it grew). No
-Optuna; numpy for the non-dominated sort.
+decisions of the Pareto pruner and of the promotion scheduler (MOASHA's count; the order:
+rank, then the hypervolume a trial adds to its front), and the hypervolume of a front (any
+number of objectives; also as it grew). No Optuna; numpy for the non-dominated sort.
 
 Every function takes ``maximize``: one bool per objective (``True``: higher is better).
 
@@ -14,6 +14,7 @@ Every function takes ``maximize``: one bool per objective (``True``: higher is b
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -126,21 +127,76 @@ def crowding(vectors: Sequence[Vector]) -> list[float]:
     return [at[tuple(v)] for v in vectors]
 
 
-def promotion_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
-    """The indices of ``vectors`` best first, as MOASHA ranks the configurations at a rung:
-    by non-dominated rank, within a rank by crowding distance (the most isolated first,
-    so the top keeps the front's spread), then by index.
+def contributions(vectors: Sequence[Vector], maximize: Sequence[bool], ref: Vector) -> list[float]:
+    """The hypervolume up to ``ref`` each vector alone adds to ``vectors`` (one front; a
+    vector equal to another adds nothing), rounded to 12 significant digits of the front's
+    hypervolume so that equal shares compare equal. Two objectives: each vector's box
+    between its neighbours (one sort); more: each left out in turn.
 
-    >>> promotion_order([(0.5, 100), (0.9, 10), (0.8, 50), (0.95, 80)], [True, False])
-    [1, 3, 2, 0]
+    >>> contributions([(0.9, 10), (0.5, 1), (0.9, 10)], [True, False], (0.4, 20))
+    [0.0, 0.9, 0.0]
+    >>> contributions([(1, 2, 1), (2, 1, 1)], [False] * 3, (3, 3, 3))
+    [2.0, 2.0]
+    """
+    costs = [_costs(v, maximize) for v in vectors]
+    r = _costs(ref, maximize)
+    total = hypervolume(vectors, maximize, ref)
+    if total <= 0:
+        return [0.0] * len(vectors)
+    digits = 11 - math.floor(math.log10(total))
+    unique = sorted(set(costs))
+    if len(r) == 2 and all(b[1] < a[1] for a, b in itertools.pairwise(unique)):
+        box = {}
+        for k, (x, y) in enumerate(unique):
+            right = unique[k + 1][0] if k + 1 < len(unique) else r[0]
+            top = unique[k - 1][1] if k else r[1]
+            box[(x, y)] = max(0.0, right - x) * max(0.0, top - y)
+        added = [0.0 if costs.count(c) > 1 else box[c] for c in costs]
+    else:
+        added = [total - hypervolume([*vectors[:i], *vectors[i + 1 :]], maximize, ref)
+                 for i in range(len(vectors))]  # fmt: skip
+    return [round(a, digits) for a in added]
+
+
+def place(own: int, vectors: Sequence[Vector], maximize: Sequence[bool]) -> int:
+    """``vectors[own]``'s place (0: best) at a rung, as the Pareto pruner and the promotion
+    scheduler rank the trials there: by non-dominated rank; within its rank by the
+    hypervolume it adds to that front (SMS-EMOA's measure, up to :func:`reference` of all
+    ``vectors``: what the search's hypervolume loses least without); ties go to ``own``.
+
+    Unlike NSGA-II's crowding distance (MOASHA's order), a front's ends are not kept as
+    such: the smallest model so far at chance accuracy is an end of the front, adds almost
+    nothing, and comes last of its front. Only ``own``'s front is measured.
+
+    >>> at_rung = [(0.5, 100), (0.9, 10), (0.8, 50), (0.95, 80), (0.2, 1)]
+    >>> [place(i, at_rung, [True, False]) for i in range(5)]
+    [4, 0, 3, 1, 2]
     """
     rank = ranks(vectors, maximize)
-    spread: dict[int, float] = {}
+    better = sum(r < rank[own] for r in rank)
+    members = [i for i in range(len(vectors)) if rank[i] == rank[own]]
+    if len(members) == 1:
+        return better
+    added = contributions([vectors[i] for i in members], maximize, reference(vectors, maximize))
+    mine = added[members.index(own)]
+    return better + sum(a > mine for a in added)
+
+
+def promotion_order(vectors: Sequence[Vector], maximize: Sequence[bool]) -> list[int]:
+    """The indices of ``vectors`` best first, in the order :func:`place` gives them
+    (non-dominated rank, then the hypervolume each adds to its front), ties by index.
+
+    >>> promotion_order([(0.5, 100), (0.9, 10), (0.8, 50), (0.95, 80), (0.2, 1)], [True, False])
+    [1, 3, 4, 2, 0]
+    """
+    rank = ranks(vectors, maximize)
+    ref = reference(vectors, maximize) if vectors else []
+    added: dict[int, float] = {}
     for r in set(rank):
         members = [i for i in range(len(vectors)) if rank[i] == r]
-        for i, d in zip(members, crowding([vectors[i] for i in members]), strict=True):
-            spread[i] = d
-    return sorted(range(len(vectors)), key=lambda i: (rank[i], -spread[i], i))
+        found = contributions([vectors[i] for i in members], maximize, ref)
+        added.update(zip(members, found, strict=True))
+    return sorted(range(len(vectors)), key=lambda i: (rank[i], -added[i], i))
 
 
 def promotable(
@@ -150,9 +206,9 @@ def promotable(
     eta: int = 3,
     last: bool = False,
 ) -> bool:
-    """The promotion scheduler's multi-objective rule (Syne Tune's MOASHA): whether
-    ``vectors[own]`` is in the top ``len(vectors) // eta`` of :func:`promotion_order`
-    (with ``last``, no new configuration will come: at least the top one).
+    """The promotion scheduler's multi-objective rule (Syne Tune's MOASHA's count):
+    whether ``vectors[own]``'s :func:`place` is in the top ``len(vectors) // eta`` (with
+    ``last``, no new configuration will come: at least the top one).
 
     >>> at_rung = [(0.5, 100), (0.9, 10), (0.8, 50)]
     >>> promotable(1, at_rung, [True, False]), promotable(0, at_rung, [True, False])
@@ -162,7 +218,7 @@ def promotable(
     (False, True)
     """
     top = max(1, len(vectors) // eta) if last else len(vectors) // eta
-    return own in promotion_order(vectors, maximize)[:top]
+    return place(own, vectors, maximize) < top
 
 
 def survives(
@@ -173,29 +229,31 @@ def survives(
     startup: int = 3,
 ) -> bool:
     """The Pareto pruner's rung decision: whether a trial whose values at the rung are
-    ``own`` goes on, given the values of the other trials that reached the rung.
+    ``own`` goes on, given the values every other trial stored at the rung (those it
+    stopped at and those that went past it).
 
-    Successive halving's cut, as Syne Tune's MOASHA makes it: all of them in
-    :func:`promotion_order` (non-dominated rank, within a rank the most isolated by
-    crowding distance first), and the trial goes on when its place is among the first
-    ``max(1, n // reduction)``: exactly the top third, so a wide front that straddles the
-    cut is cut too (its ends and its most isolated members kept). Until ``startup`` trials
-    reached the rung, every trial goes on.
+    Successive halving's cut, as MOASHA counts it: the trial goes on when its :func:`place`
+    among all of them (non-dominated rank, then the hypervolume it adds to its front) is
+    among the first ``max(1, n // reduction)``: exactly the top third, so a wide front
+    that straddles the cut keeps the members that add most to the hypervolume. Until
+    ``startup`` trials reached the rung, every trial goes on.
 
     >>> survives((0.5, 100), [(0.9, 10), (0.8, 50)], [True, False])
     False
-    >>> survives((0.99, 100), [(0.9, 10), (0.8, 50)], [True, False])
+    >>> survives((0.99, 20), [(0.9, 10), (0.8, 50)], [True, False])
     True
+    >>> survives((0.99, 100), [(0.9, 10), (0.8, 50)], [True, False])  # adds less than (0.9, 10)
+    False
     >>> survives((0.5, 100), [(0.9, 10)], [True, False])
     True
-    >>> front = [(0.9, 10), (0.95, 50), (0.97, 90), (0.1, 1), (0.2, 2)]  # one front of 6
-    >>> survives((0.96, 70), front, [True, False]), survives((0.99, 99), front, [True, False])
-    (False, True)
+    >>> front = [(0.9, 10), (0.95, 50), (0.97, 90), (0.12, 1), (0.2, 2)]  # one front of 6
+    >>> [survives(v, front, [True, False]) for v in [(0.6, 5), (0.96, 70), (0.1, 0.5)]]
+    [True, False, False]
     """
     vectors = [own, *others]
     if len(vectors) < startup:
         return True
-    return promotion_order(vectors, maximize).index(0) < max(1, len(vectors) // reduction)
+    return place(0, vectors, maximize) < max(1, len(vectors) // reduction)
 
 
 def rung_epochs(epochs: int, reduction: int = 3, first: int | None = None) -> list[int]:

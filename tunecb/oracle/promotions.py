@@ -21,10 +21,11 @@ follow too); one claimed on another machine that died in that window stays claim
 configuration stays paused).
 
 A multi-objective study (``objectives=``; Optuna takes no ``trial.report`` there) is ranked
-at a rung as Syne Tune's MOASHA ranks it: the values each configuration stored at the rung
-(``pareto_rung_<epoch>``, by :mod:`tunecb.training.pareto_pruning`) sorted by non-dominated
-rank, ties by crowding distance; the top ``n // eta`` are promotable
-(:func:`pareto_promotable`).
+at a rung as the Pareto pruner ranks it, with Syne Tune's MOASHA's count: the values each
+configuration stored at the rung (``pareto_rung_<epoch>``, by
+:mod:`tunecb.training.pareto_pruning`) sorted by non-dominated rank, within a rank by the
+hypervolume each adds to its front (:func:`tunecb.oracle.pareto.place`); the top
+``n // eta`` are promotable (:func:`pareto_promotable`).
 
 >>> side_name("digits"), is_side("digits:promotions"), is_side("digits")
 ('digits:promotions', True, False)
@@ -182,16 +183,16 @@ def rung_vectors(trials: list[Any], rung: int) -> dict[int, list[float]]:
 def pareto_place(
     trials: list[Any], config: int, own: Any, rung: int, maximize: list[bool]
 ) -> tuple[int, int] | None:
-    """Configuration ``config``'s place (0: best) at ``rung`` by MOASHA's order
-    (:func:`tunecb.oracle.pareto.promotion_order`), its values there ``own``, and how many
+    """Configuration ``config``'s place (0: best) at ``rung`` by the Pareto pruner's order
+    (:func:`tunecb.oracle.pareto.place`), its values there ``own``, and how many
     configurations reached the rung; ``None`` when ``own`` are not finite numbers."""
     if not isinstance(own, list | tuple) or not pareto.finite(own):
         return None
     vectors = rung_vectors(trials, rung)
     vectors[config] = list(own)
     configs = list(vectors)
-    order = pareto.promotion_order([vectors[c] for c in configs], maximize)
-    return order.index(configs.index(config)), len(configs)
+    placed = pareto.place(configs.index(config), [vectors[c] for c in configs], maximize)
+    return placed, len(configs)
 
 
 def pareto_promotable(

@@ -6,11 +6,11 @@ each rung epoch (:func:`tunecb.oracle.pareto.rung_epochs`) it stores the trial's
 values at its best epoch so far on the trial (user attr ``pareto_rung_<epoch>``), reads the
 values every other trial stored at that rung from the study's storage (so it works alike
 in-process, in ``--jobs`` workers, on Dask and on PostgreSQL), and stops training when the
-trial is not in exactly the top third by non-dominated rank, then crowding distance
-(:func:`tunecb.oracle.pareto.survives`, MOASHA's cut).
+trial is not in exactly the top third by non-dominated rank, then the hypervolume it adds
+to its front (:func:`tunecb.oracle.pareto.survives`, MOASHA's cut).
 
 With ``pruner="promotion"`` (the study's pruner a :class:`~tunecb.study.promotion.PromotionPruner`),
-it judges at that pruner's rungs by MOASHA's rule
+it judges at that pruner's rungs by the same order (MOASHA's count)
 (:func:`tunecb.oracle.promotions.pareto_promotable`) and PAUSES a trial that is not
 promotable (``paused``; ``on_pause`` saves its backup), as the single-objective
 :class:`~tunecb.training.callbacks.OptunaPruning` does: a free worker resumes it when it
