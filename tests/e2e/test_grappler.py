@@ -46,23 +46,37 @@ def test_the_options_reach_the_functions_and_the_users_come_back_also_after_an_e
 ):
     from tensorflow.core.protobuf import rewriter_config_pb2 as rc
 
-    options = grappler.for_model("auto")
-    assert options == grappler.CPU_OPTIONS  # the suite runs TensorFlow on a CPU
-    with grappler.applied(options):
+    with grappler.applied({"constant_folding": False}):
         rewrites = _rewrites()
         assert rewrites.constant_folding == rc.RewriterConfig.OFF
-        assert rewrites.loop_optimization == rc.RewriterConfig.OFF  # over the user's
-        assert rewrites.remapping == rc.RewriterConfig.ON
+        assert rewrites.loop_optimization == rc.RewriterConfig.ON  # the user's, kept
     assert _options() == users_options
     assert _rewrites().constant_folding == rc.RewriterConfig.DEFAULT
     with pytest.raises(RuntimeError), grappler.applied(grappler.OFF):
         assert _rewrites().disable_meta_optimizer
         raise RuntimeError("the fit failed")
     assert _options() == users_options and not _rewrites().disable_meta_optimizer
-    assert grappler.for_model("tensorflow") == {}
 
 
-def _fit(options):
+class _Sized:
+    def __init__(self, params):
+        self.params = params
+
+    def count_params(self):
+        if self.params is None:
+            raise ValueError("not built")
+        return self.params
+
+
+def test_auto_turns_it_off_for_a_small_model_on_a_cpu_and_leaves_a_large_one_alone():
+    assert grappler.for_model("auto", _Sized(grappler.SMALL)) == grappler.OFF  # a CPU here
+    assert grappler.for_model("auto", _Sized(grappler.SMALL + 1)) == {}
+    assert grappler.for_model("auto", _Sized(None)) == {}  # its size unknown
+    assert grappler.for_model("tensorflow", _Sized(10)) == {}
+    assert grappler.for_model("off", _Sized(10**9)) == grappler.OFF
+
+
+def _fit(setting):
     x, y = load_digits(return_X_y=True)
     x = (x[:400] / 16.0).astype("float32")
     keras.utils.clear_session()
@@ -73,6 +87,8 @@ def _fit(options):
     ])  # fmt: skip
     m.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
               metrics=["accuracy"])  # fmt: skip
+    options = grappler.for_model(setting, m)
+    assert options == (grappler.OFF if setting == "auto" else {})
     with grappler.applied(options):
         history = m.fit(x[:300], y[:300], validation_data=(x[300:], y[300:400]), epochs=2,
                         batch_size=32, verbose=0)  # fmt: skip
@@ -80,8 +96,8 @@ def _fit(options):
 
 
 def test_auto_fits_to_the_bit_as_tensorflows_own_options():
-    own_weights, own_history = _fit({})
-    weights, history = _fit(grappler.for_model("auto"))
+    own_weights, own_history = _fit("tensorflow")
+    weights, history = _fit("auto")
     assert history == own_history
     for a, b in zip(own_weights, weights, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -92,7 +108,8 @@ class Sees(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         from tensorflow.python.eager import context
 
-        seen = context.context()._optimizer_experimental_options.get("constant_folding")
+        options = context.context()._optimizer_experimental_options
+        seen = options.get("disable_meta_optimizer")
         with open("seen.txt", "a") as handle:
             handle.write(f"{seen}\\n")
 
@@ -114,5 +131,5 @@ def test_a_search_fits_with_auto_and_the_flag_keeps_tensorflows_own(
     code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "b",
                        "--graph-optimizer", "tensorflow")  # fmt: skip
     assert code == 0, err
-    assert (tmp_path / "seen.txt").read_text().split() == ["False", "None"]
+    assert (tmp_path / "seen.txt").read_text().split() == ["True", "None"]
     assert _options() == before  # the trials ran in this process (TUNECB_JOBS=0)

@@ -99,9 +99,9 @@ class Study:
             it saves over the epochs a trial is sure to train pay for its one-time cost), or
             a number (``1``: one call per batch, Keras' default).
         graph_optimizer: TensorFlow's graph optimizer (Grappler) during a trial's ``fit``:
-            ``"auto"`` (default: on a CPU, only the optimizers that change the kernels a step
-            runs), ``"tensorflow"`` (TensorFlow's own) or ``"off"``; set around the fit and
-            restored after it (:mod:`tunecb.training.grappler`).
+            ``"auto"`` (default: off on a CPU for a model of at most 200,000 parameters,
+            else TensorFlow's own), ``"tensorflow"`` (TensorFlow's own) or ``"off"``; set
+            around the fit and restored after it (:mod:`tunecb.training.grappler`).
         data / model / callbacks: the three functions, here or with the decorators.
         constraint: a function of the built model, here or with ``@study.constraint``:
             ``True``/``False`` (feasible or not), or a violation number (> 0 infeasible).

@@ -1,36 +1,48 @@
 """TensorFlow's graph optimizer (Grappler) for a trial's fit, set around it and restored.
 
-Every trial builds a new model, and TensorFlow runs its graph optimizer once on each new
-function (Keras' train and test functions) when it first runs it. On a CPU most of its passes
-cost that time and bring a Keras step nothing; one (the remapper) fuses a layer's kernels
-(``MatMul + BiasAdd + Relu`` into one, the same for convolutions), which every later step
-runs faster.
+Every trial builds a new model, and TensorFlow runs its graph optimizer on each new function
+(Keras' train and test functions) when it first runs it: a cost per graph, paid once per
+trial, for passes that rewrite the graph (constant folding, arithmetic, layout, loops) and
+fuse kernels (the remapper: ``MatMul + BiasAdd + Relu`` into one op) for every later step.
 
-**The rule** (``graph_optimizer="auto"``, the default; TensorFlow backend only): on a CPU,
-turn off every optimizer but the remapper (:data:`KEPT`) for the fit (:data:`CPU_OPTIONS`);
-with a GPU visible, keep TensorFlow's own options (its layout optimizer and mixed precision
-are for GPUs, and this was measured on CPUs only). ``"tensorflow"`` keeps the process's
-options as they are; ``"off"`` turns the meta optimizer off.
+**The rule** (``graph_optimizer="auto"``, the default; TensorFlow backend only): on a CPU, a
+model of at most :data:`SMALL` parameters fits with the meta optimizer off (:data:`OFF`);
+a larger model, or any model with a GPU visible, fits with TensorFlow's own options (its
+layout optimizer and mixed precision are for GPUs, and the gain of fused kernels grows with
+the compute of a step while the cost stays per graph). Measured with
+``benchmarks/grappler_cost.py`` (TensorFlow 2.21 on one CPU thread; MLPs on digits,
+diabetes and the tabular task of 1 x 32 to 3 x 256 units, up to 150,794 parameters, a
+small Conv2D net and a GRU; 16 and 1 batches a call; ``docs/benchmarks/search.md``):
 
-Measured with ``benchmarks/grappler_cost.py`` (see ``docs/benchmarks/search.md``): FIXME.
+- the meta optimizer off: epoch 1 costs **70 ms less CPU** (median of 60 paired fits,
+  quartiles 26-154; the null control, an option that is off anyway, 13 ms, quartiles
+  -47-91) and a steady epoch **+0.8 %** (quartiles -7 to +9 %; the control -0.2 %): the
+  per-epoch effect is not resolvable here; the weights after the fit are the same to the bit
+  in every case;
+- every optimizer off but the remapper (which fuses kernels) saves **nothing** (9 ms, as the
+  control): the cost is the meta optimizer's own, not its passes'; so is each optimizer off
+  alone, within the noise (a fit's first epoch spread 100-700 ms between repeats).
+
+``"tensorflow"`` keeps the process's options as they are; ``"off"`` turns the meta
+optimizer off for every model.
 
 The options are process-wide (TensorFlow's eager context) and take effect when a function is
 first run: :func:`applied` sets them before the fit's first call and gives the process back
 the options it had when the fit ends, also when it raises, so a notebook user's own options
-are never left changed. The trial's later calls (evaluating, predicting, measuring latency)
-run with the user's options; a function the fit has already run keeps the graph it was
-optimized into.
+are never left changed. The trial's other calls (measuring ``latency_ms`` before the fit,
+evaluating or predicting after it) run with the process's own options. Not safe for two fits
+in threads of one process at once (tunecb runs one fit a process).
 
->>> choose("tensorflow", backend="tensorflow", gpu=False)
-{}
->>> choose("auto", backend="jax", gpu=False)
-{}
->>> choose("auto", backend="tensorflow", gpu=True)
-{}
->>> choose("off", backend="tensorflow", gpu=True)
+>>> choose("auto", backend="tensorflow", gpu=False, params=50_000)
 {'disable_meta_optimizer': True}
->>> sorted(k for k, on in choose("auto", backend="tensorflow", gpu=False).items() if on)
-['disable_model_pruning', 'remapping']
+>>> choose("auto", backend="tensorflow", gpu=False, params=5_000_000)
+{}
+>>> choose("auto", backend="tensorflow", gpu=True, params=50_000)
+{}
+>>> choose("tensorflow", backend="tensorflow", gpu=False, params=50_000)
+{}
+>>> choose("off", backend="jax", gpu=False, params=50_000)
+{}
 """
 
 from __future__ import annotations
@@ -42,32 +54,24 @@ from typing import Any
 
 log = logging.getLogger("tunecb")
 
-KEPT = ("remapping",)  # the optimizers "auto" keeps on a CPU: they change the kernels run
-OPTIMIZERS = (
-    "constant_folding", "arithmetic_optimization", "dependency_optimization",
-    "loop_optimization", "layout_optimizer", "remapping", "shape_optimization",
-    "function_optimization", "debug_stripper", "pin_to_host_optimization",
-    "implementation_selector", "auto_mixed_precision", "scoped_allocator_optimization",
-)  # fmt: skip  # tf.config.optimizer.set_experimental_options' switches (TensorFlow 2.21)
-CPU_OPTIONS: dict[str, bool] = {
-    **{name: name in KEPT for name in OPTIMIZERS}, "disable_model_pruning": True,
-}  # fmt: skip
+SMALL = 200_000  # parameters: "auto" turns Grappler off on a CPU up to this (measured: 150,794)
 OFF: dict[str, bool] = {"disable_meta_optimizer": True}
 
 
-def choose(setting: str, *, backend: str, gpu: bool) -> dict[str, bool]:
+def choose(setting: str, *, backend: str, gpu: bool, params: int) -> dict[str, bool]:
     """The Grappler options for a fit under ``setting`` (``"auto"``, ``"tensorflow"`` or
-    ``"off"``) on ``backend``, with or without a ``gpu`` visible; ``{}``: leave them."""
+    ``"off"``) on ``backend``, with or without a ``gpu`` visible, of a model of ``params``
+    parameters; ``{}``: leave the process's options as they are."""
     if backend != "tensorflow" or setting == "tensorflow":
         return {}
-    if setting == "off":
+    if setting == "off" or (not gpu and params <= SMALL):
         return dict(OFF)
-    return {} if gpu else dict(CPU_OPTIONS)
+    return {}
 
 
-def for_model(setting: str) -> dict[str, bool]:
-    """:func:`choose` for this process: its Keras backend and whether TensorFlow sees a GPU
-    (asked only when it matters)."""
+def for_model(setting: str, model: Any) -> dict[str, bool]:
+    """:func:`choose` for ``model`` (built) in this process: its Keras backend, and whether
+    TensorFlow sees a GPU (asked only when it matters)."""
     import keras
 
     backend = keras.backend.backend()
@@ -75,7 +79,12 @@ def for_model(setting: str) -> dict[str, bool]:
         return {}
     import tensorflow as tf
 
-    return choose(setting, backend=backend, gpu=bool(tf.config.list_logical_devices("GPU")))
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    try:
+        params = int(model.count_params())
+    except Exception:  # not built: its size is unknown, leave TensorFlow's own
+        params = SMALL + 1
+    return choose(setting, backend=backend, gpu=gpu, params=params)
 
 
 @contextlib.contextmanager

@@ -77,7 +77,8 @@ def fit_final(
     callbacks = [ReplayRates(rates), StopOnNonFinite()]
     # As in the search: several batches per backend call where that changes nothing.
     fast_fit.apply(model, settings.steps_per_execution, callbacks, {**fit, **kwargs}, epochs)
-    with grappler.applied(grappler.for_model(settings.graph_optimizer)):  # as in the search
+    options = grappler.for_model(settings.graph_optimizer, model)  # as in the search
+    with grappler.applied(options):
         history = model.fit(
             **fit, **kwargs, epochs=epochs, verbose=settings.verbose, callbacks=callbacks
         )

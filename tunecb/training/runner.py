@@ -281,7 +281,7 @@ class TrialRunner:
             epochs = self._expected_epochs(trial, cbs, resumed)
             fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments, epochs)
             try:
-                with grappler.applied(grappler.for_model(s.graph_optimizer)):
+                with grappler.applied(grappler.for_model(s.graph_optimizer, model)):
                     model.fit(
                         **arguments,
                         epochs=s.epochs,
