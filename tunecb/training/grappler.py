@@ -15,13 +15,16 @@ diabetes and the tabular task of 1 x 32 to 3 x 256 units, up to 150,794 paramete
 small Conv2D net and a GRU; 16 and 1 batches a call; ``docs/benchmarks/search.md``):
 
 - the meta optimizer off: epoch 1 costs **70 ms less CPU** (median of 60 paired fits,
-  quartiles 26-154; the null control, an option that is off anyway, 13 ms, quartiles
-  -47-91) and a steady epoch **+0.8 %** (quartiles -7 to +9 %; the control -0.2 %): the
+  quartiles 26 to 154; the null control, an option that is off anyway, 13 ms, quartiles
+  -47 to 91) and a steady epoch **+0.8 %** (quartiles -7 to +9 %; the control -0.2 %): the
   per-epoch effect is not resolvable here; the weights after the fit are the same to the bit
-  in every case;
+  in every case (540 fits);
 - every optimizer off but the remapper (which fuses kernels) saves **nothing** (9 ms, as the
-  control): the cost is the meta optimizer's own, not its passes'; so is each optimizer off
-  alone, within the noise (a fit's first epoch spread 100-700 ms between repeats).
+  control): the cost is the meta optimizer's own work, not its passes'; and no optimizer off
+  alone stood out of the noise (the control moved epoch 1 by -253 to +533 ms);
+- in a real search's trials (``benchmarks/trial_costs.py``, digits, 6 trials x 10 epochs,
+  against the tree before): epoch 1 554 against 620 ms CPU, later epochs the same, a trial
+  1,557 against 1,638 ms. In 20 x 30 searches the saving is under the noise.
 
 ``"tensorflow"`` keeps the process's options as they are; ``"off"`` turns the meta
 optimizer off for every model.
