@@ -37,6 +37,7 @@ VALID = {
     "mlflow": "http://127.0.0.1:5000", "mlflow_experiment": "e", "wandb": "digits-mlp",
     "enqueue": "first.jsonl", "warm_start": "results/old", "allow_other_file": True,
     "warm_start_study": "old", "warm_start_enqueue": 2, "steps_per_execution": 8,
+    "graph_optimizer": "tensorflow",
 }  # fmt: skip
 # A value each setting refuses, and the one line that says what it takes (as it was worded
 # when resolve() was a list of ifs: these texts are what users and scripts see).
@@ -85,12 +86,13 @@ BAD = {
     "warm_start_enqueue": (-1, "must be a number of trials to queue, 0 or more"),
     "allow_other_file": ("yes", "True continues a study another study file began; False refuses"),
     "steps_per_execution": (0, "is 'auto' or a positive number of batches per call"),
+    "graph_optimizer": ("none", "use 'auto', 'tensorflow' or 'off'"),
 }  # fmt: skip
 
 
 def test_one_row_per_setting_in_the_order_of_the_settings_dataclass():
     names = [f.name for f in FIELDS]
-    assert len(set(names)) == len(names) == 36
+    assert len(set(names)) == len(names) == 37
     assert names == [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(FIELDS_BY_NAME) == names
 

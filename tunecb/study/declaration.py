@@ -98,6 +98,10 @@ class Study:
             (default: 16 on TensorFlow when nothing needs per-batch callbacks and the calls
             it saves over the epochs a trial is sure to train pay for its one-time cost), or
             a number (``1``: one call per batch, Keras' default).
+        graph_optimizer: TensorFlow's graph optimizer (Grappler) during a trial's ``fit``:
+            ``"auto"`` (default: off on a CPU for a model of at most 200,000 parameters,
+            else TensorFlow's own), ``"tensorflow"`` (TensorFlow's own) or ``"off"``; set
+            around the fit and restored after it (:mod:`tunecb.training.grappler`).
         data / model / callbacks: the three functions, here or with the decorators.
         constraint: a function of the built model, here or with ``@study.constraint``:
             ``True``/``False`` (feasible or not), or a violation number (> 0 infeasible).
@@ -145,6 +149,7 @@ class Study:
         warm_start_study: str | None = None,
         warm_start_enqueue: int | None = None,
         steps_per_execution: int | str | None = None,
+        graph_optimizer: str | None = None,
         data: DataFn | None = None,
         model: BuildFn | None = None,
         callbacks: CallbacksFn | None = None,

@@ -20,6 +20,7 @@ from tunecb.study.objectives import parse_objectives
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, each also its module's name
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "nsgaii", "bruteforce")
 PRUNERS = ("median", "successive_halving", "hyperband", "promotion", "pareto", "none")
+GRAPH_OPTIMIZER = ("auto", "tensorflow", "off")  # tunecb.training.grappler's settings
 _PRUNER_ALIASES = {"sha": "successive_halving", "asha": "successive_halving", "nop": "none"}
 
 # How a flag's text becomes a value; tunecb.cli.parser maps each to an argparse type.
@@ -366,6 +367,19 @@ FIELDS: tuple[Field, ...] = (
         help="batches per call into the backend during fit (default auto: 16 on TensorFlow "
         "when nothing needs per-batch callbacks; 1: off)",
         check=checks.auto_or_integer(1, "is 'auto' or a positive number of batches per call"),
+    ),
+    Field(
+        "graph_optimizer", "auto",
+        "TensorFlow's graph optimizer (Grappler) during a trial's `fit`: `\"auto\"`: off on "
+        "a CPU for a model of at most 200,000 parameters (it costs about 70 ms of CPU per new "
+        "model and measured no faster epochs), else TensorFlow's own; `\"tensorflow\"`: "
+        "TensorFlow's own (the process's options as they are); `\"off\"`: off for every "
+        "model. Set around the fit and restored after it "
+        "([What one trial does](#what-one-trial-does))",
+        flag="--graph-optimizer", choices=GRAPH_OPTIMIZER, metavar="auto|tensorflow|off",
+        help="TensorFlow's graph optimizer during a trial's fit (default auto: off on a CPU "
+        "for models up to 200,000 parameters; tensorflow: TensorFlow's own; off: always off)",
+        check=checks.name_in(GRAPH_OPTIMIZER, "use 'auto', 'tensorflow' or 'off'"),
     ),
 )  # fmt: skip
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

@@ -64,6 +64,7 @@ class Settings:
     warm_start_enqueue: int = 3
     allow_other_file: bool = False
     steps_per_execution: int | str = "auto"
+    graph_optimizer: str = "auto"
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

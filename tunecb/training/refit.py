@@ -22,7 +22,7 @@ from tunecb.results import atomic_write
 from tunecb.study.data import Data
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
-from tunecb.training import fast_fit
+from tunecb.training import fast_fit, grappler
 from tunecb.training.building import build_model
 from tunecb.training.trial_env import clear_session
 
@@ -77,9 +77,11 @@ def fit_final(
     callbacks = [ReplayRates(rates), StopOnNonFinite()]
     # As in the search: several batches per backend call where that changes nothing.
     fast_fit.apply(model, settings.steps_per_execution, callbacks, {**fit, **kwargs}, epochs)
-    history = model.fit(
-        **fit, **kwargs, epochs=epochs, verbose=settings.verbose, callbacks=callbacks
-    )
+    options = grappler.for_model(settings.graph_optimizer, model)  # as in the search
+    with grappler.applied(options):
+        history = model.fit(
+            **fit, **kwargs, epochs=epochs, verbose=settings.verbose, callbacks=callbacks
+        )
     losses = history.history.get("loss") or []
     if len(losses) < epochs or not all(math.isfinite(v) for v in losses):
         raise ValueError(f"the loss was not finite at epoch {len(losses)}; nothing was saved")

@@ -34,7 +34,7 @@ from tunecb.study.samplers_pruners import first_stop
 from tunecb.study.settings import Settings
 from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
-from tunecb.training import building, constraints, fast_fit, objectives, trial_env
+from tunecb.training import building, constraints, fast_fit, grappler, objectives, trial_env
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 from tunecb.training.epoch_seed import EpochSeed
@@ -281,13 +281,14 @@ class TrialRunner:
             epochs = self._expected_epochs(trial, cbs, resumed)
             fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments, epochs)
             try:
-                model.fit(
-                    **arguments,
-                    epochs=s.epochs,
-                    initial_epoch=resumed,
-                    callbacks=cbs.as_list(),
-                    verbose=s.verbose,
-                )
+                with grappler.applied(grappler.for_model(s.graph_optimizer, model)):
+                    model.fit(
+                        **arguments,
+                        epochs=s.epochs,
+                        initial_epoch=resumed,
+                        callbacks=cbs.as_list(),
+                        verbose=s.verbose,
+                    )
             except BaseException:  # Ctrl-C, a full disk, a lost storage, user code: the fit
                 _write_best(cbs, trial.number)  # never reached on_train_end; keep its best
                 raise
