@@ -258,7 +258,7 @@ def test_a_trial_paused_and_resumed_trains_the_same_epochs_as_one_never_paused(
     ``kept``: the paused model itself goes on, as its worker kept it in memory (Keras'
     session cleared meanwhile, its variables put back from the copy taken at the pause)."""
     from tunecb.results import StudyDir
-    from tunecb.training import kept_models
+    from tunecb.training import variables
     from tunecb.training.backup import TrialBackup, fingerprint, restore
     from tunecb.training.trial_env import clear_session
 
@@ -285,7 +285,7 @@ def test_a_trial_paused_and_resumed_trains_the_same_epochs_as_one_never_paused(
     def pause(epoch: int, logs: dict) -> None:
         if epoch == 2:
             m = paused.watch.model
-            at_pause[:] = [kept_models.snapshot(m), paused.early_stopping.best_weights]
+            at_pause[:] = [variables.snapshot(m), paused.early_stopping.best_weights]
 
     paused.user.append(keras.callbacks.LambdaCallback(on_epoch_end=pause))
     first = model(lr=0.05)
@@ -298,7 +298,7 @@ def test_a_trial_paused_and_resumed_trains_the_same_epochs_as_one_never_paused(
             variable.assign(np.zeros(variable.shape, variable.dtype))
         clear_session()
         m, values = first, at_pause[0]
-        put = lambda again: kept_models.put_back(again, values)  # noqa: E731
+        put = lambda again: variables.put_back(again, values)  # noqa: E731
         resumed.early_stopping.kept_best_weights = at_pause[1]
     assert restore(m, resumed.backup, study, 2, resumed.pruning.trial, "val_accuracy",
                    put_back=put) == 3  # fmt: skip
