@@ -34,7 +34,15 @@ from tunecb.study.samplers_pruners import first_stop
 from tunecb.study.settings import Settings
 from tunecb.tracking.trial import TrialTracking
 from tunecb.training import backup as backups
-from tunecb.training import building, constraints, fast_fit, grappler, objectives, trial_env
+from tunecb.training import (
+    building,
+    constraints,
+    fast_fit,
+    grappler,
+    objectives,
+    one_pipeline,
+    trial_env,
+)
 from tunecb.training import tensorboard as tblogs
 from tunecb.training.callbacks import EpochNotice, TrialCallbacks, make_callbacks
 from tunecb.training.epoch_seed import EpochSeed
@@ -279,7 +287,12 @@ class TrialRunner:
             outcome["resumed_from_epoch"] = resumed or None
             arguments = {**self.data.fit_arguments(s.batch_size), **s.fit_kwargs}
             epochs = self._expected_epochs(trial, cbs, resumed)
+            compiled = int(getattr(model, "steps_per_execution", 1) or 1)
             fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments, epochs)
+            arguments = one_pipeline.feed(
+                model, s.steps_per_execution, compiled, arguments,
+                seed=outcome["seed"], initial_epoch=resumed, epochs=s.epochs,
+            )  # fmt: skip
             try:
                 with grappler.applied(grappler.for_model(s.graph_optimizer, model)):
                     model.fit(
