@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from tunecb.training import fast_fit
+from tunecb.training import fast_fit, one_pipeline
 from tunecb.training.callbacks import make_callbacks
 
 
@@ -128,6 +128,9 @@ def test_a_search_fits_with_auto_where_it_pays_and_the_flag_turns_it_off(
     assert code == 0, err
     monkeypatch.setattr(fast_fit, "LOOP_COST", 0.0)  # a loop that costs nothing pays at once
     monkeypatch.setattr(fast_fit, "LOOP_COST_PER_WEIGHT", 0.0)
+    # and one pipeline a fit (tunecb.training.one_pipeline) saves nothing: arrays, 16 a call
+    monkeypatch.setattr(one_pipeline, "EPOCH_SAVING", 0.0)
+    monkeypatch.setattr(one_pipeline, "BATCH_SAVING", 0.0)
     code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "b")
     assert code == 0, err
     code, _, err = cli("search", path, "--n-trials", "1", "--epochs", "1", "--results", "c",
