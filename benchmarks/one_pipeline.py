@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default="diabetes,digits,tabular")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "one_pipeline.json")
     args = parser.parse_args(argv)
     began, load_before = time.perf_counter(), os.getloadavg()
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         task = TASKS[name]
         data = task.load()
         fit_once(task, data, "arrays", 0, 2)  # warm-up: TensorFlow's own first-use costs
-        for seed in range(args.repeats):
+        for seed in range(args.first_seed, args.first_seed + args.repeats):
             order = VARIANTS if seed % 2 == 0 else VARIANTS[::-1]
             for variant in order:
                 run = fit_once(task, data, variant, seed, args.epochs)
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     result = {
         "tasks": args.tasks.split(","), "repeats": args.repeats, "epochs": args.epochs,
+        "first_seed": args.first_seed,
         "runs": runs, "table": table, "total_s": round(time.perf_counter() - began, 1),
         "machine": machine(load_before, os.getloadavg()),
     }  # fmt: skip
