@@ -12,7 +12,9 @@ An epoch's order is a function of (trial seed, epoch) only: a stateless shuffle 
 indices keyed by :func:`~tunecb.training.epoch_seed.epoch_seed`, so a fit resumed at epoch
 ``k`` (a paused trial, a killed worker's) trains every later epoch on the batches the
 uninterrupted fit would have. Every row is used once an epoch; the validation batches are
-those of ``model.evaluate`` on the arrays, in order.
+those of ``model.evaluate`` on the arrays, in order. Arrays on TensorFlow trained every
+epoch of a fit in one order (the adapter's seeded shuffle restarts with each iterator);
+here each epoch has its own, as on JAX and PyTorch (:mod:`.epoch_seed`).
 
 Only for what it reproduces exactly (:func:`unsupported` says why not; the fit then takes
 the arrays as before): the TensorFlow backend, ``x`` and ``y`` NumPy arrays (no sample or
