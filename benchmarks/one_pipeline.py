@@ -35,6 +35,7 @@ sys.path.insert(0, str(BENCH))
 from common import machine, write_result  # noqa: E402
 
 VARIANTS = ("arrays", "one pipeline")
+ONE_ORDER = "one pipeline, one order"  # --one-order: every epoch in epoch 0's order
 
 
 def fit_once(task: Any, data: Any, variant: str, seed: int, epochs: int) -> dict[str, Any]:
@@ -51,10 +52,16 @@ def fit_once(task: Any, data: Any, variant: str, seed: int, epochs: int) -> dict
     model = build(task, 2, 64, 0.2, 1e-3)
     arguments: dict[str, Any] = {"x": xt, "y": yt, "batch_size": 64, "validation_data": (xv, yv)}
     fast_fit.apply(model, "auto", [], arguments, epochs)
-    if variant == "one pipeline":
-        arguments = one_pipeline.feed(
-            model, "auto", 1, arguments, seed=seed, initial_epoch=0, epochs=epochs
-        )
+    if variant.startswith("one pipeline"):
+        key = one_pipeline._key
+        if variant == ONE_ORDER:  # as arrays on TensorFlow: one order for every epoch
+            one_pipeline._key = lambda seed, epoch: key(seed, 0)
+        try:
+            arguments = one_pipeline.feed(
+                model, "auto", 1, arguments, seed=seed, initial_epoch=0, epochs=epochs
+            )
+        finally:
+            one_pipeline._key = key
     marks: list[float] = []
     clock = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: marks.append(time.process_time())
@@ -84,16 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
+    parser.add_argument(
+        "--one-order", action="store_true", help=f"add {ONE_ORDER!r}: is it the reshuffle?"
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "one_pipeline.json")
     args = parser.parse_args(argv)
     began, load_before = time.perf_counter(), os.getloadavg()
     runs: list[dict[str, Any]] = []
+    variants = (*VARIANTS, ONE_ORDER) if args.one_order else VARIANTS
     for name in args.tasks.split(","):
         task = TASKS[name]
         data = task.load()
         fit_once(task, data, "arrays", 0, 2)  # warm-up: TensorFlow's own first-use costs
         for seed in range(args.first_seed, args.first_seed + args.repeats):
-            order = VARIANTS if seed % 2 == 0 else VARIANTS[::-1]
+            order = variants if seed % 2 == 0 else variants[::-1]
             for variant in order:
                 run = fit_once(task, data, variant, seed, args.epochs)
                 runs.append({"task": name, "variant": variant, "seed": seed, **run})
@@ -106,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
     ]
     for name in args.tasks.split(","):
-        for variant in VARIANTS:
+        for variant in variants:
             mine = [r for r in runs if r["task"] == name and r["variant"] == variant]
             steps = sorted({r["steps"] for r in mine})
             lines.append(
