@@ -34,6 +34,8 @@ So the loop pays after about 200 calls avoided for a one-layer MLP (digits: 27 a
 epochs; diabetes: 6, about 35 epochs; a 20,000-row task: 300, the first epoch). In
 ``benchmarks/search.py`` (20 x 30) diabetes now fits one batch a call and its searches took
 9 % less CPU (median of 5 seeds); digits, whose trials train about 13 epochs, keeps 16.
+Array data on TensorFlow are then fed from one pipeline a fit at one batch a call where that
+saves more (:mod:`tunecb.training.one_pipeline`: every task of the benchmarks).
 Where the training batches or the epochs are not known (a generator, a dataset of unknown
 size, a fit outside a search), "auto" takes the loop as before.
 
