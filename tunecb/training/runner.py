@@ -302,8 +302,9 @@ class TrialRunner:
                         callbacks=cbs.as_list(),
                         verbose=s.verbose,
                     )
-            except BaseException:  # Ctrl-C, a full disk, a lost storage, user code: the fit
-                _write_best(cbs, trial.number)  # never reached on_train_end; keep its best
+            except BaseException as exc:  # Ctrl-C, a lost storage, user code: the fit never
+                if not isinstance(exc, DiskFull):  # reached on_train_end; keep its best (a
+                    _write_best(cbs, trial.number)  # full disk would fail it again: one line)
                 raise
             fit.reason = cbs.stop_reason(s.epochs)
             fit.state = {keys.NAN: FAIL, keys.PRUNED: PRUNED, keys.PAUSED: PRUNED}.get(
