@@ -205,7 +205,9 @@ def test_trials_past_the_time_limit_stop_at_an_epoch_end_or_have_their_process_e
     by_mode = {t.params["mode"]: t for t in trials}
     assert len(trials) == 2 and set(by_mode) == {"slow", "hang"}, trials
     slow, hang = by_mode["slow"], by_mode["hang"]
-    assert slow.state.name == "COMPLETE" and slow.user_attrs["stop_reason"] == "time_limit", slow.user_attrs
+    assert (slow.state.name, slow.user_attrs["stop_reason"]) == ("COMPLETE", "time_limit"), (
+        slow.user_attrs
+    )
     assert 1 <= slow.user_attrs["epochs_run"] < 60  # stopped long before its 60 epochs
     assert f"trial limit of {LIMIT_S} s passed after epoch" in slow.user_attrs["error"]
     assert (results / "timed" / slow.user_attrs["checkpoint"]).exists()
