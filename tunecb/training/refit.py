@@ -22,7 +22,7 @@ from tunecb.results import atomic_write
 from tunecb.study.data import Data
 from tunecb.study.declaration import LoadedStudy
 from tunecb.study.settings import Settings
-from tunecb.training import fast_fit, grappler, one_pipeline
+from tunecb.training import fit_setup, grappler
 from tunecb.training.building import build_model
 from tunecb.training.trial_env import clear_session
 
@@ -76,13 +76,10 @@ def fit_final(
     kwargs = {k: v for k, v in settings.fit_kwargs.items() if k != "validation_split"}
     callbacks = [ReplayRates(rates), StopOnNonFinite()]
     # As in the search: several batches per backend call where that changes nothing.
-    compiled = int(getattr(model, "steps_per_execution", 1) or 1)
-    fast_fit.apply(model, settings.steps_per_execution, callbacks, {**fit, **kwargs}, epochs)
-    arguments = one_pipeline.feed(  # and its batches in the same order, an epoch's alike
-        model, settings.steps_per_execution, compiled, {**fit, **kwargs},
+    arguments, options = fit_setup.prepare(  # its batches in the same order, an epoch's alike
+        model, settings, callbacks, {**fit, **kwargs}, expected=epochs,
         seed=seed, initial_epoch=0, epochs=epochs,
     )  # fmt: skip
-    options = grappler.for_model(settings.graph_optimizer, model)  # as in the search
     with grappler.applied(options):
         history = model.fit(
             **arguments, epochs=epochs, verbose=settings.verbose, callbacks=callbacks

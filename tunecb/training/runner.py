@@ -38,9 +38,9 @@ from tunecb.training import (
     building,
     constraints,
     fast_fit,
+    fit_setup,
     grappler,
     objectives,
-    one_pipeline,
     trial_env,
 )
 from tunecb.training import tensorboard as tblogs
@@ -287,14 +287,12 @@ class TrialRunner:
             outcome["resumed_from_epoch"] = resumed or None
             arguments = {**self.data.fit_arguments(s.batch_size), **s.fit_kwargs}
             epochs = self._expected_epochs(trial, cbs, resumed)
-            compiled = int(getattr(model, "steps_per_execution", 1) or 1)
-            fast_fit.apply(model, s.steps_per_execution, cbs.as_list(), arguments, epochs)
-            arguments = one_pipeline.feed(
-                model, s.steps_per_execution, compiled, arguments,
+            arguments, options = fit_setup.prepare(
+                model, s, cbs.as_list(), arguments, expected=epochs,
                 seed=outcome["seed"], initial_epoch=resumed, epochs=s.epochs,
             )  # fmt: skip
             try:
-                with grappler.applied(grappler.for_model(s.graph_optimizer, model)):
+                with grappler.applied(options):
                     model.fit(
                         **arguments,
                         epochs=s.epochs,
