@@ -7,7 +7,7 @@ on the same tasks, search space and budget.
 
 Run it from the repository root (``pip install -e '.[cpu,jax,bench]'`` for every system)::
 
-    python benchmarks/search.py                 # the full run: about 25 min on 2 idle cores
+    python benchmarks/search.py                 # the full run: about 45 min on 2 idle cores
     python benchmarks/search.py --quick         # smoke run: diabetes x seeds 0,1 x 4 trials x
                                                 # 4 epochs, every system (a few minutes)
     python benchmarks/search.py --time-trial    # one full-budget trial's cost, per task
@@ -84,7 +84,9 @@ training rows) come to about 20-30 s a run with one process and less with two wo
 progress line after each (task, seed) shows the projected total. The previous run (20 trials x
 20 epochs, 3 seeds, 4 systems) took 40 min. Fewer trials favour none of the systems (TPE
 samples its first 10 trials at random in all of them); fewer epochs make the pruners' rungs
-coarser (first rung 1, then 3, 9).
+coarser (first rung 1, then 3, 9). ``large`` (added 2026-12-06, the compute-heavy task:
+18,000 training rows, ~0.5-0.8 s an epoch) adds about 20 minutes to the full run; the
+20 x 30 comparisons run it with ``--tasks large``.
 """
 
 from __future__ import annotations
@@ -123,12 +125,18 @@ DEFAULT_SYSTEMS = SYSTEMS[:-1]
 # tunecb systems of the default set: tunecb[NAME] runs tunecb search with these flags.
 BUILTIN_VARIANTS = {"promotion": ["--pruner=promotion"], "jax": ["--backend=jax"]}
 
-BUDGETS = {"digits": (12, 10), "tabular": (12, 10), "diabetes": (12, 15), "friedman": (12, 10)}
+BUDGETS = {
+    "digits": (12, 10),
+    "tabular": (12, 10),
+    "diabetes": (12, 15),
+    "friedman": (12, 10),
+    "large": (12, 10),
+}
 PATIENCE = 5
 SEEDS = (0, 1, 2, 3, 4)
 BATCH_SIZE = 64
 FULL_RUN = (
-    "python benchmarks/search.py (about 25 min on 2 idle cores, estimated; not run in full yet)"
+    "python benchmarks/search.py (about 45 min on 2 idle cores, estimated; not run in full yet)"
 )
 THREAD_ENV = ("TF_ENABLE_ONEDNN_OPTS", "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES")  # recorded
 QUICK = {"tasks": ("diabetes",), "seeds": (0, 1), "trials": 4, "epochs": 4}

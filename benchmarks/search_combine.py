@@ -1,0 +1,109 @@
+"""Summarize several runs of ``benchmarks/search.py`` as one: the runs of every JSON file given
+(each a ``kind == "search"`` result), the table, the goal lines and the anytime plot, as if
+one run had made them. For a measurement split over several machine holds (tasks or seeds
+apart); it refuses files whose budgets or patience differ for a task, and a (system, task,
+seed) found twice (name the files so that each appears once).
+
+    python benchmarks/search_combine.py a.json b.json --systems tunecb,loop,ray \\
+        --json benchmarks/out/all.json --plot docs/search_anytime.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from search_summary import search_table, summarize
+
+
+def combine(results: list[dict[str, Any]], systems: list[str] | None = None) -> dict[str, Any]:
+    """One search result from several: runs concatenated, settings merged, summary redone;
+    only the runs of ``systems`` when given.
+
+    >>> a = {"kind": "search", "settings": {"tasks": ["digits"], "systems": ["loop"],
+    ...      "seeds": [0], "budgets": {"digits": {"trials": 2, "epochs": 3}}, "patience": 5},
+    ...      "runs": [{"system": "loop", "task": "digits", "seed": 0}]}
+    >>> b = {**a, "runs": [{"system": "loop", "task": "digits", "seed": 1}]}
+    >>> b["settings"] = {**a["settings"], "seeds": [1]}
+    >>> merged = combine_settings([a, b]); merged["seeds"], merged["systems"]
+    ([0, 1], ['loop'])
+    """
+    settings = combine_settings(results)
+    if systems:
+        settings["systems"] = [s for s in settings["systems"] if s in systems]
+    variants = {k: v for r in results for k, v in (r["settings"].get("variants") or {}).items()}
+    settings["variants"] = {
+        name: spec for name, spec in variants.items() if f"tunecb[{name}]" in settings["systems"]
+    }
+    runs: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, int]] = set()
+    for result in results:
+        for run in result["runs"]:
+            if run["system"] not in settings["systems"]:
+                continue
+            key = (run["system"], run["task"], run["seed"])
+            if key in seen:
+                raise SystemExit(f"error: {key} is in more than one file; give each once")
+            seen.add(key)
+            runs.append(run)
+    combined = {k: v for k, v in results[-1].items() if k not in ("runs", "summary", "notes")}
+    combined |= {
+        "kind": "search",
+        "settings": settings,
+        "notes": sorted({n for r in results for n in r.get("notes") or []}),
+        "combined_from": [r.get("date") for r in results],
+        "machine_per_part": [r.get("machine") for r in results],
+        "runs": runs,
+        "summary": summarize(runs, settings["tasks"], settings["systems"]),
+    }
+    return combined
+
+
+def combine_settings(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The union of the results' tasks, systems, seeds and budgets (budgets must agree)."""
+    settings = dict(results[0]["settings"])
+    for key in ("tasks", "systems", "seeds"):
+        merged: list[Any] = []
+        for result in results:
+            merged += [x for x in result["settings"][key] if x not in merged]
+        settings[key] = sorted(merged) if key == "seeds" else merged
+    budgets: dict[str, Any] = {}
+    for result in results:
+        for task, budget in result["settings"]["budgets"].items():
+            if budgets.setdefault(task, budget) != budget:
+                raise SystemExit(f"error: {task}'s budget differs: {budgets[task]} and {budget}")
+        if result["settings"]["patience"] != settings["patience"]:
+            raise SystemExit("error: the files ran with different --patience; combine alike runs")
+    settings["budgets"] = budgets
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--json", type=Path, required=True, help="where to write the result")
+    parser.add_argument("--plot", type=Path, help="where to draw the anytime curves")
+    parser.add_argument("--systems", help="only these systems, e.g. tunecb,loop,ray")
+    args = parser.parse_args(argv)
+    results = []
+    for path in args.files:
+        result = json.loads(path.read_text())
+        if result.get("kind") != "search":
+            parser.error(f"{path}: not a search run (kind {result.get('kind')!r})")
+        results.append(result)
+    combined = combine(results, args.systems.split(",") if args.systems else None)
+    args.json.write_text(json.dumps(combined, indent=1) + "\n")
+    print(search_table(combined))
+    print(f"wrote {args.json}")
+    if args.plot:
+        from search_plot import plot
+
+        print(f"wrote {plot(combined, args.plot)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
