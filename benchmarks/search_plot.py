@@ -55,8 +55,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         if loop_wall:
             ax.axvline(loop_wall, color="grey", linestyle=":", linewidth=1)
         budget = s["budgets"][task]
+        seeds = len({r["seed"] for r in result["runs"] if r["task"] == task}) or len(s["seeds"])
         ax.set_title(f"{task}: {budget['trials']} trials x {budget['epochs']} epochs, "
-                     f"{len(s['seeds'])} seeds", fontsize=10)  # fmt: skip
+                     f"{seeds} seeds", fontsize=10)  # fmt: skip
         ax.set_xlabel("seconds since launch")
         ax.set_ylabel(f"median best {TASKS[task].monitor} ({'max' if maximize else 'min'})")
         ax.grid(alpha=0.3)
