@@ -21,16 +21,7 @@ from search_summary import search_table, summarize
 
 def combine(results: list[dict[str, Any]], systems: list[str] | None = None) -> dict[str, Any]:
     """One search result from several: runs concatenated, settings merged, summary redone;
-    only the runs of ``systems`` when given.
-
-    >>> a = {"kind": "search", "settings": {"tasks": ["digits"], "systems": ["loop"],
-    ...      "seeds": [0], "budgets": {"digits": {"trials": 2, "epochs": 3}}, "patience": 5},
-    ...      "runs": [{"system": "loop", "task": "digits", "seed": 0}]}
-    >>> b = {**a, "runs": [{"system": "loop", "task": "digits", "seed": 1}]}
-    >>> b["settings"] = {**a["settings"], "seeds": [1]}
-    >>> merged = combine_settings([a, b]); merged["seeds"], merged["systems"]
-    ([0, 1], ['loop'])
-    """
+    only the runs of ``systems`` when given."""
     settings = combine_settings(results)
     if systems:
         settings["systems"] = [s for s in settings["systems"] if s in systems]
@@ -63,7 +54,16 @@ def combine(results: list[dict[str, Any]], systems: list[str] | None = None) -> 
 
 
 def combine_settings(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The union of the results' tasks, systems, seeds and budgets (budgets must agree)."""
+    """The union of the results' tasks, systems, seeds and budgets (budgets must agree).
+
+    >>> a = {"kind": "search", "settings": {"tasks": ["digits"], "systems": ["loop"],
+    ...      "seeds": [0], "budgets": {"digits": {"trials": 2, "epochs": 3}}, "patience": 5},
+    ...      "runs": [{"system": "loop", "task": "digits", "seed": 0}]}
+    >>> b = {**a, "runs": [{"system": "loop", "task": "digits", "seed": 1}]}
+    >>> b["settings"] = {**a["settings"], "seeds": [1]}
+    >>> merged = combine_settings([a, b]); merged["seeds"], merged["systems"]
+    ([0, 1], ['loop'])
+    """
     settings = dict(results[0]["settings"])
     for key in ("tasks", "systems", "seeds"):
         merged: list[Any] = []
