@@ -57,6 +57,7 @@ def build(trial):
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
+{pace}
 """
 
 ARRAYS = """
@@ -74,6 +75,19 @@ CHATTY = """
     x = rng.normal(size=(64, 16)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(64).repeat(), None
+"""
+
+# Each epoch ends ``seconds`` later: a trial lasts as long as a test needs it to, however
+# fast training gets.
+PACE = """
+class Pace(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+        time.sleep({seconds})
+
+@study.callbacks
+def paced(trial):
+    return [Pace()]
 """
 
 # The first ``count`` trials wait for each other (a file each; at most 200 s): a trial
@@ -102,11 +116,13 @@ def write_study(
     extra: str = "",
     chatty: bool = False,
     barrier: int = 0,
+    pace: float = 0.0,
 ) -> Path:
     """A tiny study file (a Dense layer on random rows x 16 features); ``extra``: more
     ``tunecb.Study`` settings; ``chatty``: one-step epochs on a training set only;
     ``barrier``: the first trials wait in ``build`` until that many have started, so that
-    that many workers train at once, however far apart they started."""
+    that many workers train at once, however far apart they started; ``pace``: seconds each
+    epoch is held at its end (a user callback)."""
     if chatty:
         settings = "monitor='accuracy', fit_kwargs={'steps_per_epoch': 1}, "
         data = CHATTY
@@ -116,8 +132,9 @@ def write_study(
     settings += f"epochs={epochs}, n_trials={n}, pruner='none', patience=None, seed=0{extra}"
     path = folder / f"{name}.py"
     wait = BARRIER.format(folder=str(folder / "started"), count=barrier) if barrier else ""
+    held = PACE.format(seconds=pace) if pace else ""
     path.write_text(STUDY.format(settings=settings, data=data.rstrip(), max_units=max_units,
-                                 barrier=wait.rstrip()))  # fmt: skip
+                                 barrier=wait.rstrip(), pace=held.rstrip()))  # fmt: skip
     return path
 
 
@@ -495,9 +512,11 @@ def test_a_worker_killed_while_holding_the_event_channel_does_not_hang_the_searc
 def test_a_chaos_of_killed_workers_still_ends_with_exactly_the_budget(tmp_path):
     """Six SIGKILLs of random workers at random moments (seeded), always of a worker that
     ran a trial already: the search still ends (exit 0) with exactly ``n_trials`` trials,
-    each with a checkpoint that scores its recorded best value."""
+    each with a checkpoint that scores its recorded best value. Each epoch is held 1 s (a
+    user callback), so that the search outlasts the six kills however fast training gets
+    (unheld, CI once saw the search finish after four)."""
     n = 8
-    path = write_study(tmp_path, n=n, epochs=3, rows=200, split=136)
+    path = write_study(tmp_path, n=n, epochs=3, rows=200, split=136, pace=1.0)
     results = tmp_path / "r"
     journal = Journal(results)
     rng = random.Random(0)
@@ -554,8 +573,9 @@ def test_a_chaos_of_killed_workers_still_ends_with_exactly_the_budget(tmp_path):
 TPE = ", sampler='tpe'"
 
 
-def _tpe_study(folder: Path, n: int, epochs: int = 1) -> Path:
-    return write_study(folder, n=n, epochs=epochs, rows=128, split=64, max_units=256, extra=TPE)
+def _tpe_study(folder: Path, n: int, epochs: int = 1, pace: float = 0.0) -> Path:
+    return write_study(folder, n=n, epochs=epochs, rows=128, split=64, max_units=256, extra=TPE,
+                       pace=pace)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -592,8 +612,9 @@ def test_no_parameter_set_is_proposed_twice_when_an_in_process_search_is_run_aga
 @pytest.mark.timeout(420)
 def test_no_parameter_set_is_proposed_twice_by_two_launchers_on_one_study(tmp_path):
     """The second launcher starts once the first created the study; each runs one worker.
-    Trials of a few seconds, so that both launchers' workers propose trials."""
-    path = _tpe_study(tmp_path, n=8, epochs=30)
+    Trials of at least 3 s (epochs held 0.1 s), so that both launchers' workers propose
+    trials however fast training gets."""
+    path = _tpe_study(tmp_path, n=8, epochs=30, pace=0.1)
     results = tmp_path / "r"
     journal = Journal(results)
     with launched(path, results, "--jobs", "1") as first:
@@ -611,8 +632,9 @@ def test_no_parameter_set_is_proposed_twice_by_two_launchers_on_one_study(tmp_pa
 def test_no_parameter_set_is_proposed_twice_after_a_killed_launcher_is_run_again(tmp_path, cli):
     """A ``--jobs 1`` search killed (whole group) mid-search, then run again to the end. The
     retried copy of the killed trial shares its parameters on purpose: only counted trials
-    are compared."""
-    path = _tpe_study(tmp_path, n=8, epochs=3)
+    are compared. Epochs held 0.2 s, so that the search is still running when the test
+    sees two finished trials."""
+    path = _tpe_study(tmp_path, n=8, epochs=3, pace=0.2)
     results = tmp_path / "r"
     journal = Journal(results)
     with launched(path, results, "--jobs", "1") as run:
