@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Searches run their trials in the test's process unless a test asks for workers (--jobs N,
 # or TUNECB_JOBS removed for --jobs auto): tests/e2e/test_auto_jobs.py tests the default.
 os.environ["TUNECB_JOBS"] = "0"
+# A test sends Ctrl-C (SIGINT) to the searches it starts. Started in the background of a
+# shell without job control (`pytest ... &`), pytest would ignore SIGINT, and a process
+# inherits an ignored signal through exec: every search it started would ignore Ctrl-C and
+# those tests would fail for the way pytest was launched. Back to Python's own handler (the
+# searches then start with the default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 STUDY_TEMPLATE = """
 import keras
