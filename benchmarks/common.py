@@ -15,6 +15,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # synthetic.py: a finished study without training
 
 
+def foreign_tunecb() -> str | None:
+    """Where the ``tunecb`` the benchmarks launch comes from, when it is not this checkout
+    (another checkout's editable install, say), else ``None``: measure the code you have.
+
+    >>> foreign_tunecb() is None or "imports tunecb from" in foreign_tunecb()
+    True
+    """
+    found = subprocess.run(
+        [sys.executable, "-c", "import tunecb; print(tunecb.__file__)"],
+        cwd="/", capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    origin = found.stdout.strip()
+    if found.returncode == 0 and Path(origin).resolve().parent == ROOT / "tunecb":
+        return None
+    where = origin or found.stderr.strip().splitlines()[-1:]
+    return (f"{sys.executable} imports tunecb from {where}, not {ROOT / 'tunecb'}; "
+            f"run: pip install -e {ROOT} --no-deps")  # fmt: skip
+
+
 def tunecb_command() -> list[str]:
     """The ``tunecb`` console script of this Python (not a pyenv shim), or ``-m tunecb``."""
     script = Path(sysconfig.get_path("scripts")) / "tunecb"

@@ -41,10 +41,11 @@ with its own default use of the machine (the CPU affinity is recorded), TensorFl
   costs about 2 s a trial besides its epochs, so it is not in the default systems (name it in
   ``--systems`` to add it; it would take about as long as all the others together).
 
-``--paired``: the hand loop draws each trial's parameters and Keras seed from tunecb's
-per-trial streams (``search_loop.py --tunecb-draws``), so for a seed both try the same random
-first configurations (TPE's first 10 trials are random in both) and train them alike: a
-paired comparison. Without it each system's seed draws its own start-up, fixed per seed, and
+``--paired``: the hand loop and Ray Tune's searcher draw each trial's parameters and Keras
+seed from tunecb's per-trial streams (``--tunecb-draws`` of ``search_loop.py`` and
+``search_ray.py``; :mod:`paired_draws`), so for a seed all three try the same random first
+configurations (TPE's first 10 trials are random in each) and train them alike: a paired
+comparison. Without it each system's seed draws its own start-up, fixed per seed, and
 at 20 trials and five seeds that luck decided the median best (README; see
 ``search_phases.py``, which splits each best into the random and the model-based phase).
 
@@ -107,7 +108,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cmdline, machine, run_timed, shown, tunecb_command, versions, write_result
+from common import (
+    cmdline,
+    foreign_tunecb,
+    machine,
+    run_timed,
+    shown,
+    tunecb_command,
+    versions,
+    write_result,
+)
 from search_summary import anytime_curve, search_table, summarize
 from search_tasks import TASKS
 
@@ -186,7 +196,7 @@ def model(trial):
 
 
 TUNECB_FLAGS: list[str] = []  # --tunecb-flag: a variant of tunecb's defaults
-LOOP_FLAGS: list[str] = []  # --paired: the loop draws as tunecb does (search_loop.py)
+PAIRED_FLAGS: list[str] = []  # --paired: the loop and Ray draw as tunecb does (paired_draws)
 # --variant NAME=SPEC: more tunecb systems, "tunecb[NAME]", each with its CLI flags and Study
 # keywords (Python text), side by side with the defaults in the same run.
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {}
@@ -211,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     TUNECB_FLAGS[:] = args.tunecb_flag
-    LOOP_FLAGS[:] = ["--tunecb-draws"] if args.paired else []
+    PAIRED_FLAGS[:] = ["--tunecb-draws"] if args.paired else []
     VARIANTS.update({name: (flags, []) for name, flags in BUILTIN_VARIANTS.items()})
     VARIANTS.update(args.variant)
     tasks = args.tasks or (QUICK["tasks"] if args.quick else tuple(TASKS))
@@ -233,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     notes = _drop_unavailable(systems)
     if not systems:
         parser.error("no system left to run (install the skipped ones, or name others)")
+    if any(s.startswith("tunecb") for s in systems) and (foreign := foreign_tunecb()):
+        parser.error(foreign)
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     started = time.perf_counter()
@@ -324,9 +336,10 @@ def _parser() -> argparse.ArgumentParser:
         f"{shown(QUICK_PLOT)})")  # fmt: skip
     add("--keep", action="store_true", help="keep the temporary folder")
     add("--paired", action="store_true",
-        help="the hand loop draws each trial's parameters and Keras seed from tunecb's "
-        "per-trial streams, so for a seed both try the same random first configurations "
-        "(common random numbers: the seeds' luck cancels; see search_loop.py)")  # fmt: skip
+        help="the hand loop and Ray Tune draw each trial's parameters and Keras seed from "
+        "tunecb's per-trial streams, so for a seed all try the same random first "
+        "configurations (common random numbers: the seeds' luck cancels; see "
+        "paired_draws.py)")  # fmt: skip
     add("--tunecb-flag", action="append", default=[], metavar="FLAG",
         help="a flag for every tunecb system's tunecb search (e.g. "
         "--tunecb-flag=--pruner=hyperband); without it tunecb runs with its defaults")  # fmt: skip
@@ -431,9 +444,10 @@ def command(
     shared = ["--task", task, "--seed", str(seed), "--epochs", str(epochs),
               "--patience", str(patience), "--batch-size", str(BATCH_SIZE)]  # fmt: skip
     if system == "loop":
-        return [sys.executable, str(LOOP_SCRIPT), *shared, "--trials", str(trials), *LOOP_FLAGS]
+        return [sys.executable, str(LOOP_SCRIPT), *shared, "--trials", str(trials),
+                *PAIRED_FLAGS]  # fmt: skip
     if system == "ray":
-        return [sys.executable, str(RAY_SCRIPT), *shared, "--trials", str(trials)]
+        return [sys.executable, str(RAY_SCRIPT), *shared, "--trials", str(trials), *PAIRED_FLAGS]
     return [sys.executable, str(KT_SCRIPT), *shared]
 
 

@@ -2,7 +2,9 @@
 (each a ``kind == "search"`` result), the table, the goal lines and the anytime plot, as if
 one run had made them. For a measurement split over several machine holds (tasks or seeds
 apart); it refuses files whose budgets or patience differ for a task, and a (system, task,
-seed) found twice (name the files so that each appears once).
+seed) found twice (name the files so that each appears once), unless ``--later-wins``: then a
+later file's run replaces an earlier one's (to redo one system's runs, e.g. Ray Tune paired),
+and the result's notes say which were replaced.
 
     python benchmarks/search_combine.py a.json b.json --systems tunecb,loop,ray \\
         --json benchmarks/out/all.json --plot docs/search_anytime.png
@@ -19,9 +21,12 @@ from typing import Any
 from search_summary import search_table, summarize
 
 
-def combine(results: list[dict[str, Any]], systems: list[str] | None = None) -> dict[str, Any]:
+def combine(
+    results: list[dict[str, Any]], systems: list[str] | None = None, later_wins: bool = False
+) -> dict[str, Any]:
     """One search result from several: runs concatenated, settings merged, summary redone;
-    only the runs of ``systems`` when given."""
+    only the runs of ``systems`` when given; ``later_wins``: a (system, task, seed) run again
+    in a later result replaces the earlier run."""
     settings = combine_settings(results)
     if systems:
         settings["systems"] = [s for s in settings["systems"] if s in systems]
@@ -29,22 +34,26 @@ def combine(results: list[dict[str, Any]], systems: list[str] | None = None) -> 
     settings["variants"] = {
         name: spec for name, spec in variants.items() if f"tunecb[{name}]" in settings["systems"]
     }
-    runs: list[dict[str, Any]] = []
-    seen: set[tuple[str, str, int]] = set()
+    kept: dict[tuple[str, str, int], dict[str, Any]] = {}
+    replaced: list[str] = []
     for result in results:
         for run in result["runs"]:
             if run["system"] not in settings["systems"]:
                 continue
             key = (run["system"], run["task"], run["seed"])
-            if key in seen:
-                raise SystemExit(f"error: {key} is in more than one file; give each once")
-            seen.add(key)
-            runs.append(run)
+            if key in kept:
+                if not later_wins:
+                    raise SystemExit(f"error: {key} is in more than one file; give each once")
+                replaced.append(f"{key[0]} {key[1]} seed {key[2]}")
+                del kept[key]  # the later run goes to the end, in its file's order
+            kept[key] = run
+    runs = list(kept.values())
     combined = {k: v for k, v in results[-1].items() if k not in ("runs", "summary", "notes")}
     combined |= {
         "kind": "search",
         "settings": settings,
-        "notes": sorted({n for r in results for n in r.get("notes") or []}),
+        "notes": sorted({n for r in results for n in r.get("notes") or []})
+        + ([f"replaced by a later file's run: {', '.join(replaced)}"] if replaced else []),
         "combined_from": [r.get("date") for r in results],
         "machine_per_part": [r.get("machine") for r in results],
         "runs": runs,
@@ -87,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, required=True, help="where to write the result")
     parser.add_argument("--plot", type=Path, help="where to draw the anytime curves")
     parser.add_argument("--systems", help="only these systems, e.g. tunecb,loop,ray")
+    parser.add_argument(
+        "--later-wins", action="store_true", help="a later file's (system, task, seed) run wins"
+    )
     args = parser.parse_args(argv)
     results = []
     for path in args.files:
@@ -94,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.get("kind") != "search":
             parser.error(f"{path}: not a search run (kind {result.get('kind')!r})")
         results.append(result)
-    combined = combine(results, args.systems.split(",") if args.systems else None)
+    combined = combine(results, args.systems.split(",") if args.systems else None, args.later_wins)
     args.json.write_text(json.dumps(combined, indent=1) + "\n")
     print(search_table(combined))
     print(f"wrote {args.json}")

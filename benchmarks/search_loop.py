@@ -21,9 +21,8 @@ For ``search.py --time-trial``: ``--params JSON`` gives every trial these fixed 
 ``--no-pruning`` uses Optuna's ``NopPruner``.
 
 ``--tunecb-draws`` (``search.py --paired``) draws as tunecb does, for a paired comparison
-(common random numbers): the sampler's random states reseeded per trial number from the seed
-(:func:`tunecb.study.samplers_pruners.reseed`) and each trial's Keras seed
-:func:`tunecb.training.trial_env.trial_seed`. TPE's first 10 trials are random in both
+(common random numbers; :mod:`paired_draws`): the sampler's random states reseeded per trial
+number from the seed and each trial's Keras seed tunecb's. TPE's first 10 trials are random in both
 systems; with this, both try the same 10 configurations for a seed and train them alike, so
 a difference in the best model is the search's (pruner, TPE's phase, workers), not which
 random configurations a seed's stream happened to draw.
@@ -49,6 +48,7 @@ import keras  # noqa: E402
 import optuna  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_draws import TunecbDrawsTPE, keras_seed  # noqa: E402
 from search_tasks import TASKS, build, suggest  # noqa: E402
 
 
@@ -68,20 +68,6 @@ class PruningCallback(keras.callbacks.Callback):
         self.trial.report(value, step=epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"trial {self.trial.number} pruned at epoch {epoch}")
-
-
-class TunecbDrawsTPE(optuna.samplers.TPESampler):
-    """Optuna's TPE whose random states are reseeded per trial number as tunecb's are."""
-
-    def __init__(self, seed: int) -> None:
-        super().__init__(seed=seed)
-        self.stream_seed = seed
-
-    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        from tunecb.study.samplers_pruners import reseed
-
-        super().before_trial(study, trial)
-        reseed(self, self.stream_seed, trial.number)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     def objective(trial: optuna.Trial) -> float:
         keras.backend.clear_session()
         if args.tunecb_draws:
-            from tunecb.training.trial_env import trial_seed
-
-            keras.utils.set_random_seed(trial_seed(args.seed, trial.number))
+            keras.utils.set_random_seed(keras_seed(args.seed, trial.number))
         model = build(task, **suggest(trial))
         pruning = pruners[trial.number] = PruningCallback(trial, task.monitor)
         history = model.fit(

@@ -103,7 +103,8 @@ def phases(files: list[str]) -> dict[str, dict[str, dict[str, list]]]:
                 table[task][system]["rank"].append(rank)
                 if "tunecb" in bests:
                     table[task][system]["versus"].append(
-                        _versus(bests[system], bests["tunecb"], maximize))
+                        _versus(bests[system], bests["tunecb"], maximize)
+                    )
     return table
 
 
@@ -210,7 +211,8 @@ def time_table(files: list[str]) -> list[str]:
             f"| {task} | {system} | {len(ratios)} | {shown} "
             f"({'never' if math.isinf(mid) else f'{mid:.2f}'}) | "
             f"{statistics.median(row['startup_s']):.1f} | "
-            + " | ".join(f"{100 * statistics.median(row[k]):.0f} %" for k in SPLIT) + " |"
+            + " | ".join(f"{100 * statistics.median(row[k]):.0f} %" for k in SPLIT)
+            + " |"
         )
     return out
 
@@ -234,8 +236,10 @@ def main(argv: list[str]) -> int:
                 f" | {_median(row['epochs']):.0f} | "
                 f"{_median(row['wall']):.1f} |"
             )
-    print("\nWhere the time to reach the loop's median best goes (share of worker-seconds "
-          "before it, median over runs):")
+    print(
+        "\nWhere the time to reach the loop's median best goes (share of worker-seconds "
+        "before it, median over runs):"
+    )
     print("\n".join(time_table(argv)))
     return 0
 

@@ -26,7 +26,13 @@ It prints one JSON line when Ray is up (``event: "ray_ready"``, ``import_s``, ``
 start-up) and one per finished trial: ``trial``, ``state`` (COMPLETE when the fit ended by
 itself or reached ``max_t``, PRUNED when ASHA stopped it, FAIL on an error), ``value`` (the
 best so far), ``epochs`` trained, ``t`` (seconds since this process started) and ``time``
-(Unix seconds); at the end ``event: "ray_shutdown"`` with ``shutdown_s``.
+(Unix seconds), ``params`` (the configuration) and ``optuna_number`` (with
+``--tunecb-draws``); at the end ``event: "ray_shutdown"`` with ``shutdown_s``.
+
+``--tunecb-draws`` (``search.py --paired``): the searcher's TPE draws as tunecb does
+(:mod:`paired_draws`: its random states reseeded per Optuna trial number) and each trial's
+Keras seed is tunecb's for that number, so for a seed Ray tries the same random start-up
+configurations as tunecb and the loop, and trains them alike.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 sys.path.insert(0, str(HERE))
 
+from paired_draws import TunecbDrawsTPE, keras_seed  # noqa: E402
 from search_tasks import TASKS, build, suggest  # noqa: E402
 
 
@@ -71,6 +78,13 @@ def space(trial: Any) -> None:
     suggest(trial)
 
 
+def numbered_space(trial: Any) -> dict[str, int]:
+    """:func:`space`, and the Optuna trial's number in the config (``--tunecb-draws``: the
+    trial's Keras seed is tunecb's for that number)."""
+    suggest(trial)
+    return {"number": trial.number}
+
+
 def emit(**fields: Any) -> None:
     print(json.dumps({**fields, "t": round(time.perf_counter() - STARTED, 3),
                       "time": round(time.time(), 3)}), flush=True)  # fmt: skip
@@ -83,8 +97,11 @@ def train(config: dict[str, Any], data: Any, task_name: str, settings: dict[str,
 
     task = TASKS[task_name]
     maximize = task.maximize
-    trial_id = tune.get_context().get_trial_id()  # e.g. "912c938a" or "912c938a_00003"
-    keras.utils.set_random_seed(settings["seed"] * 1000 + int(trial_id[:6], 16) % 1000)
+    if settings["tunecb_draws"]:
+        keras.utils.set_random_seed(keras_seed(settings["seed"], config["number"]))
+    else:
+        trial_id = tune.get_context().get_trial_id()  # e.g. "912c938a" or "912c938a_00003"
+        keras.utils.set_random_seed(settings["seed"] * 1000 + int(trial_id[:6], 16) % 1000)
     keras.backend.clear_session()
     (x_train, y_train), (x_val, y_val) = data
     params = {k: config[k] for k in ("layers", "units", "dropout", "lr")}
@@ -143,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument(
+        "--tunecb-draws", action="store_true", help="draw per trial as tunecb does (paired)"
+    )
     args = parser.parse_args(argv)
     task = TASKS[args.task]
     mode = "max" if task.maximize else "min"
@@ -161,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = Path(tempfile.mkdtemp(prefix="tunecb-search-ray-"))
     settings = {"seed": args.seed, "epochs": args.epochs, "patience": args.patience,
-                "batch_size": args.batch_size}  # fmt: skip
+                "batch_size": args.batch_size, "tunecb_draws": args.tunecb_draws}  # fmt: skip
 
     class Printer(tune.Callback):
         """One JSON line per finished trial, printed by the driver."""
@@ -184,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             complete = bool(last.get("fit_done")) or epochs >= args.epochs
             state = "FAIL" if failed else ("COMPLETE" if complete else "PRUNED")
             number = self.numbers.setdefault(trial.trial_id, len(self.numbers))
-            emit(trial=number, state=state,
-                 value=last.get("best"), epochs=epochs)  # fmt: skip
+            emit(trial=number, state=state, value=last.get("best"), epochs=epochs,
+                 params={k: trial.config.get(k) for k in ("layers", "units", "dropout", "lr")},
+                 optuna_number=trial.config.get("number"))  # fmt: skip
 
     try:
         trainable = tune.with_resources(
@@ -197,10 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=OptunaSearch(
-                    space=space,
+                    space=numbered_space if args.tunecb_draws else space,
                     metric="best",
                     mode=mode,
-                    sampler=optuna.samplers.TPESampler(seed=args.seed),
+                    sampler=TunecbDrawsTPE(args.seed)
+                    if args.tunecb_draws
+                    else optuna.samplers.TPESampler(seed=args.seed),
                 ),
                 scheduler=ASHAScheduler(
                     metric="best", mode=mode, time_attr="epoch", max_t=args.epochs,

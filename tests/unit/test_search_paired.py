@@ -13,7 +13,7 @@ import optuna
 from tunecb.study.samplers_pruners import make_sampler, reseed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from search_loop import TunecbDrawsTPE
+from paired_draws import TunecbDrawsTPE
 from search_tasks import suggest
 
 
