@@ -24,8 +24,9 @@ with its own default use of the machine (the CPU affinity is recorded), TensorFl
 - **tunecb[promotion]**: the same with ``--pruner promotion`` (pause-and-resume asynchronous
   successive halving); run only when the installed tunecb knows that pruner (its settings
   table's ``PRUNERS``), skipped with a printed note otherwise.
-- **tunecb[jax]**: the defaults with ``--backend jax``, tunecb's fastest backend for these
-  small MLPs: a separate row, not the same-backend comparison.
+- **tunecb[jax]**: the defaults with ``--backend jax``: a separate row, not the same-backend
+  comparison (measured slower than TensorFlow for these small MLPs: each new model compiles;
+  ``build_cost.py``).
 - **loop**: ``benchmarks/search_loop.py``, the Optuna loop a Keras user writes: TPE seeded,
   ``HyperbandPruner(1, epochs, 3)``, ``EarlyStopping(patience, restore_best_weights=True)``,
   ``ModelCheckpoint`` (best only), a pruning callback as optuna-integration's; one process.
