@@ -41,7 +41,9 @@ class TunecbDrawsTPE(optuna.samplers.TPESampler):
 
 
 def keras_seed(seed: int, number: int) -> int:
-    """The Keras seed tunecb gives trial ``number`` of a study seeded ``seed``.
+    """The Keras seed tunecb gives trial ``number`` of a study seeded ``seed``
+    (:func:`tunecb.training.trial_env.trial_seed`, imported here when called: that module
+    imports Keras, which Ray's driver process has no need of).
 
     >>> keras_seed(0, 3) == keras_seed(0, 3) != keras_seed(0, 4)
     True

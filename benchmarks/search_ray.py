@@ -73,6 +73,9 @@ def first_rung(epochs: int) -> int:
     return max(1, epochs // 10)
 
 
+PARAMS = ("layers", "units", "dropout", "lr")  # what suggest() draws: build()'s keywords
+
+
 def space(trial: Any) -> None:
     """The define-by-run space (a module function: Ray pickles its searcher)."""
     suggest(trial)
@@ -104,7 +107,7 @@ def train(config: dict[str, Any], data: Any, task_name: str, settings: dict[str,
         keras.utils.set_random_seed(settings["seed"] * 1000 + int(trial_id[:6], 16) % 1000)
     keras.backend.clear_session()
     (x_train, y_train), (x_val, y_val) = data
-    params = {k: config[k] for k in ("layers", "units", "dropout", "lr")}
+    params = {k: config[k] for k in PARAMS}
     model = build(task, **params)
     workdir = Path(tempfile.mkdtemp(prefix="tunecb-search-ray-trial-"))
 
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             state = "FAIL" if failed else ("COMPLETE" if complete else "PRUNED")
             number = self.numbers.setdefault(trial.trial_id, len(self.numbers))
             emit(trial=number, state=state, value=last.get("best"), epochs=epochs,
-                 params={k: trial.config.get(k) for k in ("layers", "units", "dropout", "lr")},
+                 params={k: trial.config.get(k) for k in PARAMS},
                  optuna_number=trial.config.get("number"))  # fmt: skip
 
     try:
