@@ -142,6 +142,7 @@ BUDGETS = {
     "diabetes": (12, 15),
     "friedman": (12, 10),
     "large": (12, 10),
+    "cnn": (12, 10),
 }
 PATIENCE = 5
 SEEDS = (0, 1, 2, 3, 4)
