@@ -143,6 +143,7 @@ BUDGETS = {
     "friedman": (12, 10),
     "large": (12, 10),
     "cnn": (12, 10),
+    "perlayer": (12, 10),
 }
 PATIENCE = 5
 SEEDS = (0, 1, 2, 3, 4)
@@ -193,7 +194,7 @@ def load():
 
 @study.model
 def model(trial):
-    return build(task, **suggest(trial))
+    return build(task, **suggest(trial, task))
 '''
 
 

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="tunecb-search-kt-"))
     try:
         tuner = Tuner(
-            lambda hp: build(task, **kt_params(hp)),
+            lambda hp: build(task, **kt_params(hp, task)),
             objective=keras_tuner.Objective(task.monitor, direction=mode),
             max_epochs=args.epochs,
             factor=3,

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         keras.backend.clear_session()
         if args.tunecb_draws:
             keras.utils.set_random_seed(keras_seed(args.seed, trial.number))
-        model = build(task, **suggest(trial))
+        model = build(task, **suggest(trial, task))
         pruning = pruners[trial.number] = PruningCallback(trial, task.monitor)
         history = model.fit(
             x_train,

@@ -42,6 +42,7 @@ import time
 STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
@@ -73,18 +74,26 @@ def first_rung(epochs: int) -> int:
     return max(1, epochs // 10)
 
 
-PARAMS = ("layers", "units", "dropout", "lr")  # what suggest() draws: build()'s keywords
+def params_of(config: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`search_tasks.suggest` drew (:func:`search_tasks.build`'s keywords) in a
+    trial's config, without what :func:`numbered_space` adds.
+
+    >>> params_of({"layers": 1, "units_0": 16, "dropout": 0.1, "lr": 0.01, "number": 3})
+    {'layers': 1, 'units_0': 16, 'dropout': 0.1, 'lr': 0.01}
+    """
+    return {k: v for k, v in config.items() if k != "number"}
 
 
-def space(trial: Any) -> None:
-    """The define-by-run space (a module function: Ray pickles its searcher)."""
-    suggest(trial)
+def space(trial: Any, task_name: str) -> None:
+    """The define-by-run space of ``task_name`` (module functions, bound with
+    ``functools.partial``: Ray pickles its searcher)."""
+    suggest(trial, TASKS[task_name])
 
 
-def numbered_space(trial: Any) -> dict[str, int]:
+def numbered_space(trial: Any, task_name: str) -> dict[str, int]:
     """:func:`space`, and the Optuna trial's number in the config (``--tunecb-draws``: the
     trial's Keras seed is tunecb's for that number)."""
-    suggest(trial)
+    suggest(trial, TASKS[task_name])
     return {"number": trial.number}
 
 
@@ -107,7 +116,7 @@ def train(config: dict[str, Any], data: Any, task_name: str, settings: dict[str,
         keras.utils.set_random_seed(settings["seed"] * 1000 + int(trial_id[:6], 16) % 1000)
     keras.backend.clear_session()
     (x_train, y_train), (x_val, y_val) = data
-    params = {k: config[k] for k in PARAMS}
+    params = params_of(config)
     model = build(task, **params)
     workdir = Path(tempfile.mkdtemp(prefix="tunecb-search-ray-trial-"))
 
@@ -208,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             state = "FAIL" if failed else ("COMPLETE" if complete else "PRUNED")
             number = self.numbers.setdefault(trial.trial_id, len(self.numbers))
             emit(trial=number, state=state, value=last.get("best"), epochs=epochs,
-                 params={k: trial.config.get(k) for k in PARAMS},
+                 params=params_of(trial.config),
                  optuna_number=trial.config.get("number"))  # fmt: skip
 
     try:
@@ -221,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=OptunaSearch(
-                    space=numbered_space if args.tunecb_draws else space,
+                    space=functools.partial(
+                        numbered_space if args.tunecb_draws else space, task_name=args.task
+                    ),
                     metric="best",
                     mode=mode,
                     sampler=TunecbDrawsTPE(args.seed)

@@ -22,7 +22,9 @@ Arrays = tuple[np.ndarray, np.ndarray]
 Split = tuple[Arrays, Arrays]
 
 # The search space: layers 1-3, units 16-256 (log), dropout 0-0.5, Adam's rate 1e-4..3e-2 (log).
-# The units and the dropout are shared by all layers: four hyperparameters in all.
+# The units and the dropout are shared by all layers: four hyperparameters in all. A task with
+# ``per_layer`` draws the units of each layer (units_0, units_1, ... for the layers drawn): a
+# conditional space, the README's own, whose units_1 and units_2 exist only in deeper models.
 LAYERS = (1, 3)
 UNITS = (16, 256)
 DROPOUT = (0.0, 0.5)
@@ -41,6 +43,7 @@ class Task:
     about: str
     load: Callable[[], Split]
     image: tuple[int, int, int] | None = None  # (height, width, channels): a CNN, not an MLP
+    per_layer: bool = False  # units drawn per layer: a conditional space
 
     @property
     def maximize(self) -> bool:
@@ -165,25 +168,33 @@ TASKS: dict[str, Task] = {
         Task("cnn", "val_accuracy", "maximize", 64, 10,
              "sklearn load_digits as 8x8 images, a small CNN (epochs are arithmetic)",
              load_digit_images, image=(8, 8, 1)),
+        Task("perlayer", "val_accuracy", "maximize", TABULAR_FEATURES, 3,
+             "the tabular data, units drawn per layer (a conditional space)", load_tabular,
+             per_layer=True),
     )
 }  # fmt: skip
 
 
-def build(task: Task, layers: int, units: int, dropout: float, lr: float) -> Any:
+def build(
+    task: Task, layers: int, dropout: float, lr: float, units: int | None = None,
+    **per_layer: int,
+) -> Any:  # fmt: skip
     """The compiled model of ``task``: an MLP of ``layers`` x (Dense(units, relu),
     Dropout(dropout)), or for an image task a CNN of ``layers`` x (Conv2D(filters, 3 x 3,
     same, relu), Dropout(dropout)) with ``filters`` = :func:`filters` (``units``), then global
     average pooling; then softmax (sparse cross-entropy, accuracy) or one linear unit (MSE);
-    Adam(lr)."""
+    Adam(lr). ``units_0``, ``units_1``, ... (``per_layer``) are each layer's units where
+    ``units`` is not given."""
     import keras
 
+    widths = [units if units is not None else per_layer[f"units_{i}"] for i in range(layers)]
     shape = task.image or (task.n_features,)
     model = keras.Sequential([keras.Input(shape=shape)])
-    for _ in range(layers):
+    for width in widths:
         if task.image:
-            model.add(keras.layers.Conv2D(filters(units), 3, padding="same", activation="relu"))
+            model.add(keras.layers.Conv2D(filters(width), 3, padding="same", activation="relu"))
         else:
-            model.add(keras.layers.Dense(units, activation="relu"))
+            model.add(keras.layers.Dense(width, activation="relu"))
         model.add(keras.layers.Dropout(dropout))
     if task.image:
         model.add(keras.layers.GlobalAveragePooling2D())
@@ -211,21 +222,39 @@ def filters(units: int) -> int:
     return max(1, units // 4)
 
 
-def suggest(trial: Any) -> dict[str, Any]:
-    """The space in Optuna's API (an ``optuna.Trial``)."""
+def suggest(trial: Any, task: Task | None = None) -> dict[str, Any]:
+    """The space of ``task`` in Optuna's API (an ``optuna.Trial``): :func:`build`'s keywords.
+
+    >>> import optuna
+    >>> trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask()
+    >>> sorted(suggest(trial)), sorted(suggest(trial, TASKS["perlayer"]))[:3]
+    (['dropout', 'layers', 'lr', 'units'], ['dropout', 'layers', 'lr'])
+    """
+    layers = trial.suggest_int("layers", *LAYERS)
+    if task is not None and task.per_layer:
+        units = {f"units_{i}": trial.suggest_int(f"units_{i}", *UNITS, log=True)
+                 for i in range(layers)}  # fmt: skip
+    else:
+        units = {"units": trial.suggest_int("units", *UNITS, log=True)}
     return {
-        "layers": trial.suggest_int("layers", *LAYERS),
-        "units": trial.suggest_int("units", *UNITS, log=True),
+        "layers": layers,
+        **units,
         "dropout": trial.suggest_float("dropout", *DROPOUT),
         "lr": trial.suggest_float("lr", *LEARNING_RATE, log=True),
     }
 
 
-def kt_params(hp: Any) -> dict[str, Any]:
+def kt_params(hp: Any, task: Task | None = None) -> dict[str, Any]:
     """The same space in KerasTuner's API (a ``keras_tuner.HyperParameters``)."""
+    layers = hp.Int("layers", *LAYERS)
+    if task is not None and task.per_layer:
+        units = {f"units_{i}": hp.Int(f"units_{i}", *UNITS, sampling="log")
+                 for i in range(layers)}  # fmt: skip
+    else:
+        units = {"units": hp.Int("units", *UNITS, sampling="log")}
     return {
-        "layers": hp.Int("layers", *LAYERS),
-        "units": hp.Int("units", *UNITS, sampling="log"),
+        "layers": layers,
+        **units,
         "dropout": hp.Float("dropout", *DROPOUT),
         "lr": hp.Float("lr", *LEARNING_RATE, sampling="log"),
     }
