@@ -7,7 +7,7 @@ on the same tasks, search space and budget.
 
 Run it from the repository root (``pip install -e '.[cpu,jax,bench]'`` for every system)::
 
-    python benchmarks/search.py                 # the full run: about 45 min on 2 idle cores
+    python benchmarks/search.py                 # the full run: about 70 min on 2 idle cores
     python benchmarks/search.py --quick         # smoke run: diabetes x seeds 0,1 x 4 trials x
                                                 # 4 epochs, every system (a few minutes)
     python benchmarks/search.py --time-trial    # one full-budget trial's cost, per task
@@ -54,7 +54,11 @@ The tasks (:mod:`search_tasks`; no download): ``digits`` (scikit-learn's 8x8 dig
 ``val_accuracy``, maximized), ``tabular`` (``make_classification``, 4,000 x 40, 3 classes,
 ``val_accuracy``) and ``diabetes`` (regression, standardized, ``val_loss`` = MSE, minimized);
 25 % of each is the validation set. One MLP space for all: layers 1-3, units 16-256 (log),
-dropout 0-0.5, Adam's learning rate 1e-4..3e-2 (log). Patience 5, batch 64, seeds 0-4, and a
+dropout 0-0.5, Adam's learning rate 1e-4..3e-2 (log). Added after the defaults were chosen:
+``friedman``, ``large`` (below), ``cnn`` (the digits as 8 x 8 x 1 images, a CNN of the same
+space, filters a quarter of the units: epochs whose cost is arithmetic more than per-call
+overhead) and ``perlayer`` (the tabular data with each layer's units drawn: a conditional
+space; ``--variant`` can compare tunecb's grouped TPE with the ungrouped one). Patience 5, batch 64, seeds 0-4, and a
 budget per task (:data:`BUDGETS`, trials x epochs; ``--trials``/``--epochs`` override it
 for every task). For every (task, seed) the systems run one after the other, in an order that
 rotates from one (task, seed) to the next, so a drift in the machine's load hits all alike.
@@ -149,7 +153,7 @@ PATIENCE = 5
 SEEDS = (0, 1, 2, 3, 4)
 BATCH_SIZE = 64
 FULL_RUN = (
-    "python benchmarks/search.py (about 45 min on 2 idle cores, estimated; not run in full yet)"
+    "python benchmarks/search.py (about 70 min on 2 idle cores, estimated; not run in full yet)"
 )
 THREAD_ENV = ("TF_ENABLE_ONEDNN_OPTS", "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES")  # recorded
 QUICK = {"tasks": ("diabetes",), "seeds": (0, 1), "trials": 4, "epochs": 4}
