@@ -58,10 +58,11 @@ dropout 0-0.5, Adam's learning rate 1e-4..3e-2 (log). Added after the defaults w
 ``friedman``, ``large`` (below), ``cnn`` (the digits as 8 x 8 x 1 images, a CNN of the same
 space, filters a quarter of the units: epochs whose cost is arithmetic more than per-call
 overhead) and ``perlayer`` (the tabular data with each layer's units drawn: a conditional
-space; ``--variant`` can compare tunecb's grouped TPE with the ungrouped one). Patience 5, batch 64, seeds 0-4, and a
-budget per task (:data:`BUDGETS`, trials x epochs; ``--trials``/``--epochs`` override it
-for every task). For every (task, seed) the systems run one after the other, in an order that
-rotates from one (task, seed) to the next, so a drift in the machine's load hits all alike.
+space; ``--variant`` can compare tunecb's grouped TPE with the ungrouped one). Patience 5,
+batch 64, seeds 0-4, and a budget per task (:data:`BUDGETS`, trials x epochs;
+``--trials``/``--epochs`` override it for every task). For every (task, seed) the systems run
+one after the other, in an order that rotates from one (task, seed) to the next, so a drift in
+the machine's load hits all alike.
 
 What is measured, per run: the wall time (launch to exit), the CPU seconds of the process
 tree as far as it was reaped (Ray's own processes may escape it), and every finished trial's
