@@ -98,7 +98,53 @@ def summarize(runs: list[dict], tasks, systems: list[str]) -> dict[str, dict]:
             if mine:
                 summary[task][system] = _row(mine, target, loop_wall, maximize)
         summary[task]["goal"] = goal(summary[task], systems, maximize)
+        summary[task]["per_seed"] = {
+            f"{mine} vs {other}": per_seed(
+                [r for r in runs if r["task"] == task and r["system"] == mine],
+                [r for r in runs if r["task"] == task and r["system"] == other], maximize)
+            for mine in systems if mine.startswith("tunecb")
+            for other in systems if other in OTHERS
+        }  # fmt: skip
     return summary
+
+
+def per_seed(mine: list[dict], theirs: list[dict], maximize: bool) -> dict[str, Any] | None:
+    """``mine`` against ``theirs`` seed by seed (runs of one task; paired seeds draw the same
+    start-up): how many seeds better, level and worse, the median of the differences
+    (positive: ``mine`` better) and the two-sided sign test's p-value (level seeds left out);
+    ``None`` without a common seed with a best on both sides.
+
+    >>> a = [{"seed": s, "best": b} for s, b in enumerate([0.9, 0.8, 0.7, 0.6])]
+    >>> b = [{"seed": s, "best": b} for s, b in enumerate([0.8, 0.8, 0.6, 0.5])]
+    >>> per_seed(a, b, maximize=True)
+    {'seeds': 4, 'better': 3, 'level': 1, 'worse': 0, 'median_difference': 0.1, 'sign_p': 0.25}
+    """
+    bests = {r["seed"]: r["best"] for r in theirs if r["best"] is not None}
+    diffs = [
+        (r["best"] - bests[r["seed"]]) * (1 if maximize else -1)
+        for r in mine if r["best"] is not None and r["seed"] in bests
+    ]  # fmt: skip
+    if not diffs:
+        return None
+    better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    return {
+        "seeds": len(diffs), "better": better, "level": len(diffs) - better - worse,
+        "worse": worse, "median_difference": round(statistics.median(diffs), 6),
+        "sign_p": round(sign_test(better, worse), 4),
+    }  # fmt: skip
+
+
+def sign_test(better: int, worse: int) -> float:
+    """The two-sided exact sign test's p-value of ``better`` against ``worse`` seeds.
+
+    >>> sign_test(9, 11), round(sign_test(25, 15), 3), sign_test(0, 0)
+    (0.8238029479980469, 0.154, 1.0)
+    """
+    n = better + worse
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(better, worse) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def _row(mine: list[dict], target: float | None, loop_wall: float | None, maximize: bool):
@@ -196,6 +242,14 @@ def search_table(result: dict[str, Any]) -> str:
                 f", ratio {_never(v['ratio'], '.2f')})" for name, v in verdicts.items()
             )
         )  # fmt: skip
+    for task, per in summary.items():
+        pairs = [
+            f"{name} {c['better']}-{c['level']}-{c['worse']} (median "
+            f"{_signed(c['median_difference'])}, sign test p {c['sign_p']:.2f})"
+            for name, c in (per.get("per_seed") or {}).items() if c
+        ]  # fmt: skip
+        if pairs:
+            lines.append(f"per seed on {task}, better-level-worse: " + "; ".join(pairs))
     lines += _footer(result)
     return "\n".join(lines)
 
