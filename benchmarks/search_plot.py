@@ -20,6 +20,7 @@ from search_summary import median_curve
 from search_tasks import TASKS
 
 POINTS = 400  # time grid per task
+COLUMNS = 4  # tasks per row of the figure
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
@@ -31,9 +32,13 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
     s = result["settings"]
     tasks = [t for t in s["tasks"] if t in result["summary"]]
-    size = (max(6.4, 5.2 * len(tasks)), 4.6)
-    fig, axes = plt.subplots(1, len(tasks), figsize=size, squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    cols = min(len(tasks), COLUMNS) or 1
+    rows = -(-len(tasks) // cols)
+    size = (max(6.4, 5.2 * cols), 4.6 * rows)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    for ax in axes.flat[len(tasks) :]:
+        ax.set_visible(False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
         runs = [r for r in result["runs"] if r["task"] == task]
         end = max((r["wall_s"] for r in runs), default=1.0)
         times = [end * i / (POINTS - 1) for i in range(POINTS)]
