@@ -10,7 +10,7 @@ import time
 
 import pytest
 from test_limits import LIMIT_S
-from test_workers import journal_study, write_fast_study
+from test_workers import journal_study, trials_so_far, write_fast_study
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -133,10 +133,9 @@ def test_ctrl_c_on_a_dask_search_is_answered_at_once(cluster, tmp_path):
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            journal = results / "par" / "optuna.journal"
-            if journal.exists() and any(
+            if any(  # the journal file is there before the study is in it: trials_so_far
                 t.state.name == "RUNNING" and t.intermediate_values
-                for t in journal_study(results, "par").trials
+                for t in trials_so_far(results, "par")
             ):
                 break
             assert proc.poll() is None, proc.communicate()
