@@ -22,14 +22,20 @@ from search_summary import search_table, summarize
 
 
 def combine(
-    results: list[dict[str, Any]], systems: list[str] | None = None, later_wins: bool = False
+    results: list[dict[str, Any]],
+    systems: list[str] | None = None,
+    later_wins: bool = False,
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     """One search result from several: runs concatenated, settings merged, summary redone;
-    only the runs of ``systems`` when given; ``later_wins``: a (system, task, seed) run again
-    in a later result replaces the earlier run."""
+    only the runs of ``systems`` and ``seeds`` when given (a variant run on some seeds is
+    then compared on those seeds only); ``later_wins``: a (system, task, seed) run again in
+    a later result replaces the earlier run."""
     settings = combine_settings(results)
     if systems:
         settings["systems"] = [s for s in settings["systems"] if s in systems]
+    if seeds is not None:
+        settings["seeds"] = [s for s in settings["seeds"] if s in seeds]
     variants = {k: v for r in results for k, v in (r["settings"].get("variants") or {}).items()}
     settings["variants"] = {
         name: spec for name, spec in variants.items() if f"tunecb[{name}]" in settings["systems"]
@@ -38,7 +44,7 @@ def combine(
     replaced: list[str] = []
     for result in results:
         for run in result["runs"]:
-            if run["system"] not in settings["systems"]:
+            if run["system"] not in settings["systems"] or run["seed"] not in settings["seeds"]:
                 continue
             key = (run["system"], run["task"], run["seed"])
             if key in kept:
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, required=True, help="where to write the result")
     parser.add_argument("--plot", type=Path, help="where to draw the anytime curves")
     parser.add_argument("--systems", help="only these systems, e.g. tunecb,loop,ray")
+    parser.add_argument("--seeds", help="only these seeds, e.g. 0,1,2,3,4")
     parser.add_argument(
         "--later-wins", action="store_true", help="a later file's (system, task, seed) run wins"
     )
@@ -106,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         if result.get("kind") != "search":
             parser.error(f"{path}: not a search run (kind {result.get('kind')!r})")
         results.append(result)
-    combined = combine(results, args.systems.split(",") if args.systems else None, args.later_wins)
+    systems = args.systems.split(",") if args.systems else None
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    combined = combine(results, systems, args.later_wins, seeds)
     args.json.write_text(json.dumps(combined, indent=1) + "\n")
     print(search_table(combined))
     print(f"wrote {args.json}")

@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from search_combine import combine
 from search_summary import per_seed, sign_test
 from search_tasks import TASKS, build, filters, suggest
 
@@ -60,3 +61,24 @@ def test_the_sign_test_matches_the_binomial_distribution():
     assert sign_test(0, 6) == 2 / 64
     assert sign_test(3, 3) == 1.0
     assert abs(sign_test(18, 22) - 0.6358) < 1e-3  # diabetes against Ray Tune, 40 seeds
+
+
+def test_combine_keeps_only_the_seeds_asked_for_and_the_later_run_of_a_seed():
+    def run(system, seed, best):
+        return {"system": system, "task": "diabetes", "seed": seed, "best": best,
+                "wall_s": 10.0, "epochs_trained": 20, "states": {"COMPLETE": 2},
+                "curve": [[5.0, best]], "trials": [], "exit": 0, "error": None}  # fmt: skip
+
+    def result(seeds, runs):
+        settings = {"tasks": ["diabetes"], "systems": sorted({r["system"] for r in runs}),
+                    "seeds": seeds, "budgets": {"diabetes": {"trials": 2, "epochs": 3}},
+                    "patience": 5}  # fmt: skip
+        return {"kind": "search", "date": "d", "settings": settings, "runs": runs}
+
+    old = result([0, 1, 2], [run("loop", s, 0.5) for s in (0, 1, 2)] + [run("tunecb", 0, 0.6)])
+    new = result([0], [run("tunecb", 0, 0.4), run("tunecb[v]", 0, 0.3)])
+    both = combine([old, new], later_wins=True, seeds=[0])
+    assert both["settings"]["seeds"] == [0]
+    assert sorted((r["system"], r["seed"], r["best"]) for r in both["runs"]) == [
+        ("loop", 0, 0.5), ("tunecb", 0, 0.4), ("tunecb[v]", 0, 0.3)]  # fmt: skip
+    assert len(combine([old], seeds=None)["runs"]) == 4
