@@ -26,11 +26,13 @@ def combine(
     systems: list[str] | None = None,
     later_wins: bool = False,
     seeds: list[int] | None = None,
+    tasks: dict[int, list[str]] | None = None,
 ) -> dict[str, Any]:
     """One search result from several: runs concatenated, settings merged, summary redone;
     only the runs of ``systems`` and ``seeds`` when given (a variant run on some seeds is
-    then compared on those seeds only); ``later_wins``: a (system, task, seed) run again in
-    a later result replaces the earlier run."""
+    then compared on those seeds only), and of result ``i`` only the tasks ``tasks[i]``
+    when given (a file that ran more tasks than are wanted from it); ``later_wins``: a
+    (system, task, seed) run again in a later result replaces the earlier run."""
     settings = combine_settings(results)
     if systems:
         settings["systems"] = [s for s in settings["systems"] if s in systems]
@@ -42,9 +44,11 @@ def combine(
     }
     kept: dict[tuple[str, str, int], dict[str, Any]] = {}
     replaced: list[str] = []
-    for result in results:
+    for i, result in enumerate(results):
         for run in result["runs"]:
             if run["system"] not in settings["systems"] or run["seed"] not in settings["seeds"]:
+                continue
+            if tasks and i in tasks and run["task"] not in tasks[i]:
                 continue
             key = (run["system"], run["task"], run["seed"])
             if key in kept:
@@ -98,7 +102,9 @@ def combine_settings(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument(
+        "files", nargs="+", help="result files; FILE:TASK,TASK takes only those tasks' runs"
+    )
     parser.add_argument("--json", type=Path, required=True, help="where to write the result")
     parser.add_argument("--plot", type=Path, help="where to draw the anytime curves")
     parser.add_argument("--systems", help="only these systems, e.g. tunecb,loop,ray")
@@ -107,15 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         "--later-wins", action="store_true", help="a later file's (system, task, seed) run wins"
     )
     args = parser.parse_args(argv)
-    results = []
-    for path in args.files:
+    results, tasks = [], {}
+    for i, given in enumerate(args.files):
+        name, _, only = given.partition(":")
+        path = Path(name)
+        if only:
+            tasks[i] = only.split(",")
         result = json.loads(path.read_text())
         if result.get("kind") != "search":
             parser.error(f"{path}: not a search run (kind {result.get('kind')!r})")
         results.append(result)
     systems = args.systems.split(",") if args.systems else None
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    combined = combine(results, systems, args.later_wins, seeds)
+    combined = combine(results, systems, args.later_wins, seeds, tasks)
     args.json.write_text(json.dumps(combined, indent=1) + "\n")
     print(search_table(combined))
     print(f"wrote {args.json}")

@@ -63,7 +63,7 @@ def test_the_sign_test_matches_the_binomial_distribution():
     assert abs(sign_test(18, 22) - 0.6358) < 1e-3  # diabetes against Ray Tune, 40 seeds
 
 
-def test_combine_keeps_only_the_seeds_asked_for_and_the_later_run_of_a_seed():
+def test_combine_keeps_only_the_seeds_and_tasks_asked_for_and_the_later_run_of_a_seed():
     def run(system, seed, best):
         return {"system": system, "task": "diabetes", "seed": seed, "best": best,
                 "wall_s": 10.0, "epochs_trained": 20, "states": {"COMPLETE": 2},
@@ -82,3 +82,7 @@ def test_combine_keeps_only_the_seeds_asked_for_and_the_later_run_of_a_seed():
     assert sorted((r["system"], r["seed"], r["best"]) for r in both["runs"]) == [
         ("loop", 0, 0.5), ("tunecb", 0, 0.4), ("tunecb[v]", 0, 0.3)]  # fmt: skip
     assert len(combine([old], seeds=None)["runs"]) == 4
+    # tasks={i: [...]}: of the second file only another task's runs, so none replace the first's
+    kept = combine([old, new], later_wins=True, seeds=[0], tasks={1: ["digits"]})
+    assert sorted((r["system"], r["best"]) for r in kept["runs"]) == [
+        ("loop", 0.5), ("tunecb", 0.6)]  # fmt: skip
