@@ -115,16 +115,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results, tasks = [], {}
     for i, given in enumerate(args.files):
-        name, _, only = given.partition(":")
+        name, _, only = given.rpartition(":") if given.count(":") else (given, "", "")
         path = Path(name)
-        if only:
-            tasks[i] = only.split(",")
         result = json.loads(path.read_text())
         if result.get("kind") != "search":
             parser.error(f"{path}: not a search run (kind {result.get('kind')!r})")
+        if only:
+            tasks[i] = only.split(",")
+            if unknown := [t for t in tasks[i] if t not in result["settings"]["tasks"]]:
+                parser.error(
+                    f"{given}: {path} ran no task {', '.join(map(repr, unknown))}; "
+                    f"it ran {', '.join(result['settings']['tasks'])}"
+                )
         results.append(result)
     systems = args.systems.split(",") if args.systems else None
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: give whole numbers separated by commas, e.g. 0,1,2")
     combined = combine(results, systems, args.later_wins, seeds, tasks)
     args.json.write_text(json.dumps(combined, indent=1) + "\n")
     print(search_table(combined))

@@ -4,14 +4,16 @@ the seed-by-seed verdict counts and tests as it says."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import optuna
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from search_combine import combine
+from search_combine import combine, main
 from search_summary import per_seed, sign_test
 from search_tasks import TASKS, build, filters, suggest
 
@@ -86,3 +88,16 @@ def test_combine_keeps_only_the_seeds_and_tasks_asked_for_and_the_later_run_of_a
     kept = combine([old, new], later_wins=True, seeds=[0], tasks={1: ["digits"]})
     assert sorted((r["system"], r["best"]) for r in kept["runs"]) == [
         ("loop", 0.5), ("tunecb", 0.6)]  # fmt: skip
+
+
+def test_combine_names_a_task_its_file_did_not_run(tmp_path, capsys):
+    part = tmp_path / "part.json"
+    settings = {"tasks": ["cnn"], "systems": ["loop"], "seeds": [5],
+                "budgets": {"cnn": {"trials": 2, "epochs": 3}}, "patience": 5}  # fmt: skip
+    part.write_text(json.dumps({"kind": "search", "settings": settings, "runs": []}))
+    with pytest.raises(SystemExit) as exit_:
+        main([f"{part}:cnm", "--json", str(tmp_path / "out.json")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "ran no task 'cnm'; it ran cnn" in err and "Traceback" not in err
+    assert not (tmp_path / "out.json").exists()
